@@ -1,0 +1,1 @@
+//! Criterion benchmarks of preflow beside its peers; see `benches/`.

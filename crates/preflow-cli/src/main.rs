@@ -1,0 +1,2 @@
+//! The `preflow` command line.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Pattern matchers. PLACEHOLDER: replaced by the evaluator work.

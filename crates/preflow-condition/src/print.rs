@@ -1,0 +1,1 @@
+//! Canonical printing. PLACEHOLDER: replaced by the parser work.

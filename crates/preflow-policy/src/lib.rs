@@ -1,0 +1,2 @@
+//! Apigee policy XML to typed policy configurations, and bundle loading.
+#![deny(missing_docs)]

@@ -1,0 +1,1 @@
+//! Integration tests of preflow; the tests live in `tests/`.
