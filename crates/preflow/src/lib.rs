@@ -1,0 +1,2 @@
+//! preflow.
+#![deny(missing_docs)]
