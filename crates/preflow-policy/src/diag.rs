@@ -187,6 +187,17 @@ impl Diagnostic {
         }
     }
 
+    /// A diagnostic at a known location, without the source line.
+    pub fn at(location: Location, severity: Severity, message: impl Into<String>) -> Self {
+        Self {
+            severity,
+            location,
+            message: message.into(),
+            hint: None,
+            line_text: String::new(),
+        }
+    }
+
     /// Adds a hint.
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
