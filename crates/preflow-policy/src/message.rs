@@ -251,10 +251,13 @@ fn assign_to(cx: &mut Cx<'_>, el: &Element) -> AssignTo {
             "request" | "message" | "" => MessageType::Request,
             "response" => MessageType::Response,
             other => {
-                cx.error_hint(
-                    a.offset,
-                    format!("invalid `AssignTo` type `{other}`"),
-                    "use `request` or `response`",
+                cx.diags.push(
+                    cx.src
+                        .warning(
+                            a.offset,
+                            format!("unknown `AssignTo` type `{other}`; `request` is assumed"),
+                        )
+                        .with_hint("use `request` or `response`"),
                 );
                 MessageType::Request
             }

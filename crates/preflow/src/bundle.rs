@@ -7,7 +7,9 @@
 use crate::endpoint::{Ecx, ProxyEndpoint, RouteTarget, SharedFlow, Step, TargetEndpoint};
 use preflow_condition::ParseOptions;
 use preflow_policy::xml::{self, XmlLimits};
-use preflow_policy::{Diagnostic, Policy, Severity, Source, parse_policy, policy_from_element, warn_placeholders};
+use preflow_policy::{
+    Diagnostic, Policy, Severity, Source, parse_policy, policy_from_element, warn_placeholders,
+};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -83,7 +85,9 @@ pub struct Bundle {
 impl Bundle {
     /// The base paths of the proxy endpoints.
     pub fn base_paths(&self) -> impl Iterator<Item = &str> {
-        self.proxy_endpoints.iter().filter_map(|p| p.base_path.as_deref())
+        self.proxy_endpoints
+            .iter()
+            .filter_map(|p| p.base_path.as_deref())
     }
 
     /// The policy called `name`.
@@ -141,7 +145,8 @@ impl Loaded {
     }
 
     fn file_error(&mut self, file: &str, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::for_file(file, Severity::Error, message));
+        self.diagnostics
+            .push(Diagnostic::for_file(file, Severity::Error, message));
     }
 }
 
@@ -166,7 +171,10 @@ where
         if count > options.limits.max_files {
             loaded.file_error(
                 &path,
-                format!("more than {} files; the rest are not read", options.limits.max_files),
+                format!(
+                    "more than {} files; the rest are not read",
+                    options.limits.max_files
+                ),
             );
             break;
         }
@@ -192,7 +200,10 @@ where
             );
             continue;
         }
-        groups.entry(root).or_default().push((rel, path, bytes.to_vec()));
+        groups
+            .entry(root)
+            .or_default()
+            .push((rel, path, bytes.to_vec()));
     }
     for (root, files) in groups {
         if let Some(bundle) = load_bundle(&root, files, options, &mut loaded.diagnostics) {
@@ -283,18 +294,32 @@ fn load_bundle(
     let mut descriptor_seen = false;
     // Policies first, so that steps can be checked against them.
     for (rel, path, bytes) in files.iter().filter(|f| role(&f.0) == Role::Policy) {
-        let Some(src) = decode(path, bytes, diags) else { continue };
-        let Some(policy) = parse_policy(&src, limits, diags) else { continue };
+        let Some(src) = decode(path, bytes, diags) else {
+            continue;
+        };
+        let Some(policy) = parse_policy(&src, limits, diags) else {
+            continue;
+        };
         if policy.name != stem(rel) {
-            diags.push(src.warning(
-                src.location(0).offset.max(policy.location.offset),
-                format!("policy `{}` is in a file named `{}`", policy.name, stem(rel)),
-            ).with_hint(format!("name the file `{}.xml`", policy.name)));
+            diags.push(
+                src.warning(
+                    src.location(0).offset.max(policy.location.offset),
+                    format!(
+                        "policy `{}` is in a file named `{}`",
+                        policy.name,
+                        stem(rel)
+                    ),
+                )
+                .with_hint(format!("name the file `{}.xml`", policy.name)),
+            );
         }
         if let Some(first) = bundle.policies.get(&policy.name) {
             diags.push(
-                src.error(policy.location.offset, format!("a second policy named `{}`", policy.name))
-                    .with_hint(format!("the first is at {}", first.location)),
+                src.error(
+                    policy.location.offset,
+                    format!("a second policy named `{}`", policy.name),
+                )
+                .with_hint(format!("the first is at {}", first.location)),
             );
             continue;
         }
@@ -314,7 +339,9 @@ fn load_bundle(
             }
             _ => {}
         }
-        let Some(src) = decode(path, bytes, diags) else { continue };
+        let Some(src) = decode(path, bytes, diags) else {
+            continue;
+        };
         let root_el = match xml::parse(src.text(), limits) {
             Ok(r) => r,
             Err(e) => {
@@ -340,13 +367,19 @@ fn load_bundle(
         if root_el.name != expected {
             // A policy dropped into the wrong folder is a common slip; say so.
             let hint = if preflow_policy::is_supported_type(&root_el.name) {
-                format!("`<{}>` is a policy; move the file to `policies/`", root_el.name)
+                format!(
+                    "`<{}>` is a policy; move the file to `policies/`",
+                    root_el.name
+                )
             } else {
                 format!("the root element of this file must be `<{expected}>`")
             };
             cx.diags.push(
-                src.error(root_el.offset, format!("expected `<{expected}>`, found `<{}>`", root_el.name))
-                    .with_hint(hint),
+                src.error(
+                    root_el.offset,
+                    format!("expected `<{expected}>`, found `<{}>`", root_el.name),
+                )
+                .with_hint(hint),
             );
             if role == Role::Descriptor {
                 // Policies sometimes sit next to the descriptor; load them for their names.
@@ -357,7 +390,10 @@ fn load_bundle(
         match role {
             Role::Descriptor => {
                 if descriptor_seen {
-                    cx.diags.push(src.warning(root_el.offset, "a second descriptor in the bundle; it is ignored"));
+                    cx.diags.push(src.warning(
+                        root_el.offset,
+                        "a second descriptor in the bundle; it is ignored",
+                    ));
                     continue;
                 }
                 descriptor_seen = true;
@@ -368,8 +404,14 @@ fn load_bundle(
                     .unwrap_or(stem(rel))
                     .to_owned();
                 bundle.revision = root_el.attr("revision").map(|r| r.trim().to_owned());
-                bundle.description = root_el.child("Description").and_then(|d| d.non_empty_text()).map(str::to_owned);
-                bundle.display_name = root_el.child("DisplayName").and_then(|d| d.non_empty_text()).map(str::to_owned);
+                bundle.description = root_el
+                    .child("Description")
+                    .and_then(|d| d.non_empty_text())
+                    .map(str::to_owned);
+                bundle.display_name = root_el
+                    .child("DisplayName")
+                    .and_then(|d| d.non_empty_text())
+                    .map(str::to_owned);
             }
             Role::Proxy => {
                 let ep = cx.proxy_endpoint(&root_el);
@@ -416,9 +458,15 @@ fn name_matches_file(
     diags: &mut Vec<Diagnostic>,
 ) {
     if name.is_empty() {
-        diags.push(src.error(el.offset, format!("`<{}>` has no `name` attribute", el.name)));
+        diags.push(src.error(
+            el.offset,
+            format!("`<{}>` has no `name` attribute", el.name),
+        ));
     } else if name != stem(rel) {
-        diags.push(src.warning(el.offset, format!("endpoint `{name}` is in a file named `{}`", stem(rel))));
+        diags.push(src.warning(
+            el.offset,
+            format!("endpoint `{name}` is in a file named `{}`", stem(rel)),
+        ));
     }
 }
 
@@ -429,7 +477,10 @@ fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
             let mut d = Diagnostic::at(
                 step.location.clone(),
                 Severity::Error,
-                format!("step names policy `{}`, which is not in the bundle", step.policy),
+                format!(
+                    "step names policy `{}`, which is not in the bundle",
+                    step.policy
+                ),
             );
             if let Some(close) = closest(&step.policy, bundle.policies.keys()) {
                 d = d.with_hint(format!("did you mean `{close}`?"));
@@ -446,7 +497,9 @@ fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
                     diags.push(Diagnostic::at(
                         rule.location.clone(),
                         Severity::Error,
-                        format!("route rule names target endpoint `{t}`, which is not in the bundle"),
+                        format!(
+                            "route rule names target endpoint `{t}`, which is not in the bundle"
+                        ),
                     ));
                 }
             }
@@ -456,7 +509,12 @@ fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
 
 /// The policy name closest to `name`, ignoring case and punctuation, if close enough.
 fn closest<'a>(name: &str, names: impl Iterator<Item = &'a String>) -> Option<&'a str> {
-    let norm = |s: &str| -> String { s.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect() };
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
     let target = norm(name);
     names.map(String::as_str).find(|n| norm(n) == target)
 }
@@ -491,7 +549,10 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
     let files = read_folder(path, options, &mut problems);
     let mut loaded = if files.is_empty() && problems.is_empty() {
         let mut l = Loaded::default();
-        l.file_error(&display, "no `apiproxy/` or `sharedflowbundle/` folder found");
+        l.file_error(
+            &display,
+            "no `apiproxy/` or `sharedflowbundle/` folder found",
+        );
         l
     } else {
         load_files(files, options)
@@ -504,7 +565,11 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
 /// Gathers the files of every bundle folder under `path`, as `(display path, bytes)`
 /// where the display path starts with `path`. Only XML files outside `resources/` are
 /// read.
-fn read_folder(path: &Path, options: &LoadOptions, problems: &mut Vec<Diagnostic>) -> Vec<(String, Vec<u8>)> {
+fn read_folder(
+    path: &Path,
+    options: &LoadOptions,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<(String, Vec<u8>)> {
     let limits = &options.limits;
     let mut out = Vec::new();
     // (folder, depth, inside a bundle)
@@ -519,7 +584,11 @@ fn read_folder(path: &Path, options: &LoadOptions, problems: &mut Vec<Diagnostic
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) => {
-                problems.push(Diagnostic::for_file(shown, Severity::Error, format!("cannot read folder: {e}")));
+                problems.push(Diagnostic::for_file(
+                    shown,
+                    Severity::Error,
+                    format!("cannot read folder: {e}"),
+                ));
                 continue;
             }
         };
@@ -527,21 +596,33 @@ fn read_folder(path: &Path, options: &LoadOptions, problems: &mut Vec<Diagnostic
         entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(file_type) = entry.file_type() else { continue };
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
             let entry_path = entry.path();
             if file_type.is_dir() {
-                if name.starts_with('.') || name == "node_modules" || (inside && name == "resources") {
+                if name.starts_with('.')
+                    || name == "node_modules"
+                    || (inside && name == "resources")
+                {
                     continue;
                 }
                 if depth + 1 > limits.max_dir_depth {
                     problems.push(Diagnostic::for_file(
                         entry_path.to_string_lossy().into_owned(),
                         Severity::Error,
-                        format!("folders nest deeper than the limit of {}", limits.max_dir_depth),
+                        format!(
+                            "folders nest deeper than the limit of {}",
+                            limits.max_dir_depth
+                        ),
                     ));
                     continue;
                 }
-                stack.push((entry_path, depth + 1, inside || ROOTS.contains(&name.as_str())));
+                stack.push((
+                    entry_path,
+                    depth + 1,
+                    inside || ROOTS.contains(&name.as_str()),
+                ));
             } else if file_type.is_file() && inside && name.to_ascii_lowercase().ends_with(".xml") {
                 seen += 1;
                 let shown = entry_path.to_string_lossy().into_owned();
@@ -549,13 +630,18 @@ fn read_folder(path: &Path, options: &LoadOptions, problems: &mut Vec<Diagnostic
                     problems.push(Diagnostic::for_file(
                         shown,
                         Severity::Error,
-                        format!("more than {} files; the rest are not read", limits.max_files),
+                        format!(
+                            "more than {} files; the rest are not read",
+                            limits.max_files
+                        ),
                     ));
                     return out;
                 }
                 match read_limited(std::fs::File::open(&entry_path), limits.max_file_size) {
                     Ok(bytes) => out.push((shown, bytes)),
-                    Err(message) => problems.push(Diagnostic::for_file(shown, Severity::Error, message)),
+                    Err(message) => {
+                        problems.push(Diagnostic::for_file(shown, Severity::Error, message))
+                    }
                 }
             }
         }
@@ -596,14 +682,22 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
         problems.push(Diagnostic::for_file(
             name,
             Severity::Error,
-            format!("zip holds {} entries, more than the limit of {}", archive.len(), limits.max_files),
+            format!(
+                "zip holds {} entries, more than the limit of {}",
+                archive.len(),
+                limits.max_files
+            ),
         ));
     }
     for i in 0..archive.len().min(limits.max_files) {
         let entry = match archive.by_index(i) {
             Ok(e) => e,
             Err(e) => {
-                problems.push(Diagnostic::for_file(name, Severity::Error, format!("bad zip entry {i}: {e}")));
+                problems.push(Diagnostic::for_file(
+                    name,
+                    Severity::Error,
+                    format!("bad zip entry {i}: {e}"),
+                ));
                 continue;
             }
         };
@@ -621,7 +715,10 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
             problems.push(Diagnostic::for_file(
                 shown,
                 Severity::Error,
-                format!("file is larger than the limit of {} bytes", limits.max_file_size),
+                format!(
+                    "file is larger than the limit of {} bytes",
+                    limits.max_file_size
+                ),
             ));
             continue;
         }
@@ -632,7 +729,10 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
     }
     let mut loaded = load_files(files, options);
     if loaded.bundles.is_empty() && problems.is_empty() && !loaded.has_errors() {
-        loaded.file_error(name, "no `apiproxy/` or `sharedflowbundle/` folder in the zip");
+        loaded.file_error(
+            name,
+            "no `apiproxy/` or `sharedflowbundle/` folder in the zip",
+        );
     }
     problems.append(&mut loaded.diagnostics);
     loaded.diagnostics = problems;

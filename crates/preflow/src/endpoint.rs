@@ -253,7 +253,11 @@ fn rule_steps<'a>(
     default: Option<&'a DefaultFaultRule>,
     out: &mut Vec<&'a Step>,
 ) {
-    for step in rules.iter().flat_map(|r| &r.steps).chain(default.into_iter().flat_map(|d| &d.steps)) {
+    for step in rules
+        .iter()
+        .flat_map(|r| &r.steps)
+        .chain(default.into_iter().flat_map(|d| &d.steps))
+    {
         step.walk(out);
     }
 }
@@ -269,17 +273,33 @@ impl ProxyEndpoint {
                 .chain(&self.post_client_flow),
             &mut out,
         );
-        rule_steps(&self.fault_rules, self.default_fault_rule.as_ref(), &mut out);
+        rule_steps(
+            &self.fault_rules,
+            self.default_fault_rule.as_ref(),
+            &mut out,
+        );
         out
     }
 
     /// Every condition of the endpoint, with what it guards.
     pub fn conditions(&self) -> Vec<&Condition> {
-        let mut out: Vec<&Condition> = self.flows.iter().filter_map(|f| f.condition.as_ref()).collect();
+        let mut out: Vec<&Condition> = self
+            .flows
+            .iter()
+            .filter_map(|f| f.condition.as_ref())
+            .collect();
         out.extend(self.route_rules.iter().filter_map(|r| r.condition.as_ref()));
         out.extend(self.fault_rules.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(self.default_fault_rule.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(self.all_steps().into_iter().filter_map(|s| s.condition.as_ref()));
+        out.extend(
+            self.default_fault_rule
+                .iter()
+                .filter_map(|r| r.condition.as_ref()),
+        );
+        out.extend(
+            self.all_steps()
+                .into_iter()
+                .filter_map(|s| s.condition.as_ref()),
+        );
         out
     }
 }
@@ -294,16 +314,32 @@ impl TargetEndpoint {
                 .chain(std::iter::once(&self.post_flow)),
             &mut out,
         );
-        rule_steps(&self.fault_rules, self.default_fault_rule.as_ref(), &mut out);
+        rule_steps(
+            &self.fault_rules,
+            self.default_fault_rule.as_ref(),
+            &mut out,
+        );
         out
     }
 
     /// Every condition of the endpoint.
     pub fn conditions(&self) -> Vec<&Condition> {
-        let mut out: Vec<&Condition> = self.flows.iter().filter_map(|f| f.condition.as_ref()).collect();
+        let mut out: Vec<&Condition> = self
+            .flows
+            .iter()
+            .filter_map(|f| f.condition.as_ref())
+            .collect();
         out.extend(self.fault_rules.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(self.default_fault_rule.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(self.all_steps().into_iter().filter_map(|s| s.condition.as_ref()));
+        out.extend(
+            self.default_fault_rule
+                .iter()
+                .filter_map(|r| r.condition.as_ref()),
+        );
+        out.extend(
+            self.all_steps()
+                .into_iter()
+                .filter_map(|s| s.condition.as_ref()),
+        );
         out
     }
 }
@@ -320,7 +356,10 @@ impl SharedFlow {
 
     /// Every condition.
     pub fn conditions(&self) -> Vec<&Condition> {
-        self.all_steps().into_iter().filter_map(|s| s.condition.as_ref()).collect()
+        self.all_steps()
+            .into_iter()
+            .filter_map(|s| s.condition.as_ref())
+            .collect()
     }
 }
 
@@ -353,12 +392,17 @@ impl Ecx<'_> {
 
     fn at_most_one(&mut self, el: &Element, name: &str) {
         for extra in el.children_named(name).skip(1) {
-            self.error(extra.offset, format!("more than one `<{name}>` in `<{}>`", el.name));
+            self.error(
+                extra.offset,
+                format!("more than one `<{name}>` in `<{}>`", el.name),
+            );
         }
     }
 
     fn text_of(el: &Element, name: &str) -> Option<String> {
-        el.child(name).and_then(Element::non_empty_text).map(str::to_owned)
+        el.child(name)
+            .and_then(Element::non_empty_text)
+            .map(str::to_owned)
     }
 
     fn location(&self, el: &Element) -> Location {
@@ -418,11 +462,28 @@ impl Ecx<'_> {
     }
 
     fn steps(&mut self, el: &Element) -> Vec<Step> {
-        el.children_named("Step").filter_map(|s| self.step(s)).collect()
+        el.children_named("Step")
+            .filter_map(|s| self.step(s))
+            .collect()
     }
 
     fn request_response(&mut self, el: &Element, which: &str) -> Vec<Step> {
-        self.at_most_one(el, which);
+        for extra in el.children_named(which).skip(1) {
+            if extra.children.is_empty() {
+                self.warning(
+                    extra.offset,
+                    format!("a second, empty `<{which}>` in `<{}>`", el.name),
+                );
+            } else {
+                self.error(
+                    extra.offset,
+                    format!(
+                        "a second `<{which}>` in `<{}>`; its steps would never run",
+                        el.name
+                    ),
+                );
+            }
+        }
         match el.child(which) {
             Some(r) => {
                 self.known(r, &["Step"]);
@@ -441,7 +502,11 @@ impl Ecx<'_> {
         Flow {
             name: el.attr("name").unwrap_or_default().trim().to_owned(),
             description: Self::text_of(el, "Description"),
-            condition: if conditional { self.condition_of(el) } else { None },
+            condition: if conditional {
+                self.condition_of(el)
+            } else {
+                None
+            },
             request: self.request_response(el, "Request"),
             response: self.request_response(el, "Response"),
             location: Some(self.location(el)),
@@ -458,7 +523,10 @@ impl Ecx<'_> {
         match el.child("Flows") {
             Some(flows) => {
                 self.known(flows, &["Flow"]);
-                flows.children_named("Flow").map(|f| self.flow(f, true)).collect()
+                flows
+                    .children_named("Flow")
+                    .map(|f| self.flow(f, true))
+                    .collect()
             }
             None => Vec::new(),
         }
@@ -482,7 +550,10 @@ impl Ecx<'_> {
     fn endpoint_fault_rules(&mut self, el: &Element) -> (Vec<FaultRule>, Option<DefaultFaultRule>) {
         self.at_most_one(el, "FaultRules");
         self.at_most_one(el, "DefaultFaultRule");
-        let rules = el.child("FaultRules").map(|f| self.fault_rules(f)).unwrap_or_default();
+        let rules = el
+            .child("FaultRules")
+            .map(|f| self.fault_rules(f))
+            .unwrap_or_default();
         let default = el.child("DefaultFaultRule").map(|d| {
             self.known(d, &["Step", "Condition", "AlwaysEnforce", "Description"]);
             let always_enforce = match d.child("AlwaysEnforce") {
@@ -491,7 +562,10 @@ impl Ecx<'_> {
                     "true" => true,
                     "false" | "" => false,
                     other => {
-                        self.error(a.text_offset(), format!("`<AlwaysEnforce>` must be `true` or `false`, not `{other}`"));
+                        self.error(
+                            a.text_offset(),
+                            format!("`<AlwaysEnforce>` must be `true` or `false`, not `{other}`"),
+                        );
                         false
                     }
                 },
@@ -531,7 +605,10 @@ impl Ecx<'_> {
             ],
         );
         if let Some(e) = el.child("EventFlow") {
-            self.warning(e.offset, "`<EventFlow>` (server-sent events) is not supported; it is ignored");
+            self.warning(
+                e.offset,
+                "`<EventFlow>` (server-sent events) is not supported; it is ignored",
+            );
         }
         self.at_most_one(el, "HTTPProxyConnection");
         let (base_path, virtual_hosts) = match el.child("HTTPProxyConnection") {
@@ -553,14 +630,20 @@ impl Ecx<'_> {
         let route_rules = el
             .children_named("RouteRule")
             .map(|r| {
-                self.known(r, &["Condition", "TargetEndpoint", "URL", "IntegrationEndpoint"]);
+                self.known(
+                    r,
+                    &["Condition", "TargetEndpoint", "URL", "IntegrationEndpoint"],
+                );
                 let target = if let Some(t) = Self::text_of(r, "TargetEndpoint") {
                     RouteTarget::TargetEndpoint(t)
                 } else if let Some(u) = Self::text_of(r, "URL") {
                     RouteTarget::Url(u)
                 } else {
                     if let Some(i) = r.child("IntegrationEndpoint") {
-                        self.warning(i.offset, "`<IntegrationEndpoint>` is not supported; the rule is a null route");
+                        self.warning(
+                            i.offset,
+                            "`<IntegrationEndpoint>` is not supported; the rule is a null route",
+                        );
                     }
                     RouteTarget::Null
                 };
@@ -596,10 +679,28 @@ impl Ecx<'_> {
     fn http_target(&mut self, c: &Element) -> HttpTargetConnection {
         self.known(
             c,
-            &["URL", "LoadBalancer", "Path", "Properties", "SSLInfo", "HealthMonitor", "Authentication"],
+            &[
+                "URL",
+                "LoadBalancer",
+                "Path",
+                "Properties",
+                "SSLInfo",
+                "HealthMonitor",
+                "Authentication",
+            ],
         );
         let load_balancer = c.child("LoadBalancer").map(|lb| {
-            self.known(lb, &["Algorithm", "Server", "MaxFailures", "RetryEnabled", "ServerUnhealthyResponse"]);
+            self.known(
+                lb,
+                &[
+                    "Algorithm",
+                    "Server",
+                    "MaxFailures",
+                    "RetryEnabled",
+                    "ServerUnhealthyResponse",
+                    "TargetDisableSecs",
+                ],
+            );
             LoadBalancer {
                 algorithm: Self::text_of(lb, "Algorithm"),
                 servers: lb
@@ -616,7 +717,10 @@ impl Ecx<'_> {
         });
         let url = Self::text_of(c, "URL");
         if url.is_none() && load_balancer.is_none() {
-            self.error(c.offset, "`<HTTPTargetConnection>` needs a `<URL>` or a `<LoadBalancer>`");
+            self.error(
+                c.offset,
+                "`<HTTPTargetConnection>` needs a `<URL>` or a `<LoadBalancer>`",
+            );
         }
         HttpTargetConnection {
             url,
@@ -626,7 +730,12 @@ impl Ecx<'_> {
                 .child("Properties")
                 .map(|p| {
                     p.children_named("Property")
-                        .map(|p| (p.attr("name").unwrap_or_default().to_owned(), p.text().to_owned()))
+                        .map(|p| {
+                            (
+                                p.attr("name").unwrap_or_default().to_owned(),
+                                p.text().to_owned(),
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -656,16 +765,28 @@ impl Ecx<'_> {
             .filter(|c| {
                 matches!(
                     c.name.as_str(),
-                    "HTTPTargetConnection" | "LocalTargetConnection" | "HostedTarget" | "ScriptTarget"
+                    "HTTPTargetConnection"
+                        | "LocalTargetConnection"
+                        | "HostedTarget"
+                        | "ScriptTarget"
                 )
             })
             .collect();
         for extra in connections.iter().skip(1) {
-            self.error(extra.offset, "a target endpoint has at most one connection");
+            self.warning(
+                extra.offset,
+                format!(
+                    "a second target connection `<{}>`; only the first is used",
+                    extra.name
+                ),
+            );
         }
         let connection = match connections.first() {
             None => {
-                self.warning(el.offset, "target endpoint has no `<HTTPTargetConnection>` or `<LocalTargetConnection>`");
+                self.warning(
+                    el.offset,
+                    "target endpoint has no `<HTTPTargetConnection>` or `<LocalTargetConnection>`",
+                );
                 TargetConnection::None
             }
             Some(c) => match c.name.as_str() {
@@ -679,7 +800,10 @@ impl Ecx<'_> {
                     })
                 }
                 other => {
-                    self.warning(c.offset, format!("`<{other}>` is not supported; the target cannot be called"));
+                    self.warning(
+                        c.offset,
+                        format!("`<{other}>` is not supported; the target cannot be called"),
+                    );
                     TargetConnection::Hosted
                 }
             },

@@ -30,7 +30,9 @@ mod bundle;
 mod endpoint;
 mod lint;
 
-pub use bundle::{Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip};
+pub use bundle::{
+    Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
+};
 pub use endpoint::{
     Condition, DefaultFaultRule, FaultRule, Flow, HttpTargetConnection, LoadBalancer,
     LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow, Step,

@@ -2,4 +2,6 @@
 use crate::Bundle;
 use preflow_policy::Diagnostic;
 /// Lints.
-pub fn lint(_b: &[Bundle]) -> Vec<Diagnostic> { Vec::new() }
+pub fn lint(_b: &[Bundle]) -> Vec<Diagnostic> {
+    Vec::new()
+}
