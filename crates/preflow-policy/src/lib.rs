@@ -42,3 +42,6 @@ pub use policy::{
     Policy, PolicyConfig, Setting, is_supported_type, parse_policy, policy_from_element,
 };
 pub use template::Template;
+
+#[cfg(test)]
+mod tests;
