@@ -23,11 +23,7 @@ pub(crate) fn compile<R: Resolve>(
     source: &str,
     _resolver: &R,
 ) -> Result<Compiled<R::Handle>, CompileError> {
-    Err(CompileError::new(
-        source,
-        Span::new(0, 0),
-        "compiler not built yet",
-    ))
+    Err(CompileError::new(source, Span::new(0, 0), "compiler not built yet"))
 }
 
 /// A resolver whose handles are the variable names themselves.
