@@ -18,6 +18,14 @@ const KNOWN_BROKEN: &[(&str, &str)] = &[
         "a step names `AM-Invalid-API-Key-Message.xml`: the file name, not the policy name",
     ),
     (
+        "apigee__api-platform-samples/sample-proxies/oauth10a-3legged/apiproxy",
+        "conditions `proxy.pathsuffix /~ \"...\"`: a reversed `~/` (listed in corpus_conditions)",
+    ),
+    (
+        "apigee__consumer-data-standards-au/src/shared-flows/collect-performance-slo/sharedflowbundle",
+        "condition `true = false`: the left-hand side must be a variable (listed in corpus_conditions)",
+    ),
+    (
         "apigee__api-platform-samples/sample-proxies/oauth-login-app/apiproxy",
         "OAuthV2 policy `GenerateAccessToken` has no `<Operation>`",
     ),
