@@ -49,3 +49,6 @@ pub use preflow_policy::{
 pub mod policies {
     pub use preflow_policy::{callout, extract, kvm, message, security, traffic};
 }
+
+#[cfg(test)]
+mod tests;
