@@ -47,5 +47,9 @@ pub fn parse(text: &str) -> Result<Condition, ParseError> {
 /// # Errors
 /// A [`ParseError`] locating the first problem, with a hint for common mistakes.
 pub fn parse_with(text: &str, _options: &ParseOptions) -> Result<Condition, ParseError> {
-    Err(ParseError::new(text, Span::new(0, 0), "parser not built yet"))
+    Err(ParseError::new(
+        text,
+        Span::new(0, 0),
+        "parser not built yet",
+    ))
 }
