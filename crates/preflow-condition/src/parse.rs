@@ -8,12 +8,12 @@
 
 use crate::ast::{Comparison, Condition, Expr, Literal, Op, Operand, Span, Variable};
 use crate::error::ParseError;
-use nom::{IResult, Parser as _};
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while};
 use nom::character::complete::{char, satisfy};
 use nom::combinator::{map, not, opt, recognize};
 use nom::sequence::pair;
+use nom::{IResult, Parser as _};
 
 /// Operator precedence rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -184,8 +184,14 @@ fn misspelled_operator(word: &str) -> Option<&'static str> {
         ("notjavaregex", "use `Not JavaRegex`"),
         ("notstartswith", "use `Not StartsWith`"),
         ("notlike", "use `Not Like`"),
-        ("contains", "there is no `Contains`; use `Matches \"*text*\"`"),
-        ("endswith", "there is no `EndsWith`; use `Matches \"*suffix\"`"),
+        (
+            "contains",
+            "there is no `Contains`; use `Matches \"*text*\"`",
+        ),
+        (
+            "endswith",
+            "there is no `EndsWith`; use `Matches \"*suffix\"`",
+        ),
         (
             "matchescaseinsensitive",
             "there is no `MatchesCaseInsensitive`; use `JavaRegex \"(?i)...\"`",
@@ -284,7 +290,15 @@ fn symbol(i: &str) -> IResult<&str, &str> {
             tag("||"),
         )),
         recognize(pair(tag("!~"), not(satisfy(|c| c == '~' || c == '/')))),
-        alt((tag("="), tag(">"), tag("<"), tag("~"), tag("!"), tag("("), tag(")"))),
+        alt((
+            tag("="),
+            tag(">"),
+            tag("<"),
+            tag("~"),
+            tag("!"),
+            tag("("),
+            tag(")"),
+        )),
     ))
     .parse(i)
 }
@@ -637,10 +651,7 @@ impl<'a> Parser<'a> {
                         .with_hint("add a matching `)`")),
                     _ => Err(self.error(
                         close.span,
-                        format!(
-                            "expected `)`, `AND` or `OR`, found {}",
-                            close.describe()
-                        ),
+                        format!("expected `)`, `AND` or `OR`, found {}", close.describe()),
                     )),
                 }
             }
@@ -745,12 +756,7 @@ impl<'a> Parser<'a> {
                     None => err,
                 });
             }
-            Tok::Quoted(_)
-            | Tok::Str(_)
-            | Tok::Number(_)
-            | Tok::Null
-            | Tok::True
-            | Tok::False => {
+            Tok::Quoted(_) | Tok::Str(_) | Tok::Number(_) | Tok::Null | Tok::True | Tok::False => {
                 return Err(self.error(
                     next.span,
                     format!(
@@ -850,9 +856,7 @@ impl<'a> Parser<'a> {
                         shorten(body)
                     )));
             }
-            Tok::Str(_) | Tok::Number(_) | Tok::Null | Tok::True | Tok::False => {
-                self.literal(t)?
-            }
+            Tok::Str(_) | Tok::Number(_) | Tok::Null | Tok::True | Tok::False => self.literal(t)?,
             Tok::Eof => {
                 return Err(self.error(
                     op_tok.span,
@@ -905,10 +909,7 @@ impl<'a> Parser<'a> {
             Tok::False => Literal::Boolean(false),
             Tok::Number(n) => self.number(n, t.span)?,
             _ => {
-                return Err(self.error(
-                    t.span,
-                    format!("expected a value, found {}", t.describe()),
-                ));
+                return Err(self.error(t.span, format!("expected a value, found {}", t.describe())));
             }
         };
         Ok(Operand::Literal {
@@ -1007,11 +1008,7 @@ mod tests {
 
     #[test]
     fn smoke() {
-        for t in [
-            "a = \"b\"",
-            "a=\"b\"",
-            "(a = \"b\") and not (c ~~ \"x\")",
-        ] {
+        for t in ["a = \"b\"", "a=\"b\"", "(a = \"b\") and not (c ~~ \"x\")"] {
             eprintln!("{t} => {}", canon(t));
         }
     }
