@@ -10,17 +10,17 @@ use preflow_policy::kvm::KvmOperation;
 use preflow_policy::message::MessageOps;
 use preflow_policy::security::{BasicAuthOperation, OAuthOperation};
 use preflow_policy::{Diagnostic, Location, PolicyConfig, Severity};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Lints `bundles` (loaded together, so that variables set by shared flows count for the
 /// proxies that call them). Every finding is a warning.
 pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let set = VariablesSet::of(bundles);
-    let shared_flows: BTreeSet<&str> = bundles
+    let shared_flows: BTreeMap<&str, &Bundle> = bundles
         .iter()
         .filter(|b| b.kind == crate::BundleKind::SharedFlow)
-        .map(|b| b.name.as_str())
+        .map(|b| (b.name.as_str(), b))
         .collect();
     for bundle in bundles {
         let mut conditions: Vec<&Condition> = Vec::new();
@@ -139,31 +139,77 @@ fn unreachable_fault_rules(rules: &[FaultRule], proxy: bool, out: &mut Vec<Diagn
     }
 }
 
-/// Whether the text of `span` is wrapped in parentheses, inside or just outside the span.
-fn parenthesised(text: &str, start: usize, end: usize) -> bool {
-    let inner = text.get(start..end).unwrap_or("").trim();
-    if inner.starts_with('(') && inner.ends_with(')') {
-        // The opening parenthesis must close at the very end.
-        let mut depth = 0usize;
-        let mut in_string = false;
-        for (i, ch) in inner.char_indices() {
-            match ch {
-                '"' => in_string = !in_string,
-                '(' if !in_string => depth += 1,
-                ')' if !in_string => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return i + 1 == inner.len();
-                    }
+/// The index of the `)` that closes the `(` at `open`, skipping string literals.
+fn matching_close(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    for (i, ch) in text.get(open..)?.char_indices() {
+        match ch {
+            '"' => in_string = !in_string,
+            '(' if !in_string => depth += 1,
+            ')' if !in_string => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open + i);
                 }
-                _ => {}
             }
+            _ => {}
         }
+    }
+    None
+}
+
+/// Whether the expression at `start..end` is wrapped in its own parentheses. A span
+/// starts and ends at the innermost operands, so it may hold unmatched parentheses of the
+/// operands at its edges; it is widened over them first.
+fn parenthesised(text: &str, start: usize, end: usize) -> bool {
+    let span = text.get(start..end).unwrap_or("");
+    let (mut unmatched_close, mut unmatched_open) = (0usize, 0usize);
+    let mut in_string = false;
+    for ch in span.chars() {
+        match ch {
+            '"' => in_string = !in_string,
+            '(' if !in_string => unmatched_open += 1,
+            ')' if !in_string => {
+                if unmatched_open > 0 {
+                    unmatched_open -= 1;
+                } else {
+                    unmatched_close += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // Widen left over `unmatched_close` opening parentheses, right over `unmatched_open`.
+    let mut from = start;
+    let mut need = unmatched_close;
+    while need > 0 {
+        let before = text.get(..from).unwrap_or("").trim_end();
+        if !before.ends_with('(') {
+            return false;
+        }
+        from = before.len() - 1;
+        need -= 1;
+    }
+    let mut to = end;
+    let mut need = unmatched_open;
+    while need > 0 {
+        let after = text.get(to..).unwrap_or("");
+        let skip = after.len() - after.trim_start().len();
+        if !after.trim_start().starts_with(')') {
+            return false;
+        }
+        to += skip + 1;
+        need -= 1;
+    }
+    let before = text.get(..from).unwrap_or("").trim_end();
+    let after = text.get(to..).unwrap_or("");
+    if !before.ends_with('(') || !after.trim_start().starts_with(')') {
         return false;
     }
-    let before = text.get(..start).unwrap_or("").trim_end();
-    let after = text.get(end..).unwrap_or("").trim_start();
-    before.ends_with('(') && after.starts_with(')')
+    let open = before.len() - 1;
+    let close = to + (after.len() - after.trim_start().len());
+    matching_close(text, open) == Some(close)
 }
 
 fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
@@ -376,16 +422,33 @@ impl VariablesSet {
     }
 
     /// A bundle can be judged when every policy it holds is modelled (script policies set
-    /// variables in code that is not read) and every shared flow it calls is loaded.
-    fn is_complete_for(&self, bundle: &Bundle, shared_flows: &BTreeSet<&str>) -> bool {
-        bundle.policies.values().all(|p| match &p.config {
-            PolicyConfig::Unsupported { .. } => false,
-            PolicyConfig::FlowCallout(f) => f
-                .shared_flow_bundle
-                .as_deref()
-                .is_some_and(|s| shared_flows.contains(s)),
-            _ => true,
-        })
+    /// variables in code that is not read) and the same holds for every shared flow it
+    /// calls, which must be loaded.
+    fn is_complete_for(&self, bundle: &Bundle, shared_flows: &BTreeMap<&str, &Bundle>) -> bool {
+        let mut stack = vec![bundle];
+        let mut seen = BTreeSet::new();
+        while let Some(b) = stack.pop() {
+            if !seen.insert(b.root.as_str()) {
+                continue;
+            }
+            for p in b.policies.values() {
+                match &p.config {
+                    PolicyConfig::Unsupported { .. } => return false,
+                    PolicyConfig::FlowCallout(f) => {
+                        match f
+                            .shared_flow_bundle
+                            .as_deref()
+                            .and_then(|s| shared_flows.get(s))
+                        {
+                            Some(called) => stack.push(called),
+                            None => return false,
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        true
     }
 
     fn sets(&self, name: &str) -> bool {
@@ -474,10 +537,13 @@ mod tests {
             <Step><Condition>(request.verb = "GET" and request.verb = "HEAD") or flow.mode = "x"</Condition><Name>AM</Name></Step>
             <Step><Condition>request.verb = "GET" and (request.verb = "HEAD" or flow.mode = "x")</Condition><Name>AM</Name></Step>
             <Step><Condition>(request.verb = "GET") and (request.verb = "HEAD") and (flow.mode = "x")</Condition><Name>AM</Name></Step>
+            <Step><Condition>((flow.mode = null) or (flow.mode = "") and (request.verb = "GET"))</Condition><Name>AM</Name></Step>
+            <Step><Condition>((flow.mode = null) and (flow.mode = "")) or (((request.verb = "GET")))</Condition><Name>AM</Name></Step>
             </Request></PreFlow>"#,
         );
         let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
-        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[1].starts_with("apiproxy/proxies/default.xml:6:"), "{w:?}");
         assert!(
             w[0].contains("`AND` and `OR` mixed without parentheses"),
             "{w:?}"
