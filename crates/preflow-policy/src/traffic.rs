@@ -62,11 +62,8 @@ pub(crate) fn spike_arrest(cx: &mut Cx<'_>, el: &Element) -> SpikeArrest {
         "a rate such as `30ps` or `12pm`",
         Rate::parse,
     );
-    if rate.is_empty()
-        && !el
-            .child("Rate")
-            .is_some_and(|r| r.non_empty_text().is_some())
-    {
+    let written = el.child("Rate").and_then(|r| r.non_empty_text()).is_some();
+    if rate.is_empty() && !written {
         cx.error_hint(
             el.child("Rate").map_or(el.offset, |r| r.offset),
             "SpikeArrest needs a `<Rate>`",

@@ -492,16 +492,14 @@ fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
     }
     for ep in &bundle.proxy_endpoints {
         for rule in &ep.route_rules {
-            if let RouteTarget::TargetEndpoint(t) = &rule.target {
-                if bundle.target_endpoint(t).is_none() {
-                    diags.push(Diagnostic::at(
-                        rule.location.clone(),
-                        Severity::Error,
-                        format!(
-                            "route rule names target endpoint `{t}`, which is not in the bundle"
-                        ),
-                    ));
-                }
+            if let RouteTarget::TargetEndpoint(t) = &rule.target
+                && bundle.target_endpoint(t).is_none()
+            {
+                diags.push(Diagnostic::at(
+                    rule.location.clone(),
+                    Severity::Error,
+                    format!("route rule names target endpoint `{t}`, which is not in the bundle"),
+                ));
             }
         }
     }

@@ -383,11 +383,11 @@ impl VariablesSet {
                         }
                     }
                 }
-                PolicyConfig::BasicAuthentication(b) => {
-                    if b.operation == Some(BasicAuthOperation::Decode) {
-                        set.names.extend(b.user.clone());
-                        set.names.extend(b.password.clone());
-                    }
+                PolicyConfig::BasicAuthentication(b)
+                    if b.operation == Some(BasicAuthOperation::Decode) =>
+                {
+                    set.names.extend(b.user.clone());
+                    set.names.extend(b.password.clone());
                 }
                 PolicyConfig::FlowCallout(FlowCallout { parameters, .. }) => {
                     set.names.extend(parameters.iter().map(|p| p.name.clone()));
