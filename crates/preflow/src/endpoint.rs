@@ -1,19 +1,30 @@
 //! The endpoint model: proxy endpoints, target endpoints and shared flows, with their
 //! flows, steps, route rules and fault rules, and conditions parsed at load time.
 
-use preflow_condition::{ParseOptions, ast, parse_with};
+use preflow_condition::{Compiled, Names, ParseOptions, ast, parse_with};
 use preflow_policy::xml::Element;
 use preflow_policy::{Diagnostic, Location, Source};
 
-/// A condition: its text, the parsed tree and where it is written.
-#[derive(Debug, Clone, PartialEq)]
+/// A condition: its text, the parsed tree, the compiled form and where it is written.
+#[derive(Debug, Clone)]
 pub struct Condition {
     /// The text as written, trimmed.
     pub text: String,
     /// The parsed condition; byte spans are offsets into `text`.
     pub ast: ast::Condition,
+    /// The compiled form, patterns pre-compiled, variables resolved to their names. A host
+    /// that keeps variables in slots compiles `ast` again with its own resolver.
+    pub compiled: Compiled<Box<str>>,
     /// Where the text starts in its file.
     pub location: Location,
+}
+
+impl PartialEq for Condition {
+    /// Conditions are equal when text, tree and location are; the compiled form follows
+    /// from the tree.
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.ast == other.ast && self.location == other.location
+    }
 }
 
 /// A `<Step>`: a policy to run, when its condition holds.
@@ -423,10 +434,25 @@ impl Ecx<'_> {
             return None;
         }
         let location = self.src.location(c.text_offset());
-        match parse_with(text, self.options) {
-            Ok(ast) => Some(Condition {
+        let ast = match parse_with(text, self.options) {
+            Ok(ast) => ast,
+            Err(e) => {
+                let at = c.trimmed_source_offset(e.location().span().start);
+                let mut d = self
+                    .src
+                    .error(at, format!("invalid condition: {}", e.message()));
+                if let Some(h) = e.hint() {
+                    d = d.with_hint(h);
+                }
+                self.diags.push(d);
+                return None;
+            }
+        };
+        match ast.compile(text, &Names) {
+            Ok(compiled) => Some(Condition {
                 text: text.to_owned(),
                 ast,
+                compiled,
                 location,
             }),
             Err(e) => {

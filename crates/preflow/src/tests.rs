@@ -421,3 +421,22 @@ fn folders_and_zips_load_the_same_bundle() {
     assert!(loaded.has_errors());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn conditions_are_compiled_at_load() {
+    let proxy = "<ProxyEndpoint name=\"default\">\n<Flows>\n<Flow name=\"a\"><Condition>request.verb = \"GET\"</Condition></Flow>\n<Flow name=\"b\"><Condition>request.path JavaRegex \"(unclosed\"</Condition></Flow>\n</Flows><HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection></ProxyEndpoint>";
+    let loaded = load(&[("apiproxy/proxies/default.xml", proxy)]);
+    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("apiproxy/proxies/default.xml:4:"),
+        "{errors:?}"
+    );
+    let flow = &loaded.bundles[0].proxy_endpoints[0].flows[0];
+    let mut vars = preflow_condition::MapVariables::default();
+    vars.set(
+        "request.verb",
+        preflow_condition::OwnedValue::String("GET".into()),
+    );
+    assert!(flow.condition.as_ref().unwrap().compiled.eval(&vars));
+}
