@@ -152,6 +152,33 @@ impl Loaded {
 
 const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle"];
 
+/// Children of `<APIProxy>` and `<SharedFlowBundle>` descriptors. Only the name, revision,
+/// description and display name are used: endpoints and policies are found by scanning.
+const DESCRIPTOR_CHILDREN: &[&str] = &[
+    "BasePaths",
+    "Basepaths",
+    "ConfigurationVersion",
+    "CreatedAt",
+    "CreatedBy",
+    "Description",
+    "DisplayName",
+    "HostedManifestVersion",
+    "IntegrationEndpoints",
+    "LastModifiedAt",
+    "LastModifiedBy",
+    "ManifestVersion",
+    "Policies",
+    "ProxyEndpoints",
+    "Resources",
+    "SharedFlows",
+    "Spec",
+    "StepDefinitions",
+    "TargetEndpoints",
+    "TargetServers",
+    "subType",
+    "validate",
+];
+
 /// Loads the bundles among `files`, given as `(path, bytes)` with `/`-separated paths.
 ///
 /// Each file belongs to the bundle named by the first `apiproxy` or `sharedflowbundle`
@@ -397,6 +424,7 @@ fn load_bundle(
                     continue;
                 }
                 descriptor_seen = true;
+                cx.known(&root_el, DESCRIPTOR_CHILDREN);
                 bundle.name = root_el
                     .attr("name")
                     .map(str::trim)

@@ -390,7 +390,7 @@ impl Ecx<'_> {
         self.diags.push(self.src.error(offset, message));
     }
 
-    fn known(&mut self, el: &Element, known: &[&str]) {
+    pub fn known(&mut self, el: &Element, known: &[&str]) {
         for child in &el.children {
             if !known.contains(&child.name.as_str()) {
                 self.warning(
@@ -436,6 +436,17 @@ impl Ecx<'_> {
         let location = self.src.location(c.text_offset());
         let ast = match parse_with(text, self.options) {
             Ok(ast) => ast,
+            Err(_) if preflow_policy::is_placeholder(text) => {
+                self.diags.push(
+                    self.src
+                        .warning(
+                            c.text_offset(),
+                            "condition holds a deploy-time placeholder; it is not checked",
+                        )
+                        .with_hint("replace the placeholder before loading"),
+                );
+                return None;
+            }
             Err(e) => {
                 let at = c.trimmed_source_offset(e.location().span().start);
                 let mut d = self
