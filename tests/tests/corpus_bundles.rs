@@ -171,6 +171,19 @@ fn corpus_bundles_load() {
         fixtures.warnings().count()
     );
 
+    // Every position points inside its file.
+    for d in real.diagnostics.iter().chain(&fixtures.diagnostics) {
+        let Ok(text) = std::fs::read_to_string(&*d.location.file) else {
+            continue;
+        };
+        let line = text.lines().nth(d.location.line - 1);
+        let line = line.unwrap_or_else(|| panic!("{d}: line past the end of the file"));
+        assert!(
+            d.location.column <= line.chars().count() + 1,
+            "{d}: column past the end of line {line:?}"
+        );
+    }
+
     assert!(
         real.bundles.len() >= 240,
         "only {} real bundles",
