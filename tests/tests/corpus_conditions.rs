@@ -95,12 +95,30 @@ const DEVIATIONS: &[(&str, &str)] = &[
          String comparison; DESIGN requires a string literal only after :=, ~, ~~, ~/, and \
          restricts nothing else",
     ),
-    (r#"A >= "something""#, "string RHS of a relational operator, as above"),
-    (r#"A > "something""#, "string RHS of a relational operator, as above"),
-    (r#"A <= "something""#, "string RHS of a relational operator, as above"),
-    (r#"A < "something""#, "string RHS of a relational operator, as above"),
-    (r#"A > "c""#, "string RHS of a relational operator, as above"),
-    (r#"A >= "c""#, "string RHS of a relational operator, as above"),
+    (
+        r#"A >= "something""#,
+        "string RHS of a relational operator, as above",
+    ),
+    (
+        r#"A > "something""#,
+        "string RHS of a relational operator, as above",
+    ),
+    (
+        r#"A <= "something""#,
+        "string RHS of a relational operator, as above",
+    ),
+    (
+        r#"A < "something""#,
+        "string RHS of a relational operator, as above",
+    ),
+    (
+        r#"A > "c""#,
+        "string RHS of a relational operator, as above",
+    ),
+    (
+        r#"A >= "c""#,
+        "string RHS of a relational operator, as above",
+    ),
     (
         "A =| 103",
         "StartsWith accepts any operand on the right (spec §3 allows a variable there and \
@@ -185,13 +203,21 @@ fn real_conditions_parse_except_listed_mistakes() {
         }
     }
     for m in MISTAKES {
-        assert!(seen.contains(m.text), "listed mistake {:?} is not in the corpus", m.text);
+        assert!(
+            seen.contains(m.text),
+            "listed mistake {:?} is not in the corpus",
+            m.text
+        );
     }
     eprintln!(
         "conditions.jsonl: {parsed} real conditions parsed, {mistakes} listed mistakes, \
          {fixtures} fixture-only texts skipped"
     );
-    assert_eq!(parsed + mistakes, 1011, "real (non-fixture) conditions in the corpus");
+    assert_eq!(
+        parsed + mistakes,
+        1011,
+        "real (non-fixture) conditions in the corpus"
+    );
     assert_eq!(mistakes, MISTAKES.len());
 }
 
@@ -272,7 +298,10 @@ fn apigeelint_labels_agree_except_listed_deviations() {
         }
     }
     for (t, _) in DEVIATIONS {
-        assert!(seen.contains(t), "listed deviation {t:?} is not in the labelled file");
+        assert!(
+            seen.contains(t),
+            "listed deviation {t:?} is not in the labelled file"
+        );
     }
     eprintln!(
         "apigeelint labels: {agree} of {} agree, {deviate} listed deviations",
@@ -299,7 +328,10 @@ fn history_conditions_parse_except_listed_mistakes() {
     let mut seen = HashSet::new();
     for row in &rows {
         let (repo, text) = (&row[0], &row[3]);
-        assert!(known.contains(text), "history text {text:?} is not in conditions.jsonl");
+        assert!(
+            known.contains(text),
+            "history text {text:?} is not in conditions.jsonl"
+        );
         let outcome = if repo == "apigee/apigeelint" {
             "linter fixtures skipped"
         } else if check_real(text, &mut seen) {

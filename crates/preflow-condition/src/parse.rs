@@ -8,12 +8,12 @@
 
 use crate::ast::{Comparison, Condition, Expr, Literal, Op, Operand, Span, Variable};
 use crate::error::ParseError;
-use nom::{IResult, Parser as _};
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while};
 use nom::character::complete::{char, satisfy};
 use nom::combinator::{map, not, opt, recognize};
 use nom::sequence::pair;
+use nom::{IResult, Parser as _};
 
 /// Operator precedence rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,6 +54,16 @@ impl Default for ParseOptions {
 }
 
 /// Parses `text` with default options (Edge dialect).
+///
+/// ```
+/// let cond = preflow_condition::parse(r#"request.verb equals "GET" and not(x ~~ "a.*")"#)?;
+/// assert_eq!(cond.to_string(), r#"request.verb = "GET" AND NOT (x JavaRegex "a.*")"#);
+///
+/// let err = preflow_condition::parse("response.status.code LessThan 500").unwrap_err();
+/// assert_eq!(err.to_string(), "unknown operator `LessThan` at line 1, column 22");
+/// assert_eq!(err.hint(), Some("use `LesserThan` or `<`"));
+/// # Ok::<(), preflow_condition::ParseError>(())
+/// ```
 ///
 /// # Errors
 /// A [`ParseError`] locating the first problem, with a hint for common mistakes.
@@ -173,8 +183,14 @@ fn misspelled_operator(word: &str) -> Option<&'static str> {
         ("notjavaregex", "use `Not JavaRegex`"),
         ("notstartswith", "use `Not StartsWith`"),
         ("notlike", "use `Not Like`"),
-        ("contains", "there is no `Contains`; use `Matches \"*text*\"`"),
-        ("endswith", "there is no `EndsWith`; use `Matches \"*suffix\"`"),
+        (
+            "contains",
+            "there is no `Contains`; use `Matches \"*text*\"`",
+        ),
+        (
+            "endswith",
+            "there is no `EndsWith`; use `Matches \"*suffix\"`",
+        ),
         (
             "matchescaseinsensitive",
             "there is no `MatchesCaseInsensitive`; use `JavaRegex \"(?i)...\"`",
@@ -276,7 +292,15 @@ fn symbol(i: &str) -> IResult<&str, &str> {
             tag("||"),
         )),
         recognize(pair(tag("!~"), not(satisfy(|c| c == '~' || c == '/')))),
-        alt((tag("="), tag(">"), tag("<"), tag("~"), tag("!"), tag("("), tag(")"))),
+        alt((
+            tag("="),
+            tag(">"),
+            tag("<"),
+            tag("~"),
+            tag("!"),
+            tag("("),
+            tag(")"),
+        )),
     ))
     .parse(i)
 }
@@ -585,7 +609,10 @@ impl<'a> Parser<'a> {
             '-' => self
                 .error(one, "unexpected `-`")
                 .with_hint("arithmetic is not supported; a negative number is written `-5`"),
-            c if c.is_control() => self.error(one, format!("unexpected character {c:?}")),
+            c if c.is_control() || c.is_whitespace() => self.error(
+                one,
+                format!("unexpected character `{}`", c.escape_unicode()),
+            ),
             c => self.error(one, format!("unexpected character `{c}`")),
         }
     }
@@ -800,12 +827,7 @@ impl<'a> Parser<'a> {
                     None => err,
                 });
             }
-            Tok::Quoted(_)
-            | Tok::Str(_)
-            | Tok::Number(_)
-            | Tok::Null
-            | Tok::True
-            | Tok::False => {
+            Tok::Quoted(_) | Tok::Str(_) | Tok::Number(_) | Tok::Null | Tok::True | Tok::False => {
                 return Err(self.error(
                     next.span,
                     format!(
@@ -905,9 +927,7 @@ impl<'a> Parser<'a> {
                         shorten(body)
                     )));
             }
-            Tok::Str(_) | Tok::Number(_) | Tok::Null | Tok::True | Tok::False => {
-                self.literal(t)?
-            }
+            Tok::Str(_) | Tok::Number(_) | Tok::Null | Tok::True | Tok::False => self.literal(t)?,
             Tok::Eof => {
                 return Err(self.error(
                     op_tok.span,
@@ -965,10 +985,7 @@ impl<'a> Parser<'a> {
             Tok::False => Literal::Boolean(false),
             Tok::Number(n) => self.number(n, t.span)?,
             _ => {
-                return Err(self.error(
-                    t.span,
-                    format!("expected a value, found {}", t.describe()),
-                ));
+                return Err(self.error(t.span, format!("expected a value, found {}", t.describe())));
             }
         };
         Ok(Operand::Literal {
@@ -1156,7 +1173,10 @@ mod tests {
 
     #[test]
     fn symbols_take_the_longest_match() {
-        assert_eq!(tree(r#"a:="x""#), r#"(EqualsCaseInsensitive a String("x"))"#);
+        assert_eq!(
+            tree(r#"a:="x""#),
+            r#"(EqualsCaseInsensitive a String("x"))"#
+        );
         assert_eq!(tree(r#"a=|"x""#), r#"(StartsWith a String("x"))"#);
         assert_eq!(tree(r#"a=="x""#), r#"(Equals a String("x"))"#);
         assert_eq!(tree("a!=b"), "(NotEquals a b)");
@@ -1179,11 +1199,17 @@ mod tests {
         assert_eq!(tree("notes.count = 1"), "(Equals notes.count Integer(1))");
         assert_eq!(tree("isnull"), "isnull");
         assert_eq!(tree("android and order"), "(and android order)");
-        assert_eq!(tree("null-check = true"), "(Equals null-check Boolean(true))");
+        assert_eq!(
+            tree("null-check = true"),
+            "(Equals null-check Boolean(true))"
+        );
         assert_eq!(tree("a = true.x"), "(Equals a true.x)");
         assert_eq!(tree("is_ok Is notnull"), "(Equals is_ok notnull)");
         assert_eq!(tree("x = NULL"), "(Equals x Null)");
-        assert_eq!(tree("x = True or FALSE"), "(or (Equals x Boolean(true)) Boolean(false))");
+        assert_eq!(
+            tree("x = True or FALSE"),
+            "(or (Equals x Boolean(true)) Boolean(false))"
+        );
     }
 
     #[test]
@@ -1276,7 +1302,9 @@ mod tests {
             "(and (or (Equals a Integer(1)) (Equals b Integer(2))) (Equals c Integer(3)))"
         );
         assert_eq!(
-            tree("not(request.header.content-type = \"application/json\")AND(request.verb = \"GET\")"),
+            tree(
+                "not(request.header.content-type = \"application/json\")AND(request.verb = \"GET\")"
+            ),
             r#"(and (not (Equals request.header.content-type String("application/json"))) (Equals request.verb String("GET")))"#
         );
         assert_eq!(tree("( true )AND( x )"), "(and Boolean(true) x)");
@@ -1325,31 +1353,69 @@ mod tests {
         assert_eq!(num("3.142f"), "(Equals a Float(3.142))");
         assert_eq!(num("91.1F"), "(Equals a Float(91.1))");
         assert_eq!(num("7f"), "(Equals a Float(7.0))");
-        for bad in ["20.20.20", "20..1392", "-20..1392", ".20.1", "..201392", "20.", "1e5", "0x10", "5.5L", "20three"] {
+        for bad in [
+            "20.20.20",
+            "20..1392",
+            "-20..1392",
+            ".20.1",
+            "..201392",
+            "20.",
+            "1e5",
+            "0x10",
+            "5.5L",
+            "20three",
+        ] {
             let text = format!("a > {bad}");
             let (msg, under, _) = err_at(&text);
             assert!(msg.starts_with("invalid number"), "{text}: {msg}");
             assert_eq!(under, bad, "{text}");
         }
         let (msg, _, _) = err_at("a = 99999999999999999999");
-        assert_eq!(msg, "number `99999999999999999999` is out of range for a long");
+        assert_eq!(
+            msg,
+            "number `99999999999999999999` is out of range for a long"
+        );
         let big = format!("a = 1{}f", "0".repeat(40));
         assert!(err(&big).message().contains("out of range for a float"));
     }
 
     #[test]
     fn right_hand_side_variables_where_allowed() {
-        for op in ["=", "!=", ">", ">=", "<", "<=", "StartsWith", "=|", "Equals", "IsNot"] {
+        for op in [
+            "=",
+            "!=",
+            ">",
+            ">=",
+            "<",
+            "<=",
+            "StartsWith",
+            "=|",
+            "Equals",
+            "IsNot",
+        ] {
             let text = format!("a {op} other.var");
             assert!(tree(&text).ends_with(" a other.var)"), "{text}");
         }
-        for op in [":=", "~", "~~", "~/", "Matches", "MatchesPath", "JavaRegex", "Like", "LikePath", "EqualsCaseInsensitive"] {
+        for op in [
+            ":=",
+            "~",
+            "~~",
+            "~/",
+            "Matches",
+            "MatchesPath",
+            "JavaRegex",
+            "Like",
+            "LikePath",
+            "EqualsCaseInsensitive",
+        ] {
             for rhs in ["symbol_name", "20", "null", "true"] {
                 let text = format!("a {op} {rhs}");
                 let (msg, under, hint) = err_at(&text);
                 assert_eq!(
                     msg,
-                    format!("the right-hand side of `{op}` must be a string literal, found `{rhs}`"),
+                    format!(
+                        "the right-hand side of `{op}` must be a string literal, found `{rhs}`"
+                    ),
                 );
                 assert_eq!(under, rhs);
                 assert!(hint.unwrap().contains("in double quotes"));
@@ -1387,12 +1453,20 @@ mod tests {
         assert_eq!(msg, "a string literal cannot stand alone as a condition");
         assert_eq!(under, r#""request.formparam.grant_type is null""#);
         assert!(hint.unwrap().contains("remove the double quotes"));
-        assert!(err(r#"a = 1 or "b""#).hint().unwrap().contains("compare it"));
+        assert!(
+            err(r#"a = 1 or "b""#)
+                .hint()
+                .unwrap()
+                .contains("compare it")
+        );
     }
 
     #[test]
     fn whitespace_and_unspaced_operators() {
-        assert_eq!(tree(r#"request.verb="GET""#), r#"(Equals request.verb String("GET"))"#);
+        assert_eq!(
+            tree(r#"request.verb="GET""#),
+            r#"(Equals request.verb String("GET"))"#
+        );
         assert_eq!(tree("A>250"), "(GreaterThan A Integer(250))");
         assert_eq!(
             tree("(a = 1)AND(b = 2)"),
@@ -1402,7 +1476,10 @@ mod tests {
             tree("\r\n\t(a\t=\r\n1)\n\tor\r\nb\n"),
             "(or (Equals a Integer(1)) b)"
         );
-        assert_eq!(tree("(a = 1)&&(b = 2)||c"), tree("(a = 1) and (b = 2) or c"));
+        assert_eq!(
+            tree("(a = 1)&&(b = 2)||c"),
+            tree("(a = 1) and (b = 2) or c")
+        );
         for empty in ["", " ", "\n            \n          ", "\t\r\n"] {
             assert_eq!(p(empty), Condition { expr: None }, "{empty:?}");
         }
@@ -1454,32 +1531,70 @@ mod tests {
             ("and a", "expected a condition, found `and`", "and"),
             (")", "expected a condition, found `)`", ")"),
             ("= 1", "expected a condition, found `=`", "="),
-            (r#"a = "unterminated"#, "unterminated string literal", r#""unterminated"#),
+            (
+                r#"a = "unterminated"#,
+                "unterminated string literal",
+                r#""unterminated"#,
+            ),
             (r#"a = "x"""#, "unterminated string literal", "\""),
             (r#"(a = "x""#, "unclosed `(`", "("),
             (r#"((a = "x") or b"#, "unclosed `(`", "("),
             (r#"a = "x")"#, "unmatched `)`", ")"),
-            (r#"a = "x" b = "y""#, "expected `AND`, `OR` or the end of the condition, found `b`", "b"),
-            (r#"(a = "x" b)"#, "expected `)`, `AND` or `OR`, found `b`", "b"),
+            (
+                r#"a = "x" b = "y""#,
+                "expected `AND`, `OR` or the end of the condition, found `b`",
+                "b",
+            ),
+            (
+                r#"(a = "x" b)"#,
+                "expected `)`, `AND` or `OR`, found `b`",
+                "b",
+            ),
             ("a = ", "expected a value after `=`", "="),
             ("a = )", "expected a value after `=`, found `)`", ")"),
-            ("a = and b", "expected a value after `=`, found `and`", "and"),
-            (r#"a "x""#, "missing operator between `a` and `\"x\"`", "\"x\""),
-            ("a = b = c", "expected `AND`, `OR` or the end of the condition, found `=`", "="),
+            (
+                "a = and b",
+                "expected a value after `=`, found `and`",
+                "and",
+            ),
+            (
+                r#"a "x""#,
+                "missing operator between `a` and `\"x\"`",
+                "\"x\"",
+            ),
+            (
+                "a = b = c",
+                "expected `AND`, `OR` or the end of the condition, found `=`",
+                "=",
+            ),
             ("a & b", "unexpected `&`", "&"),
             ("a # b", "unexpected character `#`", "#"),
             ("a = é", "unexpected character `é`", "é"),
+            ("a =\u{a0}1", "unexpected character `\\u{a0}`", "\u{a0}"),
+            ("a = \u{0}", "unexpected character `\\u{0}`", "\u{0}"),
             ("a = 'x", "unterminated quoted variable name", "'x"),
             ("'' = 1", "empty quoted variable name `''`", "''"),
             ("true of false", "unknown operator `of`", "of"),
-            (r#"a SeemsLike "x""#, "unknown operator `SeemsLike`", "SeemsLike"),
+            (
+                r#"a SeemsLike "x""#,
+                "unknown operator `SeemsLike`",
+                "SeemsLike",
+            ),
             (r#"a equalsa "x""#, "unknown operator `equalsa`", "equalsa"),
             ("a = {5}", "unexpected `{`", "{"),
-            (r#"{seven = "5"} AND {valid = false}"#, "unexpected `{`", "{"),
+            (
+                r#"{seven = "5"} AND {valid = false}"#,
+                "unexpected `{`",
+                "{",
+            ),
         ];
         for &(text, message, under) in cases {
             let (msg, got_under, _) = err_at(text);
-            assert_eq!((msg.as_str(), got_under.as_str()), (message, under), "{text:?}");
+            assert_eq!(
+                (msg.as_str(), got_under.as_str()),
+                (message, under),
+                "{text:?}"
+            );
         }
     }
 
@@ -1488,27 +1603,61 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             // (text, text under the span, hint)
             ("code LessThan 500", "LessThan", "use `LesserThan` or `<`"),
-            ("code lessthanorequals 5", "lessthanorequals", "use `LesserThanOrEquals` or `<=`"),
-            ("code GreaterThanOrEqual 5", "GreaterThanOrEqual", "use `GreaterThanOrEquals` or `>=`"),
-            (r#"v Not Equals "GET""#, "Not Equals", "use `NotEquals` or `!=`"),
+            (
+                "code lessthanorequals 5",
+                "lessthanorequals",
+                "use `LesserThanOrEquals` or `<=`",
+            ),
+            (
+                "code GreaterThanOrEqual 5",
+                "GreaterThanOrEqual",
+                "use `GreaterThanOrEquals` or `>=`",
+            ),
+            (
+                r#"v Not Equals "GET""#,
+                "Not Equals",
+                "use `NotEquals` or `!=`",
+            ),
             (r#"p /~ "/x""#, "/~", "use `~/` (MatchesPath)"),
             (r#"v === "GET""#, "===", "use `=` or `Equals`"),
-            (r#"v =~ "G.*""#, "=~", "use `~~` (JavaRegex) or `~` (Matches)"),
+            (
+                r#"v =~ "G.*""#,
+                "=~",
+                "use `~~` (JavaRegex) or `~` (Matches)",
+            ),
             ("v <> 1", "<>", "use `!=` or `NotEquals`"),
-            (r#"p Contains "x""#, "Contains", "there is no `Contains`; use `Matches \"*text*\"`"),
-            (r#"{request.verb} = "GET""#, "{request.verb}", "write `request.verb`"),
-            (r#"a = \"\""#, "\\", "string literals have no escape sequences: write `\"...\"`"),
+            (
+                r#"p Contains "x""#,
+                "Contains",
+                "there is no `Contains`; use `Matches \"*text*\"`",
+            ),
+            (
+                r#"{request.verb} = "GET""#,
+                "{request.verb}",
+                "write `request.verb`",
+            ),
+            (
+                r#"a = \"\""#,
+                "\\",
+                "string literals have no escape sequences: write `\"...\"`",
+            ),
             ("a = 1 | b", "|", "write `||`, or use `AND` / `OR`"),
         ];
         for &(text, under, hint) in cases {
             let (_, got_under, got_hint) = err_at(text);
-            assert_eq!((got_under.as_str(), got_hint.as_deref()), (under, Some(hint)), "{text:?}");
+            assert_eq!(
+                (got_under.as_str(), got_hint.as_deref()),
+                (under, Some(hint)),
+                "{text:?}"
+            );
         }
         let e = err("request.verb = 'GET'");
         assert_eq!(e.message(), "string values use double quotes");
         assert_eq!(
             e.hint(),
-            Some("write `\"GET\"`; single quotes only enclose a variable name on the left-hand side")
+            Some(
+                "write `\"GET\"`; single quotes only enclose a variable name on the left-hand side"
+            )
         );
         assert_eq!(e.location().span(), Span::new(15, 20));
         assert_eq!(
@@ -1526,7 +1675,11 @@ mod tests {
             e.to_string(),
             "expected a condition after `and`, found `and` at line 3, column 2"
         );
-        assert!(e.render(text).contains("3 | \tand c\n  |  ^^^"), "{}", e.render(text));
+        assert!(
+            e.render(text).contains("3 | \tand c\n  |  ^^^"),
+            "{}",
+            e.render(text)
+        );
     }
 
     #[test]
@@ -1536,8 +1689,14 @@ mod tests {
         let Some(Expr::And { lhs, rhs, span }) = &c.expr else {
             panic!("not an AND")
         };
-        assert_eq!(text.get(span.start..span.end), Some(r#"a = "1")  and not b"#));
-        assert_eq!(text.get(lhs.span().start..lhs.span().end), Some(r#"a = "1""#));
+        assert_eq!(
+            text.get(span.start..span.end),
+            Some(r#"a = "1")  and not b"#)
+        );
+        assert_eq!(
+            text.get(lhs.span().start..lhs.span().end),
+            Some(r#"a = "1""#)
+        );
         assert_eq!(text.get(rhs.span().start..rhs.span().end), Some("not b"));
     }
 
@@ -1549,7 +1708,10 @@ mod tests {
         };
         assert!(parse_with("a = \"1234\"", &options).is_ok());
         let e = parse_with("a = \"12345\"", &options).unwrap_err();
-        assert_eq!(e.message(), "condition is 11 bytes long, longer than the limit of 10 bytes");
+        assert_eq!(
+            e.message(),
+            "condition is 11 bytes long, longer than the limit of 10 bytes"
+        );
     }
 
     #[test]
@@ -1578,7 +1740,11 @@ mod tests {
             ] {
                 let started = Instant::now();
                 let e = parse_with(&text, &unlimited_len(dialect)).unwrap_err();
-                assert!(e.message().starts_with("conditions nest deeper"), "{}", e.message());
+                assert!(
+                    e.message().starts_with("conditions nest deeper"),
+                    "{}",
+                    e.message()
+                );
                 assert!(started.elapsed() < Duration::from_secs(2));
             }
         }
@@ -1604,9 +1770,40 @@ mod tests {
     #[test]
     fn no_panic_on_odd_input() {
         for text in [
-            "\u{0}", "é", "'", "\"", "!", "!=", "!~", "~", "(", ")", "-", ".", "..", "-.", "1.",
-            "a = -", "a = 1.2.", "a !", "a not", "'é' = \"é\"", "a = \"\u{1F600}\"", "{", "}", "{a",
-            "{a}", "a=", "a=|", "a:", "a :x", "||", "&&", "a || ", "\u{feff}a", "a\u{a0}= 1",
+            "\u{0}",
+            "é",
+            "'",
+            "\"",
+            "!",
+            "!=",
+            "!~",
+            "~",
+            "(",
+            ")",
+            "-",
+            ".",
+            "..",
+            "-.",
+            "1.",
+            "a = -",
+            "a = 1.2.",
+            "a !",
+            "a not",
+            "'é' = \"é\"",
+            "a = \"\u{1F600}\"",
+            "{",
+            "}",
+            "{a",
+            "{a}",
+            "a=",
+            "a=|",
+            "a:",
+            "a :x",
+            "||",
+            "&&",
+            "a || ",
+            "\u{feff}a",
+            "a\u{a0}= 1",
         ] {
             let _ = parse(text);
             let _ = parse_with(text, &opts(Dialect::ApigeeX));
@@ -1640,12 +1837,32 @@ mod tests {
         (13, r#"response.status.code = "400""#, false),
         (14, r#"response.status.code = 400"#, false),
         (15, r#"response.status.code = "404""#, false),
-        (16, r#"(response.status.code = 503) or (response.status.code = 400)"#, false),
-        (17, r#"(response.status.code = 503) or (response.status.code = 400)"#, false),
+        (
+            16,
+            r#"(response.status.code = 503) or (response.status.code = 400)"#,
+            false,
+        ),
+        (
+            17,
+            r#"(response.status.code = 503) or (response.status.code = 400)"#,
+            false,
+        ),
         (18, r#"request.header.accept = "application/json""#, false),
-        (19, r#"request.header.Content-type = "application/json""#, false),
-        (20, r#"request.queryparam.country = "IN" Or request.queryparam.country = "DE""#, false),
-        (21, r#"request.queryparam.country = "IN" Or request.queryparam.country = "DE""#, false),
+        (
+            19,
+            r#"request.header.Content-type = "application/json""#,
+            false,
+        ),
+        (
+            20,
+            r#"request.queryparam.country = "IN" Or request.queryparam.country = "DE""#,
+            false,
+        ),
+        (
+            21,
+            r#"request.queryparam.country = "IN" Or request.queryparam.country = "DE""#,
+            false,
+        ),
         (22, r#"request.header.host is null"#, false),
         (23, r#"request.header.host is null"#, false),
         (24, r#"request.queryparam.country IsNot null"#, false),
@@ -1661,7 +1878,11 @@ mod tests {
         (34, r#"request.header.absent < 5"#, false),
         (35, r#"request.header.absent <= 5"#, false),
         (36, r#"response.status.code > request.header.absent"#, false),
-        (37, r#"response.status.code >= request.header.absent"#, false),
+        (
+            37,
+            r#"response.status.code >= request.header.absent"#,
+            false,
+        ),
         (38, r#"response.status.code < request.header.absent"#, false),
         (39, r#"request.header.absent =| "x""#, false),
         (40, r#"request.verb =| request.header.absent"#, false),
@@ -1678,7 +1899,11 @@ mod tests {
         (51, r#"response.status.code LesserThanOrEquals 404"#, false),
         (52, r#"response.status.code < 500"#, false),
         (53, r#"response.status.code >= 400"#, false),
-        (54, r#"(response.status.code >= 500) and (response.status.code <= 599)"#, false),
+        (
+            54,
+            r#"(response.status.code >= 500) and (response.status.code <= 599)"#,
+            false,
+        ),
         (55, r#"response.status.code LessThan 500"#, true),
         (56, r#"request.header.x-count > 9"#, false),
         (57, r#"response.status.code > "1000""#, false),
@@ -1710,11 +1935,31 @@ mod tests {
         (83, r#"proxy.pathsuffix JavaRegex "/[cbr]at""#, false),
         (84, r#"proxy.pathsuffix ~~ "(?i)/cat""#, false),
         (85, r#"proxy.pathsuffix JavaRegex "/cat""#, false),
-        (86, r#"NOT (proxy.pathsuffix ~~ "/token/users(/.*)?") and NOT (proxy.pathsuffix ~~ "/apikey/users(/.*)?")"#, false),
-        (87, r#"proxy.pathsuffix Not JavaRegex "/token/users(/.*)?""#, false),
-        (88, r#"(proxy.pathsuffix MatchesPath "/statuses") and (request.verb = "GET")"#, false),
-        (89, r#"proxy.pathsuffix MatchesPath "/extensive-search""#, false),
-        (90, r#"proxy.pathsuffix LikePath "/extensive-search""#, false),
+        (
+            86,
+            r#"NOT (proxy.pathsuffix ~~ "/token/users(/.*)?") and NOT (proxy.pathsuffix ~~ "/apikey/users(/.*)?")"#,
+            false,
+        ),
+        (
+            87,
+            r#"proxy.pathsuffix Not JavaRegex "/token/users(/.*)?""#,
+            false,
+        ),
+        (
+            88,
+            r#"(proxy.pathsuffix MatchesPath "/statuses") and (request.verb = "GET")"#,
+            false,
+        ),
+        (
+            89,
+            r#"proxy.pathsuffix MatchesPath "/extensive-search""#,
+            false,
+        ),
+        (
+            90,
+            r#"proxy.pathsuffix LikePath "/extensive-search""#,
+            false,
+        ),
         (91, r#"request.path MatchesPath "/*/a/""#, false),
         (92, r#"request.path MatchesPath "/*/a/*""#, false),
         (93, r#"request.path MatchesPath "/*/a/**""#, false),
@@ -1736,38 +1981,122 @@ mod tests {
         (109, r#"request.path MatchesPath "**/india/blr**""#, false),
         (110, r#"proxy.pathsuffix MatchesPath "/""#, false),
         (111, r#"proxy.pathsuffix MatchesPath "/""#, false),
-        (112, r#"((proxy.pathsuffix == "") or (proxy.pathsuffix == "/")) and (request.verb = "POST")"#, false),
-        (113, r#"proxy.pathsuffix MatchesPath "/v3/SampleTicket/*""#, false),
-        (114, r#"proxy.pathsuffix Not MatchesPath "/somepath""#, false),
+        (
+            112,
+            r#"((proxy.pathsuffix == "") or (proxy.pathsuffix == "/")) and (request.verb = "POST")"#,
+            false,
+        ),
+        (
+            113,
+            r#"proxy.pathsuffix MatchesPath "/v3/SampleTicket/*""#,
+            false,
+        ),
+        (
+            114,
+            r#"proxy.pathsuffix Not MatchesPath "/somepath""#,
+            false,
+        ),
         (115, r#"proxy.pathsuffix Not ~/ "/path""#, false),
-        (116, r#"(proxy.pathsuffix MatchesPath "/OAuthToken" OR proxy.pathsuffix MatchesPath "/OAuthToken/**") AND (request.verb = "POST")"#, false),
-        (122, r#"proxy.pathsuffix MatchesPath "/OAuthToken(**""#, false),
-        (123, r#"proxy.pathsuffix MatchesPath "/OAuthToken(**""#, false),
-        (124, r#"proxy.pathsuffix MatchesPath "/OAuthToken(**""#, false),
+        (
+            116,
+            r#"(proxy.pathsuffix MatchesPath "/OAuthToken" OR proxy.pathsuffix MatchesPath "/OAuthToken/**") AND (request.verb = "POST")"#,
+            false,
+        ),
+        (
+            122,
+            r#"proxy.pathsuffix MatchesPath "/OAuthToken(**""#,
+            false,
+        ),
+        (
+            123,
+            r#"proxy.pathsuffix MatchesPath "/OAuthToken(**""#,
+            false,
+        ),
+        (
+            124,
+            r#"proxy.pathsuffix MatchesPath "/OAuthToken(**""#,
+            false,
+        ),
         (125, r#"request.uri MatchesPath "/v1/users""#, false),
         (126, r#"not (request.verb = "POST")"#, false),
         (127, r#"!(request.verb = "POST")"#, false),
-        (128, r#"NOT(request.header.auth-type = "passthrough") AND NOT (request.header.auth-type = "impersonated")"#, false),
-        (129, r#"request.verb IsNot "GET" and !proxy.pathsuffix MatchesPath "/path""#, false),
-        (130, r#"request.verb = "POST" and request.verb = "PUT" or request.verb = "GET""#, false),
-        (131, r#"request.verb = "GET" or request.verb = "PUT" and proxy.pathsuffix = "/x""#, false),
-        (132, r#"(request.verb = "GET" or request.verb = "PUT") and proxy.pathsuffix = "/x""#, false),
-        (133, r#"error.status.code = 429 Or error.status.code GreaterThan 499"#, false),
-        (134, r#"proxy.pathsuffix ~ "/authorize" && request.verb = "POST""#, false),
-        (135, r#"request.verb = "PUT" || request.verb = "POST""#, false),
-        (136, r#"proxy.pathsuffix MatchesPath "/a" AnD request.verb = "GET""#, false),
+        (
+            128,
+            r#"NOT(request.header.auth-type = "passthrough") AND NOT (request.header.auth-type = "impersonated")"#,
+            false,
+        ),
+        (
+            129,
+            r#"request.verb IsNot "GET" and !proxy.pathsuffix MatchesPath "/path""#,
+            false,
+        ),
+        (
+            130,
+            r#"request.verb = "POST" and request.verb = "PUT" or request.verb = "GET""#,
+            false,
+        ),
+        (
+            131,
+            r#"request.verb = "GET" or request.verb = "PUT" and proxy.pathsuffix = "/x""#,
+            false,
+        ),
+        (
+            132,
+            r#"(request.verb = "GET" or request.verb = "PUT") and proxy.pathsuffix = "/x""#,
+            false,
+        ),
+        (
+            133,
+            r#"error.status.code = 429 Or error.status.code GreaterThan 499"#,
+            false,
+        ),
+        (
+            134,
+            r#"proxy.pathsuffix ~ "/authorize" && request.verb = "POST""#,
+            false,
+        ),
+        (
+            135,
+            r#"request.verb = "PUT" || request.verb = "POST""#,
+            false,
+        ),
+        (
+            136,
+            r#"proxy.pathsuffix MatchesPath "/a" AnD request.verb = "GET""#,
+            false,
+        ),
         (137, r#""#, false),
         (138, r#"request.verb="GET""#, false),
         (139, r#"!valid"#, false),
         (140, r#"true or false"#, false),
         (141, r#"request.verb = 'GET'"#, true),
         (142, r#"'request.header.help!me' = "yes""#, false),
-        (143, r#"request.formparam.grant_type = "authorization_code"#, true),
-        (144, r#"request.formparam.grant_type = "authorization_code"""#, true),
-        (145, r#"(request.formparam.grant_type = "authorization_code""#, true),
-        (146, r#"request.formparam.grant_type = "authorization_code")"#, true),
+        (
+            143,
+            r#"request.formparam.grant_type = "authorization_code"#,
+            true,
+        ),
+        (
+            144,
+            r#"request.formparam.grant_type = "authorization_code"""#,
+            true,
+        ),
+        (
+            145,
+            r#"(request.formparam.grant_type = "authorization_code""#,
+            true,
+        ),
+        (
+            146,
+            r#"request.formparam.grant_type = "authorization_code")"#,
+            true,
+        ),
         (147, r#"request.formparam.grant_type = "#, true),
-        (148, r#"request.formparam.grant_type = "client_credentials" and "#, true),
+        (
+            148,
+            r#"request.formparam.grant_type = "client_credentials" and "#,
+            true,
+        ),
         (149, r#"a = "1" and and request.header.foo is null"#, true),
         (150, r#""request.formparam.grant_type is null""#, true),
         (151, r#"{seven = "5"} AND {valid = false}"#, true),
@@ -1776,10 +2105,22 @@ mod tests {
         (154, r#"proxy.pathsuffix MatchesLike false"#, true),
         (155, r#""a-string" = "another-string""#, true),
         (156, r#"20 = 42"#, true),
-        (157, r#"request.formparam.grant_type MatchesPath symbol_name"#, true),
-        (158, r#"request.formparam.grant_type Equals symbol_name"#, false),
+        (
+            157,
+            r#"request.formparam.grant_type MatchesPath symbol_name"#,
+            true,
+        ),
+        (
+            158,
+            r#"request.formparam.grant_type Equals symbol_name"#,
+            false,
+        ),
         (159, r#"request.verb Not Equals "GET""#, true),
         (160, r#"request.verb === "GET""#, true),
-        (163, r#"not (proxy.pathsuffix MatchesPath "**/health/*" or proxy.pathsuffix MatchesPath "**/healthz/**" or )"#, true),
+        (
+            163,
+            r#"not (proxy.pathsuffix MatchesPath "**/health/*" or proxy.pathsuffix MatchesPath "**/healthz/**" or )"#,
+            true,
+        ),
     ];
 }
