@@ -32,9 +32,9 @@ fuzz_target!(|data: &[u8]| {
                     cond.without_spans(),
                     "{text:?} printed as {printed:?} parses differently in {again:?}"
                 ),
-                Err(e) => panic!(
-                    "{text:?} printed as {printed:?} does not parse in {again:?}: {e}"
-                ),
+                Err(e) => {
+                    panic!("{text:?} printed as {printed:?} does not parse in {again:?}: {e}")
+                }
             }
         }
     }
