@@ -87,7 +87,10 @@ fn condition_eval(c: &mut Criterion) {
 
     let policies = PolicySet::from_str(CEDAR_POLICY).expect("cedar policy parses");
     let context = Context::from_pairs([
-        ("verb".to_owned(), RestrictedExpression::new_string("POST".into())),
+        (
+            "verb".to_owned(),
+            RestrictedExpression::new_string("POST".into()),
+        ),
         (
             "path".to_owned(),
             RestrictedExpression::new_string("/v1/orders/123/items".into()),
@@ -134,7 +137,13 @@ fn condition_eval(c: &mut Criterion) {
 fn condition_parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("condition_parse");
     group.bench_function("preflow", |b| {
-        b.iter(|| compile(black_box(SEED_CONDITION), &ParseOptions::default(), &RequestResolver))
+        b.iter(|| {
+            compile(
+                black_box(SEED_CONDITION),
+                &ParseOptions::default(),
+                &RequestResolver,
+            )
+        })
     });
     group.finish();
 }

@@ -54,8 +54,13 @@ fn name() -> impl Strategy<Value = String> {
     prop_oneof![
         // Keyword-like prefixes make whole-word matching work for its keep.
         "(not|and|or|is|null|true)?[A-Za-z][-A-Za-z0-9_.]{0,10}",
-        prop::sample::select(vec!["request.verb", "proxy.pathsuffix", "notes.count", "isnull"])
-            .prop_map(str::to_owned),
+        prop::sample::select(vec![
+            "request.verb",
+            "proxy.pathsuffix",
+            "notes.count",
+            "isnull"
+        ])
+        .prop_map(str::to_owned),
     ]
     .prop_filter("keywords are not names", |s| {
         !KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(s))
@@ -112,29 +117,28 @@ fn literal_operand(lit: impl Strategy<Value = Literal>) -> impl Strategy<Value =
 }
 
 fn comparison() -> impl Strategy<Value = Expr> {
-    (variable(true), prop::sample::select(OPS), any::<bool>())
-        .prop_flat_map(|(lhs, op, negate)| {
-            let rhs = if op.requires_string_rhs() {
-                literal_operand(string_literal()).boxed()
-            } else {
-                prop_oneof![
-                    literal_operand(string_literal()),
-                    literal_operand(other_literal()),
-                    variable(false).prop_map(Operand::Variable),
-                ]
-                .boxed()
-            };
-            let negated = negate && op.allows_infix_not();
-            rhs.prop_map(move |rhs| {
-                Expr::Compare(Comparison {
-                    lhs: lhs.clone(),
-                    op,
-                    negated,
-                    rhs,
-                    span: Span::default(),
-                })
+    (variable(true), prop::sample::select(OPS), any::<bool>()).prop_flat_map(|(lhs, op, negate)| {
+        let rhs = if op.requires_string_rhs() {
+            literal_operand(string_literal()).boxed()
+        } else {
+            prop_oneof![
+                literal_operand(string_literal()),
+                literal_operand(other_literal()),
+                variable(false).prop_map(Operand::Variable),
+            ]
+            .boxed()
+        };
+        let negated = negate && op.allows_infix_not();
+        rhs.prop_map(move |rhs| {
+            Expr::Compare(Comparison {
+                lhs: lhs.clone(),
+                op,
+                negated,
+                rhs,
+                span: Span::default(),
             })
         })
+    })
 }
 
 fn leaf() -> impl Strategy<Value = Expr> {
@@ -213,9 +217,18 @@ fn canonical_form_examples() {
     let cases = [
         ("request.verb equals \"GET\"", "request.verb = \"GET\""),
         ("a==1 && b IsNot null", "a = 1 AND b != null"),
-        ("a ~/ \"/x\" || b ~~ \"y\"", "a MatchesPath \"/x\" OR b JavaRegex \"y\""),
-        ("a=|\"x\" or b~\"*\"", "a StartsWith \"x\" OR b Matches \"*\""),
-        ("a LIKE \"x\" and b likepath \"/p\"", "a Matches \"x\" AND b MatchesPath \"/p\""),
+        (
+            "a ~/ \"/x\" || b ~~ \"y\"",
+            "a MatchesPath \"/x\" OR b JavaRegex \"y\"",
+        ),
+        (
+            "a=|\"x\" or b~\"*\"",
+            "a StartsWith \"x\" OR b Matches \"*\"",
+        ),
+        (
+            "a LIKE \"x\" and b likepath \"/p\"",
+            "a Matches \"x\" AND b MatchesPath \"/p\"",
+        ),
         ("x :=\"y\"", "x := \"y\""),
         ("a not ~/ \"/p\"", "a NOT MatchesPath \"/p\""),
         ("a !~ \"p\"", "a NOT Matches \"p\""),
