@@ -42,6 +42,9 @@ pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
             and_or_mix(c, &mut out);
         }
         unreferenced_policies(bundle, &mut out);
+        if !shared_flows.is_empty() {
+            missing_shared_flows(bundle, &shared_flows, &mut out);
+        }
         if set.is_complete_for(bundle, &shared_flows) {
             for c in &conditions {
                 unset_variables(c, &set, &mut out);
@@ -260,6 +263,26 @@ fn unreferenced_policies(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
             out.push(warn(
                 &p.location,
                 format!("policy `{}` is not used by any step", p.name),
+            ));
+        }
+    }
+}
+
+/// FlowCallouts naming a shared flow that is not among the loaded bundles (checked only
+/// when some shared flows were loaded, since they are usually deployed separately).
+fn missing_shared_flows(
+    bundle: &Bundle,
+    shared_flows: &BTreeMap<&str, &Bundle>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for p in bundle.policies.values() {
+        if let PolicyConfig::FlowCallout(f) = &p.config
+            && let Some(name) = f.shared_flow_bundle.as_deref()
+            && !shared_flows.contains_key(name)
+        {
+            out.push(warn(
+                &p.location,
+                format!("FlowCallout `{}` calls shared flow `{name}`, which is not among the loaded bundles", p.name),
             ));
         }
     }
@@ -582,6 +605,35 @@ mod tests {
             "{w:?}"
         );
         assert_eq!(w.len(), 3, "{w:?}");
+    }
+
+    #[test]
+    fn flow_callouts_to_shared_flows_not_loaded() {
+        let p = proxy(
+            r#"<PreFlow><Request><Step><Name>FC</Name></Step><Step><Name>FC2</Name></Step></Request></PreFlow>"#,
+        );
+        let fc = (
+            "apiproxy/policies/FC.xml",
+            r#"<FlowCallout name="FC"><SharedFlowBundle>common</SharedFlowBundle></FlowCallout>"#,
+        );
+        let fc2 = (
+            "apiproxy/policies/FC2.xml",
+            r#"<FlowCallout name="FC2"><SharedFlowBundle>other</SharedFlowBundle></FlowCallout>"#,
+        );
+        let sf = (
+            "common/sharedflowbundle/sharedflows/default.xml",
+            r#"<SharedFlow name="default"/>"#,
+        );
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), fc, fc2, sf]);
+        assert_eq!(
+            w,
+            [
+                "apiproxy/policies/FC2.xml:1:1: warning: FlowCallout `FC2` calls shared flow `other`, which is not among the loaded bundles"
+            ]
+        );
+        // Alone, a proxy calling shared flows deployed elsewhere is fine.
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), fc, fc2]);
+        assert!(w.is_empty(), "{w:?}");
     }
 
     #[test]
