@@ -218,6 +218,8 @@ fn parenthesised(text: &str, start: usize, end: usize) -> bool {
 fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
     let Some(root) = &c.ast.expr else { return };
     let mut stack = vec![root];
+    // The first offending operand in the text; one warning per condition is enough.
+    let mut first: Option<usize> = None;
     while let Some(e) = stack.pop() {
         let (lhs, rhs, is_and) = match e {
             Expr::And { lhs, rhs, .. } => (lhs, rhs, true),
@@ -235,20 +237,21 @@ fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
             );
             let span = child.span();
             if mixed && !parenthesised(&c.text, span.start, span.end) {
-                out.push(
-                    warn(
-                        &within(c, span.start),
-                        "`AND` and `OR` mixed without parentheses; Apigee Edge and Apigee X \
-                         group them differently"
-                            .to_owned(),
-                    )
-                    .with_hint("add parentheses to say which is meant"),
-                );
-                // One warning per condition is enough.
-                return;
+                first = Some(first.map_or(span.start, |f| f.min(span.start)));
             }
             stack.push(child);
         }
+    }
+    if let Some(at) = first {
+        out.push(
+            warn(
+                &within(c, at),
+                "`AND` and `OR` mixed without parentheses; Apigee Edge and Apigee X group them \
+                 differently"
+                    .to_owned(),
+            )
+            .with_hint("add parentheses to say which is meant"),
+        );
     }
 }
 
