@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_file_size: usize,
     /// Most files read in one load (every file of every bundle, zip entries included).
     pub max_files: usize,
+    /// Most bytes read in one load, all files together.
+    pub max_total_size: usize,
     /// Deepest folder nesting searched for bundles.
     pub max_dir_depth: usize,
     /// Limits on each XML document.
@@ -32,6 +34,7 @@ impl Default for Limits {
         Self {
             max_file_size: 4 * 1024 * 1024,
             max_files: 20_000,
+            max_total_size: 256 * 1024 * 1024,
             max_dir_depth: 32,
             xml: XmlLimits::default(),
         }
@@ -192,6 +195,7 @@ where
     let mut loaded = Loaded::default();
     let mut groups: BTreeMap<String, Vec<(String, String, Vec<u8>)>> = BTreeMap::new();
     let mut count = 0usize;
+    let mut total = 0usize;
     for (path, bytes) in files {
         let path = path.as_ref().replace('\\', "/");
         count += 1;
@@ -226,6 +230,17 @@ where
                 ),
             );
             continue;
+        }
+        total = total.saturating_add(bytes.len());
+        if total > options.limits.max_total_size {
+            loaded.file_error(
+                &path,
+                format!(
+                    "the files add up to more than the limit of {} bytes; the rest are not read",
+                    options.limits.max_total_size
+                ),
+            );
+            break;
         }
         groups
             .entry(root)
@@ -605,6 +620,7 @@ fn read_folder(
         .is_some_and(|n| ROOTS.contains(&n));
     let mut stack = vec![(path.to_path_buf(), 0usize, inside_root)];
     let mut seen = 0usize;
+    let mut total = 0usize;
     while let Some((dir, depth, inside)) = stack.pop() {
         let shown = dir.to_string_lossy().into_owned();
         let entries = match std::fs::read_dir(&dir) {
@@ -664,7 +680,21 @@ fn read_folder(
                     return out;
                 }
                 match read_limited(std::fs::File::open(&entry_path), limits.max_file_size) {
-                    Ok(bytes) => out.push((shown, bytes)),
+                    Ok(bytes) => {
+                        total = total.saturating_add(bytes.len());
+                        if total > limits.max_total_size {
+                            problems.push(Diagnostic::for_file(
+                                shown,
+                                Severity::Error,
+                                format!(
+                                    "the files add up to more than the limit of {} bytes; the rest are not read",
+                                    limits.max_total_size
+                                ),
+                            ));
+                            return out;
+                        }
+                        out.push((shown, bytes));
+                    }
                     Err(message) => {
                         problems.push(Diagnostic::for_file(shown, Severity::Error, message))
                     }
@@ -704,6 +734,7 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
     };
     let mut problems = Vec::new();
     let mut files = Vec::new();
+    let mut total = 0usize;
     if archive.len() > limits.max_files {
         problems.push(Diagnostic::for_file(
             name,
@@ -749,7 +780,21 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
             continue;
         }
         match read_limited(Ok(entry), limits.max_file_size) {
-            Ok(bytes) => files.push((shown, bytes)),
+            Ok(bytes) => {
+                total = total.saturating_add(bytes.len());
+                if total > limits.max_total_size {
+                    problems.push(Diagnostic::for_file(
+                        shown,
+                        Severity::Error,
+                        format!(
+                            "the files add up to more than the limit of {} bytes; the rest are not read",
+                            limits.max_total_size
+                        ),
+                    ));
+                    break;
+                }
+                files.push((shown, bytes));
+            }
             Err(message) => problems.push(Diagnostic::for_file(shown, Severity::Error, message)),
         }
     }

@@ -345,6 +345,21 @@ fn limits_are_clear_errors() {
         "{m:?}"
     );
     assert!(m.iter().any(|m| m.contains("more than 2 files")), "{m:?}");
+    let options = LoadOptions {
+        limits: Limits {
+            max_total_size: 60,
+            ..Limits::default()
+        },
+        ..LoadOptions::default()
+    };
+    let loaded = load_files([SA, RF], &options);
+    assert!(
+        messages(&loaded)
+            .iter()
+            .any(|m| m.contains("add up to more than the limit of 60 bytes")),
+        "{:?}",
+        messages(&loaded)
+    );
     let deep = format!(
         "<ProxyEndpoint name=\"a\">{}{}</ProxyEndpoint>",
         "<a>".repeat(100),
