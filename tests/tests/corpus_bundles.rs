@@ -209,3 +209,44 @@ fn corpus_bundles_load() {
         "the apigeelint fixtures hold broken bundles on purpose; some must be reported"
     );
 }
+
+/// Every corpus XML file, cut short at several points and loaded as each kind of bundle
+/// file, gives diagnostics and never panics.
+#[test]
+fn truncated_corpus_files_never_panic() {
+    let corpus = corpus();
+    let mut files = Vec::new();
+    let mut stack = vec![corpus];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "xml") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 2000, "only {} XML files", files.len());
+    let options = LoadOptions::default();
+    let mut loads = 0;
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let as_kind = if path.to_string_lossy().contains("/policies/") {
+            "apiproxy/policies/P.xml"
+        } else if path.to_string_lossy().contains("/targets/") {
+            "apiproxy/targets/default.xml"
+        } else {
+            "apiproxy/proxies/default.xml"
+        };
+        for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len() * 9 / 10] {
+            let loaded = preflow::load_files([(as_kind, &bytes[..cut])], &options);
+            let _ = preflow::lint(&loaded.bundles);
+            for d in &loaded.diagnostics {
+                let _ = d.render();
+            }
+            loads += 1;
+        }
+    }
+    println!("{loads} truncated loads");
+}
