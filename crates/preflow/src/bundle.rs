@@ -472,7 +472,19 @@ fn load_bundle(
             }
         }
     }
+    let before = diags.len();
     check_references(&bundle, diags);
+    // Show the offending line, as for every other error.
+    for d in diags.iter_mut().skip(before) {
+        let line = files
+            .iter()
+            .find(|f| *f.1 == *d.location.file)
+            .and_then(|f| std::str::from_utf8(&f.2).ok())
+            .and_then(|text| text.lines().nth(d.location.line.saturating_sub(1)));
+        if let Some(line) = line {
+            d.line_text = line.trim_end_matches('\r').to_owned();
+        }
+    }
     match kind {
         BundleKind::ApiProxy if bundle.proxy_endpoints.is_empty() => {
             diags.push(Diagnostic::for_file(

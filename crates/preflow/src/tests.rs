@@ -148,6 +148,12 @@ fn step_naming_a_missing_policy_is_an_error_at_the_step() {
             "apiproxy/proxies/default.xml:3:5: error: step names policy `Missing`, which is not in the bundle"
         ]
     );
+    let rendered = loaded.diagnostics[0].render();
+    assert!(
+        rendered
+            .contains("3 |     <Step><Name>Missing</Name></Step></Request></PreFlow>\n  |     ^"),
+        "{rendered}"
+    );
     let loaded = load(&[
         (
             "apiproxy/proxies/default.xml",
