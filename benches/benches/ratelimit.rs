@@ -1,0 +1,2 @@
+//! Rate-limit benchmarks.
+fn main() {}
