@@ -91,10 +91,10 @@ impl GcraTake {
                 retry_after_ns: 0,
             };
         }
-        let base = reply.tat.as_nanos().max(self.now.as_nanos());
-        let conforming_at = base
-            .saturating_add(self.increment_ns())
-            .saturating_sub(self.tolerance_ns);
+        let base = u128::from(reply.tat.as_nanos().max(self.now.as_nanos()));
+        let increment = u128::from(self.weight) * u128::from(self.emission_interval_ns);
+        let conforming_at = (base + increment).saturating_sub(u128::from(self.tolerance_ns));
+        let conforming_at = u64::try_from(conforming_at).unwrap_or(u64::MAX);
         SpikeDecision {
             allowed: false,
             retry_after_ns: conforming_at.saturating_sub(self.now.as_nanos()).max(1),
