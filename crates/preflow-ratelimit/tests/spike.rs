@@ -4,8 +4,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use preflow_ratelimit::{
-    CounterStore, Decision, DirectSpikeArrest, MemoryStore, Rate, RateParseError, RateUnit, SpikeArrest,
-    SpikeArrestConfig, SpikeBehaviour, StoreReply, Timestamp,
+    CounterStore, Decision, DirectSpikeArrest, MemoryStore, Rate, RateParseError, RateUnit,
+    SpikeArrest, SpikeArrestConfig, SpikeBehaviour, StoreReply, Timestamp,
 };
 
 const MS: u64 = 1_000_000;
@@ -45,18 +45,54 @@ fn rate_parses_per_second_and_per_minute() {
 fn rate_rejects_bad_input() {
     assert_eq!("".parse::<Rate>(), Err(RateParseError::Empty));
     assert_eq!("  ".parse::<Rate>(), Err(RateParseError::Empty));
-    assert_eq!("0ps".parse::<Rate>(), Err(RateParseError::Zero("0ps".into())));
-    assert_eq!("30".parse::<Rate>(), Err(RateParseError::MissingUnit("30".into())));
-    assert_eq!("30ph".parse::<Rate>(), Err(RateParseError::MissingUnit("30ph".into())));
-    assert_eq!("p".parse::<Rate>(), Err(RateParseError::MissingUnit("p".into())));
-    assert_eq!("ps".parse::<Rate>(), Err(RateParseError::InvalidCount("ps".into())));
-    assert_eq!("-3ps".parse::<Rate>(), Err(RateParseError::InvalidCount("-3ps".into())));
-    assert_eq!("+3ps".parse::<Rate>(), Err(RateParseError::InvalidCount("+3ps".into())));
-    assert_eq!("1.5ps".parse::<Rate>(), Err(RateParseError::InvalidCount("1.5ps".into())));
-    assert_eq!("3 ps".parse::<Rate>(), Err(RateParseError::InvalidCount("3 ps".into())));
-    assert_eq!("4294967296ps".parse::<Rate>(), Err(RateParseError::TooLarge("4294967296ps".into())));
-    assert_eq!("é".parse::<Rate>(), Err(RateParseError::MissingUnit("é".into())));
-    assert_eq!("3pé".parse::<Rate>(), Err(RateParseError::MissingUnit("3pé".into())));
+    assert_eq!(
+        "0ps".parse::<Rate>(),
+        Err(RateParseError::Zero("0ps".into()))
+    );
+    assert_eq!(
+        "30".parse::<Rate>(),
+        Err(RateParseError::MissingUnit("30".into()))
+    );
+    assert_eq!(
+        "30ph".parse::<Rate>(),
+        Err(RateParseError::MissingUnit("30ph".into()))
+    );
+    assert_eq!(
+        "p".parse::<Rate>(),
+        Err(RateParseError::MissingUnit("p".into()))
+    );
+    assert_eq!(
+        "ps".parse::<Rate>(),
+        Err(RateParseError::InvalidCount("ps".into()))
+    );
+    assert_eq!(
+        "-3ps".parse::<Rate>(),
+        Err(RateParseError::InvalidCount("-3ps".into()))
+    );
+    assert_eq!(
+        "+3ps".parse::<Rate>(),
+        Err(RateParseError::InvalidCount("+3ps".into()))
+    );
+    assert_eq!(
+        "1.5ps".parse::<Rate>(),
+        Err(RateParseError::InvalidCount("1.5ps".into()))
+    );
+    assert_eq!(
+        "3 ps".parse::<Rate>(),
+        Err(RateParseError::InvalidCount("3 ps".into()))
+    );
+    assert_eq!(
+        "4294967296ps".parse::<Rate>(),
+        Err(RateParseError::TooLarge("4294967296ps".into()))
+    );
+    assert_eq!(
+        "é".parse::<Rate>(),
+        Err(RateParseError::MissingUnit("é".into()))
+    );
+    assert_eq!(
+        "3pé".parse::<Rate>(),
+        Err(RateParseError::MissingUnit("3pé".into()))
+    );
     let message = "30".parse::<Rate>().unwrap_err().to_string();
     assert!(message.starts_with("rate `30` must end in"), "{message}");
 }
@@ -72,7 +108,9 @@ fn edge_10ps_allows_one_per_100ms() {
     assert!(s.check("k", at(100 * MS), 1).allowed);
     // Over a second of back-to-back attempts every 10 ms, exactly 10 pass.
     let s = edge("10ps");
-    let passed = (0..100).filter(|i| s.check("k", at(i * 10 * MS), 1).allowed).count();
+    let passed = (0..100)
+        .filter(|i| s.check("k", at(i * 10 * MS), 1).allowed)
+        .count();
     assert_eq!(passed, 10);
 }
 
@@ -84,7 +122,9 @@ fn edge_30pm_allows_one_per_two_seconds() {
     assert!(s.check("k", at(2 * SEC), 1).allowed);
     // Attempts every 100 ms for a minute: the 31st within a minute fails.
     let s = edge("30pm");
-    let passed = (0..600).filter(|i| s.check("k", at(i * 100 * MS), 1).allowed).count();
+    let passed = (0..600)
+        .filter(|i| s.check("k", at(i * 100 * MS), 1).allowed)
+        .count();
     assert_eq!(passed, 30);
 }
 
@@ -104,7 +144,9 @@ fn edge_weight_multiplies_the_interval() {
     // "if the SpikeArrest Rate is 10 per minute, and an application submits requests with
     // weight 5, then only 2 messages are permitted per minute"
     let s = edge("10pm");
-    let passed = (0..60).filter(|i| s.check("k", at(i * SEC), 5).allowed).count();
+    let passed = (0..60)
+        .filter(|i| s.check("k", at(i * SEC), 5).allowed)
+        .count();
     assert_eq!(passed, 2);
     // Weight 0 passes only while the window is open and consumes nothing.
     let s = edge("1ps");
@@ -116,7 +158,15 @@ fn edge_weight_multiplies_the_interval() {
 #[test]
 fn apigee_x_burst_matches_observed_max_burst_counts() {
     // (rate, observed maxBurstMessageCount)
-    for (r, burst) in [("60pm", 6), ("300pm", 30), ("5pm", 1), ("10ps", 1), ("5ps", 1), ("1ps", 1), ("100ps", 10)] {
+    for (r, burst) in [
+        ("60pm", 6),
+        ("300pm", 30),
+        ("5pm", 1),
+        ("10ps", 1),
+        ("5ps", 1),
+        ("1ps", 1),
+        ("100ps", 10),
+    ] {
         let s = x(r);
         let passed = (0..1000).filter(|_| s.check("k", at(0), 1).allowed).count();
         assert_eq!(passed, burst, "rate {r}");
@@ -136,14 +186,19 @@ fn apigee_x_refills_at_the_rate() {
     assert!(s.check("k", at(SEC), 1).allowed);
     assert!(!s.check("k", at(SEC), 1).allowed);
     // After 6 idle seconds the bucket is full again, and no fuller.
-    let passed = (0..20).filter(|_| s.check("k", at(100 * SEC), 1).allowed).count();
+    let passed = (0..20)
+        .filter(|_| s.check("k", at(100 * SEC), 1).allowed)
+        .count();
     assert_eq!(passed, 6);
 }
 
 #[test]
 fn apigee_x_weight_needs_that_many_tokens() {
     let s = x("60pm"); // burst 6
-    assert!(!s.check("k", at(0), 7).allowed, "a weight above the burst never passes");
+    assert!(
+        !s.check("k", at(0), 7).allowed,
+        "a weight above the burst never passes"
+    );
     assert!(s.check("k", at(0), 4).allowed);
     assert!(!s.check("k", at(0), 3).allowed);
     assert!(s.check("k", at(0), 2).allowed);
@@ -164,10 +219,13 @@ fn identifiers_are_independent() {
 
 #[test]
 fn effective_count_divides_the_rate_between_nodes() {
-    let config = SpikeArrestConfig::new(rate("10ps")).with_effective_count(NonZeroU32::new(4).unwrap());
+    let config =
+        SpikeArrestConfig::new(rate("10ps")).with_effective_count(NonZeroU32::new(4).unwrap());
     let s = SpikeArrest::new(config);
     assert_eq!(s.emission_interval_ns(), 400 * MS);
-    let passed = (0..100).filter(|i| s.check("k", at(i * 10 * MS), 1).allowed).count();
+    let passed = (0..100)
+        .filter(|i| s.check("k", at(i * 10 * MS), 1).allowed)
+        .count();
     assert_eq!(passed, 3); // at 0, 400 ms and 800 ms
 }
 
@@ -181,7 +239,11 @@ fn direct_matches_keyed() {
         for i in 0u64..2000 {
             t += (i * 7919) % (700 * MS);
             let w = (i % 4) as u32;
-            assert_eq!(keyed.check("k", at(t), w), direct.check(at(t), w), "step {i}");
+            assert_eq!(
+                keyed.check("k", at(t), w),
+                direct.check(at(t), w),
+                "step {i}"
+            );
         }
     }
 }
@@ -198,7 +260,11 @@ fn store_op_round_trip_matches_inline_check() {
         assert_eq!(op.key(), "client");
         let reply = remote_store.run(&op);
         let decision = op.resolve(&reply).unwrap();
-        assert_eq!(decision, Decision::Spike(inline.check("client", now, 1)), "step {i}");
+        assert_eq!(
+            decision,
+            Decision::Spike(inline.check("client", now, 1)),
+            "step {i}"
+        );
     }
     // The planner never touched its own store.
     assert!(planner.store().is_empty());
@@ -229,7 +295,10 @@ fn shared_store_and_reclaim() {
 
 #[test]
 fn amortised_sweep_keeps_the_map_bounded() {
-    let s = SpikeArrest::with_store(SpikeArrestConfig::new(rate("1000ps")), MemoryStore::with_min_sweep(64));
+    let s = SpikeArrest::with_store(
+        SpikeArrestConfig::new(rate("1000ps")),
+        MemoryStore::with_min_sweep(64),
+    );
     // One new identifier every 100 µs: about 10 are live (TAT ahead of now) at any time.
     let mut key = String::new();
     for i in 0u64..100_000 {
@@ -237,7 +306,11 @@ fn amortised_sweep_keeps_the_map_bounded() {
         key.push_str("id-");
         key.push_str(&i.to_string());
         assert!(s.check(&key, at(i * 100_000), 1).allowed);
-        assert!(s.store().len() <= 2 * 64 + 16, "len {} at {i}", s.store().len());
+        assert!(
+            s.store().len() <= 2 * 64 + 16,
+            "len {} at {i}",
+            s.store().len()
+        );
     }
 }
 
