@@ -77,7 +77,7 @@ fn quota_weights_are_exact_across_threads() {
     });
     let used = quota.check("k", Timestamp::from_nanos(T0), 0).used_count;
     assert_eq!(used, admitted.load(Ordering::Relaxed));
-    assert!(used <= N && used >= N - 2, "{used}");
+    assert!((N - 2..=N).contains(&used), "{used}");
 }
 
 #[test]

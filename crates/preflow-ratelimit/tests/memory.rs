@@ -36,17 +36,20 @@ const SAMPLE: u64 = 997;
 /// Runs both limiters in one test so the heap figures see one workload at a time.
 #[test]
 fn ten_million_identifiers_stay_bounded() {
-    spike_arrest();
-    quota();
+    spike_arrest(SpikeArrestConfig::new("1000ps".parse().unwrap()));
+    // Flexi, 100 per second: each identifier's window lasts 1 s from its first request.
+    let config =
+        QuotaConfig::new(100, NonZeroU32::MIN, TimeUnit::Second).with_type(QuotaType::Flexi);
+    quota(Quota::new(config).unwrap());
 }
 
-fn spike_arrest() {
+fn spike_arrest(config: SpikeArrestConfig) {
     let base = live_heap();
     let mut peak = 0;
     let started = Instant::now();
     // 1000ps: an identifier's state is idle 1 ms after its request. One new identifier
     // every 10 µs, so about 100 are live at a time.
-    let spike = SpikeArrest::new(SpikeArrestConfig::new("1000ps".parse().unwrap()));
+    let spike = SpikeArrest::new(config);
     let mut key = String::with_capacity(32);
     let mut admitted = 0u64;
     for i in 0..IDENTIFIERS {
@@ -73,15 +76,11 @@ fn spike_arrest() {
     drop(spike);
 }
 
-fn quota() {
+fn quota(quota: Quota) {
     let base = live_heap();
     let mut peak = 0;
     let started = Instant::now();
-    // Flexi, 100 per second: each identifier's window lasts 1 s from its first request.
-    // One new identifier every 100 µs, so about 10,000 windows are live at a time.
-    let config =
-        QuotaConfig::new(100, NonZeroU32::MIN, TimeUnit::Second).with_type(QuotaType::Flexi);
-    let quota = Quota::new(config).unwrap();
+    // One new identifier every 100 µs, so about 10,000 one-second windows are live at a time.
     let mut key = String::with_capacity(32);
     let mut admitted = 0u64;
     for i in 0..IDENTIFIERS {

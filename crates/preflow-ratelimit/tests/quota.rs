@@ -1,4 +1,6 @@
 //! Quota behaviour: window boundaries per type and unit, counts, classes, store ops.
+// Test helpers outside `#[test]` functions unwrap as well.
+#![allow(clippy::unwrap_used)]
 
 use std::num::NonZeroU32;
 

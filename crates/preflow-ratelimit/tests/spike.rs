@@ -1,4 +1,6 @@
 //! SpikeArrest behaviour: Edge smoothing, Apigee X bursts, weights, identifiers, store ops.
+// Test helpers outside `#[test]` functions unwrap as well.
+#![allow(clippy::unwrap_used)]
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -47,7 +47,7 @@ impl BucketModel {
 
 fn rate_strategy() -> impl Strategy<Value = Rate> {
     (1u32..=2_000, any::<bool>()).prop_map(|(n, per_second)| {
-        let n = NonZeroU32::new(n).unwrap();
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         if per_second {
             Rate::per_second(n)
         } else {
