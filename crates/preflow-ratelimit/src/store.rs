@@ -26,6 +26,12 @@
 //!   `weight` stay within `limit`. In Redis: a hash of slot → count, summed and trimmed by
 //!   a script.
 //!
+//! A remote backend must keep the integer arithmetic exact. Redis Lua numbers are doubles,
+//! exact only up to 2^53 (about 104 days in nanoseconds), so a script should store times
+//! relative to a fixed recent origin, or compare as 64-bit integers, rather than compute on
+//! raw epoch nanoseconds. Replies carry the state after the operation, from which
+//! [`StoreOp::resolve`] derives everything else (retry-after, available count).
+//!
 //! # Bounded memory
 //!
 //! [`MemoryStore`] reclaims idle keys. A key is idle when its state is indistinguishable
