@@ -19,9 +19,9 @@ pub enum RegistryError {
     /// The consumer key is already used by another credential.
     #[error("consumer key {0:?} is already in use")]
     DuplicateKey(String),
-    /// The custom secret or key is empty or contains characters outside `%x20-7E`
-    /// (RFC 6749 Appendix A.2 allows printable ASCII only).
-    #[error("{0} must be 1 to 512 printable ASCII characters")]
+    /// The custom secret or key is empty, longer than 512 bytes or holds a control
+    /// character.
+    #[error("{0} must be 1 to 512 bytes without control characters")]
     InvalidCredentialValue(&'static str),
     /// An API resource path is not valid.
     #[error("invalid api resource {path:?}: {reason}")]

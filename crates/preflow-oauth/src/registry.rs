@@ -302,7 +302,8 @@ pub enum SecretSpec {
         /// Random bytes.
         bytes: usize,
     },
-    /// Use this value (printable ASCII, 1 to 512 characters). Stored as Argon2id.
+    /// Use this value (1 to 512 bytes, no control characters; RFC 6749 client secrets are
+    /// printable ASCII, imported ones may hold more). Stored as Argon2id.
     Custom(String),
 }
 
@@ -405,7 +406,7 @@ pub struct Registry {
 }
 
 fn check_printable(value: &str, what: &'static str) -> Result<(), RegistryError> {
-    if value.is_empty() || value.len() > 512 || !value.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+    if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
         return Err(RegistryError::InvalidCredentialValue(what));
     }
     Ok(())
