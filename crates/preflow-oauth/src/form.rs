@@ -288,4 +288,45 @@ mod tests {
         assert_eq!(parse_form(b"a=%4").unwrap_err(), DecodeError::BadPercent);
         assert_eq!(parse_form(b"a=%ff").unwrap_err(), DecodeError::BadUtf8);
     }
+
+    fn encode(s: &str) -> String {
+        let mut out = String::new();
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                    out.push(char::from(b))
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn form_round_trip(name in "[a-z_]{1,12}", value in "\\PC{0,40}") {
+            let body = format!("{}={}", encode(&name), encode(&value));
+            let parsed = parse_form(body.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(parsed, vec![(name, value)]);
+        }
+
+        #[test]
+        fn basic_round_trip(id in "\\PC{0,20}", secret in "\\PC{0,40}") {
+            use base64::Engine as _;
+            let raw = format!("{}:{}", encode(&id), encode(&secret));
+            let b64 = STANDARD.encode(raw);
+            let d = decode_basic(b64.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(d.strict, Ok(BasicCredentials { client_id: id, secret }));
+        }
+
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse_form(&bytes);
+            if let Ok(d) = decode_basic(&bytes) {
+                let _ = d.raw_readings();
+            }
+            let _ = basic_param(&bytes);
+        }
+    }
 }

@@ -88,6 +88,9 @@ mod throttle;
 mod token;
 mod verify;
 
+/// The `http` crate, re-exported for hosts and tools that build requests.
+pub use http;
+
 pub use error::RegistryError;
 pub use http_util::{EndpointError, ErrorCode, ResponseMode};
 pub use registry::{

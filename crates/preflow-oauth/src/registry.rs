@@ -400,7 +400,9 @@ pub struct Registry {
     developers: DashMap<String, Arc<Developer>>,
     products: DashMap<String, Arc<ApiProduct>>,
     apps: DashMap<String, Arc<App>>,
-    credentials: DashMap<String, Arc<Credential>>,
+    /// Credentials with their app and developer, so a lookup by client id is one probe;
+    /// kept in step when an app or developer changes.
+    credentials: DashMap<String, ClientRecord>,
     owners: DashMap<String, Arc<ResourceOwner>>,
     cost: PasswordHashCost,
 }
@@ -428,8 +430,26 @@ impl Registry {
 
     /// Adds or replaces a developer.
     pub fn put_developer(&self, developer: Developer) {
+        let developer = Arc::new(developer);
         self.developers
-            .insert(developer.email.clone(), Arc::new(developer));
+            .insert(developer.email.clone(), Arc::clone(&developer));
+        self.refresh_developer(&developer);
+    }
+
+    fn refresh_developer(&self, developer: &Arc<Developer>) {
+        for mut entry in self.credentials.iter_mut() {
+            if entry.app.developer_email == developer.email {
+                entry.developer = Arc::clone(developer);
+            }
+        }
+    }
+
+    fn refresh_app(&self, app: &Arc<App>) {
+        for mut entry in self.credentials.iter_mut() {
+            if entry.credential.app_id == app.id {
+                entry.app = Arc::clone(app);
+            }
+        }
     }
 
     /// Sets a developer's status.
@@ -438,11 +458,15 @@ impl Registry {
         email: &str,
         status: DeveloperStatus,
     ) -> Result<(), RegistryError> {
-        let mut entry = self
-            .developers
-            .get_mut(email)
-            .ok_or_else(|| RegistryError::UnknownDeveloper(email.to_owned()))?;
-        Arc::make_mut(entry.value_mut()).status = status;
+        let updated = {
+            let mut entry = self
+                .developers
+                .get_mut(email)
+                .ok_or_else(|| RegistryError::UnknownDeveloper(email.to_owned()))?;
+            Arc::make_mut(entry.value_mut()).status = status;
+            Arc::clone(entry.value())
+        };
+        self.refresh_developer(&updated);
         Ok(())
     }
 
@@ -474,7 +498,9 @@ impl Registry {
         }
         developer_email.clone_into(&mut app.developer_email);
         let id = app.id.clone();
-        self.apps.insert(id.clone(), Arc::new(app));
+        let app = Arc::new(app);
+        self.apps.insert(id.clone(), Arc::clone(&app));
+        self.refresh_app(&app);
         Ok(id)
     }
 
@@ -485,11 +511,15 @@ impl Registry {
 
     /// Approves or revokes an app.
     pub fn set_app_status(&self, app_id: &str, status: Approval) -> Result<(), RegistryError> {
-        let mut entry = self
-            .apps
-            .get_mut(app_id)
-            .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
-        Arc::make_mut(entry.value_mut()).status = status;
+        let updated = {
+            let mut entry = self
+                .apps
+                .get_mut(app_id)
+                .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
+            Arc::make_mut(entry.value_mut()).status = status;
+            Arc::clone(entry.value())
+        };
+        self.refresh_app(&updated);
         Ok(())
     }
 
@@ -500,9 +530,12 @@ impl Registry {
         app_id: &str,
         new: NewCredential,
     ) -> Result<IssuedCredential, RegistryError> {
-        if !self.apps.contains_key(app_id) {
-            return Err(RegistryError::UnknownApp(app_id.to_owned()));
-        }
+        let app = self
+            .app(app_id)
+            .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
+        let developer = self
+            .developer(&app.developer_email)
+            .ok_or_else(|| RegistryError::UnknownDeveloper(app.developer_email.clone()))?;
         for p in &new.products {
             if !self.products.contains_key(p) {
                 return Err(RegistryError::UnknownProduct(p.clone()));
@@ -546,7 +579,11 @@ impl Registry {
         match self.credentials.entry(key.clone()) {
             dashmap::Entry::Occupied(_) => return Err(RegistryError::DuplicateKey(key)),
             dashmap::Entry::Vacant(v) => {
-                v.insert(Arc::new(credential));
+                v.insert(ClientRecord {
+                    credential: Arc::new(credential),
+                    app,
+                    developer,
+                });
             }
         }
         Ok(IssuedCredential {
@@ -561,7 +598,7 @@ impl Registry {
             .credentials
             .get_mut(key)
             .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        Arc::make_mut(entry.value_mut()).status = status;
+        Arc::make_mut(&mut entry.value_mut().credential).status = status;
         Ok(())
     }
 
@@ -579,7 +616,7 @@ impl Registry {
             .credentials
             .get_mut(key)
             .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        let cred = Arc::make_mut(entry.value_mut());
+        let cred = Arc::make_mut(&mut entry.value_mut().credential);
         match cred.products.iter_mut().find(|p| p.name == product) {
             Some(p) => p.status = status,
             None => cred.products.push(CredentialProduct {
@@ -592,19 +629,14 @@ impl Registry {
 
     /// A credential by consumer key.
     pub fn credential(&self, key: &str) -> Option<Arc<Credential>> {
-        self.credentials.get(key).map(|c| Arc::clone(c.value()))
+        self.credentials
+            .get(key)
+            .map(|c| Arc::clone(&c.value().credential))
     }
 
     /// A credential with its app and developer.
     pub fn client(&self, key: &str) -> Option<ClientRecord> {
-        let credential = self.credential(key)?;
-        let app = self.app(&credential.app_id)?;
-        let developer = self.developer(&app.developer_email)?;
-        Some(ClientRecord {
-            credential,
-            app,
-            developer,
-        })
+        self.credentials.get(key).map(|c| c.value().clone())
     }
 
     /// Adds a resource owner for the password grant; the password is hashed with Argon2id.

@@ -1,6 +1,7 @@
 //! Resource-server checks: bearer tokens (RFC 6750, Apigee `VerifyAccessToken`) and API
 //! keys (Apigee `VerifyAPIKey`), with product and scope authorization.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
@@ -362,8 +363,8 @@ fn is_b64token(t: &str) -> bool {
 pub fn bearer_token<B: AsRef<[u8]>>(
     req: &Request<B>,
     locations: BearerLocations,
-) -> Result<String, VerifyError> {
-    let mut found: Option<String> = None;
+) -> Result<Cow<'_, str>, VerifyError> {
+    let mut found: Option<Cow<'_, str>> = None;
     let mut count = 0usize;
     for h in req.headers().get_all(AUTHORIZATION) {
         let bytes = h.as_bytes();
@@ -376,7 +377,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
                 .map_err(|_| VerifyError::MalformedToken)?
                 .trim_matches(' ');
             count += 1;
-            found = Some(token.to_owned());
+            found = Some(Cow::Borrowed(token));
         }
     }
     if locations.query {
@@ -386,7 +387,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
             for (n, v) in pairs {
                 if n == "access_token" {
                     count += 1;
-                    found = Some(v);
+                    found = Some(Cow::Owned(v));
                 }
             }
         }
@@ -404,7 +405,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
                 for (n, v) in pairs {
                     if n == "access_token" {
                         count += 1;
-                        found = Some(v);
+                        found = Some(Cow::Owned(v));
                     }
                 }
             }

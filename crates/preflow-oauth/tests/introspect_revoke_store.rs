@@ -15,19 +15,27 @@ fn introspect(e: &Env, body: &str, auth: Option<&str>) -> http::Response<Vec<u8>
     if let Some(a) = auth {
         r = r.basic(a);
     }
-    e.server.introspection_request(&r.build(), &RequestContext::at(NOW + 1)).run(&e.server, &e.store)
+    e.server
+        .introspection_request(&r.build(), &RequestContext::at(NOW + 1))
+        .run(&e.server, &e.store)
 }
 
 fn revoke(e: &Env, body: &str, auth: &str) -> http::Response<Vec<u8>> {
     let r = post(body).uri("/revoke").basic(auth).build();
-    e.server.revocation_request(&r, &RequestContext::at(NOW + 2)).run(&e.server, &e.store)
+    e.server
+        .revocation_request(&r, &RequestContext::at(NOW + 2))
+        .run(&e.server, &e.store)
 }
 
 #[test]
 fn introspection() {
     let e = env();
     let token = e.cc_token(Some("read"));
-    let resp = introspect(&e, &format!("token={token}&token_type_hint=access_token"), Some(&e.basic()));
+    let resp = introspect(
+        &e,
+        &format!("token={token}&token_type_hint=access_token"),
+        Some(&e.basic()),
+    );
     assert_eq!(resp.status(), 200);
     assert_no_store(&resp);
     let body = json(&resp);
@@ -42,15 +50,36 @@ fn introspection() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.body(), br#"{"active":false}"#);
     // A wrong hint is ignored.
-    let resp = introspect(&e, &format!("token={token}&token_type_hint=refresh_token"), Some(&e.basic()));
+    let resp = introspect(
+        &e,
+        &format!("token={token}&token_type_hint=refresh_token"),
+        Some(&e.basic()),
+    );
     assert_eq!(json(&resp)["active"], true);
     // The caller must authenticate.
-    assert_error(&introspect(&e, &format!("token={token}"), None), 401, "invalid_client");
-    assert_error(&introspect(&e, &format!("token={token}"), Some(&basic_rfc("x", "y"))), 401, "invalid_client");
-    assert_error(&introspect(&e, "", Some(&e.basic())), 400, "invalid_request");
+    assert_error(
+        &introspect(&e, &format!("token={token}"), None),
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &introspect(&e, &format!("token={token}"), Some(&basic_rfc("x", "y"))),
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &introspect(&e, "", Some(&e.basic())),
+        400,
+        "invalid_request",
+    );
     // GET is refused.
-    let r = request("GET", "/introspect?token=x", "").basic(&e.basic()).build();
-    let resp = e.server.introspection_request(&r, &RequestContext::at(NOW)).run(&e.server, &e.store);
+    let r = request("GET", "/introspect?token=x", "")
+        .basic(&e.basic())
+        .build();
+    let resp = e
+        .server
+        .introspection_request(&r, &RequestContext::at(NOW))
+        .run(&e.server, &e.store);
     assert_eq!(resp.status(), 405);
 }
 
@@ -63,17 +92,41 @@ fn revocation() {
     // Another client's token: 200, but not revoked.
     let other = e
         .registry
-        .add_credential(&e.app_id, preflow_oauth::NewCredential { products: vec!["hello-product".into()], ..Default::default() })
+        .add_credential(
+            &e.app_id,
+            preflow_oauth::NewCredential {
+                products: vec!["hello-product".into()],
+                ..Default::default()
+            },
+        )
         .unwrap();
-    let resp = revoke(&e, &format!("token={token}"), &basic_rfc(&other.client_id, &other.client_secret));
+    let resp = revoke(
+        &e,
+        &format!("token={token}"),
+        &basic_rfc(&other.client_id, &other.client_secret),
+    );
     assert_eq!(resp.status(), 200);
-    assert_eq!(json(&introspect(&e, &format!("token={token}"), Some(&e.basic())))["active"], true);
+    assert_eq!(
+        json(&introspect(&e, &format!("token={token}"), Some(&e.basic())))["active"],
+        true
+    );
     // Own token: revoked.
-    let resp = revoke(&e, &format!("token={token}&token_type_hint=whatever"), &e.basic());
+    let resp = revoke(
+        &e,
+        &format!("token={token}&token_type_hint=whatever"),
+        &e.basic(),
+    );
     assert_eq!(resp.status(), 200);
     assert_no_store(&resp);
-    assert_eq!(introspect(&e, &format!("token={token}"), Some(&e.basic())).body(), br#"{"active":false}"#);
-    assert_error(&revoke(&e, &format!("token={token}"), &basic_rfc("x", "y")), 401, "invalid_client");
+    assert_eq!(
+        introspect(&e, &format!("token={token}"), Some(&e.basic())).body(),
+        br#"{"active":false}"#
+    );
+    assert_error(
+        &revoke(&e, &format!("token={token}"), &basic_rfc("x", "y")),
+        401,
+        "invalid_client",
+    );
     assert_error(&revoke(&e, "", &e.basic()), 400, "invalid_request");
 }
 
@@ -106,36 +159,68 @@ fn revoking_a_refresh_token_revokes_its_grant() {
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let resp = introspect(&e, &format!("token={refresh}"), Some(&e.basic()));
     assert_eq!(json(&resp)["token_type"], "refresh_token");
-    assert_eq!(revoke(&e, &format!("token={refresh}&token_type_hint=refresh_token"), &e.basic()).status(), 200);
-    assert_eq!(introspect(&e, &format!("token={access}"), Some(&e.basic())).body(), br#"{"active":false}"#);
-    assert_eq!(introspect(&e, &format!("token={refresh}"), Some(&e.basic())).body(), br#"{"active":false}"#);
+    assert_eq!(
+        revoke(
+            &e,
+            &format!("token={refresh}&token_type_hint=refresh_token"),
+            &e.basic()
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        introspect(&e, &format!("token={access}"), Some(&e.basic())).body(),
+        br#"{"active":false}"#
+    );
+    assert_eq!(
+        introspect(&e, &format!("token={refresh}"), Some(&e.basic())).body(),
+        br#"{"active":false}"#
+    );
 }
 
 /// Drives the token endpoint by hand, as a remote-store driver would.
 #[test]
 fn token_endpoint_is_resumable() {
     let e = env();
-    let req = post("grant_type=client_credentials").basic(&e.basic()).build();
+    let req = post("grant_type=client_credentials")
+        .basic(&e.basic())
+        .build();
     let outcome = e.server.token_request(&req, &RequestContext::at(NOW));
-    let Outcome::NeedsStore(op, pending) = outcome else { panic!("expected a store step") };
-    let StoreOp::PutTokens(tokens) = &op else { panic!("{op:?}") };
+    let Outcome::NeedsStore(op, pending) = outcome else {
+        panic!("expected a store step")
+    };
+    let StoreOp::PutTokens(tokens) = &op else {
+        panic!("{op:?}")
+    };
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0].1.kind, TokenKind::Access);
     // The continuation can be moved to another thread while the "remote" store works.
-    let (reply, pending) = std::thread::spawn(move || (e.store.execute(op), pending)).join().unwrap();
-    let Outcome::Respond(resp) = e_server_resume(&e.server, pending, reply) else { panic!() };
+    let (reply, pending) = std::thread::spawn(move || (e.store.execute(op), pending))
+        .join()
+        .unwrap();
+    let Outcome::Respond(resp) = e_server_resume(&e.server, pending, reply) else {
+        panic!()
+    };
     assert_eq!(resp.status(), 200);
 
     // A store failure becomes 503 with Retry-After.
     let outcome = e.server.token_request(&req, &RequestContext::at(NOW));
-    let Outcome::NeedsStore(_, pending) = outcome else { panic!() };
-    let Outcome::Respond(resp) = e.server.resume(pending, StoreReply::Unavailable) else { panic!() };
+    let Outcome::NeedsStore(_, pending) = outcome else {
+        panic!()
+    };
+    let Outcome::Respond(resp) = e.server.resume(pending, StoreReply::Unavailable) else {
+        panic!()
+    };
     assert_eq!(resp.status(), 503);
     assert_eq!(header(&resp, "retry-after"), Some("1"));
     assert_eq!(json(&resp)["error"], "temporarily_unavailable");
 }
 
-fn e_server_resume(s: &preflow_oauth::OAuthServer, p: preflow_oauth::Pending, r: StoreReply) -> Outcome {
+fn e_server_resume(
+    s: &preflow_oauth::OAuthServer,
+    p: preflow_oauth::Pending,
+    r: StoreReply,
+) -> Outcome {
     s.resume(p, r)
 }
 
@@ -161,16 +246,39 @@ fn refresh_rotation_steps() {
         attributes: Arc::from(Vec::new()),
     };
     e.store.put_tokens(&[(TokenHash::of(b"rt"), Arc::new(rec))]);
-    let req = post("grant_type=refresh_token&refresh_token=rt").basic(&e.basic()).build();
-    let Outcome::NeedsStore(op, p) = e.server.token_request(&req, &RequestContext::at(NOW + 1)) else { panic!() };
+    let req = post("grant_type=refresh_token&refresh_token=rt")
+        .basic(&e.basic())
+        .build();
+    let Outcome::NeedsStore(op, p) = e.server.token_request(&req, &RequestContext::at(NOW + 1))
+    else {
+        panic!()
+    };
     assert_eq!(op, StoreOp::GetToken(TokenHash::of(b"rt")));
-    let Outcome::NeedsStore(op, p) = e.server.resume(p, e.store.execute(op)) else { panic!() };
+    let Outcome::NeedsStore(op, p) = e.server.resume(p, e.store.execute(op)) else {
+        panic!()
+    };
     assert!(matches!(&op, StoreOp::PutTokens(t) if t.len() == 2));
-    let Outcome::NeedsStore(op, p) = e.server.resume(p, e.store.execute(op)) else { panic!() };
-    assert_eq!(op, StoreOp::RevokeToken { hash: TokenHash::of(b"rt"), at: NOW + 1 });
-    let Outcome::Respond(resp) = e.server.resume(p, e.store.execute(op)) else { panic!() };
+    let Outcome::NeedsStore(op, p) = e.server.resume(p, e.store.execute(op)) else {
+        panic!()
+    };
+    assert_eq!(
+        op,
+        StoreOp::RevokeToken {
+            hash: TokenHash::of(b"rt"),
+            at: NOW + 1
+        }
+    );
+    let Outcome::Respond(resp) = e.server.resume(p, e.store.execute(op)) else {
+        panic!()
+    };
     assert_eq!(json(&resp)["refresh_token"].as_str().unwrap().len(), 43);
-    assert!(e.store.get_token(&TokenHash::of(b"rt")).unwrap().revoked_at.is_some());
+    assert!(
+        e.store
+            .get_token(&TokenHash::of(b"rt"))
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
 }
 
 fn record(issued_at: u64, expires_at: Option<u64>) -> Arc<TokenRecord> {
@@ -214,7 +322,11 @@ fn memory_store_reclaims_expired_tokens_and_codes() {
         },
     );
     assert_eq!(s.purge_expired(55), 0);
-    assert_eq!(s.purge_expired(100), 2, "expired a, revoked c past retention");
+    assert_eq!(
+        s.purge_expired(100),
+        2,
+        "expired a, revoked c past retention"
+    );
     assert!(s.get_token(&TokenHash::of(b"b")).is_some());
     assert_eq!(s.code_count(), 1);
     assert_eq!(s.purge_expired(600), 1);
@@ -227,6 +339,13 @@ fn memory_store_reclaims_by_itself() {
     for i in 0..3000u64 {
         s.put_tokens(&[(TokenHash::of(&i.to_le_bytes()), record(i, Some(i + 10)))]);
     }
-    assert!(s.token_count() < 2100, "expired tokens are reclaimed while inserting: {}", s.token_count());
-    assert!(s.get_token(&TokenHash::of(&2999u64.to_le_bytes())).is_some());
+    assert!(
+        s.token_count() < 2100,
+        "expired tokens are reclaimed while inserting: {}",
+        s.token_count()
+    );
+    assert!(
+        s.get_token(&TokenHash::of(&2999u64.to_le_bytes()))
+            .is_some()
+    );
 }

@@ -15,8 +15,8 @@ use oauth2::{
     TokenIntrospectionResponse as _, TokenResponse as _, TokenUrl,
 };
 use preflow_oauth::{
-    ApiProduct, App, Developer, MemoryStore, NewCredential, OAuthServer, Outcome,
-    PasswordHashCost, Registry, RequestContext, SecretSpec, ServerConfig, TokenStore,
+    ApiProduct, App, Developer, MemoryStore, NewCredential, OAuthServer, Outcome, PasswordHashCost,
+    Registry, RequestContext, SecretSpec, ServerConfig, TokenStore,
 };
 
 const SECRET: &str = "p:a+s s%w/o=rd&~";
@@ -40,9 +40,17 @@ async fn handle(
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let req = http::Request::from_parts(parts, bytes.to_vec());
-    let ctx = RequestContext { now: now(), client_ip: Some(peer.ip()), attributes: vec![] };
+    let ctx = RequestContext {
+        now: now(),
+        client_ip: Some(peer.ip()),
+        attributes: vec![],
+    };
     let s = &shared.server;
     let mut outcome = match req.uri().path() {
         "/token" => s.token_request(&req, &ctx),
@@ -66,7 +74,10 @@ async fn handle(
         }
     };
     let (parts, body) = resp.into_parts();
-    Ok(hyper::Response::from_parts(parts, Full::new(Bytes::from(body))))
+    Ok(hyper::Response::from_parts(
+        parts,
+        Full::new(Bytes::from(body)),
+    ))
 }
 
 async fn serve(shared: Arc<Shared>) -> SocketAddr {
@@ -74,7 +85,9 @@ async fn serve(shared: Arc<Shared>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { return };
+            let Ok((stream, peer)) = listener.accept().await else {
+                return;
+            };
             let shared = Arc::clone(&shared);
             tokio::spawn(async move {
                 let svc = service_fn(move |req| handle(Arc::clone(&shared), peer, req));
@@ -88,10 +101,14 @@ async fn serve(shared: Arc<Shared>) -> SocketAddr {
 }
 
 fn setup() -> (Arc<Shared>, String) {
-    let registry = Arc::new(Registry::with_password_hash_cost(PasswordHashCost::insecure_for_tests()));
+    let registry = Arc::new(Registry::with_password_hash_cost(
+        PasswordHashCost::insecure_for_tests(),
+    ));
     registry.put_developer(Developer::new("dev@example.com"));
     registry.put_product(ApiProduct::new("p").with_scopes(["read", "write"]).unwrap());
-    let app = registry.add_app("dev@example.com", App::new("app")).unwrap();
+    let app = registry
+        .add_app("dev@example.com", App::new("app"))
+        .unwrap();
     let cred = registry
         .add_credential(
             &app,
@@ -104,7 +121,13 @@ fn setup() -> (Arc<Shared>, String) {
         )
         .unwrap();
     let server = OAuthServer::new(registry, ServerConfig::default());
-    (Arc::new(Shared { server, store: MemoryStore::new() }), cred.client_id)
+    (
+        Arc::new(Shared {
+            server,
+            store: MemoryStore::new(),
+        }),
+        cred.client_id,
+    )
 }
 
 fn http_client() -> oauth2::reqwest::Client {
@@ -118,7 +141,9 @@ fn form_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => out.push(char::from(b)),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(char::from(b))
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -146,9 +171,15 @@ async fn oauth2_crate_client_credentials_introspect_revoke() {
         .unwrap();
     assert_eq!(token.access_token().secret().len(), 43);
     assert_eq!(*token.token_type(), oauth2::basic::BasicTokenType::Bearer);
-    assert_eq!(token.expires_in(), Some(std::time::Duration::from_secs(3600)));
+    assert_eq!(
+        token.expires_in(),
+        Some(std::time::Duration::from_secs(3600))
+    );
     assert!(token.refresh_token().is_none());
-    assert_eq!(token.scopes().map(|s| s[0].as_str().to_owned()), Some("read".to_owned()));
+    assert_eq!(
+        token.scopes().map(|s| s[0].as_str().to_owned()),
+        Some("read".to_owned())
+    );
 
     // Introspection through the oauth2 crate.
     let info = client
@@ -158,33 +189,54 @@ async fn oauth2_crate_client_credentials_introspect_revoke() {
         .await
         .unwrap();
     assert!(info.active());
-    assert_eq!(info.client_id().map(|c| c.as_str()), Some(client_id.as_str()));
+    assert_eq!(
+        info.client_id().map(|c| c.as_str()),
+        Some(client_id.as_str())
+    );
     assert_eq!(info.scopes().map(|s| s.len()), Some(1));
 
     // Revocation over plain reqwest (the oauth2 crate insists on https for revocation).
     let auth = {
         use base64::Engine as _;
         let raw = format!("{}:{}", form_encode(&client_id), form_encode(SECRET));
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     };
     let resp = http
         .post(format!("{base}/revoke"))
         .header("authorization", &auth)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={}&token_type_hint=access_token", token.access_token().secret()))
+        .body(format!(
+            "token={}&token_type_hint=access_token",
+            token.access_token().secret()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "no-store");
 
-    let info = client.introspect(token.access_token()).request_async(&http).await.unwrap();
+    let info = client
+        .introspect(token.access_token())
+        .request_async(&http)
+        .await
+        .unwrap();
     assert!(!info.active());
 
     // client_secret_post through the oauth2 crate.
     let post_client = client.clone().set_auth_type(AuthType::RequestBody);
-    let token2 = post_client.exchange_client_credentials().request_async(&http).await.unwrap();
-    assert_eq!(token2.scopes().map(|s| s.len()), Some(2), "all product scopes by default");
+    let token2 = post_client
+        .exchange_client_credentials()
+        .request_async(&http)
+        .await
+        .unwrap();
+    assert_eq!(
+        token2.scopes().map(|s| s.len()),
+        Some(2),
+        "all product scopes by default"
+    );
 
     // A wrong secret surfaces as a standard invalid_client error.
     let bad = BasicClient::new(ClientId::new(client_id.clone()))
@@ -197,7 +249,12 @@ async fn oauth2_crate_client_credentials_introspect_revoke() {
         other => panic!("expected invalid_client, got {other:?}"),
     }
     // An unknown scope surfaces as invalid_scope.
-    match client.exchange_client_credentials().add_scope(Scope::new("admin".into())).request_async(&http).await {
+    match client
+        .exchange_client_credentials()
+        .add_scope(Scope::new("admin".into()))
+        .request_async(&http)
+        .await
+    {
         Err(RequestTokenError::ServerResponse(e)) => {
             assert_eq!(*e.error(), BasicErrorResponseType::InvalidScope)
         }

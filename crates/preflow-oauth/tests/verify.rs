@@ -21,10 +21,17 @@ fn call<'a>(path: &'a str, scopes: &'a [&'a str]) -> ApiCall<'a> {
 }
 
 fn api(auth: &str) -> http::Request<Vec<u8>> {
-    http::Request::get("/hello").header("authorization", auth).body(Vec::new()).unwrap()
+    http::Request::get("/hello")
+        .header("authorization", auth)
+        .body(Vec::new())
+        .unwrap()
 }
 
-fn verify(e: &Env, req: &http::Request<Vec<u8>>, c: &ApiCall<'_>) -> Result<preflow_oauth::VerifiedToken, VerifyError> {
+fn verify(
+    e: &Env,
+    req: &http::Request<Vec<u8>>,
+    c: &ApiCall<'_>,
+) -> Result<preflow_oauth::VerifiedToken, VerifyError> {
     e.server.verify_access_token_inline(req, c, &e.store)
 }
 
@@ -55,7 +62,10 @@ fn scheme_is_case_insensitive_and_variables_are_exposed() {
 }
 
 fn challenge(err: &VerifyError) -> String {
-    err.to_response("api").headers()["www-authenticate"].to_str().unwrap().to_owned()
+    err.to_response("api").headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -80,7 +90,10 @@ fn each_failure_names_its_check() {
 
     let err = verify(&e, &api("Bearer unknown-token"), &call("/hello", &[])).unwrap_err();
     assert_eq!(err, VerifyError::UnknownToken);
-    assert_eq!(err.error_code(), "keymanagement.service.invalid_access_token");
+    assert_eq!(
+        err.error_code(),
+        "keymanagement.service.invalid_access_token"
+    );
     assert_eq!(err.fault_name(), "invalid_access_token");
     assert_eq!(
         challenge(&err),
@@ -94,23 +107,43 @@ fn each_failure_names_its_check() {
     late.now = NOW + 3600;
     let err = verify(&e, &api(&bearer), &late).unwrap_err();
     assert_eq!(err, VerifyError::Expired);
-    assert_eq!(err.error_code(), "keymanagement.service.access_token_expired");
+    assert_eq!(
+        err.error_code(),
+        "keymanagement.service.access_token_expired"
+    );
     assert!(challenge(&err).contains("error_description=\"the access token expired\""));
 
     let err = verify(&e, &api(&bearer), &call("/nothing-here", &[])).unwrap_err();
     assert!(matches!(err, VerifyError::NoProductMatch { .. }));
     assert_eq!(err.status(), 401);
-    assert_eq!(err.error_code(), "keymanagement.service.InvalidAPICallAsNoApiProductMatchFound");
-    assert!(challenge(&err).contains("no api product of this token covers proxy hello-api, path /nothing-here"));
+    assert_eq!(
+        err.error_code(),
+        "keymanagement.service.InvalidAPICallAsNoApiProductMatchFound"
+    );
+    assert!(
+        challenge(&err)
+            .contains("no api product of this token covers proxy hello-api, path /nothing-here")
+    );
     let mut other_env = call("/hello", &[]);
     other_env.environment = "test";
-    assert!(matches!(verify(&e, &api(&bearer), &other_env), Err(VerifyError::NoProductMatch { .. })));
+    assert!(matches!(
+        verify(&e, &api(&bearer), &other_env),
+        Err(VerifyError::NoProductMatch { .. })
+    ));
     let mut other_proxy = call("/", &[]);
     other_proxy.proxy = "other-api";
-    assert!(verify(&e, &api(&bearer), &other_proxy).is_ok(), "other-product covers '/' of other-api");
+    assert!(
+        verify(&e, &api(&bearer), &other_proxy).is_ok(),
+        "other-product covers '/' of other-api"
+    );
 
     let err = verify(&e, &api(&bearer), &call("/items/a/b", &["write"])).unwrap_err();
-    assert_eq!(err, VerifyError::InsufficientScope { required: "write".into() });
+    assert_eq!(
+        err,
+        VerifyError::InsufficientScope {
+            required: "write".into()
+        }
+    );
     assert_eq!(err.status(), 403);
     assert!(challenge(&err).contains("error=\"insufficient_scope\""));
     assert!(challenge(&err).contains("scope=\"write\""));
@@ -121,10 +154,14 @@ fn each_failure_names_its_check() {
     assert!(verify(&e, &api(&bearer), &all).is_err());
 
     // Revoked in the store.
-    e.store.revoke_token(&TokenHash::of(token.as_bytes()), NOW + 1);
+    e.store
+        .revoke_token(&TokenHash::of(token.as_bytes()), NOW + 1);
     let err = verify(&e, &api(&bearer), &call("/hello", &[])).unwrap_err();
     assert_eq!(err, VerifyError::Revoked);
-    assert_eq!(err.error_code(), "keymanagement.service.access_token_not_approved");
+    assert_eq!(
+        err.error_code(),
+        "keymanagement.service.access_token_not_approved"
+    );
     assert!(challenge(&err).contains("the access token was revoked"));
 }
 
@@ -132,15 +169,31 @@ fn each_failure_names_its_check() {
 fn client_status_applies_at_verify_time() {
     let e = env();
     let bearer = format!("Bearer {}", e.cc_token(None));
-    e.registry.set_credential_product(&e.cred.client_id, "hello-product", Approval::Revoked).unwrap();
-    assert!(matches!(verify(&e, &api(&bearer), &call("/hello", &[])), Err(VerifyError::NoProductMatch { .. })));
-    e.registry.set_credential_product(&e.cred.client_id, "hello-product", Approval::Approved).unwrap();
+    e.registry
+        .set_credential_product(&e.cred.client_id, "hello-product", Approval::Revoked)
+        .unwrap();
+    assert!(matches!(
+        verify(&e, &api(&bearer), &call("/hello", &[])),
+        Err(VerifyError::NoProductMatch { .. })
+    ));
+    e.registry
+        .set_credential_product(&e.cred.client_id, "hello-product", Approval::Approved)
+        .unwrap();
     assert!(verify(&e, &api(&bearer), &call("/hello", &[])).is_ok());
-    e.registry.set_app_status(&e.app_id, Approval::Revoked).unwrap();
+    e.registry
+        .set_app_status(&e.app_id, Approval::Revoked)
+        .unwrap();
     let err = verify(&e, &api(&bearer), &call("/hello", &[])).unwrap_err();
-    assert_eq!(err.error_code(), "keymanagement.service.invalid_client-app_not_approved");
-    e.registry.set_app_status(&e.app_id, Approval::Approved).unwrap();
-    e.registry.set_developer_status("dev@example.com", DeveloperStatus::Inactive).unwrap();
+    assert_eq!(
+        err.error_code(),
+        "keymanagement.service.invalid_client-app_not_approved"
+    );
+    e.registry
+        .set_app_status(&e.app_id, Approval::Approved)
+        .unwrap();
+    e.registry
+        .set_developer_status("dev@example.com", DeveloperStatus::Inactive)
+        .unwrap();
     let err = verify(&e, &api(&bearer), &call("/hello", &[])).unwrap_err();
     assert_eq!(err.fault_name(), "DeveloperStatusNotActive");
 }
@@ -149,10 +202,19 @@ fn client_status_applies_at_verify_time() {
 fn body_and_query_transport() {
     let e = env();
     let token = e.cc_token(None);
-    let q = http::Request::get(format!("/hello?access_token={token}")).body(Vec::new()).unwrap();
-    assert_eq!(verify(&e, &q, &call("/hello", &[])).unwrap_err(), VerifyError::MissingToken, "off by default");
+    let q = http::Request::get(format!("/hello?access_token={token}"))
+        .body(Vec::new())
+        .unwrap();
+    assert_eq!(
+        verify(&e, &q, &call("/hello", &[])).unwrap_err(),
+        VerifyError::MissingToken,
+        "off by default"
+    );
     let mut c = call("/hello", &[]);
-    c.locations = BearerLocations { form_body: true, query: true };
+    c.locations = BearerLocations {
+        form_body: true,
+        query: true,
+    };
     assert!(verify(&e, &q, &c).is_ok());
     let b = http::Request::post("/hello")
         .header("content-type", FORM)
@@ -181,39 +243,79 @@ fn sans_io_verification() {
     let token = e.cc_token(None);
     let req = api(&format!("Bearer {token}"));
     let c = call("/hello", &[]);
-    let VerifyStep::NeedsStore(op, pending) = e.server.verify_access_token(&req, &c) else { panic!() };
+    let VerifyStep::NeedsStore(op, pending) = e.server.verify_access_token(&req, &c) else {
+        panic!()
+    };
     assert_eq!(op, StoreOp::GetToken(TokenHash::of(token.as_bytes())));
     let reply = e.store.execute(op);
     assert!(e.server.finish_verify(pending, reply, &c).is_ok());
-    let VerifyStep::NeedsStore(_, pending) = e.server.verify_access_token(&req, &c) else { panic!() };
-    assert_eq!(e.server.finish_verify(pending, StoreReply::Unavailable, &c).unwrap_err().status(), 503);
+    let VerifyStep::NeedsStore(_, pending) = e.server.verify_access_token(&req, &c) else {
+        panic!()
+    };
+    assert_eq!(
+        e.server
+            .finish_verify(pending, StoreReply::Unavailable, &c)
+            .unwrap_err()
+            .status(),
+        503
+    );
 }
 
 #[test]
 fn api_keys() {
     let e = env();
     let key = e.cred.client_id.as_str();
-    let v = e.server.verify_api_key(Some(key), &call("/hello", &[])).unwrap();
+    let v = e
+        .server
+        .verify_api_key(Some(key), &call("/hello", &[]))
+        .unwrap();
     assert_eq!(v.product.name, "hello-product");
     let vars = v.variables();
     assert!(vars.contains(&("apiproduct.developer.quota.limit".into(), "100".into())));
     assert!(vars.contains(&("developer.app.name".into(), "my-app".into())));
-    assert!(vars.contains(&("redirection_uris".into(), "https://client.example.com/cb".into())));
-    let err = e.server.verify_api_key(None, &call("/hello", &[])).unwrap_err();
+    assert!(vars.contains(&(
+        "redirection_uris".into(),
+        "https://client.example.com/cb".into()
+    )));
+    let err = e
+        .server
+        .verify_api_key(None, &call("/hello", &[]))
+        .unwrap_err();
     assert_eq!(err, ApiKeyError::FailedToResolve);
-    let err = e.server.verify_api_key(Some("nope"), &call("/hello", &[])).unwrap_err();
+    let err = e
+        .server
+        .verify_api_key(Some("nope"), &call("/hello", &[]))
+        .unwrap_err();
     assert_eq!(err.error_code(), "oauth.v2.InvalidApiKey");
     assert_eq!(err.faultstring(), "Invalid ApiKey");
-    let err = e.server.verify_api_key(Some(key), &call("/elsewhere", &[])).unwrap_err();
+    let err = e
+        .server
+        .verify_api_key(Some(key), &call("/elsewhere", &[]))
+        .unwrap_err();
     assert_eq!(err.fault_name(), "InvalidApiKeyForGivenResource");
     assert_eq!(err.status(), 401);
-    e.registry.set_credential_status(key, Approval::Revoked).unwrap();
-    let err = e.server.verify_api_key(Some(key), &call("/hello", &[])).unwrap_err();
+    e.registry
+        .set_credential_status(key, Approval::Revoked)
+        .unwrap();
+    let err = e
+        .server
+        .verify_api_key(Some(key), &call("/hello", &[]))
+        .unwrap_err();
     assert_eq!(err.fault_name(), "ApiKeyNotApproved");
-    e.registry.set_credential_status(key, Approval::Approved).unwrap();
-    e.registry.set_app_status(&e.app_id, Approval::Revoked).unwrap();
-    let err = e.server.verify_api_key(Some(key), &call("/hello", &[])).unwrap_err();
-    assert_eq!(err.error_code(), "keymanagement.service.invalid_client-app_not_approved");
+    e.registry
+        .set_credential_status(key, Approval::Approved)
+        .unwrap();
+    e.registry
+        .set_app_status(&e.app_id, Approval::Revoked)
+        .unwrap();
+    let err = e
+        .server
+        .verify_api_key(Some(key), &call("/hello", &[]))
+        .unwrap_err();
+    assert_eq!(
+        err.error_code(),
+        "keymanagement.service.invalid_client-app_not_approved"
+    );
 }
 
 #[test]
@@ -232,8 +334,16 @@ fn expired_credential_is_refused() {
         .unwrap();
     let mut later = call("/hello", &[]);
     later.now = NOW + 10;
-    let err = e.server.verify_api_key(Some(&c.client_id), &later).unwrap_err();
+    let err = e
+        .server
+        .verify_api_key(Some(&c.client_id), &later)
+        .unwrap_err();
     assert_eq!(err.fault_name(), "consumer_key_expired");
-    let resp = e.token_at(post("grant_type=client_credentials").basic(&basic_rfc(&c.client_id, &c.client_secret)).build(), NOW + 10);
+    let resp = e.token_at(
+        post("grant_type=client_credentials")
+            .basic(&basic_rfc(&c.client_id, &c.client_secret))
+            .build(),
+        NOW + 10,
+    );
     assert_error(&resp, 401, "invalid_client");
 }
