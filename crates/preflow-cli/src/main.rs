@@ -3,6 +3,7 @@
 
 mod check;
 mod cond;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Serve bundles: the reference gateway (hyper and tokio).
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +37,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Cond(args) => cond::run(&args),
         Command::Check { paths } => check::run(&paths),
+        Command::Serve(args) => serve::run(&args),
     }
 }

@@ -127,13 +127,11 @@ impl Admin {
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
             (_, ["admin", "products" | "apps"])
             | (_, ["admin", "credentials", _, "rotate"])
-            | (_, ["admin", "apps", _, "revoke"]) => {
-                error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "this method is not allowed here",
-                )
-            }
+            | (_, ["admin", "apps", _, "revoke"]) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            ),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
         }
     }
@@ -394,7 +392,11 @@ fn now_secs() -> u64 {
 }
 
 impl Handler for Admin {
-    async fn handle(&self, request: Request<Bytes>, _client: SocketAddr) -> (Response<Bytes>, Handled) {
+    async fn handle(
+        &self,
+        request: Request<Bytes>,
+        _client: SocketAddr,
+    ) -> (Response<Bytes>, Handled) {
         // Writing the apps file blocks briefly; keep it off the async workers.
         let resp = tokio::task::block_in_place(|| self.respond(&request));
         (resp, Handled::default())
@@ -433,7 +435,12 @@ products = ["hello"]
         let path = dir.join("apps.toml");
         std::fs::write(&path, FILE).unwrap();
         (
-            Admin::new("0123456789abcdef-admin", Arc::clone(&registry), file, path.clone()),
+            Admin::new(
+                "0123456789abcdef-admin",
+                Arc::clone(&registry),
+                file,
+                path.clone(),
+            ),
             registry,
             path,
         )
@@ -455,7 +462,11 @@ products = ["hello"]
     fn the_admin_token_is_required() {
         let dir = tempfile::tempdir().unwrap();
         let (admin, _, _) = admin(dir.path());
-        for auth in [None, Some("Bearer wrong"), Some("Basic 0123456789abcdef-admin")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Basic 0123456789abcdef-admin"),
+        ] {
             let mut b = Request::get("/admin/products");
             if let Some(a) = auth {
                 b = b.header("authorization", a);
@@ -484,17 +495,42 @@ products = ["hello"]
         assert_eq!(status, 201, "{created}");
         let cid = created["client_id"].as_str().unwrap().to_owned();
         let secret = created["client_secret"].as_str().unwrap().to_owned();
-        assert!(registry.credential(&cid).unwrap().secret.verify(secret.as_bytes()));
+        assert!(
+            registry
+                .credential(&cid)
+                .unwrap()
+                .secret
+                .verify(secret.as_bytes())
+        );
 
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&secret), "secret in clear: {text}");
         assert!(!text.contains("demo-secret"), "secret in clear: {text}");
         let reread = AppsFile::read(&path).unwrap();
-        let restarted = reread.to_registry(PasswordHashCost::insecure_for_tests()).unwrap();
-        assert!(restarted.credential(&cid).unwrap().secret.verify(secret.as_bytes()));
-        assert!(restarted.credential("demo-client").unwrap().secret.verify(b"demo-secret"));
+        let restarted = reread
+            .to_registry(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        assert!(
+            restarted
+                .credential(&cid)
+                .unwrap()
+                .secret
+                .verify(secret.as_bytes())
+        );
+        assert!(
+            restarted
+                .credential("demo-client")
+                .unwrap()
+                .secret
+                .verify(b"demo-secret")
+        );
 
-        let (status, rotated) = call(&admin, "POST", &format!("/admin/credentials/{cid}/rotate"), "");
+        let (status, rotated) = call(
+            &admin,
+            "POST",
+            &format!("/admin/credentials/{cid}/rotate"),
+            "",
+        );
         assert_eq!(status, 200);
         let new_secret = rotated["client_secret"].as_str().unwrap();
         assert_ne!(new_secret, secret);
@@ -505,7 +541,13 @@ products = ["hello"]
             .unwrap()
             .to_registry(PasswordHashCost::insecure_for_tests())
             .unwrap();
-        assert!(restarted.credential(&cid).unwrap().secret.verify(new_secret.as_bytes()));
+        assert!(
+            restarted
+                .credential(&cid)
+                .unwrap()
+                .secret
+                .verify(new_secret.as_bytes())
+        );
 
         let app_id = created["app_id"].as_str().unwrap();
         let (status, _) = call(&admin, "POST", &format!("/admin/apps/{app_id}/revoke"), "");
@@ -537,7 +579,10 @@ products = ["hello"]
         assert_eq!(status, 400);
         assert!(body["error_description"].as_str().unwrap().contains("nope"));
         assert_eq!(call(&admin, "POST", "/admin/apps", "{").0, 400);
-        assert_eq!(call(&admin, "POST", "/admin/credentials/none/rotate", "").0, 404);
+        assert_eq!(
+            call(&admin, "POST", "/admin/credentials/none/rotate", "").0,
+            404
+        );
         assert_eq!(call(&admin, "POST", "/admin/apps/none/revoke", "").0, 404);
         assert_eq!(call(&admin, "DELETE", "/admin/apps", "").0, 405);
         assert_eq!(call(&admin, "GET", "/admin/other", "").0, 404);

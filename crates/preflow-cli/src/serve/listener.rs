@@ -72,10 +72,7 @@ pub fn fault(status: StatusCode, errorcode: &str, faultstring: &str) -> Response
 
 fn head_size<B>(req: &Request<B>) -> usize {
     let line = req.method().as_str().len()
-        + req
-            .uri()
-            .path_and_query()
-            .map_or(1, |p| p.as_str().len())
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
         + 12;
     req.headers().iter().fold(line, |n, (k, v)| {
         n.saturating_add(k.as_str().len() + v.len() + 4)
