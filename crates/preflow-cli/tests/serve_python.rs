@@ -4,6 +4,14 @@
 //! Under CI (`CI=true`) a missing interpreter or package fails the test; elsewhere the
 //! test says loudly that it did not run.
 
+// Test helpers outside #[test] functions: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::io::Write as _;

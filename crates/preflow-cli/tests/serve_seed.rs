@@ -1,6 +1,14 @@
 //! The seed scenario against the running `preflow serve` binary: real OAuth clients,
 //! rejections, spike arrest, path tricks, the admin API, limits, target faults, shutdown.
 
+// Test helpers outside #[test] functions: failing loudly is their job.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::io::{Read as _, Write as _};

@@ -54,6 +54,9 @@ struct NewApp {
     products: Vec<String>,
 }
 
+/// A refused change: the response to send.
+type Refusal = Box<Response<Bytes>>;
+
 fn json_response(status: StatusCode, body: &Value) -> Response<Bytes> {
     let mut resp = Response::new(Bytes::from(body.to_string()));
     *resp.status_mut() = status;
@@ -168,36 +171,36 @@ impl Admin {
     /// Applies `change` to a copy of the file, writes it, then installs it with `apply`.
     fn commit(
         &self,
-        change: impl FnOnce(&mut AppsFile) -> Result<(), Response<Bytes>>,
+        change: impl FnOnce(&mut AppsFile) -> Result<(), Refusal>,
         apply: impl FnOnce(&Registry, &AppsFile) -> Result<(), String>,
-    ) -> Result<(), Response<Bytes>> {
+    ) -> Result<(), Refusal> {
         let Ok(mut file) = self.file.lock() else {
-            return Err(poisoned());
+            return Err(Box::new(poisoned()));
         };
         let mut next = file.clone();
         change(&mut next)?;
         if let Err(e) = next.validate() {
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 &e.to_string(),
-            ));
+            )));
         }
         if let Err(e) = next.write_atomic(&self.path) {
             tracing::error!(error = %e, "cannot persist the apps file");
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "the change could not be saved; nothing was changed",
-            ));
+            )));
         }
         if let Err(e) = apply(&self.registry, &next) {
             tracing::error!(error = %e, "saved change not applied to the running gateway");
-            return Err(error(
+            return Err(Box::new(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "the change was saved but takes effect at the next start",
-            ));
+            )));
         }
         *file = next;
         Ok(())
@@ -284,7 +287,7 @@ impl Admin {
                     "client_secret": secret,
                 }),
             ),
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     }
 
@@ -300,7 +303,11 @@ impl Admin {
                     .flat_map(|a| a.credentials.iter_mut())
                     .find(|c| c.client_id == key)
                     .ok_or_else(|| {
-                        error(StatusCode::NOT_FOUND, "not_found", "no such client id")
+                        Box::new(error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            "no such client id",
+                        ))
                     })?;
                 cred.secret_hash = Some(stored);
                 Ok(())
@@ -317,7 +324,7 @@ impl Admin {
                 StatusCode::OK,
                 &json!({ "client_id": key, "client_secret": secret }),
             ),
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     }
 
@@ -328,7 +335,9 @@ impl Admin {
                     .apps
                     .iter_mut()
                     .find(|a| a.id == app_id)
-                    .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "no such app"))?;
+                    .ok_or_else(|| {
+                        Box::new(error(StatusCode::NOT_FOUND, "not_found", "no such app"))
+                    })?;
                 app.status = Status::Revoked;
                 Ok(())
             },
@@ -343,7 +352,7 @@ impl Admin {
                 StatusCode::OK,
                 &json!({ "app_id": app_id, "status": "revoked" }),
             ),
-            Err(resp) => resp,
+            Err(resp) => *resp,
         }
     }
 }
