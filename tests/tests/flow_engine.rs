@@ -29,7 +29,10 @@ fn file(path: &str, text: &str) -> (String, String) {
 }
 
 fn build(files: &[(String, String)]) -> preflow::Gateway {
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     gateway(&refs)
 }
 
@@ -110,12 +113,17 @@ fn full_order_proxy_and_target_request_and_response() {
     assert_eq!(out.status(), 200);
     assert_eq!(
         ran(&out),
-        ["P1", "P2", "P3", "T1", "T2", "T3", "T4", "T5", "T6", "P4", "P5", "P6"]
+        [
+            "P1", "P2", "P3", "T1", "T2", "T3", "T4", "T5", "T6", "P4", "P5", "P6"
+        ]
     );
     // Flows that do not match are skipped; the request goes on (no 404).
     let out = run(&g, "GET", "/p/other", &[]);
     assert_eq!(out.status(), 200);
-    assert_eq!(ran(&out), ["P1", "P3", "T1", "T2", "T3", "T4", "T5", "T6", "P4", "P6"]);
+    assert_eq!(
+        ran(&out),
+        ["P1", "P3", "T1", "T2", "T3", "T4", "T5", "T6", "P4", "P6"]
+    );
 }
 
 #[test]
@@ -138,7 +146,10 @@ fn only_the_first_matching_flow_runs_and_its_response_part() {
     assert_eq!(ran(&run(&g, "POST", "/p/x/y", &[])), ["A", "RA"]);
     assert_eq!(ran(&run(&g, "GET", "/p/z", &[])), ["C"]);
     let out = run(&g, "GET", "/p/x/y", &[]);
-    assert_eq!(g.variable(&out.exchange, "proxy.flow.name").as_deref(), Some("b"));
+    assert_eq!(
+        g.variable(&out.exchange, "proxy.flow.name").as_deref(),
+        Some("b")
+    );
 }
 
 #[test]
@@ -159,22 +170,39 @@ fn longest_base_path_wins() {
     let which = |p: &str| {
         let out = run(&g, "GET", p, &[]);
         (
-            g.variable(&out.exchange, "apiproxy.name").unwrap_or_default(),
-            g.variable(&out.exchange, "proxy.pathsuffix").unwrap_or_default(),
-            g.variable(&out.exchange, "proxy.basepath").unwrap_or_default(),
+            g.variable(&out.exchange, "apiproxy.name")
+                .unwrap_or_default(),
+            g.variable(&out.exchange, "proxy.pathsuffix")
+                .unwrap_or_default(),
+            g.variable(&out.exchange, "proxy.basepath")
+                .unwrap_or_default(),
         )
     };
-    assert_eq!(which("/v1/api/items"), ("b".into(), "/items".into(), "/v1/api".into()));
+    assert_eq!(
+        which("/v1/api/items"),
+        ("b".into(), "/items".into(), "/v1/api".into())
+    );
     assert_eq!(which("/v1/api"), ("b".into(), "".into(), "/v1/api".into()));
-    assert_eq!(which("/v1/api/"), ("b".into(), "/".into(), "/v1/api".into()));
-    assert_eq!(which("/v1/apix"), ("a".into(), "/apix".into(), "/v1".into()));
+    assert_eq!(
+        which("/v1/api/"),
+        ("b".into(), "/".into(), "/v1/api".into())
+    );
+    assert_eq!(
+        which("/v1/apix"),
+        ("a".into(), "/apix".into(), "/v1".into())
+    );
     let out = run(&g, "GET", "/v2", &[]);
     assert_eq!(out.status(), 404);
-    assert_eq!(out.errorcode(), "messaging.adaptors.http.flow.ApplicationNotFound");
-    assert!(out.json()["fault"]["faultstring"]
-        .as_str()
-        .unwrap()
-        .contains("Unable to identify proxy"));
+    assert_eq!(
+        out.errorcode(),
+        "messaging.adaptors.http.flow.ApplicationNotFound"
+    );
+    assert!(
+        out.json()["fault"]["faultstring"]
+            .as_str()
+            .unwrap()
+            .contains("Unable to identify proxy")
+    );
 }
 
 #[test]
@@ -194,7 +222,10 @@ fn route_rules_first_match_null_route_and_route_failed() {
     assert!(out.forwarded.is_empty());
     let out = run(&g, "GET", "/p/a?q=1", &[("x", "t")]);
     assert_eq!(out.forwarded[0].uri(), "http://backend/b/a?q=1");
-    assert_eq!(g.variable(&out.exchange, "route.name").as_deref(), Some("t"));
+    assert_eq!(
+        g.variable(&out.exchange, "route.name").as_deref(),
+        Some("t")
+    );
     let out = run(&g, "GET", "/p/a", &[("x", "tt")]);
     assert_eq!(out.forwarded[0].uri(), "http://other/o/a");
     let out = run(&g, "GET", "/p/a", &[]);
@@ -221,8 +252,14 @@ fn step_conditions_and_disabled_policies() {
         </Request></PreFlow>{CONN}{NULL_ROUTE}"#
     )));
     let g = build(&files);
-    assert_eq!(ran(&run(&g, "GET", "/p", &[("Go", "yes")])), ["A", "B:skipped (disabled)", "C"]);
-    assert_eq!(ran(&run(&g, "GET", "/p", &[])), ["B:skipped (disabled)", "C"]);
+    assert_eq!(
+        ran(&run(&g, "GET", "/p", &[("Go", "yes")])),
+        ["A", "B:skipped (disabled)", "C"]
+    );
+    assert_eq!(
+        ran(&run(&g, "GET", "/p", &[])),
+        ["B:skipped (disabled)", "C"]
+    );
 }
 
 #[test]
@@ -239,8 +276,15 @@ fn continue_on_error_marks_failed_and_goes_on() {
     let g = build(&files);
     let out = run(&g, "GET", "/p?apikey=bad", &[]);
     assert_eq!(out.status(), 200);
-    assert_eq!(ran(&out), ["Key:failed InvalidApiKey (continueOnError)", "After"]);
-    assert_eq!(g.variable(&out.exchange, "verifyapikey.Key.failed").as_deref(), Some("true"));
+    assert_eq!(
+        ran(&out),
+        ["Key:failed InvalidApiKey (continueOnError)", "After"]
+    );
+    assert_eq!(
+        g.variable(&out.exchange, "verifyapikey.Key.failed")
+            .as_deref(),
+        Some("true")
+    );
 }
 
 #[test]
@@ -272,7 +316,10 @@ fn error_state_skips_the_rest_and_renders_the_default_fault() {
         out.body(),
         "<fault><faultstring>Failed to resolve API Key variable request.queryparam.apikey</faultstring><detail><errorcode>steps.oauth.v2.FailedToResolveAPIKey</errorcode></detail></fault>"
     );
-    assert_eq!(out.header("content-type").as_deref(), Some("application/xml"));
+    assert_eq!(
+        out.header("content-type").as_deref(),
+        Some("application/xml")
+    );
 }
 
 fn fault_rules_bundle(default_rule: &str, target_rules: &str) -> preflow::Gateway {
@@ -308,10 +355,20 @@ fn proxy_fault_rules_bottom_to_top_only_one() {
 #[test]
 fn raise_fault_in_a_fault_rule_shapes_the_response_and_later_steps_run() {
     let g = fault_rules_bundle("", "");
-    let out = run(&g, "GET", "/p", &[("where", "proxy"), ("shape", "yes"), ("shape2", "yes")]);
+    let out = run(
+        &g,
+        "GET",
+        "/p",
+        &[("where", "proxy"), ("shape", "yes"), ("shape2", "yes")],
+    );
     assert_eq!(
         ran(&out),
-        ["Boom:fault RaiseFault", "F2", "Shape:raised RaiseFault", "Shape2:raised RaiseFault"]
+        [
+            "Boom:fault RaiseFault",
+            "F2",
+            "Shape:raised RaiseFault",
+            "Shape2:raised RaiseFault"
+        ]
     );
     assert_eq!(out.status(), 403);
     assert_eq!(out.body(), "shaped again");
@@ -335,7 +392,10 @@ fn default_fault_rule_runs_when_no_rule_matches_or_with_always_enforce() {
     assert_eq!(ran(&out), ["Boom:fault RaiseFault", "F2", "D"]);
     // …unless that FaultRule raised a fault.
     let out = run(&g, "GET", "/p", &[("where", "proxy"), ("shape", "yes")]);
-    assert_eq!(ran(&out), ["Boom:fault RaiseFault", "F2", "Shape:raised RaiseFault"]);
+    assert_eq!(
+        ran(&out),
+        ["Boom:fault RaiseFault", "F2", "Shape:raised RaiseFault"]
+    );
     assert_eq!(out.status(), 402);
 }
 
@@ -405,7 +465,10 @@ fn fault_variables_reach_the_default_fault_rule() {
     let g = build(&files);
     let out = run(&g, "GET", "/p", &[]);
     assert_eq!(out.status(), 401);
-    assert_eq!(out.header("x-fault").as_deref(), Some("FailedToResolveAPIKey"));
+    assert_eq!(
+        out.header("x-fault").as_deref(),
+        Some("FailedToResolveAPIKey")
+    );
     assert_eq!(out.body(), r#"{"status":401,"state":"PROXY_REQ_FLOW"}"#);
 }
 
@@ -433,12 +496,18 @@ fn target_errors() {
         Err(preflow::TargetError::Connect("refused".into()))
     });
     assert_eq!(out.status(), 503);
-    assert_eq!(out.errorcode(), "messaging.adaptors.http.flow.ServiceUnavailable");
+    assert_eq!(
+        out.errorcode(),
+        "messaging.adaptors.http.flow.ServiceUnavailable"
+    );
     let out = run_at(&g, request("GET", "/p", &[], ""), at(0.0), |_| {
         Err(preflow::TargetError::Timeout)
     });
     assert_eq!(out.status(), 504);
-    assert_eq!(out.errorcode(), "messaging.adaptors.http.flow.GatewayTimeout");
+    assert_eq!(
+        out.errorcode(),
+        "messaging.adaptors.http.flow.GatewayTimeout"
+    );
     let out = run(&g, "GET", "/p", &[]);
     assert_eq!(ran(&out), ["TR"]);
 }
@@ -470,7 +539,10 @@ fn missing_and_unsupported_policies_fault_when_reached() {
             </Request></PreFlow>{CONN}{NULL_ROUTE}"#
         )),
     ];
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let loaded = preflow::load_files(refs, &preflow::LoadOptions::default());
     let g = preflow::Gateway::builder().bundles(loaded).build().unwrap();
     assert_eq!(run(&g, "GET", "/p", &[]).status(), 200);
@@ -501,7 +573,10 @@ fn flow_callout_runs_the_shared_flow_inline() {
             "proxy/apiproxy/policies/After.xml",
             r#"<AssignMessage name="After"><Set><Payload contentType="text/plain">{greeting} {shared.ran}</Payload></Set><AssignTo createNew="false" type="response"/></AssignMessage>"#,
         ),
-        file("shared/sharedflowbundle/common.xml", r#"<SharedFlowBundle name="common"/>"#),
+        file(
+            "shared/sharedflowbundle/common.xml",
+            r#"<SharedFlowBundle name="common"/>"#,
+        ),
         file(
             "shared/sharedflowbundle/sharedflows/default.xml",
             r#"<SharedFlow name="default"><Step><Name>Mark</Name></Step></SharedFlow>"#,
@@ -532,7 +607,10 @@ fn recursive_flow_callouts_are_bounded() {
             "proxy/apiproxy/policies/FC.xml",
             r#"<FlowCallout name="FC"><SharedFlowBundle>loop</SharedFlowBundle></FlowCallout>"#,
         ),
-        file("shared/sharedflowbundle/loop.xml", r#"<SharedFlowBundle name="loop"/>"#),
+        file(
+            "shared/sharedflowbundle/loop.xml",
+            r#"<SharedFlowBundle name="loop"/>"#,
+        ),
         file(
             "shared/sharedflowbundle/sharedflows/default.xml",
             r#"<SharedFlow name="default"><Step><Name>Again</Name></Step></SharedFlow>"#,
@@ -550,12 +628,14 @@ fn recursive_flow_callouts_are_bounded() {
 
 #[test]
 fn flow_variables() {
-    let files = vec![
-        proxy(&format!("{CONN}{TO_TARGET}")),
-        target(""),
-    ];
+    let files = vec![proxy(&format!("{CONN}{TO_TARGET}")), target("")];
     let g = build(&files);
-    let out = run(&g, "POST", "/p/a/b?x=1&x=2&y=%20z", &[("X-Multi", "a, b"), ("x-multi", "c")]);
+    let out = run(
+        &g,
+        "POST",
+        "/p/a/b?x=1&x=2&y=%20z",
+        &[("X-Multi", "a, b"), ("x-multi", "c")],
+    );
     let v = |n: &str| g.variable(&out.exchange, n);
     assert_eq!(v("request.verb").as_deref(), Some("POST"));
     assert_eq!(v("request.uri").as_deref(), Some("/p/a/b?x=1&x=2&y=%20z"));
@@ -565,16 +645,25 @@ fn flow_variables() {
     assert_eq!(v("request.queryparam.x.values.count").as_deref(), Some("2"));
     assert_eq!(v("request.queryparam.y").as_deref(), Some(" z"));
     assert_eq!(v("request.header.x-multi").as_deref(), Some("a"));
-    assert_eq!(v("request.header.X-MULTI.values.count").as_deref(), Some("3"));
+    assert_eq!(
+        v("request.header.X-MULTI.values.count").as_deref(),
+        Some("3")
+    );
     assert_eq!(v("proxy.pathsuffix").as_deref(), Some("/a/b"));
     assert_eq!(v("client.ip").as_deref(), Some("192.0.2.7"));
     assert_eq!(v("client.port").as_deref(), Some("4000"));
     assert_eq!(v("client.scheme").as_deref(), Some("http"));
     assert_eq!(v("route.name").as_deref(), Some("t"));
-    assert_eq!(v("target.url").as_deref(), Some("http://backend/b/a/b?x=1&x=2&y=%20z"));
+    assert_eq!(
+        v("target.url").as_deref(),
+        Some("http://backend/b/a/b?x=1&x=2&y=%20z")
+    );
     assert_eq!(v("response.status.code").as_deref(), Some("200"));
     assert_eq!(v("response.header.x-backend").as_deref(), Some("yes"));
-    assert_eq!(v("response.content").as_deref(), Some("Hello world from IFlow"));
+    assert_eq!(
+        v("response.content").as_deref(),
+        Some("Hello world from IFlow")
+    );
     assert_eq!(v("environment.name").as_deref(), Some("prod"));
     assert_eq!(v("is.error").as_deref(), Some("false"));
     assert_eq!(v("fault.name"), None);

@@ -115,9 +115,7 @@ fn seed(state: StateMode) -> Seed {
             .with_resources(["/**"])
             .unwrap(),
     );
-    let app = registry
-        .add_app("dev@example.com", App::new("X"))
-        .unwrap();
+    let app = registry.add_app("dev@example.com", App::new("X")).unwrap();
     let cred = registry
         .add_credential(
             &app,
@@ -128,7 +126,10 @@ fn seed(state: StateMode) -> Seed {
         )
         .unwrap();
     let files = files();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     Seed {
         gateway: gateway_with(&refs, registry, Settings::default(), state),
         client_id: cred.client_id.clone(),
@@ -172,7 +173,13 @@ fn token(s: &Seed) -> String {
         at(0.0),
         ok_target,
     );
-    assert_eq!(out.status(), 200, "{} {:#?}", out.body(), out.exchange.trace());
+    assert_eq!(
+        out.status(),
+        200,
+        "{} {:#?}",
+        out.body(),
+        out.exchange.trace()
+    );
     assert!(out.forwarded.is_empty(), "the token API has a null route");
     let json = out.json();
     assert_eq!(json["expires_in"], 1800);
@@ -201,11 +208,15 @@ fn token_then_protected_call() {
         Some(s.client_id.as_str())
     );
     assert_eq!(
-        s.gateway.variable(&out.exchange, "developer.email").as_deref(),
+        s.gateway
+            .variable(&out.exchange, "developer.email")
+            .as_deref(),
         Some("dev@example.com")
     );
     assert_eq!(
-        s.gateway.variable(&out.exchange, "apiproduct.name").as_deref(),
+        s.gateway
+            .variable(&out.exchange, "apiproduct.name")
+            .as_deref(),
         Some("P")
     );
 }
@@ -216,16 +227,28 @@ fn no_token_is_401() {
     let out = run(&s.gateway, "GET", "/v1/api/hello", &[]);
     assert_eq!(out.status(), 401);
     assert_eq!(out.errorcode(), "oauth.v2.InvalidAccessToken");
-    assert!(out.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert!(
+        out.header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
     assert!(out.forwarded.is_empty());
     let out = run_at(
         &s.gateway,
-        request("GET", "/v1/api/hello", &[("authorization", "Bearer nope")], ""),
+        request(
+            "GET",
+            "/v1/api/hello",
+            &[("authorization", "Bearer nope")],
+            "",
+        ),
         at(1.0),
         ok_target,
     );
     assert_eq!(out.status(), 401);
-    assert_eq!(out.errorcode(), "keymanagement.service.invalid_access_token");
+    assert_eq!(
+        out.errorcode(),
+        "keymanagement.service.invalid_access_token"
+    );
 }
 
 #[test]
@@ -234,13 +257,31 @@ fn burst_is_429() {
     let tok = token(&s);
     let auth = format!("Bearer {tok}");
     let h = [("authorization", auth.as_str())];
-    let first = run_at(&s.gateway, request("GET", "/v1/api/a", &h, ""), at(1.0), ok_target);
+    let first = run_at(
+        &s.gateway,
+        request("GET", "/v1/api/a", &h, ""),
+        at(1.0),
+        ok_target,
+    );
     assert_eq!(first.status(), 200);
-    let second = run_at(&s.gateway, request("GET", "/v1/api/a", &h, ""), at(1.05), ok_target);
+    let second = run_at(
+        &s.gateway,
+        request("GET", "/v1/api/a", &h, ""),
+        at(1.05),
+        ok_target,
+    );
     assert_eq!(second.status(), 429, "{}", second.body());
-    assert_eq!(second.errorcode(), "policies.ratelimit.SpikeArrestViolation");
+    assert_eq!(
+        second.errorcode(),
+        "policies.ratelimit.SpikeArrestViolation"
+    );
     assert_eq!(second.exchange.fault_name(), Some("SpikeArrestViolation"));
-    let third = run_at(&s.gateway, request("GET", "/v1/api/a", &h, ""), at(1.11), ok_target);
+    let third = run_at(
+        &s.gateway,
+        request("GET", "/v1/api/a", &h, ""),
+        at(1.11),
+        ok_target,
+    );
     assert_eq!(third.status(), 200);
 }
 
@@ -248,16 +289,27 @@ fn burst_is_429() {
 fn private_cloud_profile_answers_500() {
     let registry = Arc::new(Registry::new());
     let files = files();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let settings = Settings {
         profile: preflow::Profile::PrivateCloud,
         ..Settings::default()
     };
     let g = gateway_with(&refs, registry, settings, StateMode::Local);
     let _ = run_at(&g, request("GET", "/v1/api/a", &[], ""), at(1.0), ok_target);
-    let second = run_at(&g, request("GET", "/v1/api/a", &[], ""), at(1.01), ok_target);
+    let second = run_at(
+        &g,
+        request("GET", "/v1/api/a", &[], ""),
+        at(1.01),
+        ok_target,
+    );
     assert_eq!(second.status(), 500);
-    assert_eq!(second.errorcode(), "policies.ratelimit.SpikeArrestViolation");
+    assert_eq!(
+        second.errorcode(),
+        "policies.ratelimit.SpikeArrestViolation"
+    );
 }
 
 #[test]
@@ -316,9 +368,11 @@ fn remote_state_surfaces_store_ops() {
     let tokens = preflow_oauth::MemoryStore::new();
     let counters = preflow_ratelimit::MemoryStore::new();
     let drive = |req: http::Request<bytes::Bytes>, now, ops: &mut Vec<String>| {
-        let mut ex = s
-            .gateway
-            .begin(req, preflow::Client::http("192.0.2.1:1".parse().unwrap()), now);
+        let mut ex = s.gateway.begin(
+            req,
+            preflow::Client::http("192.0.2.1:1".parse().unwrap()),
+            now,
+        );
         loop {
             match s.gateway.step(&mut ex) {
                 preflow::Step::Respond(r) => return r,
@@ -356,14 +410,26 @@ fn remote_state_surfaces_store_ops() {
     );
     assert_eq!(r.status(), 200);
     assert_eq!(ops, ["token"]);
-    assert_eq!(s.gateway.token_store().token_count(), 0, "local store untouched");
+    assert_eq!(
+        s.gateway.token_store().token_count(),
+        0,
+        "local store untouched"
+    );
     let json: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
     let tok = json["access_token"].as_str().unwrap().to_owned();
     ops.clear();
     let auth = format!("Bearer {tok}");
-    let r = drive(request("GET", "/v1/api/x", &[("authorization", &auth)], ""), at(1.0), &mut ops);
+    let r = drive(
+        request("GET", "/v1/api/x", &[("authorization", &auth)], ""),
+        at(1.0),
+        &mut ops,
+    );
     assert_eq!(r.status(), 200);
     assert_eq!(ops, ["ratelimit", "token"]);
-    let r = drive(request("GET", "/v1/api/x", &[("authorization", &auth)], ""), at(1.01), &mut ops);
+    let r = drive(
+        request("GET", "/v1/api/x", &[("authorization", &auth)], ""),
+        at(1.01),
+        &mut ops,
+    );
     assert_eq!(r.status(), 429);
 }

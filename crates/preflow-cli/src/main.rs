@@ -4,6 +4,7 @@
 mod check;
 mod cond;
 mod serve;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Run one request through bundles (local state, no target called) and print each
+    /// flow, condition and policy with its result.
+    Trace(trace::Args),
     /// Serve bundles: the reference gateway (hyper and tokio).
     Serve(serve::Args),
 }
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Cond(args) => cond::run(&args),
         Command::Check { paths } => check::run(&paths),
+        Command::Trace(args) => trace::run(&args),
         Command::Serve(args) => serve::run(&args),
     }
 }

@@ -16,7 +16,6 @@ use preflow_policy::template::{Part, Template};
 use preflow_policy::{Policy, PolicyConfig};
 use preflow_ratelimit::{SpikeArrest, SpikeArrestConfig, Timestamp};
 
-use crate::engine::Stage;
 use crate::exchange::{Exchange, Message, StoreOp, StoreReply};
 use crate::fault::Fault;
 use crate::gateway::{Inner, Profile, Settings, StateMode};
@@ -104,6 +103,13 @@ pub(crate) enum Exec {
     OAuth(Box<OAuth>),
     VerifyApiKey(Box<(OAuthServer, preflow_policy::security::VerifyApiKey)>),
     FlowCallout(Option<usize>, preflow_policy::callout::FlowCallout),
+    Quota(Box<crate::policies_more::CQuota>),
+    ExtractVariables(Box<preflow_policy::extract::ExtractVariables>),
+    Kvm(Box<preflow_policy::kvm::KeyValueMapOperations>),
+    BasicAuthentication(Box<preflow_policy::security::BasicAuthentication>),
+    AccessControl(Box<preflow_policy::security::AccessControl>),
+    GetOAuthV2Info(Box<preflow_policy::security::GetOAuthV2Info>),
+    SetOAuthV2Info(Box<preflow_policy::security::SetOAuthV2Info>),
 }
 
 impl CPolicy {
@@ -219,6 +225,13 @@ pub(crate) fn compile(p: &Policy, cx: &BuildCx<'_>) -> Result<CPolicy, String> {
                 .and_then(|n| cx.shared.get(n.trim()).copied());
             Exec::FlowCallout(target, f.clone())
         }
+        PolicyConfig::Quota(q) => Exec::Quota(Box::new(crate::policies_more::compile_quota(q)?)),
+        PolicyConfig::ExtractVariables(e) => Exec::ExtractVariables(Box::new(e.clone())),
+        PolicyConfig::KeyValueMapOperations(k) => Exec::Kvm(Box::new(k.clone())),
+        PolicyConfig::BasicAuthentication(b) => Exec::BasicAuthentication(Box::new(b.clone())),
+        PolicyConfig::AccessControl(a) => Exec::AccessControl(Box::new(a.clone())),
+        PolicyConfig::GetOAuthV2Info(i) => Exec::GetOAuthV2Info(Box::new(i.clone())),
+        PolicyConfig::SetOAuthV2Info(i) => Exec::SetOAuthV2Info(Box::new(i.clone())),
         _ => Exec::Unsupported,
     };
     let _ = (cx.bundle, cx.bundle_name, cx.state);
@@ -270,6 +283,15 @@ pub(crate) fn execute(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize
         Exec::SpikeArrest(s) => spike_arrest(g, ex, bundle, policy, s),
         Exec::OAuth(o) => oauth(g, ex, bundle, policy, o),
         Exec::VerifyApiKey(v) => verify_api_key(g, ex, bundle, policy, &v.0, &v.1),
+        Exec::Quota(q) => crate::policies_more::quota(g, ex, bundle, policy, q),
+        Exec::ExtractVariables(e) => crate::policies_more::extract_variables(g, ex, bundle, e),
+        Exec::Kvm(k) => crate::policies_more::kvm(g, ex, bundle, &p.name, k),
+        Exec::BasicAuthentication(b) => {
+            crate::policies_more::basic_authentication(g, ex, bundle, b)
+        }
+        Exec::AccessControl(a) => crate::policies_more::access_control(g, ex, bundle, a),
+        Exec::GetOAuthV2Info(i) => crate::policies_more::get_oauth_info(g, ex, bundle, &p.name, i),
+        Exec::SetOAuthV2Info(i) => crate::policies_more::set_oauth_info(g, ex, bundle, i),
         Exec::FlowCallout(target, f) => {
             let Some(t) = target else {
                 return Outcome::Fault(Fault::new(
@@ -315,7 +337,7 @@ pub(crate) fn resume(
             Ok(preflow_ratelimit::Decision::Spike(d)) => spike_outcome(g, p, d.allowed),
             Ok(preflow_ratelimit::Decision::Quota(d)) => {
                 let id = quota.map(|(_, id)| id).unwrap_or_default();
-                quota_outcome(g, ex, resume.bundle, resume.policy, d, id)
+                crate::policies_more::outcome(g, ex, resume.bundle, resume.policy, d, id)
             }
             Err(e) => Outcome::Fault(crate::fault::faults::internal(e.to_string())),
         },
@@ -368,6 +390,16 @@ pub(crate) fn resume(
 
 // ---------------------------------------------------------------------------------------
 // Templates, variables and messages
+
+/// Renders `t`; an unresolved reference is an error.
+pub(crate) fn render_for(
+    g: &Inner,
+    ex: &Exchange,
+    bundle: usize,
+    t: &Template,
+) -> Result<String, Fault> {
+    render(g, ex, bundle, t, false)
+}
 
 fn render(
     g: &Inner,
@@ -965,28 +997,6 @@ fn spike_arrest(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize, s: &
     }
 }
 
-fn quota_outcome(
-    g: &Inner,
-    ex: &mut Exchange,
-    bundle: usize,
-    policy: usize,
-    d: preflow_ratelimit::QuotaDecision,
-    id: String,
-) -> Outcome {
-    let allowed = d.allowed;
-    let shown = id.clone();
-    ex.quotas.push((bundle, policy, d, id));
-    if allowed {
-        Outcome::Continue
-    } else {
-        Outcome::Fault(Fault::new(
-            "policies.ratelimit.QuotaViolation",
-            rate_status(g),
-            format!("Rate limit quota violation. Quota limit  exceeded. Identifier : {shown}"),
-        ))
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Security
 
@@ -1447,6 +1457,3 @@ fn verify_api_key(
         }
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: Stage) {}

@@ -400,9 +400,13 @@ impl Cx<'_> {
             .collect()
     }
 
-    fn flow(&mut self, f: &Flow) -> CFlow {
+    fn flow(&mut self, f: &Flow, default: &str) -> CFlow {
         CFlow {
-            name: f.name.clone(),
+            name: if f.name.is_empty() {
+                default.to_owned()
+            } else {
+                f.name.clone()
+            },
             cond: self.cond(f.condition.as_ref()),
             request: self.steps(&f.request),
             response: self.steps(&f.response),
@@ -433,10 +437,13 @@ impl Cx<'_> {
         CProxy {
             name: p.name.clone(),
             base_path: crate::path::normalize_base(p.base_path.as_deref().unwrap_or("/")),
-            pre: self.flow(&p.pre_flow),
-            flows: p.flows.iter().map(|f| self.flow(f)).collect(),
-            post: self.flow(&p.post_flow),
-            post_client: p.post_client_flow.as_ref().map(|f| self.flow(f)),
+            pre: self.flow(&p.pre_flow, "PreFlow"),
+            flows: p.flows.iter().map(|f| self.flow(f, "")).collect(),
+            post: self.flow(&p.post_flow, "PostFlow"),
+            post_client: p
+                .post_client_flow
+                .as_ref()
+                .map(|f| self.flow(f, "PostClientFlow")),
             routes: p
                 .route_rules
                 .iter()
@@ -491,9 +498,9 @@ impl Cx<'_> {
         };
         CTarget {
             name: t.name.clone(),
-            pre: self.flow(&t.pre_flow),
-            flows: t.flows.iter().map(|f| self.flow(f)).collect(),
-            post: self.flow(&t.post_flow),
+            pre: self.flow(&t.pre_flow, "PreFlow"),
+            flows: t.flows.iter().map(|f| self.flow(f, "")).collect(),
+            post: self.flow(&t.post_flow, "PostFlow"),
             fault_rules: self.rules(&t.fault_rules),
             default_rule: self.default_rule(t.default_fault_rule.as_ref()),
             conn,

@@ -81,6 +81,7 @@ mod fault;
 mod gateway;
 mod lint;
 pub mod path;
+mod policies_more;
 mod vars;
 
 pub use bundle::{

@@ -15,7 +15,12 @@ pub fn at(secs_after: f64) -> SystemTime {
 }
 
 pub fn gateway(files: &[(&str, &str)]) -> Gateway {
-    gateway_with(files, Arc::new(Registry::new()), Settings::default(), StateMode::Local)
+    gateway_with(
+        files,
+        Arc::new(Registry::new()),
+        Settings::default(),
+        StateMode::Local,
+    )
 }
 
 pub fn gateway_with(
@@ -68,7 +73,12 @@ impl Outcome {
     }
 }
 
-pub fn request(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> http::Request<Bytes> {
+pub fn request(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Request<Bytes> {
     let mut b = http::Request::builder().method(method).uri(uri);
     for (k, v) in headers {
         b = b.header(*k, *v);
