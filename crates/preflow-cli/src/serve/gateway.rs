@@ -61,9 +61,13 @@ impl GatewayHandler {
                     }
                 }
             };
-            let handled = Handled {
-                proxy: gateway.variable(&ex, "apiproxy.name"),
-                flow: gateway.variable(&ex, "proxy.flow.name"),
+            let handled = if depth == 0 && super::listener::access_log_enabled() {
+                Handled {
+                    proxy: gateway.variable(&ex, "apiproxy.name"),
+                    flow: gateway.variable(&ex, "proxy.flow.name"),
+                }
+            } else {
+                Handled::default()
             };
             (resp, handled)
         })
