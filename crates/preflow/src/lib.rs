@@ -79,6 +79,7 @@ mod exchange;
 mod exec;
 mod fault;
 mod gateway;
+mod guard;
 mod lint;
 pub mod path;
 mod policies_more;
