@@ -485,13 +485,10 @@ fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
 
 /// Runs one step: its condition, then its policy.
 fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option<Step> {
-    let Some(policy) = g
+    let policy = g
         .bundles
         .get(bundle)
-        .and_then(|b| b.policies.get(step.policy))
-    else {
-        return None;
-    };
+        .and_then(|b| b.policies.get(step.policy))?;
     let what = if ex.trace.is_some() {
         format!("step {}", policy.name)
     } else {
@@ -528,9 +525,7 @@ fn handle(
     policy: usize,
     outcome: Outcome,
 ) -> Option<Step> {
-    let Some(p) = g.bundles.get(bundle).and_then(|b| b.policies.get(policy)) else {
-        return None;
-    };
+    let p = g.bundles.get(bundle).and_then(|b| b.policies.get(policy))?;
     let tracing = ex.trace.is_some();
     let result = |ex: &mut Exchange, r: String| {
         if tracing {
@@ -586,8 +581,10 @@ fn handle(
                 result(ex, format!("fault {} (after the response)", fault.name));
                 return None;
             }
-            if let Stage::Fault(..) = ex.stage {
-                if fault.raised {
+            if let Stage::Fault(..) = ex.stage
+                && fault.raised
+            {
+                {
                     // RaiseFault in a FaultRule: its response replaces the error
                     // response; the rule's remaining steps still run.
                     result(ex, format!("raised {}", fault.name));

@@ -217,7 +217,7 @@ impl GatewayBuilder {
                 bases.push((e.base_path.clone(), bi, ei));
             }
         }
-        bases.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        bases.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         Ok(Gateway {
             inner: Arc::new(Inner {
                 bundles: compiled,

@@ -58,7 +58,7 @@ fn is_canonical(path: &str) -> bool {
     // Length of the current segment and whether it is all dots so far.
     let mut seg_len = 0usize;
     let mut dots = true;
-    for (i, &b) in bytes.iter().enumerate().skip(1) {
+    for &b in bytes.iter().skip(1) {
         if b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f {
             return false;
         }
@@ -72,7 +72,6 @@ fn is_canonical(path: &str) -> bool {
             seg_len += 1;
             dots &= b == b'.';
         }
-        let _ = i;
     }
     !(dots && (seg_len == 1 || seg_len == 2))
 }

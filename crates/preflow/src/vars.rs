@@ -234,10 +234,8 @@ pub(crate) fn resolve_name(name: &str, bundle: usize, policies: &HashMap<String,
         ("message.", Which::Message),
         ("error.", Which::Error),
     ] {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            if let Some(f) = message_field(rest) {
-                return Slot::Msg(which, f);
-            }
+        if let Some(f) = name.strip_prefix(prefix).and_then(message_field) {
+            return Slot::Msg(which, f);
         }
     }
     // {prefix}.{policy}.{rest}: policy names may contain dots, so try every split.
