@@ -797,10 +797,8 @@ fn apply_ops(
         }
         if let Some((body, ct)) = payload {
             m.body = Bytes::from(body);
-            if let Some(ct) = ct {
-                if let Ok(v) = HeaderValue::from_str(&ct) {
-                    m.headers.insert(CONTENT_TYPE, v);
-                }
+            if let Some(v) = ct.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+                m.headers.insert(CONTENT_TYPE, v);
             }
         }
         if let Some(v) = verb.and_then(|v| http::Method::from_bytes(v.trim().as_bytes()).ok()) {
@@ -928,8 +926,10 @@ fn spike_arrest(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize, s: &
     };
     // A Rate ref that resolves takes precedence over the literal.
     let mut limiter_owned = None;
-    if let Some(r) = &s.rate_ref {
-        if let Some(text) = read_var(g, ex, r) {
+    if let Some(r) = &s.rate_ref
+        && let Some(text) = read_var(g, ex, r)
+    {
+        {
             let Ok(rate) = text.trim().parse::<preflow_ratelimit::Rate>() else {
                 return Outcome::Fault(Fault::new(
                     "policies.ratelimit.FailedToResolveSpikeArrestRate",

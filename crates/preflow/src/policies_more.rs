@@ -748,11 +748,11 @@ pub(crate) fn access_control(
                     .ok()
                     .and_then(|m| m.trim().parse::<u32>().ok())
                     .unwrap_or(if net.contains(':') { 128 } else { 32 });
-                if let Ok(net) = net.trim().parse::<IpAddr>() {
-                    if in_cidr(ip, net, mask) {
-                        hit = true;
-                        break;
-                    }
+                if let Ok(net) = net.trim().parse::<IpAddr>()
+                    && in_cidr(ip, net, mask)
+                {
+                    hit = true;
+                    break;
                 }
             }
             if hit {
