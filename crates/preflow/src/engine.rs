@@ -136,16 +136,13 @@ pub(crate) fn eval(
         return Err(faults::condition_invalid(&c.text));
     };
     let guard = &c.guard;
-    let result = (guard.is_empty()
-        || (guard
-            .prefix
-            .as_deref()
-            .is_none_or(|p| ex.path_suffix().starts_with(p))
-            && guard
-                .verb
-                .as_deref()
-                .is_none_or(|v| ex.request.method.as_str() == v)))
-        && compiled.eval(&View { g, ex });
+    let result = if guard.is_empty() {
+        compiled.eval(&View { g, ex })
+    } else if guard.holds(ex.path_suffix(), ex.request.method.as_str()) {
+        guard.exact || compiled.eval(&View { g, ex })
+    } else {
+        false
+    };
     if ex.trace.is_some() {
         let what = what.to_owned();
         let text = c.text.clone();
@@ -224,8 +221,19 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
             None => &[],
         };
         let mut selected = None;
+        let tracing = ex.trace.is_some();
         for (i, f) in flows.iter().enumerate() {
-            let what = if ex.trace.is_some() {
+            // A failing guard decides without evaluating (or tracing) the condition.
+            if !tracing
+                && f.cond.as_ref().is_some_and(|c| {
+                    c.compiled.is_some()
+                        && !c.guard.is_empty()
+                        && !c.guard.holds(ex.path_suffix(), ex.request.method.as_str())
+                })
+            {
+                continue;
+            }
+            let what = if tracing {
                 format!("flow {}", f.name)
             } else {
                 String::new()
@@ -929,11 +937,13 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         ) => {
             let suffix = ex.path_suffix();
             let query = ex.request.query.as_deref();
-            let len = base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + 1;
+            let empty = base.is_empty() && suffix.is_empty();
+            let len =
+                base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + usize::from(empty);
             let mut pq = String::with_capacity(len);
             pq.push_str(base);
             pq.push_str(suffix);
-            if pq.is_empty() {
+            if empty {
                 pq.push('/');
             }
             if let Some(q) = query {

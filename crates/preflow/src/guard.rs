@@ -13,11 +13,22 @@ pub(crate) struct Guard {
     pub prefix: Option<Box<str>>,
     /// `request.verb` equals this.
     pub verb: Option<Box<str>>,
+    /// The guard decides the condition on its own: the condition is an `AND` of
+    /// `proxy.pathsuffix MatchesPath "/lit/**"`, `proxy.pathsuffix StartsWith "lit"` and
+    /// `request.verb = "VERB"` comparisons, which hold exactly when the guard holds.
+    pub exact: bool,
 }
 
 impl Guard {
     pub(crate) fn is_empty(&self) -> bool {
         self.prefix.is_none() && self.verb.is_none()
+    }
+
+    /// Whether the guard holds for this path suffix and verb.
+    #[inline]
+    pub(crate) fn holds(&self, suffix: &str, verb: &str) -> bool {
+        self.verb.as_deref().is_none_or(|v| v == verb)
+            && self.prefix.as_deref().is_none_or(|p| suffix.starts_with(p))
     }
 }
 
@@ -51,6 +62,15 @@ fn compare(c: &Comparison) -> Guard {
     };
     match c.lhs.name.as_str() {
         "proxy.pathsuffix" => {
+            // `/lit/**` (reference algorithm: `/lit/` then anything) and StartsWith are
+            // exactly a prefix test.
+            g.exact = match c.op {
+                Op::StartsWith => !lit.is_empty(),
+                Op::MatchesPath => lit
+                    .strip_suffix("/**")
+                    .is_some_and(|head| !head.contains(['*', '%', '{', '}'])),
+                _ => false,
+            };
             let prefix = match c.op {
                 Op::Equals | Op::StartsWith => lit.as_str(),
                 Op::MatchesPath => path_pattern_prefix(lit),
@@ -61,7 +81,10 @@ fn compare(c: &Comparison) -> Guard {
                 g.prefix = Some(prefix.into());
             }
         }
-        "request.verb" if c.op == Op::Equals => g.verb = Some(lit.as_str().into()),
+        "request.verb" if c.op == Op::Equals => {
+            g.verb = Some(lit.as_str().into());
+            g.exact = true;
+        }
         _ => {}
     }
     g
@@ -85,15 +108,28 @@ fn of(e: &Expr, depth: usize) -> Guard {
         Expr::Compare(c) => compare(c),
         Expr::And { lhs, rhs, .. } => {
             let (a, b) = (of(lhs, depth + 1), of(rhs, depth + 1));
+            // Both must hold. Of two prefixes keep the longer when it extends the other
+            // (then it implies it), else the left one (then the guard is only necessary).
+            let mut exact = a.exact && b.exact;
+            let prefix = match (a.prefix, b.prefix) {
+                (Some(x), Some(y)) if y.starts_with(&*x) => Some(y),
+                (Some(x), Some(y)) => {
+                    exact &= x.starts_with(&*y);
+                    Some(x)
+                }
+                (x, y) => x.or(y),
+            };
+            let verb = match (a.verb, b.verb) {
+                (Some(x), Some(y)) => {
+                    exact &= x == y;
+                    Some(x)
+                }
+                (x, y) => x.or(y),
+            };
             Guard {
-                // Both must hold; keep the longer, the other is then implied only if it
-                // is a prefix of it, so keep the one known to be required: the longer
-                // when one extends the other, else the left.
-                prefix: match (a.prefix, b.prefix) {
-                    (Some(x), Some(y)) => Some(if y.starts_with(&*x) { y } else { x }),
-                    (x, y) => x.or(y),
-                },
-                verb: a.verb.or(b.verb),
+                prefix,
+                verb,
+                exact,
             }
         }
         Expr::Or { lhs, rhs, .. } => {
@@ -110,6 +146,7 @@ fn of(e: &Expr, depth: usize) -> Guard {
                     (Some(x), Some(y)) if x == y => Some(x),
                     _ => None,
                 },
+                exact: false,
             }
         }
         Expr::Not { .. } | Expr::Operand(_) => Guard::default(),
@@ -125,6 +162,21 @@ pub(crate) fn guard(c: &Condition) -> Guard {
 mod tests {
     use super::*;
     use preflow_condition::parse;
+
+    #[test]
+    fn exact_guards() {
+        let e = |t: &str| guard(&parse(t).unwrap()).exact;
+        assert!(e(
+            r#"(proxy.pathsuffix MatchesPath "/orders/**") and (request.verb = "GET")"#
+        ));
+        assert!(e(r#"proxy.pathsuffix StartsWith "/a""#));
+        assert!(!e(r#"proxy.pathsuffix MatchesPath "/a/*""#));
+        assert!(!e(r#"proxy.pathsuffix MatchesPath "/a/**/b""#));
+        assert!(!e(r#"proxy.pathsuffix = "/a""#));
+        assert!(!e(r#"request.verb = "GET" or request.verb = "POST""#));
+        assert!(!e(r#"request.verb = "GET" and request.verb = "POST""#));
+        assert!(!e(r#"request.verb = "GET" and request.header.x = "1""#));
+    }
 
     fn g(text: &str) -> (Option<String>, Option<String>) {
         let c = parse(text).unwrap();
@@ -221,6 +273,13 @@ mod tests {
                     let holds = gd.prefix.as_deref().is_none_or(|x| path.starts_with(x));
                     if !holds {
                         assert!(!compiled.eval(&vars), "{text} on {path:?}: guard {gd:?}");
+                    }
+                    if gd.exact {
+                        assert_eq!(
+                            compiled.eval(&vars),
+                            holds,
+                            "{text} on {path:?}: guard {gd:?}"
+                        );
                     }
                 }
             }
