@@ -299,7 +299,7 @@ fn shared_store_and_reclaim() {
 fn amortised_sweep_keeps_the_map_bounded() {
     let s = SpikeArrest::with_store(
         SpikeArrestConfig::new(rate("1000ps")),
-        MemoryStore::with_min_sweep(64),
+        MemoryStore::with_sweep(64, 0),
     );
     // One new identifier every 100 µs: about 10 are live (TAT ahead of now) at any time.
     let mut key = String::new();
