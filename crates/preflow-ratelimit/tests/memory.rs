@@ -29,7 +29,7 @@ fn live_heap() -> usize {
 const T0: u64 = 1_700_000_000_000_000_000;
 const IDENTIFIERS: u64 = 10_000_000;
 /// The bound asserted on the live heap growth, and on its sampled peak.
-const BOUND: usize = 8 << 20;
+const BOUND: usize = 16 << 20;
 /// How often (in requests) the peak is sampled.
 const SAMPLE: u64 = 997;
 
