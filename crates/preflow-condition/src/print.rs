@@ -8,6 +8,10 @@
 //! connective, and the operand of `NOT` is parenthesised when it is a comparison or a
 //! connective.
 //!
+//! Added parentheses can make the canonical text nest up to about twice as deep as the text
+//! it was parsed from (`a OR b AND (c OR d AND e)` prints as
+//! `a OR (b AND (c OR (d AND e)))`), so parse it back with a `max_depth` to match.
+//!
 //! Two trees have no faithful text: a string literal holding `"` (the language has no
 //! escapes) and a non-finite number. They print, but do not parse back.
 //!
