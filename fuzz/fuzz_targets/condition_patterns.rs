@@ -23,7 +23,10 @@ fn glob_oracle(pattern: &str) -> Option<Regex> {
         }
     }
     re.push('$');
-    regex::RegexBuilder::new(&re).size_limit(1 << 26).build().ok()
+    regex::RegexBuilder::new(&re)
+        .size_limit(1 << 26)
+        .build()
+        .ok()
 }
 
 /// MatchesPath by the steps of §4.4; `Err(())` when a `{` has no `}` in its element.
@@ -70,7 +73,10 @@ fn path_oracle(pattern: &str) -> Result<Option<Regex>, ()> {
         pieces.push(out);
     }
     let re = format!("(?s)^{}$", pieces.join("/"));
-    Ok(regex::RegexBuilder::new(&re).size_limit(1 << 26).build().ok())
+    Ok(regex::RegexBuilder::new(&re)
+        .size_limit(1 << 26)
+        .build()
+        .ok())
 }
 
 fuzz_target!(|data: &[u8]| {

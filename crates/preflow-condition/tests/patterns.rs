@@ -7,6 +7,14 @@
 //! matches are common. A pattern the oracle cannot translate (an unbalanced `{` in a path
 //! expression) must be a compile error.
 
+// Test code: a failed unwrap or index is a test failure, which is what it should be.
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 use preflow_condition::{Error, MapVariables, Names, OwnedValue, ParseOptions, compile};
 use proptest::prelude::*;
 use regex::Regex;
