@@ -11,7 +11,7 @@
 use crate::ast::{Comparison, Condition, Expr, Literal, Op, Operand, Span};
 use crate::error::CompileError;
 use crate::eval::{NumText, Rel, eq_ignore_case, relate, truthy};
-use crate::pattern::{Glob, PatternError};
+use crate::pattern::{self, Glob, PatternError};
 use crate::value::{Resolve, Value, Variables};
 use std::collections::HashMap;
 
@@ -180,7 +180,7 @@ fn eq_ignore_case_values(lhs: Value<'_>, rhs: Value<'_>) -> bool {
 
 /// `=|` on the string forms of both sides; null or object on either side is false.
 fn starts_with(lhs: Value<'_>, rhs: Value<'_>) -> bool {
-    with_text(lhs, |l| with_text(rhs, |r| l.starts_with(r)))
+    with_text(lhs, |l| with_text(rhs, |r| pattern::starts_with(l, r)))
 }
 
 /// Compiles `cond` (parsed from `source`) against `resolver`.

@@ -5,6 +5,7 @@
 //! be compared with a string, it is formatted into a [`NumText`] buffer on the stack, the way
 //! Java's `toString` would print it.
 
+use crate::pattern::bytes_eq;
 use crate::value::Value;
 use core::cmp::Ordering;
 use core::fmt::{self, Write};
@@ -64,10 +65,10 @@ pub(crate) fn relate(rel: Rel, lhs: Value<'_>, rhs: Value<'_>) -> bool {
 /// performed (an object on either side).
 fn equal(lhs: Value<'_>, rhs: Value<'_>) -> Option<bool> {
     match (lhs, rhs) {
-        (Value::String(a), Value::String(b)) => Some(a == b),
+        (Value::String(a), Value::String(b)) => Some(bytes_eq(a.as_bytes(), b.as_bytes())),
         (Value::String(s), other) | (other, Value::String(s)) => {
             let text = NumText::of(other)?;
-            Some(s == text.as_str())
+            Some(bytes_eq(s.as_bytes(), text.as_str().as_bytes()))
         }
         _ => compare(lhs, rhs).map(|o| o == Ordering::Equal),
     }
