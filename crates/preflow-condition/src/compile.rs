@@ -24,8 +24,34 @@ pub const MAX_DEPTH: usize = 512;
 /// A compiled condition over variable handles of type `H`, ready to evaluate many times.
 ///
 /// Built by [`compile`](crate::compile) or [`Condition::compile`]. Evaluation follows
-/// `spec/conditions.md` §4: the type-adaptation table, the null table, the pattern
-/// operators and the truthiness of bare operands.
+/// `spec/conditions.md` §4 and the decisions of DESIGN.md:
+///
+/// * `=`, `!=`, `>`, `>=`, `<`, `<=` adapt their operands to a common type: a String on
+///   either side makes a String comparison (numbers printed as Java prints them, so
+///   `404 = "404"` and `404.0 = "404.0"`); otherwise Integer < Long < Float < Double, with a
+///   Boolean widened to Integer 1 or 0 against a number. Strings order by UTF-16 code unit
+///   (Java `compareTo`). A collection or other [`Value::Object`] makes every non-null
+///   comparison false, `!=` included.
+/// * Null operands follow the null table: `=` is true only for null against null; `!=` is
+///   true when exactly one side is null; `>` and `<` are true when only the left side is
+///   null; `>=` is true when the right side is null; `<=` is true when the left side is.
+/// * `:=` has the null behaviour of `=` and compares string forms ignoring case.
+///   `StartsWith` is a plain case-sensitive prefix test of string forms; null on either
+///   side is false.
+/// * `Matches` is a whole-string glob (`*` any run of characters, `/` and line breaks
+///   included; `%c` the literal `c`). `MatchesPath` is the reference algorithm of §4.4
+///   (`*` and `{name}` one path element, `**` any number of elements, `%c` literal), so
+///   the pattern `/` matches only `/`: the 2015 report of it matching the empty path
+///   suffix is a documented divergence. `JavaRegex` must match the whole value. A null
+///   left side never matches; infix `Not` (and `!~`) negate the whole comparison, so they
+///   are true for a null left side. Numbers on the left are matched by their string form.
+/// * A bare variable is true iff it holds Boolean true or the String `true` in any case.
+///
+/// `JavaRegex` patterns run on the `regex` crate. Java-only syntax (look-around,
+/// backreferences, atomic groups, possessive quantifiers, `\Q…\E`) is a compile error.
+/// Patterns that compile in both dialects mean the same for ASCII text; they differ in
+/// that `\d`, `\w`, `\s` and `(?i)` are Unicode-aware here and ASCII-only in Java
+/// by default, and that `.` excludes only `\n` here but every line terminator in Java.
 #[derive(Debug, Clone)]
 pub struct Compiled<H> {
     root: Node<H>,
