@@ -49,7 +49,7 @@ pub const MAX_DEPTH: usize = 512;
 ///
 /// `JavaRegex` patterns run on the `regex` crate. Java-only syntax (look-around,
 /// backreferences, atomic groups, possessive quantifiers, `\Q…\E`) is a compile error.
-/// Patterns that compile in both dialects mean the same for ASCII text; they differ in
+/// Patterns that compile in both dialects mostly mean the same; they differ in
 /// that `\d`, `\w`, `\s` and `(?i)` are Unicode-aware here and ASCII-only in Java
 /// by default, and that `.` excludes only `\n` here but every line terminator in Java.
 #[derive(Debug, Clone)]
@@ -443,6 +443,8 @@ fn java_only_construct(pattern: &str) -> Option<&'static str> {
     let mut escaped = false;
     let mut in_class = false;
     let mut prev_quantifier = false;
+    // Inside `{n,m}`, whose closing `}` ends a quantifier (a lone `}` is a literal).
+    let mut in_counted = false;
     let mut rest = pattern;
     for c in pattern.chars() {
         let here = rest;
@@ -474,9 +476,14 @@ fn java_only_construct(pattern: &str) -> Option<&'static str> {
                 }
             }
             '+' if prev_quantifier && !in_class => return Some("a possessive quantifier"),
+            '{' if !in_class => in_counted = true,
             _ => {}
         }
-        prev_quantifier = !in_class && !escaped && matches!(c, '*' | '+' | '?' | '}');
+        let ends_counted = c == '}' && in_counted && !in_class;
+        if ends_counted {
+            in_counted = false;
+        }
+        prev_quantifier = !in_class && !escaped && (matches!(c, '*' | '+' | '?') || ends_counted);
     }
     None
 }
@@ -799,7 +806,16 @@ mod tests {
             assert_eq!(err.location().span(), Span::new(10, 20), "{pattern}");
         }
         // `+` after an escaped or class character is an ordinary quantifier.
-        for ok in ["a\\*+", "[*]+", "\\d+", "(?i)abc", "(?<name>x)", "[+*]"] {
+        for ok in [
+            "a\\*+",
+            "[*]+",
+            "\\d+",
+            "(?i)abc",
+            "(?<name>x)",
+            "[+*]",
+            "a}+",
+            "x{2}",
+        ] {
             assert!(build(cmp("p", Op::JavaRegex, false, s(ok))).is_ok(), "{ok}");
         }
     }
