@@ -41,7 +41,7 @@ pub const MAX_DEPTH: usize = 512;
 ///   side is false.
 /// * `Matches` is a whole-string glob (`*` any run of characters, `/` and line breaks
 ///   included; `%c` the literal `c`). `MatchesPath` is the reference algorithm of §4.4
-///   (`*` and `{name}` one path element, `**` any number of elements, `%c` literal), so
+///   (`*` and `{name}` one path element, `**` any run of elements, `%c` literal), so
 ///   the pattern `/` matches only `/`: the 2015 report of it matching the empty path
 ///   suffix is a documented divergence. `JavaRegex` must match the whole value. A null
 ///   left side never matches; infix `Not` (and `!~`) negate the whole comparison, so they
