@@ -1,2 +1,38 @@
-//! The `preflow` command line.
-fn main() {}
+//! The `preflow` command line: `cond` evaluates one condition; `check` and `trace` inspect
+//! bundles; `serve` runs the reference gateway.
+
+mod check;
+mod cond;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// preflow: run Apigee-style API proxies as a Rust library.
+#[derive(Debug, Parser)]
+#[command(name = "preflow", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and evaluate one condition; prints `true` or `false`.
+    Cond(cond::Args),
+    /// Load bundles (an `apiproxy/` or `sharedflowbundle/` folder, a folder holding them,
+    /// or a zip) and report every problem with file:line:column. Exits 1 on errors.
+    Check {
+        /// Bundles to check.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Cond(args) => cond::run(&args),
+        Command::Check { paths } => check::run(&paths),
+    }
+}

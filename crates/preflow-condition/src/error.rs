@@ -51,7 +51,10 @@ impl Location {
         let before = source.get(..start).unwrap_or("");
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = source.get(line_start..start).map_or(0, |s| s.chars().count()) + 1;
+        let column = source
+            .get(line_start..start)
+            .map_or(0, |s| s.chars().count())
+            + 1;
         Self {
             span: Span::new(start, end),
             line,

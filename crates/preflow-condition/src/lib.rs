@@ -21,12 +21,14 @@
 pub mod ast;
 mod compile;
 mod error;
+mod eval;
+mod java_regex;
 mod parse;
 mod pattern;
 mod print;
 mod value;
 
-pub use compile::{Compiled, MapVariables, Names, OwnedValue};
+pub use compile::{Compiled, MAX_DEPTH, MapVariables, Names, OwnedValue};
 pub use error::{CompileError, Error, Location, ParseError};
 pub use parse::{Dialect, ParseOptions, parse, parse_with};
 pub use value::{Resolve, Value, Variables};
@@ -60,3 +62,8 @@ impl ast::Condition {
         compile::compile(self, source, resolver)
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

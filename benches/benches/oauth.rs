@@ -1,0 +1,175 @@
+//! OAuth benchmarks.
+//!
+//! * `token_verify/preflow`: verify a bearer token among 1,000,000 live tokens, with the
+//!   client, product (proxy, path, environment) and scope checks.
+//! * `token_verify/jsonwebtoken`: decode and validate an HS256 JWT with the same kind of
+//!   claims (signature, `exp`, `aud`).
+//! * `token_issue/preflow`: a whole client-credentials token request (Basic client
+//!   authentication, token generation, store insertion, JSON response).
+use std::hint::black_box;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use criterion::{Criterion, criterion_group, criterion_main};
+use preflow_oauth::{
+    ApiCall, ApiProduct, App, Developer, GrantId, GrantType, MemoryStore, NewCredential,
+    OAuthServer, Registry, RequestContext, ServerConfig, TokenHash, TokenKind, TokenRecord,
+    TokenStore,
+};
+
+const NOW: u64 = 1_700_000_000;
+const LIVE_TOKENS: usize = 1_000_000;
+
+fn setup() -> (OAuthServer, String, String) {
+    let registry = Arc::new(Registry::new());
+    registry.put_developer(Developer::new("dev@example.com"));
+    registry.put_product(
+        ApiProduct::new("hello-product")
+            .with_proxies(["hello-api"])
+            .with_environments(["prod"])
+            .with_resources(["/hello", "/items/**"])
+            .expect("resources")
+            .with_scopes(["read", "write", "ESBMessaging.Send"])
+            .expect("scopes"),
+    );
+    let app = registry.add_app("dev@example.com", App::new("my-app")).expect("app");
+    let cred = registry
+        .add_credential(
+            &app,
+            NewCredential { products: vec!["hello-product".into()], ..Default::default() },
+        )
+        .expect("credential");
+    let server = OAuthServer::new(Arc::clone(&registry), ServerConfig::default());
+    (server, cred.client_id, cred.client_secret)
+}
+
+fn token_verify(c: &mut Criterion) {
+    let (server, client_id, secret) = setup();
+    let store = MemoryStore::with_capacity(LIVE_TOKENS);
+    let template = TokenRecord {
+        kind: TokenKind::Access,
+        client_id: Arc::from(client_id.as_str()),
+        app_id: Arc::from("app"),
+        app_name: Arc::from("my-app"),
+        developer_email: Arc::from("dev@example.com"),
+        products: Arc::from(vec![Arc::from("hello-product")]),
+        scope: Arc::from("read ESBMessaging.Send"),
+        grant_type: GrantType::ClientCredentials,
+        username: None,
+        issued_at: NOW,
+        expires_at: Some(NOW + 3600),
+        revoked_at: None,
+        grant_id: GrantId([0; 16]),
+        refresh_count: 0,
+        attributes: Arc::from(Vec::new()),
+    };
+    let mut batch = Vec::with_capacity(1024);
+    for i in 0..LIVE_TOKENS as u64 {
+        let mut rec = template.clone();
+        rec.grant_id = GrantId((i as u128).to_le_bytes());
+        batch.push((TokenHash::of(format!("token-{i}").as_bytes()), Arc::new(rec)));
+        if batch.len() == 1024 {
+            store.put_tokens(&batch);
+            batch.clear();
+        }
+    }
+    store.put_tokens(&batch);
+    // One real token, issued by the endpoint, among the million.
+    let issue = http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=client_credentials&client_id={client_id}&client_secret={secret}"))
+        .expect("request");
+    let resp = server.token_request(&issue, &RequestContext::at(NOW)).run(&server, &store);
+    let body = String::from_utf8(resp.into_body()).expect("utf-8");
+    let token = body
+        .split("\"access_token\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("access token")
+        .to_owned();
+    let api_req = http::Request::get("/v1/hello/items/42")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Vec::<u8>::new())
+        .expect("request");
+    let call = ApiCall {
+        proxy: "hello-api",
+        path_suffix: "/items/42",
+        environment: "prod",
+        required_scopes: &["ESBMessaging.Send"],
+        scope_match: Default::default(),
+        locations: Default::default(),
+        now: NOW + 10,
+    };
+    assert!(server.verify_access_token_inline(&api_req, &call, &store).is_ok());
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Claims {
+        sub: String,
+        aud: String,
+        iss: String,
+        exp: u64,
+        iat: u64,
+        client_id: String,
+        scope: String,
+        api_product_list: Vec<String>,
+    }
+    let key = b"0123456789abcdef0123456789abcdef";
+    let claims = Claims {
+        sub: client_id.clone(),
+        aud: "hello-api".into(),
+        iss: "preflow".into(),
+        exp: 4_000_000_000,
+        iat: NOW,
+        client_id: client_id.clone(),
+        scope: "read ESBMessaging.Send".into(),
+        api_product_list: vec!["hello-product".into()],
+    };
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key),
+    )
+    .expect("jwt");
+    let decoding = jsonwebtoken::DecodingKey::from_secret(key);
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["hello-api"]);
+    validation.set_issuer(&["preflow"]);
+    assert!(jsonwebtoken::decode::<Claims>(&jwt, &decoding, &validation).is_ok());
+
+    let mut g = c.benchmark_group("token_verify");
+    g.bench_function("preflow", |b| {
+        b.iter(|| {
+            let v = server.verify_access_token_inline(black_box(&api_req), black_box(&call), &store);
+            black_box(v.is_ok())
+        })
+    });
+    g.bench_function("jsonwebtoken", |b| {
+        b.iter(|| {
+            let v = jsonwebtoken::decode::<Claims>(black_box(&jwt), &decoding, &validation);
+            black_box(v.is_ok())
+        })
+    });
+    g.finish();
+}
+
+fn token_issue(c: &mut Criterion) {
+    let (server, client_id, secret) = setup();
+    let store = MemoryStore::new();
+    let raw = format!("{client_id}:{secret}");
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
+    let req = http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", basic)
+        .body(b"grant_type=client_credentials&scope=read".to_vec())
+        .expect("request");
+    let ctx = RequestContext::at(NOW);
+    assert_eq!(server.token_request(&req, &ctx).run(&server, &store).status(), 200);
+    let mut g = c.benchmark_group("token_issue");
+    g.bench_function("preflow", |b| {
+        b.iter(|| black_box(server.token_request(black_box(&req), &ctx).run(&server, &store)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, token_verify, token_issue);
+criterion_main!(benches);

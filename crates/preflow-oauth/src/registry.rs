@@ -1,0 +1,683 @@
+//! Developers, API products, apps and credentials (spec/policies.md §6.1).
+//!
+//! The registry is local state: it is read on every request and answered inline. Entities
+//! are immutable values behind [`Arc`]; changing one replaces it.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::error::RegistryError;
+use crate::resource::ResourcePattern;
+use crate::scope::is_scope_token;
+use crate::secret::{DEFAULT_TOKEN_BYTES, PasswordHashCost, SecretHash, random_token};
+use crate::token::GrantType;
+
+/// Whether a developer may use their apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeveloperStatus {
+    /// Active.
+    #[default]
+    Active,
+    /// Inactive: all of the developer's apps are refused.
+    Inactive,
+}
+
+/// A developer: the owner of apps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Developer {
+    /// Email address; identifies the developer.
+    pub email: String,
+    /// First name.
+    pub first_name: String,
+    /// Last name.
+    pub last_name: String,
+    /// User name.
+    pub user_name: String,
+    /// Status.
+    pub status: DeveloperStatus,
+    /// Custom attributes.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl Developer {
+    /// An active developer with this email and no other details.
+    pub fn new(email: impl Into<String>) -> Self {
+        Self {
+            email: email.into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            user_name: String::new(),
+            status: DeveloperStatus::Active,
+            attributes: Vec::new(),
+        }
+    }
+}
+
+/// Unit of a quota interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaTimeUnit {
+    /// Minutes.
+    Minute,
+    /// Hours.
+    Hour,
+    /// Days.
+    Day,
+    /// Weeks.
+    Week,
+    /// Months.
+    Month,
+}
+
+impl QuotaTimeUnit {
+    /// The Apigee spelling (`minute`, `hour`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minute => "minute",
+            Self::Hour => "hour",
+            Self::Day => "day",
+            Self::Week => "week",
+            Self::Month => "month",
+        }
+    }
+}
+
+/// A product's quota: `limit` requests per `interval` `time_unit`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProductQuota {
+    /// Requests allowed per interval.
+    pub limit: u64,
+    /// Length of the interval in `time_unit`s.
+    pub interval: u64,
+    /// Unit of the interval.
+    pub time_unit: QuotaTimeUnit,
+}
+
+/// An API product: a bundle of proxies and resource paths that apps subscribe to.
+///
+/// Empty `environments` or `proxies` lists mean "all"; an empty `api_resources` list
+/// matches every path (as Edge Microgateway and SAP do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiProduct {
+    /// Name; identifies the product.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// Environments the product is available in.
+    pub environments: Vec<String>,
+    /// API proxies the product covers.
+    pub proxies: Vec<String>,
+    /// Resource path patterns, matched against `proxy.pathsuffix`.
+    pub api_resources: Vec<ResourcePattern>,
+    /// OAuth scopes the product grants.
+    pub scopes: Vec<String>,
+    /// Quota settings, exposed as `apiproduct.developer.quota.*`.
+    pub quota: Option<ProductQuota>,
+    /// Custom attributes, exposed as `apiproduct.{name}`.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ApiProduct {
+    /// A product with this name that covers everything (no restrictions, no scopes).
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self {
+            display_name: name.clone(),
+            name,
+            environments: Vec::new(),
+            proxies: Vec::new(),
+            api_resources: Vec::new(),
+            scopes: Vec::new(),
+            quota: None,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Adds API resource patterns.
+    pub fn with_resources<'a>(
+        mut self,
+        patterns: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, RegistryError> {
+        for p in patterns {
+            self.api_resources.push(ResourcePattern::new(p)?);
+        }
+        Ok(self)
+    }
+
+    /// Sets the proxies.
+    pub fn with_proxies<'a>(mut self, proxies: impl IntoIterator<Item = &'a str>) -> Self {
+        self.proxies = proxies.into_iter().map(str::to_owned).collect();
+        self
+    }
+
+    /// Sets the environments.
+    pub fn with_environments<'a>(mut self, envs: impl IntoIterator<Item = &'a str>) -> Self {
+        self.environments = envs.into_iter().map(str::to_owned).collect();
+        self
+    }
+
+    /// Sets the scopes (each must be an RFC 6749 §3.3 scope-token).
+    pub fn with_scopes<'a>(
+        mut self,
+        scopes: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, RegistryError> {
+        for s in scopes {
+            if !is_scope_token(s) {
+                return Err(RegistryError::InvalidScope(s.to_owned()));
+            }
+            self.scopes.push(s.to_owned());
+        }
+        Ok(self)
+    }
+
+    /// Sets the quota.
+    pub fn with_quota(mut self, limit: u64, interval: u64, time_unit: QuotaTimeUnit) -> Self {
+        self.quota = Some(ProductQuota {
+            limit,
+            interval,
+            time_unit,
+        });
+        self
+    }
+
+    /// Whether this product authorizes a call to `proxy` in `environment` at `path_suffix`
+    /// (spec/policies.md §6.3).
+    pub fn covers(&self, proxy: &str, path_suffix: &str, environment: &str) -> bool {
+        (self.environments.is_empty() || self.environments.iter().any(|e| e == environment))
+            && (self.proxies.is_empty() || self.proxies.iter().any(|p| p == proxy))
+            && (self.api_resources.is_empty()
+                || self.api_resources.iter().any(|r| r.matches(path_suffix)))
+    }
+}
+
+/// Approval status of an app, a credential or a product on a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Approval {
+    /// Approved.
+    #[default]
+    Approved,
+    /// Waiting for approval (products on a credential only).
+    Pending,
+    /// Revoked.
+    Revoked,
+}
+
+impl Approval {
+    /// The Apigee spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Pending => "pending",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// A developer app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Unique id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Email of the owning developer.
+    pub developer_email: String,
+    /// Approved or revoked.
+    pub status: Approval,
+    /// Redirect URI for the authorization-code grant.
+    pub callback_url: Option<String>,
+    /// Custom attributes, exposed as `app.{name}`.
+    pub attributes: Vec<(String, String)>,
+    /// Grant types this app may use; `None` means every grant the endpoint supports.
+    pub grant_types: Option<Vec<GrantType>>,
+    /// Whether the app may authenticate with `client_secret_post` (RFC 6749 §2.3.1 MAY).
+    pub allow_client_secret_post: bool,
+}
+
+impl App {
+    /// An approved app with this name; its id is generated when it is added.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            id: String::new(),
+            name: name.into(),
+            developer_email: String::new(),
+            status: Approval::Approved,
+            callback_url: None,
+            attributes: Vec::new(),
+            grant_types: None,
+            allow_client_secret_post: true,
+        }
+    }
+}
+
+/// A product subscription of a credential, with its own approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialProduct {
+    /// Product name.
+    pub name: String,
+    /// Approval of this product for this credential.
+    pub status: Approval,
+}
+
+/// A credential (consumer key and secret) of an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Consumer key: the OAuth `client_id` and the API key.
+    pub key: String,
+    /// The secret, hashed.
+    pub secret: SecretHash,
+    /// Id of the owning app.
+    pub app_id: String,
+    /// Approved or revoked.
+    pub status: Approval,
+    /// Creation time (seconds since the epoch).
+    pub issued_at: u64,
+    /// Expiry (seconds since the epoch); `None` never expires.
+    pub expires_at: Option<u64>,
+    /// Subscribed products.
+    pub products: Vec<CredentialProduct>,
+}
+
+impl Credential {
+    /// Names of the products approved on this credential.
+    pub fn approved_products(&self) -> impl Iterator<Item = &str> {
+        self.products
+            .iter()
+            .filter(|p| p.status == Approval::Approved)
+            .map(|p| p.name.as_str())
+    }
+
+    /// Whether the credential has expired at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|e| now >= e)
+    }
+}
+
+/// How the secret of a new credential is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSpec {
+    /// Generate a secret with this many random bytes (at least 32, i.e. 256 bits),
+    /// encoded base64url: only `[A-Za-z0-9_-]`. Stored as SHA-256.
+    Generated {
+        /// Random bytes.
+        bytes: usize,
+    },
+    /// Use this value (1 to 512 bytes, no control characters; RFC 6749 client secrets are
+    /// printable ASCII, imported ones may hold more). Stored as Argon2id.
+    Custom(String),
+}
+
+impl Default for SecretSpec {
+    fn default() -> Self {
+        Self::Generated {
+            bytes: DEFAULT_TOKEN_BYTES,
+        }
+    }
+}
+
+/// The parameters of a new credential.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewCredential {
+    /// Custom consumer key; generated (24 random bytes, base64url) when `None`.
+    pub key: Option<String>,
+    /// The secret.
+    pub secret: SecretSpec,
+    /// Products; each starts approved.
+    pub products: Vec<String>,
+    /// Expiry (seconds since the epoch); `None` never expires.
+    pub expires_at: Option<u64>,
+    /// Creation time (seconds since the epoch).
+    pub issued_at: u64,
+}
+
+/// A created credential. The plaintext secret is shown here once and never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IssuedCredential {
+    /// The consumer key (client id).
+    pub client_id: String,
+    /// The plaintext secret.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for IssuedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCredential")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"…")
+            .finish()
+    }
+}
+
+/// A resource owner for the (disabled by default) password grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceOwner {
+    /// User name.
+    pub username: String,
+    /// Argon2id hash of the password.
+    pub password: SecretHash,
+}
+
+/// A credential with the app and developer it belongs to, as found by a lookup.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    /// The credential.
+    pub credential: Arc<Credential>,
+    /// Its app.
+    pub app: Arc<App>,
+    /// The app's developer.
+    pub developer: Arc<Developer>,
+}
+
+/// Why a credential that was found may not be used (checked in the order of
+/// spec/policies.md §6.2, after the secret if there is one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRefusal {
+    /// The credential has expired.
+    CredentialExpired,
+    /// The credential is not approved.
+    CredentialNotApproved,
+    /// The app is not approved.
+    AppNotApproved,
+    /// The developer is not active.
+    DeveloperInactive,
+}
+
+impl ClientRefusal {
+    /// Plain description.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::CredentialExpired => "the client credential has expired",
+            Self::CredentialNotApproved => "the client credential is not approved",
+            Self::AppNotApproved => "the app is not approved",
+            Self::DeveloperInactive => "the app's developer is not active",
+        }
+    }
+}
+
+/// Developers, products, apps and credentials.
+#[derive(Debug, Default)]
+pub struct Registry {
+    developers: DashMap<String, Arc<Developer>>,
+    products: DashMap<String, Arc<ApiProduct>>,
+    apps: DashMap<String, Arc<App>>,
+    /// Credentials with their app and developer, so a lookup by client id is one probe;
+    /// kept in step when an app or developer changes.
+    credentials: DashMap<String, ClientRecord>,
+    owners: DashMap<String, Arc<ResourceOwner>>,
+    cost: PasswordHashCost,
+}
+
+fn check_printable(value: &str, what: &'static str) -> Result<(), RegistryError> {
+    if value.is_empty() || value.len() > 512 || value.chars().any(char::is_control) {
+        return Err(RegistryError::InvalidCredentialValue(what));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// An empty registry with the default Argon2id cost.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty registry hashing custom secrets with this Argon2id cost.
+    pub fn with_password_hash_cost(cost: PasswordHashCost) -> Self {
+        Self {
+            cost,
+            ..Self::default()
+        }
+    }
+
+    /// Adds or replaces a developer.
+    pub fn put_developer(&self, developer: Developer) {
+        let developer = Arc::new(developer);
+        self.developers
+            .insert(developer.email.clone(), Arc::clone(&developer));
+        self.refresh_developer(&developer);
+    }
+
+    fn refresh_developer(&self, developer: &Arc<Developer>) {
+        for mut entry in self.credentials.iter_mut() {
+            if entry.app.developer_email == developer.email {
+                entry.developer = Arc::clone(developer);
+            }
+        }
+    }
+
+    fn refresh_app(&self, app: &Arc<App>) {
+        for mut entry in self.credentials.iter_mut() {
+            if entry.credential.app_id == app.id {
+                entry.app = Arc::clone(app);
+            }
+        }
+    }
+
+    /// Sets a developer's status.
+    pub fn set_developer_status(
+        &self,
+        email: &str,
+        status: DeveloperStatus,
+    ) -> Result<(), RegistryError> {
+        let updated = {
+            let mut entry = self
+                .developers
+                .get_mut(email)
+                .ok_or_else(|| RegistryError::UnknownDeveloper(email.to_owned()))?;
+            Arc::make_mut(entry.value_mut()).status = status;
+            Arc::clone(entry.value())
+        };
+        self.refresh_developer(&updated);
+        Ok(())
+    }
+
+    /// A developer by email.
+    pub fn developer(&self, email: &str) -> Option<Arc<Developer>> {
+        self.developers.get(email).map(|d| Arc::clone(d.value()))
+    }
+
+    /// Adds or replaces an API product. Tokens refer to products by name, so a changed
+    /// definition applies to tokens already issued.
+    pub fn put_product(&self, product: ApiProduct) {
+        self.products
+            .insert(product.name.clone(), Arc::new(product));
+    }
+
+    /// A product by name.
+    pub fn product(&self, name: &str) -> Option<Arc<ApiProduct>> {
+        self.products.get(name).map(|p| Arc::clone(p.value()))
+    }
+
+    /// Adds an app owned by `developer_email`. The app's id is generated if empty.
+    /// Returns the id.
+    pub fn add_app(&self, developer_email: &str, mut app: App) -> Result<String, RegistryError> {
+        if !self.developers.contains_key(developer_email) {
+            return Err(RegistryError::UnknownDeveloper(developer_email.to_owned()));
+        }
+        if app.id.is_empty() {
+            app.id = random_token(16);
+        }
+        developer_email.clone_into(&mut app.developer_email);
+        let id = app.id.clone();
+        let app = Arc::new(app);
+        self.apps.insert(id.clone(), Arc::clone(&app));
+        self.refresh_app(&app);
+        Ok(id)
+    }
+
+    /// An app by id.
+    pub fn app(&self, id: &str) -> Option<Arc<App>> {
+        self.apps.get(id).map(|a| Arc::clone(a.value()))
+    }
+
+    /// Approves or revokes an app.
+    pub fn set_app_status(&self, app_id: &str, status: Approval) -> Result<(), RegistryError> {
+        let updated = {
+            let mut entry = self
+                .apps
+                .get_mut(app_id)
+                .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
+            Arc::make_mut(entry.value_mut()).status = status;
+            Arc::clone(entry.value())
+        };
+        self.refresh_app(&updated);
+        Ok(())
+    }
+
+    /// Adds a credential to an app and returns its client id and plaintext secret (the
+    /// only time the secret is available).
+    pub fn add_credential(
+        &self,
+        app_id: &str,
+        new: NewCredential,
+    ) -> Result<IssuedCredential, RegistryError> {
+        let app = self
+            .app(app_id)
+            .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
+        let developer = self
+            .developer(&app.developer_email)
+            .ok_or_else(|| RegistryError::UnknownDeveloper(app.developer_email.clone()))?;
+        for p in &new.products {
+            if !self.products.contains_key(p) {
+                return Err(RegistryError::UnknownProduct(p.clone()));
+            }
+        }
+        let key = match new.key {
+            Some(k) => {
+                check_printable(&k, "consumer key")?;
+                k
+            }
+            None => random_token(24),
+        };
+        let (secret_plain, secret) = match new.secret {
+            SecretSpec::Generated { bytes } => {
+                let s = random_token(bytes.max(DEFAULT_TOKEN_BYTES));
+                let h = SecretHash::generated(&s);
+                (s, h)
+            }
+            SecretSpec::Custom(s) => {
+                check_printable(&s, "client secret")?;
+                let h = SecretHash::custom(&s, self.cost)?;
+                (s, h)
+            }
+        };
+        let credential = Credential {
+            key: key.clone(),
+            secret,
+            app_id: app_id.to_owned(),
+            status: Approval::Approved,
+            issued_at: new.issued_at,
+            expires_at: new.expires_at,
+            products: new
+                .products
+                .into_iter()
+                .map(|name| CredentialProduct {
+                    name,
+                    status: Approval::Approved,
+                })
+                .collect(),
+        };
+        match self.credentials.entry(key.clone()) {
+            dashmap::Entry::Occupied(_) => return Err(RegistryError::DuplicateKey(key)),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(ClientRecord {
+                    credential: Arc::new(credential),
+                    app,
+                    developer,
+                });
+            }
+        }
+        Ok(IssuedCredential {
+            client_id: key,
+            client_secret: secret_plain,
+        })
+    }
+
+    /// Approves or revokes a credential.
+    pub fn set_credential_status(&self, key: &str, status: Approval) -> Result<(), RegistryError> {
+        let mut entry = self
+            .credentials
+            .get_mut(key)
+            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
+        Arc::make_mut(&mut entry.value_mut().credential).status = status;
+        Ok(())
+    }
+
+    /// Sets the approval of one product on a credential (adding the product if absent).
+    pub fn set_credential_product(
+        &self,
+        key: &str,
+        product: &str,
+        status: Approval,
+    ) -> Result<(), RegistryError> {
+        if !self.products.contains_key(product) {
+            return Err(RegistryError::UnknownProduct(product.to_owned()));
+        }
+        let mut entry = self
+            .credentials
+            .get_mut(key)
+            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
+        let cred = Arc::make_mut(&mut entry.value_mut().credential);
+        match cred.products.iter_mut().find(|p| p.name == product) {
+            Some(p) => p.status = status,
+            None => cred.products.push(CredentialProduct {
+                name: product.to_owned(),
+                status,
+            }),
+        }
+        Ok(())
+    }
+
+    /// A credential by consumer key.
+    pub fn credential(&self, key: &str) -> Option<Arc<Credential>> {
+        self.credentials
+            .get(key)
+            .map(|c| Arc::clone(&c.value().credential))
+    }
+
+    /// A credential with its app and developer.
+    pub fn client(&self, key: &str) -> Option<ClientRecord> {
+        self.credentials.get(key).map(|c| c.value().clone())
+    }
+
+    /// Adds a resource owner for the password grant; the password is hashed with Argon2id.
+    pub fn add_resource_owner(&self, username: &str, password: &str) -> Result<(), RegistryError> {
+        let hash = SecretHash::custom(password, self.cost)?;
+        match self.owners.entry(username.to_owned()) {
+            dashmap::Entry::Occupied(_) => {
+                Err(RegistryError::DuplicateResourceOwner(username.to_owned()))
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(Arc::new(ResourceOwner {
+                    username: username.to_owned(),
+                    password: hash,
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks resource-owner credentials.
+    pub fn verify_resource_owner(&self, username: &str, password: &str) -> bool {
+        match self.owners.get(username).map(|o| Arc::clone(o.value())) {
+            Some(owner) => owner.password.verify(password.as_bytes()),
+            None => false,
+        }
+    }
+
+    /// Checks that a found client may be used at `now` (spec/policies.md §6.2, steps 2-3).
+    pub fn check_client(client: &ClientRecord, now: u64) -> Result<(), ClientRefusal> {
+        if client.credential.is_expired(now) {
+            return Err(ClientRefusal::CredentialExpired);
+        }
+        if client.credential.status != Approval::Approved {
+            return Err(ClientRefusal::CredentialNotApproved);
+        }
+        if client.app.status != Approval::Approved {
+            return Err(ClientRefusal::AppNotApproved);
+        }
+        if client.developer.status != DeveloperStatus::Active {
+            return Err(ClientRefusal::DeveloperInactive);
+        }
+        Ok(())
+    }
+}

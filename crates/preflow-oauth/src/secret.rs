@@ -1,0 +1,234 @@
+//! Random values, secret hashing and constant-time comparison.
+//!
+//! Two kinds of secret exist:
+//!
+//! * **Generated** secrets, tokens and codes carry at least 128 (by default 256) random bits
+//!   from a cryptographically secure generator. Guessing a preimage of their SHA-256 digest
+//!   is as hard as guessing the value itself, so a fast hash loses nothing, and it keeps
+//!   the token endpoint cheap (a slow hash per request would be a denial-of-service lever).
+//! * **Custom** secrets are chosen by people and may be short or guessable, so they are
+//!   stored as an Argon2id password hash, which makes offline guessing expensive.
+//!
+//! Plaintext values are never stored; they are returned once, when created.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::error::RegistryError;
+
+/// Fewest random bytes a generated token may carry (128 bits, RFC 6749 §10.10).
+pub const MIN_TOKEN_BYTES: usize = 16;
+/// Default random bytes of generated tokens, secrets and codes (256 bits).
+pub const DEFAULT_TOKEN_BYTES: usize = 32;
+/// Most random bytes a generated token may carry.
+pub const MAX_TOKEN_BYTES: usize = 64;
+
+/// A SHA-256 digest of a token, authorization code or generated secret: the only form in
+/// which these values are stored.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl std::hash::Hash for TokenHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The digest is uniformly distributed: eight of its bytes are a good hash.
+        let mut first = [0u8; 8];
+        first.copy_from_slice(self.0.get(..8).unwrap_or(&[0u8; 8]));
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+impl TokenHash {
+    /// Hashes a token value with SHA-256.
+    pub fn of(value: &[u8]) -> Self {
+        Self(Sha256::digest(value).into())
+    }
+
+    /// Compares two digests in constant time.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+
+    /// The digest as lowercase hexadecimal (handy as a key in a remote store).
+    pub fn to_hex(&self) -> String {
+        let mut out = String::with_capacity(64);
+        for b in self.0 {
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0x0f));
+        }
+        out
+    }
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from_digit(u32::from(n), 16).unwrap_or('0')
+}
+
+impl std::fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A prefix is enough to tell digests apart in logs.
+        let hex = self.to_hex();
+        write!(f, "TokenHash({}…)", hex.get(..12).unwrap_or(""))
+    }
+}
+
+/// Generates `bytes` random bytes from the thread-local CSPRNG (ChaCha, seeded from the
+/// operating system) and encodes them base64url without padding, so that the value uses
+/// only `[A-Za-z0-9_-]`, which every form encoder and every bearer transport leaves intact.
+pub fn random_token(bytes: usize) -> String {
+    let n = bytes.clamp(MIN_TOKEN_BYTES, MAX_TOKEN_BYTES);
+    let mut buf = [0u8; MAX_TOKEN_BYTES];
+    let slice = buf.get_mut(..n).unwrap_or(&mut []);
+    rand::rng().fill_bytes(slice);
+    URL_SAFE_NO_PAD.encode(slice)
+}
+
+/// Cost parameters of the Argon2id hash used for custom secrets and resource-owner
+/// passwords.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordHashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Parallelism.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashCost {
+    /// OWASP's Argon2id recommendation: 19 MiB, 2 iterations, 1 lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl PasswordHashCost {
+    /// A deliberately cheap setting for tests only. Never use it in production.
+    pub fn insecure_for_tests() -> Self {
+        Self {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, RegistryError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| RegistryError::PasswordHash(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+/// How a secret is stored.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SecretHash {
+    /// SHA-256 of a generated high-entropy secret.
+    Sha256(TokenHash),
+    /// An Argon2id PHC string of a custom secret.
+    Argon2(String),
+}
+
+impl std::fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sha256(_) => f.write_str("SecretHash::Sha256(…)"),
+            Self::Argon2(_) => f.write_str("SecretHash::Argon2(…)"),
+        }
+    }
+}
+
+impl SecretHash {
+    /// Hashes a generated secret with SHA-256.
+    pub fn generated(secret: &str) -> Self {
+        Self::Sha256(TokenHash::of(secret.as_bytes()))
+    }
+
+    /// Hashes a custom secret with Argon2id and a random salt.
+    pub fn custom(secret: &str, cost: PasswordHashCost) -> Result<Self, RegistryError> {
+        let mut salt_bytes = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt_bytes);
+        let salt = SaltString::encode_b64(&salt_bytes)
+            .map_err(|e| RegistryError::PasswordHash(e.to_string()))?;
+        let hash = cost
+            .argon2()?
+            .hash_password(secret.as_bytes(), &salt)
+            .map_err(|e| RegistryError::PasswordHash(e.to_string()))?;
+        Ok(Self::Argon2(hash.to_string()))
+    }
+
+    /// Checks a presented secret. SHA-256 digests are compared in constant time; Argon2
+    /// verification compares its output in constant time internally.
+    pub fn verify(&self, presented: &[u8]) -> bool {
+        match self {
+            Self::Sha256(stored) => stored.ct_eq(&TokenHash::of(presented)),
+            Self::Argon2(phc) => match PasswordHash::new(phc) {
+                Ok(parsed) => Argon2::default()
+                    .verify_password(presented, &parsed)
+                    .is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// Equalises the work done for an unknown client id with the work done for a known one
+/// holding a generated secret, so timing does not reveal which ids exist.
+pub(crate) fn dummy_verify(presented: &[u8]) {
+    let dummy = TokenHash([0u8; 32]);
+    let _ = std::hint::black_box(dummy.ct_eq(&TokenHash::of(presented)));
+}
+
+/// PKCE S256 (RFC 7636 §4.6): `BASE64URL(SHA256(ASCII(code_verifier))) == code_challenge`,
+/// compared in constant time.
+pub(crate) fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    computed.len() == challenge.len() && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_tokens_are_base64url_and_long_enough() {
+        let t = random_token(DEFAULT_TOKEN_BYTES);
+        assert_eq!(t.len(), 43);
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_ne!(t, random_token(DEFAULT_TOKEN_BYTES));
+        assert_eq!(random_token(1).len(), 22, "clamped to 128 bits");
+    }
+
+    #[test]
+    fn secret_hashes_verify() {
+        let g = SecretHash::generated("abc");
+        assert!(g.verify(b"abc"));
+        assert!(!g.verify(b"abd"));
+        let c =
+            SecretHash::custom("p:a+s s%w/o=rd&~", PasswordHashCost::insecure_for_tests()).unwrap();
+        assert!(c.verify(b"p:a+s s%w/o=rd&~"));
+        assert!(!c.verify(b"p:a+s s%w/o=rd&"));
+    }
+
+    #[test]
+    fn pkce_rfc7636_appendix_b() {
+        assert!(pkce_s256_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!pkce_s256_matches(
+            "x",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+    }
+}

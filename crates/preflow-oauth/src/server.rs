@@ -1,0 +1,1139 @@
+//! The authorization server: token endpoint (RFC 6749), introspection (RFC 7662) and
+//! revocation (RFC 7009), as sans-IO state machines over the token store.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+
+use crate::http_util::{
+    ClientAuth, ClientRequest, EndpointError, ErrorCode, ParseOptions, ResponseMode,
+    empty_response, error_response, json_response, parse_client_request,
+};
+use crate::registry::{ClientRecord, Registry};
+use crate::scope::{join_scope, parse_scope};
+use crate::secret::{
+    DEFAULT_TOKEN_BYTES, MAX_TOKEN_BYTES, MIN_TOKEN_BYTES, TokenHash, dummy_verify,
+    pkce_s256_matches, random_token,
+};
+use crate::store::{CodeTake, StoreOp, StoreReply, TokenStore};
+use crate::throttle::{Throttle, ThrottleConfig};
+use crate::token::{CodeRecord, GrantId, GrantType, TokenKind, TokenRecord};
+
+/// Longest authorization-code lifetime (RFC 6749 §4.1.2 recommends ten minutes).
+pub const MAX_CODE_LIFETIME: u64 = 600;
+
+/// How many store round trips one request may take before it is abandoned.
+const MAX_STEPS: usize = 8;
+
+/// Settings of the authorization server. `Default` is secure: strict RFC 6749, 256-bit
+/// tokens, one-hour access tokens, rotating refresh tokens, PKCE required, password grant
+/// off, no raw-Basic fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Grant types the token endpoint accepts.
+    pub grant_types: Vec<GrantType>,
+    /// Random bytes per access token, refresh token and code (16 to 64; default 32).
+    pub token_bytes: usize,
+    /// Access-token lifetime in seconds; `None` never expires. Default 3600.
+    pub access_token_lifetime: Option<u64>,
+    /// Refresh-token lifetime in seconds; `None` never expires. Default 30 days.
+    pub refresh_token_lifetime: Option<u64>,
+    /// Apigee `ReuseRefreshToken`: keep the refresh token on refresh instead of rotating.
+    pub reuse_refresh_token: bool,
+    /// Authorization-code lifetime in seconds (at most 600).
+    pub code_lifetime: u64,
+    /// Whether authorization codes require PKCE S256.
+    pub require_pkce: bool,
+    /// Opt-in RFC 7617 fallback for legacy Basic senders (spec/oauth.md §1a step 5).
+    pub raw_basic_fallback: bool,
+    /// Response shape.
+    pub response_mode: ResponseMode,
+    /// Apigee compatibility: accept GET at the token endpoint.
+    pub allow_get: bool,
+    /// Apigee compatibility: read `grant_type` from the query when the body has none.
+    pub grant_type_in_query: bool,
+    /// Realm of `WWW-Authenticate` challenges.
+    pub realm: String,
+    /// Brute-force limits.
+    pub throttle: ThrottleConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            grant_types: vec![
+                GrantType::ClientCredentials,
+                GrantType::AuthorizationCode,
+                GrantType::RefreshToken,
+            ],
+            token_bytes: DEFAULT_TOKEN_BYTES,
+            access_token_lifetime: Some(3600),
+            refresh_token_lifetime: Some(30 * 24 * 3600),
+            reuse_refresh_token: false,
+            code_lifetime: MAX_CODE_LIFETIME,
+            require_pkce: true,
+            raw_basic_fallback: false,
+            response_mode: ResponseMode::Rfc,
+            allow_get: false,
+            grant_type_in_query: false,
+            realm: "oauth".to_owned(),
+            throttle: ThrottleConfig::default(),
+        }
+    }
+}
+
+/// What the host knows about a request besides the request itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// Current time, seconds since the epoch.
+    pub now: u64,
+    /// The client's address, for brute-force throttling.
+    pub client_ip: Option<IpAddr>,
+    /// Custom attributes to bind to issued tokens (Apigee `<Attributes>`).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl RequestContext {
+    /// A context at `now` with no address and no attributes.
+    pub fn at(now: u64) -> Self {
+        Self {
+            now,
+            ..Self::default()
+        }
+    }
+}
+
+/// The next step of an endpoint.
+#[derive(Debug)]
+#[must_use]
+pub enum Outcome {
+    /// Send this response.
+    Respond(Response<Vec<u8>>),
+    /// Perform this store operation and pass its reply to [`OAuthServer::resume`].
+    NeedsStore(StoreOp, Pending),
+}
+
+impl Outcome {
+    /// Drives the outcome to a response, performing store operations inline on a local
+    /// store such as [`crate::MemoryStore`].
+    pub fn run(self, server: &OAuthServer, store: &impl TokenStore) -> Response<Vec<u8>> {
+        let mut outcome = self;
+        for _ in 0..MAX_STEPS {
+            match outcome {
+                Self::Respond(r) => return r,
+                Self::NeedsStore(op, pending) => {
+                    outcome = server.resume(pending, store.execute(op))
+                }
+            }
+        }
+        match outcome {
+            Self::Respond(r) => r,
+            Self::NeedsStore(..) => server.error(&EndpointError::new(
+                ErrorCode::ServerError,
+                "too many store operations",
+            )),
+        }
+    }
+}
+
+/// A suspended endpoint, waiting for the reply to a [`StoreOp`]. It owns everything it
+/// needs, so it can be moved across tasks while a remote store works.
+#[derive(Debug)]
+pub struct Pending(State);
+
+#[derive(Debug)]
+enum State {
+    /// Run the remaining operations, then respond.
+    Then {
+        remaining: Vec<StoreOp>,
+        response: Response<Vec<u8>>,
+    },
+    /// An authorization code was taken.
+    Code {
+        client: ClientRecord,
+        redirect_uri: Option<String>,
+        verifier: Option<String>,
+        ctx: RequestContext,
+    },
+    /// A refresh token was looked up.
+    Refresh {
+        client: ClientRecord,
+        scope: Option<String>,
+        presented: String,
+        ctx: RequestContext,
+    },
+    /// A token was looked up for introspection.
+    Introspect { now: u64 },
+    /// A token was looked up for revocation.
+    Revoke {
+        client_id: String,
+        hash: TokenHash,
+        now: u64,
+    },
+}
+
+const TOKEN_PARAMS: &[&str] = &[
+    "grant_type",
+    "scope",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+    "username",
+    "password",
+    "client_id",
+    "client_secret",
+];
+
+const TOKEN_ADMIN_PARAMS: &[&str] = &["token", "token_type_hint", "client_id", "client_secret"];
+
+/// An authorization request already approved by the resource owner, from which the
+/// server issues a code (Apigee `GenerateAuthorizationCode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRequest {
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI; must equal the app's callback URL when the app has one.
+    pub redirect_uri: Option<String>,
+    /// Requested scope (space-separated); `None` grants all the client's product scopes.
+    pub scope: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: Option<String>,
+    /// PKCE method; only `S256` is accepted.
+    pub code_challenge_method: Option<String>,
+    /// The resource owner who approved.
+    pub username: Option<String>,
+}
+
+/// An issued authorization code and the store operation that saves it.
+#[derive(Debug)]
+pub struct IssuedCode {
+    /// The code, to send to the redirect URI. Never stored.
+    pub code: String,
+    /// Perform this to store the code's record.
+    pub store_op: StoreOp,
+}
+
+/// The OAuth 2.0 authorization server and resource-server checks over one registry.
+#[derive(Debug)]
+pub struct OAuthServer {
+    registry: Arc<Registry>,
+    config: ServerConfig,
+    throttle: Throttle,
+}
+
+impl OAuthServer {
+    /// A server over `registry` with `config`.
+    pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
+        let throttle = Throttle::new(config.throttle);
+        Self {
+            registry,
+            config,
+            throttle,
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The brute-force throttle (its state is observable).
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    pub(crate) fn error(&self, err: &EndpointError) -> Response<Vec<u8>> {
+        error_response(err, self.config.response_mode, &self.config.realm)
+    }
+
+    fn fail(&self, err: EndpointError) -> Outcome {
+        Outcome::Respond(self.error(&err))
+    }
+
+    fn token_bytes(&self) -> usize {
+        self.config
+            .token_bytes
+            .clamp(MIN_TOKEN_BYTES, MAX_TOKEN_BYTES)
+    }
+
+    /// Authenticates the client of a parsed request (RFC 6749 §2.3, spec/oauth.md §1a),
+    /// with throttling.
+    fn authenticate(
+        &self,
+        auth: &ClientAuth,
+        ctx: &RequestContext,
+    ) -> Result<ClientRecord, EndpointError> {
+        let (candidates, via_post) = match auth {
+            ClientAuth::None => {
+                return Err(EndpointError::new(
+                    ErrorCode::InvalidClient,
+                    "client authentication is required",
+                ));
+            }
+            ClientAuth::IdOnly => {
+                return Err(EndpointError::new(
+                    ErrorCode::InvalidClient,
+                    "client authentication is required: client_id was sent without a secret",
+                ));
+            }
+            ClientAuth::Post { client_id, secret } => {
+                (vec![(client_id.clone(), secret.clone())], true)
+            }
+            ClientAuth::Basic(decoded) => {
+                let mut c: Vec<(String, String)> = Vec::new();
+                if let Ok(s) = &decoded.strict {
+                    c.push((s.client_id.clone(), s.secret.clone()));
+                }
+                if self.config.raw_basic_fallback || c.is_empty() {
+                    // Without the fallback the raw readings only name the client for
+                    // throttling; they are not tried.
+                    for r in decoded.raw_readings() {
+                        c.push((r.client_id, r.secret));
+                    }
+                }
+                (c, false)
+            }
+        };
+        let strict_ok = match auth {
+            ClientAuth::Basic(d) => d.strict.is_ok(),
+            _ => true,
+        };
+        let try_count = if self.config.raw_basic_fallback || via_post {
+            candidates.len()
+        } else if strict_ok {
+            1
+        } else {
+            0
+        };
+        let throttle_id = candidates.first().map(|(id, _)| id.as_str());
+        if let Err(lock) = self.throttle.check(throttle_id, ctx.client_ip, ctx.now) {
+            let mut e = EndpointError::new(
+                ErrorCode::InvalidClient,
+                format!(
+                    "too many failed client authentications; retry in {} seconds",
+                    lock.retry_after()
+                ),
+            );
+            e.status = StatusCode::TOO_MANY_REQUESTS;
+            e.retry_after = Some(lock.retry_after());
+            return Err(e);
+        }
+        let mut found: Option<ClientRecord> = None;
+        for (id, secret) in candidates.iter().take(try_count) {
+            match self.registry.client(id) {
+                Some(client) if client.credential.secret.verify(secret.as_bytes()) => {
+                    found = Some(client);
+                    break;
+                }
+                Some(_) => {}
+                None => dummy_verify(secret.as_bytes()),
+            }
+        }
+        let Some(client) = found else {
+            self.throttle
+                .record_failure(throttle_id, ctx.client_ip, ctx.now);
+            let why = if strict_ok || self.config.raw_basic_fallback {
+                "client authentication failed: unknown client or wrong secret"
+            } else {
+                "client authentication failed: the basic credentials are not form-urlencoded per rfc 6749 section 2.3.1"
+            };
+            return Err(EndpointError::new(ErrorCode::InvalidClient, why));
+        };
+        self.throttle.record_success(&client.credential.key);
+        if via_post && !client.app.allow_client_secret_post {
+            return Err(EndpointError::new(
+                ErrorCode::InvalidClient,
+                "this client may not authenticate with client_secret_post; use basic",
+            ));
+        }
+        Registry::check_client(&client, ctx.now)
+            .map_err(|r| EndpointError::new(ErrorCode::InvalidClient, r.description()))?;
+        Ok(client)
+    }
+
+    /// Handles a token request (RFC 6749 §3.2, §4, §6). `req` carries the head and the
+    /// whole body.
+    pub fn token_request<B: AsRef<[u8]>>(&self, req: &Request<B>, ctx: &RequestContext) -> Outcome {
+        match self.token_request_inner(req, ctx) {
+            Ok(o) => o,
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn token_request_inner<B: AsRef<[u8]>>(
+        &self,
+        req: &Request<B>,
+        ctx: &RequestContext,
+    ) -> Result<Outcome, EndpointError> {
+        let ClientRequest {
+            params,
+            query,
+            auth,
+        } = parse_client_request(
+            req,
+            ParseOptions {
+                known: TOKEN_PARAMS,
+                allow_get: self.config.allow_get,
+            },
+        )?;
+        let grant = params
+            .get("grant_type")
+            .or_else(|| {
+                if self.config.grant_type_in_query {
+                    query.get("grant_type")
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| {
+                EndpointError::invalid_request(
+                    if self.config.response_mode == ResponseMode::Apigee {
+                        "Required param : grant_type"
+                    } else {
+                        "missing required parameter grant_type"
+                    },
+                )
+            })?;
+        let grant = GrantType::parse(grant)
+            .filter(|g| self.config.grant_types.contains(g))
+            .ok_or_else(|| {
+                EndpointError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("grant type {grant} is not supported"),
+                )
+            })?;
+        let client = self.authenticate(&auth, ctx)?;
+        if let Some(allowed) = &client.app.grant_types {
+            if !allowed.contains(&grant) {
+                return Err(EndpointError::new(
+                    ErrorCode::UnauthorizedClient,
+                    format!("this client may not use the {} grant", grant.as_str()),
+                ));
+            }
+        }
+        match grant {
+            GrantType::ClientCredentials => {
+                let scope = self.grant_scope(&client, params.get("scope"))?;
+                let issued = self.issue(
+                    &client,
+                    grant,
+                    scope,
+                    None,
+                    GrantId::random(),
+                    0,
+                    ctx,
+                    false,
+                );
+                Ok(issued)
+            }
+            GrantType::Password => {
+                let username = params.get("username").ok_or_else(|| {
+                    EndpointError::invalid_request("missing required parameter username")
+                })?;
+                let password = params.get("password").ok_or_else(|| {
+                    EndpointError::invalid_request("missing required parameter password")
+                })?;
+                if !self.registry.verify_resource_owner(username, password) {
+                    self.throttle.record_failure(
+                        Some(&client.credential.key),
+                        ctx.client_ip,
+                        ctx.now,
+                    );
+                    return Err(EndpointError::new(
+                        ErrorCode::InvalidGrant,
+                        "the resource owner credentials are invalid",
+                    ));
+                }
+                let scope = self.grant_scope(&client, params.get("scope"))?;
+                Ok(self.issue(
+                    &client,
+                    grant,
+                    scope,
+                    Some(username.to_owned()),
+                    GrantId::random(),
+                    0,
+                    ctx,
+                    true,
+                ))
+            }
+            GrantType::AuthorizationCode => {
+                let code = params.get("code").ok_or_else(|| {
+                    EndpointError::invalid_request("missing required parameter code")
+                })?;
+                Ok(Outcome::NeedsStore(
+                    StoreOp::TakeCode(TokenHash::of(code.as_bytes())),
+                    Pending(State::Code {
+                        client,
+                        redirect_uri: params.get("redirect_uri").map(str::to_owned),
+                        verifier: params.get("code_verifier").map(str::to_owned),
+                        ctx: ctx.clone(),
+                    }),
+                ))
+            }
+            GrantType::RefreshToken => {
+                let presented = params.get("refresh_token").ok_or_else(|| {
+                    EndpointError::invalid_request("missing required parameter refresh_token")
+                })?;
+                Ok(Outcome::NeedsStore(
+                    StoreOp::GetToken(TokenHash::of(presented.as_bytes())),
+                    Pending(State::Refresh {
+                        client,
+                        scope: params.get("scope").map(str::to_owned),
+                        presented: presented.to_owned(),
+                        ctx: ctx.clone(),
+                    }),
+                ))
+            }
+        }
+    }
+
+    /// The union of the scopes of the client's approved products.
+    fn product_scopes(&self, client: &ClientRecord) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for name in client.credential.approved_products() {
+            if let Some(p) = self.registry.product(name) {
+                for s in &p.scopes {
+                    if !out.contains(s) {
+                        out.push(s.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Scope of a new grant: the requested scopes, each of which must be granted by one of
+    /// the client's approved products; with no request, all of them (documented default,
+    /// as Apigee does).
+    fn grant_scope(
+        &self,
+        client: &ClientRecord,
+        requested: Option<&str>,
+    ) -> Result<String, EndpointError> {
+        let available = self.product_scopes(client);
+        match requested {
+            None => Ok(join_scope(&available)),
+            Some(req) => {
+                let wanted = parse_scope(req).ok_or_else(|| {
+                    EndpointError::new(ErrorCode::InvalidScope, "the scope parameter is malformed")
+                })?;
+                if let Some(missing) = wanted.iter().find(|w| !available.contains(w)) {
+                    return Err(EndpointError::new(
+                        ErrorCode::InvalidScope,
+                        format!(
+                            "scope {missing} is not granted to this client by any of its api products"
+                        ),
+                    ));
+                }
+                Ok(join_scope(&wanted))
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        kind: TokenKind,
+        client: &ClientRecord,
+        grant: GrantType,
+        scope: &str,
+        username: Option<&str>,
+        grant_id: GrantId,
+        refresh_count: u32,
+        ctx: &RequestContext,
+        lifetime: Option<u64>,
+    ) -> TokenRecord {
+        let products: Vec<Arc<str>> = client
+            .credential
+            .approved_products()
+            .map(Arc::from)
+            .collect();
+        TokenRecord {
+            kind,
+            client_id: Arc::from(client.credential.key.as_str()),
+            app_id: Arc::from(client.app.id.as_str()),
+            app_name: Arc::from(client.app.name.as_str()),
+            developer_email: Arc::from(client.developer.email.as_str()),
+            products: Arc::from(products),
+            scope: Arc::from(scope),
+            grant_type: grant,
+            username: username.map(Arc::from),
+            issued_at: ctx.now,
+            expires_at: lifetime.map(|l| ctx.now.saturating_add(l)),
+            revoked_at: None,
+            grant_id,
+            refresh_count,
+            attributes: Arc::from(ctx.attributes.clone()),
+        }
+    }
+
+    /// Issues an access token (and a refresh token when `with_refresh` and the refresh
+    /// grant is enabled): the store operation, then the success response.
+    #[allow(clippy::too_many_arguments)]
+    fn issue(
+        &self,
+        client: &ClientRecord,
+        grant: GrantType,
+        scope: String,
+        username: Option<String>,
+        grant_id: GrantId,
+        refresh_count: u32,
+        ctx: &RequestContext,
+        with_refresh: bool,
+    ) -> Outcome {
+        let access = random_token(self.token_bytes());
+        let access_rec = Arc::new(self.record(
+            TokenKind::Access,
+            client,
+            grant,
+            &scope,
+            username.as_deref(),
+            grant_id,
+            refresh_count,
+            ctx,
+            self.config.access_token_lifetime,
+        ));
+        let mut tokens = vec![(TokenHash::of(access.as_bytes()), Arc::clone(&access_rec))];
+        let mut refresh = None;
+        if with_refresh && self.config.grant_types.contains(&GrantType::RefreshToken) {
+            let r = random_token(self.token_bytes());
+            let rec = Arc::new(self.record(
+                TokenKind::Refresh,
+                client,
+                grant,
+                &scope,
+                username.as_deref(),
+                grant_id,
+                refresh_count,
+                ctx,
+                self.config.refresh_token_lifetime,
+            ));
+            tokens.push((TokenHash::of(r.as_bytes()), Arc::clone(&rec)));
+            refresh = Some((r, rec));
+        }
+        let response = self.success(
+            &access,
+            &access_rec,
+            refresh.as_ref().map(|(r, rec)| (r.as_str(), &**rec)),
+            ctx.now,
+        );
+        Outcome::NeedsStore(
+            StoreOp::PutTokens(tokens),
+            Pending(State::Then {
+                remaining: Vec::new(),
+                response,
+            }),
+        )
+    }
+
+    /// Renders a token response (RFC 6749 §5.1, or Apigee's shape when configured).
+    fn success(
+        &self,
+        access: &str,
+        rec: &TokenRecord,
+        refresh: Option<(&str, &TokenRecord)>,
+        now: u64,
+    ) -> Response<Vec<u8>> {
+        use serde_json::Value;
+        let mode = self.config.response_mode;
+        let mut m = serde_json::Map::new();
+        m.insert("access_token".into(), access.into());
+        let expires_in = rec.expires_in(now);
+        let products: Vec<&str> = rec.product_names().collect();
+        if mode == ResponseMode::Apigee {
+            m.insert("token_type".into(), "BearerToken".into());
+            m.insert(
+                "expires_in".into(),
+                expires_in.unwrap_or(0).to_string().into(),
+            );
+        } else {
+            m.insert("token_type".into(), "Bearer".into());
+            if let Some(e) = expires_in {
+                m.insert("expires_in".into(), e.into());
+            }
+        }
+        if !rec.scope.is_empty() || mode != ResponseMode::Rfc {
+            m.insert("scope".into(), Value::from(&*rec.scope));
+        }
+        if let Some((r, rrec)) = refresh {
+            m.insert("refresh_token".into(), r.into());
+            if mode != ResponseMode::Rfc {
+                let rexp = rrec.expires_in(now).unwrap_or(0);
+                m.insert("refresh_token_expires_in".into(), rexp.to_string().into());
+                m.insert(
+                    "refresh_token_issued_at".into(),
+                    (rrec.issued_at * 1000).to_string().into(),
+                );
+                m.insert("refresh_token_status".into(), "approved".into());
+            }
+        }
+        if mode != ResponseMode::Rfc {
+            m.insert(
+                "issued_at".into(),
+                (rec.issued_at.saturating_mul(1000)).to_string().into(),
+            );
+            m.insert("client_id".into(), Value::from(&*rec.client_id));
+            m.insert("application_name".into(), Value::from(&*rec.app_name));
+            m.insert("developer.email".into(), Value::from(&*rec.developer_email));
+            m.insert(
+                "api_product_list".into(),
+                format!("[{}]", products.join(", ")).into(),
+            );
+            m.insert("api_product_list_json".into(), products.clone().into());
+            m.insert("status".into(), "approved".into());
+            m.insert("refresh_count".into(), rec.refresh_count.to_string().into());
+        }
+        json_response(StatusCode::OK, &Value::Object(m))
+    }
+
+    /// Resumes a suspended endpoint with the reply to its store operation.
+    pub fn resume(&self, pending: Pending, reply: StoreReply) -> Outcome {
+        if reply == StoreReply::Unavailable {
+            return self.fail(EndpointError::store_unavailable());
+        }
+        match pending.0 {
+            State::Then {
+                mut remaining,
+                response,
+            } => {
+                if remaining.is_empty() {
+                    Outcome::Respond(response)
+                } else {
+                    let op = remaining.remove(0);
+                    Outcome::NeedsStore(
+                        op,
+                        Pending(State::Then {
+                            remaining,
+                            response,
+                        }),
+                    )
+                }
+            }
+            State::Code {
+                client,
+                redirect_uri,
+                verifier,
+                ctx,
+            } => {
+                let StoreReply::Code(take) = reply else {
+                    return self.fail(EndpointError::new(
+                        ErrorCode::ServerError,
+                        "unexpected store reply",
+                    ));
+                };
+                self.after_code(client, redirect_uri, verifier, &ctx, take)
+            }
+            State::Refresh {
+                client,
+                scope,
+                presented,
+                ctx,
+            } => {
+                let StoreReply::Token(found) = reply else {
+                    return self.fail(EndpointError::new(
+                        ErrorCode::ServerError,
+                        "unexpected store reply",
+                    ));
+                };
+                self.after_refresh(client, scope, presented, &ctx, found)
+            }
+            State::Introspect { now } => {
+                let StoreReply::Token(found) = reply else {
+                    return self.fail(EndpointError::new(
+                        ErrorCode::ServerError,
+                        "unexpected store reply",
+                    ));
+                };
+                Outcome::Respond(introspection_body(found.as_deref(), now))
+            }
+            State::Revoke {
+                client_id,
+                hash,
+                now,
+            } => {
+                let StoreReply::Token(found) = reply else {
+                    return self.fail(EndpointError::new(
+                        ErrorCode::ServerError,
+                        "unexpected store reply",
+                    ));
+                };
+                let ok = empty_response(StatusCode::OK);
+                match found {
+                    // Tokens of other clients are left alone, with the same answer as for
+                    // unknown tokens, so the endpoint is no token-existence oracle.
+                    Some(rec) if *rec.client_id == *client_id => {
+                        let op = match rec.kind {
+                            TokenKind::Refresh => StoreOp::RevokeGrant {
+                                grant: rec.grant_id,
+                                at: now,
+                            },
+                            TokenKind::Access => StoreOp::RevokeToken { hash, at: now },
+                        };
+                        Outcome::NeedsStore(
+                            op,
+                            Pending(State::Then {
+                                remaining: Vec::new(),
+                                response: ok,
+                            }),
+                        )
+                    }
+                    _ => Outcome::Respond(ok),
+                }
+            }
+        }
+    }
+
+    fn after_code(
+        &self,
+        client: ClientRecord,
+        redirect_uri: Option<String>,
+        verifier: Option<String>,
+        ctx: &RequestContext,
+        take: CodeTake,
+    ) -> Outcome {
+        let code = match take {
+            CodeTake::Unknown => {
+                return self.fail(EndpointError::new(
+                    ErrorCode::InvalidGrant,
+                    "the authorization code is unknown",
+                ));
+            }
+            CodeTake::Reused(code) => {
+                let response = self.error(&EndpointError::new(
+                    ErrorCode::InvalidGrant,
+                    "the authorization code was already used; the tokens issued with it are revoked",
+                ));
+                return Outcome::NeedsStore(
+                    StoreOp::RevokeGrant {
+                        grant: code.grant_id,
+                        at: ctx.now,
+                    },
+                    Pending(State::Then {
+                        remaining: Vec::new(),
+                        response,
+                    }),
+                );
+            }
+            CodeTake::Fresh(code) => code,
+        };
+        let invalid = |d: &str| self.fail(EndpointError::new(ErrorCode::InvalidGrant, d));
+        if code.client_id != client.credential.key {
+            return invalid("the authorization code was issued to another client");
+        }
+        if ctx.now >= code.expires_at {
+            return invalid("the authorization code has expired");
+        }
+        if let Some(expected) = &code.redirect_uri {
+            match &redirect_uri {
+                None => {
+                    return self.fail(EndpointError::invalid_request(
+                        "missing required parameter redirect_uri",
+                    ));
+                }
+                Some(given) if given != expected => {
+                    return invalid(
+                        "redirect_uri differs from the one in the authorization request",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(challenge) = &code.code_challenge {
+            match &verifier {
+                None => return invalid("code_verifier is required for this authorization code"),
+                Some(v) if !pkce_s256_matches(v, challenge) => {
+                    return invalid("code_verifier does not match the code challenge");
+                }
+                Some(_) => {}
+            }
+        }
+        self.issue(
+            &client,
+            GrantType::AuthorizationCode,
+            code.scope.clone(),
+            code.username.clone(),
+            code.grant_id,
+            0,
+            ctx,
+            true,
+        )
+    }
+
+    fn after_refresh(
+        &self,
+        client: ClientRecord,
+        scope: Option<String>,
+        presented: String,
+        ctx: &RequestContext,
+        found: Option<Arc<TokenRecord>>,
+    ) -> Outcome {
+        let invalid = |d: &str| self.fail(EndpointError::new(ErrorCode::InvalidGrant, d));
+        let Some(old) = found.filter(|r| r.kind == TokenKind::Refresh) else {
+            return invalid("the refresh token is unknown");
+        };
+        if *old.client_id != *client.credential.key {
+            return invalid("the refresh token was issued to another client");
+        }
+        if old.revoked_at.is_some() {
+            // A revoked (e.g. rotated) refresh token presented again may be stolen:
+            // revoke the whole grant (RFC 9700 §4.14.2).
+            let response = self.error(&EndpointError::new(
+                ErrorCode::InvalidGrant,
+                "the refresh token has been revoked",
+            ));
+            return Outcome::NeedsStore(
+                StoreOp::RevokeGrant {
+                    grant: old.grant_id,
+                    at: ctx.now,
+                },
+                Pending(State::Then {
+                    remaining: Vec::new(),
+                    response,
+                }),
+            );
+        }
+        if old.is_expired(ctx.now) {
+            return invalid("the refresh token has expired");
+        }
+        let new_scope = match scope {
+            None => old.scope.to_string(),
+            Some(req) => {
+                let Some(wanted) = parse_scope(&req) else {
+                    return self.fail(EndpointError::new(
+                        ErrorCode::InvalidScope,
+                        "the scope parameter is malformed",
+                    ));
+                };
+                if let Some(extra) = wanted
+                    .iter()
+                    .find(|w| !old.scope.split(' ').any(|s| s == w.as_str()))
+                {
+                    return self.fail(EndpointError::new(
+                        ErrorCode::InvalidScope,
+                        format!("scope {extra} was not granted originally"),
+                    ));
+                }
+                join_scope(&wanted)
+            }
+        };
+        let count = old.refresh_count.saturating_add(1);
+        let access = random_token(self.token_bytes());
+        let access_rec = Arc::new(self.record(
+            TokenKind::Access,
+            &client,
+            old.grant_type,
+            &new_scope,
+            old.username.as_deref(),
+            old.grant_id,
+            count,
+            ctx,
+            self.config.access_token_lifetime,
+        ));
+        let mut tokens = vec![(TokenHash::of(access.as_bytes()), Arc::clone(&access_rec))];
+        let mut remaining = Vec::new();
+        let (refresh_value, refresh_rec) = if self.config.reuse_refresh_token {
+            (presented, old)
+        } else {
+            let r = random_token(self.token_bytes());
+            // The new refresh token keeps the original scope (RFC 6749 §6).
+            let mut rec = self.record(
+                TokenKind::Refresh,
+                &client,
+                old.grant_type,
+                &old.scope,
+                old.username.as_deref(),
+                old.grant_id,
+                count,
+                ctx,
+                self.config.refresh_token_lifetime,
+            );
+            rec.attributes = Arc::clone(&old.attributes);
+            let rec = Arc::new(rec);
+            tokens.push((TokenHash::of(r.as_bytes()), Arc::clone(&rec)));
+            remaining.push(StoreOp::RevokeToken {
+                hash: TokenHash::of(presented.as_bytes()),
+                at: ctx.now,
+            });
+            (r, rec)
+        };
+        let response = self.success(
+            &access,
+            &access_rec,
+            Some((&refresh_value, &refresh_rec)),
+            ctx.now,
+        );
+        Outcome::NeedsStore(
+            StoreOp::PutTokens(tokens),
+            Pending(State::Then {
+                remaining,
+                response,
+            }),
+        )
+    }
+
+    /// Issues an authorization code for an approved authorization request (the
+    /// authorization endpoint's user interaction is the host's). The code lives at most
+    /// ten minutes, is single use, is bound to the client, the redirect URI and (when
+    /// given, and required by default) a PKCE S256 challenge.
+    pub fn issue_code(&self, req: &CodeRequest, now: u64) -> Result<IssuedCode, EndpointError> {
+        let client = self
+            .registry
+            .client(&req.client_id)
+            .ok_or_else(|| EndpointError::new(ErrorCode::InvalidClient, "unknown client"))?;
+        Registry::check_client(&client, now)
+            .map_err(|r| EndpointError::new(ErrorCode::InvalidClient, r.description()))?;
+        if let Some(allowed) = &client.app.grant_types {
+            if !allowed.contains(&GrantType::AuthorizationCode) {
+                return Err(EndpointError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "this client may not use the authorization_code grant",
+                ));
+            }
+        }
+        if let (Some(given), Some(cb)) = (&req.redirect_uri, &client.app.callback_url) {
+            if given != cb {
+                return Err(EndpointError::invalid_request(
+                    "redirect_uri does not match the app's callback url",
+                ));
+            }
+        }
+        let redirect_uri = req
+            .redirect_uri
+            .clone()
+            .or_else(|| client.app.callback_url.clone());
+        match (&req.code_challenge, req.code_challenge_method.as_deref()) {
+            (Some(_), Some("S256")) => {}
+            (Some(_), _) => {
+                return Err(EndpointError::invalid_request(
+                    "code_challenge_method must be S256",
+                ));
+            }
+            (None, _) if self.config.require_pkce => {
+                return Err(EndpointError::invalid_request(
+                    "a pkce code_challenge is required",
+                ));
+            }
+            (None, _) => {}
+        }
+        let scope = self.grant_scope(&client, req.scope.as_deref())?;
+        let code = random_token(self.token_bytes());
+        let record = CodeRecord {
+            client_id: client.credential.key.clone(),
+            redirect_uri,
+            scope,
+            code_challenge: req.code_challenge.clone(),
+            username: req.username.clone(),
+            issued_at: now,
+            expires_at: now.saturating_add(self.config.code_lifetime.min(MAX_CODE_LIFETIME)),
+            grant_id: GrantId::random(),
+        };
+        let store_op = StoreOp::PutCode {
+            hash: TokenHash::of(code.as_bytes()),
+            record,
+        };
+        Ok(IssuedCode { code, store_op })
+    }
+
+    /// Handles an introspection request (RFC 7662). The caller must authenticate as a
+    /// registered client; any authenticated client may introspect any token.
+    pub fn introspection_request<B: AsRef<[u8]>>(
+        &self,
+        req: &Request<B>,
+        ctx: &RequestContext,
+    ) -> Outcome {
+        match self.admin_request(req, ctx) {
+            Ok((token, _)) => Outcome::NeedsStore(
+                StoreOp::GetToken(TokenHash::of(token.as_bytes())),
+                Pending(State::Introspect { now: ctx.now }),
+            ),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Handles a revocation request (RFC 7009). Revoking a refresh token revokes every
+    /// token of its grant; revoking an access token revokes that token. Unknown tokens and
+    /// tokens of other clients get `200` without effect. `token_type_hint` is ignored
+    /// (both kinds share one namespace).
+    pub fn revocation_request<B: AsRef<[u8]>>(
+        &self,
+        req: &Request<B>,
+        ctx: &RequestContext,
+    ) -> Outcome {
+        match self.admin_request(req, ctx) {
+            Ok((token, client)) => {
+                let hash = TokenHash::of(token.as_bytes());
+                Outcome::NeedsStore(
+                    StoreOp::GetToken(hash),
+                    Pending(State::Revoke {
+                        client_id: client.credential.key.clone(),
+                        hash,
+                        now: ctx.now,
+                    }),
+                )
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn admin_request<B: AsRef<[u8]>>(
+        &self,
+        req: &Request<B>,
+        ctx: &RequestContext,
+    ) -> Result<(String, ClientRecord), EndpointError> {
+        let parsed = parse_client_request(
+            req,
+            ParseOptions {
+                known: TOKEN_ADMIN_PARAMS,
+                allow_get: false,
+            },
+        )?;
+        let token = parsed
+            .params
+            .get("token")
+            .ok_or_else(|| EndpointError::invalid_request("missing required parameter token"))?
+            .to_owned();
+        let client = self.authenticate(&parsed.auth, ctx)?;
+        Ok((token, client))
+    }
+}
+
+/// The RFC 7662 §2.2 response for a token record (exactly `{"active":false}` when the
+/// token is unknown, expired or revoked).
+fn introspection_body(rec: Option<&TokenRecord>, now: u64) -> Response<Vec<u8>> {
+    let Some(rec) = rec.filter(|r| r.is_active(now)) else {
+        return json_response(StatusCode::OK, &serde_json::json!({ "active": false }));
+    };
+    let mut m = serde_json::Map::new();
+    m.insert("active".into(), true.into());
+    m.insert("client_id".into(), (*rec.client_id).into());
+    m.insert("scope".into(), (*rec.scope).into());
+    m.insert(
+        "token_type".into(),
+        match rec.kind {
+            TokenKind::Access => "Bearer",
+            TokenKind::Refresh => "refresh_token",
+        }
+        .into(),
+    );
+    m.insert("iat".into(), rec.issued_at.into());
+    if let Some(exp) = rec.expires_at {
+        m.insert("exp".into(), exp.into());
+    }
+    if let Some(u) = &rec.username {
+        m.insert("username".into(), (**u).into());
+        m.insert("sub".into(), (**u).into());
+    } else {
+        m.insert("sub".into(), (*rec.client_id).into());
+    }
+    m.insert("application_name".into(), (*rec.app_name).into());
+    m.insert("developer.email".into(), (*rec.developer_email).into());
+    let products: Vec<&str> = rec.product_names().collect();
+    m.insert("api_product_list".into(), products.into());
+    json_response(StatusCode::OK, &serde_json::Value::Object(m))
+}

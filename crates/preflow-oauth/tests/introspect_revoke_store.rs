@@ -1,0 +1,351 @@
+//! Introspection (RFC 7662), revocation (RFC 7009) and the sans-IO store protocol.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use preflow_oauth::{
+    GrantId, GrantType, MemoryStore, Outcome, RequestContext, StoreOp, StoreReply, TokenHash,
+    TokenKind, TokenRecord, TokenStore,
+};
+
+fn introspect(e: &Env, body: &str, auth: Option<&str>) -> http::Response<Vec<u8>> {
+    let mut r = post(body).uri("/introspect");
+    if let Some(a) = auth {
+        r = r.basic(a);
+    }
+    e.server
+        .introspection_request(&r.build(), &RequestContext::at(NOW + 1))
+        .run(&e.server, &e.store)
+}
+
+fn revoke(e: &Env, body: &str, auth: &str) -> http::Response<Vec<u8>> {
+    let r = post(body).uri("/revoke").basic(auth).build();
+    e.server
+        .revocation_request(&r, &RequestContext::at(NOW + 2))
+        .run(&e.server, &e.store)
+}
+
+#[test]
+fn introspection() {
+    let e = env();
+    let token = e.cc_token(Some("read"));
+    let resp = introspect(
+        &e,
+        &format!("token={token}&token_type_hint=access_token"),
+        Some(&e.basic()),
+    );
+    assert_eq!(resp.status(), 200);
+    assert_no_store(&resp);
+    let body = json(&resp);
+    assert_eq!(body["active"], true);
+    assert_eq!(body["client_id"], e.cred.client_id.as_str());
+    assert_eq!(body["scope"], "read");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["exp"], NOW + 3600);
+    assert_eq!(body["iat"], NOW);
+    // Unknown token: exactly {"active":false}.
+    let resp = introspect(&e, "token=unknown", Some(&e.basic()));
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body(), br#"{"active":false}"#);
+    // A wrong hint is ignored.
+    let resp = introspect(
+        &e,
+        &format!("token={token}&token_type_hint=refresh_token"),
+        Some(&e.basic()),
+    );
+    assert_eq!(json(&resp)["active"], true);
+    // The caller must authenticate.
+    assert_error(
+        &introspect(&e, &format!("token={token}"), None),
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &introspect(&e, &format!("token={token}"), Some(&basic_rfc("x", "y"))),
+        401,
+        "invalid_client",
+    );
+    assert_error(
+        &introspect(&e, "", Some(&e.basic())),
+        400,
+        "invalid_request",
+    );
+    // GET is refused.
+    let r = request("GET", "/introspect?token=x", "")
+        .basic(&e.basic())
+        .build();
+    let resp = e
+        .server
+        .introspection_request(&r, &RequestContext::at(NOW))
+        .run(&e.server, &e.store);
+    assert_eq!(resp.status(), 405);
+}
+
+#[test]
+fn revocation() {
+    let e = env();
+    let token = e.cc_token(None);
+    // Unknown token: 200.
+    assert_eq!(revoke(&e, "token=unknown", &e.basic()).status(), 200);
+    // Another client's token: 200, but not revoked.
+    let other = e
+        .registry
+        .add_credential(
+            &e.app_id,
+            preflow_oauth::NewCredential {
+                products: vec!["hello-product".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let resp = revoke(
+        &e,
+        &format!("token={token}"),
+        &basic_rfc(&other.client_id, &other.client_secret),
+    );
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        json(&introspect(&e, &format!("token={token}"), Some(&e.basic())))["active"],
+        true
+    );
+    // Own token: revoked.
+    let resp = revoke(
+        &e,
+        &format!("token={token}&token_type_hint=whatever"),
+        &e.basic(),
+    );
+    assert_eq!(resp.status(), 200);
+    assert_no_store(&resp);
+    assert_eq!(
+        introspect(&e, &format!("token={token}"), Some(&e.basic())).body(),
+        br#"{"active":false}"#
+    );
+    assert_error(
+        &revoke(&e, &format!("token={token}"), &basic_rfc("x", "y")),
+        401,
+        "invalid_client",
+    );
+    assert_error(&revoke(&e, "", &e.basic()), 400, "invalid_request");
+}
+
+#[test]
+fn revoking_a_refresh_token_revokes_its_grant() {
+    let e = env();
+    // A refresh token via the authorization-code grant.
+    let issued = e
+        .server
+        .issue_code(
+            &preflow_oauth::CodeRequest {
+                client_id: e.cred.client_id.clone(),
+                redirect_uri: None,
+                scope: None,
+                code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+                code_challenge_method: Some("S256".into()),
+                username: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    e.store.execute(issued.store_op);
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        issued.code,
+        enc("https://client.example.com/cb")
+    );
+    let tokens = json(&e.token(post(&body).basic(&e.basic()).build()));
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let resp = introspect(&e, &format!("token={refresh}"), Some(&e.basic()));
+    assert_eq!(json(&resp)["token_type"], "refresh_token");
+    assert_eq!(
+        revoke(
+            &e,
+            &format!("token={refresh}&token_type_hint=refresh_token"),
+            &e.basic()
+        )
+        .status(),
+        200
+    );
+    assert_eq!(
+        introspect(&e, &format!("token={access}"), Some(&e.basic())).body(),
+        br#"{"active":false}"#
+    );
+    assert_eq!(
+        introspect(&e, &format!("token={refresh}"), Some(&e.basic())).body(),
+        br#"{"active":false}"#
+    );
+}
+
+/// Drives the token endpoint by hand, as a remote-store driver would.
+#[test]
+fn token_endpoint_is_resumable() {
+    let e = env();
+    let req = post("grant_type=client_credentials")
+        .basic(&e.basic())
+        .build();
+    let outcome = e.server.token_request(&req, &RequestContext::at(NOW));
+    let Outcome::NeedsStore(op, pending) = outcome else {
+        panic!("expected a store step")
+    };
+    let StoreOp::PutTokens(tokens) = &op else {
+        panic!("{op:?}")
+    };
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].1.kind, TokenKind::Access);
+    // The continuation can be moved to another thread while the "remote" store works.
+    let (reply, pending) = std::thread::spawn(move || (e.store.execute(op), pending))
+        .join()
+        .unwrap();
+    let Outcome::Respond(resp) = e_server_resume(&e.server, pending, reply) else {
+        panic!()
+    };
+    assert_eq!(resp.status(), 200);
+
+    // A store failure becomes 503 with Retry-After.
+    let outcome = e.server.token_request(&req, &RequestContext::at(NOW));
+    let Outcome::NeedsStore(_, pending) = outcome else {
+        panic!()
+    };
+    let Outcome::Respond(resp) = e.server.resume(pending, StoreReply::Unavailable) else {
+        panic!()
+    };
+    assert_eq!(resp.status(), 503);
+    assert_eq!(header(&resp, "retry-after"), Some("1"));
+    assert_eq!(json(&resp)["error"], "temporarily_unavailable");
+}
+
+fn e_server_resume(
+    s: &preflow_oauth::OAuthServer,
+    p: preflow_oauth::Pending,
+    r: StoreReply,
+) -> Outcome {
+    s.resume(p, r)
+}
+
+#[test]
+fn refresh_rotation_steps() {
+    let e = env();
+    // Put a refresh token by hand and refresh it step by step.
+    let rec = TokenRecord {
+        kind: TokenKind::Refresh,
+        client_id: Arc::from(e.cred.client_id.as_str()),
+        app_id: Arc::from(e.app_id.as_str()),
+        app_name: Arc::from("my-app"),
+        developer_email: Arc::from("dev@example.com"),
+        products: Arc::from(vec![Arc::from("hello-product")]),
+        scope: Arc::from("read"),
+        grant_type: GrantType::AuthorizationCode,
+        username: None,
+        issued_at: NOW,
+        expires_at: Some(NOW + 100),
+        revoked_at: None,
+        grant_id: GrantId::random(),
+        refresh_count: 0,
+        attributes: Arc::from(Vec::new()),
+    };
+    e.store.put_tokens(&[(TokenHash::of(b"rt"), Arc::new(rec))]);
+    let req = post("grant_type=refresh_token&refresh_token=rt")
+        .basic(&e.basic())
+        .build();
+    let Outcome::NeedsStore(op, p) = e.server.token_request(&req, &RequestContext::at(NOW + 1))
+    else {
+        panic!()
+    };
+    assert_eq!(op, StoreOp::GetToken(TokenHash::of(b"rt")));
+    let Outcome::NeedsStore(op, p) = e.server.resume(p, e.store.execute(op)) else {
+        panic!()
+    };
+    assert!(matches!(&op, StoreOp::PutTokens(t) if t.len() == 2));
+    let Outcome::NeedsStore(op, p) = e.server.resume(p, e.store.execute(op)) else {
+        panic!()
+    };
+    assert_eq!(
+        op,
+        StoreOp::RevokeToken {
+            hash: TokenHash::of(b"rt"),
+            at: NOW + 1
+        }
+    );
+    let Outcome::Respond(resp) = e.server.resume(p, e.store.execute(op)) else {
+        panic!()
+    };
+    assert_eq!(json(&resp)["refresh_token"].as_str().unwrap().len(), 43);
+    assert!(
+        e.store
+            .get_token(&TokenHash::of(b"rt"))
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+}
+
+fn record(issued_at: u64, expires_at: Option<u64>) -> Arc<TokenRecord> {
+    Arc::new(TokenRecord {
+        kind: TokenKind::Access,
+        client_id: Arc::from("c"),
+        app_id: Arc::from("a"),
+        app_name: Arc::from("a"),
+        developer_email: Arc::from("d"),
+        products: Arc::from(Vec::new()),
+        scope: Arc::from(""),
+        grant_type: GrantType::ClientCredentials,
+        username: None,
+        issued_at,
+        expires_at,
+        revoked_at: None,
+        grant_id: GrantId::random(),
+        refresh_count: 0,
+        attributes: Arc::from(Vec::new()),
+    })
+}
+
+#[test]
+fn memory_store_reclaims_expired_tokens_and_codes() {
+    let s = MemoryStore::new().with_revoked_retention(10);
+    s.put_tokens(&[(TokenHash::of(b"a"), record(0, Some(100)))]);
+    s.put_tokens(&[(TokenHash::of(b"b"), record(0, None))]);
+    s.put_tokens(&[(TokenHash::of(b"c"), record(0, None))]);
+    s.revoke_token(&TokenHash::of(b"c"), 50);
+    s.put_code(
+        TokenHash::of(b"code"),
+        preflow_oauth::CodeRecord {
+            client_id: "c".into(),
+            redirect_uri: None,
+            scope: String::new(),
+            code_challenge: None,
+            username: None,
+            issued_at: 0,
+            expires_at: 600,
+            grant_id: GrantId::random(),
+        },
+    );
+    assert_eq!(s.purge_expired(55), 0);
+    assert_eq!(
+        s.purge_expired(100),
+        2,
+        "expired a, revoked c past retention"
+    );
+    assert!(s.get_token(&TokenHash::of(b"b")).is_some());
+    assert_eq!(s.code_count(), 1);
+    assert_eq!(s.purge_expired(600), 1);
+    assert_eq!(s.code_count(), 0);
+}
+
+#[test]
+fn memory_store_reclaims_by_itself() {
+    let s = MemoryStore::new();
+    for i in 0..3000u64 {
+        s.put_tokens(&[(TokenHash::of(&i.to_le_bytes()), record(i, Some(i + 10)))]);
+    }
+    assert!(
+        s.token_count() < 2100,
+        "expired tokens are reclaimed while inserting: {}",
+        s.token_count()
+    );
+    assert!(
+        s.get_token(&TokenHash::of(&2999u64.to_le_bytes()))
+            .is_some()
+    );
+}

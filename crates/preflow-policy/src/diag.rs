@@ -1,0 +1,266 @@
+//! Source files, locations and diagnostics (errors and warnings that name file, line and
+//! column).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The text of one file with its name, able to turn byte offsets into lines and columns.
+#[derive(Debug, Clone)]
+pub struct Source {
+    name: Arc<str>,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    /// A source named `name` (as it should appear in messages) holding `text`.
+    pub fn new(name: impl Into<Arc<str>>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self {
+            name: name.into(),
+            text,
+            line_starts,
+        }
+    }
+
+    /// The file name used in messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The shared file name.
+    pub fn shared_name(&self) -> Arc<str> {
+        Arc::clone(&self.name)
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The location of byte `offset` (clamped to the text and to a character boundary).
+    pub fn location(&self, offset: usize) -> Location {
+        let mut offset = offset.min(self.text.len());
+        while offset > 0 && !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line_index = self
+            .line_starts
+            .partition_point(|&start| start <= offset)
+            .saturating_sub(1);
+        let line_start = self.line_starts.get(line_index).copied().unwrap_or(0);
+        let column = self
+            .text
+            .get(line_start..offset)
+            .map_or(0, |s| s.chars().count())
+            + 1;
+        Location {
+            file: Arc::clone(&self.name),
+            offset,
+            line: line_index + 1,
+            column,
+        }
+    }
+
+    /// The text of the 1-based `line`, without its line break.
+    pub fn line_text(&self, line: usize) -> &str {
+        let start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(self.text.len());
+        let rest = self.text.get(start..).unwrap_or("");
+        rest.split('\n').next().unwrap_or("").trim_end_matches('\r')
+    }
+
+    /// An error at byte `offset`.
+    pub fn error(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self, Severity::Error, offset, message)
+    }
+
+    /// A warning at byte `offset`.
+    pub fn warning(&self, offset: usize, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self, Severity::Warning, offset, message)
+    }
+}
+
+/// A place in a file: byte offset, 1-based line and 1-based column (in characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The file name as it appears in messages.
+    pub file: Arc<str>,
+    /// Byte offset in the file.
+    pub offset: usize,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+}
+
+impl Location {
+    /// A location for a whole file, when no position inside it applies.
+    pub fn file_start(file: impl Into<Arc<str>>) -> Self {
+        Self {
+            file: file.into(),
+            offset: 0,
+            line: 1,
+            column: 1,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The bundle loads, but something looks wrong or is not supported.
+    Warning,
+    /// The bundle is not valid; Apigee would refuse to deploy it or the engine cannot run it.
+    Error,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
+}
+
+/// A problem found while loading or checking a bundle.
+///
+/// Displays as `file:line:column: error|warning: message`; [`Diagnostic::render`] adds the
+/// source line with a caret and the hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Where.
+    pub location: Location,
+    /// What is wrong, lowercase, user text in backticks.
+    pub message: String,
+    /// How to fix it, when there is a likely fix.
+    pub hint: Option<String>,
+    /// The source line holding the location (empty when there is none).
+    pub line_text: String,
+}
+
+impl Diagnostic {
+    /// A diagnostic at byte `offset` of `source`.
+    pub fn new(
+        source: &Source,
+        severity: Severity,
+        offset: usize,
+        message: impl Into<String>,
+    ) -> Self {
+        let location = source.location(offset);
+        let line_text = source.line_text(location.line).to_owned();
+        Self {
+            severity,
+            location,
+            message: message.into(),
+            hint: None,
+            line_text,
+        }
+    }
+
+    /// A diagnostic about a whole file (or a file that could not be read).
+    pub fn for_file(
+        file: impl Into<Arc<str>>,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            severity,
+            location: Location::file_start(file),
+            message: message.into(),
+            hint: None,
+            line_text: String::new(),
+        }
+    }
+
+    /// A diagnostic at a known location, without the source line.
+    pub fn at(location: Location, severity: Severity, message: impl Into<String>) -> Self {
+        Self {
+            severity,
+            location,
+            message: message.into(),
+            hint: None,
+            line_text: String::new(),
+        }
+    }
+
+    /// Adds a hint.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// The one-line form, then the source line with a caret under the column, then the hint.
+    pub fn render(&self) -> String {
+        let mut out = self.to_string();
+        if !self.line_text.is_empty() {
+            let gutter = self.location.line.to_string();
+            let pad = " ".repeat(gutter.len());
+            let lead: String = self
+                .line_text
+                .chars()
+                .take(self.location.column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                "\n{pad} |\n{gutter} | {}\n{pad} | {lead}^",
+                self.line_text
+            ));
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str("\n  = hint: ");
+            out.push_str(hint);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.location, self.severity, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_columns() {
+        let src = Source::new("a.xml", "ab\ncé d\n");
+        let loc = src.location(7);
+        assert_eq!((loc.line, loc.column), (2, 4));
+        assert_eq!(src.line_text(2), "cé d");
+        let d = src.error(7, "bad").with_hint("fix it");
+        assert_eq!(d.to_string(), "a.xml:2:4: error: bad");
+        assert!(d.render().contains("2 | cé d\n  |    ^"), "{}", d.render());
+    }
+
+    #[test]
+    fn offsets_past_the_end_are_clamped() {
+        let src = Source::new("a.xml", "é");
+        let loc = src.location(1);
+        assert_eq!((loc.line, loc.column, loc.offset), (1, 1, 0));
+        assert_eq!(src.location(99).column, 2);
+    }
+}

@@ -1,0 +1,823 @@
+//! Bundles: an `apiproxy/` or `sharedflowbundle/` folder, loaded from files in memory, a
+//! folder on disk, or a zip.
+//!
+//! All three go through [`load_files`]: the folder and zip loaders only gather
+//! `(path, bytes)` pairs within the limits and hand them over.
+
+use crate::endpoint::{Ecx, ProxyEndpoint, RouteTarget, SharedFlow, Step, TargetEndpoint};
+use preflow_condition::ParseOptions;
+use preflow_policy::xml::{self, XmlLimits};
+use preflow_policy::{
+    Diagnostic, Policy, Severity, Source, parse_policy, policy_from_element, warn_placeholders,
+};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// Limits on what a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted file, in bytes.
+    pub max_file_size: usize,
+    /// Most files read in one load (every file of every bundle, zip entries included).
+    pub max_files: usize,
+    /// Most bytes read in one load, all files together.
+    pub max_total_size: usize,
+    /// Deepest folder nesting searched for bundles.
+    pub max_dir_depth: usize,
+    /// Limits on each XML document.
+    pub xml: XmlLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 4 * 1024 * 1024,
+            max_files: 20_000,
+            max_total_size: 256 * 1024 * 1024,
+            max_dir_depth: 32,
+            xml: XmlLimits::default(),
+        }
+    }
+}
+
+/// Settings of a load.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Size, count and depth limits.
+    pub limits: Limits,
+    /// How conditions are parsed (dialect, length and depth limits).
+    pub conditions: ParseOptions,
+}
+
+/// Whether a bundle is an API proxy or a shared flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BundleKind {
+    /// An `apiproxy/` folder.
+    ApiProxy,
+    /// A `sharedflowbundle/` folder.
+    SharedFlow,
+}
+
+/// A loaded bundle: the descriptor's fields, the endpoints or shared flows, and the
+/// policies by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    /// API proxy or shared flow.
+    pub kind: BundleKind,
+    /// The name: the descriptor's `name`, else its file name, else the parent folder's.
+    pub name: String,
+    /// The descriptor's `revision`.
+    pub revision: Option<String>,
+    /// The descriptor's `<Description>`.
+    pub description: Option<String>,
+    /// The descriptor's `<DisplayName>`.
+    pub display_name: Option<String>,
+    /// The bundle folder as it appears in messages.
+    pub root: String,
+    /// `proxies/*.xml`, by file name.
+    pub proxy_endpoints: Vec<ProxyEndpoint>,
+    /// `targets/*.xml`, by file name.
+    pub target_endpoints: Vec<TargetEndpoint>,
+    /// `sharedflows/*.xml`, by file name.
+    pub shared_flows: Vec<SharedFlow>,
+    /// `policies/*.xml`, by policy name.
+    pub policies: BTreeMap<String, Policy>,
+}
+
+impl Bundle {
+    /// The base paths of the proxy endpoints.
+    pub fn base_paths(&self) -> impl Iterator<Item = &str> {
+        self.proxy_endpoints
+            .iter()
+            .filter_map(|p| p.base_path.as_deref())
+    }
+
+    /// The policy called `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.get(name)
+    }
+
+    /// The target endpoint called `name`.
+    pub fn target_endpoint(&self, name: &str) -> Option<&TargetEndpoint> {
+        self.target_endpoints.iter().find(|t| t.name == name)
+    }
+
+    /// Every step of every endpoint and shared flow.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        let mut out = Vec::new();
+        for p in &self.proxy_endpoints {
+            out.extend(p.all_steps());
+        }
+        for t in &self.target_endpoints {
+            out.extend(t.all_steps());
+        }
+        for s in &self.shared_flows {
+            out.extend(s.all_steps());
+        }
+        out
+    }
+}
+
+/// The result of a load: the bundles found and every problem, in file order.
+///
+/// A bundle is returned even when it has errors, so that tools can report on all of it;
+/// a host must not serve bundles from a load with errors.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Loaded {
+    /// The bundles, in path order.
+    pub bundles: Vec<Bundle>,
+    /// Errors and warnings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The errors.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    /// The warnings.
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| !d.is_error())
+    }
+
+    fn file_error(&mut self, file: &str, message: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::for_file(file, Severity::Error, message));
+    }
+}
+
+const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle"];
+
+/// Children of `<APIProxy>` and `<SharedFlowBundle>` descriptors. Only the name, revision,
+/// description and display name are used: endpoints and policies are found by scanning.
+const DESCRIPTOR_CHILDREN: &[&str] = &[
+    "BasePaths",
+    "Basepaths",
+    "ConfigurationVersion",
+    "CreatedAt",
+    "CreatedBy",
+    "Description",
+    "DisplayName",
+    "HostedManifestVersion",
+    "IntegrationEndpoints",
+    "LastModifiedAt",
+    "LastModifiedBy",
+    "ManifestVersion",
+    "Policies",
+    "ProxyEndpoints",
+    "Resources",
+    "SharedFlows",
+    "Spec",
+    "StepDefinitions",
+    "TargetEndpoints",
+    "TargetServers",
+    "subType",
+    "validate",
+];
+
+/// Loads the bundles among `files`, given as `(path, bytes)` with `/`-separated paths.
+///
+/// Each file belongs to the bundle named by the first `apiproxy` or `sharedflowbundle`
+/// folder in its path; files outside any bundle are ignored, as is everything under
+/// `resources/`. Paths appear in messages as given.
+pub fn load_files<P, B>(files: impl IntoIterator<Item = (P, B)>, options: &LoadOptions) -> Loaded
+where
+    P: AsRef<str>,
+    B: AsRef<[u8]>,
+{
+    let mut loaded = Loaded::default();
+    let mut groups: BTreeMap<String, Vec<(String, String, Vec<u8>)>> = BTreeMap::new();
+    let mut count = 0usize;
+    let mut total = 0usize;
+    for (path, bytes) in files {
+        let path = path.as_ref().replace('\\', "/");
+        count += 1;
+        if count > options.limits.max_files {
+            loaded.file_error(
+                &path,
+                format!(
+                    "more than {} files; the rest are not read",
+                    options.limits.max_files
+                ),
+            );
+            break;
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        let Some(root_at) = parts
+            .iter()
+            .take(parts.len().saturating_sub(1))
+            .position(|p| ROOTS.contains(p))
+        else {
+            continue;
+        };
+        let root = parts.get(..=root_at).unwrap_or_default().join("/");
+        let rel = parts.get(root_at + 1..).unwrap_or_default().join("/");
+        let bytes = bytes.as_ref();
+        if bytes.len() > options.limits.max_file_size {
+            loaded.file_error(
+                &path,
+                format!(
+                    "file is {} bytes, larger than the limit of {} bytes",
+                    bytes.len(),
+                    options.limits.max_file_size
+                ),
+            );
+            continue;
+        }
+        total = total.saturating_add(bytes.len());
+        if total > options.limits.max_total_size {
+            loaded.file_error(
+                &path,
+                format!(
+                    "the files add up to more than the limit of {} bytes; the rest are not read",
+                    options.limits.max_total_size
+                ),
+            );
+            break;
+        }
+        groups
+            .entry(root)
+            .or_default()
+            .push((rel, path, bytes.to_vec()));
+    }
+    for (root, files) in groups {
+        if let Some(bundle) = load_bundle(&root, files, options, &mut loaded.diagnostics) {
+            loaded.bundles.push(bundle);
+        }
+    }
+    loaded
+}
+
+/// What a file of a bundle holds, by its path inside the bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Descriptor,
+    Proxy,
+    Target,
+    Policy,
+    SharedFlow,
+    Ignored,
+    Unexpected,
+}
+
+fn role(rel: &str) -> Role {
+    let is_xml = rel.to_ascii_lowercase().ends_with(".xml");
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.as_slice() {
+        [file] if is_xml && !file.is_empty() => Role::Descriptor,
+        [_] => Role::Ignored,
+        ["proxies", _] if is_xml => Role::Proxy,
+        ["targets", _] if is_xml => Role::Target,
+        ["policies", _] if is_xml => Role::Policy,
+        ["sharedflows", _] if is_xml => Role::SharedFlow,
+        ["resources" | "manifests" | "stepdefinitions", ..] => Role::Ignored,
+        _ if is_xml => Role::Unexpected,
+        _ => Role::Ignored,
+    }
+}
+
+fn stem(rel: &str) -> &str {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    file.rsplit_once('.').map_or(file, |(s, _)| s)
+}
+
+/// Decodes a file to text: UTF-8 with an optional byte order mark.
+fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Source> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Some(Source::new(path, text)),
+        Err(e) => {
+            let text = String::from_utf8_lossy(bytes);
+            let src = Source::new(path, text.into_owned());
+            diags.push(src.error(e.valid_up_to(), "file is not valid UTF-8"));
+            None
+        }
+    }
+}
+
+fn load_bundle(
+    root: &str,
+    mut files: Vec<(String, String, Vec<u8>)>,
+    options: &LoadOptions,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Bundle> {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let kind = if root.ends_with("sharedflowbundle") {
+        BundleKind::SharedFlow
+    } else {
+        BundleKind::ApiProxy
+    };
+    let folder_name = root
+        .rsplit('/')
+        .nth(1)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(root)
+        .to_owned();
+    let mut bundle = Bundle {
+        kind,
+        name: folder_name,
+        revision: None,
+        description: None,
+        display_name: None,
+        root: root.to_owned(),
+        proxy_endpoints: Vec::new(),
+        target_endpoints: Vec::new(),
+        shared_flows: Vec::new(),
+        policies: BTreeMap::new(),
+    };
+    let limits = &options.limits.xml;
+    let mut descriptor_seen = false;
+    // Policies first, so that steps can be checked against them.
+    for (rel, path, bytes) in files.iter().filter(|f| role(&f.0) == Role::Policy) {
+        let Some(src) = decode(path, bytes, diags) else {
+            continue;
+        };
+        let Some(policy) = parse_policy(&src, limits, diags) else {
+            continue;
+        };
+        if policy.name != stem(rel) {
+            diags.push(
+                src.warning(
+                    src.location(0).offset.max(policy.location.offset),
+                    format!(
+                        "policy `{}` is in a file named `{}`",
+                        policy.name,
+                        stem(rel)
+                    ),
+                )
+                .with_hint(format!("name the file `{}.xml`", policy.name)),
+            );
+        }
+        if let Some(first) = bundle.policies.get(&policy.name) {
+            diags.push(
+                src.error(
+                    policy.location.offset,
+                    format!("a second policy named `{}`", policy.name),
+                )
+                .with_hint(format!("the first is at {}", first.location)),
+            );
+            continue;
+        }
+        bundle.policies.insert(policy.name.clone(), policy);
+    }
+    for (rel, path, bytes) in &files {
+        let role = role(rel);
+        match role {
+            Role::Policy | Role::Ignored => continue,
+            Role::Unexpected => {
+                diags.push(Diagnostic::for_file(
+                    path.as_str(),
+                    Severity::Warning,
+                    "unexpected file in the bundle; it is ignored",
+                ));
+                continue;
+            }
+            _ => {}
+        }
+        let Some(src) = decode(path, bytes, diags) else {
+            continue;
+        };
+        let root_el = match xml::parse(src.text(), limits) {
+            Ok(r) => r,
+            Err(e) => {
+                diags.push(src.error(e.offset, e.message));
+                continue;
+            }
+        };
+        warn_placeholders(&src, &root_el, diags);
+        let mut cx = Ecx {
+            src: &src,
+            diags,
+            options: &options.conditions,
+        };
+        let expected = match role {
+            Role::Descriptor => match kind {
+                BundleKind::ApiProxy => "APIProxy",
+                BundleKind::SharedFlow => "SharedFlowBundle",
+            },
+            Role::Proxy => "ProxyEndpoint",
+            Role::Target => "TargetEndpoint",
+            _ => "SharedFlow",
+        };
+        if root_el.name != expected {
+            // A policy dropped into the wrong folder is a common slip; say so.
+            let hint = if preflow_policy::is_supported_type(&root_el.name) {
+                format!(
+                    "`<{}>` is a policy; move the file to `policies/`",
+                    root_el.name
+                )
+            } else {
+                format!("the root element of this file must be `<{expected}>`")
+            };
+            cx.diags.push(
+                src.error(
+                    root_el.offset,
+                    format!("expected `<{expected}>`, found `<{}>`", root_el.name),
+                )
+                .with_hint(hint),
+            );
+            if role == Role::Descriptor {
+                // Policies sometimes sit next to the descriptor; load them for their names.
+                let _ = policy_from_element(&src, &root_el, &mut Vec::new());
+            }
+            continue;
+        }
+        match role {
+            Role::Descriptor => {
+                if descriptor_seen {
+                    cx.diags.push(src.warning(
+                        root_el.offset,
+                        "a second descriptor in the bundle; it is ignored",
+                    ));
+                    continue;
+                }
+                descriptor_seen = true;
+                cx.known(&root_el, DESCRIPTOR_CHILDREN);
+                bundle.name = root_el
+                    .attr("name")
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(stem(rel))
+                    .to_owned();
+                bundle.revision = root_el.attr("revision").map(|r| r.trim().to_owned());
+                bundle.description = root_el
+                    .child("Description")
+                    .and_then(|d| d.non_empty_text())
+                    .map(str::to_owned);
+                bundle.display_name = root_el
+                    .child("DisplayName")
+                    .and_then(|d| d.non_empty_text())
+                    .map(str::to_owned);
+            }
+            Role::Proxy => {
+                let ep = cx.proxy_endpoint(&root_el);
+                name_matches_file(&src, &root_el, &ep.name, rel, cx.diags);
+                bundle.proxy_endpoints.push(ep);
+            }
+            Role::Target => {
+                let ep = cx.target_endpoint(&root_el);
+                name_matches_file(&src, &root_el, &ep.name, rel, cx.diags);
+                bundle.target_endpoints.push(ep);
+            }
+            _ => {
+                let flow = cx.shared_flow(&root_el);
+                bundle.shared_flows.push(flow);
+            }
+        }
+    }
+    let before = diags.len();
+    check_references(&bundle, diags);
+    // Show the offending line, as for every other error.
+    for d in diags.iter_mut().skip(before) {
+        let line = files
+            .iter()
+            .find(|f| *f.1 == *d.location.file)
+            .and_then(|f| std::str::from_utf8(&f.2).ok())
+            .and_then(|text| text.lines().nth(d.location.line.saturating_sub(1)));
+        if let Some(line) = line {
+            d.line_text = line.trim_end_matches('\r').to_owned();
+        }
+    }
+    match kind {
+        BundleKind::ApiProxy if bundle.proxy_endpoints.is_empty() => {
+            diags.push(Diagnostic::for_file(
+                root,
+                Severity::Error,
+                "API proxy bundle has no proxy endpoint (`proxies/*.xml`)",
+            ));
+        }
+        BundleKind::SharedFlow if bundle.shared_flows.is_empty() => {
+            diags.push(Diagnostic::for_file(
+                root,
+                Severity::Error,
+                "shared flow bundle has no shared flow (`sharedflows/*.xml`)",
+            ));
+        }
+        _ => {}
+    }
+    Some(bundle)
+}
+
+fn name_matches_file(
+    src: &Source,
+    el: &xml::Element,
+    name: &str,
+    rel: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    if name.is_empty() {
+        diags.push(src.error(
+            el.offset,
+            format!("`<{}>` has no `name` attribute", el.name),
+        ));
+    } else if name != stem(rel) {
+        diags.push(src.warning(
+            el.offset,
+            format!("endpoint `{name}` is in a file named `{}`", stem(rel)),
+        ));
+    }
+}
+
+/// Steps must name policies of the bundle; route rules must name its target endpoints.
+fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
+    for step in bundle.all_steps() {
+        if !bundle.policies.contains_key(&step.policy) {
+            let mut d = Diagnostic::at(
+                step.location.clone(),
+                Severity::Error,
+                format!(
+                    "step names policy `{}`, which is not in the bundle",
+                    step.policy
+                ),
+            );
+            if let Some(close) = closest(&step.policy, bundle.policies.keys()) {
+                d = d.with_hint(format!("did you mean `{close}`?"));
+            } else {
+                d = d.with_hint(format!("add `policies/{}.xml`", step.policy));
+            }
+            diags.push(d);
+        }
+    }
+    for ep in &bundle.proxy_endpoints {
+        for rule in &ep.route_rules {
+            if let RouteTarget::TargetEndpoint(t) = &rule.target
+                && bundle.target_endpoint(t).is_none()
+            {
+                diags.push(Diagnostic::at(
+                    rule.location.clone(),
+                    Severity::Error,
+                    format!("route rule names target endpoint `{t}`, which is not in the bundle"),
+                ));
+            }
+        }
+    }
+}
+
+/// The policy name closest to `name`, ignoring case and punctuation, if close enough.
+fn closest<'a>(name: &str, names: impl Iterator<Item = &'a String>) -> Option<&'a str> {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let target = norm(name);
+    names.map(String::as_str).find(|n| norm(n) == target)
+}
+
+/// Loads `path`: a bundle folder, a folder holding bundles at any depth, or a zip.
+pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
+    let display = path.to_string_lossy().into_owned();
+    if path.is_file() {
+        let is_zip = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zip"));
+        if !is_zip {
+            let mut loaded = Loaded::default();
+            loaded.file_error(&display, "not a bundle folder or a zip");
+            return loaded;
+        }
+        return match std::fs::File::open(path) {
+            Ok(file) => load_zip(&display, file, options),
+            Err(e) => {
+                let mut loaded = Loaded::default();
+                loaded.file_error(&display, format!("cannot open: {e}"));
+                loaded
+            }
+        };
+    }
+    if !path.is_dir() {
+        let mut loaded = Loaded::default();
+        loaded.file_error(&display, "no such file or folder");
+        return loaded;
+    }
+    let mut problems = Vec::new();
+    let files = read_folder(path, options, &mut problems);
+    let mut loaded = if files.is_empty() && problems.is_empty() {
+        let mut l = Loaded::default();
+        l.file_error(
+            &display,
+            "no `apiproxy/` or `sharedflowbundle/` folder found",
+        );
+        l
+    } else {
+        load_files(files, options)
+    };
+    problems.append(&mut loaded.diagnostics);
+    loaded.diagnostics = problems;
+    loaded
+}
+
+/// Gathers the files of every bundle folder under `path`, as `(display path, bytes)`
+/// where the display path starts with `path`. Only XML files outside `resources/` are
+/// read.
+fn read_folder(
+    path: &Path,
+    options: &LoadOptions,
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<(String, Vec<u8>)> {
+    let limits = &options.limits;
+    let mut out = Vec::new();
+    // (folder, depth, inside a bundle)
+    let inside_root = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| ROOTS.contains(&n));
+    let mut stack = vec![(path.to_path_buf(), 0usize, inside_root)];
+    let mut seen = 0usize;
+    let mut total = 0usize;
+    while let Some((dir, depth, inside)) = stack.pop() {
+        let shown = dir.to_string_lossy().into_owned();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(Diagnostic::for_file(
+                    shown,
+                    Severity::Error,
+                    format!("cannot read folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            let entry_path = entry.path();
+            if file_type.is_dir() {
+                if name.starts_with('.')
+                    || name == "node_modules"
+                    || (inside && name == "resources")
+                {
+                    continue;
+                }
+                if depth + 1 > limits.max_dir_depth {
+                    problems.push(Diagnostic::for_file(
+                        entry_path.to_string_lossy().into_owned(),
+                        Severity::Error,
+                        format!(
+                            "folders nest deeper than the limit of {}",
+                            limits.max_dir_depth
+                        ),
+                    ));
+                    continue;
+                }
+                stack.push((
+                    entry_path,
+                    depth + 1,
+                    inside || ROOTS.contains(&name.as_str()),
+                ));
+            } else if file_type.is_file() && inside && name.to_ascii_lowercase().ends_with(".xml") {
+                seen += 1;
+                let shown = entry_path.to_string_lossy().into_owned();
+                if seen > limits.max_files {
+                    problems.push(Diagnostic::for_file(
+                        shown,
+                        Severity::Error,
+                        format!(
+                            "more than {} files; the rest are not read",
+                            limits.max_files
+                        ),
+                    ));
+                    return out;
+                }
+                match read_limited(std::fs::File::open(&entry_path), limits.max_file_size) {
+                    Ok(bytes) => {
+                        total = total.saturating_add(bytes.len());
+                        if total > limits.max_total_size {
+                            problems.push(Diagnostic::for_file(
+                                shown,
+                                Severity::Error,
+                                format!(
+                                    "the files add up to more than the limit of {} bytes; the rest are not read",
+                                    limits.max_total_size
+                                ),
+                            ));
+                            return out;
+                        }
+                        out.push((shown, bytes));
+                    }
+                    Err(message) => {
+                        problems.push(Diagnostic::for_file(shown, Severity::Error, message))
+                    }
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn read_limited(reader: std::io::Result<impl Read>, max: usize) -> Result<Vec<u8>, String> {
+    let reader = reader.map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    reader
+        .take(cap)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > max {
+        return Err(format!("file is larger than the limit of {max} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// Loads the bundles in a zip as Apigee exports it (`apiproxy/...` at the top). `name`
+/// is how the archive appears in messages; entries appear as `name!/entry`.
+pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOptions) -> Loaded {
+    let limits = &options.limits;
+    let mut archive = match zip::ZipArchive::new(reader) {
+        Ok(a) => a,
+        Err(e) => {
+            let mut loaded = Loaded::default();
+            loaded.file_error(name, format!("not a readable zip: {e}"));
+            return loaded;
+        }
+    };
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    let mut total = 0usize;
+    if archive.len() > limits.max_files {
+        problems.push(Diagnostic::for_file(
+            name,
+            Severity::Error,
+            format!(
+                "zip holds {} entries, more than the limit of {}",
+                archive.len(),
+                limits.max_files
+            ),
+        ));
+    }
+    for i in 0..archive.len().min(limits.max_files) {
+        let entry = match archive.by_index(i) {
+            Ok(e) => e,
+            Err(e) => {
+                problems.push(Diagnostic::for_file(
+                    name,
+                    Severity::Error,
+                    format!("bad zip entry {i}: {e}"),
+                ));
+                continue;
+            }
+        };
+        if !entry.is_file() {
+            continue;
+        }
+        let entry_name = entry.name().replace('\\', "/");
+        let shown = format!("{name}!/{entry_name}");
+        let wanted = entry_name.to_ascii_lowercase().ends_with(".xml")
+            && !entry_name.split('/').any(|p| p == "resources");
+        if !wanted {
+            continue;
+        }
+        if entry.size() > u64::try_from(limits.max_file_size).unwrap_or(u64::MAX) {
+            problems.push(Diagnostic::for_file(
+                shown,
+                Severity::Error,
+                format!(
+                    "file is larger than the limit of {} bytes",
+                    limits.max_file_size
+                ),
+            ));
+            continue;
+        }
+        match read_limited(Ok(entry), limits.max_file_size) {
+            Ok(bytes) => {
+                total = total.saturating_add(bytes.len());
+                if total > limits.max_total_size {
+                    problems.push(Diagnostic::for_file(
+                        shown,
+                        Severity::Error,
+                        format!(
+                            "the files add up to more than the limit of {} bytes; the rest are not read",
+                            limits.max_total_size
+                        ),
+                    ));
+                    break;
+                }
+                files.push((shown, bytes));
+            }
+            Err(message) => problems.push(Diagnostic::for_file(shown, Severity::Error, message)),
+        }
+    }
+    let mut loaded = load_files(files, options);
+    if loaded.bundles.is_empty() && problems.is_empty() && !loaded.has_errors() {
+        loaded.file_error(
+            name,
+            "no `apiproxy/` or `sharedflowbundle/` folder in the zip",
+        );
+    }
+    problems.append(&mut loaded.diagnostics);
+    loaded.diagnostics = problems;
+    loaded
+}

@@ -1,0 +1,873 @@
+//! The endpoint model: proxy endpoints, target endpoints and shared flows, with their
+//! flows, steps, route rules and fault rules, and conditions parsed at load time.
+
+use preflow_condition::{Compiled, Names, ParseOptions, ast, parse_with};
+use preflow_policy::xml::Element;
+use preflow_policy::{Diagnostic, Location, Source};
+
+/// A condition: its text, the parsed tree, the compiled form and where it is written.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// The text as written, trimmed.
+    pub text: String,
+    /// The parsed condition; byte spans are offsets into `text`.
+    pub ast: ast::Condition,
+    /// The compiled form, patterns pre-compiled, variables resolved to their names. A host
+    /// that keeps variables in slots compiles `ast` again with its own resolver.
+    pub compiled: Compiled<Box<str>>,
+    /// Where the text starts in its file.
+    pub location: Location,
+}
+
+impl PartialEq for Condition {
+    /// Conditions are equal when text, tree and location are; the compiled form follows
+    /// from the tree.
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.ast == other.ast && self.location == other.location
+    }
+}
+
+/// A `<Step>`: a policy to run, when its condition holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// `<Name>`: the policy.
+    pub policy: String,
+    /// `<Condition>`; none means always.
+    pub condition: Option<Condition>,
+    /// Step-level `<FaultRules>` (legacy).
+    pub fault_rules: Vec<FaultRule>,
+    /// Where the `<Step>` is.
+    pub location: Location,
+}
+
+/// A flow: PreFlow, PostFlow, PostClientFlow, or a conditional `<Flow>`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Flow {
+    /// `name` attribute.
+    pub name: String,
+    /// `<Description>`.
+    pub description: Option<String>,
+    /// `<Condition>` (conditional flows only); none means always.
+    pub condition: Option<Condition>,
+    /// `<Request>` steps in order.
+    pub request: Vec<Step>,
+    /// `<Response>` steps in order.
+    pub response: Vec<Step>,
+    /// Where the flow element is (`None` for a flow that is not written).
+    pub location: Option<Location>,
+}
+
+/// Where a route rule sends the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// `<TargetEndpoint>`: a target endpoint of the same proxy, by name.
+    TargetEndpoint(String),
+    /// `<URL>`: a URL called directly.
+    Url(String),
+    /// Neither: a null route; no target is called.
+    Null,
+}
+
+/// A `<RouteRule>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteRule {
+    /// `name` attribute.
+    pub name: String,
+    /// `<Condition>`; none means always.
+    pub condition: Option<Condition>,
+    /// Where it routes.
+    pub target: RouteTarget,
+    /// Where the rule is.
+    pub location: Location,
+}
+
+/// A `<FaultRule>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRule {
+    /// `name` attribute.
+    pub name: String,
+    /// `<Condition>`; none means always.
+    pub condition: Option<Condition>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Where the rule is.
+    pub location: Location,
+}
+
+/// The `<DefaultFaultRule>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefaultFaultRule {
+    /// `name` attribute.
+    pub name: String,
+    /// `<Condition>`; none means always.
+    pub condition: Option<Condition>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// `<AlwaysEnforce>`, default false: run even after a FaultRule ran (unless that
+    /// FaultRule raised a fault).
+    pub always_enforce: bool,
+    /// Where the rule is.
+    pub location: Location,
+}
+
+/// A `<ProxyEndpoint>` (`proxies/*.xml`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyEndpoint {
+    /// `name` attribute.
+    pub name: String,
+    /// `<Description>`.
+    pub description: Option<String>,
+    /// `<HTTPProxyConnection><BasePath>`.
+    pub base_path: Option<String>,
+    /// `<HTTPProxyConnection><VirtualHost>` (Edge).
+    pub virtual_hosts: Vec<String>,
+    /// `<PreFlow>`.
+    pub pre_flow: Flow,
+    /// `<Flows><Flow>` in order; the first whose condition holds runs.
+    pub flows: Vec<Flow>,
+    /// `<PostFlow>`.
+    pub post_flow: Flow,
+    /// `<PostClientFlow>`: runs after the response is sent.
+    pub post_client_flow: Option<Flow>,
+    /// `<RouteRule>` in order; the first whose condition holds wins.
+    pub route_rules: Vec<RouteRule>,
+    /// `<FaultRules>`.
+    pub fault_rules: Vec<FaultRule>,
+    /// `<DefaultFaultRule>`.
+    pub default_fault_rule: Option<DefaultFaultRule>,
+    /// Where the root element is.
+    pub location: Location,
+}
+
+/// A `<Server>` of a load balancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `name`: a target server defined in the environment.
+    pub name: String,
+    /// `<Weight>`.
+    pub weight: Option<u32>,
+    /// `<IsFallback>`.
+    pub is_fallback: bool,
+}
+
+/// `<LoadBalancer>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadBalancer {
+    /// `<Algorithm>`: RoundRobin (default), Weighted, LeastConnections.
+    pub algorithm: Option<String>,
+    /// `<Server>`s.
+    pub servers: Vec<Server>,
+    /// `<MaxFailures>`.
+    pub max_failures: Option<u32>,
+}
+
+/// `<HTTPTargetConnection>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpTargetConnection {
+    /// `<URL>`.
+    pub url: Option<String>,
+    /// `<LoadBalancer>`.
+    pub load_balancer: Option<LoadBalancer>,
+    /// `<Path>` (with a load balancer).
+    pub path: Option<String>,
+    /// `<Properties><Property name>value</Property>`.
+    pub properties: Vec<(String, String)>,
+}
+
+/// `<LocalTargetConnection>`: a proxy-chained call to another proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalTargetConnection {
+    /// `<APIProxy>`.
+    pub api_proxy: Option<String>,
+    /// `<ProxyEndpoint>`.
+    pub proxy_endpoint: Option<String>,
+    /// `<Path>`.
+    pub path: Option<String>,
+}
+
+/// How a target endpoint reaches its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetConnection {
+    /// `<HTTPTargetConnection>`.
+    Http(HttpTargetConnection),
+    /// `<LocalTargetConnection>`.
+    Local(LocalTargetConnection),
+    /// `<HostedTarget>` or `<ScriptTarget>`: code hosted by Apigee, not supported.
+    Hosted,
+    /// No connection element.
+    None,
+}
+
+/// A `<TargetEndpoint>` (`targets/*.xml`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetEndpoint {
+    /// `name` attribute.
+    pub name: String,
+    /// `<Description>`.
+    pub description: Option<String>,
+    /// `<PreFlow>`.
+    pub pre_flow: Flow,
+    /// `<Flows><Flow>`.
+    pub flows: Vec<Flow>,
+    /// `<PostFlow>`.
+    pub post_flow: Flow,
+    /// `<FaultRules>`.
+    pub fault_rules: Vec<FaultRule>,
+    /// `<DefaultFaultRule>`.
+    pub default_fault_rule: Option<DefaultFaultRule>,
+    /// The backend connection.
+    pub connection: TargetConnection,
+    /// Where the root element is.
+    pub location: Location,
+}
+
+/// A `<SharedFlow>` (`sharedflows/*.xml`): steps run inline by a FlowCallout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedFlow {
+    /// `name` attribute.
+    pub name: String,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Where the root element is.
+    pub location: Location,
+}
+
+impl Step {
+    /// This step and the steps of its step-level fault rules.
+    fn walk<'a>(&'a self, out: &mut Vec<&'a Step>) {
+        out.push(self);
+        for rule in &self.fault_rules {
+            for step in &rule.steps {
+                out.push(step);
+            }
+        }
+    }
+}
+
+impl Flow {
+    /// Request then response steps.
+    pub fn steps(&self) -> impl Iterator<Item = &Step> {
+        self.request.iter().chain(&self.response)
+    }
+}
+
+fn flow_steps<'a>(flows: impl IntoIterator<Item = &'a Flow>, out: &mut Vec<&'a Step>) {
+    for flow in flows {
+        for step in flow.steps() {
+            step.walk(out);
+        }
+    }
+}
+
+fn rule_steps<'a>(
+    rules: &'a [FaultRule],
+    default: Option<&'a DefaultFaultRule>,
+    out: &mut Vec<&'a Step>,
+) {
+    for step in rules
+        .iter()
+        .flat_map(|r| &r.steps)
+        .chain(default.into_iter().flat_map(|d| &d.steps))
+    {
+        step.walk(out);
+    }
+}
+
+impl ProxyEndpoint {
+    /// Every step of the endpoint: flows, fault rules, step-level fault rules.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        let mut out = Vec::new();
+        flow_steps(
+            std::iter::once(&self.pre_flow)
+                .chain(&self.flows)
+                .chain(std::iter::once(&self.post_flow))
+                .chain(&self.post_client_flow),
+            &mut out,
+        );
+        rule_steps(
+            &self.fault_rules,
+            self.default_fault_rule.as_ref(),
+            &mut out,
+        );
+        out
+    }
+
+    /// Every condition of the endpoint, with what it guards.
+    pub fn conditions(&self) -> Vec<&Condition> {
+        let mut out: Vec<&Condition> = self
+            .flows
+            .iter()
+            .filter_map(|f| f.condition.as_ref())
+            .collect();
+        out.extend(self.route_rules.iter().filter_map(|r| r.condition.as_ref()));
+        out.extend(self.fault_rules.iter().filter_map(|r| r.condition.as_ref()));
+        out.extend(
+            self.default_fault_rule
+                .iter()
+                .filter_map(|r| r.condition.as_ref()),
+        );
+        out.extend(
+            self.all_steps()
+                .into_iter()
+                .filter_map(|s| s.condition.as_ref()),
+        );
+        out
+    }
+}
+
+impl TargetEndpoint {
+    /// Every step of the endpoint: flows, fault rules, step-level fault rules.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        let mut out = Vec::new();
+        flow_steps(
+            std::iter::once(&self.pre_flow)
+                .chain(&self.flows)
+                .chain(std::iter::once(&self.post_flow)),
+            &mut out,
+        );
+        rule_steps(
+            &self.fault_rules,
+            self.default_fault_rule.as_ref(),
+            &mut out,
+        );
+        out
+    }
+
+    /// Every condition of the endpoint.
+    pub fn conditions(&self) -> Vec<&Condition> {
+        let mut out: Vec<&Condition> = self
+            .flows
+            .iter()
+            .filter_map(|f| f.condition.as_ref())
+            .collect();
+        out.extend(self.fault_rules.iter().filter_map(|r| r.condition.as_ref()));
+        out.extend(
+            self.default_fault_rule
+                .iter()
+                .filter_map(|r| r.condition.as_ref()),
+        );
+        out.extend(
+            self.all_steps()
+                .into_iter()
+                .filter_map(|s| s.condition.as_ref()),
+        );
+        out
+    }
+}
+
+impl SharedFlow {
+    /// Every step, step-level fault rules included.
+    pub fn all_steps(&self) -> Vec<&Step> {
+        let mut out = Vec::new();
+        for step in &self.steps {
+            step.walk(&mut out);
+        }
+        out
+    }
+
+    /// Every condition.
+    pub fn conditions(&self) -> Vec<&Condition> {
+        self.all_steps()
+            .into_iter()
+            .filter_map(|s| s.condition.as_ref())
+            .collect()
+    }
+}
+
+/// Parsing context for one endpoint file.
+pub(crate) struct Ecx<'a> {
+    pub src: &'a Source,
+    pub diags: &'a mut Vec<Diagnostic>,
+    pub options: &'a ParseOptions,
+}
+
+impl Ecx<'_> {
+    fn warning(&mut self, offset: usize, message: impl Into<String>) {
+        self.diags.push(self.src.warning(offset, message));
+    }
+
+    fn error(&mut self, offset: usize, message: impl Into<String>) {
+        self.diags.push(self.src.error(offset, message));
+    }
+
+    pub fn known(&mut self, el: &Element, known: &[&str]) {
+        for child in &el.children {
+            if !known.contains(&child.name.as_str()) {
+                self.warning(
+                    child.offset,
+                    format!("unknown element `<{}>` in `<{}>`", child.name, el.name),
+                );
+            }
+        }
+    }
+
+    fn at_most_one(&mut self, el: &Element, name: &str) {
+        for extra in el.children_named(name).skip(1) {
+            self.error(
+                extra.offset,
+                format!("more than one `<{name}>` in `<{}>`", el.name),
+            );
+        }
+    }
+
+    fn text_of(el: &Element, name: &str) -> Option<String> {
+        el.child(name)
+            .and_then(Element::non_empty_text)
+            .map(str::to_owned)
+    }
+
+    fn location(&self, el: &Element) -> Location {
+        self.src.location(el.offset)
+    }
+
+    /// Parses the `<Condition>` child of `el`.
+    fn condition_of(&mut self, el: &Element) -> Option<Condition> {
+        self.at_most_one(el, "Condition");
+        let c = el.child("Condition")?;
+        self.condition(c)
+    }
+
+    /// Parses a `<Condition>` element. An empty condition is none (always true).
+    pub fn condition(&mut self, c: &Element) -> Option<Condition> {
+        let text = c.text();
+        if text.is_empty() {
+            return None;
+        }
+        let location = self.src.location(c.text_offset());
+        let ast = match parse_with(text, self.options) {
+            Ok(ast) => ast,
+            Err(_) if preflow_policy::is_placeholder(text) => {
+                self.diags.push(
+                    self.src
+                        .warning(
+                            c.text_offset(),
+                            "condition holds a deploy-time placeholder; it is not checked",
+                        )
+                        .with_hint("replace the placeholder before loading"),
+                );
+                return None;
+            }
+            Err(e) => {
+                let at = c.trimmed_source_offset(e.location().span().start);
+                let mut d = self
+                    .src
+                    .error(at, format!("invalid condition: {}", e.message()));
+                if let Some(h) = e.hint() {
+                    d = d.with_hint(h);
+                }
+                self.diags.push(d);
+                return None;
+            }
+        };
+        match ast.compile(text, &Names) {
+            Ok(compiled) => Some(Condition {
+                text: text.to_owned(),
+                ast,
+                compiled,
+                location,
+            }),
+            Err(e) => {
+                let at = c.trimmed_source_offset(e.location().span().start);
+                let mut d = self
+                    .src
+                    .error(at, format!("invalid condition: {}", e.message()));
+                if let Some(h) = e.hint() {
+                    d = d.with_hint(h);
+                }
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    fn step(&mut self, el: &Element) -> Option<Step> {
+        self.known(el, &["Name", "Condition", "FaultRules"]);
+        self.at_most_one(el, "Name");
+        let Some(policy) = Self::text_of(el, "Name") else {
+            self.error(el.offset, "`<Step>` has no `<Name>`");
+            return None;
+        };
+        Some(Step {
+            policy,
+            condition: self.condition_of(el),
+            fault_rules: el
+                .child("FaultRules")
+                .map(|f| self.fault_rules(f))
+                .unwrap_or_default(),
+            location: self.location(el),
+        })
+    }
+
+    fn steps(&mut self, el: &Element) -> Vec<Step> {
+        el.children_named("Step")
+            .filter_map(|s| self.step(s))
+            .collect()
+    }
+
+    fn request_response(&mut self, el: &Element, which: &str) -> Vec<Step> {
+        for extra in el.children_named(which).skip(1) {
+            if extra.children.is_empty() {
+                self.warning(
+                    extra.offset,
+                    format!("a second, empty `<{which}>` in `<{}>`", el.name),
+                );
+            } else {
+                self.error(
+                    extra.offset,
+                    format!(
+                        "a second `<{which}>` in `<{}>`; its steps would never run",
+                        el.name
+                    ),
+                );
+            }
+        }
+        match el.child(which) {
+            Some(r) => {
+                self.known(r, &["Step"]);
+                self.steps(r)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn flow(&mut self, el: &Element, conditional: bool) -> Flow {
+        let mut known = vec!["Description", "Request", "Response"];
+        if conditional {
+            known.push("Condition");
+        }
+        self.known(el, &known);
+        Flow {
+            name: el.attr("name").unwrap_or_default().trim().to_owned(),
+            description: Self::text_of(el, "Description"),
+            condition: if conditional {
+                self.condition_of(el)
+            } else {
+                None
+            },
+            request: self.request_response(el, "Request"),
+            response: self.request_response(el, "Response"),
+            location: Some(self.location(el)),
+        }
+    }
+
+    fn fixed_flow(&mut self, el: &Element, name: &str) -> Option<Flow> {
+        self.at_most_one(el, name);
+        el.child(name).map(|f| self.flow(f, false))
+    }
+
+    fn flows(&mut self, el: &Element) -> Vec<Flow> {
+        self.at_most_one(el, "Flows");
+        match el.child("Flows") {
+            Some(flows) => {
+                self.known(flows, &["Flow"]);
+                flows
+                    .children_named("Flow")
+                    .map(|f| self.flow(f, true))
+                    .collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn fault_rules(&mut self, el: &Element) -> Vec<FaultRule> {
+        self.known(el, &["FaultRule"]);
+        el.children_named("FaultRule")
+            .map(|r| {
+                self.known(r, &["Step", "Condition", "Description"]);
+                FaultRule {
+                    name: r.attr("name").unwrap_or_default().trim().to_owned(),
+                    condition: self.condition_of(r),
+                    steps: self.steps(r),
+                    location: self.location(r),
+                }
+            })
+            .collect()
+    }
+
+    fn endpoint_fault_rules(&mut self, el: &Element) -> (Vec<FaultRule>, Option<DefaultFaultRule>) {
+        self.at_most_one(el, "FaultRules");
+        self.at_most_one(el, "DefaultFaultRule");
+        let rules = el
+            .child("FaultRules")
+            .map(|f| self.fault_rules(f))
+            .unwrap_or_default();
+        let default = el.child("DefaultFaultRule").map(|d| {
+            self.known(d, &["Step", "Condition", "AlwaysEnforce", "Description"]);
+            let always_enforce = match d.child("AlwaysEnforce") {
+                None => false,
+                Some(a) => match a.text().to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" | "" => false,
+                    other => {
+                        self.error(
+                            a.text_offset(),
+                            format!("`<AlwaysEnforce>` must be `true` or `false`, not `{other}`"),
+                        );
+                        false
+                    }
+                },
+            };
+            DefaultFaultRule {
+                name: d.attr("name").unwrap_or_default().trim().to_owned(),
+                condition: self.condition_of(d),
+                steps: self.steps(d),
+                always_enforce,
+                location: self.location(d),
+            }
+        });
+        (rules, default)
+    }
+
+    fn named_flow(flow: Option<Flow>, name: &str) -> Flow {
+        flow.unwrap_or_else(|| Flow {
+            name: name.to_owned(),
+            ..Flow::default()
+        })
+    }
+
+    pub fn proxy_endpoint(&mut self, el: &Element) -> ProxyEndpoint {
+        self.known(
+            el,
+            &[
+                "PreFlow",
+                "PostFlow",
+                "EventFlow",
+                "Flows",
+                "RouteRule",
+                "PostClientFlow",
+                "Description",
+                "FaultRules",
+                "DefaultFaultRule",
+                "HTTPProxyConnection",
+            ],
+        );
+        if let Some(e) = el.child("EventFlow") {
+            self.warning(
+                e.offset,
+                "`<EventFlow>` (server-sent events) is not supported; it is ignored",
+            );
+        }
+        self.at_most_one(el, "HTTPProxyConnection");
+        let (base_path, virtual_hosts) = match el.child("HTTPProxyConnection") {
+            Some(c) => {
+                self.known(c, &["BasePath", "VirtualHost", "Properties"]);
+                self.at_most_one(c, "BasePath");
+                (
+                    Self::text_of(c, "BasePath"),
+                    c.children_named("VirtualHost")
+                        .filter_map(|v| v.non_empty_text().map(str::to_owned))
+                        .collect(),
+                )
+            }
+            None => {
+                self.warning(el.offset, "proxy endpoint has no `<HTTPProxyConnection>`");
+                (None, Vec::new())
+            }
+        };
+        let route_rules = el
+            .children_named("RouteRule")
+            .map(|r| {
+                self.known(
+                    r,
+                    &["Condition", "TargetEndpoint", "URL", "IntegrationEndpoint"],
+                );
+                let target = if let Some(t) = Self::text_of(r, "TargetEndpoint") {
+                    RouteTarget::TargetEndpoint(t)
+                } else if let Some(u) = Self::text_of(r, "URL") {
+                    RouteTarget::Url(u)
+                } else {
+                    if let Some(i) = r.child("IntegrationEndpoint") {
+                        self.warning(
+                            i.offset,
+                            "`<IntegrationEndpoint>` is not supported; the rule is a null route",
+                        );
+                    }
+                    RouteTarget::Null
+                };
+                RouteRule {
+                    name: r.attr("name").unwrap_or_default().trim().to_owned(),
+                    condition: self.condition_of(r),
+                    target,
+                    location: self.location(r),
+                }
+            })
+            .collect();
+        let pre_flow = self.fixed_flow(el, "PreFlow");
+        let flows = self.flows(el);
+        let post_flow = self.fixed_flow(el, "PostFlow");
+        let post_client_flow = self.fixed_flow(el, "PostClientFlow");
+        let (fault_rules, default_fault_rule) = self.endpoint_fault_rules(el);
+        ProxyEndpoint {
+            name: el.attr("name").unwrap_or_default().trim().to_owned(),
+            description: Self::text_of(el, "Description"),
+            base_path,
+            virtual_hosts,
+            pre_flow: Self::named_flow(pre_flow, "PreFlow"),
+            flows,
+            post_flow: Self::named_flow(post_flow, "PostFlow"),
+            post_client_flow,
+            route_rules,
+            fault_rules,
+            default_fault_rule,
+            location: self.location(el),
+        }
+    }
+
+    fn http_target(&mut self, c: &Element) -> HttpTargetConnection {
+        self.known(
+            c,
+            &[
+                "URL",
+                "LoadBalancer",
+                "Path",
+                "Properties",
+                "SSLInfo",
+                "HealthMonitor",
+                "Authentication",
+            ],
+        );
+        let load_balancer = c.child("LoadBalancer").map(|lb| {
+            self.known(
+                lb,
+                &[
+                    "Algorithm",
+                    "Server",
+                    "MaxFailures",
+                    "RetryEnabled",
+                    "ServerUnhealthyResponse",
+                    "TargetDisableSecs",
+                ],
+            );
+            LoadBalancer {
+                algorithm: Self::text_of(lb, "Algorithm"),
+                servers: lb
+                    .children_named("Server")
+                    .map(|s| Server {
+                        name: s.attr("name").unwrap_or_default().trim().to_owned(),
+                        weight: Self::text_of(s, "Weight").and_then(|w| w.parse().ok()),
+                        is_fallback: Self::text_of(s, "IsFallback")
+                            .is_some_and(|f| f.eq_ignore_ascii_case("true")),
+                    })
+                    .collect(),
+                max_failures: Self::text_of(lb, "MaxFailures").and_then(|m| m.parse().ok()),
+            }
+        });
+        let url = Self::text_of(c, "URL");
+        if url.is_none() && load_balancer.is_none() {
+            self.error(
+                c.offset,
+                "`<HTTPTargetConnection>` needs a `<URL>` or a `<LoadBalancer>`",
+            );
+        }
+        HttpTargetConnection {
+            url,
+            load_balancer,
+            path: Self::text_of(c, "Path"),
+            properties: c
+                .child("Properties")
+                .map(|p| {
+                    p.children_named("Property")
+                        .map(|p| {
+                            (
+                                p.attr("name").unwrap_or_default().to_owned(),
+                                p.text().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn target_endpoint(&mut self, el: &Element) -> TargetEndpoint {
+        self.known(
+            el,
+            &[
+                "PreFlow",
+                "PostFlow",
+                "EventFlow",
+                "Flows",
+                "Description",
+                "FaultRules",
+                "DefaultFaultRule",
+                "HTTPTargetConnection",
+                "LocalTargetConnection",
+                "HostedTarget",
+                "ScriptTarget",
+            ],
+        );
+        let connections: Vec<&Element> = el
+            .children
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.name.as_str(),
+                    "HTTPTargetConnection"
+                        | "LocalTargetConnection"
+                        | "HostedTarget"
+                        | "ScriptTarget"
+                )
+            })
+            .collect();
+        for extra in connections.iter().skip(1) {
+            self.warning(
+                extra.offset,
+                format!(
+                    "a second target connection `<{}>`; only the first is used",
+                    extra.name
+                ),
+            );
+        }
+        let connection = match connections.first() {
+            None => {
+                self.warning(
+                    el.offset,
+                    "target endpoint has no `<HTTPTargetConnection>` or `<LocalTargetConnection>`",
+                );
+                TargetConnection::None
+            }
+            Some(c) => match c.name.as_str() {
+                "HTTPTargetConnection" => TargetConnection::Http(self.http_target(c)),
+                "LocalTargetConnection" => {
+                    self.known(c, &["APIProxy", "ProxyEndpoint", "Path"]);
+                    TargetConnection::Local(LocalTargetConnection {
+                        api_proxy: Self::text_of(c, "APIProxy"),
+                        proxy_endpoint: Self::text_of(c, "ProxyEndpoint"),
+                        path: Self::text_of(c, "Path"),
+                    })
+                }
+                other => {
+                    self.warning(
+                        c.offset,
+                        format!("`<{other}>` is not supported; the target cannot be called"),
+                    );
+                    TargetConnection::Hosted
+                }
+            },
+        };
+        let pre_flow = self.fixed_flow(el, "PreFlow");
+        let flows = self.flows(el);
+        let post_flow = self.fixed_flow(el, "PostFlow");
+        let (fault_rules, default_fault_rule) = self.endpoint_fault_rules(el);
+        TargetEndpoint {
+            name: el.attr("name").unwrap_or_default().trim().to_owned(),
+            description: Self::text_of(el, "Description"),
+            pre_flow: Self::named_flow(pre_flow, "PreFlow"),
+            flows,
+            post_flow: Self::named_flow(post_flow, "PostFlow"),
+            fault_rules,
+            default_fault_rule,
+            connection,
+            location: self.location(el),
+        }
+    }
+
+    pub fn shared_flow(&mut self, el: &Element) -> SharedFlow {
+        self.known(el, &["Step", "Description"]);
+        SharedFlow {
+            name: el.attr("name").unwrap_or_default().trim().to_owned(),
+            steps: self.steps(el),
+            location: self.location(el),
+        }
+    }
+}

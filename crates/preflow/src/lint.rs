@@ -1,0 +1,666 @@
+//! Checks beyond loading, for `preflow check`: conditions that mix `AND` and `OR` without
+//! parentheses, flows and rules that can never run, policies no step uses, and conditions
+//! that read variables nothing sets.
+
+use crate::bundle::Bundle;
+use crate::endpoint::{Condition, FaultRule, Flow, RouteRule};
+use preflow_condition::ast::{Expr, Operand};
+use preflow_policy::callout::FlowCallout;
+use preflow_policy::kvm::KvmOperation;
+use preflow_policy::message::MessageOps;
+use preflow_policy::security::{BasicAuthOperation, OAuthOperation};
+use preflow_policy::{Diagnostic, Location, PolicyConfig, Severity};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Lints `bundles` (loaded together, so that variables set by shared flows count for the
+/// proxies that call them). Every finding is a warning.
+pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let set = VariablesSet::of(bundles);
+    let shared_flows: BTreeMap<&str, &Bundle> = bundles
+        .iter()
+        .filter(|b| b.kind == crate::BundleKind::SharedFlow)
+        .map(|b| (b.name.as_str(), b))
+        .collect();
+    for bundle in bundles {
+        let mut conditions: Vec<&Condition> = Vec::new();
+        for p in &bundle.proxy_endpoints {
+            unreachable_flows(&p.flows, &mut out);
+            unreachable_routes(&p.route_rules, &mut out);
+            unreachable_fault_rules(&p.fault_rules, true, &mut out);
+            conditions.extend(p.conditions());
+        }
+        for t in &bundle.target_endpoints {
+            unreachable_flows(&t.flows, &mut out);
+            unreachable_fault_rules(&t.fault_rules, false, &mut out);
+            conditions.extend(t.conditions());
+        }
+        for s in &bundle.shared_flows {
+            conditions.extend(s.conditions());
+        }
+        for c in &conditions {
+            and_or_mix(c, &mut out);
+        }
+        unreferenced_policies(bundle, &mut out);
+        if !shared_flows.is_empty() {
+            missing_shared_flows(bundle, &shared_flows, &mut out);
+        }
+        if set.is_complete_for(bundle, &shared_flows) {
+            for c in &conditions {
+                unset_variables(c, &set, &mut out);
+            }
+        }
+    }
+    out
+}
+
+fn warn(location: &Location, message: String) -> Diagnostic {
+    Diagnostic::at(location.clone(), Severity::Warning, message)
+}
+
+/// The location of byte `at` of a condition's text.
+fn within(c: &Condition, at: usize) -> Location {
+    let before = c.text.get(..at).unwrap_or(&c.text);
+    let mut loc = c.location.clone();
+    loc.offset += before.len();
+    match before.rfind('\n') {
+        None => loc.column += before.chars().count(),
+        Some(nl) => {
+            loc.line += before.matches('\n').count();
+            loc.column = before.get(nl + 1..).map_or(0, |s| s.chars().count()) + 1;
+        }
+    }
+    loc
+}
+
+fn unreachable_flows(flows: &[Flow], out: &mut Vec<Diagnostic>) {
+    if let Some(first) = flows.iter().position(|f| f.condition.is_none()) {
+        let Some(cover) = flows.get(first) else {
+            return;
+        };
+        for f in flows.iter().skip(first + 1) {
+            if let Some(loc) = &f.location {
+                out.push(
+                    warn(
+                        loc,
+                        format!(
+                            "flow `{}` can never run: flow `{}` before it has no condition",
+                            f.name, cover.name
+                        ),
+                    )
+                    .with_hint("only the first flow whose condition holds runs; move the unconditional flow last"),
+                );
+            }
+        }
+    }
+}
+
+fn unreachable_routes(rules: &[RouteRule], out: &mut Vec<Diagnostic>) {
+    if let Some(first) = rules.iter().position(|r| r.condition.is_none()) {
+        let Some(cover) = rules.get(first) else {
+            return;
+        };
+        for r in rules.iter().skip(first + 1) {
+            out.push(
+                warn(
+                    &r.location,
+                    format!(
+                        "route rule `{}` can never apply: route rule `{}` before it has no condition",
+                        r.name, cover.name
+                    ),
+                )
+                .with_hint("the first route rule whose condition holds wins; move the unconditional rule last"),
+            );
+        }
+    }
+}
+
+/// Proxy fault rules are tried from last to first, target fault rules from first to last.
+fn unreachable_fault_rules(rules: &[FaultRule], proxy: bool, out: &mut Vec<Diagnostic>) {
+    let order: Vec<&FaultRule> = if proxy {
+        rules.iter().rev().collect()
+    } else {
+        rules.iter().collect()
+    };
+    if let Some(first) = order.iter().position(|r| r.condition.is_none()) {
+        let Some(cover) = order.get(first) else {
+            return;
+        };
+        for r in order.iter().skip(first + 1) {
+            out.push(warn(
+                &r.location,
+                format!(
+                    "fault rule `{}` can never run: fault rule `{}`, tried before it, has no condition",
+                    r.name, cover.name
+                ),
+            ).with_hint(if proxy {
+                "proxy endpoint fault rules are tried from the last to the first"
+            } else {
+                "target endpoint fault rules are tried from the first to the last"
+            }));
+        }
+    }
+}
+
+/// The index of the `)` that closes the `(` at `open`, skipping string literals.
+fn matching_close(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    for (i, ch) in text.get(open..)?.char_indices() {
+        match ch {
+            '"' => in_string = !in_string,
+            '(' if !in_string => depth += 1,
+            ')' if !in_string => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the expression at `start..end` is wrapped in its own parentheses. A span
+/// starts and ends at the innermost operands, so it may hold unmatched parentheses of the
+/// operands at its edges; it is widened over them first.
+fn parenthesised(text: &str, start: usize, end: usize) -> bool {
+    let span = text.get(start..end).unwrap_or("");
+    let (mut unmatched_close, mut unmatched_open) = (0usize, 0usize);
+    let mut in_string = false;
+    for ch in span.chars() {
+        match ch {
+            '"' => in_string = !in_string,
+            '(' if !in_string => unmatched_open += 1,
+            ')' if !in_string => {
+                if unmatched_open > 0 {
+                    unmatched_open -= 1;
+                } else {
+                    unmatched_close += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // Widen left over `unmatched_close` opening parentheses, right over `unmatched_open`.
+    let mut from = start;
+    let mut need = unmatched_close;
+    while need > 0 {
+        let before = text.get(..from).unwrap_or("").trim_end();
+        if !before.ends_with('(') {
+            return false;
+        }
+        from = before.len() - 1;
+        need -= 1;
+    }
+    let mut to = end;
+    let mut need = unmatched_open;
+    while need > 0 {
+        let after = text.get(to..).unwrap_or("");
+        let skip = after.len() - after.trim_start().len();
+        if !after.trim_start().starts_with(')') {
+            return false;
+        }
+        to += skip + 1;
+        need -= 1;
+    }
+    let before = text.get(..from).unwrap_or("").trim_end();
+    let after = text.get(to..).unwrap_or("");
+    if !before.ends_with('(') || !after.trim_start().starts_with(')') {
+        return false;
+    }
+    let open = before.len() - 1;
+    let close = to + (after.len() - after.trim_start().len());
+    matching_close(text, open) == Some(close)
+}
+
+fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
+    let Some(root) = &c.ast.expr else { return };
+    let mut stack = vec![root];
+    // The first offending operand in the text; one warning per condition is enough.
+    let mut first: Option<usize> = None;
+    while let Some(e) = stack.pop() {
+        let (lhs, rhs, is_and) = match e {
+            Expr::And { lhs, rhs, .. } => (lhs, rhs, true),
+            Expr::Or { lhs, rhs, .. } => (lhs, rhs, false),
+            Expr::Not { operand, .. } => {
+                stack.push(operand);
+                continue;
+            }
+            _ => continue,
+        };
+        for child in [lhs, rhs] {
+            let mixed = matches!(
+                (is_and, child.as_ref()),
+                (true, Expr::Or { .. }) | (false, Expr::And { .. })
+            );
+            let span = child.span();
+            if mixed && !parenthesised(&c.text, span.start, span.end) {
+                first = Some(first.map_or(span.start, |f| f.min(span.start)));
+            }
+            stack.push(child);
+        }
+    }
+    if let Some(at) = first {
+        out.push(
+            warn(
+                &within(c, at),
+                "`AND` and `OR` mixed without parentheses; Apigee Edge and Apigee X group them \
+                 differently"
+                    .to_owned(),
+            )
+            .with_hint("add parentheses to say which is meant"),
+        );
+    }
+}
+
+fn unreferenced_policies(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
+    let used: BTreeSet<&str> = bundle
+        .all_steps()
+        .iter()
+        .map(|s| s.policy.as_str())
+        .collect();
+    for p in bundle.policies.values() {
+        if !used.contains(p.name.as_str()) {
+            out.push(warn(
+                &p.location,
+                format!("policy `{}` is not used by any step", p.name),
+            ));
+        }
+    }
+}
+
+/// FlowCallouts naming a shared flow that is not among the loaded bundles (checked only
+/// when some shared flows were loaded, since they are usually deployed separately).
+fn missing_shared_flows(
+    bundle: &Bundle,
+    shared_flows: &BTreeMap<&str, &Bundle>,
+    out: &mut Vec<Diagnostic>,
+) {
+    for p in bundle.policies.values() {
+        if let PolicyConfig::FlowCallout(f) = &p.config
+            && let Some(name) = f.shared_flow_bundle.as_deref()
+            && !shared_flows.contains_key(name)
+        {
+            out.push(warn(
+                &p.location,
+                format!("FlowCallout `{}` calls shared flow `{name}`, which is not among the loaded bundles", p.name),
+            ));
+        }
+    }
+}
+
+/// Variable roots set by the platform: `request.*`, `fault.name`, and so on.
+const SYSTEM_ROOTS: &[&str] = &[
+    "request",
+    "response",
+    "message",
+    "proxy",
+    "client",
+    "target",
+    "system",
+    "environment",
+    "organization",
+    "apiproxy",
+    "route",
+    "current",
+    "error",
+    "fault",
+    "messageid",
+    "is",
+    "virtualhost",
+    "tls",
+    "router",
+    "loadbalancing",
+    "servicecallout",
+    "ratelimit",
+    "sharedflow",
+    "upstream",
+    "apigee",
+    "mint",
+    "graphql",
+    "oauthv2accesstoken",
+    "oauthv2authcode",
+    "oauthv2refreshtoken",
+    "oauthV2",
+    "verifyapikey",
+    "jwt",
+    "jws",
+    "cors",
+    "cache",
+    "lookupcache",
+    "responsecache",
+    "kvm",
+    "keyvaluemap",
+    "policy",
+    "flow.resource",
+];
+
+/// Variables set by OAuthV2 VerifyAccessToken, GetOAuthV2Info and VerifyAPIKey.
+const TOKEN_ROOTS: &[&str] = &[
+    "client_id",
+    "access_token",
+    "scope",
+    "grant_type",
+    "token_type",
+    "issued_at",
+    "expires_in",
+    "status",
+    "organization_name",
+    "developer",
+    "app",
+    "apiproduct",
+    "accesstoken",
+    "refresh_token",
+    "authorization_code",
+    "oauthv2authcode",
+    "company",
+];
+
+/// What the policies of the loaded bundles set, and which bundles can be judged.
+struct VariablesSet {
+    names: BTreeSet<String>,
+    policies: BTreeSet<String>,
+    tokens: bool,
+}
+
+impl VariablesSet {
+    fn of(bundles: &[Bundle]) -> Self {
+        let mut set = VariablesSet {
+            names: BTreeSet::new(),
+            policies: BTreeSet::new(),
+            tokens: false,
+        };
+        for p in bundles.iter().flat_map(|b| b.policies.values()) {
+            set.policies.insert(p.name.clone());
+            match &p.config {
+                PolicyConfig::ExtractVariables(e) => {
+                    let mut names: Vec<String> = Vec::new();
+                    for pattern in e
+                        .uri_paths
+                        .iter()
+                        .chain(e.query_params.iter().flat_map(|q| &q.patterns))
+                        .chain(e.headers.iter().flat_map(|q| &q.patterns))
+                        .chain(e.form_params.iter().flat_map(|q| &q.patterns))
+                        .chain(e.variables.iter().flat_map(|q| &q.patterns))
+                    {
+                        names.extend(pattern.pattern.variables().map(str::to_owned));
+                    }
+                    for v in e.json_payload.iter().flat_map(|j| &j.variables) {
+                        names.push(v.name.clone());
+                    }
+                    for v in e.xml_payload.iter().flat_map(|x| &x.variables) {
+                        names.push(v.name.clone());
+                    }
+                    for n in names {
+                        set.names.insert(e.output_name(&n));
+                    }
+                    if let Some(prefix) = &e.variable_prefix {
+                        set.names.insert(prefix.clone());
+                    }
+                }
+                PolicyConfig::AssignMessage(a) => set.message_ops(&a.ops),
+                PolicyConfig::RaiseFault(r) => set.message_ops(&r.fault_response),
+                PolicyConfig::KeyValueMapOperations(k) => {
+                    for op in &k.operations {
+                        if let KvmOperation::Get { assign_to, .. } = op {
+                            set.names.insert(assign_to.clone());
+                        }
+                    }
+                }
+                PolicyConfig::BasicAuthentication(b)
+                    if b.operation == Some(BasicAuthOperation::Decode) =>
+                {
+                    set.names.extend(b.user.clone());
+                    set.names.extend(b.password.clone());
+                }
+                PolicyConfig::FlowCallout(FlowCallout { parameters, .. }) => {
+                    set.names.extend(parameters.iter().map(|p| p.name.clone()));
+                }
+                PolicyConfig::OAuthV2(o) => {
+                    if matches!(
+                        o.operation,
+                        Some(
+                            OAuthOperation::VerifyAccessToken
+                                | OAuthOperation::VerifyJwtAccessToken
+                        )
+                    ) {
+                        set.tokens = true;
+                    }
+                }
+                PolicyConfig::GetOAuthV2Info(_) | PolicyConfig::VerifyApiKey(_) => {
+                    set.tokens = true
+                }
+                _ => {}
+            }
+        }
+        set
+    }
+
+    fn message_ops(&mut self, ops: &MessageOps) {
+        for a in &ops.assign_variables {
+            self.names.insert(a.name.clone());
+        }
+        if let Some(v) = ops.assign_to.as_ref().and_then(|a| a.variable.clone()) {
+            self.names.insert(v);
+        }
+    }
+
+    /// A bundle can be judged when every policy it holds is modelled (script policies set
+    /// variables in code that is not read) and the same holds for every shared flow it
+    /// calls, which must be loaded.
+    fn is_complete_for(&self, bundle: &Bundle, shared_flows: &BTreeMap<&str, &Bundle>) -> bool {
+        let mut stack = vec![bundle];
+        let mut seen = BTreeSet::new();
+        while let Some(b) = stack.pop() {
+            if !seen.insert(b.root.as_str()) {
+                continue;
+            }
+            for p in b.policies.values() {
+                match &p.config {
+                    PolicyConfig::Unsupported { .. } => return false,
+                    PolicyConfig::FlowCallout(f) => {
+                        match f
+                            .shared_flow_bundle
+                            .as_deref()
+                            .and_then(|s| shared_flows.get(s))
+                        {
+                            Some(called) => stack.push(called),
+                            None => return false,
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        true
+    }
+
+    fn sets(&self, name: &str) -> bool {
+        let has_root = |roots: &[&str]| {
+            roots.iter().any(|r| {
+                name == *r
+                    || name
+                        .strip_prefix(r)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        };
+        if has_root(SYSTEM_ROOTS) || (self.tokens && has_root(TOKEN_ROOTS)) {
+            return true;
+        }
+        if name
+            .split('.')
+            .any(|segment| self.policies.contains(segment))
+        {
+            return true;
+        }
+        self.names.iter().any(|n| {
+            name == n
+                || name
+                    .strip_prefix(n.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+                || n.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+    }
+}
+
+fn unset_variables(c: &Condition, set: &VariablesSet, out: &mut Vec<Diagnostic>) {
+    let mut reported = BTreeSet::new();
+    let Some(expr) = &c.ast.expr else { return };
+    let mut vars = Vec::new();
+    expr.for_each_variable(&mut |v| vars.push(v));
+    // A bare literal operand is not a variable.
+    if let Expr::Operand(Operand::Literal { .. }) = expr {
+        return;
+    }
+    for v in vars {
+        if !set.sets(&v.name) && reported.insert(v.name.clone()) {
+            out.push(
+                warn(
+                    &within(c, v.span.start),
+                    format!(
+                        "condition reads `{}`, which no policy of the loaded bundles sets",
+                        v.name
+                    ),
+                )
+                .with_hint("check the spelling, or the policy that should set it"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{LoadOptions, lint, load_files};
+
+    fn lint_of(files: &[(&str, &str)]) -> Vec<String> {
+        let loaded = load_files(files.iter().copied(), &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        lint(&loaded.bundles)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const AM: (&str, &str) = (
+        "apiproxy/policies/AM.xml",
+        r#"<AssignMessage name="AM"><AssignVariable><Name>flow.mode</Name><Value>x</Value></AssignVariable></AssignMessage>"#,
+    );
+
+    fn proxy(body: &str) -> String {
+        format!(
+            r#"<ProxyEndpoint name="default">{body}<HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection></ProxyEndpoint>"#
+        )
+    }
+
+    #[test]
+    fn and_or_mix() {
+        let p = proxy(
+            r#"<PreFlow><Request><Step><Name>AM</Name></Step>
+            <Step><Condition>request.verb = "GET" and request.verb = "HEAD" or flow.mode = "x"</Condition><Name>AM</Name></Step>
+            <Step><Condition>(request.verb = "GET" and request.verb = "HEAD") or flow.mode = "x"</Condition><Name>AM</Name></Step>
+            <Step><Condition>request.verb = "GET" and (request.verb = "HEAD" or flow.mode = "x")</Condition><Name>AM</Name></Step>
+            <Step><Condition>(request.verb = "GET") and (request.verb = "HEAD") and (flow.mode = "x")</Condition><Name>AM</Name></Step>
+            <Step><Condition>((flow.mode = null) or (flow.mode = "") and (request.verb = "GET"))</Condition><Name>AM</Name></Step>
+            <Step><Condition>((flow.mode = null) and (flow.mode = "")) or (((request.verb = "GET")))</Condition><Name>AM</Name></Step>
+            </Request></PreFlow>"#,
+        );
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[1].starts_with("apiproxy/proxies/default.xml:6:"), "{w:?}");
+        assert!(
+            w[0].contains("`AND` and `OR` mixed without parentheses"),
+            "{w:?}"
+        );
+        assert!(w[0].starts_with("apiproxy/proxies/default.xml:2:"), "{w:?}");
+    }
+
+    #[test]
+    fn unreachable_flows_routes_and_fault_rules() {
+        let p = proxy(
+            r#"<Flows>
+                <Flow name="a"><Condition>request.verb = "GET"</Condition><Request><Step><Name>AM</Name></Step></Request></Flow>
+                <Flow name="catch-all"/>
+                <Flow name="late"><Condition>request.verb = "POST"</Condition></Flow>
+            </Flows>
+            <FaultRules>
+                <FaultRule name="early"><Condition>fault.name = "x"</Condition></FaultRule>
+                <FaultRule name="fallback"/>
+            </FaultRules>
+            <RouteRule name="all"/><RouteRule name="never"><URL>http://x</URL></RouteRule>"#,
+        );
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
+        assert!(
+            w.iter()
+                .any(|w| w.contains("flow `late` can never run: flow `catch-all`")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("route rule `never` can never apply")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("fault rule `early` can never run")),
+            "{w:?}"
+        );
+        assert_eq!(w.len(), 3, "{w:?}");
+    }
+
+    #[test]
+    fn flow_callouts_to_shared_flows_not_loaded() {
+        let p = proxy(
+            r#"<PreFlow><Request><Step><Name>FC</Name></Step><Step><Name>FC2</Name></Step></Request></PreFlow>"#,
+        );
+        let fc = (
+            "apiproxy/policies/FC.xml",
+            r#"<FlowCallout name="FC"><SharedFlowBundle>common</SharedFlowBundle></FlowCallout>"#,
+        );
+        let fc2 = (
+            "apiproxy/policies/FC2.xml",
+            r#"<FlowCallout name="FC2"><SharedFlowBundle>other</SharedFlowBundle></FlowCallout>"#,
+        );
+        let sf = (
+            "common/sharedflowbundle/sharedflows/default.xml",
+            r#"<SharedFlow name="default"/>"#,
+        );
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), fc, fc2, sf]);
+        assert_eq!(
+            w,
+            [
+                "apiproxy/policies/FC2.xml:1:1: warning: FlowCallout `FC2` calls shared flow `other`, which is not among the loaded bundles"
+            ]
+        );
+        // Alone, a proxy calling shared flows deployed elsewhere is fine.
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), fc, fc2]);
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn unreferenced_policies_and_unset_variables() {
+        let p = proxy(
+            r#"<PreFlow><Request><Step><Name>AM</Name></Step>
+            <Step><Condition>flow.mode = "x" and flow.typo = "y" and request.verb = "GET"</Condition><Name>AM</Name></Step>
+            </Request></PreFlow>"#,
+        );
+        let unused = (
+            "apiproxy/policies/Unused.xml",
+            r#"<SpikeArrest name="Unused"><Rate>1ps</Rate></SpikeArrest>"#,
+        );
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM, unused]);
+        assert!(w.contains(&"apiproxy/policies/Unused.xml:1:1: warning: policy `Unused` is not used by any step".to_owned()), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("reads `flow.typo`")), "{w:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
+        // With a script policy in the bundle, variables cannot be judged.
+        let js = ("apiproxy/policies/JS.xml", r#"<Javascript name="JS"/>"#);
+        let p2 = p.replace(
+            "<Step><Name>AM</Name></Step>\n",
+            "<Step><Name>AM</Name></Step><Step><Name>JS</Name></Step>\n",
+        );
+        let w = lint_of(&[("apiproxy/proxies/default.xml", &p2), AM, js]);
+        assert!(!w.iter().any(|w| w.contains("reads")), "{w:?}");
+    }
+}

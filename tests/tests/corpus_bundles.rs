@@ -1,0 +1,252 @@
+//! Loads every bundle of the Apigee corpus (`shared/apigee-corpus/bundles`, beside the
+//! repository). Real bundles load without errors, except the few listed below with the
+//! real mistake they carry; the apigeelint fixtures may have errors, but nothing panics.
+
+use preflow::{LoadOptions, Loaded, load_path};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Real bundles that fail to load because of a real mistake in them, with the reason.
+/// Paths are relative to the corpus `bundles/` folder.
+const KNOWN_BROKEN: &[(&str, &str)] = &[
+    (
+        "apigee__api-platform-samples/learn-edge/extract-json-payload-2/apiproxy",
+        "a step names policy `VerifyAPIKey-1`, which the bundle does not hold",
+    ),
+    (
+        "apigee__api-platform-samples/learn-edge/fault-handling-1/apiproxy",
+        "a step names `AM-Invalid-API-Key-Message.xml`: the file name, not the policy name",
+    ),
+    (
+        "apigee__api-platform-samples/sample-proxies/oauth10a-3legged/apiproxy",
+        "conditions `proxy.pathsuffix /~ \"...\"`: a reversed `~/` (listed in corpus_conditions)",
+    ),
+    (
+        "apigee__consumer-data-standards-au/src/shared-flows/collect-performance-slo/sharedflowbundle",
+        "condition `true = false`: the left-hand side must be a variable (listed in corpus_conditions)",
+    ),
+    (
+        "apigee__api-platform-samples/sample-proxies/oauth-login-app/apiproxy",
+        "OAuthV2 policy `GenerateAccessToken` has no `<Operation>`",
+    ),
+    (
+        "apigee__devrel/references/auth-schemes/apiproxy",
+        "steps name `AssignMessage.SetPrivateKey` and `JWT.Verify`, added by the build scripts",
+    ),
+    (
+        "apigee__devrel/references/firestore-facade/sf-firestore-facade-lookup-v1/sharedflowbundle",
+        "a step names `AM-SetFirestoreMock`, added by the build scripts",
+    ),
+    (
+        "apigee__devrel/references/identity-facade/apiproxy",
+        "a step names `AM-SetPKCEMode`, added by the build scripts",
+    ),
+    (
+        "apigee__devrel/references/recaptcha-enterprise/sf-recaptcha-enterprise-v1/sharedflowbundle",
+        "a step names `AM-SetReCaptchaMock`, added by the build scripts",
+    ),
+    (
+        "apigee__devrel/tools/sf-dependency-list/test/shared-flows/add-response-fapi-interaction-id/sharedflowbundle",
+        "test data of a dependency tool: policies only, no `sharedflows/`",
+    ),
+    (
+        "apigee__devrel/tools/sf-dependency-list/test/shared-flows/authenticate-with-private-key-jwt/sharedflowbundle",
+        "test data of a dependency tool: policies only, no `sharedflows/`",
+    ),
+    (
+        "apigee__devrel/tools/sf-dependency-list/test/shared-flows/check-token-not-reused/sharedflowbundle",
+        "test data of a dependency tool: policies only, no `sharedflows/`",
+    ),
+    (
+        "apigee__devrel/tools/sf-dependency-list/test/shared-flows/validate-audience-in-jwt/sharedflowbundle",
+        "test data of a dependency tool: policies only, no `sharedflows/`",
+    ),
+];
+
+/// The corpus: `shared/` sits beside the repository (`CARGO_MANIFEST_DIR/../../shared`);
+/// in a git worktree the nearest ancestor holding `shared/` is used.
+fn corpus() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let found = manifest
+        .ancestors()
+        .skip(1)
+        .map(|dir| dir.join("shared/apigee-corpus/bundles"))
+        .find(|dir| dir.is_dir());
+    match found {
+        Some(dir) => dir.canonicalize().unwrap(),
+        None => panic!(
+            "the Apigee corpus is missing: expected it at {}",
+            manifest
+                .join("../../shared/apigee-corpus/bundles")
+                .display()
+        ),
+    }
+}
+
+fn relative(corpus: &Path, path: &str) -> String {
+    let base = corpus.to_string_lossy();
+    path.strip_prefix(base.as_ref())
+        .unwrap_or(path)
+        .trim_start_matches('/')
+        .to_owned()
+}
+
+#[test]
+fn corpus_bundles_load() {
+    let corpus = corpus();
+    let options = LoadOptions::default();
+    let mut real = Loaded::default();
+    let mut fixtures = Loaded::default();
+    let mut repos: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    repos.sort();
+    for repo in &repos {
+        let loaded = load_path(repo, &options);
+        let into = if repo.ends_with("apigee__apigeelint") {
+            &mut fixtures
+        } else {
+            &mut real
+        };
+        into.bundles.extend(loaded.bundles);
+        into.diagnostics.extend(loaded.diagnostics);
+    }
+
+    // Errors of real bundles, by bundle root.
+    let mut errors_by_bundle: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in real.errors() {
+        let file = relative(&corpus, &d.location.file);
+        let root = ["/apiproxy/", "/sharedflowbundle/"]
+            .iter()
+            .find_map(|r| file.find(r).map(|i| file[..i + r.len() - 1].to_owned()))
+            .unwrap_or_else(|| file.clone());
+        errors_by_bundle
+            .entry(root)
+            .or_default()
+            .push(format!("{}", d).replace(corpus.to_string_lossy().as_ref(), ""));
+    }
+    let known: BTreeMap<&str, &str> = KNOWN_BROKEN.iter().copied().collect();
+    let unexpected: Vec<String> = errors_by_bundle
+        .iter()
+        .filter(|(root, _)| !known.contains_key(root.as_str()))
+        .flat_map(|(_, errs)| errs.clone())
+        .collect();
+    let stale: Vec<&&str> = known
+        .keys()
+        .filter(|k| !errors_by_bundle.contains_key(**k))
+        .collect();
+
+    let mut supported: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
+    for b in &real.bundles {
+        for p in b.policies.values() {
+            let map = if p.config.is_supported() {
+                &mut supported
+            } else {
+                &mut unsupported
+            };
+            *map.entry(p.type_name.clone()).or_default() += 1;
+        }
+    }
+    let count = |m: &BTreeMap<String, usize>| m.values().sum::<usize>();
+    println!(
+        "real bundles: {} loaded, {} with errors (each listed in KNOWN_BROKEN), {} warnings",
+        real.bundles.len(),
+        errors_by_bundle.len(),
+        real.warnings().count()
+    );
+    println!(
+        "real policies: {} supported, {} unsupported",
+        count(&supported),
+        count(&unsupported)
+    );
+    println!("  supported by type: {supported:?}");
+    println!("  unsupported by type: {unsupported:?}");
+    println!(
+        "apigeelint fixtures: {} bundles, {} errors, {} warnings",
+        fixtures.bundles.len(),
+        fixtures.errors().count(),
+        fixtures.warnings().count()
+    );
+
+    // Every position points inside its file.
+    for d in real.diagnostics.iter().chain(&fixtures.diagnostics) {
+        let Ok(text) = std::fs::read_to_string(&*d.location.file) else {
+            continue;
+        };
+        let line = text.lines().nth(d.location.line - 1);
+        let line = line.unwrap_or_else(|| panic!("{d}: line past the end of the file"));
+        assert!(
+            d.location.column <= line.chars().count() + 1,
+            "{d}: column past the end of line {line:?}"
+        );
+    }
+
+    assert!(
+        real.bundles.len() >= 240,
+        "only {} real bundles",
+        real.bundles.len()
+    );
+    assert!(
+        fixtures.bundles.len() >= 80,
+        "only {} fixture bundles",
+        fixtures.bundles.len()
+    );
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected errors in real bundles:\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "listed as broken but loading cleanly: {stale:?}"
+    );
+    assert!(
+        fixtures.errors().count() > 0,
+        "the apigeelint fixtures hold broken bundles on purpose; some must be reported"
+    );
+}
+
+/// Every corpus XML file, cut short at several points and loaded as each kind of bundle
+/// file, gives diagnostics and never panics.
+#[test]
+fn truncated_corpus_files_never_panic() {
+    let corpus = corpus();
+    let mut files = Vec::new();
+    let mut stack = vec![corpus];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "xml") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() > 2000, "only {} XML files", files.len());
+    let options = LoadOptions::default();
+    let mut loads = 0;
+    for path in &files {
+        let bytes = std::fs::read(path).unwrap();
+        let as_kind = if path.to_string_lossy().contains("/policies/") {
+            "apiproxy/policies/P.xml"
+        } else if path.to_string_lossy().contains("/targets/") {
+            "apiproxy/targets/default.xml"
+        } else {
+            "apiproxy/proxies/default.xml"
+        };
+        for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len() * 9 / 10] {
+            let loaded = preflow::load_files([(as_kind, &bytes[..cut])], &options);
+            let _ = preflow::lint(&loaded.bundles);
+            for d in &loaded.diagnostics {
+                let _ = d.render();
+            }
+            loads += 1;
+        }
+    }
+    println!("{loads} truncated loads");
+}
