@@ -11,7 +11,8 @@ use std::num::NonZeroU32;
 use std::time::Instant;
 
 use preflow_ratelimit::{
-    Quota, QuotaConfig, QuotaType, SpikeArrest, SpikeArrestConfig, TimeUnit, Timestamp,
+    DirectSpikeArrest, Quota, QuotaCheck, QuotaConfig, QuotaType, SpikeArrest, SpikeArrestConfig,
+    SpikeBehaviour, TimeUnit, Timestamp,
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
@@ -33,9 +34,10 @@ const BOUND: usize = 16 << 20;
 /// How often (in requests) the peak is sampled.
 const SAMPLE: u64 = 997;
 
-/// Runs both limiters in one test so the heap figures see one workload at a time.
+/// Runs every workload in one test so the heap figures see one workload at a time.
 #[test]
 fn ten_million_identifiers_stay_bounded() {
+    checks_on_known_keys_do_not_allocate();
     spike_arrest(SpikeArrestConfig::new("1000ps".parse().unwrap()));
     // Flexi, 100 per second: each identifier's window lasts 1 s from its first request.
     let config =
@@ -105,4 +107,44 @@ fn quota(quota: Quota) {
     );
     assert!(live < BOUND, "live heap grew by {live} bytes");
     assert!(peak < BOUND, "peak heap grew by {peak} bytes");
+}
+
+/// After a key has been seen once, checks allocate nothing: keys are looked up by `&str`
+/// and class keys are composed on the stack.
+fn checks_on_known_keys_do_not_allocate() {
+    let keys: Vec<String> = (0..1_000).map(|i| format!("client-{i}")).collect();
+    let config =
+        SpikeArrestConfig::new("100ps".parse().unwrap()).with_behaviour(SpikeBehaviour::ApigeeX);
+    let spike = SpikeArrest::new(config);
+    let direct = DirectSpikeArrest::new(config);
+    let quota =
+        Quota::new(QuotaConfig::new(1_000, NonZeroU32::MIN, TimeUnit::Hour).with_class("gold", 10))
+            .unwrap();
+    let rolling = Quota::new(
+        QuotaConfig::new(1_000, NonZeroU32::MIN, TimeUnit::Hour)
+            .with_type(QuotaType::RollingWindow),
+    )
+    .unwrap();
+    let run = |round: u64| {
+        for (i, key) in keys.iter().enumerate() {
+            let now = Timestamp::from_nanos(T0 + round * 1_000_000 + i as u64);
+            let _ = spike.check(key, now, 1);
+            let _ = direct.check(now, 1);
+            let _ = quota.check(key, now, 1);
+            let _ = quota.check_with(&QuotaCheck::new(key, now, 1).with_class("gold"));
+            let _ = rolling.check(key, now, 1);
+        }
+    };
+    run(0);
+    let before = GLOBAL.stats();
+    for round in 1..100 {
+        run(round);
+    }
+    let after = GLOBAL.stats();
+    let allocations = after.allocations - before.allocations;
+    let reallocations = after.reallocations - before.reallocations;
+    println!(
+        "hot path: {allocations} allocations, {reallocations} reallocations in 495,000 checks"
+    );
+    assert_eq!((allocations, reallocations), (0, 0));
 }
