@@ -4,6 +4,8 @@
 //! that of an absent key) are reclaimed by the store's amortised sweep, so the live heap
 //! stays proportional to the identifiers active within one emission interval or window
 //! (plus the store's idle grace), not to all identifiers ever seen.
+// Test helpers outside `#[test]` functions unwrap as well.
+#![allow(clippy::unwrap_used)]
 
 use std::alloc::System;
 use std::fmt::Write as _;
