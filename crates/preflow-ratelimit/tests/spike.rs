@@ -337,3 +337,21 @@ fn time_going_backwards_and_extreme_values_are_safe() {
         let _ = e.check("j", Timestamp::MAX, w);
     }
 }
+
+#[test]
+fn store_with_siphash_behaves_the_same() {
+    use std::collections::hash_map::RandomState;
+    let config = SpikeArrestConfig::new(rate("10ps"));
+    let sip = SpikeArrest::with_store(config, MemoryStore::with_hasher(16, 0, RandomState::new()));
+    let fold = SpikeArrest::new(config);
+    for i in 0u64..500 {
+        let key = format!("k{}", i % 37);
+        let now = at(i * 7 * MS);
+        assert_eq!(
+            sip.check(&key, now, 1),
+            fold.check(&key, now, 1),
+            "step {i}"
+        );
+    }
+    assert_eq!(sip.store().reclaim(at(SEC * 100)), 37);
+}
