@@ -47,7 +47,8 @@
 //!   existing keys never sweep, so the hot path pays nothing, and the map holds at most
 //!   about twice the keys active within their window plus the grace, plus the threshold.
 //!   Both numbers are set with [`MemoryStore::with_sweep`];
-//! * on demand: [`CounterStore::reclaim`], which removes every key idle at the given time.
+//! * on demand: [`CounterStore::reclaim`], which removes every key idle at the given time
+//!   (a map that another thread is sweeping at that moment is skipped).
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -170,6 +170,8 @@ fn apigee_x_burst_matches_observed_max_burst_counts() {
         ("100ps", 10),
     ] {
         let s = x(r);
+        assert_eq!(s.max_burst(), Some(burst as u64));
+        assert_eq!(edge(r).max_burst(), None);
         let passed = (0..1000).filter(|_| s.check("k", at(0), 1).allowed).count();
         assert_eq!(passed, burst, "rate {r}");
     }
