@@ -140,7 +140,13 @@ impl Outcome {
 /// A suspended endpoint, waiting for the reply to a [`StoreOp`]. It owns everything it
 /// needs, so it can be moved across tasks while a remote store works.
 #[derive(Debug)]
-pub struct Pending(State);
+pub struct Pending(Box<State>);
+
+impl Pending {
+    fn new(state: State) -> Self {
+        Self(Box::new(state))
+    }
+}
 
 #[derive(Debug)]
 enum State {
@@ -410,13 +416,13 @@ impl OAuthServer {
                 )
             })?;
         let client = self.authenticate(&auth, ctx)?;
-        if let Some(allowed) = &client.app.grant_types {
-            if !allowed.contains(&grant) {
-                return Err(EndpointError::new(
-                    ErrorCode::UnauthorizedClient,
-                    format!("this client may not use the {} grant", grant.as_str()),
-                ));
-            }
+        if let Some(allowed) = &client.app.grant_types
+            && !allowed.contains(&grant)
+        {
+            return Err(EndpointError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("this client may not use the {} grant", grant.as_str()),
+            ));
         }
         match grant {
             GrantType::ClientCredentials => {
@@ -469,7 +475,7 @@ impl OAuthServer {
                 })?;
                 Ok(Outcome::NeedsStore(
                     StoreOp::TakeCode(TokenHash::of(code.as_bytes())),
-                    Pending(State::Code {
+                    Pending::new(State::Code {
                         client,
                         redirect_uri: params.get("redirect_uri").map(str::to_owned),
                         verifier: params.get("code_verifier").map(str::to_owned),
@@ -483,7 +489,7 @@ impl OAuthServer {
                 })?;
                 Ok(Outcome::NeedsStore(
                     StoreOp::GetToken(TokenHash::of(presented.as_bytes())),
-                    Pending(State::Refresh {
+                    Pending::new(State::Refresh {
                         client,
                         scope: params.get("scope").map(str::to_owned),
                         presented: presented.to_owned(),
@@ -537,6 +543,7 @@ impl OAuthServer {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         kind: TokenKind,
@@ -625,7 +632,7 @@ impl OAuthServer {
         );
         Outcome::NeedsStore(
             StoreOp::PutTokens(tokens),
-            Pending(State::Then {
+            Pending::new(State::Then {
                 remaining: Vec::new(),
                 response,
             }),
@@ -697,7 +704,7 @@ impl OAuthServer {
         if reply == StoreReply::Unavailable {
             return self.fail(EndpointError::store_unavailable());
         }
-        match pending.0 {
+        match *pending.0 {
             State::Then {
                 mut remaining,
                 response,
@@ -708,7 +715,7 @@ impl OAuthServer {
                     let op = remaining.remove(0);
                     Outcome::NeedsStore(
                         op,
-                        Pending(State::Then {
+                        Pending::new(State::Then {
                             remaining,
                             response,
                         }),
@@ -777,7 +784,7 @@ impl OAuthServer {
                         };
                         Outcome::NeedsStore(
                             op,
-                            Pending(State::Then {
+                            Pending::new(State::Then {
                                 remaining: Vec::new(),
                                 response: ok,
                             }),
@@ -814,7 +821,7 @@ impl OAuthServer {
                         grant: code.grant_id,
                         at: ctx.now,
                     },
-                    Pending(State::Then {
+                    Pending::new(State::Then {
                         remaining: Vec::new(),
                         response,
                     }),
@@ -892,7 +899,7 @@ impl OAuthServer {
                     grant: old.grant_id,
                     at: ctx.now,
                 },
-                Pending(State::Then {
+                Pending::new(State::Then {
                     remaining: Vec::new(),
                     response,
                 }),
@@ -970,7 +977,7 @@ impl OAuthServer {
         );
         Outcome::NeedsStore(
             StoreOp::PutTokens(tokens),
-            Pending(State::Then {
+            Pending::new(State::Then {
                 remaining,
                 response,
             }),
@@ -988,20 +995,20 @@ impl OAuthServer {
             .ok_or_else(|| EndpointError::new(ErrorCode::InvalidClient, "unknown client"))?;
         Registry::check_client(&client, now)
             .map_err(|r| EndpointError::new(ErrorCode::InvalidClient, r.description()))?;
-        if let Some(allowed) = &client.app.grant_types {
-            if !allowed.contains(&GrantType::AuthorizationCode) {
-                return Err(EndpointError::new(
-                    ErrorCode::UnauthorizedClient,
-                    "this client may not use the authorization_code grant",
-                ));
-            }
+        if let Some(allowed) = &client.app.grant_types
+            && !allowed.contains(&GrantType::AuthorizationCode)
+        {
+            return Err(EndpointError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the authorization_code grant",
+            ));
         }
-        if let (Some(given), Some(cb)) = (&req.redirect_uri, &client.app.callback_url) {
-            if given != cb {
-                return Err(EndpointError::invalid_request(
-                    "redirect_uri does not match the app's callback url",
-                ));
-            }
+        if let (Some(given), Some(cb)) = (&req.redirect_uri, &client.app.callback_url)
+            && given != cb
+        {
+            return Err(EndpointError::invalid_request(
+                "redirect_uri does not match the app's callback url",
+            ));
         }
         let redirect_uri = req
             .redirect_uri
@@ -1050,7 +1057,7 @@ impl OAuthServer {
         match self.admin_request(req, ctx) {
             Ok((token, _)) => Outcome::NeedsStore(
                 StoreOp::GetToken(TokenHash::of(token.as_bytes())),
-                Pending(State::Introspect { now: ctx.now }),
+                Pending::new(State::Introspect { now: ctx.now }),
             ),
             Err(e) => self.fail(e),
         }
@@ -1070,7 +1077,7 @@ impl OAuthServer {
                 let hash = TokenHash::of(token.as_bytes());
                 Outcome::NeedsStore(
                     StoreOp::GetToken(hash),
-                    Pending(State::Revoke {
+                    Pending::new(State::Revoke {
                         client_id: client.credential.key.clone(),
                         hash,
                         now: ctx.now,

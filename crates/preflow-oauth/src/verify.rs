@@ -380,15 +380,15 @@ pub fn bearer_token<B: AsRef<[u8]>>(
             found = Some(Cow::Borrowed(token));
         }
     }
-    if locations.query {
-        if let Some(q) = req.uri().query() {
-            let pairs = parse_form(q.as_bytes())
-                .map_err(|_| VerifyError::BadRequest("the query is malformed"))?;
-            for (n, v) in pairs {
-                if n == "access_token" {
-                    count += 1;
-                    found = Some(Cow::Owned(v));
-                }
+    if locations.query
+        && let Some(q) = req.uri().query()
+    {
+        let pairs = parse_form(q.as_bytes())
+            .map_err(|_| VerifyError::BadRequest("the query is malformed"))?;
+        for (n, v) in pairs {
+            if n == "access_token" {
+                count += 1;
+                found = Some(Cow::Owned(v));
             }
         }
     }
@@ -400,13 +400,14 @@ pub fn bearer_token<B: AsRef<[u8]>>(
             })
         });
         let body = req.body().as_ref();
-        if is_form && body.is_ascii() {
-            if let Ok(pairs) = parse_form(body) {
-                for (n, v) in pairs {
-                    if n == "access_token" {
-                        count += 1;
-                        found = Some(Cow::Owned(v));
-                    }
+        if is_form
+            && body.is_ascii()
+            && let Ok(pairs) = parse_form(body)
+        {
+            for (n, v) in pairs {
+                if n == "access_token" {
+                    count += 1;
+                    found = Some(Cow::Owned(v));
                 }
             }
         }
@@ -537,10 +538,10 @@ fn product_match<'a>(
         if !approved {
             continue;
         }
-        if let Some(p) = registry.product(name) {
-            if p.covers(call.proxy, call.path_suffix, call.environment) {
-                return Some(p);
-            }
+        if let Some(p) = registry.product(name)
+            && p.covers(call.proxy, call.path_suffix, call.environment)
+        {
+            return Some(p);
         }
     }
     None
