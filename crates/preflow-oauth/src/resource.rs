@@ -111,10 +111,20 @@ impl ResourcePattern {
 /// Wildcard match of one segment: `*` matches any run of bytes (segments hold no `/`).
 /// Classic linear-time algorithm with a single backtrack point.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    glob_impl(pattern, text, false)
+}
+
+/// Whether some prefix of `text` matches `pattern` (as if it ended with `*`).
+fn glob_prefix(pattern: &[u8], text: &[u8]) -> bool {
+    glob_impl(pattern, text, true)
+}
+
+fn glob_impl(pattern: &[u8], text: &[u8], trailing_star: bool) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
+            None if trailing_star => return true,
             Some(b'*') => {
                 star = Some((p, t));
                 p += 1;
@@ -136,14 +146,6 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern
         .get(p..)
         .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
-}
-
-/// Whether some prefix of `text` matches `pattern`.
-fn glob_prefix(pattern: &[u8], text: &[u8]) -> bool {
-    let mut with_star = Vec::with_capacity(pattern.len() + 1);
-    with_star.extend_from_slice(pattern);
-    with_star.push(b'*');
-    glob(&with_star, text)
 }
 
 #[cfg(test)]
@@ -184,6 +186,9 @@ mod tests {
         assert!(m("/foo**", "/foobar/baz"));
         assert!(!m("/foo/**", "/bar/x"));
         assert!(m("/*/**", "/a/b/c"));
+        assert!(m("/fo*o**", "/foxo/x"));
+        assert!(!m("/fo*o**", "/fxo/x"));
+        assert!(m("/a*b/**", "/acb/d"));
         assert!(ResourcePattern::new("/**/bad").is_err());
         assert!(ResourcePattern::new("").is_err());
         assert!(ResourcePattern::new("foo").is_err());

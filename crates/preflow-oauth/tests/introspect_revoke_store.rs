@@ -1,5 +1,10 @@
 //! Introspection (RFC 7662), revocation (RFC 7009) and the sans-IO store protocol.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
