@@ -320,10 +320,6 @@ impl VerifiedToken {
             ),
             ("status".to_owned(), "approved".to_owned()),
             ("scope".to_owned(), t.scope.to_string()),
-            (
-                "apiproduct.list".to_owned(),
-                self.products().collect::<Vec<_>>().join(","),
-            ),
         ];
         for (k, v) in t.attributes.iter() {
             out.push((format!("accesstoken.{k}"), v.clone()));
