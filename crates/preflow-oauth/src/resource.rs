@@ -23,6 +23,10 @@ pub struct ResourcePattern {
 enum PatternKind {
     /// `/`: any path.
     Any,
+    /// No wildcard: the path must be equal.
+    Exact,
+    /// `literal/**` with no other wildcard: the path must start with the literal.
+    LiteralPrefix(String),
     /// Segments matched one to one; `*` globs within a segment.
     Segments(Vec<String>),
     /// Leading segments matched one to one, then the last one as a prefix glob, then
@@ -56,6 +60,17 @@ impl ResourcePattern {
         if body.contains("**") {
             return Err(invalid("'**' is allowed only at the end"));
         }
+        if !body.contains('*') {
+            let kind = if double {
+                PatternKind::LiteralPrefix(body.to_owned())
+            } else {
+                PatternKind::Exact
+            };
+            return Ok(Self {
+                source: pattern.to_owned(),
+                kind,
+            });
+        }
         let mut segments: Vec<String> = body.split('/').map(str::to_owned).collect();
         let kind = if double {
             let partial = segments.pop().unwrap_or_default();
@@ -81,6 +96,8 @@ impl ResourcePattern {
     pub fn matches(&self, path: &str) -> bool {
         match &self.kind {
             PatternKind::Any => true,
+            PatternKind::Exact => path == self.source,
+            PatternKind::LiteralPrefix(prefix) => path.starts_with(prefix.as_str()),
             PatternKind::Segments(segs) => {
                 let mut parts = path.split('/');
                 for seg in segs {
