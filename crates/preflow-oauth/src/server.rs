@@ -83,6 +83,23 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Sets the access-token lifetime from an Apigee `<ExpiresIn>` value, which is in
+    /// milliseconds with `-1` meaning "never expires" (other negative values are treated
+    /// the same). Sub-second remainders round up to a whole second.
+    pub fn with_apigee_expires_in(mut self, millis: i64) -> Self {
+        self.access_token_lifetime = u64::try_from(millis).ok().map(|ms| ms.div_ceil(1000));
+        self
+    }
+
+    /// Sets the refresh-token lifetime from an Apigee `<RefreshTokenExpiresIn>` value
+    /// (milliseconds, `-1` never expires).
+    pub fn with_apigee_refresh_expires_in(mut self, millis: i64) -> Self {
+        self.refresh_token_lifetime = u64::try_from(millis).ok().map(|ms| ms.div_ceil(1000));
+        self
+    }
+}
+
 /// What the host knows about a request besides the request itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestContext {

@@ -1074,3 +1074,39 @@ fn token_attributes() {
     assert_eq!(rec.issued_at, NOW);
     assert_eq!(rec.expires_at, Some(NOW + 3600));
 }
+
+// Apigee `<ExpiresIn>` is in milliseconds; -1 never expires.
+#[test]
+fn apigee_expires_in_milliseconds() {
+    let c = ServerConfig::default().with_apigee_expires_in(1_800_000);
+    assert_eq!(c.access_token_lifetime, Some(1800));
+    let e = env_with(c);
+    assert_eq!(
+        json(
+            &e.token(
+                post("grant_type=client_credentials")
+                    .basic(&e.basic())
+                    .build()
+            )
+        )["expires_in"],
+        1800
+    );
+    assert_eq!(
+        ServerConfig::default()
+            .with_apigee_expires_in(-1)
+            .access_token_lifetime,
+        None
+    );
+    assert_eq!(
+        ServerConfig::default()
+            .with_apigee_expires_in(1)
+            .access_token_lifetime,
+        Some(1)
+    );
+    assert_eq!(
+        ServerConfig::default()
+            .with_apigee_refresh_expires_in(-1)
+            .refresh_token_lifetime,
+        None
+    );
+}
