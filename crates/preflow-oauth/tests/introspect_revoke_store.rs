@@ -391,3 +391,23 @@ fn no_plaintext_is_kept() {
     let cred = e.registry.credential("custom-id").unwrap();
     assert!(matches!(cred.secret, preflow_oauth::SecretHash::Argon2(_)));
 }
+
+#[test]
+fn expired_tokens_are_inactive() {
+    let e = env();
+    let token = e.cc_token(None);
+    let r = post(&format!("token={token}"))
+        .uri("/introspect")
+        .basic(&e.basic())
+        .build();
+    let resp = e
+        .server
+        .introspection_request(&r, &RequestContext::at(NOW + 3600))
+        .run(&e.server, &e.store);
+    assert_eq!(resp.body(), br#"{"active":false}"#);
+    let resp = e
+        .server
+        .introspection_request(&r, &RequestContext::at(NOW + 3599))
+        .run(&e.server, &e.store);
+    assert_eq!(json(&resp)["active"], true);
+}
