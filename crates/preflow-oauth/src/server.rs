@@ -174,14 +174,14 @@ enum State {
     },
     /// An authorization code was taken.
     Code {
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         redirect_uri: Option<String>,
         verifier: Option<String>,
         ctx: RequestContext,
     },
     /// A refresh token was looked up.
     Refresh {
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         scope: Option<String>,
         presented: String,
         ctx: RequestContext,
@@ -292,7 +292,7 @@ impl OAuthServer {
         &self,
         auth: &ClientAuth,
         ctx: &RequestContext,
-    ) -> Result<ClientRecord, EndpointError> {
+    ) -> Result<Arc<ClientRecord>, EndpointError> {
         let (candidates, via_post) = match auth {
             ClientAuth::None => {
                 return Err(EndpointError::new(
@@ -348,7 +348,7 @@ impl OAuthServer {
             e.retry_after = Some(lock.retry_after());
             return Err(e);
         }
-        let mut found: Option<ClientRecord> = None;
+        let mut found: Option<Arc<ClientRecord>> = None;
         for (id, secret) in candidates.iter().take(try_count) {
             match self.registry.client(id) {
                 Some(client) if client.credential.secret.verify(secret.as_bytes()) => {
@@ -815,7 +815,7 @@ impl OAuthServer {
 
     fn after_code(
         &self,
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         redirect_uri: Option<String>,
         verifier: Option<String>,
         ctx: &RequestContext,
@@ -891,7 +891,7 @@ impl OAuthServer {
 
     fn after_refresh(
         &self,
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         scope: Option<String>,
         presented: String,
         ctx: &RequestContext,
@@ -1109,7 +1109,7 @@ impl OAuthServer {
         &self,
         req: &Request<B>,
         ctx: &RequestContext,
-    ) -> Result<(String, ClientRecord), EndpointError> {
+    ) -> Result<(String, Arc<ClientRecord>), EndpointError> {
         let parsed = parse_client_request(
             req,
             ParseOptions {

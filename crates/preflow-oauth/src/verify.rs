@@ -224,10 +224,8 @@ pub struct VerifiedToken {
     pub token: Arc<TokenRecord>,
     /// The first of the token's products that covers the call.
     pub product: Arc<ApiProduct>,
-    /// The token's app.
-    pub app: Arc<App>,
-    /// The app's developer.
-    pub developer: Arc<Developer>,
+    /// The token's credential, app and developer, as they are now.
+    pub client: Arc<ClientRecord>,
     /// Seconds left; `None` never expires.
     pub expires_in: Option<u64>,
 }
@@ -283,12 +281,12 @@ impl VerifiedToken {
 
     /// App name.
     pub fn app_name(&self) -> &str {
-        &self.app.name
+        &self.client.app.name
     }
 
     /// Developer email.
     pub fn developer_email(&self) -> &str {
-        &self.developer.email
+        &self.client.developer.email
     }
 
     /// Granted scope, space-separated.
@@ -325,7 +323,7 @@ impl VerifiedToken {
             out.push((format!("accesstoken.{k}"), v.clone()));
         }
         let products = self.products().collect::<Vec<_>>().join(",");
-        app_vars(&self.app, &self.developer, products, &mut out);
+        app_vars(&self.client.app, &self.client.developer, products, &mut out);
         quota_vars(&self.product, &mut out);
         out
     }
@@ -422,7 +420,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
 #[derive(Debug, Clone)]
 pub struct VerifiedApiKey {
     /// The credential, app and developer.
-    pub client: ClientRecord,
+    pub client: Arc<ClientRecord>,
     /// The first approved product covering the call.
     pub product: Arc<ApiProduct>,
 }
@@ -649,8 +647,7 @@ impl OAuthServer {
         Ok(VerifiedToken {
             token,
             product,
-            app: client.app,
-            developer: client.developer,
+            client,
             expires_in,
         })
     }
