@@ -22,18 +22,26 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod callout;
+pub mod cors;
 mod diag;
 pub mod extract;
+mod families;
+pub mod format;
+pub mod jwt;
 pub mod kvm;
 pub mod message;
 mod parse;
 mod placeholder;
 mod policy;
+pub mod protect;
 pub mod security;
+pub mod service;
 pub mod template;
 pub mod traffic;
 pub mod xml;
+pub mod xpath;
 
 pub use diag::{Diagnostic, Location, Severity, Source};
 pub use parse::is_placeholder;
