@@ -297,6 +297,14 @@ fn xml_name(name: &str, o: &JsonToXmlOptions) -> String {
     out
 }
 
+/// An array item that is itself an array becomes one element holding the inner items.
+fn wrap(v: &Value) -> Value {
+    match v {
+        Value::Array(_) => Value::Array(vec![v.clone()]),
+        other => other.clone(),
+    }
+}
+
 fn scalar_text(v: &Value, o: &JsonToXmlOptions) -> String {
     match v {
         Value::Null => o.null_value.clone(),
@@ -325,9 +333,11 @@ fn write_element(
         Value::Array(items) => {
             for item in items {
                 match item {
-                    Value::Array(_) => {
+                    Value::Array(inner) => {
                         out.push_str(&format!("<{tag}>"));
-                        write_element(out, &o.array_item_element_name, item, o, depth + 1)?;
+                        for x in inner {
+                            write_element(out, &o.array_item_element_name, &wrap(x), o, depth + 1)?;
+                        }
                         out.push_str(&format!("</{tag}>"));
                     }
                     _ => write_element(out, name, item, o, depth + 1)?,
@@ -420,7 +430,7 @@ pub fn json_to_xml_text(json: &[u8], o: &JsonToXmlOptions) -> Result<String, Con
             let root = xml_name(&o.array_root_element_name, o);
             out.push_str(&format!("<{root}>"));
             for item in items {
-                write_element(&mut out, &o.array_item_element_name, item, o, 1)?;
+                write_element(&mut out, &o.array_item_element_name, &wrap(item), o, 1)?;
             }
             out.push_str(&format!("</{root}>"));
         }

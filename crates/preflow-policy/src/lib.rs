@@ -52,4 +52,6 @@ pub use policy::{
 pub use template::Template;
 
 #[cfg(test)]
+mod families_tests;
+#[cfg(test)]
 mod tests;
