@@ -203,6 +203,9 @@ pub struct Claim {
 pub struct Jwt {
     /// Verify, Generate or Decode.
     pub operation: JwtOperation,
+    /// Whether the policy is for encrypted JWTs (`<Algorithms>` or `<Type>Encrypted`), which
+    /// are not supported: running it fails with `InvalidConfiguration`.
+    pub encrypted: bool,
     /// `<Algorithm>`: accepted algorithms (Verify accepts a comma-separated list).
     pub algorithms: Vec<JwtAlgorithm>,
     /// `<Source>`: the variable holding the token. Default: the `Authorization` header
@@ -323,11 +326,14 @@ pub(crate) fn jwt(cx: &mut Cx<'_>, el: &Element, operation: JwtOperation) -> Jwt
             }
         }
     }
+    let encrypted = el.child("Algorithms").is_some()
+        || el
+            .child("Type")
+            .is_some_and(|t| t.text().eq_ignore_ascii_case("encrypted"));
     if let Some(a) = el.child("Algorithms") {
-        cx.error_hint(
+        cx.warning(
             a.offset,
-            "`<Algorithms>` (encrypted JWTs) is not supported",
-            "only signed JWTs (`<Algorithm>`) are supported",
+            "encrypted JWTs (`<Algorithms>`) are not supported; the policy loads but fails when it runs",
         );
     }
     if algorithms.len() > 1 && operation == JwtOperation::Generate {
@@ -425,6 +431,7 @@ pub(crate) fn jwt(cx: &mut Cx<'_>, el: &Element, operation: JwtOperation) -> Jwt
     let additional = el.child("AdditionalClaims");
     Jwt {
         operation,
+        encrypted,
         algorithms,
         source: el
             .child("Source")
@@ -483,6 +490,8 @@ pub fn parse_interval_ms(t: &str) -> Option<u64> {
     };
     n.checked_mul(factor)
 }
+
+const ENCRYPTED: &str = "encrypted JWTs (JWE) are not supported";
 
 /// Why a JWT policy failed. The variants carry Apigee's fault names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1061,6 +1070,9 @@ fn matches_claim(found: &Value, expected: &str, claim: &Claim) -> bool {
 /// The first check that fails, with its fault name and a message naming the claim, the
 /// value in the token and the value expected.
 pub fn verify(cfg: &Jwt, token: &str, inputs: &JwtInputs<'_>) -> Result<Decoded, JwtError> {
+    if cfg.encrypted {
+        return Err(fail(JwtFault::InvalidConfiguration, ENCRYPTED));
+    }
     let parts = split(token)?;
     let header = &parts.decoded.header;
     let Some(alg_name) = header.get("alg").and_then(Value::as_str) else {
@@ -1365,6 +1377,9 @@ pub struct Generated {
 /// A key that cannot be read, a secret that is too short, an unresolved variable (unless
 /// ignored) or a claim value that does not fit its type.
 pub fn generate(cfg: &Jwt, inputs: &JwtInputs<'_>, jti: &str) -> Result<Generated, JwtError> {
+    if cfg.encrypted {
+        return Err(fail(JwtFault::InvalidConfiguration, ENCRYPTED));
+    }
     let lookup = inputs.lookup;
     let ignore = cfg.ignore_unresolved_variables;
     let Some(&alg) = cfg.algorithms.first() else {
