@@ -20,8 +20,8 @@ use cedar_policy::{
 use criterion::{Criterion, criterion_group, criterion_main};
 use preflow::{Client, Gateway, LoadOptions, Step, load_files};
 use preflow_oauth::{
-    ApiProduct, App, Developer, GrantId, GrantType, NewCredential, Registry, TokenHash,
-    TokenKind, TokenRecord, TokenStore,
+    ApiProduct, App, Developer, GrantId, GrantType, NewCredential, Registry, TokenHash, TokenKind,
+    TokenRecord, TokenStore,
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
@@ -168,7 +168,10 @@ fn cedar() -> (Authorizer, cedar_policy::Request, PolicySet, Entities) {
     )
     .expect("cedar policy");
     let context = Context::from_pairs([
-        ("verb".to_owned(), RestrictedExpression::new_string("POST".into())),
+        (
+            "verb".to_owned(),
+            RestrictedExpression::new_string("POST".into()),
+        ),
         (
             "path".to_owned(),
             RestrictedExpression::new_string("/v1/orders/123/items".into()),
@@ -203,7 +206,10 @@ fn request_preflow(c: &mut Criterion) {
         t
     };
     for r in &reqs {
-        assert!(one(&gateway, r.clone(), next_time()), "every sample request is forwarded");
+        assert!(
+            one(&gateway, r.clone(), next_time()),
+            "every sample request is forwarded"
+        );
     }
 
     // Allocations of one request (cloning the prepared request is counted apart).

@@ -82,6 +82,7 @@ mod gateway;
 mod lint;
 pub mod path;
 mod policies_more;
+mod sap;
 mod vars;
 
 pub use bundle::{
