@@ -274,6 +274,8 @@ pub struct Exchange {
     pub(crate) callouts: Vec<crate::engine::Frame>,
     pub(crate) rule_raised: bool,
     pub(crate) final_response: Option<http::Response<Bytes>>,
+    /// A ServiceCallout waiting for the host's call: `(bundle, policy)`.
+    pub(crate) callout: Option<(usize, usize)>,
 }
 
 impl Exchange {
