@@ -446,3 +446,30 @@ fn xml_to_json_on_the_response_and_json_to_xml_on_the_request() {
         Some("application/json")
     );
 }
+
+#[test]
+fn extract_variables_reads_xml_with_namespaces_and_xpath() {
+    let ev = r#"<ExtractVariables name="EV"><Source>request</Source><VariablePrefix>soap</VariablePrefix>
+        <XMLPayload><Namespaces><Namespace prefix="s">urn:soap</Namespace><Namespace prefix="m">urn:orders</Namespace></Namespaces>
+          <Variable name="id" type="string"><XPath>/s:Envelope/s:Body/m:order/m:id</XPath></Variable>
+          <Variable name="count" type="string"><XPath>count(//m:line)</XPath></Variable>
+          <Variable name="none" type="string"><XPath>/s:Envelope/s:Header</XPath></Variable>
+        </XMLPayload></ExtractVariables>"#;
+    let g = gateway(&["EV"], &[("EV", ev)]);
+    let body = r#"<e:Envelope xmlns:e="urn:soap"><e:Body><order xmlns="urn:orders"><id>A-7</id><line/><line/></order></e:Body></e:Envelope>"#;
+    let out = run_at(&g, request("POST", "/v1/x", &[], body), at(0.0), ok_target);
+    assert_eq!(out.status(), 200);
+    assert_eq!(g.variable(&out.exchange, "soap.id").as_deref(), Some("A-7"));
+    assert_eq!(
+        g.variable(&out.exchange, "soap.count").as_deref(),
+        Some("2")
+    );
+    assert_eq!(g.variable(&out.exchange, "soap.none"), None);
+    let bad = run_at(
+        &g,
+        request("POST", "/v1/x", &[], "<e:Envelope"),
+        at(0.0),
+        ok_target,
+    );
+    assert_eq!(bad.errorcode(), "steps.extractvariables.ExecutionFailed");
+}

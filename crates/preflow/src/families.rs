@@ -925,3 +925,54 @@ pub(crate) fn finish_callout(
     }
     Outcome::Continue
 }
+
+// ---------------------------------------------------------------------------------------
+// ExtractVariables <XMLPayload>
+
+/// The values of ExtractVariables' `<XMLPayload><Variable><XPath>`s over `body`: for each
+/// variable, the string value of the first node (or the value of a non-node-set
+/// expression); a variable whose path selects nothing is left unset. An empty body
+/// extracts nothing.
+pub(crate) fn extract_xml(
+    x: &preflow_policy::extract::XmlPayload,
+    body: &[u8],
+    ignore_errors: bool,
+) -> Result<Vec<(String, String)>, Box<Fault>> {
+    if body.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fail = |why: String| {
+        Box::new(Fault::new(
+            "steps.extractvariables.ExecutionFailed",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Failed to execute the ExtractVariables: {why}"),
+        ))
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return if ignore_errors {
+            Ok(Vec::new())
+        } else {
+            Err(fail("the payload is not UTF-8".into()))
+        };
+    };
+    let mut out = Vec::new();
+    for v in &x.variables {
+        match preflow_policy::xpath::evaluate(text, &v.path, &x.namespaces) {
+            Ok(value) => {
+                let nodeset = v.value_type.as_deref() == Some("nodeset");
+                let found = if nodeset {
+                    let all = value.strings();
+                    (!all.is_empty()).then(|| all.join(","))
+                } else {
+                    value.first()
+                };
+                if let Some(f) = found {
+                    out.push((v.name.clone(), f));
+                }
+            }
+            Err(_) if ignore_errors => {}
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    }
+    Ok(out)
+}
