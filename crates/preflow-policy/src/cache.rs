@@ -107,7 +107,7 @@ fn parse_hms(t: &str) -> Option<u64> {
 fn parse_mdy(t: &str) -> Option<u64> {
     let mut it = t.trim().split('-').map(|p| p.parse::<i64>().ok());
     let (m, d, y) = (it.next()??, it.next()??, it.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(1970..=9999).contains(&y) {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).

@@ -781,6 +781,16 @@ mod cache {
             panic!()
         };
         assert_eq!(r.expiry.expires_at(0, &|_| None), 14 * 3600 + 1800);
+        let date =
+            crate::cache::Expiry::ExpiryDate(crate::Setting::literal("01-02-1970".to_owned()));
+        assert_eq!(date.expires_at(0, &|_| None), 2 * 86_400);
+        let absurd = crate::cache::Expiry::ExpiryDate(crate::Setting::literal(
+            "01-01-99999999999999999".to_owned(),
+        ));
+        assert_eq!(
+            absurd.expires_at(7, &|_| None),
+            7 + crate::cache::DEFAULT_TIMEOUT_SECS
+        );
         assert_eq!(
             r.expiry.expires_at(86_400 + 15 * 3600, &|_| None),
             2 * 86_400 + 14 * 3600 + 1800
@@ -1052,5 +1062,48 @@ mod format {
         );
         assert!(crate::xpath::evaluate(xml, "/a[", &ns).is_err());
         assert!(crate::xpath::evaluate("<a>", "/a", &ns).is_err());
+    }
+}
+
+/// Arbitrary inputs over a JSON/XML-heavy alphabet never panic any scanner, converter,
+/// evaluator or decoder.
+#[test]
+fn arbitrary_inputs_never_panic() {
+    use crate::format::{JsonToXmlOptions, XmlToJsonOptions, json_to_xml_text, xml_to_json_text};
+    let alphabet = b"{}[]\":,<>/=a1 \n?!-.&;'xmlns:e\\";
+    let (PolicyConfig::JsonThreatProtection(j), _) = load(
+        r#"<JSONThreatProtection name="J"><ContainerDepth>5</ContainerDepth><ArrayElementCount>3</ArrayElementCount>
+           <ObjectEntryCount>3</ObjectEntryCount><StringValueLength>4</StringValueLength></JSONThreatProtection>"#,
+    ) else {
+        panic!()
+    };
+    let (PolicyConfig::XmlThreatProtection(x), _) = load(
+        r#"<XMLThreatProtection name="X"><StructureLimits><NodeDepth>4</NodeDepth><ChildCount>3</ChildCount></StructureLimits>
+           <ValueLimits><Text>4</Text></ValueLimits></XMLThreatProtection>"#,
+    ) else {
+        panic!()
+    };
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..3000 {
+        let len = (next() % 120) as usize;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let _ = crate::protect::scan_json(&j, "J", &bytes);
+        let _ = crate::protect::scan_xml(&x, "X", &bytes);
+        let _ = xml_to_json_text(&bytes, &XmlToJsonOptions::default());
+        let _ = json_to_xml_text(&bytes, &JsonToXmlOptions::default());
+        let _ = crate::xpath::evaluate(&text, "//a", &[]);
+        let _ = crate::xpath::evaluate("<a><b>1</b></a>", &text, &[]);
+        let _ = crate::format::json_path(&serde_json::json!({"a":[1,{"b":2}]}), &text);
+        let _ = crate::jwt::decode(&text);
+        let _ = crate::jwt::parse_interval_ms(&text);
     }
 }
