@@ -9,6 +9,14 @@
 //! The crate also holds what bundle loading shares with it: the positioned XML tree
 //! ([`xml`]), message templates ([`Template`]) and deploy-time placeholder detection.
 //!
+//! Several policy families come with their runtime logic as pure functions over simple
+//! inputs (bytes, header lists, a variable lookup, a passed-in time), which the engine
+//! calls: [`jwt`] (VerifyJWT, GenerateJWT, DecodeJWT), [`protect`] (JSON and XML threat
+//! protection as streaming scans, RegularExpressionProtection), [`cors`], [`cache`] (the
+//! cache policies and a bounded in-memory cache), [`service`] (ServiceCallout,
+//! MessageLogging, StatisticsCollector, DataCapture, AssertCondition), [`format`]
+//! (JSONToXML, XMLToJSON, a JSONPath subset) and [`xpath`].
+//!
 //! ```
 //! use preflow_policy::{parse_policy, PolicyConfig, Source, xml::XmlLimits};
 //! use preflow_policy::traffic::{Rate, RatePeriod};
