@@ -14,7 +14,7 @@
 //! calls: [`jwt`] (VerifyJWT, GenerateJWT, DecodeJWT), [`protect`] (JSON and XML threat
 //! protection as streaming scans, RegularExpressionProtection), [`cors`], [`cache`] (the
 //! cache policies and a bounded in-memory cache), [`service`] (ServiceCallout,
-//! MessageLogging, StatisticsCollector, DataCapture, AssertCondition), [`format`]
+//! MessageLogging, StatisticsCollector, DataCapture, AssertCondition), [`format`](mod@format)
 //! (JSONToXML, XMLToJSON, a JSONPath subset) and [`xpath`].
 //!
 //! ```
