@@ -473,3 +473,25 @@ fn extract_variables_reads_xml_with_namespaces_and_xpath() {
     );
     assert_eq!(bad.errorcode(), "steps.extractvariables.ExecutionFailed");
 }
+
+#[test]
+fn local_service_callout_asks_the_host_for_a_path() {
+    let sc = r#"<ServiceCallout name="SC-Local"><Request><Set><Verb>GET</Verb></Set></Request>
+        <Response>local</Response>
+        <LocalTargetConnection><Path>/v2/profile</Path></LocalTargetConnection></ServiceCallout>"#;
+    let g = gateway(&["SC-Local"], &[("SC-Local", sc)]);
+    let target = |r: &http::Request<Bytes>| {
+        if r.uri().host().is_none() {
+            assert_eq!(r.uri(), "/v2/profile");
+            Ok(http::Response::new(Bytes::from_static(b"{\"p\":1}")))
+        } else {
+            ok_target(r)
+        }
+    };
+    let out = run_at(&g, request("GET", "/v1/x", &[], ""), at(0.0), target);
+    assert_eq!(out.forwarded.len(), 2);
+    assert_eq!(
+        g.variable(&out.exchange, "local.content").as_deref(),
+        Some("{\"p\":1}")
+    );
+}

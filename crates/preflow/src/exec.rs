@@ -286,7 +286,7 @@ pub(crate) fn execute(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize
         Exec::Unsupported => {
             Outcome::Fault(crate::fault::faults::unsupported(&p.type_name, &p.name))
         }
-        Exec::Family(f) => crate::families::execute(g, ex, bundle, policy, &p.name, f),
+        Exec::Family(f) => crate::families::execute(g, ex, bundle, &p.name, f),
         Exec::RaiseFault(r) => raise_fault(g, ex, bundle, &p.name, r),
         Exec::AssignMessage(a) => {
             match apply_ops(g, ex, bundle, &a.ops, a.ignore_unresolved_variables, None) {

@@ -217,7 +217,6 @@ pub(crate) fn execute(
     g: &Inner,
     ex: &mut Exchange,
     bundle: usize,
-    policy: usize,
     name: &str,
     f: &FamilyExec,
 ) -> Outcome {
@@ -419,7 +418,7 @@ pub(crate) fn execute(
             Outcome::Continue
         }
         FamilyExec::ResponseCache(rc) => run_response_cache(g, ex, bundle, name, rc),
-        FamilyExec::ServiceCallout(sc) => start_callout(g, ex, bundle, policy, name, sc),
+        FamilyExec::ServiceCallout(sc) => start_callout(g, ex, bundle, name, sc),
     }
 }
 
@@ -791,16 +790,21 @@ fn start_callout(
     g: &Inner,
     ex: &mut Exchange,
     bundle: usize,
-    policy: usize,
     name: &str,
     sc: &ServiceCallout,
 ) -> Outcome {
-    let Some(CalloutConnection::Http { url, .. }) = &sc.connection else {
-        return Outcome::Fault(Fault::new(
-            "steps.servicecallout.ExecutionFailed",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("ServiceCallout[{name}]: only `<HTTPTargetConnection>` callouts are supported"),
-        ));
+    // An HTTP callout names its URL; a local one (proxy chaining) only a path, which the
+    // host resolves against its own proxies.
+    let (base, local) = match &sc.connection {
+        Some(CalloutConnection::Http { url, .. }) => (url.render(|n| read_var(g, ex, n)), false),
+        Some(CalloutConnection::Local { path, .. }) => (path.clone().unwrap_or_default(), true),
+        None => {
+            return Outcome::Fault(Fault::new(
+                "steps.servicecallout.ExecutionFailed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("ServiceCallout[{name}]: no connection is configured"),
+            ));
+        }
     };
     let mut m = Message::response(StatusCode::OK);
     m.method = http::Method::GET;
@@ -825,7 +829,6 @@ fn start_callout(
             );
         }
     }
-    let base = url.render(|n| read_var(g, ex, n));
     let mut uri = base.trim_end_matches('/').to_owned();
     if !m.path.is_empty() {
         if !m.path.starts_with('/') {
@@ -857,14 +860,22 @@ fn start_callout(
         connect: None,
         io: sc.timeout_ms.map(std::time::Duration::from_millis),
     };
-    let _ = policy;
     Outcome::Callout(Target {
         request,
         timeouts,
-        endpoint: format!("servicecallout:{name}"),
+        endpoint: if local {
+            format!("servicecallout-local:{name}")
+        } else {
+            format!("servicecallout:{name}")
+        },
     })
 }
 
+/// A ServiceCallout asks the host for its call with [`Step::Forward`](crate::Step::Forward):
+/// the [`Target`]'s `endpoint` is `servicecallout:{policy}` for an HTTP callout, and
+/// `servicecallout-local:{policy}` for a `<LocalTargetConnection>`, whose request URI is
+/// only a path the host resolves against its own proxies.
+///
 /// Finishes a ServiceCallout with the host's result: the response goes to the
 /// `<Response>` variable (`{var}.content`, `{var}.status.code`, `{var}.header.{name}`).
 pub(crate) fn finish_callout(
