@@ -149,9 +149,10 @@ fn json_threat_protection_faults_by_limit_name() {
     let jtp = r#"<JSONThreatProtection name="JTP"><ContainerDepth>2</ContainerDepth><ArrayElementCount>2</ArrayElementCount>
         <Source>request</Source></JSONThreatProtection>"#;
     let g = gateway(&["JTP"], &[("JTP", jtp)]);
+    let json = [("content-type", "application/json; charset=utf-8")];
     let deep = run_at(
         &g,
-        request("POST", "/v1/x", &[], r#"{"a":{"b":{}}}"#),
+        request("POST", "/v1/x", &json, r#"{"a":{"b":{}}}"#),
         at(0.0),
         ok_target,
     );
@@ -159,7 +160,7 @@ fn json_threat_protection_faults_by_limit_name() {
     assert_eq!(deep.body(), "too deep: ExceededContainerDepth");
     let wide = run_at(
         &g,
-        request("POST", "/v1/x", &[], "[1,2,3]"),
+        request("POST", "/v1/x", &json, "[1,2,3]"),
         at(0.0),
         ok_target,
     );
@@ -176,7 +177,7 @@ fn json_threat_protection_faults_by_limit_name() {
     );
     let fine = run_at(
         &g,
-        request("POST", "/v1/x", &[], r#"{"a":[1]}"#),
+        request("POST", "/v1/x", &json, r#"{"a":[1]}"#),
         at(0.0),
         ok_target,
     );
@@ -195,9 +196,10 @@ fn xml_threat_and_regex_protection() {
     let rep = r#"<RegularExpressionProtection name="REP"><Source>request</Source>
         <QueryParam name="q"><Pattern>(?i)drop\s+table</Pattern></QueryParam></RegularExpressionProtection>"#;
     let g = gateway(&["XTP", "REP"], &[("XTP", xtp), ("REP", rep)]);
+    let xml = [("content-type", "application/xml")];
     let out = run_at(
         &g,
-        request("POST", "/v1/x", &[], "<a><b><c/></b></a>"),
+        request("POST", "/v1/x", &xml, "<a><b><c/></b></a>"),
         at(0.0),
         ok_target,
     );

@@ -200,6 +200,23 @@ fn source_body(g: &Inner, ex: &Exchange, source: Option<&str>) -> Option<Bytes> 
     }
 }
 
+/// Whether the source message's `Content-Type` mentions `kind` (`json`, `xml`). A message
+/// variable other than the request or response counts as matching.
+fn content_type_has(ex: &Exchange, source: Option<&str>, kind: &str) -> bool {
+    if !matches!(
+        source.map(str::trim),
+        None | Some("request" | "response" | "message")
+    ) {
+        return true;
+    }
+    source_message(ex, source).is_some_and(|m| {
+        m.headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains(kind))
+    })
+}
+
 fn header_list(m: &Message) -> Vec<(String, String)> {
     m.headers
         .iter()
@@ -226,7 +243,9 @@ pub(crate) fn execute(
             let Some(body) = source_body(g, ex, Some(&cfg.source)) else {
                 return Outcome::Fault(source_unavailable("jsonthreatprotection", &cfg.source));
             };
-            if body.is_empty() {
+            // As in Apigee, only a JSON payload is checked: an empty body or another
+            // content type passes.
+            if body.is_empty() || !content_type_has(ex, Some(&cfg.source), "json") {
                 return Outcome::Continue;
             }
             match protect::scan_json(cfg, name, &body) {
@@ -248,7 +267,7 @@ pub(crate) fn execute(
             let Some(body) = source_body(g, ex, Some(&cfg.source)) else {
                 return Outcome::Fault(source_unavailable("xmlthreatprotection", &cfg.source));
             };
-            if body.is_empty() {
+            if body.is_empty() || !content_type_has(ex, Some(&cfg.source), "xml") {
                 return Outcome::Continue;
             }
             match protect::scan_xml(cfg, name, &body) {
