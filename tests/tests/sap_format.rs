@@ -209,3 +209,45 @@ fn the_same_requests_give_the_same_traces() {
         }
     }
 }
+
+#[test]
+fn sap_policies_are_named_by_a_name_element_or_their_file() {
+    let files = [
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint xmlns=\"http://www.sap.com/apimgmt\"><name>default</name><base_path>/x</base_path>\n<preFlow><name>PreFlow</name><request><steps>\n<step><policy_name>Quota-1</policy_name><sequence>2</sequence></step>\n<step><policy_name>Named</policy_name><sequence>1</sequence></step>\n</steps></request></preFlow>\n<routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>",
+        ),
+        (
+            "APIProxy/Policy/Quota-1.xml",
+            "<SpikeArrest xmlns=\"http://www.sap.com/apimgmt\"><Rate>10ps</Rate></SpikeArrest>",
+        ),
+        (
+            "APIProxy/Policy/other-file.xml",
+            "<SpikeArrest xmlns=\"http://www.sap.com/apimgmt\"><name>Named</name><Rate>5ps</Rate></SpikeArrest>",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let b = &loaded.bundles[0];
+    assert!(b.policies.contains_key("Quota-1"));
+    assert!(b.policies.contains_key("Named"));
+    let order: Vec<&str> = b.proxy_endpoints[0]
+        .pre_flow
+        .request
+        .iter()
+        .map(|s| s.policy.as_str())
+        .collect();
+    assert_eq!(order, ["Named", "Quota-1"]);
+    assert_eq!(
+        b.proxy_endpoints[0].route_rules[0].target,
+        preflow::RouteTarget::Null
+    );
+    assert!(
+        !loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("unknown element `<name>`")),
+        "{:#?}",
+        loaded.diagnostics
+    );
+}

@@ -285,7 +285,7 @@ fn descriptor(sap: &Element) -> Element {
 }
 
 /// Parses an SAP policy file (`Policy/<name>.xml`). SAP writes policies without a `name`
-/// attribute: the file name is the policy's name.
+/// attribute: a `<name>` child, else the file name, is the policy's name.
 pub(crate) fn parse_policy(
     src: &Source,
     rel: &str,
@@ -301,13 +301,27 @@ pub(crate) fn parse_policy(
     };
     warn_placeholders(src, &root, diags);
     if root.attr("name").is_none_or(|n| n.trim().is_empty()) {
-        let file = rel.rsplit('/').next().unwrap_or(rel);
-        let stem = file.rsplit_once('.').map_or(file, |(s, _)| s);
+        // A `<name>` child names the policy where present; otherwise the file does.
+        let child = root
+            .children
+            .iter()
+            .position(|c| c.name == "name" && !c.text().is_empty());
+        let (value, offset) = match child {
+            Some(i) => {
+                let c = root.children.remove(i);
+                (c.text().to_owned(), c.text_offset())
+            }
+            None => {
+                let file = rel.rsplit('/').next().unwrap_or(rel);
+                let stem = file.rsplit_once('.').map_or(file, |(s, _)| s);
+                (stem.to_owned(), root.offset)
+            }
+        };
         root.attributes.retain(|a| a.name != "name");
         root.attributes.push(Attribute {
             name: "name".to_owned(),
-            value: stem.to_owned(),
-            offset: root.offset,
+            value,
+            offset,
         });
     }
     policy_from_element(src, &root, diags)
