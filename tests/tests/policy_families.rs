@@ -497,3 +497,47 @@ fn local_service_callout_asks_the_host_for_a_path() {
         Some("{\"p\":1}")
     );
 }
+
+#[test]
+fn check_knows_what_the_family_policies_set() {
+    let proxy = r#"<ProxyEndpoint name="default">
+      <PreFlow><Request>
+        <Step><Name>SC</Name></Step>
+        <Step><Name>LC</Name></Step>
+        <Step><Name>GJ</Name></Step>
+        <Step><Name>AM</Name><Condition>(calloutResponse.status.code = 200) and (cached != null) and (myToken != null) and (nothing.sets.this = "x")</Condition></Step>
+      </Request></PreFlow>
+      <HTTPProxyConnection><BasePath>/v1</BasePath></HTTPProxyConnection>
+      <RouteRule name="none"/>
+    </ProxyEndpoint>"#;
+    let files = [
+        ("apiproxy/proxies/default.xml", proxy),
+        (
+            "apiproxy/policies/SC.xml",
+            r#"<ServiceCallout name="SC"><Response>calloutResponse</Response><HTTPTargetConnection><URL>https://x.example</URL></HTTPTargetConnection></ServiceCallout>"#,
+        ),
+        (
+            "apiproxy/policies/LC.xml",
+            r#"<LookupCache name="LC"><CacheKey><KeyFragment>k</KeyFragment></CacheKey><AssignTo>cached</AssignTo></LookupCache>"#,
+        ),
+        (
+            "apiproxy/policies/GJ.xml",
+            r#"<GenerateJWT name="GJ"><Algorithm>HS256</Algorithm><SecretKey><Value ref="private.k"/></SecretKey><OutputVariable>myToken</OutputVariable></GenerateJWT>"#,
+        ),
+        (
+            "apiproxy/policies/AM.xml",
+            r#"<AssignMessage name="AM"><AssignVariable><Name>private.k</Name><Value>v</Value></AssignVariable></AssignMessage>"#,
+        ),
+    ];
+    let loaded = load_files(files, &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let unset: Vec<String> = preflow::lint(&loaded.bundles)
+        .iter()
+        .map(|d| d.message.clone())
+        .filter(|m| m.contains("which no policy"))
+        .collect();
+    assert_eq!(
+        unset,
+        ["condition reads `nothing.sets.this`, which no policy of the loaded bundles sets"]
+    );
+}

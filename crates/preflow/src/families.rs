@@ -1006,3 +1006,41 @@ pub(crate) fn extract_xml(
     }
     Ok(out)
 }
+
+// ---------------------------------------------------------------------------------------
+// What the family policies set, for `preflow check`
+
+/// The variables a family policy sets besides those under its own prefix (`jwt.`,
+/// `lookupcache.`, `responsecache.`, `cors.`), for the lint that reports conditions
+/// reading variables nothing sets.
+pub(crate) fn variables_set(config: &PolicyConfig) -> Vec<String> {
+    let message_output = |v: &Option<String>| {
+        v.iter()
+            .filter(|v| !matches!(v.as_str(), "request" | "response" | "message"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    match config {
+        PolicyConfig::Jwt(j) => j.output_variable.iter().cloned().collect(),
+        PolicyConfig::LookupCache(l) => vec![l.assign_to.clone()],
+        PolicyConfig::ServiceCallout(s) => s
+            .response
+            .iter()
+            .cloned()
+            .chain(s.request.as_ref().and_then(|r| r.variable.clone()))
+            .collect(),
+        PolicyConfig::StatisticsCollector(s) => s
+            .statistics
+            .iter()
+            .map(|st| format!("{}{}", service::STATISTICS_PREFIX, st.name))
+            .collect(),
+        PolicyConfig::DataCapture(d) => d
+            .captures
+            .iter()
+            .map(|c| c.data_collector.clone())
+            .collect(),
+        PolicyConfig::JsonToXml(j) => message_output(&j.output_variable),
+        PolicyConfig::XmlToJson(x) => message_output(&x.output_variable),
+        _ => Vec::new(),
+    }
+}
