@@ -129,6 +129,15 @@ fn generate_then_verify_jwt_names_the_failing_claim() {
     assert_eq!(out.status(), 401);
     assert_eq!(out.errorcode(), "steps.jwt.JwtAudienceMismatch");
     assert_eq!(
+        g.variable(&out.exchange, "JWT.failed").as_deref(),
+        Some("true")
+    );
+    assert!(
+        g.variable(&out.exchange, "jwt.VJ.error")
+            .unwrap()
+            .starts_with("audience mismatch")
+    );
+    assert_eq!(
         out.json()["fault"]["faultstring"],
         "audience mismatch: claim `aud` is [\"mobile\"], expected it to contain `web-app`"
     );

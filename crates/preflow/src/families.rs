@@ -491,11 +491,14 @@ fn run_jwt(g: &Inner, ex: &mut Exchange, bundle: usize, name: &str, cfg: &Jwt) -
                 set_variable(g, ex, bundle, &out, t);
             }
             set_variable(g, ex, bundle, &format!("{prefix}.valid"), "true".into());
+            set_variable(g, ex, bundle, "JWT.failed", "false".into());
             Outcome::Continue
         }
         Err(e) => {
             set_variable(g, ex, bundle, &format!("{prefix}.valid"), "false".into());
             set_variable(g, ex, bundle, &format!("{prefix}.error"), e.message.clone());
+            // Every JWT policy sets the same `JWT.failed` on failure.
+            set_variable(g, ex, bundle, "JWT.failed", "true".into());
             Outcome::Fault(Fault::new(
                 e.fault.error_code(),
                 status(e.fault.status()),
@@ -1021,7 +1024,12 @@ pub(crate) fn variables_set(config: &PolicyConfig) -> Vec<String> {
             .collect::<Vec<_>>()
     };
     match config {
-        PolicyConfig::Jwt(j) => j.output_variable.iter().cloned().collect(),
+        PolicyConfig::Jwt(j) => j
+            .output_variable
+            .iter()
+            .cloned()
+            .chain(std::iter::once("JWT.failed".to_owned()))
+            .collect(),
         PolicyConfig::LookupCache(l) => vec![l.assign_to.clone()],
         PolicyConfig::ServiceCallout(s) => s
             .response
