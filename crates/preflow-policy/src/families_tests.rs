@@ -1002,6 +1002,39 @@ mod format {
             r#"<?xml version="1.0" encoding="UTF-8"?><a id="1">hi<_bad>true</_bad></a>"#
         );
         assert!(json_to_xml_text(b"{", &o).is_err());
+        // Document order is kept both ways.
+        assert_eq!(
+            json_to_xml_text(br#"{"z":{"b":1,"a":2}}"#, &JsonToXmlOptions::default()).unwrap(),
+            r#"<?xml version="1.0" encoding="UTF-8"?><z><b>1</b><a>2</a></z>"#
+        );
+        assert_eq!(
+            xml_to_json_text(b"<z><b>1</b><a>2</a></z>", &XmlToJsonOptions::default()).unwrap(),
+            r#"{"z":{"b":"1","a":"2"}}"#
+        );
+    }
+
+    #[test]
+    fn predefined_formats() {
+        let PolicyConfig::XmlToJson(x) = load(
+            r#"<XMLToJSON name="X"><Format>yahoo</Format><Options><TextNodeName>t</TextNodeName></Options></XMLToJSON>"#,
+        )
+        .0
+        else {
+            panic!()
+        };
+        assert!(x.options.recognize_number && x.options.recognize_boolean);
+        assert_eq!(x.options.text_node_name, "t", "Options override the format");
+        let json = xml_to_json_text(br#"<a id="1"><n>5</n><b>true</b></a>"#, &x.options).unwrap();
+        assert_eq!(json, r#"{"a":{"id":1,"n":5,"b":true}}"#);
+        let (_, diags) = load(r#"<XMLToJSON name="X"><Format>nope</Format></XMLToJSON>"#);
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.is_error() && d.message.contains("`nope`"))
+        );
+        let bf = XmlToJsonOptions::preset("badgerFish").unwrap();
+        let json = xml_to_json_text(br#"<a xmlns="urn:x">hi</a>"#, &bf).unwrap();
+        assert_eq!(json, r#"{"a":{"@xmlns":{"$":"urn:x"},"$":"hi"}}"#);
     }
 
     #[test]

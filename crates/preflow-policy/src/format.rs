@@ -7,7 +7,7 @@
 
 use crate::parse::Cx;
 use crate::xml::Element;
-use serde_json::{Map, Value};
+use ord::{Map, Value};
 
 /// Deepest nesting either conversion accepts.
 pub const MAX_DEPTH: usize = 100;
@@ -125,6 +125,49 @@ impl Default for XmlToJsonOptions {
     }
 }
 
+impl XmlToJsonOptions {
+    /// The option set of a predefined `<Format>`, as Apigee's XMLToJSON reference lists
+    /// them: `xml.com` (recognise null, text `#text`, attributes `@`), `yahoo` (recognise
+    /// numbers and booleans, text `content`, attributes without prefix), `google` (text
+    /// `$t`, always as a property, namespace separator `$`) and `badgerFish` (text `$`,
+    /// always as a property, attributes `@`, namespaces under `@xmlns` with `$` as the
+    /// default). Names are matched without regard to case.
+    pub fn preset(format: &str) -> Option<Self> {
+        let d = Self::default();
+        Some(match format.trim().to_ascii_lowercase().as_str() {
+            "xml.com" => Self {
+                recognize_null: true,
+                text_node_name: "#text".into(),
+                attribute_prefix: "@".into(),
+                ..d
+            },
+            "yahoo" => Self {
+                recognize_number: true,
+                recognize_boolean: true,
+                text_node_name: "content".into(),
+                attribute_prefix: String::new(),
+                ..d
+            },
+            "google" => Self {
+                text_node_name: "$t".into(),
+                namespace_separator: "$".into(),
+                text_always_as_property: true,
+                ..d
+            },
+            "badgerfish" => Self {
+                text_node_name: "$".into(),
+                text_always_as_property: true,
+                attribute_prefix: "@".into(),
+                namespace_separator: ":".into(),
+                namespace_block_name: Some("@xmlns".into()),
+                default_namespace_node_name: "$".into(),
+                ..d
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// `<XMLToJSON>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XmlToJson {
@@ -132,7 +175,8 @@ pub struct XmlToJson {
     pub source: Option<String>,
     /// `<OutputVariable>`.
     pub output_variable: Option<String>,
-    /// `<Format>`: a predefined option set; only the default set is modelled.
+    /// `<Format>`: a predefined option set (see [`XmlToJsonOptions::preset`]); `<Options>`
+    /// given beside it override single options.
     pub format: Option<String>,
     /// `<Options>`.
     pub options: XmlToJsonOptions,
@@ -216,27 +260,37 @@ pub(crate) fn xml_to_json(cx: &mut Cx<'_>, el: &Element) -> XmlToJson {
         );
     }
     let format = cx.child_text(el, "Format");
-    if let (Some(f), Some(fe)) = (&format, el.child("Format")) {
-        cx.warning(
-            fe.offset,
-            format!("`<Format>{f}</Format>` is not modelled; the default options apply"),
-        );
-    }
-    let d = XmlToJsonOptions::default();
+    let d = match (&format, el.child("Format")) {
+        (Some(f), Some(fe)) => match XmlToJsonOptions::preset(f) {
+            Some(p) => p,
+            None => {
+                cx.error(
+                    fe.text_offset(),
+                    format!("`<Format>` must be xml.com, yahoo, google or badgerFish, not `{f}`"),
+                );
+                XmlToJsonOptions::default()
+            }
+        },
+        _ => XmlToJsonOptions::default(),
+    };
     let empty = Element::default();
     let oe = o.unwrap_or(&empty);
     let options = XmlToJsonOptions {
-        recognize_number: cx.child_bool(oe, "RecognizeNumber", false),
-        recognize_boolean: cx.child_bool(oe, "RecognizeBoolean", false),
-        recognize_null: cx.child_bool(oe, "RecognizeNull", false),
-        null_value: opt_text(cx, o, "NullValue"),
-        namespace_block_name: opt_text(cx, o, "NamespaceBlockName"),
+        recognize_number: cx.child_bool(oe, "RecognizeNumber", d.recognize_number),
+        recognize_boolean: cx.child_bool(oe, "RecognizeBoolean", d.recognize_boolean),
+        recognize_null: cx.child_bool(oe, "RecognizeNull", d.recognize_null),
+        null_value: opt_text(cx, o, "NullValue").or(d.null_value),
+        namespace_block_name: opt_text(cx, o, "NamespaceBlockName").or(d.namespace_block_name),
         default_namespace_node_name: opt_text(cx, o, "DefaultNamespaceNodeName")
             .unwrap_or(d.default_namespace_node_name),
         namespace_separator: opt_text(cx, o, "NamespaceSeparator").unwrap_or(d.namespace_separator),
-        text_always_as_property: cx.child_bool(oe, "TextAlwaysAsProperty", false),
+        text_always_as_property: cx.child_bool(
+            oe,
+            "TextAlwaysAsProperty",
+            d.text_always_as_property,
+        ),
         text_node_name: opt_text(cx, o, "TextNodeName").unwrap_or(d.text_node_name),
-        attribute_block_name: opt_text(cx, o, "AttributeBlockName"),
+        attribute_block_name: opt_text(cx, o, "AttributeBlockName").or(d.attribute_block_name),
         attribute_prefix: opt_text(cx, o, "AttributePrefix").unwrap_or(d.attribute_prefix),
         output_prefix: opt_text(cx, o, "OutputPrefix").unwrap_or_default(),
         output_suffix: opt_text(cx, o, "OutputSuffix").unwrap_or_default(),
@@ -348,10 +402,10 @@ fn write_element(
             let mut attrs = String::new();
             let mut body = String::new();
             let mut text = String::new();
-            for (k, val) in map {
+            for (k, val) in map.iter() {
                 if o.attribute_block_name.as_deref() == Some(k.as_str()) {
                     if let Value::Object(a) = val {
-                        for (ak, av) in a {
+                        for (ak, av) in a.iter() {
                             attrs.push_str(&format!(
                                 " {}=\"{}\"",
                                 xml_name(ak, o),
@@ -361,7 +415,7 @@ fn write_element(
                     }
                 } else if o.namespace_block_name.as_deref() == Some(k.as_str()) {
                     if let Value::Object(ns) = val {
-                        for (prefix, uri) in ns {
+                        for (prefix, uri) in ns.iter() {
                             let uri = quick_xml::escape::escape(scalar_text(uri, o).as_str())
                                 .into_owned();
                             if o.default_namespace_node_name.as_deref() == Some(prefix.as_str()) {
@@ -444,7 +498,7 @@ pub fn json_to_xml_text(json: &[u8], o: &JsonToXmlOptions) -> Result<String, Con
 
 struct Open {
     name: String,
-    map: Map<String, Value>,
+    map: Map,
     text: String,
     path: String,
 }
@@ -505,7 +559,7 @@ fn finish(open: Open, o: &XmlToJsonOptions) -> Value {
     Value::Object(map)
 }
 
-fn insert(map: &mut Map<String, Value>, key: String, value: Value, as_array: bool) {
+fn insert(map: &mut Map, key: String, value: Value, as_array: bool) {
     match map.get_mut(&key) {
         Some(Value::Array(items)) => items.push(value),
         Some(existing) => {
@@ -593,7 +647,7 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
                     }
                     Some(_) => {}
                     None => {
-                        for (k, v) in attrs {
+                        for (k, v) in attrs.into_entries() {
                             map.insert(format!("{}{k}", o.attribute_prefix), v);
                         }
                     }
@@ -653,7 +707,11 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
     for _ in 0..o.strip_levels {
         match value {
             Value::Object(m) if m.len() == 1 => {
-                value = m.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null);
+                value = m
+                    .into_entries()
+                    .next()
+                    .map(|(_, v)| v)
+                    .unwrap_or(Value::Null);
             }
             other => {
                 value = other;
@@ -664,7 +722,7 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
     Ok(format!("{}{value}{}", o.output_prefix, o.output_suffix))
 }
 
-fn close(open: Open, stack: &mut [Open], root: &mut Map<String, Value>, o: &XmlToJsonOptions) {
+fn close(open: Open, stack: &mut [Open], root: &mut Map, o: &XmlToJsonOptions) {
     let treat = o.treat_as_array.iter().find(|(p, _)| *p == open.path);
     let name = open.name.clone();
     let value = finish(open, o);
@@ -676,9 +734,11 @@ fn close(open: Open, stack: &mut [Open], root: &mut Map<String, Value>, o: &XmlT
         Some((_, true)) => {
             // unwrap: the element's own children replace it in an array.
             let items = match value {
-                Value::Object(m) if m.len() == 1 => {
-                    m.into_iter().next().map(|(_, v)| v).unwrap_or(Value::Null)
-                }
+                Value::Object(m) if m.len() == 1 => m
+                    .into_entries()
+                    .next()
+                    .map(|(_, v)| v)
+                    .unwrap_or(Value::Null),
                 other => other,
             };
             let items = match items {
@@ -765,12 +825,17 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, String> {
     Ok(segs)
 }
 
-fn descend<'v>(v: &'v Value, name: &str, out: &mut Vec<&'v Value>, depth: usize) {
+fn descend<'v>(
+    v: &'v serde_json::Value,
+    name: &str,
+    out: &mut Vec<&'v serde_json::Value>,
+    depth: usize,
+) {
     if depth > MAX_DEPTH {
         return;
     }
     match v {
-        Value::Object(m) => {
+        serde_json::Value::Object(m) => {
             if let Some(x) = m.get(name) {
                 out.push(x);
             }
@@ -778,7 +843,7 @@ fn descend<'v>(v: &'v Value, name: &str, out: &mut Vec<&'v Value>, depth: usize)
                 descend(x, name, out, depth + 1);
             }
         }
-        Value::Array(a) => {
+        serde_json::Value::Array(a) => {
             for x in a {
                 descend(x, name, out, depth + 1);
             }
@@ -793,7 +858,10 @@ fn descend<'v>(v: &'v Value, name: &str, out: &mut Vec<&'v Value>, depth: usize)
 ///
 /// # Errors
 /// An expression outside the subset.
-pub fn json_path<'v>(value: &'v Value, expr: &str) -> Result<Vec<&'v Value>, String> {
+pub fn json_path<'v>(
+    value: &'v serde_json::Value,
+    expr: &str,
+) -> Result<Vec<&'v serde_json::Value>, String> {
     let segs = parse_path(expr)?;
     let mut current = vec![value];
     for seg in &segs {
@@ -806,7 +874,7 @@ pub fn json_path<'v>(value: &'v Value, expr: &str) -> Result<Vec<&'v Value>, Str
                     }
                 }
                 Seg::Index(i) => {
-                    if let Value::Array(a) = v {
+                    if let serde_json::Value::Array(a) = v {
                         let idx = if *i < 0 {
                             i64::try_from(a.len()).ok().map(|len| len + i)
                         } else {
@@ -821,8 +889,8 @@ pub fn json_path<'v>(value: &'v Value, expr: &str) -> Result<Vec<&'v Value>, Str
                     }
                 }
                 Seg::Wildcard => match v {
-                    Value::Object(m) => next.extend(m.values()),
-                    Value::Array(a) => next.extend(a.iter()),
+                    serde_json::Value::Object(m) => next.extend(m.values()),
+                    serde_json::Value::Array(a) => next.extend(a.iter()),
                     _ => {}
                 },
                 Seg::Descend(n) => descend(v, n, &mut next, 0),
@@ -831,4 +899,159 @@ pub fn json_path<'v>(value: &'v Value, expr: &str) -> Result<Vec<&'v Value>, Str
         current = next;
     }
     Ok(current)
+}
+
+/// JSON values whose objects keep their keys in insertion order, so that conversions keep
+/// document order.
+mod ord {
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::collections::HashMap;
+    use std::fmt;
+
+    /// An object: entries in insertion order, with an index by key.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub(super) struct Map {
+        entries: Vec<(String, Value)>,
+        index: HashMap<String, usize>,
+    }
+
+    impl Map {
+        pub(super) fn new() -> Self {
+            Self::default()
+        }
+
+        pub(super) fn len(&self) -> usize {
+            self.entries.len()
+        }
+
+        pub(super) fn is_empty(&self) -> bool {
+            self.entries.is_empty()
+        }
+
+        pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut Value> {
+            let i = *self.index.get(key)?;
+            self.entries.get_mut(i).map(|(_, v)| v)
+        }
+
+        /// Sets `key`, keeping its place when it is already present.
+        pub(super) fn insert(&mut self, key: String, value: Value) {
+            if let Some(v) = self.get_mut(&key) {
+                *v = value;
+                return;
+            }
+            self.index.insert(key.clone(), self.entries.len());
+            self.entries.push((key, value));
+        }
+
+        pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+            self.entries.iter().map(|(k, v)| (k, v))
+        }
+
+        pub(super) fn into_entries(self) -> impl Iterator<Item = (String, Value)> {
+            self.entries.into_iter()
+        }
+    }
+
+    /// A JSON value.
+    #[derive(Debug, Clone, PartialEq, Default)]
+    pub(super) enum Value {
+        #[default]
+        Null,
+        Bool(bool),
+        Number(serde_json::Number),
+        String(String),
+        Array(Vec<Value>),
+        Object(Map),
+    }
+
+    impl From<i64> for Value {
+        fn from(n: i64) -> Self {
+            Value::Number(n.into())
+        }
+    }
+
+    impl fmt::Display for Value {
+        /// Compact JSON text.
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Value::Null => f.write_str("null"),
+                Value::Bool(b) => write!(f, "{b}"),
+                Value::Number(n) => write!(f, "{n}"),
+                Value::String(s) => write!(f, "{}", serde_json::Value::String(s.clone())),
+                Value::Array(items) => {
+                    f.write_str("[")?;
+                    for (i, v) in items.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(",")?;
+                        }
+                        write!(f, "{v}")?;
+                    }
+                    f.write_str("]")
+                }
+                Value::Object(m) => {
+                    f.write_str("{")?;
+                    for (i, (k, v)) in m.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(",")?;
+                        }
+                        write!(f, "{}:{v}", serde_json::Value::String(k.clone()))?;
+                    }
+                    f.write_str("}")
+                }
+            }
+        }
+    }
+
+    struct ValueVisitor;
+
+    impl<'de> Visitor<'de> for ValueVisitor {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+            Ok(Value::String(s.to_owned()))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Value, E> {
+            Ok(Value::String(s))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element()? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+            let mut m = Map::new();
+            while let Some((k, v)) = access.next_entry::<String, Value>()? {
+                m.insert(k, v);
+            }
+            Ok(Value::Object(m))
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Value {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(ValueVisitor)
+        }
+    }
 }
