@@ -85,6 +85,25 @@ fn corpus_regex_protection_and_its_sap_export_give_the_same_model() {
 }
 
 #[test]
+fn corpus_dynamic_endpoint_and_its_sap_export_give_the_same_model() {
+    let apigee = load(&corpus(
+        "apigee__api-platform-samples/sample-proxies/dynamic-endpoint",
+    ));
+    let sap = load(&data("dynamic-endpoint"));
+    assert_same_model(&apigee, &sap);
+    let routes: Vec<&str> = sap.bundles[0].proxy_endpoints[0]
+        .route_rules
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        routes,
+        ["fbroute", "twroute", "default"],
+        "ordered by <sequence>"
+    );
+}
+
+#[test]
 fn sequence_numbers_order_steps_and_route_rules() {
     let apigee = load(&data("rich/apigee"));
     let sap = load(&data("rich/sap"));
@@ -147,6 +166,17 @@ fn the_same_requests_give_the_same_traces() {
             vec![
                 ("GET", "/regex-protection/x?query=hello", vec![], ""),
                 ("GET", "/regex-protection/x?query=1%20or%201", vec![], ""),
+            ],
+        ),
+        (
+            load(&corpus(
+                "apigee__api-platform-samples/sample-proxies/dynamic-endpoint",
+            )),
+            load(&data("dynamic-endpoint")),
+            vec![
+                ("GET", "/dynamic-endpoint/x?routeTo=fb", vec![], ""),
+                ("GET", "/dynamic-endpoint/x?routeTo=tw", vec![], ""),
+                ("GET", "/dynamic-endpoint/x", vec![], ""),
             ],
         ),
         (
