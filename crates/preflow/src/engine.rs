@@ -6,6 +6,8 @@
 //! index moves past a policy before it runs, so a policy that waits for a store reply is
 //! never run twice. FlowCallouts push frames that run before the segment continues.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::StatusCode;
 
@@ -133,7 +135,17 @@ pub(crate) fn eval(
     let Some(compiled) = &c.compiled else {
         return Err(faults::condition_invalid(&c.text));
     };
-    let result = compiled.eval(&View { g, ex });
+    let guard = &c.guard;
+    let result = (guard.is_empty()
+        || (guard
+            .prefix
+            .as_deref()
+            .is_none_or(|p| ex.path_suffix().starts_with(p))
+            && guard
+                .verb
+                .as_deref()
+                .is_none_or(|v| ex.request.method.as_str() == v)))
+        && compiled.eval(&View { g, ex });
     if ex.trace.is_some() {
         let what = what.to_owned();
         let text = c.text.clone();
@@ -142,7 +154,7 @@ pub(crate) fn eval(
     Ok(result)
 }
 
-fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
+pub(crate) fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
     let b = g.bundles.get(ex.bundle)?;
     match seg {
         Seg::ProxyReq(p) | Seg::ProxyResp(p) => {
@@ -243,7 +255,8 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
             | Seg::TargetResp(Part::Post) => "PostFlow",
             _ => "",
         };
-        if ex.current_flow.is_empty() || f.name != ex.current_flow {
+        // A conditional flow's name is read from the gateway when asked for.
+        if !ex.current_flow.is_empty() && f.name != ex.current_flow {
             ex.current_flow_name = Some(f.name.clone());
         }
         if ex.trace.is_some() {
@@ -931,32 +944,61 @@ fn join_url(base: &str, suffix: &str, query: Option<&str>) -> String {
 
 fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     let target = g.target_endpoint(ex);
-    if ex.target_url.is_none() {
-        match target.map(|t| &t.conn) {
-            Some(CConn::Url(base)) => {
-                ex.target_url = Some(join_url(
-                    base,
-                    ex.path_suffix(),
-                    ex.request.query.as_deref(),
-                ));
-            }
-            Some(CConn::Unusable(why)) => {
-                let why = why.clone();
+    let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
+        // A URL set by a route rule or a policy.
+        (Some(url), _) => match url.parse::<http::Uri>() {
+            Ok(u) => u,
+            Err(_) => {
+                let why = format!("the target url `{url}` is not a valid uri");
                 enter_error(g, ex, faults::target_unusable(&why));
                 return None;
             }
-            None => {
-                enter_error(g, ex, faults::target_unusable("no target url"));
-                return None;
+        },
+        (
+            None,
+            Some(CConn::Url {
+                scheme,
+                authority,
+                base,
+                ..
+            }),
+        ) => {
+            let suffix = ex.path_suffix();
+            let query = ex.request.query.as_deref();
+            let len = base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + 1;
+            let mut pq = String::with_capacity(len);
+            pq.push_str(base);
+            pq.push_str(suffix);
+            if pq.is_empty() {
+                pq.push('/');
+            }
+            if let Some(q) = query {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(scheme.clone());
+            parts.authority = Some(authority.clone());
+            parts.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
+            match http::Uri::from_parts(parts) {
+                Ok(u) => u,
+                Err(_) => {
+                    enter_error(
+                        g,
+                        ex,
+                        faults::target_unusable("the target path is not valid in a uri"),
+                    );
+                    return None;
+                }
             }
         }
-    }
-    let url = ex.target_url.as_deref().unwrap_or("");
-    let uri: http::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            let why = format!("the target url `{url}` is not a valid uri");
+        (None, Some(CConn::Unusable(why))) => {
+            let why = why.clone();
             enter_error(g, ex, faults::target_unusable(&why));
+            return None;
+        }
+        (None, None) => {
+            enter_error(g, ex, faults::target_unusable("no target url"));
             return None;
         }
     };
@@ -973,8 +1015,25 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     Some(Step::Forward(Target {
         request: req,
         timeouts,
-        endpoint: target.map(|t| t.name.clone()).unwrap_or_default(),
+        endpoint: target
+            .map(|t| Arc::clone(&t.name_arc))
+            .unwrap_or_else(|| Arc::from("")),
     }))
+}
+
+/// `target.url`: the URL set by a route rule or policy, else the target endpoint's URL
+/// joined with the path suffix and query.
+pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> {
+    if let Some(u) = &ex.target_url {
+        return Some(u);
+    }
+    let CConn::Url { url, .. } = &g.target_endpoint(ex)?.conn else {
+        return None;
+    };
+    Some(
+        ex.target_url_cache
+            .get_or_init(|| join_url(url, ex.path_suffix(), ex.request.query.as_deref())),
+    )
 }
 
 /// The text of variable `name` in `ex`.

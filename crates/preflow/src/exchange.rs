@@ -69,7 +69,7 @@ pub struct Target {
     /// Timeouts configured on the target endpoint.
     pub timeouts: Timeouts,
     /// The target endpoint's name, or empty for a RouteRule `<URL>`.
-    pub endpoint: String,
+    pub endpoint: std::sync::Arc<str>,
 }
 
 /// Why a target call produced no response.
@@ -271,6 +271,7 @@ pub struct Exchange {
     pub(crate) query_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) form_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) client_ip_cache: std::sync::OnceLock<String>,
+    pub(crate) target_url_cache: std::sync::OnceLock<String>,
     pub(crate) callouts: Vec<crate::engine::Frame>,
     pub(crate) rule_raised: bool,
     pub(crate) final_response: Option<http::Response<Bytes>>,

@@ -80,6 +80,7 @@ mod exec;
 mod families;
 mod fault;
 mod gateway;
+mod guard;
 mod lint;
 pub mod path;
 mod policies_more;

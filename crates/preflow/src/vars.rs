@@ -567,10 +567,16 @@ impl<'a> View<'a> {
             Slot::RouteTarget | Slot::TargetName => g
                 .target_endpoint(ex)
                 .map_or(Value::Null, |t| Value::String(&t.name)),
-            Slot::TargetUrl => opt_str(ex.target_url.as_deref()),
-            Slot::CurrentFlowName => {
-                opt_str(ex.current_flow_name.as_deref().or(Some(ex.current_flow)))
-            }
+            Slot::TargetUrl => opt_str(crate::engine::target_url(g, ex)),
+            Slot::CurrentFlowName => match (&ex.current_flow_name, ex.current_flow, ex.stage) {
+                (Some(n), _, _) => Value::String(n),
+                (None, "", crate::engine::Stage::Run(seg, _)) => {
+                    crate::engine::flows_of(g, ex, seg)
+                        .map_or(Value::Null, |(f, _)| Value::String(&f.name))
+                }
+                (None, "", _) => Value::Null,
+                (None, name, _) => Value::String(name),
+            },
             Slot::ProxyFlowName => g
                 .proxy_endpoint(ex)
                 .and_then(|p| ex.proxy_flow.and_then(|f| p.flows.get(f)))
