@@ -886,9 +886,9 @@ fn start_callout(
         request,
         timeouts,
         endpoint: if local {
-            format!("servicecallout-local:{name}")
+            format!("servicecallout-local:{name}").into()
         } else {
-            format!("servicecallout:{name}")
+            format!("servicecallout:{name}").into()
         },
     })
 }
