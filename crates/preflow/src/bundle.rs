@@ -153,7 +153,9 @@ impl Loaded {
     }
 }
 
-const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle"];
+/// Bundle folders: Apigee's `apiproxy` and `sharedflowbundle`, and SAP API Management's
+/// `APIProxy` (see [`crate::sap`]).
+const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle", "APIProxy"];
 
 /// Children of `<APIProxy>` and `<SharedFlowBundle>` descriptors. Only the name, revision,
 /// description and display name are used: endpoints and policies are found by scanning.
@@ -278,6 +280,10 @@ fn role(rel: &str) -> Role {
         ["policies", _] if is_xml => Role::Policy,
         ["sharedflows", _] if is_xml => Role::SharedFlow,
         ["resources" | "manifests" | "stepdefinitions", ..] => Role::Ignored,
+        ["APIProxyEndPoint", _] if is_xml => Role::Proxy,
+        ["APITargetEndPoint", _] if is_xml => Role::Target,
+        ["Policy", _] if is_xml => Role::Policy,
+        ["FileResource" | "APIResource" | "Documentation", ..] => Role::Ignored,
         _ if is_xml => Role::Unexpected,
         _ => Role::Ignored,
     }
@@ -339,7 +345,12 @@ fn load_bundle(
         let Some(src) = decode(path, bytes, diags) else {
             continue;
         };
-        let Some(policy) = parse_policy(&src, limits, diags) else {
+        let parsed = if rel.starts_with("Policy/") {
+            crate::sap::parse_policy(&src, rel, limits, diags)
+        } else {
+            parse_policy(&src, limits, diags)
+        };
+        let Some(policy) = parsed else {
             continue;
         };
         if policy.name != stem(rel) {
@@ -385,7 +396,7 @@ fn load_bundle(
             continue;
         };
         let root_el = match xml::parse(src.text(), limits) {
-            Ok(r) => r,
+            Ok(r) => crate::sap::normalize(r),
             Err(e) => {
                 diags.push(src.error(e.offset, e.message));
                 continue;
@@ -494,10 +505,12 @@ fn load_bundle(
             ));
         }
         BundleKind::SharedFlow if bundle.shared_flows.is_empty() => {
+            // Policies alone: a library of policies a build step assembles; a FlowCallout
+            // to it runs no step.
             diags.push(Diagnostic::for_file(
                 root,
-                Severity::Error,
-                "shared flow bundle has no shared flow (`sharedflows/*.xml`)",
+                Severity::Warning,
+                "shared flow bundle has no shared flow (`sharedflows/*.xml`); a FlowCallout to it runs nothing",
             ));
         }
         _ => {}
@@ -529,11 +542,13 @@ fn name_matches_file(
 fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
     for step in bundle.all_steps() {
         if !bundle.policies.contains_key(&step.policy) {
+            // Build scripts often add policies before deployment: a warning, and a
+            // runtime fault (`PolicyNotFound`) if the step is reached.
             let mut d = Diagnostic::at(
                 step.location.clone(),
-                Severity::Error,
+                Severity::Warning,
                 format!(
-                    "step names policy `{}`, which is not in the bundle",
+                    "step names policy `{}`, which is not in the bundle; reaching the step raises fault `PolicyNotFound`",
                     step.policy
                 ),
             );

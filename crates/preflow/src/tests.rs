@@ -134,7 +134,7 @@ fn loads_a_full_proxy() {
 }
 
 #[test]
-fn step_naming_a_missing_policy_is_an_error_at_the_step() {
+fn step_naming_a_missing_policy_is_a_warning_at_the_step() {
     let loaded = load(&[
         (
             "apiproxy/proxies/default.xml",
@@ -145,7 +145,7 @@ fn step_naming_a_missing_policy_is_an_error_at_the_step() {
     assert_eq!(
         messages(&loaded),
         [
-            "apiproxy/proxies/default.xml:3:5: error: step names policy `Missing`, which is not in the bundle"
+            "apiproxy/proxies/default.xml:3:5: warning: step names policy `Missing`, which is not in the bundle; reaching the step raises fault `PolicyNotFound`"
         ]
     );
     let rendered = loaded.diagnostics[0].render();
@@ -460,4 +460,15 @@ fn conditions_are_compiled_at_load() {
         preflow_condition::OwnedValue::String("GET".into()),
     );
     assert!(flow.condition.as_ref().unwrap().compiled.eval(&vars));
+}
+
+#[test]
+fn gateway_is_send_and_sync_and_exchange_is_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<crate::Gateway>();
+    send::<crate::Exchange>();
+    send::<crate::Step>();
+    send::<crate::StoreOp>();
+    send::<crate::StoreReply>();
 }
