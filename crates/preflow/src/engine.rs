@@ -580,6 +580,27 @@ fn handle(
             });
             Some(Step::Store(op))
         }
+        Outcome::Respond(m) => {
+            result(ex, "respond".to_owned());
+            ex.callouts.clear();
+            ex.response = Some(m);
+            ex.stage = Stage::Respond;
+            None
+        }
+        Outcome::CacheHit(m) => {
+            result(ex, "cache hit".to_owned());
+            ex.callouts.clear();
+            ex.response = Some(m);
+            if let Err(f) = enter_seg(g, ex, Seg::ProxyResp(Part::Pre)) {
+                enter_error(g, ex, f);
+            }
+            None
+        }
+        Outcome::Callout(target) => {
+            result(ex, "service callout".to_owned());
+            ex.callout = Some((bundle, policy));
+            Some(Step::Forward(target))
+        }
         Outcome::Fault(mut fault) => {
             if !ex.failed.contains(&(bundle, policy)) {
                 ex.failed.push((bundle, policy));
@@ -621,6 +642,17 @@ fn to_response(m: Message) -> http::Response<Bytes> {
 
 /// Drives `ex` until the host has work.
 pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
+    if let Some((b, p)) = ex.callout.take() {
+        let outcome = match ex.target_result.take() {
+            Some(result) => exec::resume_callout(g, ex, b, p, result),
+            None => Outcome::Fault(faults::internal(
+                "the exchange was stepped before the callout response was given",
+            )),
+        };
+        if let Some(s) = handle(g, ex, b, p, outcome) {
+            return s;
+        }
+    }
     if let Some(resume) = ex.resume.take() {
         let Some(reply) = ex.reply.take() else {
             let op = resume.op.clone();
@@ -731,10 +763,11 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Respond => {
-            let m = ex
+            let mut m = ex
                 .response
                 .clone()
                 .unwrap_or_else(|| Message::response(StatusCode::OK));
+            crate::families::finish_response(ex, &mut m);
             let resp = to_response(m);
             let has_post_client = g
                 .proxy_endpoint(ex)

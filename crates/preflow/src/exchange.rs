@@ -68,7 +68,9 @@ pub struct Target {
     pub request: http::Request<Bytes>,
     /// Timeouts configured on the target endpoint.
     pub timeouts: Timeouts,
-    /// The target endpoint's name, or empty for a RouteRule `<URL>`.
+    /// The target endpoint's name, or empty for a RouteRule `<URL>`. A ServiceCallout's
+    /// call is `servicecallout:{policy}`; one with a `<LocalTargetConnection>` is
+    /// `servicecallout-local:{policy}` and its URI is a path on this gateway.
     pub endpoint: std::sync::Arc<str>,
 }
 
@@ -275,6 +277,8 @@ pub struct Exchange {
     pub(crate) callouts: Vec<crate::engine::Frame>,
     pub(crate) rule_raised: bool,
     pub(crate) final_response: Option<http::Response<Bytes>>,
+    /// A ServiceCallout waiting for the host's call: `(bundle, policy)`.
+    pub(crate) callout: Option<(usize, usize)>,
 }
 
 impl Exchange {

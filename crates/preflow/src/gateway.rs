@@ -124,9 +124,17 @@ pub struct GatewayBuilder {
     registry: Option<Arc<Registry>>,
     settings: Settings,
     state: StateMode,
+    resources: Option<crate::families::PolicyResources>,
 }
 
 impl GatewayBuilder {
+    /// The cache, log sink and JWKS documents of the cache, MessageLogging and VerifyJWT
+    /// policies (default: an empty cache with default limits, no sink, no JWKS).
+    pub fn resources(mut self, resources: crate::families::PolicyResources) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
     /// Adds loaded bundles (from [`load_path`], [`load_files`](crate::load_files)…).
     pub fn bundles(mut self, loaded: Loaded) -> Self {
         self.loaded.push(loaded);
@@ -228,6 +236,7 @@ impl GatewayBuilder {
                 tokens: preflow_oauth::MemoryStore::new(),
                 kvm: dashmap::DashMap::new(),
                 ids: AtomicU64::new(1),
+                resources: self.resources.unwrap_or_default(),
             }),
         })
     }
@@ -349,6 +358,7 @@ pub(crate) struct Inner {
     pub tokens: preflow_oauth::MemoryStore,
     pub kvm: dashmap::DashMap<String, Vec<String>>,
     pub ids: AtomicU64,
+    pub resources: crate::families::PolicyResources,
 }
 
 impl Inner {
@@ -682,6 +692,7 @@ impl Gateway {
             target_url_cache: std::sync::OnceLock::new(),
             callouts: Vec::new(),
             rule_raised: false,
+            callout: None,
             final_response: None,
         }
     }

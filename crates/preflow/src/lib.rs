@@ -79,12 +79,14 @@ mod endpoint;
 mod engine;
 mod exchange;
 mod exec;
+mod families;
 mod fault;
 mod gateway;
 mod guard;
 mod lint;
 pub mod path;
 mod policies_more;
+mod sap;
 mod vars;
 
 pub use bundle::{
@@ -99,6 +101,7 @@ pub use exchange::{
     Client, Exchange, Phase, Scheme, Step, StoreOp, StoreReply, Target, TargetError, Timeouts,
     TraceEvent,
 };
+pub use families::PolicyResources;
 pub use gateway::{BuildError, Gateway, GatewayBuilder, Profile, Settings, StateMode};
 pub use lint::lint;
 pub use path::PathError;
@@ -111,7 +114,10 @@ pub use {bytes, http, preflow_oauth, preflow_ratelimit};
 
 /// The typed policy configurations, by policy family.
 pub mod policies {
-    pub use preflow_policy::{callout, extract, kvm, message, security, traffic};
+    pub use preflow_policy::{
+        cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service,
+        traffic, xpath,
+    };
 }
 
 #[cfg(test)]

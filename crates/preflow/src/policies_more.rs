@@ -428,12 +428,19 @@ pub(crate) fn extract_variables(
             }
         }
     }
-    if e.xml_payload.is_some() {
-        return Outcome::Fault(Fault::new(
-            "steps.extractvariables.UnsupportedOperation",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ExtractVariables <XMLPayload> is not supported by this gateway",
-        ));
+    if let Some(x) = &e.xml_payload {
+        let body = if use_response {
+            ex.response
+                .as_ref()
+                .map(|m| m.body.clone())
+                .unwrap_or_default()
+        } else {
+            ex.request.body.clone()
+        };
+        match crate::families::extract_xml(x, &body, e.ignore_unresolved_variables) {
+            Ok(found) => out.extend(found),
+            Err(f) => return Outcome::Fault(*f),
+        }
     }
     for (name, value) in out {
         let full = e.output_name(&name);

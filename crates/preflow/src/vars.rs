@@ -461,7 +461,12 @@ impl<'a> View<'a> {
 
     fn cred(&self, field: &CredField, v: Cred<'a>) -> Value<'a> {
         let (client_id, app, dev, product) = match v {
-            Cred::Token(t) => (&*t.token.client_id, &*t.app, &*t.developer, &*t.product),
+            Cred::Token(t) => (
+                &*t.token.client_id,
+                &*t.client.app,
+                &*t.client.developer,
+                &*t.product,
+            ),
             Cred::Key(k) => (
                 k.client.credential.key.as_str(),
                 &*k.client.app,
