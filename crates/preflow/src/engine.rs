@@ -535,23 +535,25 @@ fn handle(
 ) -> Option<Step> {
     let p = g.bundles.get(bundle).and_then(|b| b.policies.get(policy))?;
     let tracing = ex.trace.is_some();
-    let result = |ex: &mut Exchange, r: String| {
+    // The result text is built only when tracing.
+    let result = |ex: &mut Exchange, r: &dyn Fn() -> String| {
         if tracing {
             let (name, type_name) = (p.name.clone(), p.type_name.clone());
+            let result = r();
             ex.record(|| TraceEvent::Policy {
                 name,
                 type_name,
-                result: r,
+                result,
             });
         }
     };
     match outcome {
         Outcome::Continue => {
-            result(ex, "ok".to_owned());
+            result(ex, &|| "ok".to_owned());
             None
         }
         Outcome::Call(shared) => {
-            result(ex, "flow callout".to_owned());
+            result(ex, &|| "flow callout".to_owned());
             if ex.callouts.len() >= g.settings.max_callout_depth {
                 let f = faults::internal(format!(
                     "FlowCallout `{}` nests shared flows deeper than {}",
@@ -586,7 +588,7 @@ fn handle(
             }
             fault.policy = Some((bundle, policy));
             if matches!(ex.stage, Stage::PostClient(_)) {
-                result(ex, format!("fault {} (after the response)", fault.name));
+                result(ex, &|| format!("fault {} (after the response)", fault.name));
                 return None;
             }
             if let Stage::Fault(..) = ex.stage
@@ -595,17 +597,17 @@ fn handle(
                 {
                     // RaiseFault in a FaultRule: its response replaces the error
                     // response; the rule's remaining steps still run.
-                    result(ex, format!("raised {}", fault.name));
+                    result(ex, &|| format!("raised {}", fault.name));
                     ex.rule_raised = true;
                     ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
                     return None;
                 }
             }
             if p.continue_on_error && !fault.raised {
-                result(ex, format!("failed {} (continueOnError)", fault.name));
+                result(ex, &|| format!("failed {} (continueOnError)", fault.name));
                 return None;
             }
-            result(ex, format!("fault {}", fault.name));
+            result(ex, &|| format!("fault {}", fault.name));
             enter_error(g, ex, fault);
             None
         }

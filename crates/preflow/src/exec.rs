@@ -78,6 +78,8 @@ pub(crate) struct Spike {
     rate_text: String,
     rate_ref: Option<String>,
     identifier: Option<String>,
+    /// The identifier's slot, resolved on first use.
+    identifier_slot: std::sync::OnceLock<Slot>,
     weight: Option<String>,
     by_rate: dashmap::DashMap<String, Arc<SpikeArrest>>,
     config: SpikeArrestConfig,
@@ -191,6 +193,7 @@ pub(crate) fn compile(p: &Policy, cx: &BuildCx<'_>) -> Result<CPolicy, String> {
                 rate_text: rate,
                 rate_ref: s.rate.reference.clone(),
                 identifier: s.identifier.clone(),
+                identifier_slot: std::sync::OnceLock::new(),
                 weight: s.message_weight.clone(),
                 by_rate: dashmap::DashMap::new(),
                 config,
@@ -953,12 +956,14 @@ fn spike_arrest(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize, s: &
     let now = Timestamp::from_nanos(ex.now_ns);
     let view = View { g, ex };
     let id_slot = s.identifier.as_deref().map(|i| {
-        let empty = HashMap::new();
-        let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
-        resolve_name(i, bundle, index)
+        s.identifier_slot.get_or_init(|| {
+            let empty = HashMap::new();
+            let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
+            resolve_name(i.trim(), bundle, index)
+        })
     });
     let mut owned = String::new();
-    let key: &str = match &id_slot {
+    let key: &str = match id_slot {
         None => "_default",
         Some(slot) => match view.value(slot) {
             Value::String(v) => v,
