@@ -142,8 +142,15 @@ fn server_config(cfg: &OAuthV2, settings: &Settings) -> ServerConfig {
         .collect();
     if !grants.is_empty() {
         c.grant_types = grants;
-        // A refresh policy in the same proxy uses the refresh grant.
-        if matches!(cfg.operation, Some(OAuthOperation::RefreshAccessToken)) {
+        // Apigee issues refresh tokens with the authorization-code and password grants;
+        // the server issues them when the refresh grant is on.
+        let refreshable = c.grant_types.iter().any(|g| {
+            matches!(
+                g,
+                preflow_oauth::GrantType::AuthorizationCode | preflow_oauth::GrantType::Password
+            )
+        });
+        if refreshable || matches!(cfg.operation, Some(OAuthOperation::RefreshAccessToken)) {
             c.grant_types.push(preflow_oauth::GrantType::RefreshToken);
         }
     }
