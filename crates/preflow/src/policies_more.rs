@@ -782,6 +782,13 @@ pub(crate) fn get_oauth_info(
     i: &GetOAuthV2Info,
 ) -> Outcome {
     let prefix = |kind: &str| format!("oauthv2{kind}.{policy}");
+    if g.state == StateMode::Remote && (i.access_token.is_some() || i.refresh_token.is_some()) {
+        return Outcome::Fault(Fault::new(
+            "steps.oauth.v2.UnsupportedOperation",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GetOAuthV2Info on tokens needs local token state",
+        ));
+    }
     if let Some(r) = &i.access_token {
         let Some(tok) = read_var(g, ex, r) else {
             return Outcome::Fault(Fault::new(
