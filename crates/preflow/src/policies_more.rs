@@ -80,7 +80,8 @@ pub(crate) fn compile_quota(q: &preflow_policy::traffic::Quota) -> Result<CQuota
         QuotaType::Flexi => preflow_ratelimit::QuotaType::Flexi,
         QuotaType::RollingWindow => preflow_ratelimit::QuotaType::RollingWindow,
     });
-    if let Some(st) = &q.start_time {
+    // A StartTime only means something to a calendar quota; elsewhere it is ignored.
+    if let (Some(st), QuotaType::Calendar) = (&q.start_time, q.quota_type) {
         base = base
             .with_start_time(preflow_ratelimit::parse_start_time(st).map_err(|e| e.to_string())?);
     }
