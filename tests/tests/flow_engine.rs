@@ -739,3 +739,49 @@ fn target_default_fault_rule_runs_when_no_target_rule_matches() {
     let out = run(&g, "GET", "/p", &[("where", "target")]);
     assert_eq!(ran(&out), ["Boom:fault RaiseFault", "TD"]);
 }
+
+#[test]
+fn framing_headers_follow_the_buffered_bodies() {
+    let files = vec![
+        file(
+            "apiproxy/policies/Body.xml",
+            r#"<AssignMessage name="Body"><Set><Payload contentType="text/plain">a longer body than the target's</Payload></Set></AssignMessage>"#,
+        ),
+        proxy(&format!(
+            "<PostFlow><Response>{}</Response></PostFlow>{CONN}{TO_TARGET}",
+            steps(&["Body"])
+        )),
+        target(""),
+    ];
+    let g = build(&files);
+    let out = run_at(
+        &g,
+        request(
+            "POST",
+            "/p",
+            &[
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "1"),
+                ("transfer-encoding", "chunked"),
+                ("content-length", "999"),
+            ],
+            "hello",
+        ),
+        at(0.0),
+        |_| {
+            Ok(http::Response::builder()
+                .header("content-length", "2")
+                .header("transfer-encoding", "chunked")
+                .body(bytes::Bytes::from_static(b"ok"))
+                .unwrap())
+        },
+    );
+    let sent = &out.forwarded[0];
+    assert_eq!(sent.headers()["content-length"], "5");
+    assert!(sent.headers().get("connection").is_none());
+    assert!(sent.headers().get("x-private").is_none());
+    assert!(sent.headers().get("transfer-encoding").is_none());
+    assert_eq!(out.body(), "a longer body than the target's");
+    assert_eq!(out.header("content-length").as_deref(), Some("31"));
+    assert_eq!(out.header("transfer-encoding"), None);
+}

@@ -614,10 +614,59 @@ fn handle(
     }
 }
 
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and those it names,
+/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
+/// makes `Content-Length` match the buffered body, which policies may have changed.
+pub(crate) fn fix_framing(headers: &mut http::HeaderMap, body_len: usize, allow_body: bool) {
+    use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    let hop = |n: &http::HeaderName| {
+        *n == CONNECTION
+            || *n == TE
+            || *n == TRAILER
+            || *n == TRANSFER_ENCODING
+            || *n == UPGRADE
+            || n.as_str() == "keep-alive"
+            || n.as_str() == "proxy-connection"
+    };
+    if headers.keys().any(hop) {
+        strip_hop_by_hop(headers);
+    }
+    if allow_body {
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(body_len));
+    } else {
+        headers.remove(CONTENT_LENGTH);
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    let named: Vec<http::HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(h);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
 fn to_response(m: Message) -> http::Response<Bytes> {
     let mut r = http::Response::new(m.body);
-    *r.status_mut() = m.status;
+    let status = m.status;
+    *r.status_mut() = status;
     *r.headers_mut() = m.headers;
+    let allow_body = !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED);
+    let len = r.body().len();
+    fix_framing(r.headers_mut(), len, allow_body);
     r
 }
 
@@ -983,6 +1032,9 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     *req.uri_mut() = uri;
     let mut headers = ex.request.headers.clone();
     headers.remove(http::header::HOST);
+    let len = ex.request.body.len();
+    let has_body = len > 0 || headers.contains_key(http::header::CONTENT_LENGTH);
+    fix_framing(&mut headers, len, has_body);
     *req.headers_mut() = headers;
     let mut timeouts = target.map(|t| t.timeouts).unwrap_or_default();
     timeouts.connect = timeouts.connect.or(g.settings.connect_timeout);
