@@ -814,7 +814,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
 }
 
 fn start(g: &Inner, ex: &mut Exchange) {
-    let normalized = match crate::path::normalize(&ex.request.path) {
+    let normalized = match crate::path::normalize(ex.req_path()) {
         Ok(p) => match p {
             std::borrow::Cow::Borrowed(_) => None,
             std::borrow::Cow::Owned(o) => Some(o),
@@ -830,8 +830,9 @@ fn start(g: &Inner, ex: &mut Exchange) {
     };
     if let Some(n) = normalized {
         ex.request.path = n;
+        ex.path_lazy = false;
     }
-    let path = ex.request.path.as_str();
+    let path = ex.req_path();
     let found = g.bases.iter().find_map(|(bp, b, e)| {
         crate::path::strip_base(path, bp).map(|suffix| (path.len() - suffix.len(), *b, *e))
     });
@@ -860,7 +861,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
             .proxy_endpoint(ex)
             .map(|p| p.name.clone())
             .unwrap_or_default();
-        let base_path = ex.request.path.get(..base_len).unwrap_or("").to_owned();
+        let base_path = ex.req_path().get(..base_len).unwrap_or("").to_owned();
         let path_suffix = ex.path_suffix().to_owned();
         ex.record(|| TraceEvent::ProxySelected {
             proxy,
@@ -936,7 +937,7 @@ fn route(g: &Inner, ex: &mut Exchange) {
         }
         CRouteTarget::Url(u) => {
             if ex.target_url.is_none() {
-                ex.target_url = Some(join_url(u, ex.path_suffix(), ex.request.query.as_deref()));
+                ex.target_url = Some(join_url(u, ex.path_suffix(), ex.req_query()));
             }
             ex.stage = Stage::Forward;
         }
@@ -987,7 +988,7 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             }),
         ) => {
             let suffix = ex.path_suffix();
-            let query = ex.request.query.as_deref();
+            let query = ex.req_query();
             let empty = base.is_empty() && suffix.is_empty();
             let len =
                 base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + usize::from(empty);
@@ -1060,7 +1061,7 @@ pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> 
     };
     Some(
         ex.target_url_cache
-            .get_or_init(|| join_url(url, ex.path_suffix(), ex.request.query.as_deref())),
+            .get_or_init(|| join_url(url, ex.path_suffix(), ex.req_query())),
     )
 }
 

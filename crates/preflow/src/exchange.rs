@@ -274,6 +274,9 @@ pub struct Exchange {
     pub(crate) target_url_cache: std::sync::OnceLock<String>,
     pub(crate) callouts: Vec<crate::engine::Frame>,
     pub(crate) rule_raised: bool,
+    /// The request path and query are still only in `original_uri` (no copy made).
+    pub(crate) path_lazy: bool,
+    pub(crate) query_lazy: bool,
     pub(crate) final_response: Option<http::Response<Bytes>>,
 }
 
@@ -315,6 +318,37 @@ impl Exchange {
     /// The `fault.name` of the fault the exchange is handling or ended with, if any.
     pub fn fault_name(&self) -> Option<&str> {
         self.fault.as_ref().map(|f| f.name.as_ref())
+    }
+
+    /// The request path (normalised once the exchange has started).
+    pub(crate) fn req_path(&self) -> &str {
+        if self.path_lazy {
+            self.original_uri.path()
+        } else {
+            &self.request.path
+        }
+    }
+
+    /// The request query, without `?`.
+    pub(crate) fn req_query(&self) -> Option<&str> {
+        if self.query_lazy {
+            self.original_uri.query()
+        } else {
+            self.request.query.as_deref()
+        }
+    }
+
+    /// Copies the path and query into the request message before it is changed or
+    /// cloned as a whole.
+    pub(crate) fn materialize(&mut self) {
+        if self.path_lazy {
+            self.request.path = self.original_uri.path().to_owned();
+            self.path_lazy = false;
+        }
+        if self.query_lazy {
+            self.request.query = self.original_uri.query().map(str::to_owned);
+            self.query_lazy = false;
+        }
     }
 
     pub(crate) fn record(&mut self, event: impl FnOnce() -> TraceEvent) {

@@ -487,6 +487,7 @@ fn function(
 /// Sets variable `name`: message parts are written to the message, the rest is kept by
 /// name.
 pub(crate) fn set_variable(g: &Inner, ex: &mut Exchange, bundle: usize, name: &str, value: String) {
+    ex.materialize();
     let empty = HashMap::new();
     let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
     match resolve_name(name, bundle, index) {
@@ -596,6 +597,7 @@ fn apply_ops(
     ignore: bool,
     mut raise: Option<&mut Message>,
 ) -> Result<(), Fault> {
+    ex.materialize();
     let target = match (&raise, &ops.assign_to) {
         (Some(_), _) => Target::Detached,
         (

@@ -636,13 +636,11 @@ impl Gateway {
         let now_ns = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let path = parts.uri.path().to_owned();
-        let query = parts.uri.query().map(str::to_owned);
         Exchange {
             request: Message {
                 method: parts.method,
-                path,
-                query,
+                path: String::new(),
+                query: None,
                 version: parts.version,
                 status: http::StatusCode::OK,
                 reason: None,
@@ -682,6 +680,8 @@ impl Gateway {
             target_url_cache: std::sync::OnceLock::new(),
             callouts: Vec::new(),
             rule_raised: false,
+            path_lazy: true,
+            query_lazy: true,
             final_response: None,
         }
     }
