@@ -138,7 +138,7 @@ pub(crate) fn eval(
     let guard = &c.guard;
     let result = if guard.is_empty() {
         compiled.eval(&View { g, ex })
-    } else if guard.holds(ex.path_suffix(), ex.request.method.as_str()) {
+    } else if guard.holds(ex.path_suffix(), &ex.request.method) {
         guard.exact || compiled.eval(&View { g, ex })
     } else {
         false
@@ -228,7 +228,7 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
                 && f.cond.as_ref().is_some_and(|c| {
                     c.compiled.is_some()
                         && !c.guard.is_empty()
-                        && !c.guard.holds(ex.path_suffix(), ex.request.method.as_str())
+                        && !c.guard.holds(ex.path_suffix(), &ex.request.method)
                 })
             {
                 continue;
