@@ -306,14 +306,14 @@ pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
         // A fault while handling a fault: stop and answer with it.
         ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
         record_fault(ex, &fault);
-        ex.fault = Some(fault);
+        ex.fault = Some(Box::new(fault));
         ex.callouts.clear();
         ex.stage = Stage::Respond;
         return;
     }
     ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
     record_fault(ex, &fault);
-    ex.fault = Some(fault);
+    ex.fault = Some(Box::new(fault));
     ex.callouts.clear();
     ex.rule_raised = false;
     ex.current_flow = "";
@@ -574,12 +574,12 @@ fn handle(
                 let short: String = d.chars().take(120).collect();
                 ex.record(|| TraceEvent::Store { op: short });
             }
-            ex.resume = Some(Resume {
+            ex.resume = Some(Box::new(Resume {
                 bundle,
                 policy,
                 op: op.clone(),
                 kind,
-            });
+            }));
             Some(Step::Store(op))
         }
         Outcome::Fault(mut fault) => {
@@ -679,7 +679,7 @@ pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
             return Step::Store(op);
         };
         let (b, p) = (resume.bundle, resume.policy);
-        let outcome = exec::resume(g, ex, resume, reply);
+        let outcome = exec::resume(g, ex, *resume, *reply);
         if let Some(s) = handle(g, ex, b, p, outcome) {
             return s;
         }
@@ -723,7 +723,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                         let resp = ex
                             .final_response
                             .take()
-                            .unwrap_or_else(|| to_response(Message::response(StatusCode::OK)));
+                            .map_or_else(|| to_response(Message::response(StatusCode::OK)), |r| *r);
                         return Some(Step::Respond(resp));
                     }
                     _ => {}
@@ -747,7 +747,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 );
                 return None;
             };
-            match result {
+            match *result {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
                     let m = Message {
@@ -792,7 +792,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 .and_then(|p| p.post_client.as_ref())
                 .is_some_and(|f| !f.response.is_empty());
             if has_post_client {
-                ex.final_response = Some(resp);
+                ex.final_response = Some(Box::new(resp));
                 ex.stage = Stage::PostClient(0);
                 ex.current_flow = "PostClientFlow";
                 ex.current_flow_name = None;
@@ -823,7 +823,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
             let f = faults::bad_path(&e);
             ex.response = Some(f.render(wants_xml(&ex.request.headers)));
             record_fault(ex, &f);
-            ex.fault = Some(f);
+            ex.fault = Some(Box::new(f));
             ex.stage = Stage::Respond;
             return;
         }
@@ -848,7 +848,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
         let f = faults::application_not_found(&host, path);
         ex.response = Some(f.render(wants_xml(&ex.request.headers)));
         record_fault(ex, &f);
-        ex.fault = Some(f);
+        ex.fault = Some(Box::new(f));
         ex.stage = Stage::Respond;
         return;
     };

@@ -257,10 +257,10 @@ pub struct Exchange {
     pub(crate) current_flow: &'static str,
     pub(crate) current_flow_name: Option<String>,
     pub(crate) stage: Stage,
-    pub(crate) resume: Option<Resume>,
-    pub(crate) reply: Option<StoreReply>,
-    pub(crate) target_result: Option<Result<http::Response<Bytes>, TargetError>>,
-    pub(crate) fault: Option<Fault>,
+    pub(crate) resume: Option<Box<Resume>>,
+    pub(crate) reply: Option<Box<StoreReply>>,
+    pub(crate) target_result: Option<Box<Result<http::Response<Bytes>, TargetError>>>,
+    pub(crate) fault: Option<Box<Fault>>,
     pub(crate) vars: HashMap<String, OwnedValue>,
     pub(crate) failed: Vec<(usize, usize)>,
     pub(crate) verified: Option<preflow_oauth::VerifiedToken>,
@@ -277,7 +277,7 @@ pub struct Exchange {
     /// The request path and query are still only in `original_uri` (no copy made).
     pub(crate) path_lazy: bool,
     pub(crate) query_lazy: bool,
-    pub(crate) final_response: Option<http::Response<Bytes>>,
+    pub(crate) final_response: Option<Box<http::Response<Bytes>>>,
 }
 
 impl Exchange {
@@ -285,12 +285,12 @@ impl Exchange {
     /// exchange; the next [`Gateway::step`](crate::Gateway::step) continues with the
     /// response flows (or the error flow).
     pub fn target_response(&mut self, result: Result<http::Response<Bytes>, TargetError>) {
-        self.target_result = Some(result);
+        self.target_result = Some(Box::new(result));
     }
 
     /// Hands the reply to the operation requested by [`Step::Store`] to the exchange.
     pub fn store_reply(&mut self, reply: StoreReply) {
-        self.reply = Some(reply);
+        self.reply = Some(Box::new(reply));
     }
 
     /// Records a [`TraceEvent`] for everything that happens from now on.
