@@ -618,17 +618,8 @@ fn handle(
 /// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
 /// makes `Content-Length` match the buffered body, which policies may have changed.
 pub(crate) fn fix_framing(headers: &mut http::HeaderMap, body_len: usize, allow_body: bool) {
-    use http::header::{CONNECTION, CONTENT_LENGTH, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-    let hop = |n: &http::HeaderName| {
-        *n == CONNECTION
-            || *n == TE
-            || *n == TRAILER
-            || *n == TRANSFER_ENCODING
-            || *n == UPGRADE
-            || n.as_str() == "keep-alive"
-            || n.as_str() == "proxy-connection"
-    };
-    if headers.keys().any(hop) {
+    use http::header::CONTENT_LENGTH;
+    if headers.keys().any(is_hop_by_hop) {
         strip_hop_by_hop(headers);
     }
     if allow_body {
@@ -636,6 +627,24 @@ pub(crate) fn fix_framing(headers: &mut http::HeaderMap, body_len: usize, allow_
     } else {
         headers.remove(CONTENT_LENGTH);
     }
+}
+
+/// [`fix_framing`] for a message without a body and without `Content-Length`.
+fn fix_framing_no_body(headers: &mut http::HeaderMap) {
+    if headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(headers);
+    }
+}
+
+fn is_hop_by_hop(n: &http::HeaderName) -> bool {
+    use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    *n == CONNECTION
+        || *n == TE
+        || *n == TRAILER
+        || *n == TRANSFER_ENCODING
+        || *n == UPGRADE
+        || n.as_str() == "keep-alive"
+        || n.as_str() == "proxy-connection"
 }
 
 fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
@@ -1032,10 +1041,20 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     *req.method_mut() = ex.request.method.clone();
     *req.uri_mut() = uri;
     let mut headers = ex.request.headers.clone();
-    headers.remove(http::header::HOST);
+    let (mut host, mut content_length) = (false, false);
+    for k in headers.keys() {
+        host |= *k == http::header::HOST;
+        content_length |= *k == http::header::CONTENT_LENGTH;
+    }
+    if host {
+        headers.remove(http::header::HOST);
+    }
     let len = ex.request.body.len();
-    let has_body = len > 0 || headers.contains_key(http::header::CONTENT_LENGTH);
-    fix_framing(&mut headers, len, has_body);
+    if len > 0 || content_length {
+        fix_framing(&mut headers, len, true);
+    } else {
+        fix_framing_no_body(&mut headers);
+    }
     *req.headers_mut() = headers;
     let mut timeouts = target.map(|t| t.timeouts).unwrap_or_default();
     timeouts.connect = timeouts.connect.or(g.settings.connect_timeout);
