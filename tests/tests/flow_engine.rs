@@ -668,3 +668,120 @@ fn flow_variables() {
     assert_eq!(v("is.error").as_deref(), Some("false"));
     assert_eq!(v("fault.name"), None);
 }
+
+#[test]
+fn a_fault_inside_fault_handling_stops_and_answers_with_it() {
+    let mut files = all_policies(&["After"]);
+    files.push(raise("Boom", 418, "teapot"));
+    files.push(file(
+        "apiproxy/policies/Strict.xml",
+        r#"<AssignMessage name="Strict"><Set><Headers><Header name="x">{not.set}</Header></Headers></Set></AssignMessage>"#,
+    ));
+    files.push(proxy(&format!(
+        r#"<PreFlow><Request>{}</Request></PreFlow>
+        <FaultRules><FaultRule name="r"><Step><Name>Strict</Name></Step><Step><Name>After</Name></Step></FaultRule></FaultRules>{CONN}{NULL_ROUTE}"#,
+        steps(&["Boom"])
+    )));
+    let g = build(&files);
+    let out = run(&g, "GET", "/p", &[]);
+    assert_eq!(
+        ran(&out),
+        ["Boom:fault RaiseFault", "Strict:fault UnresolvedVariable"]
+    );
+    assert_eq!(out.status(), 500);
+    assert_eq!(out.errorcode(), "steps.assignmessage.UnresolvedVariable");
+}
+
+#[test]
+fn post_client_flow_also_runs_after_an_error() {
+    let mut files = all_policies(&["Log"]);
+    files.push(raise("Boom", 418, "teapot"));
+    files.push(proxy(&format!(
+        "<PreFlow><Request>{}</Request></PreFlow><PostClientFlow><Response>{}</Response></PostClientFlow>{CONN}{NULL_ROUTE}",
+        steps(&["Boom"]),
+        steps(&["Log"])
+    )));
+    let g = build(&files);
+    let out = run(&g, "GET", "/p", &[]);
+    assert_eq!(ran(&out), ["Boom:fault RaiseFault", "Log"]);
+    assert_eq!(out.status(), 418);
+}
+
+#[test]
+fn message_is_the_error_in_fault_rules_and_the_response_on_the_way_back() {
+    let files = vec![
+        raise("Boom", 418, "teapot"),
+        file(
+            "apiproxy/policies/Tag.xml",
+            r#"<AssignMessage name="Tag"><Add><Headers><Header name="x-seen">{message.status.code}</Header></Headers></Add></AssignMessage>"#,
+        ),
+        proxy(&format!(
+            r#"<PreFlow><Request><Step><Name>Boom</Name><Condition>request.header.fail = "1"</Condition></Step></Request><Response><Step><Name>Tag</Name></Step></Response></PreFlow>
+            <FaultRules><FaultRule name="r"><Step><Name>Tag</Name></Step></FaultRule></FaultRules>{CONN}{TO_TARGET}"#
+        )),
+        target(""),
+    ];
+    let g = build(&files);
+    let out = run(&g, "GET", "/p", &[("fail", "1")]);
+    assert_eq!(out.status(), 418);
+    assert_eq!(out.header("x-seen").as_deref(), Some("418"));
+    let out = run(&g, "GET", "/p", &[]);
+    assert_eq!(out.status(), 200);
+    assert_eq!(out.header("x-seen").as_deref(), Some("200"));
+    assert_eq!(out.header("x-backend").as_deref(), Some("yes"));
+}
+
+#[test]
+fn target_default_fault_rule_runs_when_no_target_rule_matches() {
+    let target_rules = r#"<FaultRules><FaultRule name="t1"><Condition>fault.name = "Other"</Condition><Step><Name>TF1</Name></Step></FaultRule></FaultRules>
+      <DefaultFaultRule name="td"><Step><Name>TD</Name></Step></DefaultFaultRule>"#;
+    let g = fault_rules_bundle("", target_rules);
+    let out = run(&g, "GET", "/p", &[("where", "target")]);
+    assert_eq!(ran(&out), ["Boom:fault RaiseFault", "TD"]);
+}
+
+#[test]
+fn framing_headers_follow_the_buffered_bodies() {
+    let files = vec![
+        file(
+            "apiproxy/policies/Body.xml",
+            r#"<AssignMessage name="Body"><Set><Payload contentType="text/plain">a longer body than the target's</Payload></Set></AssignMessage>"#,
+        ),
+        proxy(&format!(
+            "<PostFlow><Response>{}</Response></PostFlow>{CONN}{TO_TARGET}",
+            steps(&["Body"])
+        )),
+        target(""),
+    ];
+    let g = build(&files);
+    let out = run_at(
+        &g,
+        request(
+            "POST",
+            "/p",
+            &[
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "1"),
+                ("transfer-encoding", "chunked"),
+                ("content-length", "999"),
+            ],
+            "hello",
+        ),
+        at(0.0),
+        |_| {
+            Ok(http::Response::builder()
+                .header("content-length", "2")
+                .header("transfer-encoding", "chunked")
+                .body(bytes::Bytes::from_static(b"ok"))
+                .unwrap())
+        },
+    );
+    let sent = &out.forwarded[0];
+    assert_eq!(sent.headers()["content-length"], "5");
+    assert!(sent.headers().get("connection").is_none());
+    assert!(sent.headers().get("x-private").is_none());
+    assert!(sent.headers().get("transfer-encoding").is_none());
+    assert_eq!(out.body(), "a longer body than the target's");
+    assert_eq!(out.header("content-length").as_deref(), Some("31"));
+    assert_eq!(out.header("transfer-encoding"), None);
+}

@@ -48,6 +48,13 @@ fn target() -> (String, String) {
 }
 
 fn registry_with_key(quota: Option<(u64, u64, QuotaTimeUnit)>) -> (Arc<Registry>, String) {
+    let (r, id, _) = registry_with_credential(quota);
+    (r, id)
+}
+
+fn registry_with_credential(
+    quota: Option<(u64, u64, QuotaTimeUnit)>,
+) -> (Arc<Registry>, String, String) {
     let registry = Arc::new(Registry::new());
     registry.put_developer(Developer::new("dev@example.com"));
     let mut p = ApiProduct::new("P")
@@ -68,7 +75,7 @@ fn registry_with_key(quota: Option<(u64, u64, QuotaTimeUnit)>) -> (Arc<Registry>
             },
         )
         .unwrap();
-    (registry, cred.client_id.clone())
+    (registry, cred.client_id.clone(), cred.client_secret.clone())
 }
 
 #[test]
@@ -448,4 +455,107 @@ fn oauth_lifecycle_refresh_info_invalidate() {
         out.errorcode(),
         "keymanagement.service.access_token_not_approved"
     );
+}
+
+fn oauth_files() -> Vec<(String, String)> {
+    vec![
+        file(
+            "apiproxy/proxies/default.xml",
+            r#"<ProxyEndpoint name="default">
+              <Flows>
+                <Flow name="authorize"><Condition>proxy.pathsuffix = "/authorize"</Condition><Request><Step><Name>Code</Name></Step></Request></Flow>
+                <Flow name="token"><Condition>proxy.pathsuffix = "/token"</Condition><Request><Step><Name>Token</Name></Step></Request></Flow>
+                <Flow name="refresh"><Condition>proxy.pathsuffix = "/refresh"</Condition><Request><Step><Name>Refresh</Name></Step></Request></Flow>
+                <Flow name="validate"><Condition>proxy.pathsuffix = "/validate"</Condition><Request><Step><Name>Validate</Name></Step></Request></Flow>
+              </Flows>
+              <HTTPProxyConnection><BasePath>/api</BasePath></HTTPProxyConnection><RouteRule name="n"/></ProxyEndpoint>"#,
+        ),
+        file(
+            "apiproxy/policies/Code.xml",
+            r#"<OAuthV2 name="Code"><Operation>GenerateAuthorizationCode</Operation><GenerateResponse enabled="true"/></OAuthV2>"#,
+        ),
+        file(
+            "apiproxy/policies/Token.xml",
+            r#"<OAuthV2 name="Token"><Operation>GenerateAccessToken</Operation><SupportedGrantTypes><GrantType>authorization_code</GrantType></SupportedGrantTypes><GenerateResponse enabled="true"/></OAuthV2>"#,
+        ),
+        file(
+            "apiproxy/policies/Refresh.xml",
+            r#"<OAuthV2 name="Refresh"><Operation>RefreshAccessToken</Operation><GenerateResponse enabled="true"/></OAuthV2>"#,
+        ),
+        file(
+            "apiproxy/policies/Validate.xml",
+            r#"<OAuthV2 name="Validate"><Operation>ValidateToken</Operation><Tokens><Token type="accesstoken">request.queryparam.t</Token></Tokens></OAuthV2>"#,
+        ),
+    ]
+}
+
+#[test]
+fn authorization_code_then_token_then_refresh_then_validate() {
+    let (registry, client_id, secret) = registry_with_credential(None);
+    let g = build_with(&oauth_files(), registry);
+    // challenge = BASE64URL(SHA256(verifier)).
+    let verifier = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtc";
+    let out = run(
+        &g,
+        "GET",
+        &format!(
+            "/api/authorize?client_id={client_id}&response_type=code&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&state=xyz&code_challenge={challenge}&code_challenge_method=S256"
+        ),
+        &[],
+    );
+    assert_eq!(out.status(), 302, "{}", out.body());
+    let location = out.header("location").unwrap();
+    assert!(
+        location.starts_with("https://app.example/cb?code="),
+        "{location}"
+    );
+    assert!(location.ends_with("&state=xyz"), "{location}");
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let form = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_verifier={verifier}&client_id={client_id}&client_secret={secret}"
+    );
+    let post = |path: &str, body: &str, t: f64| {
+        run_at(
+            &g,
+            request(
+                "POST",
+                path,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                body,
+            ),
+            at(t),
+            ok_target,
+        )
+    };
+    let out = post("/api/token", &form, 1.0);
+    assert_eq!(out.status(), 200, "{}", out.body());
+    let refresh = out.json()["refresh_token"].as_str().unwrap().to_owned();
+    let access = out.json()["access_token"].as_str().unwrap().to_owned();
+    let out = run(&g, "GET", &format!("/api/validate?t={access}"), &[]);
+    assert_eq!(out.status(), 200, "{}", out.body());
+    let out = post(
+        "/api/refresh",
+        &format!(
+            "grant_type=refresh_token&refresh_token={refresh}&client_id={client_id}&client_secret={secret}"
+        ),
+        2.0,
+    );
+    assert_eq!(out.status(), 200, "{}", out.body());
+    let renewed = out.json()["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(renewed, access);
+    // Reusing the code fails.
+    let out = post("/api/token", &form, 3.0);
+    assert_eq!(out.status(), 400, "{}", out.body());
+    assert_eq!(out.json()["error"], "invalid_grant");
+    // ValidateToken with an unknown token.
+    let out = run(&g, "GET", "/api/validate?t=nope", &[]);
+    assert_eq!(out.status(), 401);
 }

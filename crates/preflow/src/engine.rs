@@ -138,7 +138,7 @@ pub(crate) fn eval(
     let guard = &c.guard;
     let result = if guard.is_empty() {
         compiled.eval(&View { g, ex })
-    } else if guard.holds(ex.path_suffix(), ex.request.method.as_str()) {
+    } else if guard.holds(ex.path_suffix(), &ex.request.method) {
         guard.exact || compiled.eval(&View { g, ex })
     } else {
         false
@@ -228,7 +228,7 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
                 && f.cond.as_ref().is_some_and(|c| {
                     c.compiled.is_some()
                         && !c.guard.is_empty()
-                        && !c.guard.holds(ex.path_suffix(), ex.request.method.as_str())
+                        && !c.guard.holds(ex.path_suffix(), &ex.request.method)
                 })
             {
                 continue;
@@ -306,14 +306,14 @@ pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
         // A fault while handling a fault: stop and answer with it.
         ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
         record_fault(ex, &fault);
-        ex.fault = Some(fault);
+        ex.fault = Some(Box::new(fault));
         ex.callouts.clear();
         ex.stage = Stage::Respond;
         return;
     }
     ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
     record_fault(ex, &fault);
-    ex.fault = Some(fault);
+    ex.fault = Some(Box::new(fault));
     ex.callouts.clear();
     ex.rule_raised = false;
     ex.current_flow = "";
@@ -535,23 +535,25 @@ fn handle(
 ) -> Option<Step> {
     let p = g.bundles.get(bundle).and_then(|b| b.policies.get(policy))?;
     let tracing = ex.trace.is_some();
-    let result = |ex: &mut Exchange, r: String| {
+    // The result text is built only when tracing.
+    let result = |ex: &mut Exchange, r: &dyn Fn() -> String| {
         if tracing {
             let (name, type_name) = (p.name.clone(), p.type_name.clone());
+            let result = r();
             ex.record(|| TraceEvent::Policy {
                 name,
                 type_name,
-                result: r,
+                result,
             });
         }
     };
     match outcome {
         Outcome::Continue => {
-            result(ex, "ok".to_owned());
+            result(ex, &|| "ok".to_owned());
             None
         }
         Outcome::Call(shared) => {
-            result(ex, "flow callout".to_owned());
+            result(ex, &|| "flow callout".to_owned());
             if ex.callouts.len() >= g.settings.max_callout_depth {
                 let f = faults::internal(format!(
                     "FlowCallout `{}` nests shared flows deeper than {}",
@@ -572,23 +574,23 @@ fn handle(
                 let short: String = d.chars().take(120).collect();
                 ex.record(|| TraceEvent::Store { op: short });
             }
-            ex.resume = Some(Resume {
+            ex.resume = Some(Box::new(Resume {
                 bundle,
                 policy,
                 op: op.clone(),
                 kind,
-            });
+            }));
             Some(Step::Store(op))
         }
         Outcome::Respond(m) => {
-            result(ex, "respond".to_owned());
+            result(ex, &|| "respond".to_owned());
             ex.callouts.clear();
             ex.response = Some(m);
             ex.stage = Stage::Respond;
             None
         }
         Outcome::CacheHit(m) => {
-            result(ex, "cache hit".to_owned());
+            result(ex, &|| "cache hit".to_owned());
             ex.callouts.clear();
             ex.response = Some(m);
             if let Err(f) = enter_seg(g, ex, Seg::ProxyResp(Part::Pre)) {
@@ -597,7 +599,7 @@ fn handle(
             None
         }
         Outcome::Callout(target) => {
-            result(ex, "service callout".to_owned());
+            result(ex, &|| "service callout".to_owned());
             ex.callout = Some((bundle, policy));
             Some(Step::Forward(target))
         }
@@ -607,7 +609,7 @@ fn handle(
             }
             fault.policy = Some((bundle, policy));
             if matches!(ex.stage, Stage::PostClient(_)) {
-                result(ex, format!("fault {} (after the response)", fault.name));
+                result(ex, &|| format!("fault {} (after the response)", fault.name));
                 return None;
             }
             if let Stage::Fault(..) = ex.stage
@@ -616,27 +618,85 @@ fn handle(
                 {
                     // RaiseFault in a FaultRule: its response replaces the error
                     // response; the rule's remaining steps still run.
-                    result(ex, format!("raised {}", fault.name));
+                    result(ex, &|| format!("raised {}", fault.name));
                     ex.rule_raised = true;
                     ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
                     return None;
                 }
             }
             if p.continue_on_error && !fault.raised {
-                result(ex, format!("failed {} (continueOnError)", fault.name));
+                result(ex, &|| format!("failed {} (continueOnError)", fault.name));
                 return None;
             }
-            result(ex, format!("fault {}", fault.name));
+            result(ex, &|| format!("fault {}", fault.name));
             enter_error(g, ex, fault);
             None
         }
     }
 }
 
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1: `Connection` and those it names,
+/// `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Transfer-Encoding`, `Upgrade`) and
+/// makes `Content-Length` match the buffered body, which policies may have changed.
+pub(crate) fn fix_framing(headers: &mut http::HeaderMap, body_len: usize, allow_body: bool) {
+    use http::header::CONTENT_LENGTH;
+    if headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(headers);
+    }
+    if allow_body {
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(body_len));
+    } else {
+        headers.remove(CONTENT_LENGTH);
+    }
+}
+
+/// [`fix_framing`] for a message without a body and without `Content-Length`.
+fn fix_framing_no_body(headers: &mut http::HeaderMap) {
+    if headers.keys().any(is_hop_by_hop) {
+        strip_hop_by_hop(headers);
+    }
+}
+
+fn is_hop_by_hop(n: &http::HeaderName) -> bool {
+    use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    *n == CONNECTION
+        || *n == TE
+        || *n == TRAILER
+        || *n == TRANSFER_ENCODING
+        || *n == UPGRADE
+        || n.as_str() == "keep-alive"
+        || n.as_str() == "proxy-connection"
+}
+
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    use http::header::{CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    let named: Vec<http::HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(h);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
 fn to_response(m: Message) -> http::Response<Bytes> {
     let mut r = http::Response::new(m.body);
-    *r.status_mut() = m.status;
+    let status = m.status;
+    *r.status_mut() = status;
     *r.headers_mut() = m.headers;
+    let allow_body = !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED);
+    let len = r.body().len();
+    fix_framing(r.headers_mut(), len, allow_body);
     r
 }
 
@@ -644,7 +704,7 @@ fn to_response(m: Message) -> http::Response<Bytes> {
 pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
     if let Some((b, p)) = ex.callout.take() {
         let outcome = match ex.target_result.take() {
-            Some(result) => exec::resume_callout(g, ex, b, p, result),
+            Some(result) => exec::resume_callout(g, ex, b, p, *result),
             None => Outcome::Fault(faults::internal(
                 "the exchange was stepped before the callout response was given",
             )),
@@ -660,7 +720,7 @@ pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
             return Step::Store(op);
         };
         let (b, p) = (resume.bundle, resume.policy);
-        let outcome = exec::resume(g, ex, resume, reply);
+        let outcome = exec::resume(g, ex, *resume, *reply);
         if let Some(s) = handle(g, ex, b, p, outcome) {
             return s;
         }
@@ -704,7 +764,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                         let resp = ex
                             .final_response
                             .take()
-                            .unwrap_or_else(|| to_response(Message::response(StatusCode::OK)));
+                            .map_or_else(|| to_response(Message::response(StatusCode::OK)), |r| *r);
                         return Some(Step::Respond(resp));
                     }
                     _ => {}
@@ -728,7 +788,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 );
                 return None;
             };
-            match result {
+            match *result {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
                     let m = Message {
@@ -774,7 +834,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 .and_then(|p| p.post_client.as_ref())
                 .is_some_and(|f| !f.response.is_empty());
             if has_post_client {
-                ex.final_response = Some(resp);
+                ex.final_response = Some(Box::new(resp));
                 ex.stage = Stage::PostClient(0);
                 ex.current_flow = "PostClientFlow";
                 ex.current_flow_name = None;
@@ -796,7 +856,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
 }
 
 fn start(g: &Inner, ex: &mut Exchange) {
-    let normalized = match crate::path::normalize(&ex.request.path) {
+    let normalized = match crate::path::normalize(ex.req_path()) {
         Ok(p) => match p {
             std::borrow::Cow::Borrowed(_) => None,
             std::borrow::Cow::Owned(o) => Some(o),
@@ -805,15 +865,16 @@ fn start(g: &Inner, ex: &mut Exchange) {
             let f = faults::bad_path(&e);
             ex.response = Some(f.render(wants_xml(&ex.request.headers)));
             record_fault(ex, &f);
-            ex.fault = Some(f);
+            ex.fault = Some(Box::new(f));
             ex.stage = Stage::Respond;
             return;
         }
     };
     if let Some(n) = normalized {
         ex.request.path = n;
+        ex.path_lazy = false;
     }
-    let path = ex.request.path.as_str();
+    let path = ex.req_path();
     let found = g.bases.iter().find_map(|(bp, b, e)| {
         crate::path::strip_base(path, bp).map(|suffix| (path.len() - suffix.len(), *b, *e))
     });
@@ -829,7 +890,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
         let f = faults::application_not_found(&host, path);
         ex.response = Some(f.render(wants_xml(&ex.request.headers)));
         record_fault(ex, &f);
-        ex.fault = Some(f);
+        ex.fault = Some(Box::new(f));
         ex.stage = Stage::Respond;
         return;
     };
@@ -842,7 +903,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
             .proxy_endpoint(ex)
             .map(|p| p.name.clone())
             .unwrap_or_default();
-        let base_path = ex.request.path.get(..base_len).unwrap_or("").to_owned();
+        let base_path = ex.req_path().get(..base_len).unwrap_or("").to_owned();
         let path_suffix = ex.path_suffix().to_owned();
         ex.record(|| TraceEvent::ProxySelected {
             proxy,
@@ -918,7 +979,7 @@ fn route(g: &Inner, ex: &mut Exchange) {
         }
         CRouteTarget::Url(u) => {
             if ex.target_url.is_none() {
-                ex.target_url = Some(join_url(u, ex.path_suffix(), ex.request.query.as_deref()));
+                ex.target_url = Some(join_url(u, ex.path_suffix(), ex.req_query()));
             }
             ex.stage = Stage::Forward;
         }
@@ -969,7 +1030,7 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             }),
         ) => {
             let suffix = ex.path_suffix();
-            let query = ex.request.query.as_deref();
+            let query = ex.req_query();
             let empty = base.is_empty() && suffix.is_empty();
             let len =
                 base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + usize::from(empty);
@@ -1013,7 +1074,20 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     *req.method_mut() = ex.request.method.clone();
     *req.uri_mut() = uri;
     let mut headers = ex.request.headers.clone();
-    headers.remove(http::header::HOST);
+    let (mut host, mut content_length) = (false, false);
+    for k in headers.keys() {
+        host |= *k == http::header::HOST;
+        content_length |= *k == http::header::CONTENT_LENGTH;
+    }
+    if host {
+        headers.remove(http::header::HOST);
+    }
+    let len = ex.request.body.len();
+    if len > 0 || content_length {
+        fix_framing(&mut headers, len, true);
+    } else {
+        fix_framing_no_body(&mut headers);
+    }
     *req.headers_mut() = headers;
     let mut timeouts = target.map(|t| t.timeouts).unwrap_or_default();
     timeouts.connect = timeouts.connect.or(g.settings.connect_timeout);
@@ -1039,7 +1113,7 @@ pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> 
     };
     Some(
         ex.target_url_cache
-            .get_or_init(|| join_url(url, ex.path_suffix(), ex.request.query.as_deref())),
+            .get_or_init(|| join_url(url, ex.path_suffix(), ex.req_query())),
     )
 }
 

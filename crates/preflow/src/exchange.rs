@@ -259,10 +259,10 @@ pub struct Exchange {
     pub(crate) current_flow: &'static str,
     pub(crate) current_flow_name: Option<String>,
     pub(crate) stage: Stage,
-    pub(crate) resume: Option<Resume>,
-    pub(crate) reply: Option<StoreReply>,
-    pub(crate) target_result: Option<Result<http::Response<Bytes>, TargetError>>,
-    pub(crate) fault: Option<Fault>,
+    pub(crate) resume: Option<Box<Resume>>,
+    pub(crate) reply: Option<Box<StoreReply>>,
+    pub(crate) target_result: Option<Box<Result<http::Response<Bytes>, TargetError>>>,
+    pub(crate) fault: Option<Box<Fault>>,
     pub(crate) vars: HashMap<String, OwnedValue>,
     pub(crate) failed: Vec<(usize, usize)>,
     pub(crate) verified: Option<preflow_oauth::VerifiedToken>,
@@ -276,7 +276,10 @@ pub struct Exchange {
     pub(crate) target_url_cache: std::sync::OnceLock<String>,
     pub(crate) callouts: Vec<crate::engine::Frame>,
     pub(crate) rule_raised: bool,
-    pub(crate) final_response: Option<http::Response<Bytes>>,
+    /// The request path and query are still only in `original_uri` (no copy made).
+    pub(crate) path_lazy: bool,
+    pub(crate) query_lazy: bool,
+    pub(crate) final_response: Option<Box<http::Response<Bytes>>>,
     /// A ServiceCallout waiting for the host's call: `(bundle, policy)`.
     pub(crate) callout: Option<(usize, usize)>,
 }
@@ -286,12 +289,12 @@ impl Exchange {
     /// exchange; the next [`Gateway::step`](crate::Gateway::step) continues with the
     /// response flows (or the error flow).
     pub fn target_response(&mut self, result: Result<http::Response<Bytes>, TargetError>) {
-        self.target_result = Some(result);
+        self.target_result = Some(Box::new(result));
     }
 
     /// Hands the reply to the operation requested by [`Step::Store`] to the exchange.
     pub fn store_reply(&mut self, reply: StoreReply) {
-        self.reply = Some(reply);
+        self.reply = Some(Box::new(reply));
     }
 
     /// Records a [`TraceEvent`] for everything that happens from now on.
@@ -319,6 +322,37 @@ impl Exchange {
     /// The `fault.name` of the fault the exchange is handling or ended with, if any.
     pub fn fault_name(&self) -> Option<&str> {
         self.fault.as_ref().map(|f| f.name.as_ref())
+    }
+
+    /// The request path (normalised once the exchange has started).
+    pub(crate) fn req_path(&self) -> &str {
+        if self.path_lazy {
+            self.original_uri.path()
+        } else {
+            &self.request.path
+        }
+    }
+
+    /// The request query, without `?`.
+    pub(crate) fn req_query(&self) -> Option<&str> {
+        if self.query_lazy {
+            self.original_uri.query()
+        } else {
+            self.request.query.as_deref()
+        }
+    }
+
+    /// Copies the path and query into the request message before it is changed or
+    /// cloned as a whole.
+    pub(crate) fn materialize(&mut self) {
+        if self.path_lazy {
+            self.request.path = self.original_uri.path().to_owned();
+            self.path_lazy = false;
+        }
+        if self.query_lazy {
+            self.request.query = self.original_uri.query().map(str::to_owned);
+            self.query_lazy = false;
+        }
     }
 
     pub(crate) fn record(&mut self, event: impl FnOnce() -> TraceEvent) {

@@ -86,6 +86,8 @@ pub(crate) struct Spike {
     rate_text: String,
     rate_ref: Option<String>,
     identifier: Option<String>,
+    /// The identifier's slot, resolved on first use.
+    identifier_slot: std::sync::OnceLock<Slot>,
     weight: Option<String>,
     by_rate: dashmap::DashMap<String, Arc<SpikeArrest>>,
     config: SpikeArrestConfig,
@@ -150,8 +152,15 @@ fn server_config(cfg: &OAuthV2, settings: &Settings) -> ServerConfig {
         .collect();
     if !grants.is_empty() {
         c.grant_types = grants;
-        // A refresh policy in the same proxy uses the refresh grant.
-        if matches!(cfg.operation, Some(OAuthOperation::RefreshAccessToken)) {
+        // Apigee issues refresh tokens with the authorization-code and password grants;
+        // the server issues them when the refresh grant is on.
+        let refreshable = c.grant_types.iter().any(|g| {
+            matches!(
+                g,
+                preflow_oauth::GrantType::AuthorizationCode | preflow_oauth::GrantType::Password
+            )
+        });
+        if refreshable || matches!(cfg.operation, Some(OAuthOperation::RefreshAccessToken)) {
             c.grant_types.push(preflow_oauth::GrantType::RefreshToken);
         }
     }
@@ -201,6 +210,7 @@ pub(crate) fn compile(p: &Policy, cx: &BuildCx<'_>) -> Result<CPolicy, String> {
                 rate_text: rate,
                 rate_ref: s.rate.reference.clone(),
                 identifier: s.identifier.clone(),
+                identifier_slot: std::sync::OnceLock::new(),
                 weight: s.message_weight.clone(),
                 by_rate: dashmap::DashMap::new(),
                 config,
@@ -512,6 +522,7 @@ fn function(
 /// Sets variable `name`: message parts are written to the message, the rest is kept by
 /// name.
 pub(crate) fn set_variable(g: &Inner, ex: &mut Exchange, bundle: usize, name: &str, value: String) {
+    ex.materialize();
     let empty = HashMap::new();
     let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
     match resolve_name(name, bundle, index) {
@@ -621,6 +632,7 @@ pub(crate) fn apply_ops(
     ignore: bool,
     mut raise: Option<&mut Message>,
 ) -> Result<(), Fault> {
+    ex.materialize();
     let target = match (&raise, &ops.assign_to) {
         (Some(_), _) => Target::Detached,
         (
@@ -988,12 +1000,14 @@ fn spike_arrest(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize, s: &
     let now = Timestamp::from_nanos(ex.now_ns);
     let view = View { g, ex };
     let id_slot = s.identifier.as_deref().map(|i| {
-        let empty = HashMap::new();
-        let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
-        resolve_name(i, bundle, index)
+        s.identifier_slot.get_or_init(|| {
+            let empty = HashMap::new();
+            let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
+            resolve_name(i.trim(), bundle, index)
+        })
     });
     let mut owned = String::new();
-    let key: &str = match &id_slot {
+    let key: &str = match id_slot {
         None => "_default",
         Some(slot) => match view.value(slot) {
             Value::String(v) => v,

@@ -646,13 +646,11 @@ impl Gateway {
         let now_ns = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let path = parts.uri.path().to_owned();
-        let query = parts.uri.query().map(str::to_owned);
         Exchange {
             request: Message {
                 method: parts.method,
-                path,
-                query,
+                path: String::new(),
+                query: None,
                 version: parts.version,
                 status: http::StatusCode::OK,
                 reason: None,
@@ -693,6 +691,8 @@ impl Gateway {
             callouts: Vec::new(),
             rule_raised: false,
             callout: None,
+            path_lazy: true,
+            query_lazy: true,
             final_response: None,
         }
     }

@@ -12,7 +12,7 @@ pub(crate) struct Guard {
     /// `proxy.pathsuffix` starts with this.
     pub prefix: Option<Box<str>>,
     /// `request.verb` equals this.
-    pub verb: Option<Box<str>>,
+    pub verb: Option<http::Method>,
     /// The guard decides the condition on its own: the condition is an `AND` of
     /// `proxy.pathsuffix MatchesPath "/lit/**"`, `proxy.pathsuffix StartsWith "lit"` and
     /// `request.verb = "VERB"` comparisons, which hold exactly when the guard holds.
@@ -26,8 +26,8 @@ impl Guard {
 
     /// Whether the guard holds for this path suffix and verb.
     #[inline]
-    pub(crate) fn holds(&self, suffix: &str, verb: &str) -> bool {
-        self.verb.as_deref().is_none_or(|v| v == verb)
+    pub(crate) fn holds(&self, suffix: &str, verb: &http::Method) -> bool {
+        self.verb.as_ref().is_none_or(|v| v == verb)
             && self.prefix.as_deref().is_none_or(|p| suffix.starts_with(p))
     }
 }
@@ -82,8 +82,12 @@ fn compare(c: &Comparison) -> Guard {
             }
         }
         "request.verb" if c.op == Op::Equals => {
-            g.verb = Some(lit.as_str().into());
-            g.exact = true;
+            // A literal that is no method token can never equal the verb; such a
+            // comparison simply gets no guard.
+            if let Ok(m) = http::Method::from_bytes(lit.as_bytes()) {
+                g.verb = Some(m);
+                g.exact = true;
+            }
         }
         _ => {}
     }
@@ -181,7 +185,7 @@ mod tests {
     fn g(text: &str) -> (Option<String>, Option<String>) {
         let c = parse(text).unwrap();
         let g = guard(&c);
-        (g.prefix.map(String::from), g.verb.map(String::from))
+        (g.prefix.map(String::from), g.verb.map(|m| m.to_string()))
     }
 
     #[test]

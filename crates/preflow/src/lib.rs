@@ -50,6 +50,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! What the engine does, per spec/policies.md §2:
+//!
+//! * The request path is normalised first ([`path::normalize`]): dot segments, encoded
+//!   unreserved characters and doubled slashes are resolved; encoded slashes and escapes
+//!   above the root answer 400. The longest matching base path selects the proxy
+//!   endpoint; none gives 404 `messaging.adaptors.http.flow.ApplicationNotFound`.
+//! * PreFlow, the first conditional Flow whose condition holds, PostFlow — on the proxy
+//!   and target endpoints, request and response; the selected Flow's response part runs
+//!   on the way back. RouteRules: the first match wins; no target is a null route; no
+//!   match is 500 `messaging.runtime.RouteFailed`.
+//! * A failing policy (unless `continueOnError`), a RaiseFault, a route or target error
+//!   enters the error state: the endpoint's FaultRules are tried (ProxyEndpoint bottom to
+//!   top, TargetEndpoint top to bottom) and only the first that holds runs; the
+//!   DefaultFaultRule runs when none did, or after it with `AlwaysEnforce` unless that
+//!   FaultRule raised a fault. Without custom handling the client gets Apigee's body
+//!   `{"fault":{"faultstring":…,"detail":{"errorcode":…}}}` (XML when it asks for XML).
+//! * PostClientFlow runs after the response is final.
+//! * Conditions are compiled at [`GatewayBuilder::build`] into slots (request and
+//!   response parts, headers by case-insensitive name, query and form parameters, flow,
+//!   route, client, fault and policy variables), so evaluating one allocates nothing.
+//!
+//! With [`StateMode::Remote`], SpikeArrest, Quota and token-store operations become
+//! [`Step::Store`] steps carrying a [`StoreOp`]; the host runs it (for instance against
+//! Redis) and resumes with [`Exchange::store_reply`]. [`Exchange::enable_trace`] records
+//! every flow, condition, policy, route and fault as a [`TraceEvent`].
+//!
 //! The bundle model itself:
 //!
 //! ```

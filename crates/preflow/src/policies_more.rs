@@ -80,7 +80,8 @@ pub(crate) fn compile_quota(q: &preflow_policy::traffic::Quota) -> Result<CQuota
         QuotaType::Flexi => preflow_ratelimit::QuotaType::Flexi,
         QuotaType::RollingWindow => preflow_ratelimit::QuotaType::RollingWindow,
     });
-    if let Some(st) = &q.start_time {
+    // A StartTime only means something to a calendar quota; elsewhere it is ignored.
+    if let (Some(st), QuotaType::Calendar) = (&q.start_time, q.quota_type) {
         base = base
             .with_start_time(preflow_ratelimit::parse_start_time(st).map_err(|e| e.to_string())?);
     }
@@ -789,6 +790,13 @@ pub(crate) fn get_oauth_info(
     i: &GetOAuthV2Info,
 ) -> Outcome {
     let prefix = |kind: &str| format!("oauthv2{kind}.{policy}");
+    if g.state == StateMode::Remote && (i.access_token.is_some() || i.refresh_token.is_some()) {
+        return Outcome::Fault(Fault::new(
+            "steps.oauth.v2.UnsupportedOperation",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "GetOAuthV2Info on tokens needs local token state",
+        ));
+    }
     if let Some(r) = &i.access_token {
         let Some(tok) = read_var(g, ex, r) else {
             return Outcome::Fault(Fault::new(

@@ -364,12 +364,18 @@ impl<'a> View<'a> {
             }
             Field::Path => {
                 if is_request {
-                    Value::String(&m.path)
+                    Value::String(self.ex.req_path())
                 } else {
                     Value::Null
                 }
             }
-            Field::QueryString => opt_str(m.query.as_deref()),
+            Field::QueryString => {
+                if is_request {
+                    opt_str(self.ex.req_query())
+                } else {
+                    opt_str(m.query.as_deref())
+                }
+            }
             Field::Content => std::str::from_utf8(&m.body).map_or(Value::Object, Value::String),
             Field::Version => Value::String(match m.version {
                 http::Version::HTTP_09 => "0.9",
@@ -686,7 +692,7 @@ pub(crate) fn write_value(v: Value<'_>, out: &mut String) -> bool {
 
 impl Exchange {
     pub(crate) fn path_suffix(&self) -> &str {
-        self.request.path.get(self.base_len..).unwrap_or("")
+        self.req_path().get(self.base_len..).unwrap_or("")
     }
 
     pub(crate) fn client_ip(&self) -> &str {
@@ -696,9 +702,7 @@ impl Exchange {
 
     pub(crate) fn query_params(&self) -> &[(String, String)] {
         self.query_cache.get_or_init(|| {
-            self.request
-                .query
-                .as_deref()
+            self.req_query()
                 .map(|q| {
                     form_urlencoded::parse(q.as_bytes())
                         .map(|(k, v)| (k.into_owned(), v.into_owned()))
