@@ -1,0 +1,179 @@
+//! A private `redis-server` child process for tests and benches (feature `test-server`).
+//!
+//! [`RedisServer::start`] picks a free loopback port, starts `redis-server` (or the
+//! binary named by `PREFLOW_REDIS_SERVER`) with its own temporary directory, append-only
+//! file on (`appendfsync always`) and snapshots off, and waits until it answers `PING`.
+//! [`RedisServer::stop`] kills it, [`RedisServer::restart`] starts it again on the same
+//! port and directory (so the append-only file is replayed), and dropping the value kills
+//! the process and removes the directory.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Why the server could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The process could not be spawned (e.g. `redis-server` is not installed).
+    #[error("cannot run {binary}: {source}")]
+    Spawn {
+        /// The binary.
+        binary: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A temporary directory or port could not be had.
+    #[error("cannot prepare the server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server did not answer `PING` in time.
+    #[error("redis-server did not become ready: {0}")]
+    NotReady(String),
+}
+
+/// A running `redis-server` on `127.0.0.1`, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    binary: String,
+}
+
+fn free_port() -> Result<u16, std::io::Error> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn pings(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    match stream.read(&mut buf) {
+        Ok(n) => buf.get(..n).is_some_and(|b| b.starts_with(b"+PONG")),
+        Err(_) => false,
+    }
+}
+
+impl RedisServer {
+    /// Starts a server on a free port with a new temporary directory.
+    pub fn start() -> Result<Self, ServerError> {
+        let binary =
+            std::env::var("PREFLOW_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let dir = tempfile::Builder::new().prefix("preflow-redis-").tempdir()?;
+        let mut server = RedisServer {
+            child: None,
+            port: free_port()?,
+            dir,
+            binary,
+        };
+        let mut last = String::new();
+        for _ in 0..5 {
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(ServerError::NotReady(why)) => {
+                    // Most likely another process took the port meanwhile: pick another.
+                    last = why;
+                    server.port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ServerError::NotReady(last))
+    }
+
+    fn spawn(&mut self) -> Result<(), ServerError> {
+        let mut child = Command::new(&self.binary)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--save", ""])
+            .args(["--daemonize", "no", "--logfile", ""])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| ServerError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(ServerError::NotReady(format!(
+                    "redis-server on port {} exited: {status}",
+                    self.port
+                )));
+            }
+            if pings(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ServerError::NotReady(format!(
+                    "no answer on port {} within 10 s",
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL to connect to, `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The server's private directory (holding the append-only file).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server (as a crash would: no shutdown save); the directory is kept.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the server again on the same port and directory; it replays its
+    /// append-only file.
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
