@@ -93,7 +93,6 @@ mod registry;
 mod scripts;
 mod store;
 
-#[cfg(feature = "test-server")]
 pub mod server;
 
 pub use breaker::BreakerConfig;

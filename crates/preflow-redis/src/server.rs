@@ -1,4 +1,4 @@
-//! A private `redis-server` child process for tests and benches (feature `test-server`).
+//! A private `redis-server` child process, for tests and benches.
 //!
 //! [`RedisServer::start`] picks a free loopback port, starts `redis-server` (or the
 //! binary named by `PREFLOW_REDIS_SERVER`) with its own temporary directory, append-only
