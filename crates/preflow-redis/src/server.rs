@@ -153,6 +153,7 @@ impl RedisServer {
     }
 
     fn kill(&mut self) {
+        let _ = self.resume();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -162,6 +163,34 @@ impl RedisServer {
     /// Kills the server (as a crash would: no shutdown save); the directory is kept.
     pub fn stop(&mut self) {
         self.kill();
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), ServerError> {
+        let Some(child) = &self.child else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(ServerError::Io(std::io::Error::other(format!(
+                "kill {signal} failed: {status}"
+            ))))
+        }
+    }
+
+    /// Freezes the server (`SIGSTOP`): connections are accepted by the kernel but nothing
+    /// answers, as with a hung server or a network partition.
+    pub fn pause(&self) -> Result<(), ServerError> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused server run again (`SIGCONT`).
+    pub fn resume(&self) -> Result<(), ServerError> {
+        self.signal("-CONT")
     }
 
     /// Starts the server again on the same port and directory; it replays its
