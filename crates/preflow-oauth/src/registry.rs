@@ -666,12 +666,18 @@ impl Registry {
 
     /// Every developer (in no particular order), e.g. to save the registry to a store.
     pub fn developers(&self) -> Vec<Arc<Developer>> {
-        self.developers.iter().map(|d| Arc::clone(d.value())).collect()
+        self.developers
+            .iter()
+            .map(|d| Arc::clone(d.value()))
+            .collect()
     }
 
     /// Every API product (in no particular order).
     pub fn products(&self) -> Vec<Arc<ApiProduct>> {
-        self.products.iter().map(|p| Arc::clone(p.value())).collect()
+        self.products
+            .iter()
+            .map(|p| Arc::clone(p.value()))
+            .collect()
     }
 
     /// Every app (in no particular order).

@@ -90,7 +90,10 @@ impl Breaker {
     }
 
     pub(crate) fn failure(&self) {
-        let failures = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         let threshold = self.config.failure_threshold;
         if threshold == 0 || failures < threshold {
             return;

@@ -161,9 +161,7 @@ impl Counters {
         match op {
             StoreOp::GcraTake { key, take } => StoreReply::Gcra(self.gcra_async(key, take)),
             StoreOp::QuotaIncr { key, incr } => StoreReply::Quota(self.quota_async(key, incr)),
-            StoreOp::QuotaSlide { key, slide } => {
-                StoreReply::Quota(self.rolling_async(key, slide))
-            }
+            StoreOp::QuotaSlide { key, slide } => StoreReply::Quota(self.rolling_async(key, slide)),
         }
     }
 
@@ -287,8 +285,7 @@ impl Counters {
                 continue;
             };
             if entry.incr.expires_at <= now {
-                self.quota
-                    .remove_if(&key, |_, e| e.incr.expires_at <= now);
+                self.quota.remove_if(&key, |_, e| e.incr.expires_at <= now);
                 continue;
             }
             let weight = u32::try_from(entry.pending).unwrap_or(u32::MAX);
@@ -300,11 +297,11 @@ impl Counters {
             let reply = self.store.quota(&key, &incr, true).await?;
             stats.keys += 1;
             stats.weight += u64::from(weight);
-            if let Some(mut e) = self.quota.get_mut(&key) {
-                if e.incr.expires_at == entry.incr.expires_at {
-                    e.pending = e.pending.saturating_sub(u64::from(weight));
-                    e.remote = reply.used;
-                }
+            if let Some(mut e) = self.quota.get_mut(&key)
+                && e.incr.expires_at == entry.incr.expires_at
+            {
+                e.pending = e.pending.saturating_sub(u64::from(weight));
+                e.remote = reply.used;
             }
         }
         let keys: Vec<String> = self.rolling.iter().map(|e| e.key().clone()).collect();
@@ -381,13 +378,21 @@ pub fn failure_reply(op: &StoreOp, on_failure: OnFailure) -> StoreReply {
         }),
         StoreOp::QuotaIncr { incr, .. } => StoreReply::Quota(QuotaReply {
             allowed: admit,
-            used: if admit { u64::from(incr.weight) } else { incr.limit },
+            used: if admit {
+                u64::from(incr.weight)
+            } else {
+                incr.limit
+            },
             total_exceeded: if admit { 0 } else { u64::from(incr.weight) },
             expires_at: Some(incr.expires_at),
         }),
         StoreOp::QuotaSlide { slide, .. } => StoreReply::Quota(QuotaReply {
             allowed: admit,
-            used: if admit { u64::from(slide.weight) } else { slide.limit },
+            used: if admit {
+                u64::from(slide.weight)
+            } else {
+                slide.limit
+            },
             total_exceeded: if admit { 0 } else { u64::from(slide.weight) },
             expires_at: None,
         }),
@@ -423,7 +428,9 @@ mod tests {
                 weight: 1,
             },
         };
-        let closed = spike.resolve(&failure_reply(&spike, OnFailure::Closed)).unwrap();
+        let closed = spike
+            .resolve(&failure_reply(&spike, OnFailure::Closed))
+            .unwrap();
         match closed {
             preflow_ratelimit::Decision::Spike(d) => {
                 assert!(!d.allowed);

@@ -30,7 +30,8 @@ impl RedisStore {
                     Outcome::Respond(response) => response,
                     Outcome::NeedsStore(..) => {
                         let mut response = Response::new(Vec::new());
-                        *response.status_mut() = preflow_oauth::http::StatusCode::SERVICE_UNAVAILABLE;
+                        *response.status_mut() =
+                            preflow_oauth::http::StatusCode::SERVICE_UNAVAILABLE;
                         response
                     }
                 }

@@ -111,7 +111,11 @@ fn product_json(p: &ApiProduct) -> Result<String, RedisError> {
         display_name: p.display_name.clone(),
         environments: p.environments.clone(),
         proxies: p.proxies.clone(),
-        api_resources: p.api_resources.iter().map(|r| r.as_str().to_owned()).collect(),
+        api_resources: p
+            .api_resources
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect(),
         scopes: p.scopes.clone(),
         quota: p.quota.map(|q| QuotaRecord {
             limit: q.limit,

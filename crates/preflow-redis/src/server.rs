@@ -67,7 +67,9 @@ impl RedisServer {
     pub fn start() -> Result<Self, ServerError> {
         let binary =
             std::env::var("PREFLOW_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let dir = tempfile::Builder::new().prefix("preflow-redis-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("preflow-redis-")
+            .tempdir()?;
         let mut server = RedisServer {
             child: None,
             port: free_port()?,

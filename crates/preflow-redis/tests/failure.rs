@@ -1,5 +1,12 @@
 //! Failure policy against a real redis-server that is stopped, frozen and restarted.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::num::NonZeroU32;
@@ -60,7 +67,12 @@ async fn redis_stopped_answers_within_the_timeout_fail_closed_denies_fail_open_a
     let started = Instant::now();
     let mut recovered = None;
     while started.elapsed() < Duration::from_secs(5) {
-        if counters.store().run_ratelimit(&quota_op(1000)).await.is_ok() {
+        if counters
+            .store()
+            .run_ratelimit(&quota_op(1000))
+            .await
+            .is_ok()
+        {
             recovered = Some(started.elapsed());
             break;
         }
@@ -112,7 +124,13 @@ async fn a_frozen_redis_times_out_and_the_breaker_falls_back_to_local_mode() {
         assert!(started.elapsed() < Duration::from_secs(5), "no recovery");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(counters.store().run_ratelimit(&quota_op(1000)).await.is_ok());
+    assert!(
+        counters
+            .store()
+            .run_ratelimit(&quota_op(1000))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -124,7 +142,11 @@ async fn asynchronous_mode_keeps_answering_and_flushes_after_an_outage() {
     let started = Instant::now();
     for _ in 0..10 {
         let op = quota_op(1000);
-        assert!(op.resolve(&counters.run(&op, policy).await).unwrap().is_allowed());
+        assert!(
+            op.resolve(&counters.run(&op, policy).await)
+                .unwrap()
+                .is_allowed()
+        );
     }
     assert!(started.elapsed() < Duration::from_millis(50));
     assert!(counters.flush().await.is_err(), "redis is down");
@@ -165,7 +187,10 @@ async fn persisted_tokens_work_again_after_a_redis_restart() {
     let down = a.verify(&token).await;
     let took = started.elapsed();
     eprintln!("token lookup with redis down: {took:?}");
-    assert!(matches!(down, Err(VerifyError::StoreUnavailable)), "{down:?}");
+    assert!(
+        matches!(down, Err(VerifyError::StoreUnavailable)),
+        "{down:?}"
+    );
     assert!(took <= Duration::from_millis(200) + SLACK);
     let (status, _) = a
         .token(format!(

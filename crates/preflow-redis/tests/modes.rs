@@ -1,6 +1,13 @@
 //! Local, synchronous and asynchronous modes across two instances, and the overshoot the
 //! asynchronous mode allows.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::num::NonZeroU32;
@@ -23,9 +30,8 @@ const REQUESTS: usize = 300;
 /// were admitted in total and the count Redis holds at the end.
 async fn two_instances(mode: Mode, key: &str) -> (u64, u64) {
     let server = server();
-    let quota = Arc::new(
-        Quota::new(QuotaConfig::new(LIMIT, NonZeroU32::MIN, TimeUnit::Hour)).unwrap(),
-    );
+    let quota =
+        Arc::new(Quota::new(QuotaConfig::new(LIMIT, NonZeroU32::MIN, TimeUnit::Hour)).unwrap());
     let admitted = Arc::new(AtomicU64::new(0));
     let mut instances = Vec::new();
     let mut flushers = Vec::new();
@@ -72,7 +78,10 @@ async fn two_instances(mode: Mode, key: &str) -> (u64, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synchronous_mode_admits_exactly_the_limit_across_instances() {
     let (admitted, stored) = two_instances(Mode::Synchronous, "sync").await;
-    eprintln!("synchronous: admitted {admitted} of {} for a quota of {LIMIT}", 2 * REQUESTS);
+    eprintln!(
+        "synchronous: admitted {admitted} of {} for a quota of {LIMIT}",
+        2 * REQUESTS
+    );
     assert_eq!(admitted, LIMIT);
     assert_eq!(stored, LIMIT);
 }

@@ -1,6 +1,13 @@
 //! Rate-limit operations on a real redis-server: exactness, agreement with the in-memory
 //! store, key layout, script reloading.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use std::num::NonZeroU32;
@@ -33,11 +40,18 @@ async fn spike_arrest_edge_admits_one_per_interval() {
     }
     assert_eq!(allowed, 1, "ten back-to-back requests at 10ps admit one");
     for r in retry {
-        assert!(r > 0 && r <= 100_000_000, "retry-after within one interval: {r}");
+        assert!(
+            r > 0 && r <= 100_000_000,
+            "retry-after within one interval: {r}"
+        );
     }
     tokio::time::sleep(std::time::Duration::from_millis(110)).await;
     let op = spike.store_op("app", now(), 1);
-    assert!(op.resolve(&store.run_ratelimit(&op).await.unwrap()).unwrap().is_allowed());
+    assert!(
+        op.resolve(&store.run_ratelimit(&op).await.unwrap())
+            .unwrap()
+            .is_allowed()
+    );
 }
 
 #[tokio::test]
@@ -46,7 +60,8 @@ async fn spike_arrest_apigee_x_burst_is_exact_across_two_clients() {
     let a = store(&server).await;
     let b = store(&server).await;
     // 60pm Apigee X: a burst of 6, then one per second.
-    let config = SpikeArrestConfig::new("60pm".parse().unwrap()).with_behaviour(SpikeBehaviour::ApigeeX);
+    let config =
+        SpikeArrestConfig::new("60pm".parse().unwrap()).with_behaviour(SpikeBehaviour::ApigeeX);
     let spike = Arc::new(SpikeArrest::new(config));
     let admitted = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -56,7 +71,11 @@ async fn spike_arrest_apigee_x_burst_is_exact_across_two_clients() {
         let admitted = Arc::clone(&admitted);
         tasks.push(tokio::spawn(async move {
             let op = spike.store_op("burst", now(), 1);
-            if op.resolve(&s.run_ratelimit(&op).await.unwrap()).unwrap().is_allowed() {
+            if op
+                .resolve(&s.run_ratelimit(&op).await.unwrap())
+                .unwrap()
+                .is_allowed()
+            {
                 admitted.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -82,16 +101,18 @@ async fn spike_arrest_key_expires_with_its_tat() {
     let value: String = raw(&server, redis::cmd("GET").arg(&key)).await;
     let tat: u64 = value.parse().unwrap();
     let expect = now().as_nanos() + 60_000_000_000;
-    assert!(tat.abs_diff(expect) < 5_000_000_000, "absolute ns TAT {tat}");
+    assert!(
+        tat.abs_diff(expect) < 5_000_000_000,
+        "absolute ns TAT {tat}"
+    );
 }
 
 #[tokio::test]
 async fn quota_of_100_across_two_clients_admits_exactly_100() {
     let server = server();
     let clients = [store(&server).await, store(&server).await];
-    let quota = Arc::new(
-        Quota::new(QuotaConfig::new(100, NonZeroU32::MIN, TimeUnit::Hour)).unwrap(),
-    );
+    let quota =
+        Arc::new(Quota::new(QuotaConfig::new(100, NonZeroU32::MIN, TimeUnit::Hour)).unwrap());
     let admitted = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for worker in 0..8 {
@@ -101,7 +122,11 @@ async fn quota_of_100_across_two_clients_admits_exactly_100() {
         tasks.push(tokio::spawn(async move {
             for _ in 0..40 {
                 let op = quota.store_op(&QuotaCheck::new("shared", now(), 1));
-                if op.resolve(&s.run_ratelimit(&op).await.unwrap()).unwrap().is_allowed() {
+                if op
+                    .resolve(&s.run_ratelimit(&op).await.unwrap())
+                    .unwrap()
+                    .is_allowed()
+                {
                     admitted.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -110,12 +135,20 @@ async fn quota_of_100_across_two_clients_admits_exactly_100() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(admitted.load(Ordering::Relaxed), 100, "320 requests, quota 100");
+    assert_eq!(
+        admitted.load(Ordering::Relaxed),
+        100,
+        "320 requests, quota 100"
+    );
     let key = clients[0].keys().quota("shared");
-    let (used, exceeded): (u64, u64) = raw(&server, redis::cmd("HMGET").arg(&key).arg("u").arg("x")).await;
+    let (used, exceeded): (u64, u64) =
+        raw(&server, redis::cmd("HMGET").arg(&key).arg("u").arg("x")).await;
     assert_eq!((used, exceeded), (100, 220));
     let ttl: i64 = raw(&server, redis::cmd("PTTL").arg(&key)).await;
-    assert!(ttl > 0 && ttl <= 3_600_000, "PEXPIREAT the window end: {ttl}");
+    assert!(
+        ttl > 0 && ttl <= 3_600_000,
+        "PEXPIREAT the window end: {ttl}"
+    );
 }
 
 fn quota_ops(kind: QuotaType, seed: u64) -> Vec<StoreOp> {
@@ -127,10 +160,16 @@ fn quota_ops(kind: QuotaType, seed: u64) -> Vec<StoreOp> {
     let mut t = origin;
     (0..300)
         .map(|_| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             t += (x >> 33) % 1_500_000_000; // up to 1.5 s between requests
             let weight = ((x >> 20) % 4) as u32; // 0..=3
-            let key = if (x >> 40) % 3 == 0 { "a" } else { "b" };
+            let key = if (x >> 40).is_multiple_of(3) {
+                "a"
+            } else {
+                "b"
+            };
             quota.store_op(&QuotaCheck::new(key, Timestamp::from_nanos(t), weight))
         })
         .collect()
@@ -144,8 +183,14 @@ async fn agrees_with_memory(kind: QuotaType) {
         // Each seed on its own keys.
         for op in quota_ops(kind, seed) {
             let op = match op {
-                StoreOp::QuotaIncr { key, incr } => StoreOp::QuotaIncr { key: format!("{seed}-{key}"), incr },
-                StoreOp::QuotaSlide { key, slide } => StoreOp::QuotaSlide { key: format!("{seed}-{key}"), slide },
+                StoreOp::QuotaIncr { key, incr } => StoreOp::QuotaIncr {
+                    key: format!("{seed}-{key}"),
+                    incr,
+                },
+                StoreOp::QuotaSlide { key, slide } => StoreOp::QuotaSlide {
+                    key: format!("{seed}-{key}"),
+                    slide,
+                },
                 other => other,
             };
             let remote = store.run_ratelimit(&op).await.unwrap();
@@ -177,7 +222,13 @@ async fn a_new_window_opens_when_the_old_one_ends() {
     let t0 = now();
     let op = |t: Timestamp, end: Timestamp| StoreOp::QuotaIncr {
         key: "short".into(),
-        incr: QuotaIncr { now: t, window_start: t, expires_at: end, weight: 1, limit: 2 },
+        incr: QuotaIncr {
+            now: t,
+            window_start: t,
+            expires_at: end,
+            weight: 1,
+            limit: 2,
+        },
     };
     let end = t0.saturating_add_nanos(150_000_000);
     let mut allowed = Vec::new();
@@ -211,5 +262,9 @@ async fn scripts_reload_after_script_flush() {
     // EVALSHA answers NOSCRIPT; the script is loaded and the call repeated.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let op = spike.store_op("k", now(), 1);
-    assert!(op.resolve(&store.run_ratelimit(&op).await.unwrap()).unwrap().is_allowed());
+    assert!(
+        op.resolve(&store.run_ratelimit(&op).await.unwrap())
+            .unwrap()
+            .is_allowed()
+    );
 }

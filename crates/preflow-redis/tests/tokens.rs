@@ -1,5 +1,12 @@
 //! Tokens, codes and the registry shared by several gateway instances through Redis.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use base64::Engine as _;
@@ -40,7 +47,10 @@ async fn tokens_are_stored_only_as_digests_with_an_expiry() {
     let key = a.store.keys().token(&TokenHash::of(token.as_bytes()));
     assert!(keys.contains(&key), "{keys:?}");
     let ttl: i64 = raw(&server, redis::cmd("PTTL").arg(&key)).await;
-    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "PEXPIREAT the token expiry: {ttl}");
+    assert!(
+        ttl > 3_500_000 && ttl <= 3_600_000,
+        "PEXPIREAT the token expiry: {ttl}"
+    );
     // No record holds the raw token or the raw client secret.
     for k in keys {
         let dump: Vec<u8> = raw(&server, redis::cmd("DUMP").arg(&k)).await;
@@ -178,7 +188,12 @@ async fn registry_changes_are_written_through() {
     let client = fresh.client(&cred.client_id).unwrap();
     assert_eq!(client.credential.status, preflow_oauth::Approval::Revoked);
     assert_eq!(client.app.name, "my-app");
-    assert!(client.credential.secret.verify(cred.client_secret.as_bytes()));
+    assert!(
+        client
+            .credential
+            .secret
+            .verify(cred.client_secret.as_bytes())
+    );
     // save_registry of a whole registry round-trips too.
     let other = store.clone();
     other.save_registry(&fresh).await.unwrap();

@@ -1,5 +1,12 @@
 //! Shared test setup: a private redis-server per test.
-#![allow(dead_code)]
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::time::{Duration, SystemTime};
 
@@ -152,7 +159,9 @@ impl Instance {
             .header("authorization", format!("Bearer {token}"))
             .body(Vec::new())
             .unwrap();
-        self.store.verify_access_token(&self.server, &req, &call).await
+        self.store
+            .verify_access_token(&self.server, &req, &call)
+            .await
     }
 
     pub async fn revoke(&self, cred: &IssuedCredential, token: &str) -> StatusCode {
