@@ -32,11 +32,16 @@ fn setup() -> (OAuthServer, String, String) {
             .with_scopes(["read", "write", "ESBMessaging.Send"])
             .expect("scopes"),
     );
-    let app = registry.add_app("dev@example.com", App::new("my-app")).expect("app");
+    let app = registry
+        .add_app("dev@example.com", App::new("my-app"))
+        .expect("app");
     let cred = registry
         .add_credential(
             &app,
-            NewCredential { products: vec!["hello-product".into()], ..Default::default() },
+            NewCredential {
+                products: vec!["hello-product".into()],
+                ..Default::default()
+            },
         )
         .expect("credential");
     let server = OAuthServer::new(Arc::clone(&registry), ServerConfig::default());
@@ -67,7 +72,10 @@ fn token_verify(c: &mut Criterion) {
     for i in 0..LIVE_TOKENS as u64 {
         let mut rec = template.clone();
         rec.grant_id = GrantId((i as u128).to_le_bytes());
-        batch.push((TokenHash::of(format!("token-{i}").as_bytes()), Arc::new(rec)));
+        batch.push((
+            TokenHash::of(format!("token-{i}").as_bytes()),
+            Arc::new(rec),
+        ));
         if batch.len() == 1024 {
             store.put_tokens(&batch);
             batch.clear();
@@ -77,9 +85,13 @@ fn token_verify(c: &mut Criterion) {
     // One real token, issued by the endpoint, among the million.
     let issue = http::Request::post("/token")
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("grant_type=client_credentials&client_id={client_id}&client_secret={secret}"))
+        .body(format!(
+            "grant_type=client_credentials&client_id={client_id}&client_secret={secret}"
+        ))
         .expect("request");
-    let resp = server.token_request(&issue, &RequestContext::at(NOW)).run(&server, &store);
+    let resp = server
+        .token_request(&issue, &RequestContext::at(NOW))
+        .run(&server, &store);
     let body = String::from_utf8(resp.into_body()).expect("utf-8");
     let token = body
         .split("\"access_token\":\"")
@@ -100,7 +112,11 @@ fn token_verify(c: &mut Criterion) {
         locations: Default::default(),
         now: NOW + 10,
     };
-    assert!(server.verify_access_token_inline(&api_req, &call, &store).is_ok());
+    assert!(
+        server
+            .verify_access_token_inline(&api_req, &call, &store)
+            .is_ok()
+    );
 
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Claims {
@@ -139,7 +155,8 @@ fn token_verify(c: &mut Criterion) {
     let mut g = c.benchmark_group("token_verify");
     g.bench_function("preflow", |b| {
         b.iter(|| {
-            let v = server.verify_access_token_inline(black_box(&api_req), black_box(&call), &store);
+            let v =
+                server.verify_access_token_inline(black_box(&api_req), black_box(&call), &store);
             black_box(v.is_ok())
         })
     });
@@ -156,17 +173,32 @@ fn token_issue(c: &mut Criterion) {
     let (server, client_id, secret) = setup();
     let store = MemoryStore::new();
     let raw = format!("{client_id}:{secret}");
-    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    );
     let req = http::Request::post("/token")
         .header("content-type", "application/x-www-form-urlencoded")
         .header("authorization", basic)
         .body(b"grant_type=client_credentials&scope=read".to_vec())
         .expect("request");
     let ctx = RequestContext::at(NOW);
-    assert_eq!(server.token_request(&req, &ctx).run(&server, &store).status(), 200);
+    assert_eq!(
+        server
+            .token_request(&req, &ctx)
+            .run(&server, &store)
+            .status(),
+        200
+    );
     let mut g = c.benchmark_group("token_issue");
     g.bench_function("preflow", |b| {
-        b.iter(|| black_box(server.token_request(black_box(&req), &ctx).run(&server, &store)))
+        b.iter(|| {
+            black_box(
+                server
+                    .token_request(black_box(&req), &ctx)
+                    .run(&server, &store),
+            )
+        })
     });
     g.finish();
 }

@@ -15,7 +15,8 @@ use std::num::NonZeroU32;
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota as GovernorQuota, RateLimiter};
 use preflow_ratelimit::{
-    DirectSpikeArrest, Quota, QuotaConfig, Rate, SpikeArrest, SpikeArrestConfig, SpikeBehaviour, TimeUnit, Timestamp,
+    DirectSpikeArrest, Quota, QuotaConfig, Rate, SpikeArrest, SpikeArrestConfig, SpikeBehaviour,
+    TimeUnit, Timestamp,
 };
 
 const PER_SECOND: NonZeroU32 = NonZeroU32::new(1_000_000_000).unwrap();
@@ -25,7 +26,9 @@ const T0: u64 = 1_700_000_000_000_000_000;
 
 /// The keys in the order they are checked: all 10,000, visited with a stride of 7919.
 fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("client-{:05}", (i * STRIDE) % KEYS)).collect()
+    (0..KEYS)
+        .map(|i| format!("client-{:05}", (i * STRIDE) % KEYS))
+        .collect()
 }
 
 fn spike_config() -> SpikeArrestConfig {
@@ -47,7 +50,11 @@ fn spike_arrest_keyed(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             let key = cycle.next().map_or("", String::as_str);
-            black_box(spike.check(black_box(key), Timestamp::from_nanos(now), 1).allowed)
+            black_box(
+                spike
+                    .check(black_box(key), Timestamp::from_nanos(now), 1)
+                    .allowed,
+            )
         })
     });
 
@@ -73,12 +80,18 @@ fn spike_arrest_direct(c: &mut Criterion) {
     group.bench_function("preflow", |b| {
         b.iter(|| {
             now += 1;
-            black_box(spike.check(black_box(Timestamp::from_nanos(now)), 1).allowed)
+            black_box(
+                spike
+                    .check(black_box(Timestamp::from_nanos(now)), 1)
+                    .allowed,
+            )
         })
     });
 
     let governor = RateLimiter::direct(GovernorQuota::per_second(PER_SECOND));
-    group.bench_function("governor", |b| b.iter(|| black_box(governor.check().is_ok())));
+    group.bench_function("governor", |b| {
+        b.iter(|| black_box(governor.check().is_ok()))
+    });
     group.finish();
 }
 
@@ -99,11 +112,20 @@ fn quota_check(c: &mut Criterion) {
         b.iter(|| {
             now += 1;
             let key = cycle.next().map_or("", String::as_str);
-            black_box(quota.check(black_box(key), Timestamp::from_nanos(now), 1).allowed)
+            black_box(
+                quota
+                    .check(black_box(key), Timestamp::from_nanos(now), 1)
+                    .allowed,
+            )
         })
     });
     group.finish();
 }
 
-criterion_group!(benches, spike_arrest_keyed, spike_arrest_direct, quota_check);
+criterion_group!(
+    benches,
+    spike_arrest_keyed,
+    spike_arrest_direct,
+    quota_check
+);
 criterion_main!(benches);

@@ -173,10 +173,10 @@ mod tests {
         );
         let report = check(&[dir.join("bad")]);
         let text = report.render();
-        assert_eq!(report.errors(), 1, "{text}");
+        assert_eq!(report.errors(), 0, "{text}");
         assert!(
             text.contains(
-                "/bad/apiproxy/proxies/default.xml:2:19: error: step names policy `Nope`"
+                "/bad/apiproxy/proxies/default.xml:2:19: warning: step names policy `Nope`"
             ),
             "{text}"
         );
@@ -184,11 +184,7 @@ mod tests {
             text.contains("/bad/apiproxy/proxies/default.xml:3:18: warning: `AND` and `OR` mixed"),
             "{text}"
         );
-        assert!(text.ends_with("1 errors, 4 warnings\n"), "{text}");
-        assert!(
-            text.contains("2 | <PreFlow><Request><Step><Name>Nope</Name></Step>"),
-            "{text}"
-        );
+        assert!(text.ends_with("0 errors, 5 warnings\n"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

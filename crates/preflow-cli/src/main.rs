@@ -3,6 +3,7 @@
 
 mod check;
 mod cond;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +28,9 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Run one request through bundles (local state, no target called) and print each
+    /// flow, condition and policy with its result.
+    Trace(trace::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +38,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Cond(args) => cond::run(&args),
         Command::Check { paths } => check::run(&paths),
+        Command::Trace(args) => trace::run(&args),
     }
 }

@@ -31,6 +31,16 @@ impl Cx<'_> {
             .push(self.src.error(offset, message).with_hint(hint));
     }
 
+    pub fn warning_hint(
+        &mut self,
+        offset: usize,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diags
+            .push(self.src.warning(offset, message).with_hint(hint));
+    }
+
     pub fn warning(&mut self, offset: usize, message: impl Into<String>) {
         self.diags.push(self.src.warning(offset, message));
     }

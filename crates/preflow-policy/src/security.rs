@@ -178,9 +178,9 @@ pub(crate) fn oauth_v2(cx: &mut Cx<'_>, el: &Element) -> OAuthV2 {
     cx.known_policy(el, &known);
     let operation = match el.child("Operation") {
         None => {
-            cx.error_hint(
+            cx.warning_hint(
                 el.offset,
-                "OAuthV2 needs an `<Operation>`",
+                "OAuthV2 has no `<Operation>`; running it raises fault `OperationRequired`",
                 "add for example `<Operation>GenerateAccessToken</Operation>`",
             );
             None

@@ -243,7 +243,13 @@ fn oauth_v2_verify_and_invalidate() {
             variable: Some("request.formparam.token".into())
         }]
     );
-    assert!(errors(r#"<OAuthV2 name="P"/>"#)[0].contains("needs an `<Operation>`"));
+    let (_, d) = load(r#"<OAuthV2 name="P"/>"#);
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].severity, Severity::Warning);
+    assert!(
+        d[0].to_string()
+            .contains("raises fault `OperationRequired`")
+    );
     assert!(
         errors(r#"<OAuthV2 name="P"><Operation>Fly</Operation></OAuthV2>"#)[0]
             .contains("invalid OAuthV2 operation `Fly`")

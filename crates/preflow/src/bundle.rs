@@ -494,10 +494,12 @@ fn load_bundle(
             ));
         }
         BundleKind::SharedFlow if bundle.shared_flows.is_empty() => {
+            // Policies alone: a library of policies a build step assembles; a FlowCallout
+            // to it runs no step.
             diags.push(Diagnostic::for_file(
                 root,
-                Severity::Error,
-                "shared flow bundle has no shared flow (`sharedflows/*.xml`)",
+                Severity::Warning,
+                "shared flow bundle has no shared flow (`sharedflows/*.xml`); a FlowCallout to it runs nothing",
             ));
         }
         _ => {}
@@ -529,11 +531,13 @@ fn name_matches_file(
 fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
     for step in bundle.all_steps() {
         if !bundle.policies.contains_key(&step.policy) {
+            // Build scripts often add policies before deployment: a warning, and a
+            // runtime fault (`PolicyNotFound`) if the step is reached.
             let mut d = Diagnostic::at(
                 step.location.clone(),
-                Severity::Error,
+                Severity::Warning,
                 format!(
-                    "step names policy `{}`, which is not in the bundle",
+                    "step names policy `{}`, which is not in the bundle; reaching the step raises fault `PolicyNotFound`",
                     step.policy
                 ),
             );

@@ -1,10 +1,56 @@
 //! preflow: an embeddable Apigee-style policy engine for Rust API gateways.
 //!
-//! This crate loads API proxy and shared flow bundles into an endpoint model that the
-//! flow engine runs: [`load_path`] reads a bundle folder, a folder of bundles or a zip;
-//! [`load_files`] does the same from files in memory. Every condition is parsed at load
-//! time and every policy becomes a typed [`PolicyConfig`]. Problems are [`Diagnostic`]s
-//! naming file, line and column; [`lint`] adds the checks of `preflow check`.
+//! This crate loads API proxy and shared flow bundles into an endpoint model: [`load_path`]
+//! reads a bundle folder, a folder of bundles or a zip; [`load_files`] does the same from
+//! files in memory. Every condition is parsed at load time and every policy becomes a typed
+//! [`PolicyConfig`]. Problems are [`Diagnostic`]s naming file, line and column; [`lint`]
+//! adds the checks of `preflow check`.
+//!
+//! A [`Gateway`] compiles loaded bundles for execution and runs one request at a time as
+//! an [`Exchange`], sans-IO: the host passes the request and the time, and performs
+//! whatever the gateway asks for as a [`Step`] — answer the client, call a target, or (with
+//! [`StateMode::Remote`]) run a store operation.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use bytes::Bytes;
+//! use preflow::{load_files, Client, Gateway, LoadOptions, Step};
+//!
+//! let files = [
+//!     ("apiproxy/proxies/default.xml", r#"<ProxyEndpoint name="default">
+//!         <PreFlow><Request><Step><Name>SA</Name></Step></Request></PreFlow>
+//!         <HTTPProxyConnection><BasePath>/v1/api</BasePath></HTTPProxyConnection>
+//!         <RouteRule name="default"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+//!     </ProxyEndpoint>"#),
+//!     ("apiproxy/targets/default.xml", r#"<TargetEndpoint name="default">
+//!         <HTTPTargetConnection><URL>http://backend.internal:8080/base</URL></HTTPTargetConnection>
+//!     </TargetEndpoint>"#),
+//!     ("apiproxy/policies/SA.xml", r#"<SpikeArrest name="SA"><Rate>10ps</Rate></SpikeArrest>"#),
+//! ];
+//! let loaded = load_files(files, &LoadOptions::default());
+//! assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+//! let gateway = Gateway::builder().bundles(loaded).build()?;
+//!
+//! let request = http::Request::get("/v1/api/items?x=1").body(Bytes::new())?;
+//! let client = Client::http("192.0.2.1:50000".parse()?);
+//! let mut ex = gateway.begin(request, client, SystemTime::now());
+//! let response = loop {
+//!     match gateway.step(&mut ex) {
+//!         Step::Respond(response) => break response,
+//!         Step::Forward(target) => {
+//!             // The host calls the backend here.
+//!             assert_eq!(target.request.uri(), "http://backend.internal:8080/base/items?x=1");
+//!             ex.target_response(Ok(http::Response::new(Bytes::from("hello"))));
+//!         }
+//!         Step::Store(_) => unreachable!("local state is answered inline"),
+//!     }
+//! };
+//! assert_eq!(response.status(), 200);
+//! assert_eq!(response.body(), "hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The bundle model itself:
 //!
 //! ```
 //! use preflow::{load_files, LoadOptions, RouteTarget};
@@ -28,22 +74,37 @@
 
 mod bundle;
 mod endpoint;
+mod engine;
+mod exchange;
+mod exec;
+mod fault;
+mod gateway;
 mod lint;
+pub mod path;
+mod policies_more;
+mod vars;
 
 pub use bundle::{
     Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
 };
 pub use endpoint::{
     Condition, DefaultFaultRule, FaultRule, Flow, HttpTargetConnection, LoadBalancer,
-    LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow, Step,
-    TargetConnection, TargetEndpoint,
+    LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow,
+    Step as FlowStep, TargetConnection, TargetEndpoint,
 };
+pub use exchange::{
+    Client, Exchange, Phase, Scheme, Step, StoreOp, StoreReply, Target, TargetError, Timeouts,
+    TraceEvent,
+};
+pub use gateway::{BuildError, Gateway, GatewayBuilder, Profile, Settings, StateMode};
 pub use lint::lint;
+pub use path::PathError;
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::{
     Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template, template,
     xml::XmlLimits,
 };
+pub use {bytes, http, preflow_oauth, preflow_ratelimit};
 
 /// The typed policy configurations, by policy family.
 pub mod policies {

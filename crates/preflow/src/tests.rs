@@ -134,7 +134,7 @@ fn loads_a_full_proxy() {
 }
 
 #[test]
-fn step_naming_a_missing_policy_is_an_error_at_the_step() {
+fn step_naming_a_missing_policy_is_a_warning_at_the_step() {
     let loaded = load(&[
         (
             "apiproxy/proxies/default.xml",
@@ -145,7 +145,7 @@ fn step_naming_a_missing_policy_is_an_error_at_the_step() {
     assert_eq!(
         messages(&loaded),
         [
-            "apiproxy/proxies/default.xml:3:5: error: step names policy `Missing`, which is not in the bundle"
+            "apiproxy/proxies/default.xml:3:5: warning: step names policy `Missing`, which is not in the bundle; reaching the step raises fault `PolicyNotFound`"
         ]
     );
     let rendered = loaded.diagnostics[0].render();

@@ -1,0 +1,954 @@
+//! The flow engine: spec/policies.md §2, as a resumable state machine.
+//!
+//! Execution position is a [`Stage`]: a segment (PreFlow, the selected conditional Flow or
+//! PostFlow of the proxy or target, request or response side) and a step index, the
+//! route, the target call, fault handling, the response and PostClientFlow. The step
+//! index moves past a policy before it runs, so a policy that waits for a store reply is
+//! never run twice. FlowCallouts push frames that run before the segment continues.
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::exchange::{Exchange, Message, Phase, Step, StoreOp, Target, TraceEvent};
+use crate::exec::{self, Outcome};
+use crate::fault::{Fault, faults, wants_xml};
+use crate::gateway::{CCond, CConn, CFlow, CRouteTarget, CStep, Inner};
+use crate::vars::{View, resolve_name, write_value};
+
+/// A part of an endpoint's flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Pre,
+    Flow,
+    Post,
+}
+
+/// A segment: which endpoint, which direction, which part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seg {
+    ProxyReq(Part),
+    TargetReq(Part),
+    TargetResp(Part),
+    ProxyResp(Part),
+}
+
+/// Which fault-handling steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultSeg {
+    /// A FaultRule of the proxy (`target == false`) or target endpoint.
+    Rule { target: bool, rule: usize },
+    /// The endpoint's DefaultFaultRule.
+    Default { target: bool },
+    /// The ProxyEndpoint's DefaultFaultRule after a target fault (AlwaysEnforce).
+    ProxyDefaultAfterTarget,
+}
+
+/// Where an exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Start,
+    Run(Seg, usize),
+    Route,
+    Forward,
+    AwaitTarget,
+    Fault(FaultSeg, usize),
+    Respond,
+    PostClient(usize),
+    Done,
+}
+
+impl Stage {
+    /// Whether `message` is the response here.
+    pub(crate) fn is_response_side(&self) -> bool {
+        !matches!(
+            self,
+            Stage::Start
+                | Stage::Run(Seg::ProxyReq(_) | Seg::TargetReq(_), _)
+                | Stage::Route
+                | Stage::Forward
+                | Stage::AwaitTarget
+        )
+    }
+
+    fn target_side(&self) -> bool {
+        matches!(
+            self,
+            Stage::Run(Seg::TargetReq(_) | Seg::TargetResp(_), _)
+                | Stage::Forward
+                | Stage::AwaitTarget
+        )
+    }
+
+    fn state_name(&self) -> &'static str {
+        match self {
+            Stage::Run(Seg::ProxyReq(_), _) | Stage::Route | Stage::Start => "PROXY_REQ_FLOW",
+            Stage::Run(Seg::TargetReq(_), _) | Stage::Forward => "TARGET_REQ_FLOW",
+            Stage::AwaitTarget | Stage::Run(Seg::TargetResp(_), _) => "TARGET_RESP_FLOW",
+            Stage::Run(Seg::ProxyResp(_), _) => "PROXY_RESP_FLOW",
+            _ => "ERROR_FLOW",
+        }
+    }
+}
+
+/// A FlowCallout in progress: the shared flow's bundle and the next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub bundle: usize,
+    pub idx: usize,
+}
+
+/// A policy waiting for a store reply.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub bundle: usize,
+    pub policy: usize,
+    pub op: StoreOp,
+    pub kind: exec::Waiting,
+}
+
+/// Upper bound on engine iterations per call, as a guard.
+const MAX_ITERATIONS: usize = 1 << 20;
+
+fn phase_of(stage: &Stage) -> Phase {
+    match stage {
+        Stage::Run(Seg::ProxyReq(_), _) | Stage::Route | Stage::Start => Phase::ProxyRequest,
+        Stage::Run(Seg::TargetReq(_), _) | Stage::Forward => Phase::TargetRequest,
+        Stage::Run(Seg::TargetResp(_), _) | Stage::AwaitTarget => Phase::TargetResponse,
+        Stage::Run(Seg::ProxyResp(_), _) | Stage::Respond | Stage::Done => Phase::ProxyResponse,
+        Stage::Fault(..) => Phase::Error,
+        Stage::PostClient(_) => Phase::PostClient,
+    }
+}
+
+/// Evaluates an optional condition (absent is true).
+pub(crate) fn eval(
+    g: &Inner,
+    ex: &mut Exchange,
+    c: Option<&CCond>,
+    what: &str,
+) -> Result<bool, Fault> {
+    let Some(c) = c else {
+        return Ok(true);
+    };
+    let Some(compiled) = &c.compiled else {
+        return Err(faults::condition_invalid(&c.text));
+    };
+    let result = compiled.eval(&View { g, ex });
+    if ex.trace.is_some() {
+        let what = what.to_owned();
+        let text = c.text.clone();
+        ex.record(|| TraceEvent::Condition { what, text, result });
+    }
+    Ok(result)
+}
+
+fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
+    let b = g.bundles.get(ex.bundle)?;
+    match seg {
+        Seg::ProxyReq(p) | Seg::ProxyResp(p) => {
+            let e = b.proxies.get(ex.endpoint)?;
+            let f = match p {
+                Part::Pre => &e.pre,
+                Part::Post => &e.post,
+                Part::Flow => e.flows.get(ex.proxy_flow?)?,
+            };
+            Some((f, matches!(seg, Seg::ProxyReq(_))))
+        }
+        Seg::TargetReq(p) | Seg::TargetResp(p) => {
+            let t = b.targets.get(ex.target?)?;
+            let f = match p {
+                Part::Pre => &t.pre,
+                Part::Post => &t.post,
+                Part::Flow => t.flows.get(ex.target_flow?)?,
+            };
+            Some((f, matches!(seg, Seg::TargetReq(_))))
+        }
+    }
+}
+
+fn seg_steps<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> &'g [CStep] {
+    match flows_of(g, ex, seg) {
+        Some((f, true)) => &f.request,
+        Some((f, false)) => &f.response,
+        None => &[],
+    }
+}
+
+fn fault_steps<'g>(g: &'g Inner, ex: &Exchange, fs: FaultSeg) -> &'g [CStep] {
+    let Some(b) = g.bundles.get(ex.bundle) else {
+        return &[];
+    };
+    let proxy = b.proxies.get(ex.endpoint);
+    let target = ex.target.and_then(|t| b.targets.get(t));
+    match fs {
+        FaultSeg::Rule {
+            target: false,
+            rule,
+        } => proxy
+            .and_then(|p| p.fault_rules.get(rule))
+            .map_or(&[], |r| &r.steps),
+        FaultSeg::Rule { target: true, rule } => target
+            .and_then(|t| t.fault_rules.get(rule))
+            .map_or(&[], |r| &r.steps),
+        FaultSeg::Default { target: false } | FaultSeg::ProxyDefaultAfterTarget => proxy
+            .and_then(|p| p.default_rule.as_ref())
+            .map_or(&[], |r| &r.steps),
+        FaultSeg::Default { target: true } => target
+            .and_then(|t| t.default_rule.as_ref())
+            .map_or(&[], |r| &r.steps),
+    }
+}
+
+fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
+    // Select the conditional flow once per endpoint, on the request side.
+    if let Seg::ProxyReq(Part::Flow) | Seg::TargetReq(Part::Flow) = seg {
+        let target = matches!(seg, Seg::TargetReq(_));
+        let flows: &[CFlow] = match g.bundles.get(ex.bundle) {
+            Some(b) if target => ex
+                .target
+                .and_then(|t| b.targets.get(t))
+                .map_or(&[], |t| &t.flows),
+            Some(b) => b.proxies.get(ex.endpoint).map_or(&[], |p| &p.flows),
+            None => &[],
+        };
+        let mut selected = None;
+        for (i, f) in flows.iter().enumerate() {
+            let what = if ex.trace.is_some() {
+                format!("flow {}", f.name)
+            } else {
+                String::new()
+            };
+            if eval(g, ex, f.cond.as_ref(), &what)? {
+                selected = Some(i);
+                break;
+            }
+        }
+        if target {
+            ex.target_flow = selected;
+        } else {
+            ex.proxy_flow = selected;
+        }
+    }
+    ex.stage = Stage::Run(seg, 0);
+    if let Some((f, _)) = flows_of(g, ex, seg) {
+        ex.current_flow_name = None;
+        ex.current_flow = match seg {
+            Seg::ProxyReq(Part::Pre)
+            | Seg::ProxyResp(Part::Pre)
+            | Seg::TargetReq(Part::Pre)
+            | Seg::TargetResp(Part::Pre) => "PreFlow",
+            Seg::ProxyReq(Part::Post)
+            | Seg::ProxyResp(Part::Post)
+            | Seg::TargetReq(Part::Post)
+            | Seg::TargetResp(Part::Post) => "PostFlow",
+            _ => "",
+        };
+        if ex.current_flow.is_empty() || f.name != ex.current_flow {
+            ex.current_flow_name = Some(f.name.clone());
+        }
+        if ex.trace.is_some() {
+            let phase = phase_of(&ex.stage);
+            let name = f.name.clone();
+            ex.record(|| TraceEvent::Flow { phase, name });
+        }
+    }
+    Ok(())
+}
+
+fn next_seg(seg: Seg) -> Option<Seg> {
+    Some(match seg {
+        Seg::ProxyReq(Part::Pre) => Seg::ProxyReq(Part::Flow),
+        Seg::ProxyReq(Part::Flow) => Seg::ProxyReq(Part::Post),
+        Seg::TargetReq(Part::Pre) => Seg::TargetReq(Part::Flow),
+        Seg::TargetReq(Part::Flow) => Seg::TargetReq(Part::Post),
+        Seg::TargetResp(Part::Pre) => Seg::TargetResp(Part::Flow),
+        Seg::TargetResp(Part::Flow) => Seg::TargetResp(Part::Post),
+        Seg::TargetResp(Part::Post) => Seg::ProxyResp(Part::Pre),
+        Seg::ProxyResp(Part::Pre) => Seg::ProxyResp(Part::Flow),
+        Seg::ProxyResp(Part::Flow) => Seg::ProxyResp(Part::Post),
+        Seg::ProxyReq(Part::Post) | Seg::TargetReq(Part::Post) | Seg::ProxyResp(Part::Post) => {
+            return None;
+        }
+    })
+}
+
+/// Enters the error state with `fault` (spec/policies.md §2.4).
+pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
+    let target = ex.stage.target_side() && ex.target.is_some();
+    if fault.state.is_empty() {
+        fault.state = ex.stage.state_name();
+    }
+    if matches!(
+        ex.stage,
+        Stage::Fault(..) | Stage::PostClient(_) | Stage::Respond | Stage::Done
+    ) {
+        // A fault while handling a fault: stop and answer with it.
+        ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+        record_fault(ex, &fault);
+        ex.fault = Some(fault);
+        ex.callouts.clear();
+        ex.stage = Stage::Respond;
+        return;
+    }
+    ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+    record_fault(ex, &fault);
+    ex.fault = Some(fault);
+    ex.callouts.clear();
+    ex.rule_raised = false;
+    ex.current_flow = "";
+    ex.current_flow_name = None;
+    choose_rule(g, ex, target);
+}
+
+fn record_fault(ex: &mut Exchange, fault: &Fault) {
+    if ex.trace.is_some() {
+        let (name, code, status) = (
+            fault.name.to_string(),
+            fault.code.to_string(),
+            fault.status.as_u16(),
+        );
+        ex.record(|| TraceEvent::Fault { name, code, status });
+    }
+}
+
+/// Picks the one FaultRule that runs: ProxyEndpoint bottom-to-top, TargetEndpoint
+/// top-to-bottom; the first whose condition holds.
+fn choose_rule(g: &Inner, ex: &mut Exchange, target: bool) {
+    let Some(b) = g.bundles.get(ex.bundle) else {
+        ex.stage = Stage::Respond;
+        return;
+    };
+    let rules = if target {
+        ex.target
+            .and_then(|t| b.targets.get(t))
+            .map_or(&[][..], |t| &t.fault_rules)
+    } else {
+        b.proxies
+            .get(ex.endpoint)
+            .map_or(&[][..], |p| &p.fault_rules)
+    };
+    let order: Box<dyn Iterator<Item = usize>> = if target {
+        Box::new(0..rules.len())
+    } else {
+        Box::new((0..rules.len()).rev())
+    };
+    for i in order {
+        let Some(rule) = rules.get(i) else { continue };
+        let what = format!("fault rule {}", rule.name);
+        match eval(g, ex, rule.cond.as_ref(), &what) {
+            Ok(true) => {
+                let name = rule.name.clone();
+                ex.current_flow_name = Some(name.clone());
+                ex.record(|| TraceEvent::Flow {
+                    phase: Phase::Error,
+                    name,
+                });
+                ex.stage = Stage::Fault(FaultSeg::Rule { target, rule: i }, 0);
+                return;
+            }
+            Ok(false) => {}
+            Err(_) => {}
+        }
+    }
+    goto_default(g, ex, target);
+}
+
+fn goto_default(g: &Inner, ex: &mut Exchange, target: bool) {
+    let b = g.bundles.get(ex.bundle);
+    let rule = if target {
+        b.and_then(|b| ex.target.and_then(|t| b.targets.get(t)))
+            .and_then(|t| t.default_rule.as_ref())
+    } else {
+        b.and_then(|b| b.proxies.get(ex.endpoint))
+            .and_then(|p| p.default_rule.as_ref())
+    };
+    if let Some(rule) = rule {
+        let what = format!("default fault rule {}", rule.name);
+        if eval(g, ex, rule.cond.as_ref(), &what).unwrap_or(false) {
+            let name = rule.name.clone();
+            ex.current_flow_name = Some(name.clone());
+            ex.record(|| TraceEvent::Flow {
+                phase: Phase::Error,
+                name,
+            });
+            ex.stage = Stage::Fault(FaultSeg::Default { target }, 0);
+            return;
+        }
+    }
+    after_default(g, ex, target);
+}
+
+fn after_default(g: &Inner, ex: &mut Exchange, target: bool) {
+    if target && g.settings.proxy_default_rule_on_target_fault && !ex.rule_raised {
+        let rule = g
+            .bundles
+            .get(ex.bundle)
+            .and_then(|b| b.proxies.get(ex.endpoint))
+            .and_then(|p| p.default_rule.as_ref());
+        if let Some(rule) = rule.filter(|r| r.always_enforce) {
+            let what = format!("default fault rule {}", rule.name);
+            if eval(g, ex, rule.cond.as_ref(), &what).unwrap_or(false) {
+                let name = rule.name.clone();
+                ex.record(|| TraceEvent::Flow {
+                    phase: Phase::Error,
+                    name,
+                });
+                ex.stage = Stage::Fault(FaultSeg::ProxyDefaultAfterTarget, 0);
+                return;
+            }
+        }
+    }
+    ex.stage = Stage::Respond;
+}
+
+fn fault_seg_done(g: &Inner, ex: &mut Exchange, fs: FaultSeg) {
+    match fs {
+        FaultSeg::Rule { target, .. } => {
+            let b = g.bundles.get(ex.bundle);
+            let rule = if target {
+                b.and_then(|b| ex.target.and_then(|t| b.targets.get(t)))
+                    .and_then(|t| t.default_rule.as_ref())
+            } else {
+                b.and_then(|b| b.proxies.get(ex.endpoint))
+                    .and_then(|p| p.default_rule.as_ref())
+            };
+            // AlwaysEnforce runs the DefaultFaultRule after a FaultRule, unless that
+            // FaultRule raised a fault.
+            if rule.is_some_and(|r| r.always_enforce) && !ex.rule_raised {
+                goto_default(g, ex, target);
+            } else {
+                after_default(g, ex, target);
+            }
+        }
+        FaultSeg::Default { target } => after_default(g, ex, target),
+        FaultSeg::ProxyDefaultAfterTarget => ex.stage = Stage::Respond,
+    }
+}
+
+/// What runs next: a step of a FlowCallout frame, of a segment, or of fault handling.
+enum Next<'g> {
+    Step(usize, &'g CStep),
+    SegDone,
+}
+
+fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
+    while let Some(frame) = ex.callouts.last_mut() {
+        let steps = g
+            .bundles
+            .get(frame.bundle)
+            .map_or(&[][..], |b| &b.shared_steps);
+        if let Some(s) = steps.get(frame.idx) {
+            frame.idx += 1;
+            return Next::Step(frame.bundle, s);
+        }
+        ex.callouts.pop();
+    }
+    let (steps, idx) = match ex.stage {
+        Stage::Run(seg, i) => (seg_steps(g, ex, seg), i),
+        Stage::Fault(fs, i) => (fault_steps(g, ex, fs), i),
+        Stage::PostClient(i) => (
+            g.bundles
+                .get(ex.bundle)
+                .and_then(|b| b.proxies.get(ex.endpoint))
+                .and_then(|p| p.post_client.as_ref())
+                .map_or(&[][..], |f| &f.response),
+            i,
+        ),
+        _ => return Next::SegDone,
+    };
+    match steps.get(idx) {
+        Some(s) => {
+            ex.stage = match ex.stage {
+                Stage::Run(seg, i) => Stage::Run(seg, i + 1),
+                Stage::Fault(fs, i) => Stage::Fault(fs, i + 1),
+                Stage::PostClient(i) => Stage::PostClient(i + 1),
+                other => other,
+            };
+            Next::Step(ex.bundle, s)
+        }
+        None => Next::SegDone,
+    }
+}
+
+/// Runs one step: its condition, then its policy.
+fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option<Step> {
+    let Some(policy) = g
+        .bundles
+        .get(bundle)
+        .and_then(|b| b.policies.get(step.policy))
+    else {
+        return None;
+    };
+    let what = if ex.trace.is_some() {
+        format!("step {}", policy.name)
+    } else {
+        String::new()
+    };
+    match eval(g, ex, step.cond.as_ref(), &what) {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(f) => {
+            handle(g, ex, bundle, step.policy, Outcome::Fault(f));
+            return None;
+        }
+    }
+    if !policy.enabled {
+        if ex.trace.is_some() {
+            let (name, type_name) = (policy.name.clone(), policy.type_name.clone());
+            ex.record(|| TraceEvent::Policy {
+                name,
+                type_name,
+                result: "skipped (disabled)".to_owned(),
+            });
+        }
+        return None;
+    }
+    let outcome = exec::execute(g, ex, bundle, step.policy);
+    handle(g, ex, bundle, step.policy, outcome)
+}
+
+/// Applies a policy's outcome.
+fn handle(
+    g: &Inner,
+    ex: &mut Exchange,
+    bundle: usize,
+    policy: usize,
+    outcome: Outcome,
+) -> Option<Step> {
+    let Some(p) = g.bundles.get(bundle).and_then(|b| b.policies.get(policy)) else {
+        return None;
+    };
+    let tracing = ex.trace.is_some();
+    let result = |ex: &mut Exchange, r: String| {
+        if tracing {
+            let (name, type_name) = (p.name.clone(), p.type_name.clone());
+            ex.record(|| TraceEvent::Policy {
+                name,
+                type_name,
+                result: r,
+            });
+        }
+    };
+    match outcome {
+        Outcome::Continue => {
+            result(ex, "ok".to_owned());
+            None
+        }
+        Outcome::Call(shared) => {
+            result(ex, "flow callout".to_owned());
+            if ex.callouts.len() >= g.settings.max_callout_depth {
+                let f = faults::internal(format!(
+                    "FlowCallout `{}` nests shared flows deeper than {}",
+                    p.name, g.settings.max_callout_depth
+                ));
+                enter_error(g, ex, f);
+            } else {
+                ex.callouts.push(Frame {
+                    bundle: shared,
+                    idx: 0,
+                });
+            }
+            None
+        }
+        Outcome::Store(op, kind) => {
+            if tracing {
+                let d = format!("{op:?}");
+                let short: String = d.chars().take(120).collect();
+                ex.record(|| TraceEvent::Store { op: short });
+            }
+            ex.resume = Some(Resume {
+                bundle,
+                policy,
+                op: op.clone(),
+                kind,
+            });
+            Some(Step::Store(op))
+        }
+        Outcome::Fault(mut fault) => {
+            if !ex.failed.contains(&(bundle, policy)) {
+                ex.failed.push((bundle, policy));
+            }
+            fault.policy = Some((bundle, policy));
+            if matches!(ex.stage, Stage::PostClient(_)) {
+                result(ex, format!("fault {} (after the response)", fault.name));
+                return None;
+            }
+            if let Stage::Fault(..) = ex.stage {
+                if fault.raised {
+                    // RaiseFault in a FaultRule: its response replaces the error
+                    // response; the rule's remaining steps still run.
+                    result(ex, format!("raised {}", fault.name));
+                    ex.rule_raised = true;
+                    ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+                    return None;
+                }
+            }
+            if p.continue_on_error && !fault.raised {
+                result(ex, format!("failed {} (continueOnError)", fault.name));
+                return None;
+            }
+            result(ex, format!("fault {}", fault.name));
+            enter_error(g, ex, fault);
+            None
+        }
+    }
+}
+
+fn to_response(m: Message) -> http::Response<Bytes> {
+    let mut r = http::Response::new(m.body);
+    *r.status_mut() = m.status;
+    *r.headers_mut() = m.headers;
+    r
+}
+
+/// Drives `ex` until the host has work.
+pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
+    if let Some(resume) = ex.resume.take() {
+        let Some(reply) = ex.reply.take() else {
+            let op = resume.op.clone();
+            ex.resume = Some(resume);
+            return Step::Store(op);
+        };
+        let (b, p) = (resume.bundle, resume.policy);
+        let outcome = exec::resume(g, ex, resume, reply);
+        if let Some(s) = handle(g, ex, b, p, outcome) {
+            return s;
+        }
+    }
+    for _ in 0..MAX_ITERATIONS {
+        if let Some(s) = advance(g, ex) {
+            return s;
+        }
+    }
+    let f = faults::internal("the exchange did not finish");
+    let m = f.render(false);
+    ex.stage = Stage::Done;
+    Step::Respond(to_response(m))
+}
+
+fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
+    match ex.stage {
+        Stage::Start => {
+            start(g, ex);
+            None
+        }
+        Stage::Run(..) | Stage::Fault(..) | Stage::PostClient(_) => match next(g, ex) {
+            Next::Step(bundle, step) => run_step(g, ex, bundle, step),
+            Next::SegDone => {
+                match ex.stage {
+                    Stage::Run(seg, _) => match next_seg(seg) {
+                        Some(n) => {
+                            if let Err(f) = enter_seg(g, ex, n) {
+                                enter_error(g, ex, f);
+                            }
+                        }
+                        None => match seg {
+                            Seg::ProxyReq(_) => ex.stage = Stage::Route,
+                            Seg::TargetReq(_) => ex.stage = Stage::Forward,
+                            _ => ex.stage = Stage::Respond,
+                        },
+                    },
+                    Stage::Fault(fs, _) => fault_seg_done(g, ex, fs),
+                    Stage::PostClient(_) => {
+                        ex.stage = Stage::Done;
+                        let resp = ex
+                            .final_response
+                            .take()
+                            .unwrap_or_else(|| to_response(Message::response(StatusCode::OK)));
+                        return Some(Step::Respond(resp));
+                    }
+                    _ => {}
+                }
+                None
+            }
+        },
+        Stage::Route => {
+            route(g, ex);
+            None
+        }
+        Stage::Forward => forward(g, ex),
+        Stage::AwaitTarget => {
+            let Some(result) = ex.target_result.take() else {
+                enter_error(
+                    g,
+                    ex,
+                    faults::internal(
+                        "the exchange was stepped before the target response was given",
+                    ),
+                );
+                return None;
+            };
+            match result {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    let m = Message {
+                        method: ex.request.method.clone(),
+                        path: String::new(),
+                        query: None,
+                        version: parts.version,
+                        status: parts.status,
+                        reason: None,
+                        headers: parts.headers,
+                        body,
+                    };
+                    if m.status.as_u16() >= 400 {
+                        ex.response = Some(m.clone());
+                        enter_error(g, ex, faults::error_response_code(m));
+                    } else {
+                        ex.response = Some(m);
+                        if let Err(f) = enter_seg(g, ex, Seg::TargetResp(Part::Pre)) {
+                            enter_error(g, ex, f);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let f = match &e {
+                        crate::TargetError::Connect(_) => faults::service_unavailable(),
+                        crate::TargetError::Timeout => faults::gateway_timeout(),
+                        crate::TargetError::Other(why) => faults::bad_gateway(why),
+                    };
+                    enter_error(g, ex, f);
+                }
+            }
+            None
+        }
+        Stage::Respond => {
+            let m = ex
+                .response
+                .clone()
+                .unwrap_or_else(|| Message::response(StatusCode::OK));
+            let resp = to_response(m);
+            let has_post_client = g
+                .proxy_endpoint(ex)
+                .and_then(|p| p.post_client.as_ref())
+                .is_some_and(|f| !f.response.is_empty());
+            if has_post_client {
+                ex.final_response = Some(resp);
+                ex.stage = Stage::PostClient(0);
+                ex.current_flow = "PostClientFlow";
+                ex.current_flow_name = None;
+                ex.record(|| TraceEvent::Flow {
+                    phase: Phase::PostClient,
+                    name: "PostClientFlow".to_owned(),
+                });
+                None
+            } else {
+                ex.stage = Stage::Done;
+                Some(Step::Respond(resp))
+            }
+        }
+        Stage::Done => {
+            let f = faults::internal("the exchange has already finished");
+            Some(Step::Respond(to_response(f.render(false))))
+        }
+    }
+}
+
+fn start(g: &Inner, ex: &mut Exchange) {
+    let normalized = match crate::path::normalize(&ex.request.path) {
+        Ok(p) => match p {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(o) => Some(o),
+        },
+        Err(e) => {
+            let f = faults::bad_path(&e);
+            ex.response = Some(f.render(wants_xml(&ex.request.headers)));
+            record_fault(ex, &f);
+            ex.fault = Some(f);
+            ex.stage = Stage::Respond;
+            return;
+        }
+    };
+    if let Some(n) = normalized {
+        ex.request.path = n;
+    }
+    let path = ex.request.path.as_str();
+    let found = g.bases.iter().find_map(|(bp, b, e)| {
+        crate::path::strip_base(path, bp).map(|suffix| (path.len() - suffix.len(), *b, *e))
+    });
+    let Some((base_len, b, e)) = found else {
+        let host = ex
+            .request
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(ex.original_uri.host())
+            .unwrap_or("default")
+            .to_owned();
+        let f = faults::application_not_found(&host, path);
+        ex.response = Some(f.render(wants_xml(&ex.request.headers)));
+        record_fault(ex, &f);
+        ex.fault = Some(f);
+        ex.stage = Stage::Respond;
+        return;
+    };
+    ex.bundle = b;
+    ex.endpoint = e;
+    ex.base_len = base_len;
+    if ex.trace.is_some() {
+        let proxy = g.bundles.get(b).map(|x| x.name.clone()).unwrap_or_default();
+        let endpoint = g
+            .proxy_endpoint(ex)
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
+        let base_path = ex.request.path.get(..base_len).unwrap_or("").to_owned();
+        let path_suffix = ex.path_suffix().to_owned();
+        ex.record(|| TraceEvent::ProxySelected {
+            proxy,
+            endpoint,
+            base_path,
+            path_suffix,
+        });
+    }
+    if let Err(f) = enter_seg(g, ex, Seg::ProxyReq(Part::Pre)) {
+        enter_error(g, ex, f);
+    }
+}
+
+fn route(g: &Inner, ex: &mut Exchange) {
+    let Some(p) = g.proxy_endpoint(ex) else {
+        ex.stage = Stage::Respond;
+        return;
+    };
+    let mut chosen = None;
+    for (i, r) in p.routes.iter().enumerate() {
+        let what = if ex.trace.is_some() {
+            format!("route rule {}", r.name)
+        } else {
+            String::new()
+        };
+        match eval(g, ex, r.cond.as_ref(), &what) {
+            Ok(true) => {
+                chosen = Some(i);
+                break;
+            }
+            Ok(false) => {}
+            Err(f) => {
+                enter_error(g, ex, f);
+                return;
+            }
+        }
+    }
+    let Some(i) = chosen else {
+        enter_error(g, ex, faults::route_failed());
+        return;
+    };
+    ex.route = Some(i);
+    let Some(r) = p.routes.get(i) else { return };
+    if ex.trace.is_some() {
+        let rule = r.name.clone();
+        let target = match &r.target {
+            CRouteTarget::Endpoint(t) => format!(
+                "target endpoint {}",
+                g.bundles
+                    .get(ex.bundle)
+                    .and_then(|b| b.targets.get(*t))
+                    .map_or("", |t| t.name.as_str())
+            ),
+            CRouteTarget::Missing(t) => format!("missing target endpoint {t}"),
+            CRouteTarget::Url(u) => u.clone(),
+            CRouteTarget::Null => "null route".to_owned(),
+        };
+        ex.record(|| TraceEvent::Route { rule, target });
+    }
+    match &r.target {
+        CRouteTarget::Endpoint(t) => {
+            ex.target = Some(*t);
+            if let Err(f) = enter_seg(g, ex, Seg::TargetReq(Part::Pre)) {
+                enter_error(g, ex, f);
+            }
+        }
+        CRouteTarget::Missing(t) => {
+            let f = faults::target_unusable(&format!(
+                "route rule `{}` names target endpoint `{t}`, which is not in the bundle",
+                r.name
+            ));
+            enter_error(g, ex, f);
+        }
+        CRouteTarget::Url(u) => {
+            if ex.target_url.is_none() {
+                ex.target_url = Some(join_url(u, ex.path_suffix(), ex.request.query.as_deref()));
+            }
+            ex.stage = Stage::Forward;
+        }
+        CRouteTarget::Null => {
+            if ex.response.is_none() {
+                ex.response = Some(Message::response(StatusCode::OK));
+            }
+            if let Err(f) = enter_seg(g, ex, Seg::ProxyResp(Part::Pre)) {
+                enter_error(g, ex, f);
+            }
+        }
+    }
+}
+
+fn join_url(base: &str, suffix: &str, query: Option<&str>) -> String {
+    let mut u = String::with_capacity(base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1));
+    u.push_str(base.trim_end_matches('/'));
+    if suffix.is_empty() && u.split("://").nth(1).is_some_and(|r| !r.contains('/')) {
+        u.push('/');
+    }
+    u.push_str(suffix);
+    if let Some(q) = query {
+        u.push('?');
+        u.push_str(q);
+    }
+    u
+}
+
+fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
+    let target = g.target_endpoint(ex);
+    if ex.target_url.is_none() {
+        match target.map(|t| &t.conn) {
+            Some(CConn::Url(base)) => {
+                ex.target_url = Some(join_url(
+                    base,
+                    ex.path_suffix(),
+                    ex.request.query.as_deref(),
+                ));
+            }
+            Some(CConn::Unusable(why)) => {
+                let why = why.clone();
+                enter_error(g, ex, faults::target_unusable(&why));
+                return None;
+            }
+            None => {
+                enter_error(g, ex, faults::target_unusable("no target url"));
+                return None;
+            }
+        }
+    }
+    let url = ex.target_url.as_deref().unwrap_or("");
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            let why = format!("the target url `{url}` is not a valid uri");
+            enter_error(g, ex, faults::target_unusable(&why));
+            return None;
+        }
+    };
+    let mut req = http::Request::new(ex.request.body.clone());
+    *req.method_mut() = ex.request.method.clone();
+    *req.uri_mut() = uri;
+    let mut headers = ex.request.headers.clone();
+    headers.remove(http::header::HOST);
+    *req.headers_mut() = headers;
+    let mut timeouts = target.map(|t| t.timeouts).unwrap_or_default();
+    timeouts.connect = timeouts.connect.or(g.settings.connect_timeout);
+    timeouts.io = timeouts.io.or(g.settings.io_timeout);
+    ex.stage = Stage::AwaitTarget;
+    Some(Step::Forward(Target {
+        request: req,
+        timeouts,
+        endpoint: target.map(|t| t.name.clone()).unwrap_or_default(),
+    }))
+}
+
+/// The text of variable `name` in `ex`.
+pub(crate) fn variable_text(g: &Inner, ex: &Exchange, name: &str) -> Option<String> {
+    let empty = std::collections::HashMap::new();
+    let index = g.bundles.get(ex.bundle).map_or(&empty, |b| &b.policy_index);
+    let slot = resolve_name(name, ex.bundle, index);
+    let mut out = String::new();
+    write_value(View { g, ex }.value(&slot), &mut out).then_some(out)
+}
