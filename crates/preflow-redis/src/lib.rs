@@ -12,6 +12,8 @@
 //!   ([`RedisConfig::timeout`]) and passes a circuit breaker ([`BreakerConfig`]).
 //! * [`Counters`] adds the modes of rate-limit policies ([`Mode`]) and the failure policy
 //!   ([`OnFailure`]): it always answers, within the timeout.
+//! * [`RemoteState`] runs the store steps of the preflow engine
+//!   ([`preflow::Step::Store`], for a gateway built with [`preflow::StateMode::Remote`]).
 //! * [`RedisRegistry`], [`RedisStore::save_registry`] and [`RedisStore::load_registry`]
 //!   keep the registry of developers, products, apps and credentials in Redis.
 //!
@@ -86,6 +88,7 @@
 
 mod breaker;
 mod counters;
+mod engine;
 mod error;
 pub mod keys;
 mod oauth;
@@ -99,6 +102,7 @@ pub use breaker::BreakerConfig;
 pub use counters::{
     CounterPolicy, Counters, FlushStats, FlushTask, Mode, OnFailure, failure_reply,
 };
+pub use engine::RemoteState;
 pub use error::RedisError;
 pub use keys::KeyLayout;
 pub use registry::RedisRegistry;
