@@ -3,6 +3,7 @@
 
 mod check;
 mod cond;
+mod serve;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     /// Run one request through bundles (local state, no target called) and print each
     /// flow, condition and policy with its result.
     Trace(trace::Args),
+    /// Serve bundles: the reference gateway (hyper and tokio).
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +42,6 @@ fn main() -> ExitCode {
         Command::Cond(args) => cond::run(&args),
         Command::Check { paths } => check::run(&paths),
         Command::Trace(args) => trace::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }

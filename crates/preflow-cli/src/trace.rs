@@ -113,7 +113,10 @@ pub fn trace(gateway: &Gateway, request: http::Request<Bytes>) -> String {
                 flush(&ex, &mut out);
                 out.push_str(&format!("response  {}\n", resp.status()));
                 for (k, v) in resp.headers() {
-                    out.push_str(&format!("  {k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+                    out.push_str(&format!(
+                        "  {k}: {}\n",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ));
                 }
                 if !resp.body().is_empty() {
                     out.push_str(&format!("  {}\n", String::from_utf8_lossy(resp.body())));
@@ -134,7 +137,10 @@ pub fn trace(gateway: &Gateway, request: http::Request<Bytes>) -> String {
                     }
                 ));
                 for (k, v) in r.headers() {
-                    out.push_str(&format!("  {k}: {}\n", String::from_utf8_lossy(v.as_bytes())));
+                    out.push_str(&format!(
+                        "  {k}: {}\n",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ));
                 }
                 if !r.body().is_empty() {
                     out.push_str(&format!("  {}\n", String::from_utf8_lossy(r.body())));

@@ -2,6 +2,7 @@
 
 use std::process::{Command, Output};
 
+#[allow(clippy::expect_used)] // a test helper: failing loudly is its job
 fn preflow(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_preflow"))
         .args(args)

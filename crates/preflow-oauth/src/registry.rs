@@ -305,6 +305,9 @@ pub enum SecretSpec {
     /// Use this value (1 to 512 bytes, no control characters; RFC 6749 client secrets are
     /// printable ASCII, imported ones may hold more). Stored as Argon2id.
     Custom(String),
+    /// A secret that is already hashed, e.g. read back from a file. The plaintext is not
+    /// known, so the [`IssuedCredential`] carries an empty secret.
+    Hashed(SecretHash),
 }
 
 impl Default for SecretSpec {
@@ -548,18 +551,7 @@ impl Registry {
             }
             None => random_token(24),
         };
-        let (secret_plain, secret) = match new.secret {
-            SecretSpec::Generated { bytes } => {
-                let s = random_token(bytes.max(DEFAULT_TOKEN_BYTES));
-                let h = SecretHash::generated(&s);
-                (s, h)
-            }
-            SecretSpec::Custom(s) => {
-                check_printable(&s, "client secret")?;
-                let h = SecretHash::custom(&s, self.cost)?;
-                (s, h)
-            }
-        };
+        let (secret_plain, secret) = self.hash_secret(new.secret)?;
         let credential = Credential {
             key: key.clone(),
             secret,
@@ -588,6 +580,45 @@ impl Registry {
         }
         Ok(IssuedCredential {
             client_id: key,
+            client_secret: secret_plain,
+        })
+    }
+
+    fn hash_secret(&self, spec: SecretSpec) -> Result<(String, SecretHash), RegistryError> {
+        Ok(match spec {
+            SecretSpec::Generated { bytes } => {
+                let s = random_token(bytes.max(DEFAULT_TOKEN_BYTES));
+                let h = SecretHash::generated(&s);
+                (s, h)
+            }
+            SecretSpec::Custom(s) => {
+                check_printable(&s, "client secret")?;
+                let h = SecretHash::custom(&s, self.cost)?;
+                (s, h)
+            }
+            SecretSpec::Hashed(h) => (String::new(), h),
+        })
+    }
+
+    /// Replaces the secret of a credential (rotation) and returns the new plaintext secret
+    /// (empty for [`SecretSpec::Hashed`]). The old secret stops working at once; tokens
+    /// already issued stay valid.
+    pub fn set_credential_secret(
+        &self,
+        key: &str,
+        secret: SecretSpec,
+    ) -> Result<IssuedCredential, RegistryError> {
+        if !self.credentials.contains_key(key) {
+            return Err(RegistryError::UnknownCredential(key.to_owned()));
+        }
+        let (secret_plain, hash) = self.hash_secret(secret)?;
+        let mut entry = self
+            .credentials
+            .get_mut(key)
+            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
+        Arc::make_mut(&mut entry.value_mut().credential).secret = hash;
+        Ok(IssuedCredential {
+            client_id: key.to_owned(),
             client_secret: secret_plain,
         })
     }
@@ -736,5 +767,59 @@ impl Registry {
             return Err(ClientRefusal::DeveloperInactive);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_with_app() -> (Registry, String) {
+        let r = Registry::with_password_hash_cost(PasswordHashCost::insecure_for_tests());
+        r.put_developer(Developer::new("d@example.com"));
+        let app = r.add_app("d@example.com", App::new("a")).unwrap();
+        (r, app)
+    }
+
+    #[test]
+    fn hashed_secrets_are_taken_as_given() {
+        let (r, app) = registry_with_app();
+        let hash = SecretHash::generated("s3cret");
+        let issued = r
+            .add_credential(
+                &app,
+                NewCredential {
+                    key: Some("k".into()),
+                    secret: SecretSpec::Hashed(hash.clone()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(issued.client_secret, "");
+        assert_eq!(r.credential("k").unwrap().secret, hash);
+        assert!(r.credential("k").unwrap().secret.verify(b"s3cret"));
+    }
+
+    #[test]
+    fn rotation_replaces_the_secret() {
+        let (r, app) = registry_with_app();
+        let first = r
+            .add_credential(
+                &app,
+                NewCredential {
+                    key: Some("k".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let second = r.set_credential_secret("k", SecretSpec::default()).unwrap();
+        assert_ne!(first.client_secret, second.client_secret);
+        let stored = r.client("k").unwrap().credential.secret.clone();
+        assert!(stored.verify(second.client_secret.as_bytes()));
+        assert!(!stored.verify(first.client_secret.as_bytes()));
+        assert_eq!(
+            r.set_credential_secret("nope", SecretSpec::default()),
+            Err(RegistryError::UnknownCredential("nope".into()))
+        );
     }
 }

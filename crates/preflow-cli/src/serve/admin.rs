@@ -1,0 +1,600 @@
+//! Developer self-service: the admin API on its own listener.
+//!
+//! Every call carries `Authorization: Bearer <admin token>` (the token comes from the
+//! `PREFLOW_ADMIN_TOKEN` environment variable). Changes are written to the apps file
+//! (atomically, secrets as hashes) before they take effect, so a restart loses nothing.
+//!
+//! | method and path | what it does |
+//! |---|---|
+//! | `GET /admin/products` | lists the API products |
+//! | `GET /admin/apps` | lists the apps with their client ids (never secrets) |
+//! | `POST /admin/apps` `{"name","developer","products":[…]}` | creates an app subscribed to the products; answers its client id and secret, once |
+//! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
+//! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use preflow_oauth::secret::random_token;
+use preflow_oauth::{Approval, Registry, SecretHash, SecretSpec};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use super::apps::{
+    AppEntry, AppsFile, CredentialEntry, DeveloperEntry, Status, format_hash, install_app,
+};
+use super::listener::{Handled, Handler};
+
+/// Name of the environment variable holding the admin bearer token.
+pub const TOKEN_VARIABLE: &str = "PREFLOW_ADMIN_TOKEN";
+
+/// Fewest characters the admin token must have.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The admin API.
+#[derive(Debug)]
+pub struct Admin {
+    token_digest: [u8; 32],
+    registry: Arc<Registry>,
+    file: Mutex<AppsFile>,
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApp {
+    name: String,
+    developer: String,
+    #[serde(default)]
+    products: Vec<String>,
+}
+
+/// A refused change: the response to send.
+type Refusal = Box<Response<Bytes>>;
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::from(body.to_string()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error(status: StatusCode, error: &str, description: &str) -> Response<Bytes> {
+    json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+impl Admin {
+    /// The admin API over `registry`, persisting to `path`, whose current content is
+    /// `file` (secrets already hashed).
+    pub fn new(token: &str, registry: Arc<Registry>, file: AppsFile, path: PathBuf) -> Self {
+        Self {
+            token_digest: Sha256::digest(token.as_bytes()).into(),
+            registry,
+            file: Mutex::new(file),
+            path,
+        }
+    }
+
+    fn authorized(&self, req: &Request<Bytes>) -> bool {
+        let Some(value) = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some((scheme, token)) = value.split_once(' ') else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return false;
+        }
+        let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        bool::from(digest.ct_eq(&self.token_digest))
+    }
+
+    /// Answers one admin request.
+    pub fn respond(&self, req: &Request<Bytes>) -> Response<Bytes> {
+        if !self.authorized(req) {
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the admin API needs Authorization: Bearer <admin token>",
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"preflow-admin\""),
+            );
+            return resp;
+        }
+        let path = req.uri().path();
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method(), segments.as_slice()) {
+            (&Method::GET, ["admin", "products"]) => self.list_products(),
+            (&Method::GET, ["admin", "apps"]) => self.list_apps(),
+            (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
+            (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
+            (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
+            (_, ["admin", "products" | "apps"])
+            | (_, ["admin", "credentials", _, "rotate"])
+            | (_, ["admin", "apps", _, "revoke"]) => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            ),
+            _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
+        }
+    }
+
+    fn list_products(&self) -> Response<Bytes> {
+        let Ok(file) = self.file.lock() else {
+            return poisoned();
+        };
+        let products: Vec<Value> = file
+            .products
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "display_name": if p.display_name.is_empty() { &p.name } else { &p.display_name },
+                    "description": p.description,
+                    "proxies": p.proxies,
+                    "resources": p.resources,
+                    "scopes": p.scopes,
+                })
+            })
+            .collect();
+        json_response(StatusCode::OK, &json!({ "products": products }))
+    }
+
+    fn list_apps(&self) -> Response<Bytes> {
+        let Ok(file) = self.file.lock() else {
+            return poisoned();
+        };
+        let apps: Vec<Value> = file.apps.iter().map(app_json).collect();
+        json_response(StatusCode::OK, &json!({ "apps": apps }))
+    }
+
+    /// Applies `change` to a copy of the file, writes it, then installs it with `apply`.
+    fn commit(
+        &self,
+        change: impl FnOnce(&mut AppsFile) -> Result<(), Refusal>,
+        apply: impl FnOnce(&Registry, &AppsFile) -> Result<(), String>,
+    ) -> Result<(), Refusal> {
+        let Ok(mut file) = self.file.lock() else {
+            return Err(Box::new(poisoned()));
+        };
+        let mut next = file.clone();
+        change(&mut next)?;
+        if let Err(e) = next.validate() {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.to_string(),
+            )));
+        }
+        if let Err(e) = next.write_atomic(&self.path) {
+            tracing::error!(error = %e, "cannot persist the apps file");
+            return Err(Box::new(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the change could not be saved; nothing was changed",
+            )));
+        }
+        if let Err(e) = apply(&self.registry, &next) {
+            tracing::error!(error = %e, "saved change not applied to the running gateway");
+            return Err(Box::new(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the change was saved but takes effect at the next start",
+            )));
+        }
+        *file = next;
+        Ok(())
+    }
+
+    fn create_app(&self, body: &Bytes) -> Response<Bytes> {
+        let new: NewApp = match serde_json::from_slice(body) {
+            Ok(n) => n,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("expected {{\"name\", \"developer\", \"products\"}}: {e}"),
+                );
+            }
+        };
+        if new.name.trim().is_empty() || new.developer.trim().is_empty() {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "name and developer must not be empty",
+            );
+        }
+        let app_id = random_token(16);
+        let client_id = random_token(24);
+        let secret = random_token(32);
+        let entry = AppEntry {
+            id: app_id.clone(),
+            name: new.name.clone(),
+            developer: new.developer.clone(),
+            status: Status::Approved,
+            callback_url: None,
+            client_secret_post: true,
+            attributes: Default::default(),
+            credentials: vec![CredentialEntry {
+                client_id: client_id.clone(),
+                client_secret: None,
+                secret_hash: Some(format_hash(&SecretHash::generated(&secret))),
+                products: new.products.clone(),
+                product_status: Default::default(),
+                status: Status::Approved,
+                issued_at: now_secs(),
+                expires_at: None,
+            }],
+        };
+        let installed = entry.clone();
+        let developer = new.developer.clone();
+        let result = self.commit(
+            |file| {
+                if !file.developers.iter().any(|d| d.email == developer) {
+                    file.developers.push(DeveloperEntry {
+                        email: developer.clone(),
+                        first_name: String::new(),
+                        last_name: String::new(),
+                        user_name: String::new(),
+                        status: Default::default(),
+                        attributes: Default::default(),
+                    });
+                }
+                file.apps.push(entry);
+                Ok(())
+            },
+            |registry, file| {
+                if registry.developer(&installed.developer).is_none()
+                    && let Some(d) = file
+                        .developers
+                        .iter()
+                        .find(|d| d.email == installed.developer)
+                {
+                    registry.put_developer(preflow_oauth::Developer::new(d.email.clone()));
+                }
+                install_app(registry, &installed).map_err(|e| e.to_string())
+            },
+        );
+        match result {
+            Ok(()) => json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "app_id": app_id,
+                    "name": new.name,
+                    "developer": new.developer,
+                    "products": new.products,
+                    "client_id": client_id,
+                    "client_secret": secret,
+                }),
+            ),
+            Err(resp) => *resp,
+        }
+    }
+
+    fn rotate(&self, key: &str) -> Response<Bytes> {
+        let secret = random_token(32);
+        let hash = SecretHash::generated(&secret);
+        let stored = format_hash(&hash);
+        let result = self.commit(
+            |file| {
+                let cred = file
+                    .apps
+                    .iter_mut()
+                    .flat_map(|a| a.credentials.iter_mut())
+                    .find(|c| c.client_id == key)
+                    .ok_or_else(|| {
+                        Box::new(error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            "no such client id",
+                        ))
+                    })?;
+                cred.secret_hash = Some(stored);
+                Ok(())
+            },
+            |registry, _| {
+                registry
+                    .set_credential_secret(key, SecretSpec::Hashed(hash))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        match result {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &json!({ "client_id": key, "client_secret": secret }),
+            ),
+            Err(resp) => *resp,
+        }
+    }
+
+    fn revoke(&self, app_id: &str) -> Response<Bytes> {
+        let result = self.commit(
+            |file| {
+                let app = file
+                    .apps
+                    .iter_mut()
+                    .find(|a| a.id == app_id)
+                    .ok_or_else(|| {
+                        Box::new(error(StatusCode::NOT_FOUND, "not_found", "no such app"))
+                    })?;
+                app.status = Status::Revoked;
+                Ok(())
+            },
+            |registry, _| {
+                registry
+                    .set_app_status(app_id, Approval::Revoked)
+                    .map_err(|e| e.to_string())
+            },
+        );
+        match result {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &json!({ "app_id": app_id, "status": "revoked" }),
+            ),
+            Err(resp) => *resp,
+        }
+    }
+}
+
+fn app_json(a: &AppEntry) -> Value {
+    let credentials: Vec<Value> = a
+        .credentials
+        .iter()
+        .map(|c| {
+            json!({
+                "client_id": c.client_id,
+                "status": status_str(c.status),
+                "products": c.products,
+            })
+        })
+        .collect();
+    json!({
+        "app_id": a.id,
+        "name": a.name,
+        "developer": a.developer,
+        "status": status_str(a.status),
+        "credentials": credentials,
+    })
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Approved => "approved",
+        Status::Pending => "pending",
+        Status::Revoked => "revoked",
+    }
+}
+
+fn poisoned() -> Response<Bytes> {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the admin state is unavailable after an earlier failure",
+    )
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Handler for Admin {
+    async fn handle(
+        &self,
+        request: Request<Bytes>,
+        _client: SocketAddr,
+    ) -> (Response<Bytes>, Handled) {
+        // Writing the apps file blocks briefly; keep it off the async workers.
+        let resp = tokio::task::block_in_place(|| self.respond(&request));
+        (resp, Handled::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use preflow_oauth::PasswordHashCost;
+
+    const FILE: &str = r#"
+[[developer]]
+email = "demo@example.com"
+
+[[product]]
+name = "hello"
+resources = ["/**"]
+
+[[app]]
+id = "demo-app"
+name = "demo-app"
+developer = "demo@example.com"
+
+[[app.credential]]
+client_id = "demo-client"
+client_secret = "demo-secret"
+products = ["hello"]
+"#;
+
+    fn admin(dir: &std::path::Path) -> (Admin, Arc<Registry>, PathBuf) {
+        let cost = PasswordHashCost::insecure_for_tests();
+        let mut file = AppsFile::parse(FILE).unwrap();
+        file.hash_secrets(cost).unwrap();
+        let registry = Arc::new(file.to_registry(cost).unwrap());
+        let path = dir.join("apps.toml");
+        std::fs::write(&path, FILE).unwrap();
+        (
+            Admin::new(
+                "0123456789abcdef-admin",
+                Arc::clone(&registry),
+                file,
+                path.clone(),
+            ),
+            registry,
+            path,
+        )
+    }
+
+    fn call(admin: &Admin, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer 0123456789abcdef-admin")
+            .body(Bytes::from(body.to_owned()))
+            .unwrap();
+        let resp = admin.respond(&req);
+        let v = serde_json::from_slice(resp.body()).unwrap_or(Value::Null);
+        (resp.status(), v)
+    }
+
+    #[test]
+    fn the_admin_token_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, _, _) = admin(dir.path());
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Basic 0123456789abcdef-admin"),
+        ] {
+            let mut b = Request::get("/admin/products");
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            let resp = admin.respond(&b.body(Bytes::new()).unwrap());
+            assert_eq!(resp.status(), 401, "{auth:?}");
+            assert!(resp.headers().contains_key("www-authenticate"));
+        }
+    }
+
+    #[test]
+    fn create_rotate_revoke_persist_hashes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, registry, path) = admin(dir.path());
+
+        let (status, products) = call(&admin, "GET", "/admin/products", "");
+        assert_eq!(status, 200);
+        assert_eq!(products["products"][0]["name"], "hello");
+
+        let (status, created) = call(
+            &admin,
+            "POST",
+            "/admin/apps",
+            r#"{"name":"mine","developer":"new@example.com","products":["hello"]}"#,
+        );
+        assert_eq!(status, 201, "{created}");
+        let cid = created["client_id"].as_str().unwrap().to_owned();
+        let secret = created["client_secret"].as_str().unwrap().to_owned();
+        assert!(
+            registry
+                .credential(&cid)
+                .unwrap()
+                .secret
+                .verify(secret.as_bytes())
+        );
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&secret), "secret in clear: {text}");
+        assert!(!text.contains("demo-secret"), "secret in clear: {text}");
+        let reread = AppsFile::read(&path).unwrap();
+        let restarted = reread
+            .to_registry(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        assert!(
+            restarted
+                .credential(&cid)
+                .unwrap()
+                .secret
+                .verify(secret.as_bytes())
+        );
+        assert!(
+            restarted
+                .credential("demo-client")
+                .unwrap()
+                .secret
+                .verify(b"demo-secret")
+        );
+
+        let (status, rotated) = call(
+            &admin,
+            "POST",
+            &format!("/admin/credentials/{cid}/rotate"),
+            "",
+        );
+        assert_eq!(status, 200);
+        let new_secret = rotated["client_secret"].as_str().unwrap();
+        assert_ne!(new_secret, secret);
+        let stored = registry.credential(&cid).unwrap().secret.clone();
+        assert!(stored.verify(new_secret.as_bytes()));
+        assert!(!stored.verify(secret.as_bytes()));
+        let restarted = AppsFile::read(&path)
+            .unwrap()
+            .to_registry(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        assert!(
+            restarted
+                .credential(&cid)
+                .unwrap()
+                .secret
+                .verify(new_secret.as_bytes())
+        );
+
+        let app_id = created["app_id"].as_str().unwrap();
+        let (status, _) = call(&admin, "POST", &format!("/admin/apps/{app_id}/revoke"), "");
+        assert_eq!(status, 200);
+        assert_eq!(registry.app(app_id).unwrap().status, Approval::Revoked);
+        let (_, apps) = call(&admin, "GET", "/admin/apps", "");
+        let listed = apps["apps"].as_array().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1]["status"], "revoked");
+        assert!(!apps.to_string().contains(new_secret));
+        let restarted = AppsFile::read(&path)
+            .unwrap()
+            .to_registry(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        assert_eq!(restarted.app(app_id).unwrap().status, Approval::Revoked);
+    }
+
+    #[test]
+    fn bad_requests_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, _, path) = admin(dir.path());
+        let before = std::fs::read_to_string(&path).unwrap();
+        let (status, body) = call(
+            &admin,
+            "POST",
+            "/admin/apps",
+            r#"{"name":"x","developer":"d@example.com","products":["nope"]}"#,
+        );
+        assert_eq!(status, 400);
+        assert!(body["error_description"].as_str().unwrap().contains("nope"));
+        assert_eq!(call(&admin, "POST", "/admin/apps", "{").0, 400);
+        assert_eq!(
+            call(&admin, "POST", "/admin/credentials/none/rotate", "").0,
+            404
+        );
+        assert_eq!(call(&admin, "POST", "/admin/apps/none/revoke", "").0, 404);
+        assert_eq!(call(&admin, "DELETE", "/admin/apps", "").0, 405);
+        assert_eq!(call(&admin, "GET", "/admin/other", "").0, 404);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    }
+}

@@ -1,0 +1,689 @@
+//! The apps file: developers, API products, apps and credentials in TOML.
+//!
+//! ```toml
+//! [[developer]]
+//! email = "demo@example.com"
+//!
+//! [[product]]
+//! name = "hello"
+//! proxies = ["oauth", "hello-api"]
+//! resources = ["/**"]
+//!
+//! [[app]]
+//! id = "demo-app"
+//! name = "demo-app"
+//! developer = "demo@example.com"
+//!
+//! [[app.credential]]
+//! client_id = "demo-client"
+//! client_secret = "demo-secret"        # in clear: hashed (Argon2id) at load
+//! # secret_hash = "sha256:…" or "$argon2id$…" instead of client_secret
+//! products = ["hello"]
+//! ```
+//!
+//! Secrets given in clear are hashed when the file is loaded; whenever the gateway writes
+//! the file back (after a change through the admin API), it writes hashes only. Writes
+//! are atomic: a temporary file in the same folder, fsync, rename, fsync of the folder.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use preflow_oauth::{
+    ApiProduct, App, Approval, Developer, DeveloperStatus, NewCredential, PasswordHashCost,
+    QuotaTimeUnit, Registry, RegistryError, SecretHash, SecretSpec, TokenHash,
+};
+use serde::{Deserialize, Serialize};
+
+/// Largest apps file read, in bytes.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// An error reading, checking or writing the apps file.
+#[derive(Debug, thiserror::Error)]
+pub enum AppsError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is larger than the limit.
+    #[error("{path}: larger than {MAX_FILE_BYTES} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not valid TOML or does not have the expected shape.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and column.
+        message: String,
+    },
+    /// An entry is inconsistent (unknown reference, duplicate, bad value).
+    #[error("{0}")]
+    Invalid(String),
+    /// The registry refused an entry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The file could not be serialised.
+    #[error("cannot write the apps file: {0}")]
+    Serialize(String),
+}
+
+/// Status of a developer in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevStatus {
+    /// Active.
+    #[default]
+    Active,
+    /// Inactive: the developer's apps are refused.
+    Inactive,
+}
+
+/// Approval of an app, a credential or a product on a credential.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Approved.
+    #[default]
+    Approved,
+    /// Pending (products on a credential only).
+    Pending,
+    /// Revoked.
+    Revoked,
+}
+
+impl Status {
+    fn approval(self) -> Approval {
+        match self {
+            Self::Approved => Approval::Approved,
+            Self::Pending => Approval::Pending,
+            Self::Revoked => Approval::Revoked,
+        }
+    }
+
+    fn is_approved(self) -> bool {
+        self == Self::Approved
+    }
+}
+
+/// A developer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeveloperEntry {
+    /// Email; identifies the developer.
+    pub email: String,
+    /// First name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub first_name: String,
+    /// Last name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_name: String,
+    /// User name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_name: String,
+    /// Status.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub status: DevStatus,
+    /// Custom attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A product quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaEntry {
+    /// Requests per interval.
+    pub limit: u64,
+    /// Length of the interval in time units.
+    pub interval: u64,
+    /// `minute`, `hour`, `day`, `week` or `month`.
+    pub time_unit: TimeUnit,
+}
+
+/// Unit of a quota interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    /// Minutes.
+    Minute,
+    /// Hours.
+    Hour,
+    /// Days.
+    Day,
+    /// Weeks.
+    Week,
+    /// Months.
+    Month,
+}
+
+impl TimeUnit {
+    fn unit(self) -> QuotaTimeUnit {
+        match self {
+            Self::Minute => QuotaTimeUnit::Minute,
+            Self::Hour => QuotaTimeUnit::Hour,
+            Self::Day => QuotaTimeUnit::Day,
+            Self::Week => QuotaTimeUnit::Week,
+            Self::Month => QuotaTimeUnit::Month,
+        }
+    }
+}
+
+/// An API product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductEntry {
+    /// Name; identifies the product.
+    pub name: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    /// Description, shown to developers by the admin API.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Proxies covered; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<String>,
+    /// Resource path patterns on `proxy.pathsuffix`; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    /// Environments; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// OAuth scopes granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<QuotaEntry>,
+    /// Custom attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A credential of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialEntry {
+    /// Consumer key (OAuth client id, API key).
+    pub client_id: String,
+    /// Secret in clear; hashed at load and never written back.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    /// Stored secret: `sha256:<64 hex digits>` (generated secrets) or an Argon2id PHC
+    /// string `$argon2id$…` (chosen secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_hash: Option<String>,
+    /// Subscribed products, approved.
+    #[serde(default)]
+    pub products: Vec<String>,
+    /// Approval of individual products when not approved (`pending` or `revoked`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub product_status: BTreeMap<String, Status>,
+    /// Status of the credential.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub status: Status,
+    /// Creation time, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub issued_at: u64,
+    /// Expiry, seconds since the epoch; absent never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// An app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppEntry {
+    /// Unique id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Email of the owning developer.
+    pub developer: String,
+    /// Status.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub status: Status,
+    /// Redirect URI for the authorization-code grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// Whether the app may send its secret in the request body (`client_secret_post`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub client_secret_post: bool,
+    /// Custom attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    /// Credentials.
+    #[serde(default, rename = "credential")]
+    pub credentials: Vec<CredentialEntry>,
+}
+
+/// The whole apps file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppsFile {
+    /// Developers.
+    #[serde(default, rename = "developer")]
+    pub developers: Vec<DeveloperEntry>,
+    /// API products.
+    #[serde(default, rename = "product")]
+    pub products: Vec<ProductEntry>,
+    /// Apps.
+    #[serde(default, rename = "app")]
+    pub apps: Vec<AppEntry>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
+/// Formats a stored secret for the file.
+pub fn format_hash(hash: &SecretHash) -> String {
+    match hash {
+        SecretHash::Sha256(d) => format!("sha256:{}", d.to_hex()),
+        SecretHash::Argon2(phc) => phc.clone(),
+    }
+}
+
+/// Reads a stored secret from the file.
+pub fn parse_hash(text: &str) -> Option<SecretHash> {
+    if let Some(hex) = text.strip_prefix("sha256:") {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let hi = char::from(*pair.first()?).to_digit(16)?;
+            let lo = char::from(*pair.get(1)?).to_digit(16)?;
+            *slot = u8::try_from(hi * 16 + lo).ok()?;
+        }
+        return Some(SecretHash::Sha256(TokenHash(out)));
+    }
+    if text.starts_with("$argon2id$") {
+        return Some(SecretHash::Argon2(text.to_owned()));
+    }
+    None
+}
+
+impl AppsFile {
+    /// Reads and parses a file. Clear secrets are kept as given; [`AppsFile::hash_secrets`]
+    /// replaces them.
+    pub fn read(path: &Path) -> Result<Self, AppsError> {
+        let io = |source| AppsError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(AppsError::TooLarge {
+                path: path.to_owned(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::parse(&text).map_err(|message| AppsError::Syntax {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses the TOML text of a file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// The TOML text of the file (hashes only, never clear secrets).
+    pub fn to_toml(&self) -> Result<String, AppsError> {
+        let body = toml::to_string(self).map_err(|e| AppsError::Serialize(e.to_string()))?;
+        Ok(format!(
+            "# Developers, API products, apps and credentials of `preflow serve --apps`.\n\
+             # Secrets are stored as hashes: sha256:<hex> for generated secrets, Argon2id for\n\
+             # chosen ones. A secret may also be given in clear as client_secret = \"…\"; it is\n\
+             # hashed at load and written back as a hash.\n\n{body}"
+        ))
+    }
+
+    /// Replaces every clear `client_secret` by its Argon2id hash.
+    pub fn hash_secrets(&mut self, cost: PasswordHashCost) -> Result<(), AppsError> {
+        for app in &mut self.apps {
+            for cred in &mut app.credentials {
+                if let Some(clear) = cred.client_secret.take() {
+                    if cred.secret_hash.is_some() {
+                        return Err(AppsError::Invalid(format!(
+                            "credential {:?}: give client_secret or secret_hash, not both",
+                            cred.client_id
+                        )));
+                    }
+                    let hash = SecretHash::custom(&clear, cost)?;
+                    cred.secret_hash = Some(format_hash(&hash));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks references and uniqueness.
+    pub fn validate(&self) -> Result<(), AppsError> {
+        let mut emails = std::collections::HashSet::new();
+        for d in &self.developers {
+            if d.email.is_empty() || !emails.insert(d.email.as_str()) {
+                return Err(AppsError::Invalid(format!(
+                    "developer {:?}: email empty or given twice",
+                    d.email
+                )));
+            }
+        }
+        let mut products = std::collections::HashSet::new();
+        for p in &self.products {
+            if p.name.is_empty() || !products.insert(p.name.as_str()) {
+                return Err(AppsError::Invalid(format!(
+                    "product {:?}: name empty or given twice",
+                    p.name
+                )));
+            }
+        }
+        let mut app_ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for a in &self.apps {
+            if a.id.is_empty() || !app_ids.insert(a.id.as_str()) {
+                return Err(AppsError::Invalid(format!(
+                    "app {:?}: id empty or given twice",
+                    a.id
+                )));
+            }
+            if !emails.contains(a.developer.as_str()) {
+                return Err(AppsError::Invalid(format!(
+                    "app {:?}: unknown developer {:?}",
+                    a.id, a.developer
+                )));
+            }
+            for c in &a.credentials {
+                if !keys.insert(c.client_id.as_str()) {
+                    return Err(AppsError::Invalid(format!(
+                        "credential {:?}: client_id given twice",
+                        c.client_id
+                    )));
+                }
+                match (&c.client_secret, &c.secret_hash) {
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err(AppsError::Invalid(format!(
+                            "credential {:?}: give exactly one of client_secret and secret_hash",
+                            c.client_id
+                        )));
+                    }
+                    (None, Some(h)) if parse_hash(h).is_none() => {
+                        return Err(AppsError::Invalid(format!(
+                            "credential {:?}: secret_hash is neither sha256:<64 hex digits> \
+                             nor an Argon2id string ($argon2id$…)",
+                            c.client_id
+                        )));
+                    }
+                    _ => {}
+                }
+                for p in c.products.iter().chain(c.product_status.keys()) {
+                    if !products.contains(p.as_str()) {
+                        return Err(AppsError::Invalid(format!(
+                            "credential {:?}: unknown product {p:?}",
+                            c.client_id
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds a registry holding everything in the file. Clear secrets must have been
+    /// hashed first ([`AppsFile::hash_secrets`]).
+    pub fn to_registry(&self, cost: PasswordHashCost) -> Result<Registry, AppsError> {
+        self.validate()?;
+        let registry = Registry::with_password_hash_cost(cost);
+        for d in &self.developers {
+            registry.put_developer(developer(d));
+        }
+        for p in &self.products {
+            registry.put_product(product(p)?);
+        }
+        for a in &self.apps {
+            install_app(&registry, a)?;
+        }
+        Ok(registry)
+    }
+
+    /// Writes the file atomically: a temporary file beside it, fsync, rename over the
+    /// old one, fsync of the folder.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), AppsError> {
+        let text = self.to_toml()?;
+        let io = |source| AppsError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "apps.toml".to_owned());
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+}
+
+fn developer(d: &DeveloperEntry) -> Developer {
+    let mut dev = Developer::new(d.email.clone());
+    dev.first_name.clone_from(&d.first_name);
+    dev.last_name.clone_from(&d.last_name);
+    dev.user_name.clone_from(&d.user_name);
+    dev.status = match d.status {
+        DevStatus::Active => DeveloperStatus::Active,
+        DevStatus::Inactive => DeveloperStatus::Inactive,
+    };
+    dev.attributes = d
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    dev
+}
+
+fn product(p: &ProductEntry) -> Result<ApiProduct, AppsError> {
+    let mut product = ApiProduct::new(p.name.clone())
+        .with_proxies(p.proxies.iter().map(String::as_str))
+        .with_environments(p.environments.iter().map(String::as_str))
+        .with_resources(p.resources.iter().map(String::as_str))?
+        .with_scopes(p.scopes.iter().map(String::as_str))?;
+    if !p.display_name.is_empty() {
+        product.display_name.clone_from(&p.display_name);
+    }
+    if let Some(q) = p.quota {
+        product = product.with_quota(q.limit, q.interval, q.time_unit.unit());
+    }
+    product.attributes = p
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(product)
+}
+
+/// Adds an app and its credentials to the registry.
+pub fn install_app(registry: &Registry, a: &AppEntry) -> Result<(), AppsError> {
+    let mut app = App::new(a.name.clone());
+    app.id.clone_from(&a.id);
+    app.status = a.status.approval();
+    app.callback_url.clone_from(&a.callback_url);
+    app.allow_client_secret_post = a.client_secret_post;
+    app.attributes = a
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let id = registry.add_app(&a.developer, app)?;
+    for c in &a.credentials {
+        install_credential(registry, &id, c)?;
+    }
+    Ok(())
+}
+
+/// Adds one credential (with a hashed secret) to an app of the registry.
+pub fn install_credential(
+    registry: &Registry,
+    app_id: &str,
+    c: &CredentialEntry,
+) -> Result<(), AppsError> {
+    let hash = c
+        .secret_hash
+        .as_deref()
+        .and_then(parse_hash)
+        .ok_or_else(|| {
+            AppsError::Invalid(format!(
+                "credential {:?}: no usable secret_hash",
+                c.client_id
+            ))
+        })?;
+    registry.add_credential(
+        app_id,
+        NewCredential {
+            key: Some(c.client_id.clone()),
+            secret: SecretSpec::Hashed(hash),
+            products: c.products.clone(),
+            expires_at: c.expires_at,
+            issued_at: c.issued_at,
+        },
+    )?;
+    for (product, status) in &c.product_status {
+        registry.set_credential_product(&c.client_id, product, status.approval())?;
+    }
+    if !c.status.is_approved() {
+        registry.set_credential_status(&c.client_id, c.status.approval())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[[developer]]
+email = "demo@example.com"
+
+[[product]]
+name = "hello"
+proxies = ["oauth", "hello-api"]
+resources = ["/**"]
+
+[[app]]
+id = "demo-app"
+name = "demo-app"
+developer = "demo@example.com"
+
+[[app.credential]]
+client_id = "demo-client"
+client_secret = "demo-secret"
+products = ["hello"]
+
+[[app.credential]]
+client_id = "gen-client"
+secret_hash = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"
+products = ["hello"]
+status = "revoked"
+"#;
+
+    #[test]
+    fn clear_secrets_are_hashed_and_never_written() {
+        let mut file = AppsFile::parse(SAMPLE).unwrap();
+        file.hash_secrets(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        let registry = file
+            .to_registry(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        let demo = registry.credential("demo-client").unwrap();
+        assert!(demo.secret.verify(b"demo-secret"));
+        let generated = registry.credential("gen-client").unwrap();
+        assert!(generated.secret.verify(b"secret"));
+        assert_eq!(generated.status, Approval::Revoked);
+
+        let text = file.to_toml().unwrap();
+        assert!(!text.contains("demo-secret"), "{text}");
+        assert!(text.contains("$argon2id$"), "{text}");
+        let again = AppsFile::parse(&text).unwrap();
+        assert_eq!(again, file);
+    }
+
+    #[test]
+    fn hashes_round_trip() {
+        let h = SecretHash::generated("abc");
+        assert_eq!(parse_hash(&format_hash(&h)), Some(h));
+        assert_eq!(parse_hash("sha256:zz"), None);
+        assert_eq!(parse_hash("plain"), None);
+    }
+
+    #[test]
+    fn inconsistent_files_are_refused() {
+        let unknown_product = SAMPLE.replace(r#"products = ["hello"]"#, r#"products = ["x"]"#);
+        let err = AppsFile::parse(&unknown_product)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown product \"x\""), "{err}");
+
+        let both = SAMPLE.replace(
+            "client_secret = \"demo-secret\"",
+            "client_secret = \"a\"\nsecret_hash = \"sha256:00\"",
+        );
+        assert!(AppsFile::parse(&both).unwrap().validate().is_err());
+
+        let typo = SAMPLE.replace("proxies", "proxys");
+        let err = AppsFile::parse(&typo).unwrap_err();
+        assert!(err.contains("proxys"), "{err}");
+    }
+
+    #[test]
+    fn writes_are_atomic_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("apps.toml");
+        let mut file = AppsFile::parse(SAMPLE).unwrap();
+        file.hash_secrets(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        file.write_atomic(&path).unwrap();
+        let back = AppsFile::read(&path).unwrap();
+        assert_eq!(back, file);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    }
+}

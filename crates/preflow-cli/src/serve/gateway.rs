@@ -1,0 +1,124 @@
+//! Drives the per-request API of [`preflow::Gateway`]: begin an exchange, then perform
+//! what each step asks for until the response.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use preflow::{Client, Gateway, Step, StoreReply, TargetError};
+
+use super::listener::{Handled, Handler};
+use super::upstream::{Upstream, UpstreamError};
+
+/// The host name of target URLs that this gateway answers itself, in process:
+/// `http://preflow.internal/path` runs `/path` through the gateway again, as a request
+/// from the loopback address. It is never looked up in DNS.
+pub const INTERNAL_HOST: &str = "preflow.internal";
+
+/// Deepest chain of in-process target calls (a proxy whose target is a proxy …).
+const MAX_INTERNAL_DEPTH: u8 = 4;
+
+/// Default connect timeout of target calls (Apigee's `connect.timeout.millis` default).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default response timeout of target calls (Apigee's `io.timeout.millis` default).
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(55);
+
+/// The gateway as a [`Handler`].
+#[derive(Debug)]
+pub struct GatewayHandler {
+    gateway: Arc<Gateway>,
+    upstream: Upstream,
+}
+
+type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send + 'a>>;
+
+impl GatewayHandler {
+    /// A handler running `gateway`, calling targets through `upstream`.
+    pub fn new(gateway: Arc<Gateway>, upstream: Upstream) -> Self {
+        Self { gateway, upstream }
+    }
+
+    fn run(&self, request: Request<Bytes>, client: SocketAddr, depth: u8) -> Answer<'_> {
+        Box::pin(async move {
+            let gateway = &self.gateway;
+            let mut ex = gateway.begin(request, Client::http(client), SystemTime::now());
+            let resp = loop {
+                match gateway.step(&mut ex) {
+                    Step::Respond(resp) => break resp,
+                    Step::Forward(target) => {
+                        let result = self.forward(target.request, target.timeouts, depth).await;
+                        ex.target_response(result);
+                    }
+                    Step::Store(op) => {
+                        // The reference gateway runs with local state; a remote-state
+                        // operation cannot be performed here.
+                        tracing::error!(?op, "store operation asked of a local-state gateway");
+                        ex.store_reply(StoreReply::Unavailable);
+                    }
+                }
+            };
+            let handled = Handled {
+                proxy: gateway.variable(&ex, "apiproxy.name"),
+                flow: gateway.variable(&ex, "proxy.flow.name"),
+            };
+            (resp, handled)
+        })
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Bytes>,
+        timeouts: preflow::Timeouts,
+        depth: u8,
+    ) -> Result<Response<Bytes>, TargetError> {
+        if request.uri().host() == Some(INTERNAL_HOST) {
+            if depth >= MAX_INTERNAL_DEPTH {
+                return Err(TargetError::Other(format!(
+                    "more than {MAX_INTERNAL_DEPTH} nested calls to {INTERNAL_HOST}"
+                )));
+            }
+            let (mut parts, body) = request.into_parts();
+            let path = parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            parts.uri = path
+                .parse::<Uri>()
+                .map_err(|e| TargetError::Other(e.to_string()))?;
+            let inner = Request::from_parts(parts, body);
+            let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+            let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
+            return match tokio::time::timeout(io, self.run(inner, loopback, depth + 1)).await {
+                Ok((resp, _)) => Ok(resp),
+                Err(_) => Err(TargetError::Timeout),
+            };
+        }
+        let connect = timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
+        self.upstream
+            .call(request, connect, io)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Connect(why) => TargetError::Connect(why),
+                UpstreamError::Timeout(_) => TargetError::Timeout,
+                other @ (UpstreamError::Protocol(_) | UpstreamError::Request(_)) => {
+                    TargetError::Other(other.to_string())
+                }
+            })
+    }
+}
+
+impl Handler for GatewayHandler {
+    async fn handle(
+        &self,
+        request: Request<Bytes>,
+        client: SocketAddr,
+    ) -> (Response<Bytes>, Handled) {
+        self.run(request, client, 0).await
+    }
+}
