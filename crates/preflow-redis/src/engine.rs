@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::counters::{CounterPolicy, Counters, FlushTask};
+use crate::counters::{CounterPolicy, Counters, FlushTask, Mode, OnFailure};
 use crate::store::RedisStore;
 
 /// The state of a gateway built with [`preflow::StateMode::Remote`]: counters (in the
@@ -31,7 +31,11 @@ pub struct RemoteState {
     counters: Arc<Counters>,
     default_policy: CounterPolicy,
     policies: Vec<(String, CounterPolicy)>,
+    flush_interval: Option<Duration>,
 }
+
+/// Apigee's default `<AsynchronousConfiguration><SyncIntervalInSeconds>`.
+const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 
 impl RemoteState {
     /// Remote state on `store`; rate limits are synchronous and fail open unless
@@ -41,6 +45,7 @@ impl RemoteState {
             counters: Arc::new(Counters::new(store)),
             default_policy: CounterPolicy::default(),
             policies: Vec::new(),
+            flush_interval: None,
         }
     }
 
@@ -58,6 +63,46 @@ impl RemoteState {
         self.policies
             .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         self
+    }
+
+    /// Sets the mode of every Quota policy of `loaded` from its `<Distributed>` and
+    /// `<Synchronous>` flags: not distributed is [`Mode::Local`], distributed and
+    /// synchronous is [`Mode::Synchronous`], distributed only is [`Mode::Asynchronous`]
+    /// with the policy's `<SyncIntervalInSeconds>` (default 10 s) as flush interval (the
+    /// shortest one of all policies is used; see [`RemoteState::flush_interval`]).
+    /// SpikeArrest policies keep the default policy.
+    pub fn with_bundle_policies(mut self, loaded: &preflow::Loaded, on_failure: OnFailure) -> Self {
+        for bundle in &loaded.bundles {
+            for policy in bundle.policies.values() {
+                let preflow::PolicyConfig::Quota(q) = &policy.config else {
+                    continue;
+                };
+                let mode = match (q.distributed, q.synchronous) {
+                    (false, _) => Mode::Local,
+                    (true, true) => Mode::Synchronous,
+                    (true, false) => {
+                        let every = q
+                            .sync_interval_seconds
+                            .map_or(DEFAULT_SYNC_INTERVAL, Duration::from_secs)
+                            .max(Duration::from_millis(10));
+                        self.flush_interval =
+                            Some(self.flush_interval.map_or(every, |f| f.min(every)));
+                        Mode::Asynchronous
+                    }
+                };
+                self = self.with_policy(
+                    format!("quota:{}:{}:", bundle.name, policy.name),
+                    CounterPolicy::new(mode).with_on_failure(on_failure),
+                );
+            }
+        }
+        self
+    }
+
+    /// The flush interval the asynchronous policies set by
+    /// [`RemoteState::with_bundle_policies`] ask for; `None` when there are none.
+    pub fn flush_interval(&self) -> Option<Duration> {
+        self.flush_interval
     }
 
     /// The counters.

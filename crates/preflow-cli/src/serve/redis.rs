@@ -1,0 +1,52 @@
+//! `--redis URL`: tokens, the registry and rate-limit counters shared through Redis by
+//! every gateway instance pointed at the same server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use preflow_oauth::Registry;
+use preflow_redis::{BreakerConfig, OnFailure, RedisConfig, RedisStore, RemoteState};
+
+/// Connects to Redis, writes the apps file's registry through to it and adds what other
+/// instances stored, and returns the remote state for the gateway. When Redis cannot be
+/// reached now, the gateway still starts with the apps file's registry: token and
+/// counter operations then follow the failure policy until Redis answers.
+pub async fn start(
+    url: &str,
+    timeout: Duration,
+    fail_closed: bool,
+    registry: &Registry,
+    loaded: &preflow::Loaded,
+) -> Result<RemoteState, preflow_redis::RedisError> {
+    let config = RedisConfig::default()
+        .with_timeout(timeout)
+        .with_breaker(BreakerConfig::default());
+    let store = RedisStore::new(url, config)?;
+    let synced = async {
+        store.save_registry(registry).await?;
+        store.load_registry_into(registry).await
+    };
+    match synced.await {
+        Ok(records) => tracing::info!(records, "registry shared through redis"),
+        Err(e) => tracing::error!(
+            error = %e,
+            "redis unavailable at start: serving the apps file's registry only"
+        ),
+    }
+    let on_failure = if fail_closed {
+        OnFailure::Closed
+    } else {
+        OnFailure::Open
+    };
+    let default = preflow_redis::CounterPolicy::default().with_on_failure(on_failure);
+    Ok(RemoteState::new(store)
+        .with_default_policy(default)
+        .with_bundle_policies(loaded, on_failure))
+}
+
+/// Writes the registry through to Redis after a change made by the admin API.
+pub async fn save(state: &Arc<RemoteState>, registry: &Registry) {
+    if let Err(e) = state.store().save_registry(registry).await {
+        tracing::error!(error = %e, "registry change not written to redis");
+    }
+}
