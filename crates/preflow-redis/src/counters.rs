@@ -330,10 +330,11 @@ impl Counters {
 
     /// Flushes every `interval` on the current tokio runtime until the returned handle
     /// is dropped or the counters are. Failed flushes are logged and retried at the next
-    /// tick.
-    pub fn spawn_flusher(self: &Arc<Self>, interval: Duration) -> FlushTask {
+    /// tick. Fails with [`RedisError::NoRuntime`] outside a tokio runtime.
+    pub fn spawn_flusher(self: &Arc<Self>, interval: Duration) -> Result<FlushTask, RedisError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
         let weak: Weak<Counters> = Arc::downgrade(self);
-        let handle = tokio::spawn(async move {
+        let handle = runtime.spawn(async move {
             let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(1)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
@@ -347,7 +348,7 @@ impl Counters {
                 }
             }
         });
-        FlushTask { handle }
+        Ok(FlushTask { handle })
     }
 }
 

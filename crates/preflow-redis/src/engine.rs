@@ -125,7 +125,7 @@ impl RemoteState {
 
     /// Starts the periodic flush of asynchronous counters (see
     /// [`Counters::spawn_flusher`]).
-    pub fn spawn_flusher(&self, interval: Duration) -> FlushTask {
+    pub fn spawn_flusher(&self, interval: Duration) -> Result<FlushTask, crate::RedisError> {
         self.counters.spawn_flusher(interval)
     }
 
@@ -150,5 +150,30 @@ impl RemoteState {
                 preflow::StoreReply::Unavailable
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RedisConfig;
+
+    #[tokio::test]
+    async fn the_longest_matching_prefix_chooses_the_policy() {
+        // No connection is made by `new`.
+        let store = RedisStore::new("redis://127.0.0.1:1/", RedisConfig::default()).unwrap();
+        let local = CounterPolicy::new(Mode::Local);
+        let asynchronous =
+            CounterPolicy::new(Mode::Asynchronous).with_on_failure(OnFailure::Closed);
+        let state = RemoteState::new(store)
+            .with_policy("quota:api:", local)
+            .with_policy("quota:api:Q-1:", asynchronous);
+        assert_eq!(state.policy_for("quota:api:Q-1:app"), asynchronous);
+        assert_eq!(state.policy_for("quota:api:Q-2:app"), local);
+        assert_eq!(
+            state.policy_for("spike:api:S:app"),
+            CounterPolicy::default()
+        );
+        assert_eq!(state.flush_interval(), None);
     }
 }

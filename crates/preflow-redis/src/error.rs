@@ -23,6 +23,9 @@ pub enum RedisError {
     /// A stored registry record could not be applied to the registry.
     #[error("invalid registry record: {0}")]
     Registry(#[from] preflow_oauth::RegistryError),
+    /// The store was created outside a tokio runtime.
+    #[error("a redis store needs a tokio runtime")]
+    NoRuntime,
     /// The URL given to connect is not a valid Redis URL.
     #[error("invalid redis url: {0}")]
     Url(String),

@@ -2,7 +2,7 @@
 //!
 //! [`RedisServer::start`] picks a free loopback port, starts `redis-server` (or the
 //! binary named by `PREFLOW_REDIS_SERVER`) with its own temporary directory, append-only
-//! file on (`appendfsync always`) and snapshots off, and waits until it answers `PING`.
+//! file on (`appendfsync always` unless chosen otherwise) and snapshots off, and waits until it answers `PING`.
 //! [`RedisServer::stop`] kills it, [`RedisServer::restart`] starts it again on the same
 //! port and directory (so the append-only file is replayed), and dropping the value kills
 //! the process and removes the directory.
@@ -39,6 +39,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     binary: String,
+    appendfsync: String,
 }
 
 fn free_port() -> Result<u16, std::io::Error> {
@@ -63,8 +64,15 @@ fn pings(port: u16) -> bool {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port with a new temporary directory.
+    /// Starts a server on a free port with a new temporary directory, syncing the
+    /// append-only file on every write (`appendfsync always`), so a kill loses nothing.
     pub fn start() -> Result<Self, ServerError> {
+        Self::start_with_appendfsync("always")
+    }
+
+    /// Starts a server with this `appendfsync` policy (`always`, `everysec` — the Redis
+    /// default — or `no`).
+    pub fn start_with_appendfsync(appendfsync: &str) -> Result<Self, ServerError> {
         let binary =
             std::env::var("PREFLOW_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let dir = tempfile::Builder::new()
@@ -75,6 +83,7 @@ impl RedisServer {
             port: free_port()?,
             dir,
             binary,
+            appendfsync: appendfsync.to_owned(),
         };
         let mut last = String::new();
         for _ in 0..5 {
@@ -99,7 +108,7 @@ impl RedisServer {
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(["--appendonly", "yes", "--appendfsync", &self.appendfsync])
             .args(["--save", ""])
             .args(["--daemonize", "no", "--logfile", ""])
             .stdin(Stdio::null())

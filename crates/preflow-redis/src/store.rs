@@ -109,7 +109,13 @@ impl RedisStore {
     /// A store for the server at `url` (`redis://host:port/db`). No connection is made
     /// yet: the first operation connects, and a lost connection is re-established by
     /// later operations, so a gateway can start while Redis is down.
+    ///
+    /// Must be called within a tokio runtime (the connection is driven by a task on it);
+    /// outside one it fails with [`RedisError::NoRuntime`].
     pub fn new(url: &str, config: RedisConfig) -> Result<Self, RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisError::NoRuntime);
+        }
         let client = redis::Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))

@@ -188,3 +188,66 @@ async fn two_gateways_share_tokens_and_an_exact_quota() {
         "a quota of 100 across both gateways"
     );
 }
+
+#[test]
+fn a_store_outside_a_runtime_is_an_error_not_a_panic() {
+    assert!(matches!(
+        RedisStore::new("redis://127.0.0.1:1/", common::config()),
+        Err(preflow_redis::RedisError::NoRuntime)
+    ));
+}
+
+#[tokio::test]
+async fn quota_modes_follow_the_distributed_and_synchronous_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("p/apiproxy/p.xml", r#"<APIProxy name="p"/>"#),
+        (
+            "p/apiproxy/proxies/default.xml",
+            r#"<ProxyEndpoint name="default">
+  <PreFlow name="PreFlow"><Request>
+    <Step><Name>Local</Name></Step><Step><Name>Sync</Name></Step><Step><Name>Async</Name></Step>
+  </Request></PreFlow>
+  <HTTPProxyConnection><BasePath>/p</BasePath></HTTPProxyConnection>
+  <RouteRule name="noroute"/>
+</ProxyEndpoint>"#,
+        ),
+        (
+            "p/apiproxy/policies/Local.xml",
+            r#"<Quota name="Local"><Allow count="5"/><Interval>1</Interval><TimeUnit>hour</TimeUnit></Quota>"#,
+        ),
+        (
+            "p/apiproxy/policies/Sync.xml",
+            r#"<Quota name="Sync"><Allow count="5"/><Interval>1</Interval><TimeUnit>hour</TimeUnit>
+  <Distributed>true</Distributed><Synchronous>true</Synchronous></Quota>"#,
+        ),
+        (
+            "p/apiproxy/policies/Async.xml",
+            r#"<Quota name="Async"><Allow count="5"/><Interval>1</Interval><TimeUnit>hour</TimeUnit>
+  <Distributed>true</Distributed>
+  <AsynchronousConfiguration><SyncIntervalInSeconds>2</SyncIntervalInSeconds></AsynchronousConfiguration></Quota>"#,
+        ),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let loaded = preflow::load_path(dir.path(), &preflow::LoadOptions::default());
+    assert!(!loaded.has_errors());
+    let store = RedisStore::new("redis://127.0.0.1:1/", common::config()).unwrap();
+    let state =
+        RemoteState::new(store).with_bundle_policies(&loaded, preflow_redis::OnFailure::Closed);
+    let mode = |policy: &str| state.policy_for(&format!("quota:p:{policy}:id")).mode;
+    assert_eq!(mode("Local"), preflow_redis::Mode::Local);
+    assert_eq!(mode("Sync"), preflow_redis::Mode::Synchronous);
+    assert_eq!(mode("Async"), preflow_redis::Mode::Asynchronous);
+    assert_eq!(
+        state.policy_for("quota:p:Sync:id").on_failure,
+        preflow_redis::OnFailure::Closed
+    );
+    assert_eq!(
+        state.flush_interval(),
+        Some(std::time::Duration::from_secs(2))
+    );
+}

@@ -37,7 +37,7 @@ async fn two_instances(mode: Mode, key: &str) -> (u64, u64) {
     let mut flushers = Vec::new();
     for _ in 0..2 {
         let counters = Arc::new(Counters::new(store(&server).await));
-        flushers.push(counters.spawn_flusher(FLUSH));
+        flushers.push(counters.spawn_flusher(FLUSH).unwrap());
         instances.push(counters);
     }
     let mut tasks = Vec::new();

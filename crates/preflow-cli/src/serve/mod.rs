@@ -209,7 +209,8 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     };
     let _flusher = remote
         .as_ref()
-        .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)));
+        .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
+        .transpose()?;
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))
