@@ -194,3 +194,55 @@ fn redis_stopped_mid_run_then_restarted() {
         );
     }
 }
+
+#[test]
+fn an_app_stored_by_another_instance_reaches_a_running_gateway() {
+    let redis = redis();
+    let dir = metered();
+    let url = redis.url();
+    let seed_dir = seed();
+    let gw = Gateway::start_with_env(
+        &[
+            seed_dir.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+            "--redis",
+            url.as_str(),
+        ],
+        &[("PREFLOW_LOG", "info,preflow::serve::redis=debug")],
+    );
+    // Another instance (here: the library, as a gateway's admin API would) adds an app.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let issued = rt.block_on(async {
+        let store = preflow_redis::RedisStore::connect(&redis.url(), Default::default())
+            .await
+            .unwrap();
+        let registry = preflow_redis::RedisRegistry::load(store).await.unwrap();
+        let app = registry
+            .add_app("demo@example.com", preflow_oauth::App::new("late-app"))
+            .await
+            .unwrap();
+        registry
+            .add_credential(
+                &app,
+                preflow_oauth::NewCredential {
+                    products: vec!["IFlowHello".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+    });
+    // Not known yet (one failed attempt; more would trip the brute-force throttle).
+    assert!(token_for(&gw, &issued.client_id, &issued.client_secret).is_err());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !gw.log().contains("registry refreshed from redis records=8") {
+        assert!(Instant::now() < deadline, "never refreshed: {}", gw.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let token = token_for(&gw, &issued.client_id, &issued.client_secret)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", gw.log()));
+    assert_eq!(hello(&gw, &token).0, 200);
+}

@@ -211,6 +211,9 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         .as_ref()
         .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
         .transpose()?;
+    let _refresh = remote
+        .as_ref()
+        .map(|r| redis::spawn_registry_refresh(Arc::clone(r), Arc::clone(&registry)));
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))

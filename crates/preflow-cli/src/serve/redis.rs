@@ -50,3 +50,35 @@ pub async fn save(state: &Arc<RemoteState>, registry: &Registry) {
         tracing::error!(error = %e, "registry change not written to redis");
     }
 }
+
+/// How often a gateway adds the registry records other instances wrote to Redis.
+pub const REGISTRY_REFRESH: Duration = Duration::from_secs(10);
+
+/// Re-reads the registry from Redis every [`REGISTRY_REFRESH`], so apps, credentials
+/// and status changes made through another instance reach this one without a restart.
+/// Stops when the returned guard is dropped.
+pub fn spawn_registry_refresh(state: Arc<RemoteState>, registry: Arc<Registry>) -> RefreshTask {
+    let handle = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(REGISTRY_REFRESH);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match state.store().load_registry_into(&registry).await {
+                Ok(records) => tracing::debug!(records, "registry refreshed from redis"),
+                Err(e) => tracing::warn!(error = %e, "registry not refreshed from redis"),
+            }
+        }
+    });
+    RefreshTask(handle)
+}
+
+/// Stops the registry refresh when dropped.
+#[derive(Debug)]
+pub struct RefreshTask(tokio::task::JoinHandle<()>);
+
+impl Drop for RefreshTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
