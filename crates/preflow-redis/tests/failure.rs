@@ -20,8 +20,9 @@ use preflow_redis::{
 };
 
 const TIMEOUT: Duration = Duration::from_millis(100);
-/// Scheduling slack on a loaded two-core machine.
-const SLACK: Duration = Duration::from_millis(150);
+/// Scheduling slack on a loaded two-core machine (an unbounded wait would take the
+/// client's default of seconds, or forever).
+const SLACK: Duration = Duration::from_millis(400);
 
 fn quota_op(limit: u64) -> StoreOp {
     let quota = Quota::new(QuotaConfig::new(limit, NonZeroU32::MIN, TimeUnit::Hour)).unwrap();
@@ -110,7 +111,7 @@ async fn a_frozen_redis_times_out_and_the_breaker_falls_back_to_local_mode() {
     let (allowed, took) = timed(&counters, closed).await;
     eprintln!("breaker open: {took:?}");
     assert!(allowed, "local mode admits within the local count");
-    assert!(took < Duration::from_millis(20), "{took:?}");
+    assert!(took < TIMEOUT / 2, "{took:?}");
     assert!(matches!(
         counters.store().run_ratelimit(&quota_op(10)).await,
         Err(RedisError::CircuitOpen)
@@ -148,7 +149,7 @@ async fn asynchronous_mode_keeps_answering_and_flushes_after_an_outage() {
                 .is_allowed()
         );
     }
-    assert!(started.elapsed() < Duration::from_millis(50));
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
     assert!(counters.flush().await.is_err(), "redis is down");
     server.restart().unwrap();
     let started = Instant::now();
