@@ -3,6 +3,8 @@
 //! - `condition_eval`: one three-clause condition evaluated against a request's variables,
 //!   `preflow` (compiled condition over an `http` request head) beside `cedar` (cedar-policy
 //!   deciding the equivalent policy on a prebuilt request). Both must be true.
+//!   `preflow_names_map` is the same condition with variables looked up by name in a map of
+//!   34 flow variables, for hosts that keep variables by name.
 //! - `condition_parse`: parse and compile the seed scenario's token-flow condition.
 
 use cedar_policy::{
@@ -10,7 +12,9 @@ use cedar_policy::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use preflow_condition::{ParseOptions, Resolve, Value, Variables, compile};
+use preflow_condition::{
+    MapVariables, Names, OwnedValue, ParseOptions, Resolve, Value, Variables, compile,
+};
 use std::hint::black_box;
 use std::str::FromStr;
 
@@ -123,6 +127,24 @@ fn condition_eval(c: &mut Criterion) {
     let mut group = c.benchmark_group("condition_eval");
     group.bench_function("preflow", |b| {
         b.iter(|| black_box(&compiled).eval(black_box(&vars)))
+    });
+    let by_name = compile(CONDITION, &ParseOptions::default(), &Names).expect("compiles");
+    let mut map = MapVariables::default();
+    for i in 0..31 {
+        map.set(&format!("flow.var{i}"), OwnedValue::String(format!("v{i}")));
+    }
+    map.set("request.verb", OwnedValue::String("POST".into()));
+    map.set(
+        "proxy.pathsuffix",
+        OwnedValue::String("/v1/orders/123/items".into()),
+    );
+    map.set(
+        "request.header.x-api-key",
+        OwnedValue::String("k3y-0f-the-app".into()),
+    );
+    assert!(by_name.eval(&map), "preflow must be true for the map");
+    group.bench_function("preflow_names_map", |b| {
+        b.iter(|| black_box(&by_name).eval(black_box(&map)))
     });
     group.bench_function("cedar", |b| {
         b.iter(|| {

@@ -5,8 +5,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use preflow_oauth::http;
 use preflow_oauth::form::{basic_param, decode_basic, parse_form};
+use preflow_oauth::http;
 use preflow_oauth::{
     ApiProduct, App, Developer, MemoryStore, NewCredential, OAuthServer, PasswordHashCost,
     Registry, RequestContext, SecretSpec, ServerConfig,
@@ -20,8 +20,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let registry =
-            Arc::new(Registry::with_password_hash_cost(PasswordHashCost::insecure_for_tests()));
+        let registry = Arc::new(Registry::with_password_hash_cost(
+            PasswordHashCost::insecure_for_tests(),
+        ));
         registry.put_developer(Developer::new("d@example.com"));
         registry.put_product(ApiProduct::new("p"));
         if let Ok(app) = registry.add_app("d@example.com", App::new("a")) {
@@ -35,14 +36,22 @@ fn fixture() -> &'static Fixture {
                 },
             );
         }
-        let config = ServerConfig { raw_basic_fallback: true, ..Default::default() };
-        Fixture { server: OAuthServer::new(registry, config), store: MemoryStore::new() }
+        let config = ServerConfig {
+            raw_basic_fallback: true,
+            ..Default::default()
+        };
+        Fixture {
+            server: OAuthServer::new(registry, config),
+            store: MemoryStore::new(),
+        }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     // First byte: where to split; the rest: header value, then body.
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let at = usize::from(split).min(rest.len());
     let (auth, body) = rest.split_at(at);
 
@@ -54,13 +63,16 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let f = fixture();
-    let mut builder = http::Request::post("/token")
-        .header("content-type", "application/x-www-form-urlencoded");
+    let mut builder =
+        http::Request::post("/token").header("content-type", "application/x-www-form-urlencoded");
     if let Ok(value) = http::HeaderValue::from_bytes(auth) {
         builder = builder.header("authorization", value);
     }
     if let Ok(req) = builder.body(body.to_vec()) {
-        let resp = f.server.token_request(&req, &RequestContext::at(1_700_000_000)).run(&f.server, &f.store);
+        let resp = f
+            .server
+            .token_request(&req, &RequestContext::at(1_700_000_000))
+            .run(&f.server, &f.store);
         assert!(resp.status().as_u16() >= 200);
     }
 });

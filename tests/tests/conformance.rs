@@ -156,6 +156,14 @@ fn outcome<T>(result: Result<T, Error>, eval: impl FnOnce(T) -> bool) -> Outcome
 
 /// Runs one case through every evaluator path: (path name, outcome).
 fn run_case(case: &Case) -> Result<Vec<(&'static str, Outcome)>, String> {
+    if let Expect::Error(e) = &case.expect
+        && e != "parse-error"
+        && e != "compile-error"
+    {
+        return Err(format!(
+            "expect must be true, false, \"parse-error\" or \"compile-error\", not {e:?}"
+        ));
+    }
     let dialect = match case.dialect.as_deref() {
         None | Some("edge") => Dialect::Edge,
         Some("x") => Dialect::ApigeeX,

@@ -527,7 +527,7 @@ fn post_client_flow_runs_after_the_response() {
 
 #[test]
 fn missing_and_unsupported_policies_fault_when_reached() {
-    let files = vec![
+    let files = [
         file(
             "apiproxy/policies/JS.xml",
             r#"<Javascript name="JS"><ResourceURL>jsc://x.js</ResourceURL></Javascript>"#,

@@ -27,7 +27,10 @@ fn gateway_files() -> Vec<(&'static str, &'static str)> {
             "public/apiproxy/policies/Deny.xml",
             r#"<RaiseFault name="Deny"><FaultResponse><Set><StatusCode>403</StatusCode><Payload contentType="text/plain">denied</Payload></Set></FaultResponse></RaiseFault>"#,
         ),
-        ("internal/apiproxy/internal.xml", r#"<APIProxy name="internal"/>"#),
+        (
+            "internal/apiproxy/internal.xml",
+            r#"<APIProxy name="internal"/>"#,
+        ),
         (
             "internal/apiproxy/proxies/default.xml",
             r#"<ProxyEndpoint name="default">
@@ -83,7 +86,10 @@ fn dot_segments_are_resolved_before_selection() {
 fn targets_see_the_normalised_path() {
     let (status, _, fwd) = outcome("/v1/public/a/./b/../c//d?q=%2e%2e");
     assert_eq!(status, 200);
-    assert_eq!(fwd.as_deref(), Some("http://public-backend/base/a/c/d?q=%2e%2e"));
+    assert_eq!(
+        fwd.as_deref(),
+        Some("http://public-backend/base/a/c/d?q=%2e%2e")
+    );
 }
 
 #[test]

@@ -133,7 +133,7 @@ pub fn trace(gateway: &Gateway, request: http::Request<Bytes>) -> String {
                     if target.endpoint.is_empty() {
                         "(url)"
                     } else {
-                        &target.endpoint
+                        &*target.endpoint
                     }
                 ));
                 for (k, v) in r.headers() {

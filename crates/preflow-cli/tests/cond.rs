@@ -1,4 +1,5 @@
 //! `preflow cond` as a user runs it: output, exit codes and error rendering.
+#![allow(clippy::expect_used, reason = "test helpers outside #[test] functions")]
 
 use std::process::{Command, Output};
 

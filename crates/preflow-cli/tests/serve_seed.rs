@@ -363,6 +363,53 @@ fn oversized_requests_get_413_and_431() {
 }
 
 #[test]
+fn sigterm_lets_an_open_request_finish() {
+    // An upstream that answers after 700 ms.
+    let up = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = up.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in up.incoming() {
+            let mut s = conn.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            std::thread::sleep(Duration::from_millis(700));
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("slow/apiproxy");
+    std::fs::create_dir_all(root.join("proxies")).unwrap();
+    std::fs::create_dir_all(root.join("targets")).unwrap();
+    std::fs::write(
+        root.join("proxies/default.xml"),
+        r#"<ProxyEndpoint name="default">
+  <HTTPProxyConnection><BasePath>/slow</BasePath></HTTPProxyConnection>
+  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("targets/default.xml"),
+        format!(
+            r#"<TargetEndpoint name="default">
+  <HTTPTargetConnection><URL>http://{up_addr}/</URL></HTTPTargetConnection>
+</TargetEndpoint>"#
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::start(&[dir.path().to_str().unwrap()]);
+    let addr = gw.addr;
+    let pending = std::thread::spawn(move || raw_get(addr, "/slow/x", ""));
+    std::thread::sleep(Duration::from_millis(250));
+    let status = gw.terminate();
+    let r = pending.join().unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "slow"), "{}", r.head);
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn sigterm_stops_the_gateway_cleanly() {
     let gw = Gateway::start(&[seed().to_str().unwrap()]);
     assert_eq!(raw_get(gw.addr, "/v1/test/hello", "").status, 401);

@@ -5,6 +5,7 @@
 //! be compared with a string, it is formatted into a [`NumText`] buffer on the stack, the way
 //! Java's `toString` would print it.
 
+use crate::pattern::bytes_eq;
 use crate::value::Value;
 use core::cmp::Ordering;
 use core::fmt::{self, Write};
@@ -64,10 +65,10 @@ pub(crate) fn relate(rel: Rel, lhs: Value<'_>, rhs: Value<'_>) -> bool {
 /// performed (an object on either side).
 fn equal(lhs: Value<'_>, rhs: Value<'_>) -> Option<bool> {
     match (lhs, rhs) {
-        (Value::String(a), Value::String(b)) => Some(a == b),
+        (Value::String(a), Value::String(b)) => Some(bytes_eq(a.as_bytes(), b.as_bytes())),
         (Value::String(s), other) | (other, Value::String(s)) => {
             let text = NumText::of(other)?;
-            Some(s == text.as_str())
+            Some(bytes_eq(s.as_bytes(), text.as_str().as_bytes()))
         }
         _ => compare(lhs, rhs).map(|o| o == Ordering::Equal),
     }
@@ -567,5 +568,65 @@ mod tests {
         assert_eq!(text(Float(1e10)), "1.0E10");
         assert_eq!(text(Boolean(false)), "false");
         assert_eq!(text(Null), "");
+    }
+
+    fn scalar() -> impl proptest::strategy::Strategy<Value = Value<'static>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i32>().prop_map(Integer),
+            any::<i64>().prop_map(Long),
+            any::<f32>().prop_map(Float),
+            any::<f64>().prop_map(Double),
+            any::<bool>().prop_map(Boolean),
+            (-3i32..3).prop_map(Integer),
+            (-3i64..3).prop_map(Long),
+            prop::sample::select(vec![-1.5f64, 0.0, -0.0, 0.5, 2.0, f64::NAN]).prop_map(Double),
+            prop::sample::select(vec!["", "0", "1", "2.0", "a", "true", "é", "\u{1F600}"])
+                .prop_map(Value::String),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Between non-null values the six operators are one consistent order: `!=` is the
+        /// negation of `=`, `>` mirrors `<`, `<=` is `<` or `=`.
+        #[test]
+        fn relations_are_consistent(a in scalar(), b in scalar()) {
+            let eq = relate(Rel::Eq, a, b);
+            proptest::prop_assert_eq!(relate(Rel::Ne, a, b), !eq);
+            proptest::prop_assert_eq!(relate(Rel::Eq, b, a), eq);
+            proptest::prop_assert_eq!(relate(Rel::Gt, a, b), relate(Rel::Lt, b, a));
+            proptest::prop_assert_eq!(relate(Rel::Le, a, b), relate(Rel::Lt, a, b) || eq);
+            proptest::prop_assert_eq!(relate(Rel::Ge, a, b), relate(Rel::Gt, a, b) || eq);
+            let lt = usize::from(relate(Rel::Lt, a, b));
+            let gt = usize::from(relate(Rel::Gt, a, b));
+            proptest::prop_assert_eq!(lt + gt + usize::from(eq), 1);
+        }
+
+        /// Doubles print in Java's shape and read back as the same number.
+        #[test]
+        fn doubles_print_in_java_form_and_round_trip(d in proptest::prelude::any::<f64>()) {
+            let t = text(Double(d));
+            if d.is_finite() {
+                let shape = regex::Regex::new(r"^-?[0-9]+\.[0-9]+(E-?[0-9]+)?$").unwrap();
+                proptest::prop_assert!(shape.is_match(&t), "{}", t);
+                proptest::prop_assert_eq!(t.parse::<f64>().unwrap().to_bits(), d.to_bits());
+                let plain = !t.contains('E');
+                let magnitude = d.abs();
+                proptest::prop_assert_eq!(
+                    plain,
+                    magnitude == 0.0 || (1e-3..1e7).contains(&magnitude),
+                    "{}", t
+                );
+            }
+        }
+
+        /// Floats likewise, as `f32`.
+        #[test]
+        fn floats_round_trip(f in proptest::prelude::any::<f32>()) {
+            let t = text(Float(f));
+            if f.is_finite() {
+                proptest::prop_assert_eq!(t.parse::<f32>().unwrap().to_bits(), f.to_bits());
+            }
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod ast;
 mod compile;
 mod error;
 mod eval;
+mod java_regex;
 mod parse;
 mod pattern;
 mod print;

@@ -405,7 +405,7 @@ pub struct Registry {
     apps: DashMap<String, Arc<App>>,
     /// Credentials with their app and developer, so a lookup by client id is one probe;
     /// kept in step when an app or developer changes.
-    credentials: DashMap<String, ClientRecord>,
+    credentials: DashMap<String, Arc<ClientRecord>>,
     owners: DashMap<String, Arc<ResourceOwner>>,
     cost: PasswordHashCost,
 }
@@ -442,7 +442,7 @@ impl Registry {
     fn refresh_developer(&self, developer: &Arc<Developer>) {
         for mut entry in self.credentials.iter_mut() {
             if entry.app.developer_email == developer.email {
-                entry.developer = Arc::clone(developer);
+                Arc::make_mut(entry.value_mut()).developer = Arc::clone(developer);
             }
         }
     }
@@ -450,7 +450,7 @@ impl Registry {
     fn refresh_app(&self, app: &Arc<App>) {
         for mut entry in self.credentials.iter_mut() {
             if entry.credential.app_id == app.id {
-                entry.app = Arc::clone(app);
+                Arc::make_mut(entry.value_mut()).app = Arc::clone(app);
             }
         }
     }
@@ -571,11 +571,11 @@ impl Registry {
         match self.credentials.entry(key.clone()) {
             dashmap::Entry::Occupied(_) => return Err(RegistryError::DuplicateKey(key)),
             dashmap::Entry::Vacant(v) => {
-                v.insert(ClientRecord {
+                v.insert(Arc::new(ClientRecord {
                     credential: Arc::new(credential),
                     app,
                     developer,
-                });
+                }));
             }
         }
         Ok(IssuedCredential {
@@ -616,7 +616,7 @@ impl Registry {
             .credentials
             .get_mut(key)
             .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        Arc::make_mut(&mut entry.value_mut().credential).secret = hash;
+        Arc::make_mut(&mut Arc::make_mut(entry.value_mut()).credential).secret = hash;
         Ok(IssuedCredential {
             client_id: key.to_owned(),
             client_secret: secret_plain,
@@ -629,7 +629,7 @@ impl Registry {
             .credentials
             .get_mut(key)
             .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        Arc::make_mut(&mut entry.value_mut().credential).status = status;
+        Arc::make_mut(&mut Arc::make_mut(entry.value_mut()).credential).status = status;
         Ok(())
     }
 
@@ -647,7 +647,7 @@ impl Registry {
             .credentials
             .get_mut(key)
             .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        let cred = Arc::make_mut(&mut entry.value_mut().credential);
+        let cred = Arc::make_mut(&mut Arc::make_mut(entry.value_mut()).credential);
         match cred.products.iter_mut().find(|p| p.name == product) {
             Some(p) => p.status = status,
             None => cred.products.push(CredentialProduct {
@@ -666,8 +666,8 @@ impl Registry {
     }
 
     /// A credential with its app and developer.
-    pub fn client(&self, key: &str) -> Option<ClientRecord> {
-        self.credentials.get(key).map(|c| c.value().clone())
+    pub fn client(&self, key: &str) -> Option<Arc<ClientRecord>> {
+        self.credentials.get(key).map(|c| Arc::clone(c.value()))
     }
 
     /// Adds a resource owner for the password grant; the password is hashed with Argon2id.

@@ -23,6 +23,10 @@ pub struct ResourcePattern {
 enum PatternKind {
     /// `/`: any path.
     Any,
+    /// No wildcard: the path must be equal.
+    Exact,
+    /// `literal/**` with no other wildcard: the path must start with the literal.
+    LiteralPrefix(String),
     /// Segments matched one to one; `*` globs within a segment.
     Segments(Vec<String>),
     /// Leading segments matched one to one, then the last one as a prefix glob, then
@@ -56,6 +60,17 @@ impl ResourcePattern {
         if body.contains("**") {
             return Err(invalid("'**' is allowed only at the end"));
         }
+        if !body.contains('*') {
+            let kind = if double {
+                PatternKind::LiteralPrefix(body.to_owned())
+            } else {
+                PatternKind::Exact
+            };
+            return Ok(Self {
+                source: pattern.to_owned(),
+                kind,
+            });
+        }
         let mut segments: Vec<String> = body.split('/').map(str::to_owned).collect();
         let kind = if double {
             let partial = segments.pop().unwrap_or_default();
@@ -81,6 +96,8 @@ impl ResourcePattern {
     pub fn matches(&self, path: &str) -> bool {
         match &self.kind {
             PatternKind::Any => true,
+            PatternKind::Exact => path == self.source,
+            PatternKind::LiteralPrefix(prefix) => path.starts_with(prefix.as_str()),
             PatternKind::Segments(segs) => {
                 let mut parts = path.split('/');
                 for seg in segs {
@@ -111,10 +128,20 @@ impl ResourcePattern {
 /// Wildcard match of one segment: `*` matches any run of bytes (segments hold no `/`).
 /// Classic linear-time algorithm with a single backtrack point.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    glob_impl(pattern, text, false)
+}
+
+/// Whether some prefix of `text` matches `pattern` (as if it ended with `*`).
+fn glob_prefix(pattern: &[u8], text: &[u8]) -> bool {
+    glob_impl(pattern, text, true)
+}
+
+fn glob_impl(pattern: &[u8], text: &[u8], trailing_star: bool) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
         match pattern.get(p) {
+            None if trailing_star => return true,
             Some(b'*') => {
                 star = Some((p, t));
                 p += 1;
@@ -136,14 +163,6 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     pattern
         .get(p..)
         .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
-}
-
-/// Whether some prefix of `text` matches `pattern`.
-fn glob_prefix(pattern: &[u8], text: &[u8]) -> bool {
-    let mut with_star = Vec::with_capacity(pattern.len() + 1);
-    with_star.extend_from_slice(pattern);
-    with_star.push(b'*');
-    glob(&with_star, text)
 }
 
 #[cfg(test)]
@@ -184,6 +203,9 @@ mod tests {
         assert!(m("/foo**", "/foobar/baz"));
         assert!(!m("/foo/**", "/bar/x"));
         assert!(m("/*/**", "/a/b/c"));
+        assert!(m("/fo*o**", "/foxo/x"));
+        assert!(!m("/fo*o**", "/fxo/x"));
+        assert!(m("/a*b/**", "/acb/d"));
         assert!(ResourcePattern::new("/**/bad").is_err());
         assert!(ResourcePattern::new("").is_err());
         assert!(ResourcePattern::new("foo").is_err());

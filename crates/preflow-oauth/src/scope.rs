@@ -36,7 +36,15 @@ pub fn join_scope(scopes: &[impl AsRef<str>]) -> String {
 
 /// Whether the space-separated scope string `granted` contains `wanted`.
 pub fn scope_contains(granted: &str, wanted: &str) -> bool {
-    granted.split(' ').any(|s| s == wanted)
+    if wanted.is_empty() {
+        return false;
+    }
+    let g = granted.as_bytes();
+    granted.match_indices(wanted).any(|(i, _)| {
+        let before = i.checked_sub(1).and_then(|b| g.get(b));
+        let after = g.get(i + wanted.len());
+        before.is_none_or(|&c| c == b' ') && after.is_none_or(|&c| c == b' ')
+    })
 }
 
 #[cfg(test)]
@@ -58,5 +66,10 @@ mod tests {
         );
         assert!(scope_contains("a b c", "b"));
         assert!(!scope_contains("a bc", "b"));
+        assert!(!scope_contains("ab c", "b"));
+        assert!(scope_contains("ab b", "b"));
+        assert!(scope_contains("b", "b"));
+        assert!(!scope_contains("", "b"));
+        assert!(!scope_contains("a b", ""));
     }
 }

@@ -83,6 +83,23 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Sets the access-token lifetime from an Apigee `<ExpiresIn>` value, which is in
+    /// milliseconds with `-1` meaning "never expires" (other negative values are treated
+    /// the same). Sub-second remainders round up to a whole second.
+    pub fn with_apigee_expires_in(mut self, millis: i64) -> Self {
+        self.access_token_lifetime = u64::try_from(millis).ok().map(|ms| ms.div_ceil(1000));
+        self
+    }
+
+    /// Sets the refresh-token lifetime from an Apigee `<RefreshTokenExpiresIn>` value
+    /// (milliseconds, `-1` never expires).
+    pub fn with_apigee_refresh_expires_in(mut self, millis: i64) -> Self {
+        self.refresh_token_lifetime = u64::try_from(millis).ok().map(|ms| ms.div_ceil(1000));
+        self
+    }
+}
+
 /// What the host knows about a request besides the request itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestContext {
@@ -140,7 +157,13 @@ impl Outcome {
 /// A suspended endpoint, waiting for the reply to a [`StoreOp`]. It owns everything it
 /// needs, so it can be moved across tasks while a remote store works.
 #[derive(Debug)]
-pub struct Pending(State);
+pub struct Pending(Box<State>);
+
+impl Pending {
+    fn new(state: State) -> Self {
+        Self(Box::new(state))
+    }
+}
 
 #[derive(Debug)]
 enum State {
@@ -151,14 +174,14 @@ enum State {
     },
     /// An authorization code was taken.
     Code {
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         redirect_uri: Option<String>,
         verifier: Option<String>,
         ctx: RequestContext,
     },
     /// A refresh token was looked up.
     Refresh {
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         scope: Option<String>,
         presented: String,
         ctx: RequestContext,
@@ -269,7 +292,7 @@ impl OAuthServer {
         &self,
         auth: &ClientAuth,
         ctx: &RequestContext,
-    ) -> Result<ClientRecord, EndpointError> {
+    ) -> Result<Arc<ClientRecord>, EndpointError> {
         let (candidates, via_post) = match auth {
             ClientAuth::None => {
                 return Err(EndpointError::new(
@@ -325,7 +348,7 @@ impl OAuthServer {
             e.retry_after = Some(lock.retry_after());
             return Err(e);
         }
-        let mut found: Option<ClientRecord> = None;
+        let mut found: Option<Arc<ClientRecord>> = None;
         for (id, secret) in candidates.iter().take(try_count) {
             match self.registry.client(id) {
                 Some(client) if client.credential.secret.verify(secret.as_bytes()) => {
@@ -410,13 +433,13 @@ impl OAuthServer {
                 )
             })?;
         let client = self.authenticate(&auth, ctx)?;
-        if let Some(allowed) = &client.app.grant_types {
-            if !allowed.contains(&grant) {
-                return Err(EndpointError::new(
-                    ErrorCode::UnauthorizedClient,
-                    format!("this client may not use the {} grant", grant.as_str()),
-                ));
-            }
+        if let Some(allowed) = &client.app.grant_types
+            && !allowed.contains(&grant)
+        {
+            return Err(EndpointError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("this client may not use the {} grant", grant.as_str()),
+            ));
         }
         match grant {
             GrantType::ClientCredentials => {
@@ -469,7 +492,7 @@ impl OAuthServer {
                 })?;
                 Ok(Outcome::NeedsStore(
                     StoreOp::TakeCode(TokenHash::of(code.as_bytes())),
-                    Pending(State::Code {
+                    Pending::new(State::Code {
                         client,
                         redirect_uri: params.get("redirect_uri").map(str::to_owned),
                         verifier: params.get("code_verifier").map(str::to_owned),
@@ -483,7 +506,7 @@ impl OAuthServer {
                 })?;
                 Ok(Outcome::NeedsStore(
                     StoreOp::GetToken(TokenHash::of(presented.as_bytes())),
-                    Pending(State::Refresh {
+                    Pending::new(State::Refresh {
                         client,
                         scope: params.get("scope").map(str::to_owned),
                         presented: presented.to_owned(),
@@ -537,6 +560,7 @@ impl OAuthServer {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         kind: TokenKind,
@@ -625,7 +649,7 @@ impl OAuthServer {
         );
         Outcome::NeedsStore(
             StoreOp::PutTokens(tokens),
-            Pending(State::Then {
+            Pending::new(State::Then {
                 remaining: Vec::new(),
                 response,
             }),
@@ -697,7 +721,7 @@ impl OAuthServer {
         if reply == StoreReply::Unavailable {
             return self.fail(EndpointError::store_unavailable());
         }
-        match pending.0 {
+        match *pending.0 {
             State::Then {
                 mut remaining,
                 response,
@@ -708,7 +732,7 @@ impl OAuthServer {
                     let op = remaining.remove(0);
                     Outcome::NeedsStore(
                         op,
-                        Pending(State::Then {
+                        Pending::new(State::Then {
                             remaining,
                             response,
                         }),
@@ -777,7 +801,7 @@ impl OAuthServer {
                         };
                         Outcome::NeedsStore(
                             op,
-                            Pending(State::Then {
+                            Pending::new(State::Then {
                                 remaining: Vec::new(),
                                 response: ok,
                             }),
@@ -791,7 +815,7 @@ impl OAuthServer {
 
     fn after_code(
         &self,
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         redirect_uri: Option<String>,
         verifier: Option<String>,
         ctx: &RequestContext,
@@ -814,7 +838,7 @@ impl OAuthServer {
                         grant: code.grant_id,
                         at: ctx.now,
                     },
-                    Pending(State::Then {
+                    Pending::new(State::Then {
                         remaining: Vec::new(),
                         response,
                     }),
@@ -867,7 +891,7 @@ impl OAuthServer {
 
     fn after_refresh(
         &self,
-        client: ClientRecord,
+        client: Arc<ClientRecord>,
         scope: Option<String>,
         presented: String,
         ctx: &RequestContext,
@@ -892,7 +916,7 @@ impl OAuthServer {
                     grant: old.grant_id,
                     at: ctx.now,
                 },
-                Pending(State::Then {
+                Pending::new(State::Then {
                     remaining: Vec::new(),
                     response,
                 }),
@@ -970,7 +994,7 @@ impl OAuthServer {
         );
         Outcome::NeedsStore(
             StoreOp::PutTokens(tokens),
-            Pending(State::Then {
+            Pending::new(State::Then {
                 remaining,
                 response,
             }),
@@ -988,20 +1012,20 @@ impl OAuthServer {
             .ok_or_else(|| EndpointError::new(ErrorCode::InvalidClient, "unknown client"))?;
         Registry::check_client(&client, now)
             .map_err(|r| EndpointError::new(ErrorCode::InvalidClient, r.description()))?;
-        if let Some(allowed) = &client.app.grant_types {
-            if !allowed.contains(&GrantType::AuthorizationCode) {
-                return Err(EndpointError::new(
-                    ErrorCode::UnauthorizedClient,
-                    "this client may not use the authorization_code grant",
-                ));
-            }
+        if let Some(allowed) = &client.app.grant_types
+            && !allowed.contains(&GrantType::AuthorizationCode)
+        {
+            return Err(EndpointError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the authorization_code grant",
+            ));
         }
-        if let (Some(given), Some(cb)) = (&req.redirect_uri, &client.app.callback_url) {
-            if given != cb {
-                return Err(EndpointError::invalid_request(
-                    "redirect_uri does not match the app's callback url",
-                ));
-            }
+        if let (Some(given), Some(cb)) = (&req.redirect_uri, &client.app.callback_url)
+            && given != cb
+        {
+            return Err(EndpointError::invalid_request(
+                "redirect_uri does not match the app's callback url",
+            ));
         }
         let redirect_uri = req
             .redirect_uri
@@ -1050,7 +1074,7 @@ impl OAuthServer {
         match self.admin_request(req, ctx) {
             Ok((token, _)) => Outcome::NeedsStore(
                 StoreOp::GetToken(TokenHash::of(token.as_bytes())),
-                Pending(State::Introspect { now: ctx.now }),
+                Pending::new(State::Introspect { now: ctx.now }),
             ),
             Err(e) => self.fail(e),
         }
@@ -1070,7 +1094,7 @@ impl OAuthServer {
                 let hash = TokenHash::of(token.as_bytes());
                 Outcome::NeedsStore(
                     StoreOp::GetToken(hash),
-                    Pending(State::Revoke {
+                    Pending::new(State::Revoke {
                         client_id: client.credential.key.clone(),
                         hash,
                         now: ctx.now,
@@ -1085,7 +1109,7 @@ impl OAuthServer {
         &self,
         req: &Request<B>,
         ctx: &RequestContext,
-    ) -> Result<(String, ClientRecord), EndpointError> {
+    ) -> Result<(String, Arc<ClientRecord>), EndpointError> {
         let parsed = parse_client_request(
             req,
             ParseOptions {

@@ -224,10 +224,8 @@ pub struct VerifiedToken {
     pub token: Arc<TokenRecord>,
     /// The first of the token's products that covers the call.
     pub product: Arc<ApiProduct>,
-    /// The token's app.
-    pub app: Arc<App>,
-    /// The app's developer.
-    pub developer: Arc<Developer>,
+    /// The token's credential, app and developer, as they are now.
+    pub client: Arc<ClientRecord>,
     /// Seconds left; `None` never expires.
     pub expires_in: Option<u64>,
 }
@@ -283,12 +281,12 @@ impl VerifiedToken {
 
     /// App name.
     pub fn app_name(&self) -> &str {
-        &self.app.name
+        &self.client.app.name
     }
 
     /// Developer email.
     pub fn developer_email(&self) -> &str {
-        &self.developer.email
+        &self.client.developer.email
     }
 
     /// Granted scope, space-separated.
@@ -320,16 +318,12 @@ impl VerifiedToken {
             ),
             ("status".to_owned(), "approved".to_owned()),
             ("scope".to_owned(), t.scope.to_string()),
-            (
-                "apiproduct.list".to_owned(),
-                self.products().collect::<Vec<_>>().join(","),
-            ),
         ];
         for (k, v) in t.attributes.iter() {
             out.push((format!("accesstoken.{k}"), v.clone()));
         }
         let products = self.products().collect::<Vec<_>>().join(",");
-        app_vars(&self.app, &self.developer, products, &mut out);
+        app_vars(&self.client.app, &self.client.developer, products, &mut out);
         quota_vars(&self.product, &mut out);
         out
     }
@@ -380,15 +374,15 @@ pub fn bearer_token<B: AsRef<[u8]>>(
             found = Some(Cow::Borrowed(token));
         }
     }
-    if locations.query {
-        if let Some(q) = req.uri().query() {
-            let pairs = parse_form(q.as_bytes())
-                .map_err(|_| VerifyError::BadRequest("the query is malformed"))?;
-            for (n, v) in pairs {
-                if n == "access_token" {
-                    count += 1;
-                    found = Some(Cow::Owned(v));
-                }
+    if locations.query
+        && let Some(q) = req.uri().query()
+    {
+        let pairs = parse_form(q.as_bytes())
+            .map_err(|_| VerifyError::BadRequest("the query is malformed"))?;
+        for (n, v) in pairs {
+            if n == "access_token" {
+                count += 1;
+                found = Some(Cow::Owned(v));
             }
         }
     }
@@ -400,13 +394,14 @@ pub fn bearer_token<B: AsRef<[u8]>>(
             })
         });
         let body = req.body().as_ref();
-        if is_form && body.is_ascii() {
-            if let Ok(pairs) = parse_form(body) {
-                for (n, v) in pairs {
-                    if n == "access_token" {
-                        count += 1;
-                        found = Some(Cow::Owned(v));
-                    }
+        if is_form
+            && body.is_ascii()
+            && let Ok(pairs) = parse_form(body)
+        {
+            for (n, v) in pairs {
+                if n == "access_token" {
+                    count += 1;
+                    found = Some(Cow::Owned(v));
                 }
             }
         }
@@ -425,7 +420,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
 #[derive(Debug, Clone)]
 pub struct VerifiedApiKey {
     /// The credential, app and developer.
-    pub client: ClientRecord,
+    pub client: Arc<ClientRecord>,
     /// The first approved product covering the call.
     pub product: Arc<ApiProduct>,
 }
@@ -537,10 +532,10 @@ fn product_match<'a>(
         if !approved {
             continue;
         }
-        if let Some(p) = registry.product(name) {
-            if p.covers(call.proxy, call.path_suffix, call.environment) {
-                return Some(p);
-            }
+        if let Some(p) = registry.product(name)
+            && p.covers(call.proxy, call.path_suffix, call.environment)
+        {
+            return Some(p);
         }
     }
     None
@@ -652,8 +647,7 @@ impl OAuthServer {
         Ok(VerifiedToken {
             token,
             product,
-            app: client.app,
-            developer: client.developer,
+            client,
             expires_in,
         })
     }

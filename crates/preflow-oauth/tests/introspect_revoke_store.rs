@@ -1,4 +1,10 @@
 //! Introspection (RFC 7662), revocation (RFC 7009) and the sans-IO store protocol.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -348,4 +354,60 @@ fn memory_store_reclaims_by_itself() {
         s.get_token(&TokenHash::of(&2999u64.to_le_bytes()))
             .is_some()
     );
+}
+
+/// Plaintext secrets and tokens are returned once and kept nowhere.
+#[test]
+fn no_plaintext_is_kept() {
+    let e = env();
+    let custom = e.custom_credential("custom-id", "my custom secret");
+    let token = e.cc_token(None);
+    let registry = format!("{:?}", e.registry);
+    let store = format!("{:?}", e.store);
+    for needle in [
+        e.cred.client_secret.as_str(),
+        custom.client_secret.as_str(),
+        token.as_str(),
+    ] {
+        assert!(!registry.contains(needle));
+        assert!(!store.contains(needle));
+    }
+    assert!(
+        registry.contains("custom-id"),
+        "the registry debug output is not empty"
+    );
+    let rec = e.store.get_token(&TokenHash::of(token.as_bytes())).unwrap();
+    assert!(!format!("{rec:?}").contains(&token));
+    // Generated secrets: 256 bits from [A-Za-z0-9_-].
+    assert_eq!(e.cred.client_secret.len(), 43);
+    assert!(
+        e.cred
+            .client_secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    let cred = e.registry.credential(&e.cred.client_id).unwrap();
+    assert!(matches!(cred.secret, preflow_oauth::SecretHash::Sha256(_)));
+    let cred = e.registry.credential("custom-id").unwrap();
+    assert!(matches!(cred.secret, preflow_oauth::SecretHash::Argon2(_)));
+}
+
+#[test]
+fn expired_tokens_are_inactive() {
+    let e = env();
+    let token = e.cc_token(None);
+    let r = post(&format!("token={token}"))
+        .uri("/introspect")
+        .basic(&e.basic())
+        .build();
+    let resp = e
+        .server
+        .introspection_request(&r, &RequestContext::at(NOW + 3600))
+        .run(&e.server, &e.store);
+    assert_eq!(resp.body(), br#"{"active":false}"#);
+    let resp = e
+        .server
+        .introspection_request(&r, &RequestContext::at(NOW + 3599))
+        .run(&e.server, &e.store);
+    assert_eq!(json(&resp)["active"], true);
 }

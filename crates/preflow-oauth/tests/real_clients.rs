@@ -1,5 +1,11 @@
 //! The endpoints served over HTTP/1.1 on loopback (hyper + tokio), exercised by the Rust
 //! `oauth2` crate, an RFC 6749 §2.3.1 client, and by plain reqwest.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

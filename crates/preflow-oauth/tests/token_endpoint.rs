@@ -1,4 +1,10 @@
 //! The token endpoint against spec/oauth.md §1, item by item.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -1067,4 +1073,40 @@ fn token_attributes() {
     assert_eq!(rec.grant_type, GrantType::ClientCredentials);
     assert_eq!(rec.issued_at, NOW);
     assert_eq!(rec.expires_at, Some(NOW + 3600));
+}
+
+// Apigee `<ExpiresIn>` is in milliseconds; -1 never expires.
+#[test]
+fn apigee_expires_in_milliseconds() {
+    let c = ServerConfig::default().with_apigee_expires_in(1_800_000);
+    assert_eq!(c.access_token_lifetime, Some(1800));
+    let e = env_with(c);
+    assert_eq!(
+        json(
+            &e.token(
+                post("grant_type=client_credentials")
+                    .basic(&e.basic())
+                    .build()
+            )
+        )["expires_in"],
+        1800
+    );
+    assert_eq!(
+        ServerConfig::default()
+            .with_apigee_expires_in(-1)
+            .access_token_lifetime,
+        None
+    );
+    assert_eq!(
+        ServerConfig::default()
+            .with_apigee_expires_in(1)
+            .access_token_lifetime,
+        Some(1)
+    );
+    assert_eq!(
+        ServerConfig::default()
+            .with_apigee_refresh_expires_in(-1)
+            .refresh_token_lifetime,
+        None
+    );
 }

@@ -1,4 +1,10 @@
 //! Bearer (RFC 6750) and API-key verification with product and scope checks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -346,4 +352,37 @@ fn expired_credential_is_refused() {
         NOW + 10,
     );
     assert_error(&resp, 401, "invalid_client");
+}
+
+#[test]
+fn refresh_tokens_are_no_bearer_tokens() {
+    let e = env();
+    let issued = e
+        .server
+        .issue_code(
+            &preflow_oauth::CodeRequest {
+                client_id: e.cred.client_id.clone(),
+                redirect_uri: None,
+                scope: None,
+                code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+                code_challenge_method: Some("S256".into()),
+                username: None,
+            },
+            NOW,
+        )
+        .unwrap();
+    e.store.execute(issued.store_op);
+    let body = format!(
+        "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        issued.code,
+        enc("https://client.example.com/cb")
+    );
+    let tokens = json(&e.token(post(&body).basic(&e.basic()).build()));
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let err = verify(&e, &api(&format!("Bearer {refresh}")), &call("/hello", &[])).unwrap_err();
+    assert_eq!(err, VerifyError::UnknownToken);
+    let v = verify(&e, &api(&format!("Bearer {access}")), &call("/hello", &[])).unwrap();
+    let vars = v.variables();
+    assert!(vars.contains(&("grant_type".into(), "authorization_code".into())));
 }

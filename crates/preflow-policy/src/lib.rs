@@ -9,6 +9,14 @@
 //! The crate also holds what bundle loading shares with it: the positioned XML tree
 //! ([`xml`]), message templates ([`Template`]) and deploy-time placeholder detection.
 //!
+//! Several policy families come with their runtime logic as pure functions over simple
+//! inputs (bytes, header lists, a variable lookup, a passed-in time), which the engine
+//! calls: [`jwt`] (VerifyJWT, GenerateJWT, DecodeJWT), [`protect`] (JSON and XML threat
+//! protection as streaming scans, RegularExpressionProtection), [`cors`], [`cache`] (the
+//! cache policies and a bounded in-memory cache), [`service`] (ServiceCallout,
+//! MessageLogging, StatisticsCollector, DataCapture, AssertCondition), [`format`](mod@format)
+//! (JSONToXML, XMLToJSON, a JSONPath subset) and [`xpath`].
+//!
 //! ```
 //! use preflow_policy::{parse_policy, PolicyConfig, Source, xml::XmlLimits};
 //! use preflow_policy::traffic::{Rate, RatePeriod};
@@ -22,18 +30,26 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod callout;
+pub mod cors;
 mod diag;
 pub mod extract;
+mod families;
+pub mod format;
+pub mod jwt;
 pub mod kvm;
 pub mod message;
 mod parse;
 mod placeholder;
 mod policy;
+pub mod protect;
 pub mod security;
+pub mod service;
 pub mod template;
 pub mod traffic;
 pub mod xml;
+pub mod xpath;
 
 pub use diag::{Diagnostic, Location, Severity, Source};
 pub use parse::is_placeholder;
@@ -43,5 +59,7 @@ pub use policy::{
 };
 pub use template::Template;
 
+#[cfg(test)]
+mod families_tests;
 #[cfg(test)]
 mod tests;

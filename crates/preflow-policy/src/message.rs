@@ -230,7 +230,7 @@ pub(crate) fn raise_fault(cx: &mut Cx<'_>, el: &Element) -> RaiseFault {
     }
 }
 
-fn message_ops(cx: &mut Cx<'_>, el: &Element) -> MessageOps {
+pub(crate) fn message_ops(cx: &mut Cx<'_>, el: &Element) -> MessageOps {
     MessageOps {
         assign_to: el.child("AssignTo").map(|a| assign_to(cx, a)),
         copy: el.child("Copy").map(|c| copy(cx, c)),

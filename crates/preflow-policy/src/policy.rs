@@ -3,7 +3,9 @@
 use crate::diag::{Diagnostic, Location, Source};
 use crate::parse::{Cx, ref_attr};
 use crate::xml::{self, Element, XmlLimits};
-use crate::{callout, extract, kvm, message, security, traffic};
+use crate::{
+    cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service, traffic,
+};
 
 /// A value written as `<X ref="variable">default</X>`: the variable, when it resolves,
 /// takes precedence over the literal default.
@@ -91,6 +93,38 @@ pub enum PolicyConfig {
     KeyValueMapOperations(kvm::KeyValueMapOperations),
     /// `<FlowCallout>`.
     FlowCallout(callout::FlowCallout),
+    /// `<VerifyJWT>`, `<GenerateJWT>` or `<DecodeJWT>` (see [`jwt::Jwt::operation`]).
+    Jwt(Box<jwt::Jwt>),
+    /// `<JSONThreatProtection>`.
+    JsonThreatProtection(protect::JsonThreatProtection),
+    /// `<XMLThreatProtection>`.
+    XmlThreatProtection(protect::XmlThreatProtection),
+    /// `<RegularExpressionProtection>`.
+    RegularExpressionProtection(Box<protect::RegularExpressionProtection>),
+    /// `<CORS>`.
+    Cors(cors::Cors),
+    /// `<ResponseCache>`.
+    ResponseCache(cache::ResponseCache),
+    /// `<LookupCache>`.
+    LookupCache(cache::LookupCache),
+    /// `<PopulateCache>`.
+    PopulateCache(cache::PopulateCache),
+    /// `<InvalidateCache>`.
+    InvalidateCache(cache::InvalidateCache),
+    /// `<ServiceCallout>`.
+    ServiceCallout(Box<service::ServiceCallout>),
+    /// `<MessageLogging>`.
+    MessageLogging(service::MessageLogging),
+    /// `<StatisticsCollector>`.
+    StatisticsCollector(service::StatisticsCollector),
+    /// `<DataCapture>`.
+    DataCapture(service::DataCapture),
+    /// `<AssertCondition>`.
+    AssertCondition(service::AssertCondition),
+    /// `<JSONToXML>`.
+    JsonToXml(format::JsonToXml),
+    /// `<XMLToJSON>`.
+    XmlToJson(format::XmlToJson),
     /// A policy type the engine does not model; it loads with a warning.
     Unsupported {
         /// The root element name.
@@ -121,6 +155,24 @@ const SUPPORTED: &[&str] = &[
     "ExtractVariables",
     "KeyValueMapOperations",
     "FlowCallout",
+    "VerifyJWT",
+    "GenerateJWT",
+    "DecodeJWT",
+    "JSONThreatProtection",
+    "XMLThreatProtection",
+    "RegularExpressionProtection",
+    "CORS",
+    "ResponseCache",
+    "LookupCache",
+    "PopulateCache",
+    "InvalidateCache",
+    "ServiceCallout",
+    "MessageLogging",
+    "StatisticsCollector",
+    "DataCapture",
+    "AssertCondition",
+    "JSONToXML",
+    "XMLToJSON",
 ];
 
 /// Whether `type_name` (a policy root element) has a typed configuration.
@@ -188,6 +240,7 @@ pub fn policy_from_element(
             PolicyConfig::KeyValueMapOperations(kvm::key_value_map_operations(&mut cx, root))
         }
         "FlowCallout" => PolicyConfig::FlowCallout(callout::flow_callout(&mut cx, root)),
+        other if crate::families::handles(other) => crate::families::parse(&mut cx, root),
         other => {
             cx.warning(
                 root.offset,

@@ -175,8 +175,15 @@ impl<S: CounterStore> SpikeArrest<S> {
         self.gcra.emission_interval_ns
     }
 
+    /// The burst of the Apigee X behaviour in messages (`maxBurstMessageCount` in its fault
+    /// string); `None` for the Edge behaviour.
+    pub fn max_burst(&self) -> Option<u64> {
+        self.gcra.burst
+    }
+
     /// Checks a request of `weight` for `key` at `now`, answered by the store inline.
-    /// A weight of 0 passes when a request could pass and consumes nothing.
+    /// A weight of 0 consumes nothing: under [`SpikeBehaviour::Edge`] it passes only while
+    /// the window is open, under [`SpikeBehaviour::ApigeeX`] it always passes.
     #[inline]
     pub fn check(&self, key: &str, now: Timestamp, weight: u32) -> SpikeDecision {
         let take = self.gcra.take(now, weight);

@@ -448,7 +448,7 @@ fn store_op_round_trip_matches_inline_check() {
 fn expired_windows_are_reclaimed() {
     let q = Quota::with_store(
         QuotaConfig::new(5, n(1), TimeUnit::Minute).with_type(QuotaType::Flexi),
-        MemoryStore::with_min_sweep(16),
+        MemoryStore::with_sweep(16, 0),
     )
     .unwrap();
     let t0 = ts("2024-01-01 00:00:00").as_nanos();

@@ -170,6 +170,8 @@ fn apigee_x_burst_matches_observed_max_burst_counts() {
         ("100ps", 10),
     ] {
         let s = x(r);
+        assert_eq!(s.max_burst(), Some(burst as u64));
+        assert_eq!(edge(r).max_burst(), None);
         let passed = (0..1000).filter(|_| s.check("k", at(0), 1).allowed).count();
         assert_eq!(passed, burst, "rate {r}");
     }
@@ -299,7 +301,7 @@ fn shared_store_and_reclaim() {
 fn amortised_sweep_keeps_the_map_bounded() {
     let s = SpikeArrest::with_store(
         SpikeArrestConfig::new(rate("1000ps")),
-        MemoryStore::with_min_sweep(64),
+        MemoryStore::with_sweep(64, 0),
     );
     // One new identifier every 100 µs: about 10 are live (TAT ahead of now) at any time.
     let mut key = String::new();
@@ -336,4 +338,25 @@ fn time_going_backwards_and_extreme_values_are_safe() {
         let _ = e.check("j", Timestamp::UNIX_EPOCH, w);
         let _ = e.check("j", Timestamp::MAX, w);
     }
+}
+
+#[test]
+fn store_with_siphash_behaves_the_same() {
+    use std::collections::hash_map::RandomState;
+    let config = SpikeArrestConfig::new(rate("10ps"));
+    let sip = SpikeArrest::with_store(config, MemoryStore::with_hasher(16, 0, RandomState::new()));
+    let fold = SpikeArrest::new(config);
+    for i in 0u64..500 {
+        let key = format!("k{}", i % 37);
+        let now = at(i * 7 * MS);
+        assert_eq!(
+            sip.check(&key, now, 1),
+            fold.check(&key, now, 1),
+            "step {i}"
+        );
+    }
+    let held = sip.store().len();
+    assert!((1..=37).contains(&held), "{held}");
+    assert_eq!(sip.store().reclaim(at(SEC * 100)), held);
+    assert!(sip.store().is_empty());
 }

@@ -153,7 +153,9 @@ impl Loaded {
     }
 }
 
-const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle"];
+/// Bundle folders: Apigee's `apiproxy` and `sharedflowbundle`, and SAP API Management's
+/// `APIProxy` (see [`crate::sap`]).
+const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle", "APIProxy"];
 
 /// Children of `<APIProxy>` and `<SharedFlowBundle>` descriptors. Only the name, revision,
 /// description and display name are used: endpoints and policies are found by scanning.
@@ -278,6 +280,10 @@ fn role(rel: &str) -> Role {
         ["policies", _] if is_xml => Role::Policy,
         ["sharedflows", _] if is_xml => Role::SharedFlow,
         ["resources" | "manifests" | "stepdefinitions", ..] => Role::Ignored,
+        ["APIProxyEndPoint", _] if is_xml => Role::Proxy,
+        ["APITargetEndPoint", _] if is_xml => Role::Target,
+        ["Policy", _] if is_xml => Role::Policy,
+        ["FileResource" | "APIResource" | "Documentation", ..] => Role::Ignored,
         _ if is_xml => Role::Unexpected,
         _ => Role::Ignored,
     }
@@ -339,7 +345,12 @@ fn load_bundle(
         let Some(src) = decode(path, bytes, diags) else {
             continue;
         };
-        let Some(policy) = parse_policy(&src, limits, diags) else {
+        let parsed = if rel.starts_with("Policy/") {
+            crate::sap::parse_policy(&src, rel, limits, diags)
+        } else {
+            parse_policy(&src, limits, diags)
+        };
+        let Some(policy) = parsed else {
             continue;
         };
         if policy.name != stem(rel) {
@@ -385,7 +396,7 @@ fn load_bundle(
             continue;
         };
         let root_el = match xml::parse(src.text(), limits) {
-            Ok(r) => r,
+            Ok(r) => crate::sap::normalize(r),
             Err(e) => {
                 diags.push(src.error(e.offset, e.message));
                 continue;

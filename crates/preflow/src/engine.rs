@@ -6,6 +6,8 @@
 //! index moves past a policy before it runs, so a policy that waits for a store reply is
 //! never run twice. FlowCallouts push frames that run before the segment continues.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::StatusCode;
 
@@ -133,7 +135,14 @@ pub(crate) fn eval(
     let Some(compiled) = &c.compiled else {
         return Err(faults::condition_invalid(&c.text));
     };
-    let result = compiled.eval(&View { g, ex });
+    let guard = &c.guard;
+    let result = if guard.is_empty() {
+        compiled.eval(&View { g, ex })
+    } else if guard.holds(ex.path_suffix(), ex.request.method.as_str()) {
+        guard.exact || compiled.eval(&View { g, ex })
+    } else {
+        false
+    };
     if ex.trace.is_some() {
         let what = what.to_owned();
         let text = c.text.clone();
@@ -142,7 +151,7 @@ pub(crate) fn eval(
     Ok(result)
 }
 
-fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
+pub(crate) fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
     let b = g.bundles.get(ex.bundle)?;
     match seg {
         Seg::ProxyReq(p) | Seg::ProxyResp(p) => {
@@ -212,8 +221,19 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
             None => &[],
         };
         let mut selected = None;
+        let tracing = ex.trace.is_some();
         for (i, f) in flows.iter().enumerate() {
-            let what = if ex.trace.is_some() {
+            // A failing guard decides without evaluating (or tracing) the condition.
+            if !tracing
+                && f.cond.as_ref().is_some_and(|c| {
+                    c.compiled.is_some()
+                        && !c.guard.is_empty()
+                        && !c.guard.holds(ex.path_suffix(), ex.request.method.as_str())
+                })
+            {
+                continue;
+            }
+            let what = if tracing {
                 format!("flow {}", f.name)
             } else {
                 String::new()
@@ -243,7 +263,8 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
             | Seg::TargetResp(Part::Post) => "PostFlow",
             _ => "",
         };
-        if ex.current_flow.is_empty() || f.name != ex.current_flow {
+        // A conditional flow's name is read from the gateway when asked for.
+        if !ex.current_flow.is_empty() && f.name != ex.current_flow {
             ex.current_flow_name = Some(f.name.clone());
         }
         if ex.trace.is_some() {
@@ -472,13 +493,10 @@ fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
 
 /// Runs one step: its condition, then its policy.
 fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option<Step> {
-    let Some(policy) = g
+    let policy = g
         .bundles
         .get(bundle)
-        .and_then(|b| b.policies.get(step.policy))
-    else {
-        return None;
-    };
+        .and_then(|b| b.policies.get(step.policy))?;
     let what = if ex.trace.is_some() {
         format!("step {}", policy.name)
     } else {
@@ -515,9 +533,7 @@ fn handle(
     policy: usize,
     outcome: Outcome,
 ) -> Option<Step> {
-    let Some(p) = g.bundles.get(bundle).and_then(|b| b.policies.get(policy)) else {
-        return None;
-    };
+    let p = g.bundles.get(bundle).and_then(|b| b.policies.get(policy))?;
     let tracing = ex.trace.is_some();
     let result = |ex: &mut Exchange, r: String| {
         if tracing {
@@ -564,6 +580,27 @@ fn handle(
             });
             Some(Step::Store(op))
         }
+        Outcome::Respond(m) => {
+            result(ex, "respond".to_owned());
+            ex.callouts.clear();
+            ex.response = Some(m);
+            ex.stage = Stage::Respond;
+            None
+        }
+        Outcome::CacheHit(m) => {
+            result(ex, "cache hit".to_owned());
+            ex.callouts.clear();
+            ex.response = Some(m);
+            if let Err(f) = enter_seg(g, ex, Seg::ProxyResp(Part::Pre)) {
+                enter_error(g, ex, f);
+            }
+            None
+        }
+        Outcome::Callout(target) => {
+            result(ex, "service callout".to_owned());
+            ex.callout = Some((bundle, policy));
+            Some(Step::Forward(target))
+        }
         Outcome::Fault(mut fault) => {
             if !ex.failed.contains(&(bundle, policy)) {
                 ex.failed.push((bundle, policy));
@@ -573,8 +610,10 @@ fn handle(
                 result(ex, format!("fault {} (after the response)", fault.name));
                 return None;
             }
-            if let Stage::Fault(..) = ex.stage {
-                if fault.raised {
+            if let Stage::Fault(..) = ex.stage
+                && fault.raised
+            {
+                {
                     // RaiseFault in a FaultRule: its response replaces the error
                     // response; the rule's remaining steps still run.
                     result(ex, format!("raised {}", fault.name));
@@ -603,6 +642,17 @@ fn to_response(m: Message) -> http::Response<Bytes> {
 
 /// Drives `ex` until the host has work.
 pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
+    if let Some((b, p)) = ex.callout.take() {
+        let outcome = match ex.target_result.take() {
+            Some(result) => exec::resume_callout(g, ex, b, p, result),
+            None => Outcome::Fault(faults::internal(
+                "the exchange was stepped before the callout response was given",
+            )),
+        };
+        if let Some(s) = handle(g, ex, b, p, outcome) {
+            return s;
+        }
+    }
     if let Some(resume) = ex.resume.take() {
         let Some(reply) = ex.reply.take() else {
             let op = resume.op.clone();
@@ -713,10 +763,11 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Respond => {
-            let m = ex
+            let mut m = ex
                 .response
                 .clone()
                 .unwrap_or_else(|| Message::response(StatusCode::OK));
+            crate::families::finish_response(ex, &mut m);
             let resp = to_response(m);
             let has_post_client = g
                 .proxy_endpoint(ex)
@@ -898,32 +949,63 @@ fn join_url(base: &str, suffix: &str, query: Option<&str>) -> String {
 
 fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     let target = g.target_endpoint(ex);
-    if ex.target_url.is_none() {
-        match target.map(|t| &t.conn) {
-            Some(CConn::Url(base)) => {
-                ex.target_url = Some(join_url(
-                    base,
-                    ex.path_suffix(),
-                    ex.request.query.as_deref(),
-                ));
-            }
-            Some(CConn::Unusable(why)) => {
-                let why = why.clone();
+    let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
+        // A URL set by a route rule or a policy.
+        (Some(url), _) => match url.parse::<http::Uri>() {
+            Ok(u) => u,
+            Err(_) => {
+                let why = format!("the target url `{url}` is not a valid uri");
                 enter_error(g, ex, faults::target_unusable(&why));
                 return None;
             }
-            None => {
-                enter_error(g, ex, faults::target_unusable("no target url"));
-                return None;
+        },
+        (
+            None,
+            Some(CConn::Url {
+                scheme,
+                authority,
+                base,
+                ..
+            }),
+        ) => {
+            let suffix = ex.path_suffix();
+            let query = ex.request.query.as_deref();
+            let empty = base.is_empty() && suffix.is_empty();
+            let len =
+                base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + usize::from(empty);
+            let mut pq = String::with_capacity(len);
+            pq.push_str(base);
+            pq.push_str(suffix);
+            if empty {
+                pq.push('/');
+            }
+            if let Some(q) = query {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(scheme.clone());
+            parts.authority = Some(authority.clone());
+            parts.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
+            match http::Uri::from_parts(parts) {
+                Ok(u) => u,
+                Err(_) => {
+                    enter_error(
+                        g,
+                        ex,
+                        faults::target_unusable("the target path is not valid in a uri"),
+                    );
+                    return None;
+                }
             }
         }
-    }
-    let url = ex.target_url.as_deref().unwrap_or("");
-    let uri: http::Uri = match url.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            let why = format!("the target url `{url}` is not a valid uri");
+        (None, Some(CConn::Unusable(why))) => {
+            let why = why.clone();
             enter_error(g, ex, faults::target_unusable(&why));
+            return None;
+        }
+        (None, None) => {
+            enter_error(g, ex, faults::target_unusable("no target url"));
             return None;
         }
     };
@@ -940,8 +1022,25 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     Some(Step::Forward(Target {
         request: req,
         timeouts,
-        endpoint: target.map(|t| t.name.clone()).unwrap_or_default(),
+        endpoint: target
+            .map(|t| Arc::clone(&t.name_arc))
+            .unwrap_or_else(|| Arc::from("")),
     }))
+}
+
+/// `target.url`: the URL set by a route rule or policy, else the target endpoint's URL
+/// joined with the path suffix and query.
+pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> {
+    if let Some(u) = &ex.target_url {
+        return Some(u);
+    }
+    let CConn::Url { url, .. } = &g.target_endpoint(ex)?.conn else {
+        return None;
+    };
+    Some(
+        ex.target_url_cache
+            .get_or_init(|| join_url(url, ex.path_suffix(), ex.request.query.as_deref())),
+    )
 }
 
 /// The text of variable `name` in `ex`.

@@ -68,8 +68,10 @@ pub struct Target {
     pub request: http::Request<Bytes>,
     /// Timeouts configured on the target endpoint.
     pub timeouts: Timeouts,
-    /// The target endpoint's name, or empty for a RouteRule `<URL>`.
-    pub endpoint: String,
+    /// The target endpoint's name, or empty for a RouteRule `<URL>`. A ServiceCallout's
+    /// call is `servicecallout:{policy}`; one with a `<LocalTargetConnection>` is
+    /// `servicecallout-local:{policy}` and its URI is a path on this gateway.
+    pub endpoint: std::sync::Arc<str>,
 }
 
 /// Why a target call produced no response.
@@ -271,9 +273,12 @@ pub struct Exchange {
     pub(crate) query_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) form_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) client_ip_cache: std::sync::OnceLock<String>,
+    pub(crate) target_url_cache: std::sync::OnceLock<String>,
     pub(crate) callouts: Vec<crate::engine::Frame>,
     pub(crate) rule_raised: bool,
     pub(crate) final_response: Option<http::Response<Bytes>>,
+    /// A ServiceCallout waiting for the host's call: `(bundle, policy)`.
+    pub(crate) callout: Option<(usize, usize)>,
 }
 
 impl Exchange {

@@ -32,6 +32,14 @@ pub(crate) enum Outcome {
     Store(StoreOp, Waiting),
     /// Run a shared flow (bundle index) inline.
     Call(usize),
+    /// Answer the client with this response now (a CORS preflight): the rest of the
+    /// request path and the target are skipped.
+    Respond(Message),
+    /// Use this response (a ResponseCache hit): the target is skipped and the
+    /// ProxyEndpoint response flows run.
+    CacheHit(Message),
+    /// Ask the host to perform this call (ServiceCallout), then resume the policy.
+    Callout(crate::exchange::Target),
 }
 
 /// What a suspended policy waits for.
@@ -110,6 +118,8 @@ pub(crate) enum Exec {
     AccessControl(Box<preflow_policy::security::AccessControl>),
     GetOAuthV2Info(Box<preflow_policy::security::GetOAuthV2Info>),
     SetOAuthV2Info(Box<preflow_policy::security::SetOAuthV2Info>),
+    /// JWT, threat protection, CORS, caches, callouts, logging and format conversion.
+    Family(crate::families::FamilyExec),
 }
 
 impl CPolicy {
@@ -232,7 +242,10 @@ pub(crate) fn compile(p: &Policy, cx: &BuildCx<'_>) -> Result<CPolicy, String> {
         PolicyConfig::AccessControl(a) => Exec::AccessControl(Box::new(a.clone())),
         PolicyConfig::GetOAuthV2Info(i) => Exec::GetOAuthV2Info(Box::new(i.clone())),
         PolicyConfig::SetOAuthV2Info(i) => Exec::SetOAuthV2Info(Box::new(i.clone())),
-        _ => Exec::Unsupported,
+        other => match crate::families::compile(other) {
+            Some(f) => Exec::Family(f),
+            None => Exec::Unsupported,
+        },
     };
     let _ = (cx.bundle, cx.bundle_name, cx.state);
     Ok(CPolicy {
@@ -273,6 +286,7 @@ pub(crate) fn execute(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize
         Exec::Unsupported => {
             Outcome::Fault(crate::fault::faults::unsupported(&p.type_name, &p.name))
         }
+        Exec::Family(f) => crate::families::execute(g, ex, bundle, &p.name, f),
         Exec::RaiseFault(r) => raise_fault(g, ex, bundle, &p.name, r),
         Exec::AssignMessage(a) => {
             match apply_ops(g, ex, bundle, &a.ops, a.ignore_unresolved_variables, None) {
@@ -315,6 +329,27 @@ pub(crate) fn execute(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize
             }
             Outcome::Call(*t)
         }
+    }
+}
+
+/// Resumes a ServiceCallout with the host's result.
+pub(crate) fn resume_callout(
+    g: &Inner,
+    ex: &mut Exchange,
+    bundle: usize,
+    policy: usize,
+    result: Result<http::Response<Bytes>, crate::exchange::TargetError>,
+) -> Outcome {
+    match g
+        .bundles
+        .get(bundle)
+        .and_then(|b| b.policies.get(policy))
+        .map(|p| (&p.name, &p.exec))
+    {
+        Some((name, Exec::Family(crate::families::FamilyExec::ServiceCallout(sc)))) => {
+            crate::families::finish_callout(g, ex, bundle, name, sc, result)
+        }
+        _ => Outcome::Continue,
     }
 }
 
@@ -578,7 +613,7 @@ enum Target {
 
 /// Applies Copy, Remove, Add, Set, AssignVariable in that order. With `raise`, the
 /// operations build that message (RaiseFault's FaultResponse).
-fn apply_ops(
+pub(crate) fn apply_ops(
     g: &Inner,
     ex: &mut Exchange,
     bundle: usize,
@@ -797,10 +832,8 @@ fn apply_ops(
         }
         if let Some((body, ct)) = payload {
             m.body = Bytes::from(body);
-            if let Some(ct) = ct {
-                if let Ok(v) = HeaderValue::from_str(&ct) {
-                    m.headers.insert(CONTENT_TYPE, v);
-                }
+            if let Some(v) = ct.and_then(|ct| HeaderValue::from_str(&ct).ok()) {
+                m.headers.insert(CONTENT_TYPE, v);
             }
         }
         if let Some(v) = verb.and_then(|v| http::Method::from_bytes(v.trim().as_bytes()).ok()) {
@@ -928,8 +961,10 @@ fn spike_arrest(g: &Inner, ex: &mut Exchange, bundle: usize, policy: usize, s: &
     };
     // A Rate ref that resolves takes precedence over the literal.
     let mut limiter_owned = None;
-    if let Some(r) = &s.rate_ref {
-        if let Some(text) = read_var(g, ex, r) {
+    if let Some(r) = &s.rate_ref
+        && let Some(text) = read_var(g, ex, r)
+    {
+        {
             let Ok(rate) = text.trim().parse::<preflow_ratelimit::Rate>() else {
                 return Outcome::Fault(Fault::new(
                     "policies.ratelimit.FailedToResolveSpikeArrestRate",

@@ -124,9 +124,17 @@ pub struct GatewayBuilder {
     registry: Option<Arc<Registry>>,
     settings: Settings,
     state: StateMode,
+    resources: Option<crate::families::PolicyResources>,
 }
 
 impl GatewayBuilder {
+    /// The cache, log sink and JWKS documents of the cache, MessageLogging and VerifyJWT
+    /// policies (default: an empty cache with default limits, no sink, no JWKS).
+    pub fn resources(mut self, resources: crate::families::PolicyResources) -> Self {
+        self.resources = Some(resources);
+        self
+    }
+
     /// Adds loaded bundles (from [`load_path`], [`load_files`](crate::load_files)…).
     pub fn bundles(mut self, loaded: Loaded) -> Self {
         self.loaded.push(loaded);
@@ -217,7 +225,7 @@ impl GatewayBuilder {
                 bases.push((e.base_path.clone(), bi, ei));
             }
         }
-        bases.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        bases.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         Ok(Gateway {
             inner: Arc::new(Inner {
                 bundles: compiled,
@@ -228,6 +236,7 @@ impl GatewayBuilder {
                 tokens: preflow_oauth::MemoryStore::new(),
                 kvm: dashmap::DashMap::new(),
                 ids: AtomicU64::new(1),
+                resources: self.resources.unwrap_or_default(),
             }),
         })
     }
@@ -239,6 +248,7 @@ impl GatewayBuilder {
 pub(crate) struct CCond {
     pub text: String,
     pub compiled: Option<Compiled<Slot>>,
+    pub guard: crate::guard::Guard,
 }
 
 #[derive(Debug)]
@@ -300,8 +310,13 @@ pub(crate) struct CProxy {
 
 #[derive(Debug)]
 pub(crate) enum CConn {
-    /// A URL: scheme, authority and base path.
-    Url(String),
+    /// A URL, with its scheme, authority and path taken apart once.
+    Url {
+        url: String,
+        scheme: http::uri::Scheme,
+        authority: http::uri::Authority,
+        base: String,
+    },
     /// Cannot be called (load balancer, hosted target, local target…).
     Unusable(String),
 }
@@ -309,6 +324,7 @@ pub(crate) enum CConn {
 #[derive(Debug)]
 pub(crate) struct CTarget {
     pub name: String,
+    pub name_arc: Arc<str>,
     pub pre: CFlow,
     pub flows: Vec<CFlow>,
     pub post: CFlow,
@@ -342,6 +358,7 @@ pub(crate) struct Inner {
     pub tokens: preflow_oauth::MemoryStore,
     pub kvm: dashmap::DashMap<String, Vec<String>>,
     pub ids: AtomicU64,
+    pub resources: crate::families::PolicyResources,
 }
 
 impl Inner {
@@ -377,6 +394,7 @@ impl Cx<'_> {
         Some(CCond {
             text: c.text.clone(),
             compiled: c.ast.compile(&c.text, &r).ok(),
+            guard: crate::guard::guard(&c.ast),
         })
     }
 
@@ -480,7 +498,25 @@ impl Cx<'_> {
                     }
                 }
                 match &h.url {
-                    Some(u) => CConn::Url(u.trim().to_owned()),
+                    Some(u) => {
+                        let url = u.trim().to_owned();
+                        match url.parse::<http::Uri>() {
+                            Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
+                                (Some(scheme), Some(authority)) => CConn::Url {
+                                    base: uri.path().trim_end_matches('/').to_owned(),
+                                    url,
+                                    scheme,
+                                    authority,
+                                },
+                                _ => CConn::Unusable(format!(
+                                    "the target url `{url}` is not absolute"
+                                )),
+                            },
+                            Err(_) => CConn::Unusable(format!(
+                                "the target url `{url}` is not a valid uri"
+                            )),
+                        }
+                    }
                     None => CConn::Unusable(
                         "a load balancer over target servers is not supported".to_owned(),
                     ),
@@ -498,6 +534,7 @@ impl Cx<'_> {
         };
         CTarget {
             name: t.name.clone(),
+            name_arc: Arc::from(t.name.as_str()),
             pre: self.flow(&t.pre_flow, "PreFlow"),
             flows: t.flows.iter().map(|f| self.flow(f, "")).collect(),
             post: self.flow(&t.post_flow, "PostFlow"),
@@ -652,8 +689,10 @@ impl Gateway {
             query_cache: std::sync::OnceLock::new(),
             form_cache: std::sync::OnceLock::new(),
             client_ip_cache: std::sync::OnceLock::new(),
+            target_url_cache: std::sync::OnceLock::new(),
             callouts: Vec::new(),
             rule_raised: false,
+            callout: None,
             final_response: None,
         }
     }

@@ -71,17 +71,22 @@
 //! assert_eq!(proxy.route_rules[0].target, RouteTarget::Null);
 //! ```
 #![deny(missing_docs)]
+// Faults are the cold path: carried by value in `Result`s rather than boxed.
+#![allow(clippy::result_large_err)]
 
 mod bundle;
 mod endpoint;
 mod engine;
 mod exchange;
 mod exec;
+mod families;
 mod fault;
 mod gateway;
+mod guard;
 mod lint;
 pub mod path;
 mod policies_more;
+mod sap;
 mod vars;
 
 pub use bundle::{
@@ -96,6 +101,7 @@ pub use exchange::{
     Client, Exchange, Phase, Scheme, Step, StoreOp, StoreReply, Target, TargetError, Timeouts,
     TraceEvent,
 };
+pub use families::PolicyResources;
 pub use gateway::{BuildError, Gateway, GatewayBuilder, Profile, Settings, StateMode};
 pub use lint::lint;
 pub use path::PathError;
@@ -108,7 +114,10 @@ pub use {bytes, http, preflow_oauth, preflow_ratelimit};
 
 /// The typed policy configurations, by policy family.
 pub mod policies {
-    pub use preflow_policy::{callout, extract, kvm, message, security, traffic};
+    pub use preflow_policy::{
+        cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service,
+        traffic, xpath,
+    };
 }
 
 #[cfg(test)]

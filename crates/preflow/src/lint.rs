@@ -432,7 +432,7 @@ impl VariablesSet {
                 PolicyConfig::GetOAuthV2Info(_) | PolicyConfig::VerifyApiKey(_) => {
                     set.tokens = true
                 }
-                _ => {}
+                other => set.names.extend(crate::families::variables_set(other)),
             }
         }
         set

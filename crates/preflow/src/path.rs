@@ -55,19 +55,25 @@ fn is_canonical(path: &str) -> bool {
     if bytes.first() != Some(&b'/') {
         return false;
     }
-    if bytes
-        .iter()
-        .any(|&b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
-    {
-        return false;
-    }
-    let mut segs = path.split('/').skip(1).peekable();
-    while let Some(seg) = segs.next() {
-        if seg == "." || seg == ".." || (seg.is_empty() && segs.peek().is_some()) {
+    // Length of the current segment and whether it is all dots so far.
+    let mut seg_len = 0usize;
+    let mut dots = true;
+    for &b in bytes.iter().skip(1) {
+        if b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f {
             return false;
         }
+        if b == b'/' {
+            if seg_len == 0 || (dots && seg_len <= 2) {
+                return false;
+            }
+            seg_len = 0;
+            dots = true;
+        } else {
+            seg_len += 1;
+            dots &= b == b'.';
+        }
     }
-    true
+    !(dots && (seg_len == 1 || seg_len == 2))
 }
 
 /// Normalises a request path (without its query). See the [module docs](self).

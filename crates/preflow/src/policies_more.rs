@@ -428,12 +428,19 @@ pub(crate) fn extract_variables(
             }
         }
     }
-    if e.xml_payload.is_some() {
-        return Outcome::Fault(Fault::new(
-            "steps.extractvariables.UnsupportedOperation",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ExtractVariables <XMLPayload> is not supported by this gateway",
-        ));
+    if let Some(x) = &e.xml_payload {
+        let body = if use_response {
+            ex.response
+                .as_ref()
+                .map(|m| m.body.clone())
+                .unwrap_or_default()
+        } else {
+            ex.request.body.clone()
+        };
+        match crate::families::extract_xml(x, &body, e.ignore_unresolved_variables) {
+            Ok(found) => out.extend(found),
+            Err(f) => return Outcome::Fault(*f),
+        }
     }
     for (name, value) in out {
         let full = e.output_name(&name);
@@ -748,11 +755,11 @@ pub(crate) fn access_control(
                     .ok()
                     .and_then(|m| m.trim().parse::<u32>().ok())
                     .unwrap_or(if net.contains(':') { 128 } else { 32 });
-                if let Ok(net) = net.trim().parse::<IpAddr>() {
-                    if in_cidr(ip, net, mask) {
-                        hit = true;
-                        break;
-                    }
+                if let Ok(net) = net.trim().parse::<IpAddr>()
+                    && in_cidr(ip, net, mask)
+                {
+                    hit = true;
+                    break;
                 }
             }
             if hit {

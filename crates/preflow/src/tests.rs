@@ -461,3 +461,14 @@ fn conditions_are_compiled_at_load() {
     );
     assert!(flow.condition.as_ref().unwrap().compiled.eval(&vars));
 }
+
+#[test]
+fn gateway_is_send_and_sync_and_exchange_is_send() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<crate::Gateway>();
+    send::<crate::Exchange>();
+    send::<crate::Step>();
+    send::<crate::StoreOp>();
+    send::<crate::StoreReply>();
+}

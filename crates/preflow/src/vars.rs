@@ -234,10 +234,8 @@ pub(crate) fn resolve_name(name: &str, bundle: usize, policies: &HashMap<String,
         ("message.", Which::Message),
         ("error.", Which::Error),
     ] {
-        if let Some(rest) = name.strip_prefix(prefix) {
-            if let Some(f) = message_field(rest) {
-                return Slot::Msg(which, f);
-            }
+        if let Some(f) = name.strip_prefix(prefix).and_then(message_field) {
+            return Slot::Msg(which, f);
         }
     }
     // {prefix}.{policy}.{rest}: policy names may contain dots, so try every split.
@@ -463,7 +461,12 @@ impl<'a> View<'a> {
 
     fn cred(&self, field: &CredField, v: Cred<'a>) -> Value<'a> {
         let (client_id, app, dev, product) = match v {
-            Cred::Token(t) => (&*t.token.client_id, &*t.app, &*t.developer, &*t.product),
+            Cred::Token(t) => (
+                &*t.token.client_id,
+                &*t.client.app,
+                &*t.client.developer,
+                &*t.product,
+            ),
             Cred::Key(k) => (
                 k.client.credential.key.as_str(),
                 &*k.client.app,
@@ -567,10 +570,16 @@ impl<'a> View<'a> {
             Slot::RouteTarget | Slot::TargetName => g
                 .target_endpoint(ex)
                 .map_or(Value::Null, |t| Value::String(&t.name)),
-            Slot::TargetUrl => opt_str(ex.target_url.as_deref()),
-            Slot::CurrentFlowName => {
-                opt_str(ex.current_flow_name.as_deref().or(Some(ex.current_flow)))
-            }
+            Slot::TargetUrl => opt_str(crate::engine::target_url(g, ex)),
+            Slot::CurrentFlowName => match (&ex.current_flow_name, ex.current_flow, ex.stage) {
+                (Some(n), _, _) => Value::String(n),
+                (None, "", crate::engine::Stage::Run(seg, _)) => {
+                    crate::engine::flows_of(g, ex, seg)
+                        .map_or(Value::Null, |(f, _)| Value::String(&f.name))
+                }
+                (None, "", _) => Value::Null,
+                (None, name, _) => Value::String(name),
+            },
             Slot::ProxyFlowName => g
                 .proxy_endpoint(ex)
                 .and_then(|p| ex.proxy_flow.and_then(|f| p.flows.get(f)))

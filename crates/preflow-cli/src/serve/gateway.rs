@@ -56,9 +56,17 @@ impl GatewayHandler {
     fn run(&self, request: Request<Bytes>, client: SocketAddr, depth: u8) -> Answer<'_> {
         Box::pin(async move {
             let gateway = &self.gateway;
+            let slow = may_check_a_secret(&request);
             let mut ex = gateway.begin(request, Client::http(client), SystemTime::now());
             let resp = loop {
-                match gateway.step(&mut ex) {
+                let step = if slow {
+                    // Checking a chosen client secret is an Argon2id hash: tens of
+                    // milliseconds of CPU that must not hold up an async worker.
+                    tokio::task::block_in_place(|| gateway.step(&mut ex))
+                } else {
+                    gateway.step(&mut ex)
+                };
+                match step {
                     Step::Respond(resp) => break resp,
                     Step::Forward(target) => {
                         let result = self.forward(target.request, target.timeouts, depth).await;
@@ -74,9 +82,13 @@ impl GatewayHandler {
                     },
                 }
             };
-            let handled = Handled {
-                proxy: gateway.variable(&ex, "apiproxy.name"),
-                flow: gateway.variable(&ex, "proxy.flow.name"),
+            let handled = if depth == 0 && super::listener::access_log_enabled() {
+                Handled {
+                    proxy: gateway.variable(&ex, "apiproxy.name"),
+                    flow: gateway.variable(&ex, "proxy.flow.name"),
+                }
+            } else {
+                Handled::default()
             };
             (resp, handled)
         })
@@ -124,6 +136,24 @@ impl GatewayHandler {
                 }
             })
     }
+}
+
+/// Whether a request may carry client credentials to check: a form POST, as token,
+/// introspection and revocation requests are. Only those leave the async workers, on a
+/// multi-threaded runtime.
+fn may_check_a_secret(request: &Request<Bytes>) -> bool {
+    request.method() == http::Method::POST
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .get(..33)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+            })
+        && tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 impl Handler for GatewayHandler {

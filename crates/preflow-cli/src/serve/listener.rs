@@ -46,6 +46,11 @@ pub struct Handled {
     pub flow: Option<String>,
 }
 
+/// Whether the per-request log line is written (`PREFLOW_LOG` at `info` or finer).
+pub fn access_log_enabled() -> bool {
+    tracing::enabled!(target: "preflow::access", tracing::Level::INFO)
+}
+
 /// Something that answers complete requests.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request from `client`.
@@ -176,24 +181,31 @@ impl Listener {
                 async move {
                     let started = Instant::now();
                     let method = req.method().clone();
-                    let path = req.uri().path().to_owned();
+                    let log = access_log_enabled();
+                    let path = if log {
+                        req.uri().path().to_owned()
+                    } else {
+                        String::new()
+                    };
                     let (mut resp, handled) = match read_request(req, limits).await {
                         Ok(req) => handler.handle(req, peer).await,
                         Err(resp) => (resp, Handled::default()),
                     };
                     strip_hop_by_hop(resp.headers_mut());
                     fix_content_length(&mut resp, &method);
-                    tracing::info!(
-                        target: "preflow::access",
-                        listener = name,
-                        client = %peer,
-                        method = %method,
-                        path = %path,
-                        status = resp.status().as_u16(),
-                        proxy = handled.proxy.as_deref().unwrap_or("-"),
-                        flow = handled.flow.as_deref().unwrap_or("-"),
-                        ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-                    );
+                    if log {
+                        tracing::info!(
+                            target: "preflow::access",
+                            listener = name,
+                            client = %peer,
+                            method = %method,
+                            path = %path,
+                            status = resp.status().as_u16(),
+                            proxy = handled.proxy.as_deref().unwrap_or("-"),
+                            flow = handled.flow.as_deref().unwrap_or("-"),
+                            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                        );
+                    }
                     Ok::<_, std::convert::Infallible>(resp.map(Full::new))
                 }
             });

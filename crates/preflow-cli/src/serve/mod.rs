@@ -32,6 +32,15 @@ pub enum ProfileArg {
     PrivateCloud,
 }
 
+/// SpikeArrest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpikeArg {
+    /// Edge smoothing: one request per interval, no burst (Edge and SAP).
+    Edge,
+    /// Apigee X: a token bucket that allows a burst of a tenth of the rate.
+    X,
+}
+
 /// Arguments of `preflow serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,6 +70,9 @@ pub struct Args {
     /// Rate-limit fault statuses.
     #[arg(long, value_enum, default_value_t = ProfileArg::Cloud)]
     pub profile: ProfileArg,
+    /// SpikeArrest algorithm.
+    #[arg(long, value_enum, default_value_t = SpikeArg::Edge)]
+    pub spike_arrest: SpikeArg,
     /// Environment name (`environment.name`, checked against API products).
     #[arg(long, default_value = "prod")]
     pub environment: String,
@@ -194,6 +206,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         profile: match args.profile {
             ProfileArg::Cloud => preflow::Profile::Cloud,
             ProfileArg::PrivateCloud => preflow::Profile::PrivateCloud,
+        },
+        spike: match args.spike_arrest {
+            SpikeArg::Edge => preflow::preflow_ratelimit::SpikeBehaviour::Edge,
+            SpikeArg::X => preflow::preflow_ratelimit::SpikeBehaviour::ApigeeX,
         },
         environment: args.environment.clone(),
         ..preflow::Settings::default()
