@@ -743,11 +743,11 @@ impl Registry {
         check_printable(&credential.key, "consumer key")?;
         self.credentials.insert(
             credential.key.clone(),
-            ClientRecord {
+            Arc::new(ClientRecord {
                 credential: Arc::new(credential),
                 app,
                 developer,
-            },
+            }),
         );
         Ok(())
     }
