@@ -66,7 +66,7 @@ fn gateway(redis: &RedisServer, metered: &Path, extra: &[&str]) -> Gateway {
         "--redis",
         url.as_str(),
         "--redis-timeout-ms",
-        "100",
+        "500",
     ];
     args.extend_from_slice(extra);
     Gateway::start(&args)
@@ -169,13 +169,14 @@ fn redis_stopped_mid_run_then_restarted() {
     eprintln!("two requests with redis stopped: {took:?}");
     assert_eq!(denied, 429, "fail-closed denies");
     assert_eq!(admitted, 200, "fail-open admits");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Each within the 500 ms Redis timeout (plus scheduling on a loaded machine).
+    assert!(took < Duration::from_secs(3), "{took:?}");
     // Tokens cannot be checked: refused, not hanging.
     pace();
     let started = Instant::now();
     let (status, _) = hello(&open, &token);
     assert_ne!(status, 200);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(3));
 
     // Restarted from its append-only file: the token works again.
     redis.restart().unwrap();
@@ -207,6 +208,8 @@ fn an_app_stored_by_another_instance_reaches_a_running_gateway() {
             dir.path().to_str().unwrap(),
             "--redis",
             url.as_str(),
+            "--redis-timeout-ms",
+            "1000",
         ],
         &[("PREFLOW_LOG", "info,preflow::serve::redis=debug")],
     );
@@ -216,7 +219,8 @@ fn an_app_stored_by_another_instance_reaches_a_running_gateway() {
         .build()
         .unwrap();
     let issued = rt.block_on(async {
-        let store = preflow_redis::RedisStore::connect(&redis.url(), Default::default())
+        let config = preflow_redis::RedisConfig::default().with_timeout(Duration::from_secs(2));
+        let store = preflow_redis::RedisStore::connect(&redis.url(), config)
             .await
             .unwrap();
         let registry = preflow_redis::RedisRegistry::load(store).await.unwrap();

@@ -43,7 +43,7 @@ pub struct Admin {
     registry: Arc<Registry>,
     file: Mutex<AppsFile>,
     path: PathBuf,
-    redis: Option<Arc<preflow_redis::RemoteState>>,
+    redis: Option<preflow_redis::RedisStore>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,7 +91,7 @@ impl Admin {
     }
 
     /// Writes every change through to Redis as well (`--redis`).
-    pub fn with_redis(mut self, redis: Option<Arc<preflow_redis::RemoteState>>) -> Self {
+    pub fn with_redis(mut self, redis: Option<preflow_redis::RedisStore>) -> Self {
         self.redis = redis;
         self
     }

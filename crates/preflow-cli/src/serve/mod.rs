@@ -214,22 +214,21 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         environment: args.environment.clone(),
         ..preflow::Settings::default()
     };
-    let remote = match &args.redis {
+    let (remote, registry_store) = match &args.redis {
         Some(url) => {
             let timeout = Duration::from_millis(args.redis_timeout_ms);
-            let state =
-                redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
-            Some(Arc::new(state))
+            let r = redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
+            (Some(Arc::new(r.state)), Some(r.setup))
         }
-        None => None,
+        None => (None, None),
     };
     let _flusher = remote
         .as_ref()
         .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
         .transpose()?;
-    let _refresh = remote
-        .as_ref()
-        .map(|r| redis::spawn_registry_refresh(Arc::clone(r), Arc::clone(&registry)));
+    let _refresh = registry_store
+        .clone()
+        .map(|store| redis::spawn_registry_refresh(store, Arc::clone(&registry)));
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))
@@ -274,7 +273,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 bound,
                 Arc::new(
                     admin::Admin::new(&token, Arc::clone(&registry), file, path)
-                        .with_redis(remote.clone()),
+                        .with_redis(registry_store.clone()),
                 ),
             ))
         }

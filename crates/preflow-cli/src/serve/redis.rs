@@ -7,6 +7,9 @@ use std::time::Duration;
 use preflow_oauth::Registry;
 use preflow_redis::{BreakerConfig, OnFailure, RedisConfig, RedisStore, RemoteState};
 
+/// The time a registry read or write may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Connects to Redis, writes the apps file's registry through to it and adds what other
 /// instances stored, and returns the remote state for the gateway. When Redis cannot be
 /// reached now, the gateway still starts with the apps file's registry: token and
@@ -17,14 +20,16 @@ pub async fn start(
     fail_closed: bool,
     registry: &Registry,
     loaded: &preflow::Loaded,
-) -> Result<RemoteState, preflow_redis::RedisError> {
+) -> Result<Remote, preflow_redis::RedisError> {
     let config = RedisConfig::default()
         .with_timeout(timeout)
         .with_breaker(BreakerConfig::default());
+    // Registry reads and writes are not on a request's path: they get more time.
+    let setup = RedisStore::new(url, config.clone().with_timeout(timeout.max(SETUP_TIMEOUT)))?;
     let store = RedisStore::new(url, config)?;
     let synced = async {
-        store.save_registry(registry).await?;
-        store.load_registry_into(registry).await
+        setup.save_registry(registry).await?;
+        setup.load_registry_into(registry).await
     };
     match synced.await {
         Ok(records) => tracing::info!(records, "registry shared through redis"),
@@ -39,14 +44,25 @@ pub async fn start(
         OnFailure::Open
     };
     let default = preflow_redis::CounterPolicy::default().with_on_failure(on_failure);
-    Ok(RemoteState::new(store)
+    let state = RemoteState::new(store)
         .with_default_policy(default)
-        .with_bundle_policies(loaded, on_failure))
+        .with_bundle_policies(loaded, on_failure);
+    Ok(Remote { state, setup })
+}
+
+/// The gateway's remote state, and a store with a longer timeout for registry reads and
+/// writes.
+#[derive(Debug)]
+pub struct Remote {
+    /// Counters and tokens.
+    pub state: RemoteState,
+    /// For the registry.
+    pub setup: RedisStore,
 }
 
 /// Writes the registry through to Redis after a change made by the admin API.
-pub async fn save(state: &Arc<RemoteState>, registry: &Registry) {
-    if let Err(e) = state.store().save_registry(registry).await {
+pub async fn save(store: &RedisStore, registry: &Registry) {
+    if let Err(e) = store.save_registry(registry).await {
         tracing::error!(error = %e, "registry change not written to redis");
     }
 }
@@ -57,14 +73,14 @@ pub const REGISTRY_REFRESH: Duration = Duration::from_secs(10);
 /// Re-reads the registry from Redis every [`REGISTRY_REFRESH`], so apps, credentials
 /// and status changes made through another instance reach this one without a restart.
 /// Stops when the returned guard is dropped.
-pub fn spawn_registry_refresh(state: Arc<RemoteState>, registry: Arc<Registry>) -> RefreshTask {
+pub fn spawn_registry_refresh(store: RedisStore, registry: Arc<Registry>) -> RefreshTask {
     let handle = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(REGISTRY_REFRESH);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            match state.store().load_registry_into(&registry).await {
+            match store.load_registry_into(&registry).await {
                 Ok(records) => tracing::debug!(records, "registry refreshed from redis"),
                 Err(e) => tracing::warn!(error = %e, "registry not refreshed from redis"),
             }

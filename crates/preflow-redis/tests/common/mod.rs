@@ -25,7 +25,7 @@ pub fn server() -> RedisServer {
 
 pub fn config() -> RedisConfig {
     RedisConfig::default()
-        .with_timeout(Duration::from_millis(200))
+        .with_timeout(Duration::from_secs(1))
         .with_breaker(BreakerConfig::disabled())
 }
 
