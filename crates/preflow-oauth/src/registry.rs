@@ -695,6 +695,63 @@ impl Registry {
         }
     }
 
+    /// Every developer (in no particular order), e.g. to save the registry to a store.
+    pub fn developers(&self) -> Vec<Arc<Developer>> {
+        self.developers
+            .iter()
+            .map(|d| Arc::clone(d.value()))
+            .collect()
+    }
+
+    /// Every API product (in no particular order).
+    pub fn products(&self) -> Vec<Arc<ApiProduct>> {
+        self.products
+            .iter()
+            .map(|p| Arc::clone(p.value()))
+            .collect()
+    }
+
+    /// Every app (in no particular order).
+    pub fn apps(&self) -> Vec<Arc<App>> {
+        self.apps.iter().map(|a| Arc::clone(a.value())).collect()
+    }
+
+    /// Every credential (in no particular order); secrets appear only as their hashes.
+    pub fn credentials(&self) -> Vec<Arc<Credential>> {
+        self.credentials
+            .iter()
+            .map(|c| Arc::clone(&c.value().credential))
+            .collect()
+    }
+
+    /// Adds or replaces a credential whose secret is already hashed, e.g. one restored
+    /// from a store. Its app (and the app's developer) and its products must exist.
+    pub fn put_credential(&self, credential: Credential) -> Result<(), RegistryError> {
+        let app = self
+            .app(&credential.app_id)
+            .ok_or_else(|| RegistryError::UnknownApp(credential.app_id.clone()))?;
+        let developer = self
+            .developer(&app.developer_email)
+            .ok_or_else(|| RegistryError::UnknownDeveloper(app.developer_email.clone()))?;
+        if let Some(p) = credential
+            .products
+            .iter()
+            .find(|p| !self.products.contains_key(&p.name))
+        {
+            return Err(RegistryError::UnknownProduct(p.name.clone()));
+        }
+        check_printable(&credential.key, "consumer key")?;
+        self.credentials.insert(
+            credential.key.clone(),
+            Arc::new(ClientRecord {
+                credential: Arc::new(credential),
+                app,
+                developer,
+            }),
+        );
+        Ok(())
+    }
+
     /// Checks that a found client may be used at `now` (spec/policies.md §6.2, steps 2-3).
     pub fn check_client(client: &ClientRecord, now: u64) -> Result<(), ClientRefusal> {
         if client.credential.is_expired(now) {

@@ -43,6 +43,7 @@ pub struct Admin {
     registry: Arc<Registry>,
     file: Mutex<AppsFile>,
     path: PathBuf,
+    redis: Option<preflow_redis::RedisStore>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +86,14 @@ impl Admin {
             registry,
             file: Mutex::new(file),
             path,
+            redis: None,
         }
+    }
+
+    /// Writes every change through to Redis as well (`--redis`).
+    pub fn with_redis(mut self, redis: Option<preflow_redis::RedisStore>) -> Self {
+        self.redis = redis;
+        self
     }
 
     fn authorized(&self, req: &Request<Bytes>) -> bool {
@@ -408,6 +416,12 @@ impl Handler for Admin {
     ) -> (Response<Bytes>, Handled) {
         // Writing the apps file blocks briefly; keep it off the async workers.
         let resp = tokio::task::block_in_place(|| self.respond(&request));
+        if let Some(redis) = &self.redis
+            && request.method() == Method::POST
+            && resp.status().is_success()
+        {
+            super::redis::save(redis, &self.registry).await;
+        }
         (resp, Handled::default())
     }
 }

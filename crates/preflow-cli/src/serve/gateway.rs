@@ -32,6 +32,7 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(55);
 pub struct GatewayHandler {
     gateway: Arc<Gateway>,
     upstream: Upstream,
+    remote: Option<Arc<preflow_redis::RemoteState>>,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send + 'a>>;
@@ -39,7 +40,17 @@ type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send
 impl GatewayHandler {
     /// A handler running `gateway`, calling targets through `upstream`.
     pub fn new(gateway: Arc<Gateway>, upstream: Upstream) -> Self {
-        Self { gateway, upstream }
+        Self {
+            gateway,
+            upstream,
+            remote: None,
+        }
+    }
+
+    /// Performs store operations on `remote` (a gateway built with remote state).
+    pub fn with_remote(mut self, remote: Option<Arc<preflow_redis::RemoteState>>) -> Self {
+        self.remote = remote;
+        self
     }
 
     fn run(&self, request: Request<Bytes>, client: SocketAddr, depth: u8) -> Answer<'_> {
@@ -61,12 +72,14 @@ impl GatewayHandler {
                         let result = self.forward(target.request, target.timeouts, depth).await;
                         ex.target_response(result);
                     }
-                    Step::Store(op) => {
-                        // The reference gateway runs with local state; a remote-state
-                        // operation cannot be performed here.
-                        tracing::error!(?op, "store operation asked of a local-state gateway");
-                        ex.store_reply(StoreReply::Unavailable);
-                    }
+                    Step::Store(op) => match &self.remote {
+                        Some(remote) => ex.store_reply(remote.run(&op).await),
+                        None => {
+                            // A local-state gateway never asks; answer rather than hang.
+                            tracing::error!(?op, "store operation asked of a local-state gateway");
+                            ex.store_reply(StoreReply::Unavailable);
+                        }
+                    },
                 }
             };
             let handled = if depth == 0 && super::listener::access_log_enabled() {

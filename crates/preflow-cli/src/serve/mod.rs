@@ -9,6 +9,7 @@ mod admin;
 mod apps;
 mod gateway;
 mod listener;
+mod redis;
 mod upstream;
 
 use std::io::Write as _;
@@ -78,6 +79,16 @@ pub struct Args {
     /// Seconds to let open requests finish after SIGINT or SIGTERM.
     #[arg(long, default_value_t = 10)]
     pub grace_seconds: u64,
+    /// Redis for state shared by gateway instances: tokens, apps and rate-limit counters
+    /// (`redis://host:port/db`). Without it all state is in this process.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Time one Redis operation may take, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub redis_timeout_ms: u64,
+    /// Deny rate-limited requests while Redis fails (default: admit them).
+    #[arg(long)]
+    pub redis_fail_closed: bool,
 }
 
 /// An error that stops the gateway from starting.
@@ -104,6 +115,8 @@ enum StartError {
     },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] preflow_redis::RedisError),
 }
 
 /// Runs `preflow serve` until SIGINT or SIGTERM.
@@ -201,11 +214,30 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         environment: args.environment.clone(),
         ..preflow::Settings::default()
     };
+    let (remote, registry_store) = match &args.redis {
+        Some(url) => {
+            let timeout = Duration::from_millis(args.redis_timeout_ms);
+            let r = redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
+            (Some(Arc::new(r.state)), Some(r.setup))
+        }
+        None => (None, None),
+    };
+    let _flusher = remote
+        .as_ref()
+        .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
+        .transpose()?;
+    let _refresh = registry_store
+        .clone()
+        .map(|store| redis::spawn_registry_refresh(store, Arc::clone(&registry)));
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))
         .settings(settings)
-        .state(preflow::StateMode::Local)
+        .state(if remote.is_some() {
+            preflow::StateMode::Remote
+        } else {
+            preflow::StateMode::Local
+        })
         .build()
         .map_err(|e| StartError::Build(e.to_string()))?;
     let gateway = Arc::new(gateway);
@@ -239,7 +271,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             Some((
                 l,
                 bound,
-                Arc::new(admin::Admin::new(&token, Arc::clone(&registry), file, path)),
+                Arc::new(
+                    admin::Admin::new(&token, Arc::clone(&registry), file, path)
+                        .with_redis(registry_store.clone()),
+                ),
             ))
         }
         _ => None,
@@ -257,10 +292,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         let _ = out.flush();
     }
 
-    let handler = Arc::new(gateway::GatewayHandler::new(
-        gateway,
-        upstream::Upstream::new(args.max_response_bytes),
-    ));
+    let handler = Arc::new(
+        gateway::GatewayHandler::new(gateway, upstream::Upstream::new(args.max_response_bytes))
+            .with_remote(remote),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(main.serve(handler, limits, stop_rx.clone(), grace));
     if let Some((l, _, admin)) = admin_listener {

@@ -1,0 +1,130 @@
+//! The key layout.
+//!
+//! Every key starts with a configurable prefix (default `preflow`). The part in braces
+//! is the Redis Cluster hash tag: each operation touches keys of one tag only, so each
+//! runs in one cluster slot.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:gcra:{ID}` | string | SpikeArrest TAT, absolute nanoseconds (Redis clock), `PXAT` the TAT |
+//! | `P:quota:{ID}` | hash | fixed window: `e` end (ms), `en` end (ns), `u` used, `x` exceeded; `PEXPIREAT` the end |
+//! | `P:roll:{ID}` | hash | rolling window: one field per slot index with its count, `n` newest slot, `x` exceeded |
+//! | `P:token:{HEX}` | hash | `rec` token record (JSON), `rev` revocation time; `PEXPIREAT` the token expiry |
+//! | `P:code:{HEX}` | hash | `rec` code record (JSON), `used` flag; `PEXPIREAT` the code expiry |
+//! | `P:grant:{HEX}` | set | digests (hex) of the tokens of one grant; expires with its last token |
+//! | `P:{registry}:developers`, `…:products`, `…:apps`, `…:credentials` | hash | registry records (JSON) by id |
+//!
+//! `ID` is the rate-limit key of the operation ([`preflow_ratelimit::StoreOp::key`]),
+//! `HEX` the SHA-256 digest of a token or code (or a grant id) in hexadecimal.
+
+use preflow_oauth::{GrantId, TokenHash};
+
+/// Builds the keys of one deployment (one prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLayout {
+    prefix: String,
+}
+
+impl Default for KeyLayout {
+    fn default() -> Self {
+        KeyLayout::new("preflow")
+    }
+}
+
+/// Hexadecimal of bytes, lowercase.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        for nibble in [b >> 4, b & 0x0f] {
+            if let Some(&d) = DIGITS.get(usize::from(nibble)) {
+                out.push(char::from(d));
+            }
+        }
+    }
+    out
+}
+
+/// Parses lowercase or uppercase hexadecimal into 32 bytes.
+pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *o = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl KeyLayout {
+    /// A layout whose keys start with `prefix` and a colon.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        KeyLayout {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The SpikeArrest key of a rate-limit identifier.
+    pub fn gcra(&self, id: &str) -> String {
+        format!("{}:gcra:{{{id}}}", self.prefix)
+    }
+
+    /// The fixed-window Quota key of a rate-limit identifier.
+    pub fn quota(&self, id: &str) -> String {
+        format!("{}:quota:{{{id}}}", self.prefix)
+    }
+
+    /// The rolling-window Quota key of a rate-limit identifier.
+    pub fn rolling(&self, id: &str) -> String {
+        format!("{}:roll:{{{id}}}", self.prefix)
+    }
+
+    /// The key of a token record.
+    pub fn token(&self, hash: &TokenHash) -> String {
+        format!("{}:token:{{{}}}", self.prefix, hex(&hash.0))
+    }
+
+    /// The key of an authorization-code record.
+    pub fn code(&self, hash: &TokenHash) -> String {
+        format!("{}:code:{{{}}}", self.prefix, hex(&hash.0))
+    }
+
+    /// The key of the set of tokens of a grant.
+    pub fn grant(&self, grant: &GrantId) -> String {
+        format!("{}:grant:{{{}}}", self.prefix, hex(&grant.0))
+    }
+
+    /// The key of one registry table: `developers`, `products`, `apps` or `credentials`.
+    pub fn registry(&self, table: &str) -> String {
+        format!("{}:{{registry}}:{table}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let h = TokenHash::of(b"x");
+        assert_eq!(unhex32(&hex(&h.0)), Some(h.0));
+        assert_eq!(hex(&h.0), h.to_hex());
+        assert_eq!(unhex32("zz"), None);
+    }
+
+    #[test]
+    fn keys_carry_hash_tags() {
+        let k = KeyLayout::new("p");
+        assert_eq!(k.gcra("app-1"), "p:gcra:{app-1}");
+        assert_eq!(k.registry("apps"), "p:{registry}:apps");
+        assert!(k.token(&TokenHash::of(b"t")).starts_with("p:token:{"));
+    }
+}

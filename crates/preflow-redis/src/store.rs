@@ -1,0 +1,507 @@
+//! [`RedisStore`]: the async driver that runs store operations on Redis.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use preflow_oauth::{CodeRecord, CodeTake, GrantId, TokenHash, TokenRecord};
+use preflow_ratelimit::Timestamp;
+use preflow_ratelimit::store::{GcraReply, GcraTake, QuotaIncr, QuotaReply, QuotaSlide};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::breaker::{Breaker, BreakerConfig};
+use crate::error::RedisError;
+use crate::keys::{KeyLayout, hex, unhex32};
+use crate::scripts::Scripts;
+
+/// The largest integer a Redis Lua number holds exactly; arguments are clamped to it.
+const LUA_EXACT: u64 = 1 << 53;
+
+/// How a [`RedisStore`] talks to Redis.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// The key layout (prefix).
+    pub keys: KeyLayout,
+    /// The time one operation may take, connection included; past it the operation
+    /// fails with [`RedisError::Timeout`].
+    pub timeout: Duration,
+    /// How long one connection attempt may take.
+    pub connect_timeout: Duration,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            keys: KeyLayout::default(),
+            timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_millis(200),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The same configuration with a per-operation timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same configuration with a circuit breaker.
+    pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The same configuration with a key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.keys = KeyLayout::new(prefix);
+        self
+    }
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    keys: KeyLayout,
+    scripts: Scripts,
+    timeout: Duration,
+    breaker: Breaker,
+}
+
+/// Runs rate-limit and token-store operations on Redis (cheap to clone; clones share
+/// one multiplexed, self-reconnecting connection and one circuit breaker).
+///
+/// Each operation is bounded by [`RedisConfig::timeout`] and touches one cluster slot.
+/// Failures are logged with `tracing` and returned; they count against the circuit
+/// breaker, which, once open, fails operations at once with
+/// [`RedisError::CircuitOpen`] until its cool-down has passed.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("keys", &self.inner.keys)
+            .field("timeout", &self.inner.timeout)
+            .field("breaker", &self.inner.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn lua_arg(v: u64) -> u64 {
+    v.min(LUA_EXACT)
+}
+
+/// Nanoseconds to milliseconds, rounded up.
+fn ceil_ms(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000)
+}
+
+impl RedisStore {
+    /// A store for the server at `url` (`redis://host:port/db`). No connection is made
+    /// yet: the first operation connects, and a lost connection is re-established by
+    /// later operations, so a gateway can start while Redis is down.
+    ///
+    /// Must be called within a tokio runtime (the connection is driven by a task on it);
+    /// outside one it fails with [`RedisError::NoRuntime`].
+    pub fn new(url: &str, config: RedisConfig) -> Result<Self, RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisError::NoRuntime);
+        }
+        let client = redis::Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(config.connect_timeout);
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                keys: config.keys,
+                scripts: Scripts::new(),
+                timeout: config.timeout,
+                breaker: Breaker::new(config.breaker),
+            }),
+        })
+    }
+
+    /// Like [`RedisStore::new`], then checks that Redis answers (`PING`).
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, RedisError> {
+        let store = RedisStore::new(url, config)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Sends `PING`.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        self.guarded("ping", |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The key layout.
+    pub fn keys(&self) -> &KeyLayout {
+        &self.inner.keys
+    }
+
+    /// The per-operation timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Whether the circuit breaker is open (operations fail at once).
+    pub fn is_circuit_open(&self) -> bool {
+        self.inner.breaker.is_open()
+    }
+
+    /// Runs `f` on a connection, bounded by the timeout, through the circuit breaker.
+    pub(crate) async fn guarded<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, RedisError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let inner = &self.inner;
+        if !inner.breaker.allow() {
+            tracing::debug!(op = what, "redis skipped: circuit breaker open");
+            return Err(RedisError::CircuitOpen);
+        }
+        let result = match tokio::time::timeout(inner.timeout, f(inner.conn.clone())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(RedisError::Command(e)),
+            Err(_) => Err(RedisError::Timeout(
+                u64::try_from(inner.timeout.as_millis()).unwrap_or(u64::MAX),
+            )),
+        };
+        match &result {
+            Ok(_) => inner.breaker.success(),
+            Err(e) => {
+                tracing::warn!(op = what, error = %e, "redis operation failed");
+                inner.breaker.failure();
+            }
+        }
+        result
+    }
+
+    // ---- rate limiting ----
+
+    /// Runs a rate-limit operation exactly (one round trip); the reply goes to
+    /// [`preflow_ratelimit::StoreOp::resolve`].
+    pub async fn run_ratelimit(
+        &self,
+        op: &preflow_ratelimit::StoreOp,
+    ) -> Result<preflow_ratelimit::StoreReply, RedisError> {
+        use preflow_ratelimit::{StoreOp, StoreReply};
+        match op {
+            StoreOp::GcraTake { key, take } => {
+                self.gcra(key, take, false).await.map(StoreReply::Gcra)
+            }
+            StoreOp::QuotaIncr { key, incr } => {
+                self.quota(key, incr, false).await.map(StoreReply::Quota)
+            }
+            StoreOp::QuotaSlide { key, slide } => {
+                self.rolling(key, slide, false).await.map(StoreReply::Quota)
+            }
+        }
+    }
+
+    /// GCRA on the Redis clock. With `force`, the increment is added whatever the
+    /// tolerance (asynchronous flush of admitted weight).
+    pub(crate) async fn gcra(
+        &self,
+        id: &str,
+        take: &GcraTake,
+        force: bool,
+    ) -> Result<GcraReply, RedisError> {
+        let key = self.inner.keys.gcra(id);
+        let (allowed, rel): (i64, i64) = self
+            .guarded("gcra", |mut c| async move {
+                self.inner
+                    .scripts
+                    .gcra
+                    .key(&key)
+                    .arg(lua_arg(take.increment_ns()))
+                    .arg(lua_arg(take.tolerance_ns))
+                    .arg(if force { "1" } else { "0" })
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        // The TAT relative to the Redis clock, carried over to the host's clock.
+        Ok(GcraReply {
+            allowed: allowed == 1,
+            tat: take.now.saturating_add_nanos(to_u64(rel)),
+        })
+    }
+
+    /// Fixed-window quota increment. With `force`, the weight is counted whatever the
+    /// limit (asynchronous flush).
+    pub(crate) async fn quota(
+        &self,
+        id: &str,
+        incr: &QuotaIncr,
+        force: bool,
+    ) -> Result<QuotaReply, RedisError> {
+        let key = self.inner.keys.quota(id);
+        let (allowed, used, exceeded, end): (i64, i64, i64, String) = self
+            .guarded("quota", |mut c| async move {
+                self.inner
+                    .scripts
+                    .quota
+                    .key(&key)
+                    .arg(incr.now.as_millis())
+                    .arg(ceil_ms(incr.expires_at.as_nanos()))
+                    .arg(incr.expires_at.as_nanos())
+                    .arg(incr.weight)
+                    .arg(lua_arg(incr.limit))
+                    .arg(if force { "1" } else { "0" })
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let end = end
+            .parse::<u64>()
+            .map_err(|_| RedisError::Reply(format!("window end {end:?} is not an integer")))?;
+        Ok(QuotaReply {
+            allowed: allowed == 1,
+            used: to_u64(used),
+            total_exceeded: to_u64(exceeded),
+            expires_at: Some(Timestamp::from_nanos(end)),
+        })
+    }
+
+    /// Rolling-window quota increment. With `force`, the weight is counted whatever the
+    /// limit (asynchronous flush).
+    pub(crate) async fn rolling(
+        &self,
+        id: &str,
+        slide: &QuotaSlide,
+        force: bool,
+    ) -> Result<QuotaReply, RedisError> {
+        let key = self.inner.keys.rolling(id);
+        let slot_ns = slide.slot_ns.max(1);
+        let index = slide.now.as_nanos() / slot_ns;
+        let span = slide.lookback_ns.div_ceil(slot_ns);
+        let ttl_ms = ceil_ms(span.saturating_add(2).saturating_mul(slot_ns)).max(1);
+        let (allowed, used, exceeded): (i64, i64, i64) = self
+            .guarded("rolling", |mut c| async move {
+                self.inner
+                    .scripts
+                    .rolling
+                    .key(&key)
+                    .arg(index)
+                    .arg(lua_arg(span))
+                    .arg(slide.weight)
+                    .arg(lua_arg(slide.limit))
+                    .arg(ttl_ms)
+                    .arg(if force { "1" } else { "0" })
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(QuotaReply {
+            allowed: allowed == 1,
+            used: to_u64(used),
+            total_exceeded: to_u64(exceeded),
+            expires_at: None,
+        })
+    }
+
+    // ---- tokens ----
+
+    /// Runs a token-store operation; the reply goes to the continuation that asked for it
+    /// ([`preflow_oauth::Pending`], [`preflow_oauth::VerifyPending`]).
+    pub async fn run_token(
+        &self,
+        op: &preflow_oauth::StoreOp,
+    ) -> Result<preflow_oauth::StoreReply, RedisError> {
+        use preflow_oauth::{StoreOp, StoreReply};
+        match op {
+            StoreOp::PutTokens(tokens) => {
+                for (hash, record) in tokens {
+                    self.put_token(hash, record).await?;
+                }
+                Ok(StoreReply::Done)
+            }
+            StoreOp::GetToken(hash) => self.get_token(hash).await.map(StoreReply::Token),
+            StoreOp::RevokeToken { hash, at } => self
+                .revoke_token(hash, *at)
+                .await
+                .map(|r| StoreReply::Count(usize::from(r))),
+            StoreOp::RevokeGrant { grant, at } => {
+                self.revoke_grant(grant, *at).await.map(StoreReply::Count)
+            }
+            StoreOp::PutCode { hash, record } => {
+                self.put_code(hash, record).await.map(|()| StoreReply::Done)
+            }
+            StoreOp::TakeCode(hash) => self.take_code(hash).await.map(StoreReply::Code),
+            other => Err(RedisError::Reply(format!(
+                "token-store operation not supported: {other:?}"
+            ))),
+        }
+    }
+
+    /// Runs a token-store operation and answers [`preflow_oauth::StoreReply::Unavailable`]
+    /// when Redis fails (the endpoints then answer 503): token operations always fail
+    /// closed. The failure is logged.
+    pub async fn execute_token(&self, op: &preflow_oauth::StoreOp) -> preflow_oauth::StoreReply {
+        match self.run_token(op).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::warn!(error = %e, "token store unavailable");
+                preflow_oauth::StoreReply::Unavailable
+            }
+        }
+    }
+
+    async fn put_token(&self, hash: &TokenHash, record: &TokenRecord) -> Result<(), RedisError> {
+        let json = serde_json::to_string(record)?;
+        let expires_ms = record.expires_at.map_or(0, |s| s.saturating_mul(1000));
+        let key = self.inner.keys.token(hash);
+        let grant_key = self.inner.keys.grant(&record.grant_id);
+        let member = hex(&hash.0);
+        self.guarded("put_token", |mut c| async move {
+            self.inner
+                .scripts
+                .put_record
+                .key(&key)
+                .arg(&json)
+                .arg(expires_ms)
+                .invoke_async::<i64>(&mut c)
+                .await?;
+            if let Some(at) = record.revoked_at {
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("rev")
+                    .arg(at)
+                    .query_async::<i64>(&mut c)
+                    .await?;
+            }
+            self.inner
+                .scripts
+                .grant_add
+                .key(&grant_key)
+                .arg(&member)
+                .arg(expires_ms)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn get_token(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord>>, RedisError> {
+        let key = self.inner.keys.token(hash);
+        let (rec, rev): (Option<String>, Option<u64>) = self
+            .guarded("get_token", |mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("rec")
+                    .arg("rev")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(rec) = rec else {
+            return Ok(None);
+        };
+        let mut record: TokenRecord = serde_json::from_str(&rec)?;
+        if record.revoked_at.is_none() {
+            record.revoked_at = rev;
+        }
+        Ok(Some(Arc::new(record)))
+    }
+
+    async fn revoke_token(&self, hash: &TokenHash, at: u64) -> Result<bool, RedisError> {
+        let key = self.inner.keys.token(hash);
+        let changed: i64 = self
+            .guarded("revoke_token", |mut c| async move {
+                self.inner
+                    .scripts
+                    .revoke
+                    .key(&key)
+                    .arg(at)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn revoke_grant(&self, grant: &GrantId, at: u64) -> Result<usize, RedisError> {
+        let key = self.inner.keys.grant(grant);
+        let members: Vec<String> = self
+            .guarded("grant_members", |mut c| async move {
+                redis::cmd("SMEMBERS").arg(&key).query_async(&mut c).await
+            })
+            .await?;
+        let mut revoked = 0;
+        for member in members {
+            let Some(bytes) = unhex32(&member) else {
+                tracing::warn!(member, "ignoring a malformed member of a grant set");
+                continue;
+            };
+            if self.revoke_token(&TokenHash(bytes), at).await? {
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn put_code(&self, hash: &TokenHash, record: &CodeRecord) -> Result<(), RedisError> {
+        let json = serde_json::to_string(record)?;
+        let key = self.inner.keys.code(hash);
+        let expires_ms = record.expires_at.saturating_mul(1000).max(1);
+        self.guarded("put_code", |mut c| async move {
+            self.inner
+                .scripts
+                .put_record
+                .key(&key)
+                .arg(&json)
+                .arg(expires_ms)
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn take_code(&self, hash: &TokenHash) -> Result<CodeTake, RedisError> {
+        let key = self.inner.keys.code(hash);
+        let reply: Vec<String> = self
+            .guarded("take_code", |mut c| async move {
+                self.inner
+                    .scripts
+                    .take_code
+                    .key(&key)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match reply.as_slice() {
+            [] => Ok(CodeTake::Unknown),
+            [rec, used] => {
+                let record: CodeRecord = serde_json::from_str(rec)?;
+                Ok(if used == "1" {
+                    CodeTake::Reused(record)
+                } else {
+                    CodeTake::Fresh(record)
+                })
+            }
+            _ => Err(RedisError::Reply(format!(
+                "take_code returned {} values",
+                reply.len()
+            ))),
+        }
+    }
+}
