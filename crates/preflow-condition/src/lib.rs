@@ -62,8 +62,3 @@ impl ast::Condition {
         compile::compile(self, source, resolver)
     }
 }
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
