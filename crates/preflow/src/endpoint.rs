@@ -5,25 +5,76 @@ use preflow_condition::{Compiled, Names, ParseOptions, ast, parse_with};
 use preflow_policy::xml::Element;
 use preflow_policy::{Diagnostic, Location, Source};
 
-/// A condition: its text, the parsed tree, the compiled form and where it is written.
+/// A condition: its text, its parsed and compiled form (or why it has none) and where it
+/// is written.
 #[derive(Debug, Clone)]
 pub struct Condition {
     /// The text as written, trimmed.
     pub text: String,
-    /// The parsed condition; byte spans are offsets into `text`.
-    pub ast: ast::Condition,
-    /// The compiled form, patterns pre-compiled, variables resolved to their names. A host
-    /// that keeps variables in slots compiles `ast` again with its own resolver.
-    pub compiled: Compiled<Box<str>>,
+    /// The parsed and compiled condition, or why the text does not parse or compile.
+    pub form: ConditionForm,
     /// Where the text starts in its file.
     pub location: Location,
 }
 
+/// What a `<Condition>` text turned into at load.
+#[derive(Debug, Clone)]
+pub enum ConditionForm {
+    /// The text parses and compiles.
+    Valid {
+        /// The parsed condition; byte spans are offsets into the condition's text.
+        ast: ast::Condition,
+        /// The compiled form, patterns pre-compiled, variables resolved to their names. A
+        /// host that keeps variables in slots compiles `ast` again with its own resolver.
+        compiled: Compiled<Box<str>>,
+    },
+    /// The text does not parse or compile. The bundle still loads, with a warning; a
+    /// gateway evaluating the condition raises the `ConditionInvalid` fault instead of
+    /// deciding true or false.
+    Invalid {
+        /// The parser's or compiler's message.
+        message: String,
+    },
+}
+
+impl Condition {
+    /// The parsed condition, when the text parses and compiles.
+    pub fn ast(&self) -> Option<&ast::Condition> {
+        match &self.form {
+            ConditionForm::Valid { ast, .. } => Some(ast),
+            ConditionForm::Invalid { .. } => None,
+        }
+    }
+
+    /// The compiled condition, when the text parses and compiles.
+    pub fn compiled(&self) -> Option<&Compiled<Box<str>>> {
+        match &self.form {
+            ConditionForm::Valid { compiled, .. } => Some(compiled),
+            ConditionForm::Invalid { .. } => None,
+        }
+    }
+
+    /// Why the text does not parse or compile, when it does not.
+    pub fn invalid(&self) -> Option<&str> {
+        match &self.form {
+            ConditionForm::Valid { .. } => None,
+            ConditionForm::Invalid { message } => Some(message),
+        }
+    }
+}
+
 impl PartialEq for Condition {
-    /// Conditions are equal when text, tree and location are; the compiled form follows
-    /// from the tree.
+    /// Conditions are equal when text, tree (or error) and location are; the compiled
+    /// form follows from the tree.
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text && self.ast == other.ast && self.location == other.location
+        let form = match (&self.form, &other.form) {
+            (ConditionForm::Valid { ast: a, .. }, ConditionForm::Valid { ast: b, .. }) => a == b,
+            (ConditionForm::Invalid { message: a }, ConditionForm::Invalid { message: b }) => {
+                a == b
+            }
+            _ => false,
+        };
+        form && self.text == other.text && self.location == other.location
     }
 }
 
@@ -424,18 +475,20 @@ impl Ecx<'_> {
     fn condition_of(&mut self, el: &Element) -> Option<Condition> {
         self.at_most_one(el, "Condition");
         let c = el.child("Condition")?;
-        self.condition(c)
+        self.condition(c, &el.name)
     }
 
-    /// Parses a `<Condition>` element. An empty condition is none (always true).
-    pub fn condition(&mut self, c: &Element) -> Option<Condition> {
+    /// Parses a `<Condition>` element of a `<guarded>` element. An empty condition is
+    /// none (always true). A condition that does not parse or compile is kept as
+    /// [`ConditionForm::Invalid`] with a warning: a deploy may accept it, and evaluating it
+    /// faults.
+    pub fn condition(&mut self, c: &Element, guarded: &str) -> Option<Condition> {
         let text = c.text();
         if text.is_empty() {
             return None;
         }
         let location = self.src.location(c.text_offset());
-        let ast = match parse_with(text, self.options) {
-            Ok(ast) => ast,
+        let error = match parse_with(text, self.options) {
             Err(_) if preflow_policy::is_placeholder(text) => {
                 self.diags.push(
                     self.src
@@ -447,37 +500,51 @@ impl Ecx<'_> {
                 );
                 return None;
             }
-            Err(e) => {
-                let at = c.trimmed_source_offset(e.location().span().start);
-                let mut d = self
-                    .src
-                    .error(at, format!("invalid condition: {}", e.message()));
-                if let Some(h) = e.hint() {
-                    d = d.with_hint(h);
+            Err(e) => (
+                e.location().span().start,
+                e.message().to_owned(),
+                e.hint().map(str::to_owned),
+            ),
+            Ok(ast) => match ast.compile(text, &Names) {
+                Ok(compiled) => {
+                    return Some(Condition {
+                        text: text.to_owned(),
+                        form: ConditionForm::Valid { ast, compiled },
+                        location,
+                    });
                 }
-                self.diags.push(d);
-                return None;
-            }
+                Err(e) => (
+                    e.location().span().start,
+                    e.message().to_owned(),
+                    e.hint().map(str::to_owned),
+                ),
+            },
         };
-        match ast.compile(text, &Names) {
-            Ok(compiled) => Some(Condition {
-                text: text.to_owned(),
-                ast,
-                compiled,
-                location,
-            }),
-            Err(e) => {
-                let at = c.trimmed_source_offset(e.location().span().start);
-                let mut d = self
-                    .src
-                    .error(at, format!("invalid condition: {}", e.message()));
-                if let Some(h) = e.hint() {
-                    d = d.with_hint(h);
-                }
-                self.diags.push(d);
-                None
+        let (start, message, hint) = error;
+        let at = c.trimmed_source_offset(start);
+        let consequence = match guarded {
+            "Flow" => "this flow faults with `ConditionInvalid` when flow selection reaches it",
+            "Step" => "this step faults with `ConditionInvalid` when reached",
+            "RouteRule" => {
+                "this route rule faults with `ConditionInvalid` when route selection reaches it"
             }
+            "FaultRule" | "DefaultFaultRule" => {
+                "this fault rule faults with `ConditionInvalid` when fault handling reaches it"
+            }
+            _ => "evaluating it faults with `ConditionInvalid`",
+        };
+        let mut d = self
+            .src
+            .warning(at, format!("invalid condition: {message}; {consequence}"));
+        if let Some(h) = hint {
+            d = d.with_hint(h);
         }
+        self.diags.push(d);
+        Some(Condition {
+            text: text.to_owned(),
+            form: ConditionForm::Invalid { message },
+            location,
+        })
     }
 
     fn step(&mut self, el: &Element) -> Option<Step> {

@@ -14,7 +14,7 @@ use http::StatusCode;
 use crate::exchange::{Exchange, Message, Phase, Step, StoreOp, Target, TraceEvent};
 use crate::exec::{self, Outcome};
 use crate::fault::{Fault, faults, wants_xml};
-use crate::gateway::{CCond, CConn, CFlow, CRouteTarget, CStep, Inner};
+use crate::gateway::{CCompiled, CCond, CConn, CFlow, CRouteTarget, CStep, Inner};
 use crate::vars::{View, resolve_name, write_value};
 
 /// A part of an endpoint's flows.
@@ -132,8 +132,10 @@ pub(crate) fn eval(
     let Some(c) = c else {
         return Ok(true);
     };
-    let Some(compiled) = &c.compiled else {
-        return Err(faults::condition_invalid(&c.text));
+    let compiled = match &c.compiled {
+        CCompiled::Valid(compiled) => compiled,
+        // Neither true nor false: the fault is what the trace records.
+        CCompiled::Invalid(why) => return Err(faults::condition_invalid(&c.text, why)),
     };
     let guard = &c.guard;
     let result = if guard.is_empty() {
@@ -226,7 +228,7 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
             // A failing guard decides without evaluating (or tracing) the condition.
             if !tracing
                 && f.cond.as_ref().is_some_and(|c| {
-                    c.compiled.is_some()
+                    matches!(c.compiled, CCompiled::Valid(_))
                         && !c.guard.is_empty()
                         && !c.guard.holds(ex.path_suffix(), &ex.request.method)
                 })
@@ -303,12 +305,7 @@ pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
         ex.stage,
         Stage::Fault(..) | Stage::PostClient(_) | Stage::Respond | Stage::Done
     ) {
-        // A fault while handling a fault: stop and answer with it.
-        ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
-        record_fault(ex, &fault);
-        ex.fault = Some(Box::new(fault));
-        ex.callouts.clear();
-        ex.stage = Stage::Respond;
+        answer_with(ex, fault);
         return;
     }
     ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
@@ -319,6 +316,19 @@ pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
     ex.current_flow = "";
     ex.current_flow_name = None;
     choose_rule(g, ex, target);
+}
+
+/// A fault while handling a fault (a fault rule's step, or a fault rule's condition that
+/// cannot be evaluated): stop and answer with it.
+fn answer_with(ex: &mut Exchange, mut fault: Fault) {
+    if fault.state.is_empty() {
+        fault.state = ex.stage.state_name();
+    }
+    ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+    record_fault(ex, &fault);
+    ex.fault = Some(Box::new(fault));
+    ex.callouts.clear();
+    ex.stage = Stage::Respond;
 }
 
 fn record_fault(ex: &mut Exchange, fault: &Fault) {
@@ -368,7 +378,10 @@ fn choose_rule(g: &Inner, ex: &mut Exchange, target: bool) {
                 return;
             }
             Ok(false) => {}
-            Err(_) => {}
+            Err(f) => {
+                answer_with(ex, f);
+                return;
+            }
         }
     }
     goto_default(g, ex, target);
@@ -385,7 +398,14 @@ fn goto_default(g: &Inner, ex: &mut Exchange, target: bool) {
     };
     if let Some(rule) = rule {
         let what = format!("default fault rule {}", rule.name);
-        if eval(g, ex, rule.cond.as_ref(), &what).unwrap_or(false) {
+        let holds = match eval(g, ex, rule.cond.as_ref(), &what) {
+            Ok(holds) => holds,
+            Err(f) => {
+                answer_with(ex, f);
+                return;
+            }
+        };
+        if holds {
             let name = rule.name.clone();
             ex.current_flow_name = Some(name.clone());
             ex.record(|| TraceEvent::Flow {
@@ -408,7 +428,14 @@ fn after_default(g: &Inner, ex: &mut Exchange, target: bool) {
             .and_then(|p| p.default_rule.as_ref());
         if let Some(rule) = rule.filter(|r| r.always_enforce) {
             let what = format!("default fault rule {}", rule.name);
-            if eval(g, ex, rule.cond.as_ref(), &what).unwrap_or(false) {
+            let holds = match eval(g, ex, rule.cond.as_ref(), &what) {
+                Ok(holds) => holds,
+                Err(f) => {
+                    answer_with(ex, f);
+                    return;
+                }
+            };
+            if holds {
                 let name = rule.name.clone();
                 ex.record(|| TraceEvent::Flow {
                     phase: Phase::Error,

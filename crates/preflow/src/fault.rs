@@ -246,11 +246,11 @@ pub(crate) mod faults {
         )
     }
 
-    pub fn condition_invalid(text: &str) -> Fault {
+    pub fn condition_invalid(text: &str, why: &str) -> Fault {
         Fault::new(
             "messaging.runtime.ConditionInvalid",
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Condition `{text}` is invalid and cannot be evaluated"),
+            format!("Condition `{text}` is invalid and cannot be evaluated: {why}"),
         )
     }
 

@@ -13,8 +13,8 @@ use preflow_ratelimit::SpikeBehaviour;
 
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
 use crate::endpoint::{
-    Condition, DefaultFaultRule, FaultRule, Flow, ProxyEndpoint, RouteTarget, Step as XmlStep,
-    TargetConnection, TargetEndpoint,
+    Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, ProxyEndpoint, RouteTarget,
+    Step as XmlStep, TargetConnection, TargetEndpoint,
 };
 use crate::exchange::{Client, Exchange, Message, Step, Timeouts};
 use crate::exec::{self, CPolicy};
@@ -242,13 +242,20 @@ impl GatewayBuilder {
     }
 }
 
-/// A compiled condition; `None` inside means the condition could not be compiled and
-/// evaluating it raises `ConditionInvalid`.
+/// A condition compiled into slots, with its guard (empty for an invalid condition).
 #[derive(Debug)]
 pub(crate) struct CCond {
     pub text: String,
-    pub compiled: Option<Compiled<Slot>>,
+    pub compiled: CCompiled,
     pub guard: crate::guard::Guard,
+}
+
+/// What evaluating a condition runs: the compiled form, or, for a condition that does not
+/// parse or compile, the reason, and evaluating it raises `ConditionInvalid`.
+#[derive(Debug)]
+pub(crate) enum CCompiled {
+    Valid(Compiled<Slot>),
+    Invalid(String),
 }
 
 #[derive(Debug)]
@@ -391,10 +398,23 @@ impl Cx<'_> {
             bundle: self.bundle,
             policies: self.index,
         };
+        let (compiled, guard) = match &c.form {
+            ConditionForm::Valid { ast, .. } => match ast.compile(&c.text, &r) {
+                Ok(compiled) => (CCompiled::Valid(compiled), crate::guard::guard(ast)),
+                Err(e) => (
+                    CCompiled::Invalid(e.message().to_owned()),
+                    crate::guard::Guard::default(),
+                ),
+            },
+            ConditionForm::Invalid { message } => (
+                CCompiled::Invalid(message.clone()),
+                crate::guard::Guard::default(),
+            ),
+        };
         Some(CCond {
             text: c.text.clone(),
-            compiled: c.ast.compile(&c.text, &r).ok(),
-            guard: crate::guard::guard(&c.ast),
+            compiled,
+            guard,
         })
     }
 

@@ -70,6 +70,11 @@
 //! * Conditions are compiled at [`GatewayBuilder::build`] into slots (request and
 //!   response parts, headers by case-insensitive name, query and form parameters, flow,
 //!   route, client, fault and policy variables), so evaluating one allocates nothing.
+//!   A condition that does not parse or compile loads with a warning
+//!   ([`ConditionForm::Invalid`]); wherever it is reached (flow selection, a step, a
+//!   route rule, a fault rule) evaluating it raises 500
+//!   `messaging.runtime.ConditionInvalid` naming the condition and the parse error,
+//!   never a silent true or false. Inside fault handling that fault is the answer.
 //!
 //! With [`StateMode::Remote`], SpikeArrest, Quota and token-store operations become
 //! [`Step::Store`] steps carrying a [`StoreOp`]; the host runs it (for instance against
@@ -119,8 +124,8 @@ pub use bundle::{
     Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
 };
 pub use endpoint::{
-    Condition, DefaultFaultRule, FaultRule, Flow, HttpTargetConnection, LoadBalancer,
-    LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow,
+    Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, HttpTargetConnection,
+    LoadBalancer, LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow,
     Step as FlowStep, TargetConnection, TargetEndpoint,
 };
 pub use exchange::{

@@ -216,7 +216,9 @@ fn parenthesised(text: &str, start: usize, end: usize) -> bool {
 }
 
 fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
-    let Some(root) = &c.ast.expr else { return };
+    let Some(root) = c.ast().and_then(|a| a.expr.as_ref()) else {
+        return;
+    };
     let mut stack = vec![root];
     // The first offending operand in the text; one warning per condition is enough.
     let mut first: Option<usize> = None;
@@ -508,7 +510,9 @@ impl VariablesSet {
 
 fn unset_variables(c: &Condition, set: &VariablesSet, out: &mut Vec<Diagnostic>) {
     let mut reported = BTreeSet::new();
-    let Some(expr) = &c.ast.expr else { return };
+    let Some(expr) = c.ast().and_then(|a| a.expr.as_ref()) else {
+        return;
+    };
     let mut vars = Vec::new();
     expr.for_each_variable(&mut |v| vars.push(v));
     // A bare literal operand is not a variable.

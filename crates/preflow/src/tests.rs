@@ -89,7 +89,7 @@ fn loads_a_full_proxy() {
         cond.text,
         r#"(proxy.pathsuffix MatchesPath "/items") and (request.verb = "GET")"#
     );
-    assert!(cond.ast.expr.is_some());
+    assert!(cond.ast().is_some_and(|a| a.expr.is_some()));
     assert_eq!((cond.location.line, cond.location.column), (9, 24));
     let step = &items.response[0];
     assert_eq!(
@@ -171,16 +171,135 @@ fn step_naming_a_missing_policy_is_a_warning_at_the_step() {
 fn condition_errors_point_into_the_file() {
     let proxy = "<ProxyEndpoint name=\"default\">\n  <Flows><Flow name=\"f\">\n    <Condition>\n      proxy.pathsuffix /~ &quot;/x&quot;</Condition>\n  </Flow></Flows>\n  <HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection>\n</ProxyEndpoint>";
     let loaded = load(&[("apiproxy/proxies/default.xml", proxy)]);
-    let errors: Vec<_> = loaded.errors().collect();
-    assert_eq!(errors.len(), 1, "{:?}", messages(&loaded));
-    let e = errors[0];
-    assert_eq!((e.location.line, e.location.column), (4, 24), "{e}");
+    assert!(!loaded.has_errors(), "{:?}", messages(&loaded));
+    let warnings: Vec<_> = loaded.warnings().collect();
+    assert_eq!(warnings.len(), 1, "{:?}", messages(&loaded));
+    let w = warnings[0];
+    assert_eq!((w.location.line, w.location.column), (4, 24), "{w}");
     assert!(
-        e.message
+        w.message
             .starts_with("invalid condition: unknown operator `/~`"),
-        "{e}"
+        "{w}"
     );
-    assert!(e.render().contains("proxy.pathsuffix /~"), "{}", e.render());
+    assert!(w.render().contains("proxy.pathsuffix /~"), "{}", w.render());
+}
+
+/// A proxy whose second flow's condition does not parse (line 6, column 45), with a
+/// first flow that matches `/ok` and answers before flow selection reaches it.
+const INVALID_FLOW_PROXY: &str = "<ProxyEndpoint name=\"default\">
+  <Flows>
+    <Flow name=\"ok\"><Condition>proxy.pathsuffix = &quot;/ok&quot;</Condition>
+      <Request><Step><Name>RF</Name></Step></Request></Flow>
+    <Flow name=\"broken\">
+      <Request/><Condition>proxy.pathsuffix /~ &quot;/x&quot;</Condition>
+    </Flow>
+  </Flows>
+  <HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection>
+  <RouteRule name=\"none\"/>
+</ProxyEndpoint>";
+
+fn run_get(g: &Gateway, uri: &str) -> http::Response<bytes::Bytes> {
+    let req = http::Request::builder()
+        .method("GET")
+        .uri(uri)
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let mut ex = g.begin(
+        req,
+        Client::http("192.0.2.7:4000".parse().unwrap()),
+        std::time::SystemTime::UNIX_EPOCH,
+    );
+    // No target is routed to and no state is remote: the first step answers.
+    match g.step(&mut ex) {
+        Step::Respond(response) => response,
+        other => panic!("unexpected step {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_flow_condition_warns_at_load_and_faults_when_reached() {
+    let loaded = load(&[("apiproxy/proxies/default.xml", INVALID_FLOW_PROXY), RF]);
+    assert!(!loaded.has_errors(), "{:?}", messages(&loaded));
+    assert_eq!(
+        messages(&loaded),
+        [
+            "apiproxy/proxies/default.xml:6:45: warning: invalid condition: unknown operator `/~`; this flow faults with `ConditionInvalid` when flow selection reaches it"
+        ]
+    );
+    assert_eq!(
+        loaded.diagnostics[0].hint.as_deref(),
+        Some("use `~/` (MatchesPath)")
+    );
+    let flow = &loaded.bundles[0].proxy_endpoints[0].flows[1];
+    let cond = flow.condition.as_ref().unwrap();
+    assert_eq!(cond.text, r#"proxy.pathsuffix /~ "/x""#);
+    assert!(cond.ast().is_none() && cond.compiled().is_none());
+    assert_eq!(cond.invalid(), Some("unknown operator `/~`"));
+
+    let g = Gateway::builder().bundles(loaded).build().unwrap();
+    // Matched by the earlier flow: flow selection never reaches the invalid condition.
+    let ok = run_get(&g, "/a/ok");
+    assert_eq!(ok.status(), 404);
+    // Anything else reaches it: a fault, neither a match nor a miss.
+    for uri in ["/a/x", "/a/other"] {
+        let r = run_get(&g, uri);
+        assert_eq!(r.status(), 500, "{uri}");
+        let body = String::from_utf8_lossy(r.body()).into_owned();
+        assert!(
+            body.contains("messaging.runtime.ConditionInvalid"),
+            "{uri}: {body}"
+        );
+        assert!(
+            body.contains(r#"Condition `proxy.pathsuffix /~ \"/x\"` is invalid and cannot be evaluated: unknown operator `/~`"#),
+            "{uri}: {body}"
+        );
+    }
+}
+
+#[test]
+fn invalid_step_route_and_fault_rule_conditions_fault() {
+    let with = |pre: &str, rules: &str, route: &str| {
+        format!(
+            "<ProxyEndpoint name=\"default\"><PreFlow><Request>{pre}</Request></PreFlow>\
+             <FaultRules>{rules}</FaultRules>\
+             <HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection>{route}</ProxyEndpoint>"
+        )
+    };
+    let bad = "<Condition>true = false</Condition>";
+    let cases = [
+        // A step condition.
+        with(
+            &format!("<Step>{bad}<Name>SA</Name></Step>"),
+            "",
+            "<RouteRule name=\"none\"/>",
+        ),
+        // A route rule condition.
+        with(
+            "",
+            "",
+            &format!("<RouteRule name=\"r\">{bad}</RouteRule><RouteRule name=\"none\"/>"),
+        ),
+        // A fault rule condition, reached by the fault RF raises.
+        with(
+            "<Step><Name>RF</Name></Step>",
+            &format!("<FaultRule name=\"f\">{bad}<Step><Name>SA</Name></Step></FaultRule>"),
+            "<RouteRule name=\"none\"/>",
+        ),
+    ];
+    for proxy in &cases {
+        let loaded = load(&[("apiproxy/proxies/default.xml", proxy), SA, RF]);
+        assert!(!loaded.has_errors(), "{:?}", messages(&loaded));
+        assert_eq!(loaded.warnings().count(), 1, "{:?}", messages(&loaded));
+        let g = Gateway::builder().bundles(loaded).build().unwrap();
+        let r = run_get(&g, "/a/x");
+        assert_eq!(r.status(), 500, "{proxy}");
+        let body = String::from_utf8_lossy(r.body()).into_owned();
+        assert!(
+            body.contains("messaging.runtime.ConditionInvalid")
+                && body.contains("Condition `true = false` is invalid"),
+            "{proxy}: {body}"
+        );
+    }
 }
 
 #[test]
@@ -447,19 +566,31 @@ fn folders_and_zips_load_the_same_bundle() {
 fn conditions_are_compiled_at_load() {
     let proxy = "<ProxyEndpoint name=\"default\">\n<Flows>\n<Flow name=\"a\"><Condition>request.verb = \"GET\"</Condition></Flow>\n<Flow name=\"b\"><Condition>request.path JavaRegex \"(unclosed\"</Condition></Flow>\n</Flows><HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection></ProxyEndpoint>";
     let loaded = load(&[("apiproxy/proxies/default.xml", proxy)]);
-    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    // A condition that parses but does not compile (a bad regex) is a warning too.
+    assert!(!loaded.has_errors(), "{:?}", messages(&loaded));
+    let warnings: Vec<String> = loaded.warnings().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        errors[0].starts_with("apiproxy/proxies/default.xml:4:"),
-        "{errors:?}"
+        warnings[0].starts_with("apiproxy/proxies/default.xml:4:")
+            && warnings[0].contains("warning: invalid condition: "),
+        "{warnings:?}"
     );
+    let invalid = &loaded.bundles[0].proxy_endpoints[0].flows[1];
+    assert!(invalid.condition.as_ref().unwrap().invalid().is_some());
     let flow = &loaded.bundles[0].proxy_endpoints[0].flows[0];
     let mut vars = preflow_condition::MapVariables::default();
     vars.set(
         "request.verb",
         preflow_condition::OwnedValue::String("GET".into()),
     );
-    assert!(flow.condition.as_ref().unwrap().compiled.eval(&vars));
+    assert!(
+        flow.condition
+            .as_ref()
+            .unwrap()
+            .compiled()
+            .unwrap()
+            .eval(&vars)
+    );
 }
 
 #[test]
