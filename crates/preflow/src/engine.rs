@@ -224,17 +224,31 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
         };
         let mut selected = None;
         let tracing = ex.trace.is_some();
-        for (i, f) in flows.iter().enumerate() {
-            // A failing guard decides without evaluating (or tracing) the condition.
-            if !tracing
-                && f.cond.as_ref().is_some_and(|c| {
-                    matches!(c.compiled, CCompiled::Valid(_))
-                        && !c.guard.is_empty()
-                        && !c.guard.holds(ex.path_suffix(), &ex.request.method)
-                })
-            {
-                continue;
-            }
+        let mut from = 0;
+        loop {
+            // A failing guard decides without evaluating (or tracing) the condition: the
+            // flows it rules out are skipped in one scan, with the path suffix and verb
+            // read once.
+            let next = if tracing {
+                Some(from).filter(|&i| i < flows.len())
+            } else {
+                let (suffix, verb) = (ex.path_suffix(), &ex.request.method);
+                flows
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .find(|(_, f)| {
+                        !f.cond.as_ref().is_some_and(|c| {
+                            matches!(c.compiled, CCompiled::Valid(_))
+                                && !c.guard.is_empty()
+                                && !c.guard.holds(suffix, verb)
+                        })
+                    })
+                    .map(|(i, _)| i)
+            };
+            let Some((i, f)) = next.and_then(|i| flows.get(i).map(|f| (i, f))) else {
+                break;
+            };
             let what = if tracing {
                 format!("flow {}", f.name)
             } else {
@@ -244,6 +258,7 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
                 selected = Some(i);
                 break;
             }
+            from = i + 1;
         }
         if target {
             ex.target_flow = selected;

@@ -55,25 +55,27 @@ fn is_canonical(path: &str) -> bool {
     if bytes.first() != Some(&b'/') {
         return false;
     }
-    // Length of the current segment and whether it is all dots so far.
-    let mut seg_len = 0usize;
-    let mut dots = true;
-    for &b in bytes.iter().skip(1) {
-        if b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f {
-            return false;
-        }
-        if b == b'/' {
-            if seg_len == 0 || (dots && seg_len <= 2) {
-                return false;
-            }
-            seg_len = 0;
-            dots = true;
-        } else {
-            seg_len += 1;
-            dots &= b == b'.';
+    // One pass without branches for the forbidden bytes (it vectorises), then the
+    // segments: none empty but the last, none `.` or `..`.
+    let forbidden = bytes.iter().fold(false, |bad, &b| {
+        bad | (b == b'%') | (b == b'\\') | (b < 0x20) | (b == 0x7f)
+    });
+    if forbidden {
+        return false;
+    }
+    let mut segments = bytes
+        .get(1..)
+        .unwrap_or(&[])
+        .split(|&b| b == b'/')
+        .peekable();
+    while let Some(seg) = segments.next() {
+        match seg {
+            b"." | b".." => return false,
+            b"" if segments.peek().is_some() => return false,
+            _ => {}
         }
     }
-    !(dots && (seg_len == 1 || seg_len == 2))
+    true
 }
 
 /// Normalises a request path (without its query). See the [module docs](self).
