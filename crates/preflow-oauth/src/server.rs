@@ -280,6 +280,15 @@ impl OAuthServer {
         Outcome::Respond(self.error(&err))
     }
 
+    /// A store answered an operation with a reply of another kind: a store bug, answered
+    /// as a server error.
+    fn unexpected_reply(&self) -> Outcome {
+        self.fail(EndpointError::new(
+            ErrorCode::ServerError,
+            "unexpected store reply",
+        ))
+    }
+
     fn token_bytes(&self) -> usize {
         self.config
             .token_bytes
@@ -746,10 +755,7 @@ impl OAuthServer {
                 ctx,
             } => {
                 let StoreReply::Code(take) = reply else {
-                    return self.fail(EndpointError::new(
-                        ErrorCode::ServerError,
-                        "unexpected store reply",
-                    ));
+                    return self.unexpected_reply();
                 };
                 self.after_code(client, redirect_uri, verifier, &ctx, take)
             }
@@ -760,19 +766,13 @@ impl OAuthServer {
                 ctx,
             } => {
                 let StoreReply::Token(found) = reply else {
-                    return self.fail(EndpointError::new(
-                        ErrorCode::ServerError,
-                        "unexpected store reply",
-                    ));
+                    return self.unexpected_reply();
                 };
                 self.after_refresh(client, scope, presented, &ctx, found)
             }
             State::Introspect { now } => {
                 let StoreReply::Token(found) = reply else {
-                    return self.fail(EndpointError::new(
-                        ErrorCode::ServerError,
-                        "unexpected store reply",
-                    ));
+                    return self.unexpected_reply();
                 };
                 Outcome::Respond(introspection_body(found.as_deref(), now))
             }
@@ -782,10 +782,7 @@ impl OAuthServer {
                 now,
             } => {
                 let StoreReply::Token(found) = reply else {
-                    return self.fail(EndpointError::new(
-                        ErrorCode::ServerError,
-                        "unexpected store reply",
-                    ));
+                    return self.unexpected_reply();
                 };
                 let ok = empty_response(StatusCode::OK);
                 match found {

@@ -1179,30 +1179,23 @@ fn check_claims(cfg: &Jwt, decoded: &Decoded, inputs: &JwtInputs<'_>) -> Result<
     }
     let lookup = inputs.lookup;
     let ignore = cfg.ignore_unresolved_variables;
-    if let Some(iss) = resolve(&cfg.issuer, lookup, "issuer", ignore)? {
-        let found = claim_str(claims, "iss");
-        if found.as_deref() != Some(iss.trim()) {
-            return Err(fail(
-                JwtFault::JwtIssuerMismatch,
-                format!(
-                    "issuer mismatch: claim `iss` is {}, expected `{}`",
-                    shown(found.as_deref()),
-                    iss.trim()
-                ),
-            ));
-        }
-    }
-    if let Some(sub) = resolve(&cfg.subject, lookup, "subject", ignore)? {
-        let found = claim_str(claims, "sub");
-        if found.as_deref() != Some(sub.trim()) {
-            return Err(fail(
-                JwtFault::JwtSubjectMismatch,
-                format!(
-                    "subject mismatch: claim `sub` is {}, expected `{}`",
-                    shown(found.as_deref()),
-                    sub.trim()
-                ),
-            ));
+    // `iss` and `sub` must equal the configured value exactly.
+    for (setting, what, claim, fault) in [
+        (&cfg.issuer, "issuer", "iss", JwtFault::JwtIssuerMismatch),
+        (&cfg.subject, "subject", "sub", JwtFault::JwtSubjectMismatch),
+    ] {
+        if let Some(expected) = resolve(setting, lookup, what, ignore)? {
+            let found = claim_str(claims, claim);
+            if found.as_deref() != Some(expected.trim()) {
+                return Err(fail(
+                    fault,
+                    format!(
+                        "{what} mismatch: claim `{claim}` is {}, expected `{}`",
+                        shown(found.as_deref()),
+                        expected.trim()
+                    ),
+                ));
+            }
         }
     }
     if let Some(aud) = resolve(&cfg.audience, lookup, "audience", ignore)? {

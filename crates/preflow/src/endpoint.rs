@@ -302,6 +302,23 @@ impl Flow {
     }
 }
 
+/// The conditions of an endpoint in a fixed order: flows, route rules, fault rules, the
+/// DefaultFaultRule, then steps.
+fn endpoint_conditions<'a>(
+    flows: &'a [Flow],
+    route_rules: &'a [RouteRule],
+    fault_rules: &'a [FaultRule],
+    default_fault_rule: Option<&'a DefaultFaultRule>,
+    steps: Vec<&'a Step>,
+) -> Vec<&'a Condition> {
+    let mut out: Vec<&Condition> = flows.iter().filter_map(|f| f.condition.as_ref()).collect();
+    out.extend(route_rules.iter().filter_map(|r| r.condition.as_ref()));
+    out.extend(fault_rules.iter().filter_map(|r| r.condition.as_ref()));
+    out.extend(default_fault_rule.and_then(|r| r.condition.as_ref()));
+    out.extend(steps.into_iter().filter_map(|s| s.condition.as_ref()));
+    out
+}
+
 fn flow_steps<'a>(flows: impl IntoIterator<Item = &'a Flow>, out: &mut Vec<&'a Step>) {
     for flow in flows {
         for step in flow.steps() {
@@ -345,24 +362,13 @@ impl ProxyEndpoint {
 
     /// Every condition of the endpoint, with what it guards.
     pub fn conditions(&self) -> Vec<&Condition> {
-        let mut out: Vec<&Condition> = self
-            .flows
-            .iter()
-            .filter_map(|f| f.condition.as_ref())
-            .collect();
-        out.extend(self.route_rules.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(self.fault_rules.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(
-            self.default_fault_rule
-                .iter()
-                .filter_map(|r| r.condition.as_ref()),
-        );
-        out.extend(
-            self.all_steps()
-                .into_iter()
-                .filter_map(|s| s.condition.as_ref()),
-        );
-        out
+        endpoint_conditions(
+            &self.flows,
+            &self.route_rules,
+            &self.fault_rules,
+            self.default_fault_rule.as_ref(),
+            self.all_steps(),
+        )
     }
 }
 
@@ -386,23 +392,13 @@ impl TargetEndpoint {
 
     /// Every condition of the endpoint.
     pub fn conditions(&self) -> Vec<&Condition> {
-        let mut out: Vec<&Condition> = self
-            .flows
-            .iter()
-            .filter_map(|f| f.condition.as_ref())
-            .collect();
-        out.extend(self.fault_rules.iter().filter_map(|r| r.condition.as_ref()));
-        out.extend(
-            self.default_fault_rule
-                .iter()
-                .filter_map(|r| r.condition.as_ref()),
-        );
-        out.extend(
-            self.all_steps()
-                .into_iter()
-                .filter_map(|s| s.condition.as_ref()),
-        );
-        out
+        endpoint_conditions(
+            &self.flows,
+            &[],
+            &self.fault_rules,
+            self.default_fault_rule.as_ref(),
+            self.all_steps(),
+        )
     }
 }
 
