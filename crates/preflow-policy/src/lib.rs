@@ -1,4 +1,4 @@
-//! Apigee policy XML to typed policy configurations.
+//! Apigee policies, one module each, behind a narrow runtime trait.
 //!
 //! [`parse_policy`] reads one policy file into a [`Policy`]: the attributes every policy
 //! has (`name`, `enabled`, `continueOnError`, `async`, `DisplayName`) and a
@@ -6,16 +6,16 @@
 //! engine does not model load as [`PolicyConfig::Unsupported`] with a warning. Problems are
 //! [`Diagnostic`]s that name the file, line and column.
 //!
-//! The crate also holds what bundle loading shares with it: the positioned XML tree
-//! ([`xml`]), message templates ([`Template`]) and deploy-time placeholder detection.
+//! [`CompiledPolicy::compile`] turns a policy into its executable form, and
+//! [`CompiledPolicy::run`] runs it on an exchange seen through the [`runtime::Runtime`]
+//! trait, which the engine implements: variables, the request and response, the time. A
+//! policy that needs I/O says so in its [`runtime::Outcome`] (a store operation, a call,
+//! a shared flow) and is resumed with the result. Every policy type is a module under
+//! `policies/` (`traffic::spike_arrest`, `security::oauth_v2`, `message::assign_message`…),
+//! listed once in the registry, which generates the enums and the dispatch.
 //!
-//! Several policy families come with their runtime logic as pure functions over simple
-//! inputs (bytes, header lists, a variable lookup, a passed-in time), which the engine
-//! calls: [`jwt`] (VerifyJWT, GenerateJWT, DecodeJWT), [`protect`] (JSON and XML threat
-//! protection as streaming scans, RegularExpressionProtection), [`cors`], [`cache`] (the
-//! cache policies and a bounded in-memory cache), [`service`] (ServiceCallout,
-//! MessageLogging, StatisticsCollector, DataCapture, AssertCondition), [`format`](mod@format)
-//! (JSONToXML, XMLToJSON, a JSONPath subset) and [`xpath`].
+//! Shared helpers sit below the policies: the positioned XML tree ([`xml`]), message
+//! templates ([`Template`]), [`jsonpath`], [`xpath`], flow-variable names ([`vars`]).
 //!
 //! ```
 //! use preflow_policy::{parse_policy, PolicyConfig, Source, xml::XmlLimits};
@@ -30,32 +30,28 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod cache;
-pub mod callout;
-pub mod cors;
 mod diag;
-pub mod extract;
-mod families;
-pub mod format;
-pub mod jwt;
-pub mod kvm;
-pub mod message;
+pub mod jsonpath;
 mod parse;
 mod placeholder;
+pub mod policies;
 mod policy;
-pub mod protect;
-pub mod security;
-pub mod service;
+mod registry;
+pub mod runtime;
 pub mod template;
-pub mod traffic;
+pub mod vars;
 pub mod xml;
 pub mod xpath;
 
 pub use diag::{Diagnostic, Location, Severity, Source};
 pub use parse::is_placeholder;
 pub use placeholder::{find_placeholders, warn_placeholders};
-pub use policy::{
-    Policy, PolicyConfig, Setting, is_supported_type, parse_policy, policy_from_element,
+pub use policies::{
+    cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service, traffic,
+};
+pub use policy::{Policy, Setting, parse_policy, policy_from_element};
+pub use registry::{
+    BuildCx, CompileError, CompiledPolicy, PolicyConfig, is_supported_type, variables_set,
 };
 pub use template::Template;
 

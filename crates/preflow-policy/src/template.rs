@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+use crate::runtime::Runtime;
+use crate::vars::write_value;
+
 /// One part of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Part {
@@ -168,6 +171,70 @@ impl Template {
             }
         });
         out
+    }
+}
+
+impl Template {
+    /// Renders against an exchange: variables resolve for the running policy's bundle,
+    /// functions are the template functions Apigee documents (`firstnonnull`,
+    /// `escapeJSON`, `escapeXML`, `toLowerCase`, `toUpperCase`).
+    ///
+    /// # Errors
+    /// The first unresolved reference, unless `ignore_unresolved`.
+    pub fn render_on<R: Runtime + ?Sized>(
+        &self,
+        rt: &R,
+        ignore_unresolved: bool,
+    ) -> Result<String, Unresolved> {
+        let mut out = String::new();
+        let r = self.render_into(&mut out, |part, buf| match part {
+            Part::Variable(name) => write_value(rt.value(&rt.resolve(name)), buf),
+            Part::Function { name, args } => function(rt, name, args, buf),
+            Part::Literal(_) => true,
+        });
+        match r {
+            Ok(()) => Ok(out),
+            Err(_) if ignore_unresolved => Ok(out),
+            Err(u) => Err(u),
+        }
+    }
+}
+
+/// A template function's result, appended to `out`; false when it does not resolve.
+fn function<R: Runtime + ?Sized>(rt: &R, name: &str, args: &[String], out: &mut String) -> bool {
+    let arg = |a: &str, buf: &mut String| {
+        if let Some(lit) = a.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
+            buf.push_str(lit);
+            true
+        } else {
+            write_value(rt.value(&rt.resolve(a)), buf)
+        }
+    };
+    match name {
+        "firstnonnull" => args.iter().any(|a| arg(a, out)),
+        "escapeJSON" | "escapeXML" | "toLowerCase" | "toUpperCase" => {
+            let mut s = String::new();
+            if !args.first().is_some_and(|a| arg(a, &mut s)) {
+                return false;
+            }
+            let t = match name {
+                "escapeJSON" => {
+                    let q = serde_json::Value::String(s).to_string();
+                    q.get(1..q.len().saturating_sub(1)).unwrap_or("").to_owned()
+                }
+                "escapeXML" => s
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;")
+                    .replace('\'', "&apos;"),
+                "toLowerCase" => s.to_lowercase(),
+                _ => s.to_uppercase(),
+            };
+            out.push_str(&t);
+            true
+        }
+        _ => false,
     }
 }
 

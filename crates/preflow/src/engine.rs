@@ -11,102 +11,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::StatusCode;
 
-use crate::exchange::{Exchange, Message, Phase, Step, StoreOp, Target, TraceEvent};
-use crate::exec::{self, Outcome};
-use crate::fault::{Fault, faults, wants_xml};
-use crate::gateway::{CCompiled, CCond, CConn, CFlow, CRouteTarget, CStep, Inner};
-use crate::vars::{View, resolve_name, write_value};
+use preflow_policy::runtime::{Fault, Message, Outcome, PolicyRef, Target, wants_xml};
 
-/// A part of an endpoint's flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Part {
-    Pre,
-    Flow,
-    Post,
-}
-
-/// A segment: which endpoint, which direction, which part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seg {
-    ProxyReq(Part),
-    TargetReq(Part),
-    TargetResp(Part),
-    ProxyResp(Part),
-}
-
-/// Which fault-handling steps run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FaultSeg {
-    /// A FaultRule of the proxy (`target == false`) or target endpoint.
-    Rule { target: bool, rule: usize },
-    /// The endpoint's DefaultFaultRule.
-    Default { target: bool },
-    /// The ProxyEndpoint's DefaultFaultRule after a target fault (AlwaysEnforce).
-    ProxyDefaultAfterTarget,
-}
-
-/// Where an exchange stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stage {
-    Start,
-    Run(Seg, usize),
-    Route,
-    Forward,
-    AwaitTarget,
-    Fault(FaultSeg, usize),
-    Respond,
-    PostClient(usize),
-    Done,
-}
-
-impl Stage {
-    /// Whether `message` is the response here.
-    pub(crate) fn is_response_side(&self) -> bool {
-        !matches!(
-            self,
-            Stage::Start
-                | Stage::Run(Seg::ProxyReq(_) | Seg::TargetReq(_), _)
-                | Stage::Route
-                | Stage::Forward
-                | Stage::AwaitTarget
-        )
-    }
-
-    fn target_side(&self) -> bool {
-        matches!(
-            self,
-            Stage::Run(Seg::TargetReq(_) | Seg::TargetResp(_), _)
-                | Stage::Forward
-                | Stage::AwaitTarget
-        )
-    }
-
-    fn state_name(&self) -> &'static str {
-        match self {
-            Stage::Run(Seg::ProxyReq(_), _) | Stage::Route | Stage::Start => "PROXY_REQ_FLOW",
-            Stage::Run(Seg::TargetReq(_), _) | Stage::Forward => "TARGET_REQ_FLOW",
-            Stage::AwaitTarget | Stage::Run(Seg::TargetResp(_), _) => "TARGET_RESP_FLOW",
-            Stage::Run(Seg::ProxyResp(_), _) => "PROXY_RESP_FLOW",
-            _ => "ERROR_FLOW",
-        }
-    }
-}
-
-/// A FlowCallout in progress: the shared flow's bundle and the next step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Frame {
-    pub bundle: usize,
-    pub idx: usize,
-}
-
-/// A policy waiting for a store reply.
-#[derive(Debug)]
-pub(crate) struct Resume {
-    pub bundle: usize,
-    pub policy: usize,
-    pub op: StoreOp,
-    pub kind: exec::Waiting,
-}
+use crate::compiled::{
+    CCompiled, CCond, CConn, CFlow, CRouteTarget, CStep, Inner, flows_of, join_url,
+};
+use crate::context::PolicyContext;
+use crate::exchange::{
+    Exchange, FaultSeg, Frame, Part, Phase, Resume, Seg, Stage, Step, TraceEvent,
+};
+use crate::fault::faults;
+use crate::vars::View;
 
 /// Upper bound on engine iterations per call, as a guard.
 const MAX_ITERATIONS: usize = 1 << 20;
@@ -151,30 +66,6 @@ pub(crate) fn eval(
         ex.record(|| TraceEvent::Condition { what, text, result });
     }
     Ok(result)
-}
-
-pub(crate) fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
-    let b = g.bundles.get(ex.bundle)?;
-    match seg {
-        Seg::ProxyReq(p) | Seg::ProxyResp(p) => {
-            let e = b.proxies.get(ex.endpoint)?;
-            let f = match p {
-                Part::Pre => &e.pre,
-                Part::Post => &e.post,
-                Part::Flow => e.flows.get(ex.proxy_flow?)?,
-            };
-            Some((f, matches!(seg, Seg::ProxyReq(_))))
-        }
-        Seg::TargetReq(p) | Seg::TargetResp(p) => {
-            let t = b.targets.get(ex.target?)?;
-            let f = match p {
-                Part::Pre => &t.pre,
-                Part::Post => &t.post,
-                Part::Flow => t.flows.get(ex.target_flow?)?,
-            };
-            Some((f, matches!(seg, Seg::TargetReq(_))))
-        }
-    }
 }
 
 fn seg_steps<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> &'g [CStep] {
@@ -435,7 +326,7 @@ fn goto_default(g: &Inner, ex: &mut Exchange, target: bool) {
 }
 
 fn after_default(g: &Inner, ex: &mut Exchange, target: bool) {
-    if target && g.settings.proxy_default_rule_on_target_fault && !ex.rule_raised {
+    if target && g.env.settings.proxy_default_rule_on_target_fault && !ex.rule_raised {
         let rule = g
             .bundles
             .get(ex.bundle)
@@ -540,7 +431,7 @@ fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option
         .get(bundle)
         .and_then(|b| b.policies.get(step.policy))?;
     let what = if ex.trace.is_some() {
-        format!("step {}", policy.name)
+        format!("step {}", policy.name())
     } else {
         String::new()
     };
@@ -548,13 +439,17 @@ fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option
         Ok(true) => {}
         Ok(false) => return None,
         Err(f) => {
-            handle(g, ex, bundle, step.policy, Outcome::Fault(f));
+            let at = PolicyRef {
+                bundle,
+                policy: step.policy,
+            };
+            handle(g, ex, at, Outcome::Fault(f));
             return None;
         }
     }
-    if !policy.enabled {
+    if !policy.enabled() {
         if ex.trace.is_some() {
-            let (name, type_name) = (policy.name.clone(), policy.type_name.clone());
+            let (name, type_name) = (policy.name().to_owned(), policy.type_name().to_owned());
             ex.record(|| TraceEvent::Policy {
                 name,
                 type_name,
@@ -563,24 +458,25 @@ fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option
         }
         return None;
     }
-    let outcome = exec::execute(g, ex, bundle, step.policy);
-    handle(g, ex, bundle, step.policy, outcome)
+    let at = PolicyRef {
+        bundle,
+        policy: step.policy,
+    };
+    let outcome = policy.run(&mut PolicyContext { g, ex, at });
+    handle(g, ex, at, outcome)
 }
 
 /// Applies a policy's outcome.
-fn handle(
-    g: &Inner,
-    ex: &mut Exchange,
-    bundle: usize,
-    policy: usize,
-    outcome: Outcome,
-) -> Option<Step> {
-    let p = g.bundles.get(bundle).and_then(|b| b.policies.get(policy))?;
+fn handle(g: &Inner, ex: &mut Exchange, at: PolicyRef, outcome: Outcome) -> Option<Step> {
+    let p = g
+        .bundles
+        .get(at.bundle)
+        .and_then(|b| b.policies.get(at.policy))?;
     let tracing = ex.trace.is_some();
     // The result text is built only when tracing.
     let result = |ex: &mut Exchange, r: &dyn Fn() -> String| {
         if tracing {
-            let (name, type_name) = (p.name.clone(), p.type_name.clone());
+            let (name, type_name) = (p.name().to_owned(), p.type_name().to_owned());
             let result = r();
             ex.record(|| TraceEvent::Policy {
                 name,
@@ -594,12 +490,13 @@ fn handle(
             result(ex, &|| "ok".to_owned());
             None
         }
-        Outcome::Call(shared) => {
+        Outcome::CallSharedFlow(shared) => {
             result(ex, &|| "flow callout".to_owned());
-            if ex.callouts.len() >= g.settings.max_callout_depth {
+            if ex.callouts.len() >= g.env.settings.max_callout_depth {
                 let f = faults::internal(format!(
-                    "FlowCallout `{}` nests shared flows deeper than {}",
-                    p.name, g.settings.max_callout_depth
+                    "`{}` nests shared flows deeper than {}",
+                    p.name(),
+                    g.env.settings.max_callout_depth
                 ));
                 enter_error(g, ex, f);
             } else {
@@ -617,8 +514,7 @@ fn handle(
                 ex.record(|| TraceEvent::Store { op: short });
             }
             ex.resume = Some(Box::new(Resume {
-                bundle,
-                policy,
+                at,
                 op: op.clone(),
                 kind,
             }));
@@ -642,14 +538,14 @@ fn handle(
         }
         Outcome::Callout(target) => {
             result(ex, &|| "service callout".to_owned());
-            ex.callout = Some((bundle, policy));
+            ex.callout = Some(at);
             Some(Step::Forward(target))
         }
         Outcome::Fault(mut fault) => {
-            if !ex.failed.contains(&(bundle, policy)) {
-                ex.failed.push((bundle, policy));
+            if !ex.failed.contains(&at) {
+                ex.failed.push(at);
             }
-            fault.policy = Some((bundle, policy));
+            fault.policy = Some((at.bundle, at.policy));
             if matches!(ex.stage, Stage::PostClient(_)) {
                 result(ex, &|| format!("fault {} (after the response)", fault.name));
                 return None;
@@ -666,7 +562,7 @@ fn handle(
                     return None;
                 }
             }
-            if p.continue_on_error && !fault.raised {
+            if p.continue_on_error() && !fault.raised {
                 result(ex, &|| format!("failed {} (continueOnError)", fault.name));
                 return None;
             }
@@ -744,14 +640,19 @@ fn to_response(m: Message) -> http::Response<Bytes> {
 
 /// Drives `ex` until the host has work.
 pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
-    if let Some((b, p)) = ex.callout.take() {
-        let outcome = match ex.target_result.take() {
-            Some(result) => exec::resume_callout(g, ex, b, p, *result),
-            None => Outcome::Fault(faults::internal(
+    if let Some(at) = ex.callout.take() {
+        let policy = g
+            .bundles
+            .get(at.bundle)
+            .and_then(|b| b.policies.get(at.policy));
+        let outcome = match (ex.target_result.take(), policy) {
+            (Some(result), Some(p)) => p.resume_callout(&mut PolicyContext { g, ex, at }, *result),
+            (Some(_), None) => Outcome::Continue,
+            (None, _) => Outcome::Fault(faults::internal(
                 "the exchange was stepped before the callout response was given",
             )),
         };
-        if let Some(s) = handle(g, ex, b, p, outcome) {
+        if let Some(s) = handle(g, ex, at, outcome) {
             return s;
         }
     }
@@ -761,9 +662,16 @@ pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
             ex.resume = Some(resume);
             return Step::Store(op);
         };
-        let (b, p) = (resume.bundle, resume.policy);
-        let outcome = exec::resume(g, ex, *resume, *reply);
-        if let Some(s) = handle(g, ex, b, p, outcome) {
+        let Resume { at, kind, .. } = *resume;
+        let outcome = match g
+            .bundles
+            .get(at.bundle)
+            .and_then(|b| b.policies.get(at.policy))
+        {
+            Some(p) => p.resume(&mut PolicyContext { g, ex, at }, kind, *reply),
+            None => Outcome::Continue,
+        };
+        if let Some(s) = handle(g, ex, at, outcome) {
             return s;
         }
     }
@@ -858,6 +766,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                         crate::TargetError::Connect(_) => faults::service_unavailable(),
                         crate::TargetError::Timeout => faults::gateway_timeout(),
                         crate::TargetError::Other(why) => faults::bad_gateway(why),
+                        other => faults::bad_gateway(&other.to_string()),
                     };
                     enter_error(g, ex, f);
                 }
@@ -869,7 +778,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 .response
                 .clone()
                 .unwrap_or_else(|| Message::response(StatusCode::OK));
-            crate::families::finish_response(ex, &mut m);
+            ex.state.finish_response(&mut m);
             let resp = to_response(m);
             let has_post_client = g
                 .proxy_endpoint(ex)
@@ -1036,20 +945,6 @@ fn route(g: &Inner, ex: &mut Exchange) {
     }
 }
 
-fn join_url(base: &str, suffix: &str, query: Option<&str>) -> String {
-    let mut u = String::with_capacity(base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1));
-    u.push_str(base.trim_end_matches('/'));
-    if suffix.is_empty() && u.split("://").nth(1).is_some_and(|r| !r.contains('/')) {
-        u.push('/');
-    }
-    u.push_str(suffix);
-    if let Some(q) = query {
-        u.push('?');
-        u.push_str(q);
-    }
-    u
-}
-
 fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     let target = g.target_endpoint(ex);
     let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
@@ -1132,8 +1027,8 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     }
     *req.headers_mut() = headers;
     let mut timeouts = target.map(|t| t.timeouts).unwrap_or_default();
-    timeouts.connect = timeouts.connect.or(g.settings.connect_timeout);
-    timeouts.io = timeouts.io.or(g.settings.io_timeout);
+    timeouts.connect = timeouts.connect.or(g.env.settings.connect_timeout);
+    timeouts.io = timeouts.io.or(g.env.settings.io_timeout);
     ex.stage = Stage::AwaitTarget;
     Some(Step::Forward(Target {
         request: req,
@@ -1142,28 +1037,4 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             .map(|t| Arc::clone(&t.name_arc))
             .unwrap_or_else(|| Arc::from("")),
     }))
-}
-
-/// `target.url`: the URL set by a route rule or policy, else the target endpoint's URL
-/// joined with the path suffix and query.
-pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> {
-    if let Some(u) = &ex.target_url {
-        return Some(u);
-    }
-    let CConn::Url { url, .. } = &g.target_endpoint(ex)?.conn else {
-        return None;
-    };
-    Some(
-        ex.target_url_cache
-            .get_or_init(|| join_url(url, ex.path_suffix(), ex.req_query())),
-    )
-}
-
-/// The text of variable `name` in `ex`.
-pub(crate) fn variable_text(g: &Inner, ex: &Exchange, name: &str) -> Option<String> {
-    let empty = std::collections::HashMap::new();
-    let index = g.bundles.get(ex.bundle).map_or(&empty, |b| &b.policy_index);
-    let slot = resolve_name(name, ex.bundle, index);
-    let mut out = String::new();
-    write_value(View { g, ex }.value(&slot), &mut out).then_some(out)
 }

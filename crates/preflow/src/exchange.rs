@@ -1,118 +1,15 @@
 //! One request/response exchange through the gateway, and the steps it asks the host for.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use http::Uri;
 use preflow_condition::OwnedValue;
-
-use crate::engine::{Resume, Stage};
-use crate::fault::Fault;
-
-/// The scheme the client used to reach the gateway (`client.scheme`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Scheme {
-    /// Plain HTTP.
-    #[default]
-    Http,
-    /// HTTP over TLS.
-    Https,
-}
-
-impl Scheme {
-    /// `http` or `https`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Http => "http",
-            Scheme::Https => "https",
-        }
-    }
-}
-
-/// What the host knows about the client connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Client {
-    /// The peer address (`client.ip`, `client.port`).
-    pub addr: SocketAddr,
-    /// The scheme of the connection (`client.scheme`).
-    pub scheme: Scheme,
-}
-
-impl Client {
-    /// A plain-HTTP client at `addr`.
-    pub fn http(addr: SocketAddr) -> Self {
-        Client {
-            addr,
-            scheme: Scheme::Http,
-        }
-    }
-}
-
-/// Timeouts for a target call, from the target endpoint's `<Properties>`
-/// (`connect.timeout.millis`, `io.timeout.millis`); `None` leaves the host's default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Timeouts {
-    /// Connection timeout.
-    pub connect: Option<Duration>,
-    /// Time to wait for the response.
-    pub io: Option<Duration>,
-}
-
-/// A request the host must send to a backend, then hand the result to
-/// [`Exchange::target_response`].
-#[derive(Debug)]
-pub struct Target {
-    /// The request, with an absolute URI (`scheme://authority/path?query`).
-    pub request: http::Request<Bytes>,
-    /// Timeouts configured on the target endpoint.
-    pub timeouts: Timeouts,
-    /// The target endpoint's name, or empty for a RouteRule `<URL>`. A ServiceCallout's
-    /// call is `servicecallout:{policy}`; one with a `<LocalTargetConnection>` is
-    /// `servicecallout-local:{policy}` and its URI is a path on this gateway.
-    pub endpoint: std::sync::Arc<str>,
-}
-
-/// Why a target call produced no response.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TargetError {
-    /// The connection could not be made (503 `ServiceUnavailable`).
-    #[error("cannot connect to the target: {0}")]
-    Connect(String),
-    /// The target did not answer in time (504 `GatewayTimeout`).
-    #[error("the target did not answer in time")]
-    Timeout,
-    /// Any other transport failure (502 `BadGateway`).
-    #[error("the target call failed: {0}")]
-    Other(String),
-}
-
-/// A state operation the host must perform when the gateway runs with
-/// [`StateMode::Remote`](crate::StateMode::Remote); the reply goes to
-/// [`Exchange::store_reply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreOp {
-    /// A SpikeArrest or Quota counter operation. Keys are namespaced by proxy and policy.
-    RateLimit(preflow_ratelimit::StoreOp),
-    /// A token or authorization-code operation.
-    Token(preflow_oauth::StoreOp),
-}
-
-/// The reply to a [`StoreOp`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreReply {
-    /// The reply to [`StoreOp::RateLimit`].
-    RateLimit(preflow_ratelimit::StoreReply),
-    /// The reply to [`StoreOp::Token`].
-    Token(preflow_oauth::StoreReply),
-    /// The store could not perform the operation. Rate limits fail open with the policy
-    /// marked failed; token operations fail as their policy documents (503 or 401).
-    Unavailable,
-}
+use preflow_policy::runtime::{
+    Client, ExchangeState, Fault, Message, PolicyRef, StoreOp, StoreReply, Target, TargetError,
+    Waiting,
+};
 
 /// What the host must do next for an exchange.
 #[derive(Debug)]
@@ -206,34 +103,97 @@ pub enum TraceEvent {
     },
 }
 
-/// An HTTP message as the flows see it: the request, or the response under construction.
-#[derive(Debug, Clone)]
-pub(crate) struct Message {
-    pub method: Method,
-    /// The normalised path (requests).
-    pub path: String,
-    /// The raw query, without `?`.
-    pub query: Option<String>,
-    pub version: Version,
-    pub status: StatusCode,
-    pub reason: Option<String>,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+// ---------------------------------------------------------------------------------------
+// Where an exchange stands
+
+/// A part of an endpoint's flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Pre,
+    Flow,
+    Post,
 }
 
-impl Message {
-    pub(crate) fn response(status: StatusCode) -> Self {
-        Message {
-            method: Method::GET,
-            path: String::new(),
-            query: None,
-            version: Version::HTTP_11,
-            status,
-            reason: None,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
+/// A segment: which endpoint, which direction, which part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seg {
+    ProxyReq(Part),
+    TargetReq(Part),
+    TargetResp(Part),
+    ProxyResp(Part),
+}
+
+/// Which fault-handling steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultSeg {
+    /// A FaultRule of the proxy (`target == false`) or target endpoint.
+    Rule { target: bool, rule: usize },
+    /// The endpoint's DefaultFaultRule.
+    Default { target: bool },
+    /// The ProxyEndpoint's DefaultFaultRule after a target fault (AlwaysEnforce).
+    ProxyDefaultAfterTarget,
+}
+
+/// Where an exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    Start,
+    Run(Seg, usize),
+    Route,
+    Forward,
+    AwaitTarget,
+    Fault(FaultSeg, usize),
+    Respond,
+    PostClient(usize),
+    Done,
+}
+
+impl Stage {
+    /// Whether `message` is the response here.
+    pub(crate) fn is_response_side(&self) -> bool {
+        !matches!(
+            self,
+            Stage::Start
+                | Stage::Run(Seg::ProxyReq(_) | Seg::TargetReq(_), _)
+                | Stage::Route
+                | Stage::Forward
+                | Stage::AwaitTarget
+        )
+    }
+
+    pub(crate) fn target_side(&self) -> bool {
+        matches!(
+            self,
+            Stage::Run(Seg::TargetReq(_) | Seg::TargetResp(_), _)
+                | Stage::Forward
+                | Stage::AwaitTarget
+        )
+    }
+
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self {
+            Stage::Run(Seg::ProxyReq(_), _) | Stage::Route | Stage::Start => "PROXY_REQ_FLOW",
+            Stage::Run(Seg::TargetReq(_), _) | Stage::Forward => "TARGET_REQ_FLOW",
+            Stage::AwaitTarget | Stage::Run(Seg::TargetResp(_), _) => "TARGET_RESP_FLOW",
+            Stage::Run(Seg::ProxyResp(_), _) => "PROXY_RESP_FLOW",
+            _ => "ERROR_FLOW",
         }
     }
+}
+
+/// A FlowCallout in progress: the shared flow's bundle and the next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Frame {
+    pub bundle: usize,
+    pub idx: usize,
+}
+
+/// A policy waiting for a store reply.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub at: PolicyRef,
+    pub op: StoreOp,
+    pub kind: Waiting,
 }
 
 /// The state of one exchange: the request, the response under construction, flow
@@ -264,24 +224,23 @@ pub struct Exchange {
     pub(crate) target_result: Option<Box<Result<http::Response<Bytes>, TargetError>>>,
     pub(crate) fault: Option<Box<Fault>>,
     pub(crate) vars: HashMap<String, OwnedValue>,
-    pub(crate) failed: Vec<(usize, usize)>,
-    pub(crate) verified: Option<preflow_oauth::VerifiedToken>,
-    pub(crate) api_keys: Vec<(usize, usize, preflow_oauth::VerifiedApiKey)>,
-    pub(crate) quotas: Vec<(usize, usize, preflow_ratelimit::QuotaDecision, String)>,
+    pub(crate) failed: Vec<PolicyRef>,
+    /// What policies recorded: verified tokens and keys, quota decisions.
+    pub(crate) state: ExchangeState,
     pub(crate) trace: Option<Vec<TraceEvent>>,
     pub(crate) message_id: u64,
     pub(crate) query_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) form_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) client_ip_cache: std::sync::OnceLock<String>,
     pub(crate) target_url_cache: std::sync::OnceLock<String>,
-    pub(crate) callouts: Vec<crate::engine::Frame>,
+    pub(crate) callouts: Vec<Frame>,
     pub(crate) rule_raised: bool,
     /// The request path and query are still only in `original_uri` (no copy made).
     pub(crate) path_lazy: bool,
     pub(crate) query_lazy: bool,
     pub(crate) final_response: Option<Box<http::Response<Bytes>>>,
-    /// A ServiceCallout waiting for the host's call: `(bundle, policy)`.
-    pub(crate) callout: Option<(usize, usize)>,
+    /// A policy waiting for the host's call (ServiceCallout).
+    pub(crate) callout: Option<PolicyRef>,
 }
 
 impl Exchange {

@@ -105,18 +105,18 @@
 // Faults are the cold path: carried by value in `Result`s rather than boxed.
 #![allow(clippy::result_large_err)]
 
+mod build;
 mod bundle;
+mod compiled;
+mod context;
 mod endpoint;
 mod engine;
 mod exchange;
-mod exec;
-mod families;
 mod fault;
 mod gateway;
 mod guard;
 mod lint;
 pub mod path;
-mod policies_more;
 mod sap;
 mod vars;
 
@@ -128,18 +128,18 @@ pub use endpoint::{
     LoadBalancer, LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow,
     Step as FlowStep, TargetConnection, TargetEndpoint,
 };
-pub use exchange::{
-    Client, Exchange, Phase, Scheme, Step, StoreOp, StoreReply, Target, TargetError, Timeouts,
-    TraceEvent,
-};
-pub use families::PolicyResources;
-pub use gateway::{BuildError, Gateway, GatewayBuilder, Profile, Settings, StateMode};
+pub use exchange::{Exchange, Phase, Step, TraceEvent};
+pub use gateway::{BuildError, Gateway, GatewayBuilder};
 pub use lint::lint;
 pub use path::PathError;
 pub use preflow_condition::{Dialect, ParseOptions};
+pub use preflow_policy::runtime::{
+    Client, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp, StoreReply, Target,
+    TargetError, Timeouts,
+};
 pub use preflow_policy::{
-    Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template, template,
-    xml::XmlLimits,
+    CompileError, Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template,
+    template, xml::XmlLimits,
 };
 pub use {bytes, http, preflow_oauth, preflow_ratelimit};
 

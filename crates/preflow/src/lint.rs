@@ -5,11 +5,7 @@
 use crate::bundle::Bundle;
 use crate::endpoint::{Condition, FaultRule, Flow, RouteRule};
 use preflow_condition::ast::{Expr, Operand};
-use preflow_policy::callout::FlowCallout;
-use preflow_policy::kvm::KvmOperation;
-use preflow_policy::message::MessageOps;
-use preflow_policy::security::{BasicAuthOperation, OAuthOperation};
-use preflow_policy::{Diagnostic, Location, PolicyConfig, Severity};
+use preflow_policy::{Diagnostic, Location, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Lints `bundles` (loaded together, so that variables set by shared flows count for the
@@ -281,13 +277,15 @@ fn missing_shared_flows(
     out: &mut Vec<Diagnostic>,
 ) {
     for p in bundle.policies.values() {
-        if let PolicyConfig::FlowCallout(f) = &p.config
-            && let Some(name) = f.shared_flow_bundle.as_deref()
+        if let Some(name) = p.config.shared_flow()
             && !shared_flows.contains_key(name)
         {
             out.push(warn(
                 &p.location,
-                format!("FlowCallout `{}` calls shared flow `{name}`, which is not among the loaded bundles", p.name),
+                format!(
+                    "{} `{}` calls shared flow `{name}`, which is not among the loaded bundles",
+                    p.type_name, p.name
+                ),
             ));
         }
     }
@@ -376,77 +374,10 @@ impl VariablesSet {
         };
         for p in bundles.iter().flat_map(|b| b.policies.values()) {
             set.policies.insert(p.name.clone());
-            match &p.config {
-                PolicyConfig::ExtractVariables(e) => {
-                    let mut names: Vec<String> = Vec::new();
-                    for pattern in e
-                        .uri_paths
-                        .iter()
-                        .chain(e.query_params.iter().flat_map(|q| &q.patterns))
-                        .chain(e.headers.iter().flat_map(|q| &q.patterns))
-                        .chain(e.form_params.iter().flat_map(|q| &q.patterns))
-                        .chain(e.variables.iter().flat_map(|q| &q.patterns))
-                    {
-                        names.extend(pattern.pattern.variables().map(str::to_owned));
-                    }
-                    for v in e.json_payload.iter().flat_map(|j| &j.variables) {
-                        names.push(v.name.clone());
-                    }
-                    for v in e.xml_payload.iter().flat_map(|x| &x.variables) {
-                        names.push(v.name.clone());
-                    }
-                    for n in names {
-                        set.names.insert(e.output_name(&n));
-                    }
-                    if let Some(prefix) = &e.variable_prefix {
-                        set.names.insert(prefix.clone());
-                    }
-                }
-                PolicyConfig::AssignMessage(a) => set.message_ops(&a.ops),
-                PolicyConfig::RaiseFault(r) => set.message_ops(&r.fault_response),
-                PolicyConfig::KeyValueMapOperations(k) => {
-                    for op in &k.operations {
-                        if let KvmOperation::Get { assign_to, .. } = op {
-                            set.names.insert(assign_to.clone());
-                        }
-                    }
-                }
-                PolicyConfig::BasicAuthentication(b)
-                    if b.operation == Some(BasicAuthOperation::Decode) =>
-                {
-                    set.names.extend(b.user.clone());
-                    set.names.extend(b.password.clone());
-                }
-                PolicyConfig::FlowCallout(FlowCallout { parameters, .. }) => {
-                    set.names.extend(parameters.iter().map(|p| p.name.clone()));
-                }
-                PolicyConfig::OAuthV2(o) => {
-                    if matches!(
-                        o.operation,
-                        Some(
-                            OAuthOperation::VerifyAccessToken
-                                | OAuthOperation::VerifyJwtAccessToken
-                        )
-                    ) {
-                        set.tokens = true;
-                    }
-                }
-                PolicyConfig::GetOAuthV2Info(_) | PolicyConfig::VerifyApiKey(_) => {
-                    set.tokens = true
-                }
-                other => set.names.extend(crate::families::variables_set(other)),
-            }
+            set.names.extend(preflow_policy::variables_set(&p.config));
+            set.tokens |= p.config.sets_token_variables();
         }
         set
-    }
-
-    fn message_ops(&mut self, ops: &MessageOps) {
-        for a in &ops.assign_variables {
-            self.names.insert(a.name.clone());
-        }
-        if let Some(v) = ops.assign_to.as_ref().and_then(|a| a.variable.clone()) {
-            self.names.insert(v);
-        }
     }
 
     /// A bundle can be judged when every policy it holds is modelled (script policies set
@@ -460,19 +391,14 @@ impl VariablesSet {
                 continue;
             }
             for p in b.policies.values() {
-                match &p.config {
-                    PolicyConfig::Unsupported { .. } => return false,
-                    PolicyConfig::FlowCallout(f) => {
-                        match f
-                            .shared_flow_bundle
-                            .as_deref()
-                            .and_then(|s| shared_flows.get(s))
-                        {
-                            Some(called) => stack.push(called),
-                            None => return false,
-                        }
+                if !p.config.is_supported() {
+                    return false;
+                }
+                if let Some(name) = p.config.shared_flow() {
+                    match shared_flows.get(name) {
+                        Some(called) => stack.push(called),
+                        None => return false,
                     }
-                    _ => {}
                 }
             }
         }

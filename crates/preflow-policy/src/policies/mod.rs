@@ -1,0 +1,18 @@
+//! The policies, one module per policy type, grouped by family. Each holds its
+//! configuration and XML parsing, its compile and run steps, the variables it sets and
+//! its faults; [`registry`](crate::registry) lists them.
+
+pub mod cache;
+pub mod callout;
+pub(crate) mod condition;
+pub mod cors;
+pub mod extract;
+pub mod format;
+pub mod jwt;
+pub mod kvm;
+pub mod message;
+pub mod protect;
+pub mod security;
+pub mod service;
+pub(crate) mod source;
+pub mod traffic;

@@ -1,0 +1,147 @@
+//! Messages, the calls a policy asks the host for, and the store operations.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode, Version};
+
+/// The scheme the client used to reach the gateway (`client.scheme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scheme {
+    /// Plain HTTP.
+    #[default]
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// `http` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// What the host knows about the client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Client {
+    /// The peer address (`client.ip`, `client.port`).
+    pub addr: SocketAddr,
+    /// The scheme of the connection (`client.scheme`).
+    pub scheme: Scheme,
+}
+
+impl Client {
+    /// A plain-HTTP client at `addr`.
+    pub fn http(addr: SocketAddr) -> Self {
+        Client {
+            addr,
+            scheme: Scheme::Http,
+        }
+    }
+}
+
+/// Timeouts for a target call, from the target endpoint's `<Properties>`
+/// (`connect.timeout.millis`, `io.timeout.millis`); `None` leaves the host's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    /// Connection timeout.
+    pub connect: Option<Duration>,
+    /// Time to wait for the response.
+    pub io: Option<Duration>,
+}
+
+/// A request the host must send to a backend, then hand the result to
+/// the exchange (`Exchange::target_response` in the engine).
+#[derive(Debug)]
+pub struct Target {
+    /// The request, with an absolute URI (`scheme://authority/path?query`).
+    pub request: http::Request<Bytes>,
+    /// Timeouts configured on the target endpoint.
+    pub timeouts: Timeouts,
+    /// The target endpoint's name, or empty for a RouteRule `<URL>`. A ServiceCallout's
+    /// call is `servicecallout:{policy}`; one with a `<LocalTargetConnection>` is
+    /// `servicecallout-local:{policy}` and its URI is a path on this gateway.
+    pub endpoint: std::sync::Arc<str>,
+}
+
+/// Why a target call produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// The connection could not be made (503 `ServiceUnavailable`).
+    #[error("cannot connect to the target: {0}")]
+    Connect(String),
+    /// The target did not answer in time (504 `GatewayTimeout`).
+    #[error("the target did not answer in time")]
+    Timeout,
+    /// Any other transport failure (502 `BadGateway`).
+    #[error("the target call failed: {0}")]
+    Other(String),
+}
+
+/// A state operation the host must perform when the gateway runs with
+/// [`StateMode::Remote`](super::StateMode::Remote); the reply goes to
+/// the exchange (`Exchange::store_reply`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreOp {
+    /// A SpikeArrest or Quota counter operation. Keys are namespaced by proxy and policy.
+    RateLimit(preflow_ratelimit::StoreOp),
+    /// A token or authorization-code operation.
+    Token(preflow_oauth::StoreOp),
+}
+
+/// The reply to a [`StoreOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreReply {
+    /// The reply to [`StoreOp::RateLimit`].
+    RateLimit(preflow_ratelimit::StoreReply),
+    /// The reply to [`StoreOp::Token`].
+    Token(preflow_oauth::StoreReply),
+    /// The store could not perform the operation. Rate limits fail open with the policy
+    /// marked failed; token operations fail as their policy documents (503 or 401).
+    Unavailable,
+}
+
+/// An HTTP message as the flows see it: the request, or the response under construction.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The method (requests).
+    pub method: Method,
+    /// The normalised path (requests).
+    pub path: String,
+    /// The raw query, without `?`.
+    pub query: Option<String>,
+    /// The HTTP version.
+    pub version: Version,
+    /// The status (responses).
+    pub status: StatusCode,
+    /// A reason phrase other than the status's canonical one.
+    pub reason: Option<String>,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The buffered body.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// An empty response with `status`.
+    pub fn response(status: StatusCode) -> Self {
+        Message {
+            method: Method::GET,
+            path: String::new(),
+            query: None,
+            version: Version::HTTP_11,
+            status,
+            reason: None,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
+    }
+}

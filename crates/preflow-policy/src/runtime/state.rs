@@ -1,0 +1,50 @@
+//! Results policies leave on an exchange for variables and later policies to read.
+
+use http::header::{HeaderName, HeaderValue};
+use preflow_oauth::{VerifiedApiKey, VerifiedToken};
+use preflow_ratelimit::QuotaDecision;
+
+use super::PolicyRef;
+
+/// What policies recorded on one exchange: the last verified access token, verified API
+/// keys and quota decisions by policy.
+#[derive(Debug, Default)]
+pub struct ExchangeState {
+    pub(crate) verified: Option<VerifiedToken>,
+    pub(crate) api_keys: Vec<(PolicyRef, VerifiedApiKey)>,
+    pub(crate) quotas: Vec<(PolicyRef, QuotaDecision, String)>,
+    /// Headers a policy asked to add to the final response (CORS on an allowed request).
+    pub(crate) response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ExchangeState {
+    /// The token the last VerifyAccessToken or ValidateToken accepted.
+    pub fn verified_token(&self) -> Option<&VerifiedToken> {
+        self.verified.as_ref()
+    }
+
+    /// The API key policy `at` accepted last.
+    pub fn api_key(&self, at: PolicyRef) -> Option<&VerifiedApiKey> {
+        self.api_keys
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == at)
+            .map(|(_, k)| k)
+    }
+
+    /// Adds the headers policies left for the final response to `m`.
+    pub fn finish_response(&self, m: &mut super::Message) {
+        for (n, v) in &self.response_headers {
+            m.headers.insert(n.clone(), v.clone());
+        }
+    }
+
+    /// The last decision of quota policy `at`, with its identifier.
+    pub fn quota(&self, at: PolicyRef) -> Option<(&QuotaDecision, &str)> {
+        self.quotas
+            .iter()
+            .rev()
+            .find(|(p, _, _)| *p == at)
+            .map(|(_, d, id)| (d, id.as_str()))
+    }
+}

@@ -1,0 +1,269 @@
+//! Building the compiled form from the loaded endpoint model.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use preflow_oauth::Registry;
+use preflow_policy::runtime::{PolicyRef, Settings, StateMode, Timeouts};
+use preflow_policy::{BuildCx, CompiledPolicy};
+
+use crate::compiled::{
+    CBundle, CCompiled, CCond, CConn, CDefaultRule, CFaultRule, CFlow, CProxy, CRoute,
+    CRouteTarget, CStep, CTarget,
+};
+use crate::endpoint::{
+    Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, ProxyEndpoint, RouteTarget,
+    Step as XmlStep, TargetConnection, TargetEndpoint,
+};
+use crate::gateway::BuildError;
+use crate::vars::Resolver;
+
+struct Cx<'a> {
+    bundle: usize,
+    index: &'a HashMap<String, usize>,
+    policies: &'a mut Vec<CompiledPolicy>,
+}
+
+impl Cx<'_> {
+    fn cond(&self, c: Option<&Condition>) -> Option<CCond> {
+        let c = c?;
+        let r = Resolver {
+            bundle: self.bundle,
+            policies: self.index,
+        };
+        let (compiled, guard) = match &c.form {
+            ConditionForm::Valid { ast, .. } => match ast.compile(&c.text, &r) {
+                Ok(compiled) => (CCompiled::Valid(compiled), crate::guard::guard(ast)),
+                Err(e) => (
+                    CCompiled::Invalid(e.message().to_owned()),
+                    crate::guard::Guard::default(),
+                ),
+            },
+            ConditionForm::Invalid { message } => (
+                CCompiled::Invalid(message.clone()),
+                crate::guard::Guard::default(),
+            ),
+        };
+        Some(CCond {
+            text: c.text.clone(),
+            compiled,
+            guard,
+        })
+    }
+
+    fn steps(&mut self, steps: &[XmlStep]) -> Vec<CStep> {
+        steps
+            .iter()
+            .map(|s| {
+                let policy = match self.index.get(&s.policy) {
+                    Some(&p) => p,
+                    None => {
+                        // A policy a build script would supply: a fault if reached.
+                        self.policies.push(CompiledPolicy::missing(&s.policy));
+                        self.policies.len() - 1
+                    }
+                };
+                CStep {
+                    policy,
+                    cond: self.cond(s.condition.as_ref()),
+                }
+            })
+            .collect()
+    }
+
+    fn flow(&mut self, f: &Flow, default: &str) -> CFlow {
+        CFlow {
+            name: if f.name.is_empty() {
+                default.to_owned()
+            } else {
+                f.name.clone()
+            },
+            cond: self.cond(f.condition.as_ref()),
+            request: self.steps(&f.request),
+            response: self.steps(&f.response),
+        }
+    }
+
+    fn rules(&mut self, rules: &[FaultRule]) -> Vec<CFaultRule> {
+        rules
+            .iter()
+            .map(|r| CFaultRule {
+                name: r.name.clone(),
+                cond: self.cond(r.condition.as_ref()),
+                steps: self.steps(&r.steps),
+            })
+            .collect()
+    }
+
+    fn default_rule(&mut self, d: Option<&DefaultFaultRule>) -> Option<CDefaultRule> {
+        d.map(|d| CDefaultRule {
+            name: d.name.clone(),
+            cond: self.cond(d.condition.as_ref()),
+            steps: self.steps(&d.steps),
+            always_enforce: d.always_enforce,
+        })
+    }
+
+    fn proxy(&mut self, p: &ProxyEndpoint, targets: &[TargetEndpoint]) -> CProxy {
+        CProxy {
+            name: p.name.clone(),
+            base_path: crate::path::normalize_base(p.base_path.as_deref().unwrap_or("/")),
+            pre: self.flow(&p.pre_flow, "PreFlow"),
+            flows: p.flows.iter().map(|f| self.flow(f, "")).collect(),
+            post: self.flow(&p.post_flow, "PostFlow"),
+            post_client: p
+                .post_client_flow
+                .as_ref()
+                .map(|f| self.flow(f, "PostClientFlow")),
+            routes: p
+                .route_rules
+                .iter()
+                .map(|r| CRoute {
+                    name: r.name.clone(),
+                    cond: self.cond(r.condition.as_ref()),
+                    target: match &r.target {
+                        RouteTarget::TargetEndpoint(t) => {
+                            match targets.iter().position(|x| &x.name == t) {
+                                Some(i) => CRouteTarget::Endpoint(i),
+                                None => CRouteTarget::Missing(t.clone()),
+                            }
+                        }
+                        RouteTarget::Url(u) => CRouteTarget::Url(u.clone()),
+                        RouteTarget::Null => CRouteTarget::Null,
+                    },
+                })
+                .collect(),
+            fault_rules: self.rules(&p.fault_rules),
+            default_rule: self.default_rule(p.default_fault_rule.as_ref()),
+        }
+    }
+
+    fn target(&mut self, t: &TargetEndpoint) -> CTarget {
+        let mut timeouts = Timeouts::default();
+        let conn = match &t.connection {
+            TargetConnection::Http(h) => {
+                for (k, v) in &h.properties {
+                    let ms = v.trim().parse::<u64>().ok().map(Duration::from_millis);
+                    match k.as_str() {
+                        "connect.timeout.millis" => timeouts.connect = ms,
+                        "io.timeout.millis" => timeouts.io = ms,
+                        _ => {}
+                    }
+                }
+                match &h.url {
+                    Some(u) => {
+                        let url = u.trim().to_owned();
+                        match url.parse::<http::Uri>() {
+                            Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
+                                (Some(scheme), Some(authority)) => CConn::Url {
+                                    base: uri.path().trim_end_matches('/').to_owned(),
+                                    url,
+                                    scheme,
+                                    authority,
+                                },
+                                _ => CConn::Unusable(format!(
+                                    "the target url `{url}` is not absolute"
+                                )),
+                            },
+                            Err(_) => CConn::Unusable(format!(
+                                "the target url `{url}` is not a valid uri"
+                            )),
+                        }
+                    }
+                    None => CConn::Unusable(
+                        "a load balancer over target servers is not supported".to_owned(),
+                    ),
+                }
+            }
+            TargetConnection::Local(_) => {
+                CConn::Unusable("a LocalTargetConnection is not supported".to_owned())
+            }
+            TargetConnection::Hosted => {
+                CConn::Unusable("a hosted or script target is not supported".to_owned())
+            }
+            TargetConnection::None => {
+                CConn::Unusable("the target endpoint has no connection".to_owned())
+            }
+        };
+        CTarget {
+            name: t.name.clone(),
+            name_arc: Arc::from(t.name.as_str()),
+            pre: self.flow(&t.pre_flow, "PreFlow"),
+            flows: t.flows.iter().map(|f| self.flow(f, "")).collect(),
+            post: self.flow(&t.post_flow, "PostFlow"),
+            fault_rules: self.rules(&t.fault_rules),
+            default_rule: self.default_rule(t.default_fault_rule.as_ref()),
+            conn,
+            timeouts,
+        }
+    }
+}
+
+/// Compiles bundle `b`, the `bi`th of the gateway.
+pub(crate) fn compile_bundle(
+    bi: usize,
+    b: &crate::Bundle,
+    settings: &Settings,
+    registry: &Arc<Registry>,
+    state: StateMode,
+    shared: &HashMap<String, usize>,
+) -> Result<CBundle, BuildError> {
+    // The whole index first: a policy may resolve variables of any policy at build time.
+    let index: HashMap<String, usize> = b
+        .policies
+        .keys()
+        .enumerate()
+        .map(|(i, name)| (name.clone(), i))
+        .collect();
+    let mut policies = Vec::with_capacity(b.policies.len());
+    for (i, (name, p)) in b.policies.iter().enumerate() {
+        let ctx = BuildCx {
+            at: PolicyRef {
+                bundle: bi,
+                policy: i,
+            },
+            name,
+            settings,
+            registry,
+            state,
+            shared_flows: shared,
+            policies: &index,
+        };
+        let compiled = CompiledPolicy::compile(p, &ctx).map_err(|error| BuildError::Policy {
+            bundle: b.name.clone(),
+            policy: name.clone(),
+            location: p.location.clone(),
+            error,
+        })?;
+        policies.push(compiled);
+    }
+    // Templates and refs of policies resolve by name at run time; conditions get slots.
+    let mut cx = Cx {
+        bundle: bi,
+        index: &index,
+        policies: &mut policies,
+    };
+    let proxies = b
+        .proxy_endpoints
+        .iter()
+        .map(|p| cx.proxy(p, &b.target_endpoints))
+        .collect();
+    let targets = b.target_endpoints.iter().map(|t| cx.target(t)).collect();
+    let shared_steps = b
+        .shared_flows
+        .iter()
+        .find(|s| s.name == "default")
+        .or(b.shared_flows.first())
+        .map(|s| cx.steps(&s.steps))
+        .unwrap_or_default();
+    Ok(CBundle {
+        name: b.name.clone(),
+        revision: b.revision.clone().unwrap_or_else(|| "1".to_owned()),
+        policies,
+        policy_index: index,
+        proxies,
+        targets,
+        shared_steps,
+    })
+}

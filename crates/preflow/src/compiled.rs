@@ -1,0 +1,198 @@
+//! The compiled form of a gateway: bundles with conditions compiled into slots, policies
+//! into executable form, endpoints and route rules resolved to indices.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use preflow_condition::Compiled;
+use preflow_policy::CompiledPolicy;
+use preflow_policy::runtime::{Env, Timeouts};
+use preflow_policy::vars::Slot;
+
+use crate::exchange::{Exchange, Part, Seg};
+
+/// A condition compiled into slots, with its guard (empty for an invalid condition).
+#[derive(Debug)]
+pub(crate) struct CCond {
+    pub text: String,
+    pub compiled: CCompiled,
+    pub guard: crate::guard::Guard,
+}
+
+/// What evaluating a condition runs: the compiled form, or, for a condition that does not
+/// parse or compile, the reason, and evaluating it raises `ConditionInvalid`.
+#[derive(Debug)]
+pub(crate) enum CCompiled {
+    Valid(Compiled<Slot>),
+    Invalid(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct CStep {
+    pub policy: usize,
+    pub cond: Option<CCond>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CFlow {
+    pub name: String,
+    pub cond: Option<CCond>,
+    pub request: Vec<CStep>,
+    pub response: Vec<CStep>,
+}
+
+#[derive(Debug)]
+pub(crate) enum CRouteTarget {
+    Endpoint(usize),
+    Missing(String),
+    Url(String),
+    Null,
+}
+
+#[derive(Debug)]
+pub(crate) struct CRoute {
+    pub name: String,
+    pub cond: Option<CCond>,
+    pub target: CRouteTarget,
+}
+
+#[derive(Debug)]
+pub(crate) struct CFaultRule {
+    pub name: String,
+    pub cond: Option<CCond>,
+    pub steps: Vec<CStep>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CDefaultRule {
+    pub name: String,
+    pub cond: Option<CCond>,
+    pub steps: Vec<CStep>,
+    pub always_enforce: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct CProxy {
+    pub name: String,
+    pub base_path: String,
+    pub pre: CFlow,
+    pub flows: Vec<CFlow>,
+    pub post: CFlow,
+    pub post_client: Option<CFlow>,
+    pub routes: Vec<CRoute>,
+    pub fault_rules: Vec<CFaultRule>,
+    pub default_rule: Option<CDefaultRule>,
+}
+
+#[derive(Debug)]
+pub(crate) enum CConn {
+    /// A URL, with its scheme, authority and path taken apart once.
+    Url {
+        url: String,
+        scheme: http::uri::Scheme,
+        authority: http::uri::Authority,
+        base: String,
+    },
+    /// Cannot be called (load balancer, hosted target, local target…).
+    Unusable(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct CTarget {
+    pub name: String,
+    pub name_arc: Arc<str>,
+    pub pre: CFlow,
+    pub flows: Vec<CFlow>,
+    pub post: CFlow,
+    pub fault_rules: Vec<CFaultRule>,
+    pub default_rule: Option<CDefaultRule>,
+    pub conn: CConn,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug)]
+pub(crate) struct CBundle {
+    pub name: String,
+    pub revision: String,
+    pub policies: Vec<CompiledPolicy>,
+    pub policy_index: HashMap<String, usize>,
+    pub proxies: Vec<CProxy>,
+    pub targets: Vec<CTarget>,
+    /// The steps of a shared flow bundle (`sharedflows/default.xml`, else the first).
+    pub shared_steps: Vec<CStep>,
+}
+
+/// Everything a gateway holds, shared across threads.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub bundles: Vec<CBundle>,
+    /// Normalised base paths, longest first: (base path, bundle, proxy endpoint).
+    pub bases: Vec<(String, usize, usize)>,
+    /// Settings, registry, stores and resources the policies share.
+    pub env: Env,
+    pub ids: AtomicU64,
+}
+
+impl Inner {
+    pub(crate) fn proxy_endpoint(&self, ex: &Exchange) -> Option<&CProxy> {
+        self.bundles.get(ex.bundle)?.proxies.get(ex.endpoint)
+    }
+
+    pub(crate) fn target_endpoint(&self, ex: &Exchange) -> Option<&CTarget> {
+        self.bundles.get(ex.bundle)?.targets.get(ex.target?)
+    }
+}
+
+pub(crate) fn flows_of<'g>(g: &'g Inner, ex: &Exchange, seg: Seg) -> Option<(&'g CFlow, bool)> {
+    let b = g.bundles.get(ex.bundle)?;
+    match seg {
+        Seg::ProxyReq(p) | Seg::ProxyResp(p) => {
+            let e = b.proxies.get(ex.endpoint)?;
+            let f = match p {
+                Part::Pre => &e.pre,
+                Part::Post => &e.post,
+                Part::Flow => e.flows.get(ex.proxy_flow?)?,
+            };
+            Some((f, matches!(seg, Seg::ProxyReq(_))))
+        }
+        Seg::TargetReq(p) | Seg::TargetResp(p) => {
+            let t = b.targets.get(ex.target?)?;
+            let f = match p {
+                Part::Pre => &t.pre,
+                Part::Post => &t.post,
+                Part::Flow => t.flows.get(ex.target_flow?)?,
+            };
+            Some((f, matches!(seg, Seg::TargetReq(_))))
+        }
+    }
+}
+
+/// `target.url`: the URL set by a route rule or policy, else the target endpoint's URL
+/// joined with the path suffix and query.
+pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> {
+    if let Some(u) = &ex.target_url {
+        return Some(u);
+    }
+    let CConn::Url { url, .. } = &g.target_endpoint(ex)?.conn else {
+        return None;
+    };
+    Some(
+        ex.target_url_cache
+            .get_or_init(|| join_url(url, ex.path_suffix(), ex.req_query())),
+    )
+}
+
+pub(crate) fn join_url(base: &str, suffix: &str, query: Option<&str>) -> String {
+    let mut u = String::with_capacity(base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1));
+    u.push_str(base.trim_end_matches('/'));
+    if suffix.is_empty() && u.split("://").nth(1).is_some_and(|r| !r.contains('/')) {
+        u.push('/');
+    }
+    u.push_str(suffix);
+    if let Some(q) = query {
+        u.push('?');
+        u.push_str(q);
+    }
+    u
+}
