@@ -2,6 +2,11 @@
 //! RegularExpressionProtection, DataCapture): one evaluator, so a path means the same
 //! everywhere.
 
+/// An expression outside the supported subset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported JSONPath: {0}")]
+pub struct JsonPathError(String);
+
 /// Deepest nesting `..name` descends into.
 const MAX_DEPTH: usize = 100;
 
@@ -16,9 +21,9 @@ enum Seg {
     Descend(String),
 }
 
-fn parse_path(expr: &str) -> Result<Vec<Seg>, String> {
+fn parse_path(expr: &str) -> Result<Vec<Seg>, JsonPathError> {
     if expr.len() > MAX_PATH_LEN {
-        return Err(format!("longer than {MAX_PATH_LEN} bytes"));
+        return Err(JsonPathError(format!("longer than {MAX_PATH_LEN} bytes")));
     }
     let mut rest = expr.trim();
     rest = rest.strip_prefix('$').unwrap_or(rest);
@@ -28,7 +33,7 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, String> {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let (name, after) = r.split_at(end);
             if name.is_empty() {
-                return Err("`..` must be followed by a name".into());
+                return Err(JsonPathError("`..` must be followed by a name".into()));
             }
             segs.push(Seg::Descend(name.to_owned()));
             rest = after;
@@ -38,13 +43,15 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, String> {
             segs.push(if name == "*" {
                 Seg::Wildcard
             } else if name.is_empty() {
-                return Err("empty name after `.`".into());
+                return Err(JsonPathError("empty name after `.`".into()));
             } else {
                 Seg::Child(name.to_owned())
             });
             rest = after;
         } else if let Some(r) = rest.strip_prefix('[') {
-            let end = r.find(']').ok_or("`[` without `]`")?;
+            let end = r
+                .find(']')
+                .ok_or_else(|| JsonPathError("`[` without `]`".into()))?;
             let (inner, after) = r.split_at(end);
             let inner = inner.trim();
             segs.push(if inner == "*" {
@@ -59,7 +66,7 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, String> {
                 Seg::Index(
                     inner
                         .parse()
-                        .map_err(|_| format!("unsupported selector `[{inner}]`"))?,
+                        .map_err(|_| JsonPathError(format!("unsupported selector `[{inner}]`")))?,
                 )
             });
             rest = after.get(1..).unwrap_or("");
@@ -69,7 +76,7 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, String> {
             segs.push(Seg::Child(name.to_owned()));
             rest = after;
         } else {
-            return Err(format!("unexpected text `{rest}`"));
+            return Err(JsonPathError(format!("unexpected text `{rest}`")));
         }
     }
     Ok(segs)
@@ -111,7 +118,7 @@ fn descend<'v>(
 pub fn json_path<'v>(
     value: &'v serde_json::Value,
     expr: &str,
-) -> Result<Vec<&'v serde_json::Value>, String> {
+) -> Result<Vec<&'v serde_json::Value>, JsonPathError> {
     let segs = parse_path(expr)?;
     let mut current = vec![value];
     for seg in &segs {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use preflow_oauth::Registry;
 use preflow_policy::runtime::{PolicyRef, Settings, StateMode, Timeouts};
-use preflow_policy::{BuildCx, CompiledPolicy};
+use preflow_policy::{BuildCx, CompileError, CompiledPolicy, Location};
 
 use crate::compiled::{
     CBundle, CCompiled, CCond, CConn, CDefaultRule, CFaultRule, CFlow, CProxy, CRoute,
@@ -16,8 +16,44 @@ use crate::endpoint::{
     Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, ProxyEndpoint, RouteTarget,
     Step as XmlStep, TargetConnection, TargetEndpoint,
 };
-use crate::gateway::BuildError;
 use crate::vars::Resolver;
+
+/// Why a gateway could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The bundles have load errors (the first one is shown).
+    #[error("the bundles have {count} error(s); the first: {first}")]
+    Load {
+        /// How many errors.
+        count: usize,
+        /// The first error, rendered.
+        first: String,
+    },
+    /// Two proxy endpoints share a base path.
+    #[error("base path `{base_path}` is used by both `{first}` and `{second}`")]
+    DuplicateBasePath {
+        /// The base path.
+        base_path: String,
+        /// The first proxy endpoint (`proxy/endpoint`).
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// A policy's configuration cannot run.
+    #[error("{location}: policy `{policy}` of `{bundle}`: {error}")]
+    Policy {
+        /// The bundle.
+        bundle: String,
+        /// The policy.
+        policy: String,
+        /// Where the policy is.
+        location: Location,
+        /// What is wrong.
+        #[source]
+        error: CompileError,
+    },
+}
 
 struct Cx<'a> {
     bundle: usize,

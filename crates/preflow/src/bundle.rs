@@ -510,7 +510,7 @@ fn load_bundle(
             diags.push(Diagnostic::for_file(
                 root,
                 Severity::Warning,
-                "shared flow bundle has no shared flow (`sharedflows/*.xml`); a FlowCallout to it runs nothing",
+                "shared flow bundle has no shared flow (`sharedflows/*.xml`); calling it runs nothing",
             ));
         }
         _ => {}
@@ -722,8 +722,8 @@ fn read_folder(
                         }
                         out.push((shown, bytes));
                     }
-                    Err(message) => {
-                        problems.push(Diagnostic::for_file(shown, Severity::Error, message))
+                    Err(e) => {
+                        problems.push(Diagnostic::for_file(shown, Severity::Error, e.to_string()))
                     }
                 }
             }
@@ -733,16 +733,21 @@ fn read_folder(
     out
 }
 
-fn read_limited(reader: std::io::Result<impl Read>, max: usize) -> Result<Vec<u8>, String> {
-    let reader = reader.map_err(|e| format!("cannot read: {e}"))?;
+/// Why a file of a bundle could not be read.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("file is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+}
+
+fn read_limited(reader: std::io::Result<impl Read>, max: usize) -> Result<Vec<u8>, ReadError> {
     let mut bytes = Vec::new();
     let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    reader?.take(cap).read_to_end(&mut bytes)?;
     if bytes.len() > max {
-        return Err(format!("file is larger than the limit of {max} bytes"));
+        return Err(ReadError::TooLarge(max));
     }
     Ok(bytes)
 }
@@ -822,7 +827,7 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
                 }
                 files.push((shown, bytes));
             }
-            Err(message) => problems.push(Diagnostic::for_file(shown, Severity::Error, message)),
+            Err(e) => problems.push(Diagnostic::for_file(shown, Severity::Error, e.to_string())),
         }
     }
     let mut loaded = load_files(files, options);

@@ -11,49 +11,12 @@ use preflow_oauth::Registry;
 use preflow_policy::runtime::{
     Client, Env, ExchangeState, Message, PolicyResources, Settings, StateMode,
 };
-use preflow_policy::{CompileError, Location};
 
+pub use crate::build::BuildError;
 use crate::build::compile_bundle;
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
 use crate::compiled::Inner;
 use crate::exchange::{Exchange, Stage, Step};
-
-/// Why a gateway could not be built.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuildError {
-    /// The bundles have load errors (the first one is shown).
-    #[error("the bundles have {count} error(s); the first: {first}")]
-    Load {
-        /// How many errors.
-        count: usize,
-        /// The first error, rendered.
-        first: String,
-    },
-    /// Two proxy endpoints share a base path.
-    #[error("base path `{base_path}` is used by both `{first}` and `{second}`")]
-    DuplicateBasePath {
-        /// The base path.
-        base_path: String,
-        /// The first proxy endpoint (`proxy/endpoint`).
-        first: String,
-        /// The second.
-        second: String,
-    },
-    /// A policy's configuration cannot run.
-    #[error("{location}: policy `{policy}` of `{bundle}`: {error}")]
-    Policy {
-        /// The bundle.
-        bundle: String,
-        /// The policy.
-        policy: String,
-        /// Where the policy is.
-        location: Location,
-        /// What is wrong.
-        #[source]
-        error: CompileError,
-    },
-}
 
 /// Builds a [`Gateway`].
 #[derive(Debug, Default)]

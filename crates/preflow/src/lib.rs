@@ -151,9 +151,6 @@ pub mod policies {
     };
 }
 
-#[cfg(test)]
-mod tests;
-
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -254,14 +254,13 @@ impl<'a> View<'a> {
                 .as_ref()
                 .map_or(Value::Null, |f| Value::String(f.state)),
             Slot::IsError => Value::Boolean(ex.fault.is_some()),
-            Slot::Token(_) | Slot::ApiKey(..) | Slot::Quota(..) => {
-                policy_value(slot, &ex.state).unwrap_or(Value::Null)
-            }
             Slot::Failed(at) => Value::Boolean(ex.failed.contains(at)),
             Slot::Custom(name) => ex
                 .vars
                 .get(&**name)
                 .map_or(Value::Null, OwnedValue::as_value),
+            // What a policy recorded (a verified credential, a rate-limit decision).
+            other => policy_value(other, &ex.state).unwrap_or(Value::Null),
         }
     }
 }

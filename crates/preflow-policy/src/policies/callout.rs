@@ -9,6 +9,7 @@ use crate::xml::Element;
 
 /// `<Parameter name ref|value>`: a variable set before the shared flow runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Parameter {
     /// The variable name.
     pub name: String,
@@ -20,6 +21,7 @@ pub struct Parameter {
 
 /// `<FlowCallout>`: runs a shared flow inline.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FlowCallout {
     /// `<SharedFlowBundle>`: the shared flow's name.
     pub shared_flow_bundle: Option<String>,

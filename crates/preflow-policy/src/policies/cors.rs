@@ -15,6 +15,7 @@ use crate::xml::Element;
 
 /// `<CORS>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Cors {
     /// `<AllowOrigins>`: comma-separated origins, `*`, or a template such as
     /// `{request.header.origin}` (default).
@@ -94,6 +95,7 @@ fn parse(cx: &mut Cx<'_>, el: &Element) -> Cors {
 
 /// The parts of a request CORS looks at.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct CorsRequest<'a> {
     /// The method.
     pub method: &'a str,

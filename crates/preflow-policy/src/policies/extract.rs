@@ -11,6 +11,7 @@ use crate::xml::Element;
 
 /// A pattern: literal text with `{name}` captures.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pattern {
     /// The pattern, parsed as a template whose variables are the captures.
     pub pattern: Template,
@@ -21,6 +22,7 @@ pub struct Pattern {
 /// `<QueryParam name>`, `<Header name>`, `<FormParam name>` or `<Variable name>` with
 /// its patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NamedPatterns {
     /// The parameter, header or variable name.
     pub name: String,
@@ -30,6 +32,7 @@ pub struct NamedPatterns {
 
 /// The declared type of an extracted JSON or XML value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtractedVariable {
     /// The output variable name (prefixed with `VariablePrefix`).
     pub name: String,
@@ -41,6 +44,7 @@ pub struct ExtractedVariable {
 
 /// `<JSONPayload>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct JsonPayload {
     /// `<Variable name type><JSONPath>`.
     pub variables: Vec<ExtractedVariable>,
@@ -48,6 +52,7 @@ pub struct JsonPayload {
 
 /// `<XMLPayload stopPayloadProcessing>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct XmlPayload {
     /// `stopPayloadProcessing`, default false.
     pub stop_payload_processing: bool,
@@ -59,6 +64,7 @@ pub struct XmlPayload {
 
 /// `<ExtractVariables>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtractVariables {
     /// `<Source>`, default `message`.
     pub source: String,

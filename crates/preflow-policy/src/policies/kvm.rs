@@ -24,6 +24,7 @@ pub enum KvmScope {
 
 /// A key: one or more parameters (literal or ref) joined into a composite key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Key {
     /// `<Parameter ref>value</Parameter>` in order.
     pub parameters: Vec<Setting<String>>,
@@ -59,6 +60,7 @@ pub enum KvmOperation {
 
 /// `<InitialEntries><Entry>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Entry {
     /// The key.
     pub key: Key,
@@ -68,6 +70,7 @@ pub struct Entry {
 
 /// `<KeyValueMapOperations>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KeyValueMapOperations {
     /// `mapIdentifier` attribute.
     pub map_identifier: Option<String>,

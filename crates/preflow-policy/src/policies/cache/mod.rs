@@ -34,6 +34,7 @@ pub enum KeyFragment {
 
 /// `<CacheKey>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct CacheKey {
     /// `<Prefix>`: replaces the scope prefix.
     pub prefix: Option<String>,
@@ -136,6 +137,7 @@ fn parse_mdy(t: &str) -> Option<u64> {
 
 /// The settings the cache policies share.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct CacheCommon {
     /// `<CacheKey>`.
     pub key: CacheKey,
@@ -147,6 +149,7 @@ pub struct CacheCommon {
 
 /// `<ResponseCache>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ResponseCache {
     /// Key, scope and resource.
     pub common: CacheCommon,
@@ -167,6 +170,7 @@ pub struct ResponseCache {
 
 /// `<LookupCache>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct LookupCache {
     /// Key, scope and resource.
     pub common: CacheCommon,
@@ -176,6 +180,7 @@ pub struct LookupCache {
 
 /// `<PopulateCache>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct PopulateCache {
     /// Key, scope and resource.
     pub common: CacheCommon,
@@ -187,6 +192,7 @@ pub struct PopulateCache {
 
 /// `<InvalidateCache>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct InvalidateCache {
     /// Key, scope and resource.
     pub common: CacheCommon,
@@ -361,6 +367,7 @@ fn invalidate_cache(cx: &mut Cx<'_>, el: &Element) -> InvalidateCache {
 
 /// Where a policy runs, for the key's scope prefix.
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct ScopeContext<'a> {
     /// `organization.name`.
     pub organization: &'a str,
@@ -491,6 +498,7 @@ impl CachedValue {
 
 /// Bounds on a [`MemoryCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CacheLimits {
     /// Most entries held, all caches together.
     pub max_entries: usize,
@@ -541,6 +549,7 @@ impl Inner {
 /// with an expiry time, bounded in entries and bytes (least recently used entries are
 /// evicted first). Time is passed in; nothing reads the clock.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct MemoryCache {
     limits: CacheLimits,
     inner: Mutex<Inner>,

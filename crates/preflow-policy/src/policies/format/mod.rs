@@ -27,6 +27,7 @@ pub const MAX_DEPTH: usize = 100;
 
 /// `<JSONToXML><Options>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JsonToXmlOptions {
     /// `<NullValue>`: the text written for `null` (default empty).
     pub null_value: String,
@@ -72,6 +73,7 @@ impl Default for JsonToXmlOptions {
 
 /// `<JSONToXML>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JsonToXml {
     /// `<Source>`: the message to convert (default: the current message).
     pub source: Option<String>,
@@ -83,6 +85,7 @@ pub struct JsonToXml {
 
 /// `<XMLToJSON><Options>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct XmlToJsonOptions {
     /// `<RecognizeNumber>` (default false): numeric text becomes a JSON number.
     pub recognize_number: bool,
@@ -183,6 +186,7 @@ impl XmlToJsonOptions {
 
 /// `<XMLToJSON>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct XmlToJson {
     /// `<Source>`.
     pub source: Option<String>,

@@ -135,6 +135,7 @@ impl JwtAlgorithm {
 
 /// `<SecretKey encoding>`: the HMAC secret.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct SecretKey {
     /// `<Value ref>`: the secret.
     pub value: Setting<String>,
@@ -157,6 +158,7 @@ pub enum JwksSource {
 
 /// `<PublicKey>` (VerifyJWT).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct PublicKey {
     /// `<Value ref>`: a PEM public key.
     pub value: Setting<String>,
@@ -166,6 +168,7 @@ pub struct PublicKey {
 
 /// `<PrivateKey>` (GenerateJWT).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct PrivateKey {
     /// `<Value ref>`: a PEM private key (PKCS#8, or PKCS#1 for RSA).
     pub value: Setting<String>,
@@ -191,6 +194,7 @@ pub enum ClaimType {
 
 /// `<Claim name ref type array>` or `<Header name ref type array>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Claim {
     /// `name`.
     pub name: String,
@@ -204,6 +208,7 @@ pub struct Claim {
 
 /// A JWT policy's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Jwt {
     /// Verify, Generate or Decode.
     pub operation: JwtOperation,
@@ -500,6 +505,7 @@ const ENCRYPTED: &str = "encrypted JWTs (JWE) are not supported";
 /// Why a JWT policy failed. The variants carry Apigee's fault names.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
+#[non_exhaustive]
 pub struct JwtError {
     /// The fault name, such as `TokenExpired` (errorcode `steps.jwt.<name>`).
     pub fault: JwtFault,
@@ -604,6 +610,7 @@ fn fail(fault: JwtFault, message: impl Into<String>) -> JwtError {
 }
 
 /// What a JWT policy reads besides its configuration.
+#[non_exhaustive]
 pub struct JwtInputs<'a> {
     /// Reads a flow variable as text.
     pub lookup: &'a dyn Fn(&str) -> Option<String>,
@@ -621,6 +628,7 @@ impl std::fmt::Debug for JwtInputs<'_> {
 
 /// A decoded token: header and claims.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Decoded {
     /// The JOSE header.
     pub header: Map<String, Value>,
@@ -1360,6 +1368,7 @@ fn typed(claim: &Claim, text: &str) -> Result<Value, JwtError> {
 
 /// What GenerateJWT needs besides its configuration and the variables.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Generated {
     /// The token.
     pub token: String,

@@ -9,6 +9,7 @@ use super::ops::{MessageOps, OPS, apply_ops, message_ops};
 
 /// `<AssignMessage>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AssignMessage {
     /// The operations; believed applied in the order Copy, Remove, Add, Set,
     /// AssignVariable.

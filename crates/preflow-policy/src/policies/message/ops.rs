@@ -31,6 +31,7 @@ impl Selection {
 
 /// A named value: a header, query parameter or form parameter with a template value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NamedTemplate {
     /// The name (itself a template, such as `{flow.header.name}`).
     pub name: Template,
@@ -40,6 +41,7 @@ pub struct NamedTemplate {
 
 /// `<Copy source>`: copies parts of another message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Copy {
     /// `source`: the message variable to copy from (default: the current message).
     pub source: Option<String>,
@@ -65,6 +67,7 @@ pub struct Copy {
 
 /// `<Remove>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Remove {
     /// `<Headers>`.
     pub headers: Selection,
@@ -78,6 +81,7 @@ pub struct Remove {
 
 /// `<Add>`: adds values (headers may repeat).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Add {
     /// `<Headers><Header name>`.
     pub headers: Vec<NamedTemplate>,
@@ -89,6 +93,7 @@ pub struct Add {
 
 /// `<Payload contentType variablePrefix variableSuffix>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Payload {
     /// `contentType`.
     pub content_type: Option<String>,
@@ -99,6 +104,7 @@ pub struct Payload {
 
 /// `<Set>`: replaces values.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Set {
     /// `<Headers><Header name>`.
     pub headers: Vec<NamedTemplate>,
@@ -123,6 +129,7 @@ pub struct Set {
 /// Where an AssignVariable's value comes from; the first that resolves wins, in the
 /// order Ref, Template, Value.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct AssignVariable {
     /// `<Name>`: the variable to set.
     pub name: String,
@@ -148,6 +155,7 @@ pub enum MessageType {
 
 /// `<AssignTo createNew transport type>variable</AssignTo>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct AssignTo {
     /// The message variable; `None` is the current request or response.
     pub variable: Option<String>,
@@ -159,6 +167,7 @@ pub struct AssignTo {
 
 /// The operations on a message shared by AssignMessage and RaiseFault's FaultResponse.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct MessageOps {
     /// `<AssignTo>`.
     pub assign_to: Option<AssignTo>,

@@ -11,6 +11,7 @@ use super::ops::{MessageOps, OPS, apply_ops, message_ops};
 
 /// `<RaiseFault>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RaiseFault {
     /// `<FaultResponse>`: how the error response is built.
     pub fault_response: MessageOps,

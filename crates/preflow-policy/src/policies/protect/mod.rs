@@ -25,6 +25,7 @@ use std::fmt;
 /// `<JSONThreatProtection>`: limits on a JSON payload. `None` is "no limit" (absent or
 /// negative in the policy).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct JsonThreatProtection {
     /// `<Source>`, default `message`.
     pub source: String,
@@ -114,6 +115,7 @@ impl JsonLimit {
 /// A JSON payload that failed a JSONThreatProtection check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
+#[non_exhaustive]
 pub struct JsonThreat {
     /// The exceeded limit, or `None` for a payload that is not valid JSON
     /// (`ExecutionFailed`).
@@ -300,6 +302,7 @@ pub fn scan_json(
 
 /// `<NameLimits>`: longest names, in characters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct XmlNameLimits {
     /// `<Element>`.
     pub element: Option<u64>,
@@ -313,6 +316,7 @@ pub struct XmlNameLimits {
 
 /// `<StructureLimits>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct XmlStructureLimits {
     /// `<NodeDepth>`.
     pub node_depth: Option<u64>,
@@ -334,6 +338,7 @@ pub struct XmlStructureLimits {
 
 /// `<ValueLimits>`: longest values, in characters.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct XmlValueLimits {
     /// `<Text>`.
     pub text: Option<u64>,
@@ -349,6 +354,7 @@ pub struct XmlValueLimits {
 
 /// `<XMLThreatProtection>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct XmlThreatProtection {
     /// `<Source>`, default `message`.
     pub source: String,
@@ -501,6 +507,7 @@ impl XmlLimit {
 /// An XML payload that failed an XMLThreatProtection check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
+#[non_exhaustive]
 pub struct XmlThreat {
     /// The exceeded limit, or `None` for a payload that is not well-formed
     /// (`ExecutionFailed`).
@@ -761,6 +768,7 @@ fn split_qname(name: &[u8]) -> (Option<&[u8]>, &[u8]) {
 /// A compiled Java-style pattern (fancy-regex: lookaround and backreferences included,
 /// with a backtrack limit).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Pattern {
     /// The pattern as written.
     pub text: String,
@@ -790,6 +798,7 @@ impl Pattern {
 /// A named input (`<QueryParam name>`, `<Header name>`, `<FormParam name>`,
 /// `<Variable name>`) with its patterns.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NamedPatterns {
     /// The parameter, header or variable name.
     pub name: String,
@@ -799,6 +808,7 @@ pub struct NamedPatterns {
 
 /// `<JSONPath><Expression><Pattern>` or `<XPath><Expression><Type><Pattern>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PathPatterns {
     /// `<Expression>`.
     pub expression: String,
@@ -810,6 +820,7 @@ pub struct PathPatterns {
 
 /// `<RegularExpressionProtection>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct RegularExpressionProtection {
     /// `<Source>`, default `message`.
     pub source: String,
@@ -955,6 +966,7 @@ pub(crate) fn regular_expression_protection(
 
 /// What RegularExpressionProtection reads from the message.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct RegexInputs<'a> {
     /// The request path (with the query string removed).
     pub path: &'a str,

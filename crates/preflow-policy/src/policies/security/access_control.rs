@@ -22,6 +22,7 @@ pub enum Action {
 
 /// `<SourceAddress mask>address</SourceAddress>`; both may be templates such as `{var}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SourceAddress {
     /// The address.
     pub address: Template,
@@ -31,6 +32,7 @@ pub struct SourceAddress {
 
 /// `<MatchRule action>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MatchRule {
     /// What a match does.
     pub action: Action,
@@ -52,6 +54,7 @@ pub enum ValidateBasedOn {
 
 /// `<AccessControl>`: IP allow and deny rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AccessControl {
     /// `<IPRules noRuleMatchAction>`, default ALLOW.
     pub no_rule_match_action: Action,

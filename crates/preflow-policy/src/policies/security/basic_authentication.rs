@@ -20,6 +20,7 @@ pub enum BasicAuthOperation {
 
 /// `<AssignTo createNew>variable</AssignTo>` of BasicAuthentication.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AssignToVariable {
     /// The variable written.
     pub variable: String,
@@ -29,6 +30,7 @@ pub struct AssignToVariable {
 
 /// `<BasicAuthentication>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BasicAuthentication {
     /// `<Operation>`; `None` when missing or invalid (an error).
     pub operation: Option<BasicAuthOperation>,

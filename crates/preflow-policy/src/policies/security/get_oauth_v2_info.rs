@@ -13,6 +13,7 @@ use crate::xml::Element;
 
 /// `<GetOAuthV2Info>`: reads the attributes of a token, code or client into variables.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct GetOAuthV2Info {
     /// `<AccessToken ref>`.
     pub access_token: Option<String>,

@@ -63,6 +63,7 @@ impl OAuthOperation {
 
 /// A custom token attribute: `<Attribute name ref display>value</Attribute>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenAttribute {
     /// Attribute name.
     pub name: String,
@@ -85,6 +86,7 @@ pub enum TokenType {
 
 /// `<Token type cascade>variable</Token>` of InvalidateToken and ValidateToken.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenRef {
     /// The token type.
     pub token_type: TokenType,
@@ -96,6 +98,7 @@ pub struct TokenRef {
 
 /// `<OAuthV2>`: the OAuth 2.0 authorization server and token verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OAuthV2 {
     /// `<Operation>`; `None` when missing or invalid (both errors).
     pub operation: Option<OAuthOperation>,

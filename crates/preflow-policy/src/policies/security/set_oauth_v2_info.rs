@@ -15,6 +15,7 @@ use super::TokenAttribute;
 
 /// `<SetOAuthV2Info>`: adds or changes custom attributes of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct SetOAuthV2Info {
     /// `<AccessToken ref>`.
     pub access_token: Option<String>,

@@ -15,6 +15,7 @@ use super::credentials::cred_field;
 
 /// `<VerifyAPIKey>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyApiKey {
     /// `<APIKey ref>`: where the key is found (a ref, or a literal key).
     pub api_key: Setting<String>,

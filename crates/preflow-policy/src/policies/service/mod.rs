@@ -26,6 +26,7 @@ pub(crate) use statistics_collector::StatisticsCollectorPolicy;
 
 /// `<Request variable clearPayload>`: the callout request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct CalloutRequest {
     /// `variable`: the message variable that holds the callout request (absent: a new
     /// request message).
@@ -64,6 +65,7 @@ pub enum CalloutConnection {
 
 /// `<ServiceCallout>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServiceCallout {
     /// `<Request>`; absent means a new GET request.
     pub request: Option<CalloutRequest>,
@@ -188,6 +190,7 @@ pub enum LogDestination {
 
 /// One `<Syslog>`, `<File>` or `<CloudLogging>` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LogTarget {
     /// The destination.
     pub destination: LogDestination,
@@ -197,6 +200,7 @@ pub struct LogTarget {
 
 /// `<MessageLogging>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MessageLogging {
     /// The targets, in document order.
     pub targets: Vec<LogTarget>,
@@ -271,6 +275,7 @@ fn message_logging(cx: &mut Cx<'_>, el: &Element) -> MessageLogging {
 
 /// A rendered log message, handed to the host's [`LogSink`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LogRecord {
     /// The policy name.
     pub policy: String,
@@ -295,6 +300,7 @@ pub trait LogSink: Send + Sync + std::fmt::Debug {
 
 /// A sink that keeps records in memory (tests, traces).
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct MemorySink {
     records: std::sync::Mutex<Vec<LogRecord>>,
 }
@@ -352,6 +358,7 @@ pub fn log_records(
 
 /// `<Statistic name ref type>default</Statistic>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Statistic {
     /// `name`: the custom dimension.
     pub name: String,
@@ -365,6 +372,7 @@ pub struct Statistic {
 
 /// `<StatisticsCollector>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatisticsCollector {
     /// `<Statistics><Statistic>`.
     pub statistics: Vec<Statistic>,
@@ -439,6 +447,7 @@ pub enum CollectFrom {
 
 /// `<Capture>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Capture {
     /// `<DataCollector>`: the data collector (written as a variable of that name).
     pub data_collector: String,
@@ -450,6 +459,7 @@ pub struct Capture {
 
 /// `<DataCapture>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DataCapture {
     /// `<Capture>`s.
     pub captures: Vec<Capture>,
@@ -575,6 +585,7 @@ pub fn match_pattern(p: &Pattern, text: &str) -> Option<Vec<(String, String)>> {
 
 /// What DataCapture reads.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct CaptureInputs<'a> {
     /// `proxy.pathsuffix`.
     pub path_suffix: &'a str,
@@ -644,6 +655,7 @@ pub fn capture_values(
 
 /// `<AssertCondition>`: fails when its condition is false.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AssertCondition {
     /// `<Condition>`, checked at load.
     pub condition: String,

@@ -41,7 +41,7 @@ enum RateLimitReply {
     /// The decision, with the quota identifier the policy kept.
     Decision(preflow_ratelimit::Decision, Option<String>),
     /// Nothing to decide: go on with this outcome.
-    Done(Outcome),
+    Done(Box<Outcome>),
 }
 
 /// Resolves the reply to a rate-limit store operation. An unavailable store fails open,
@@ -50,14 +50,16 @@ fn rate_limit_reply<R: Runtime>(rt: &mut R, waiting: Waiting, reply: StoreReply)
     match (waiting, reply) {
         (Waiting::RateLimit { op, quota }, StoreReply::RateLimit(r)) => match op.resolve(&r) {
             Ok(d) => RateLimitReply::Decision(d, quota),
-            Err(e) => RateLimitReply::Done(Outcome::Fault(faults::internal(e.to_string()))),
+            Err(e) => {
+                RateLimitReply::Done(Box::new(Outcome::Fault(faults::internal(e.to_string()))))
+            }
         },
         (Waiting::RateLimit { .. }, _) => {
             rt.mark_failed();
-            RateLimitReply::Done(Outcome::Continue)
+            RateLimitReply::Done(Box::new(Outcome::Continue))
         }
-        _ => RateLimitReply::Done(Outcome::Fault(faults::internal(
+        _ => RateLimitReply::Done(Box::new(Outcome::Fault(faults::internal(
             "a rate-limit policy resumed with an unexpected store reply",
-        ))),
+        )))),
     }
 }

@@ -40,6 +40,7 @@ pub enum QuotaType {
 
 /// The allowed count: a literal, a ref, or per-class counts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Allow {
     /// `count`; [`Allow::DEFAULT_COUNT`] applies when neither count nor ref resolves.
     pub count: Option<u64>,
@@ -56,6 +57,7 @@ impl Allow {
 
 /// Per-class allowed counts, selected by the value of a variable.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct QuotaClasses {
     /// The variable whose value names the class.
     pub reference: Option<String>,
@@ -66,6 +68,7 @@ pub struct QuotaClasses {
 /// `<UseQuotaConfigInAPIProduct>` (Apigee X): take the settings from the API product
 /// found by a verification step.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct ProductQuotaConfig {
     /// `stepName`: the VerifyAPIKey or OAuthV2 policy that found the product.
     pub step_name: Option<String>,
@@ -79,6 +82,7 @@ pub struct ProductQuotaConfig {
 
 /// `<Quota>`: counts requests per window.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Quota {
     /// `type`.
     pub quota_type: QuotaType,
@@ -469,7 +473,7 @@ impl PolicyType for QuotaPolicy {
                 verdict(rt, d, id.unwrap_or_default())
             }
             RateLimitReply::Decision(..) => Outcome::Continue,
-            RateLimitReply::Done(outcome) => outcome,
+            RateLimitReply::Done(outcome) => *outcome,
         }
     }
 

@@ -26,6 +26,7 @@ pub enum RatePeriod {
 
 /// A SpikeArrest rate such as `30ps` or `12pm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rate {
     /// Messages per period, at least 1.
     pub count: u32,
@@ -51,6 +52,7 @@ impl Rate {
 
 /// `<SpikeArrest>`: smooths traffic to a rate.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SpikeArrest {
     /// `<Rate ref>30ps</Rate>`: the ref takes precedence over the literal.
     pub rate: Setting<Rate>,
@@ -219,7 +221,7 @@ impl PolicyType for SpikeArrestPolicy {
                 verdict(s, rt, d.allowed)
             }
             RateLimitReply::Decision(..) => Outcome::Continue,
-            RateLimitReply::Done(outcome) => outcome,
+            RateLimitReply::Done(outcome) => *outcome,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Unit tests of bundle loading and the endpoint model, on small hand-written bundles.
 
-use crate::*;
+use preflow::*;
 use std::io::Write;
 
 fn load(files: &[(&str, &str)]) -> Loaded {
@@ -597,9 +597,9 @@ fn conditions_are_compiled_at_load() {
 fn gateway_is_send_and_sync_and_exchange_is_send() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
-    send_sync::<crate::Gateway>();
-    send::<crate::Exchange>();
-    send::<crate::Step>();
-    send::<crate::StoreOp>();
-    send::<crate::StoreReply>();
+    send_sync::<preflow::Gateway>();
+    send::<preflow::Exchange>();
+    send::<preflow::Step>();
+    send::<preflow::StoreOp>();
+    send::<preflow::StoreReply>();
 }

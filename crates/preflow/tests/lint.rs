@@ -1,0 +1,138 @@
+//! The checks of `preflow check` beyond loading, on small hand-written bundles.
+
+use preflow::{LoadOptions, lint, load_files};
+
+fn lint_of(files: &[(&str, &str)]) -> Vec<String> {
+    let loaded = load_files(files.iter().copied(), &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    lint(&loaded.bundles)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const AM: (&str, &str) = (
+    "apiproxy/policies/AM.xml",
+    r#"<AssignMessage name="AM"><AssignVariable><Name>flow.mode</Name><Value>x</Value></AssignVariable></AssignMessage>"#,
+);
+
+fn proxy(body: &str) -> String {
+    format!(
+        r#"<ProxyEndpoint name="default">{body}<HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection></ProxyEndpoint>"#
+    )
+}
+
+#[test]
+fn and_or_mix() {
+    let p = proxy(
+        r#"<PreFlow><Request><Step><Name>AM</Name></Step>
+        <Step><Condition>request.verb = "GET" and request.verb = "HEAD" or flow.mode = "x"</Condition><Name>AM</Name></Step>
+        <Step><Condition>(request.verb = "GET" and request.verb = "HEAD") or flow.mode = "x"</Condition><Name>AM</Name></Step>
+        <Step><Condition>request.verb = "GET" and (request.verb = "HEAD" or flow.mode = "x")</Condition><Name>AM</Name></Step>
+        <Step><Condition>(request.verb = "GET") and (request.verb = "HEAD") and (flow.mode = "x")</Condition><Name>AM</Name></Step>
+        <Step><Condition>((flow.mode = null) or (flow.mode = "") and (request.verb = "GET"))</Condition><Name>AM</Name></Step>
+        <Step><Condition>((flow.mode = null) and (flow.mode = "")) or (((request.verb = "GET")))</Condition><Name>AM</Name></Step>
+        </Request></PreFlow>"#,
+    );
+    let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[1].starts_with("apiproxy/proxies/default.xml:6:"), "{w:?}");
+    assert!(
+        w[0].contains("`AND` and `OR` mixed without parentheses"),
+        "{w:?}"
+    );
+    assert!(w[0].starts_with("apiproxy/proxies/default.xml:2:"), "{w:?}");
+}
+
+#[test]
+fn unreachable_flows_routes_and_fault_rules() {
+    let p = proxy(
+        r#"<Flows>
+            <Flow name="a"><Condition>request.verb = "GET"</Condition><Request><Step><Name>AM</Name></Step></Request></Flow>
+            <Flow name="catch-all"/>
+            <Flow name="late"><Condition>request.verb = "POST"</Condition></Flow>
+        </Flows>
+        <FaultRules>
+            <FaultRule name="early"><Condition>fault.name = "x"</Condition></FaultRule>
+            <FaultRule name="fallback"/>
+        </FaultRules>
+        <RouteRule name="all"/><RouteRule name="never"><URL>http://x</URL></RouteRule>"#,
+    );
+    let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
+    assert!(
+        w.iter()
+            .any(|w| w.contains("flow `late` can never run: flow `catch-all`")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("route rule `never` can never apply")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|w| w.contains("fault rule `early` can never run")),
+        "{w:?}"
+    );
+    assert_eq!(w.len(), 3, "{w:?}");
+}
+
+#[test]
+fn flow_callouts_to_shared_flows_not_loaded() {
+    let p = proxy(
+        r#"<PreFlow><Request><Step><Name>FC</Name></Step><Step><Name>FC2</Name></Step></Request></PreFlow>"#,
+    );
+    let fc = (
+        "apiproxy/policies/FC.xml",
+        r#"<FlowCallout name="FC"><SharedFlowBundle>common</SharedFlowBundle></FlowCallout>"#,
+    );
+    let fc2 = (
+        "apiproxy/policies/FC2.xml",
+        r#"<FlowCallout name="FC2"><SharedFlowBundle>other</SharedFlowBundle></FlowCallout>"#,
+    );
+    let sf = (
+        "common/sharedflowbundle/sharedflows/default.xml",
+        r#"<SharedFlow name="default"/>"#,
+    );
+    let w = lint_of(&[("apiproxy/proxies/default.xml", &p), fc, fc2, sf]);
+    assert_eq!(
+        w,
+        [
+            "apiproxy/policies/FC2.xml:1:1: warning: FlowCallout `FC2` calls shared flow `other`, which is not among the loaded bundles"
+        ]
+    );
+    // Alone, a proxy calling shared flows deployed elsewhere is fine.
+    let w = lint_of(&[("apiproxy/proxies/default.xml", &p), fc, fc2]);
+    assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn unreferenced_policies_and_unset_variables() {
+    let p = proxy(
+        r#"<PreFlow><Request><Step><Name>AM</Name></Step>
+        <Step><Condition>flow.mode = "x" and flow.typo = "y" and request.verb = "GET"</Condition><Name>AM</Name></Step>
+        </Request></PreFlow>"#,
+    );
+    let unused = (
+        "apiproxy/policies/Unused.xml",
+        r#"<SpikeArrest name="Unused"><Rate>1ps</Rate></SpikeArrest>"#,
+    );
+    let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM, unused]);
+    assert!(
+        w.contains(
+            &"apiproxy/policies/Unused.xml:1:1: warning: policy `Unused` is not used by any step"
+                .to_owned()
+        ),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|w| w.contains("reads `flow.typo`")), "{w:?}");
+    assert_eq!(w.len(), 2, "{w:?}");
+    // With a script policy in the bundle, variables cannot be judged.
+    let js = ("apiproxy/policies/JS.xml", r#"<Javascript name="JS"/>"#);
+    let p2 = p.replace(
+        "<Step><Name>AM</Name></Step>\n",
+        "<Step><Name>AM</Name></Step><Step><Name>JS</Name></Step>\n",
+    );
+    let w = lint_of(&[("apiproxy/proxies/default.xml", &p2), AM, js]);
+    assert!(!w.iter().any(|w| w.contains("reads")), "{w:?}");
+}
