@@ -46,7 +46,7 @@ pub mod xml;
 pub mod xpath;
 
 pub use diag::{Diagnostic, Location, Severity, Source};
-pub use parse::is_placeholder;
+pub use parse::{Cx as ParseContext, is_placeholder};
 pub use placeholder::{find_placeholders, warn_placeholders};
 pub use policies::{
     cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service, traffic,
@@ -58,6 +58,6 @@ pub use registry::{
 pub use template::Template;
 
 #[cfg(test)]
-mod families_tests;
+mod test_support;
 #[cfg(test)]
 mod tests;

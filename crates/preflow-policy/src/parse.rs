@@ -6,9 +6,13 @@ use crate::diag::{Diagnostic, Source};
 use crate::xml::Element;
 use std::str::FromStr;
 
-/// Parsing context: the file being read and where problems go.
-pub(crate) struct Cx<'a> {
+/// Parsing context of one XML file (a policy or an endpoint): the file being read and
+/// where its problems go, with the readers every element parser shares.
+#[derive(Debug)]
+pub struct Cx<'a> {
+    /// The file.
     pub src: &'a Source,
+    /// Where problems go.
     pub diags: &'a mut Vec<Diagnostic>,
 }
 
@@ -17,10 +21,12 @@ pub(crate) const COMMON_CHILDREN: &[&str] =
     &["DisplayName", "Description", "Properties", "FaultRules"];
 
 impl Cx<'_> {
+    /// Reports an error at `offset`.
     pub fn error(&mut self, offset: usize, message: impl Into<String>) {
         self.diags.push(self.src.error(offset, message));
     }
 
+    /// Reports an error at `offset` with a hint.
     pub fn error_hint(
         &mut self,
         offset: usize,
@@ -31,6 +37,7 @@ impl Cx<'_> {
             .push(self.src.error(offset, message).with_hint(hint));
     }
 
+    /// Reports a warning at `offset` with a hint.
     pub fn warning_hint(
         &mut self,
         offset: usize,
@@ -41,6 +48,7 @@ impl Cx<'_> {
             .push(self.src.warning(offset, message).with_hint(hint));
     }
 
+    /// Reports a warning at `offset`.
     pub fn warning(&mut self, offset: usize, message: impl Into<String>) {
         self.diags.push(self.src.warning(offset, message));
     }

@@ -641,3 +641,53 @@ fn placeholders_warn_and_do_not_fail_parsing() {
     assert!(diags[0].message.contains("`@INTERVAL@`"));
     assert_eq!(diags[0].location.column, 27);
 }
+
+mod arbitrary {
+    use crate::PolicyConfig;
+    use crate::test_support::load;
+
+    /// Arbitrary inputs over a JSON/XML-heavy alphabet never panic any scanner, converter,
+    /// evaluator or decoder.
+    #[test]
+    fn arbitrary_inputs_never_panic() {
+        use crate::format::{
+            JsonToXmlOptions, XmlToJsonOptions, json_to_xml_text, xml_to_json_text,
+        };
+        let alphabet = b"{}[]\":,<>/=a1 \n?!-.&;'xmlns:e\\";
+        let (PolicyConfig::JsonThreatProtection(j), _) = load(
+            r#"<JSONThreatProtection name="J"><ContainerDepth>5</ContainerDepth><ArrayElementCount>3</ArrayElementCount>
+           <ObjectEntryCount>3</ObjectEntryCount><StringValueLength>4</StringValueLength></JSONThreatProtection>"#,
+        ) else {
+            panic!()
+        };
+        let (PolicyConfig::XmlThreatProtection(x), _) = load(
+            r#"<XMLThreatProtection name="X"><StructureLimits><NodeDepth>4</NodeDepth><ChildCount>3</ChildCount></StructureLimits>
+           <ValueLimits><Text>4</Text></ValueLimits></XMLThreatProtection>"#,
+        ) else {
+            panic!()
+        };
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let len = (next() % 120) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let _ = crate::protect::scan_json(&j, "J", &bytes);
+            let _ = crate::protect::scan_xml(&x, "X", &bytes);
+            let _ = xml_to_json_text(&bytes, &XmlToJsonOptions::default());
+            let _ = json_to_xml_text(&bytes, &JsonToXmlOptions::default());
+            let _ = crate::xpath::evaluate(&text, "//a", &[]);
+            let _ = crate::xpath::evaluate("<a><b>1</b></a>", &text, &[]);
+            let _ = crate::format::json_path(&serde_json::json!({"a":[1,{"b":2}]}), &text);
+            let _ = crate::jwt::decode(&text);
+            let _ = crate::jwt::parse_interval_ms(&text);
+        }
+    }
+}

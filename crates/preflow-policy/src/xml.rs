@@ -96,6 +96,23 @@ impl Element {
         self.children.iter().filter(move |c| c.name == name)
     }
 
+    /// The `<Properties><Property name="…">value</Property></Properties>` child of an
+    /// endpoint or connection, as `(name, value)` pairs in document order.
+    pub fn properties(&self) -> Vec<(String, String)> {
+        self.child("Properties")
+            .map(|p| {
+                p.children_named("Property")
+                    .map(|p| {
+                        (
+                            p.attr("name").unwrap_or_default().to_owned(),
+                            p.text().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The text directly inside the element (text runs, CDATA and entity references
     /// joined, child elements left out), unescaped and untrimmed.
     pub fn raw_text(&self) -> &str {

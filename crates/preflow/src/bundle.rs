@@ -8,7 +8,8 @@ use crate::endpoint::{Ecx, ProxyEndpoint, RouteTarget, SharedFlow, Step, TargetE
 use preflow_condition::ParseOptions;
 use preflow_policy::xml::{self, XmlLimits};
 use preflow_policy::{
-    Diagnostic, Policy, Severity, Source, parse_policy, policy_from_element, warn_placeholders,
+    Diagnostic, ParseContext, Policy, Severity, Source, parse_policy, policy_from_element,
+    warn_placeholders,
 };
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -404,8 +405,7 @@ fn load_bundle(
         };
         warn_placeholders(&src, &root_el, diags);
         let mut cx = Ecx {
-            src: &src,
-            diags,
+            cx: ParseContext { src: &src, diags },
             options: &options.conditions,
         };
         let expected = match role {
@@ -427,7 +427,7 @@ fn load_bundle(
             } else {
                 format!("the root element of this file must be `<{expected}>`")
             };
-            cx.diags.push(
+            cx.cx.diags.push(
                 src.error(
                     root_el.offset,
                     format!("expected `<{expected}>`, found `<{}>`", root_el.name),
@@ -443,7 +443,7 @@ fn load_bundle(
         match role {
             Role::Descriptor => {
                 if descriptor_seen {
-                    cx.diags.push(src.warning(
+                    cx.cx.diags.push(src.warning(
                         root_el.offset,
                         "a second descriptor in the bundle; it is ignored",
                     ));
@@ -469,12 +469,12 @@ fn load_bundle(
             }
             Role::Proxy => {
                 let ep = cx.proxy_endpoint(&root_el);
-                name_matches_file(&src, &root_el, &ep.name, rel, cx.diags);
+                name_matches_file(&src, &root_el, &ep.name, rel, cx.cx.diags);
                 bundle.proxy_endpoints.push(ep);
             }
             Role::Target => {
                 let ep = cx.target_endpoint(&root_el);
-                name_matches_file(&src, &root_el, &ep.name, rel, cx.diags);
+                name_matches_file(&src, &root_el, &ep.name, rel, cx.cx.diags);
                 bundle.target_endpoints.push(ep);
             }
             _ => {

@@ -3,7 +3,7 @@
 
 use preflow_condition::{Compiled, Names, ParseOptions, ast, parse_with};
 use preflow_policy::xml::Element;
-use preflow_policy::{Diagnostic, Location, Source};
+use preflow_policy::{Location, ParseContext};
 
 /// A condition: its text, its parsed and compiled form (or why it has none) and where it
 /// is written.
@@ -341,23 +341,31 @@ fn rule_steps<'a>(
     }
 }
 
+/// Every step of an endpoint: its fixed flows, conditional flows, fault rules and the
+/// step-level fault rules of each.
+fn endpoint_steps<'a>(
+    pre: &'a Flow,
+    flows: &'a [Flow],
+    after: impl IntoIterator<Item = &'a Flow>,
+    fault_rules: &'a [FaultRule],
+    default_rule: Option<&'a DefaultFaultRule>,
+) -> Vec<&'a Step> {
+    let mut out = Vec::new();
+    flow_steps(std::iter::once(pre).chain(flows).chain(after), &mut out);
+    rule_steps(fault_rules, default_rule, &mut out);
+    out
+}
+
 impl ProxyEndpoint {
     /// Every step of the endpoint: flows, fault rules, step-level fault rules.
     pub fn all_steps(&self) -> Vec<&Step> {
-        let mut out = Vec::new();
-        flow_steps(
-            std::iter::once(&self.pre_flow)
-                .chain(&self.flows)
-                .chain(std::iter::once(&self.post_flow))
-                .chain(&self.post_client_flow),
-            &mut out,
-        );
-        rule_steps(
+        endpoint_steps(
+            &self.pre_flow,
+            &self.flows,
+            std::iter::once(&self.post_flow).chain(&self.post_client_flow),
             &self.fault_rules,
             self.default_fault_rule.as_ref(),
-            &mut out,
-        );
-        out
+        )
     }
 
     /// Every condition of the endpoint, with what it guards.
@@ -375,19 +383,13 @@ impl ProxyEndpoint {
 impl TargetEndpoint {
     /// Every step of the endpoint: flows, fault rules, step-level fault rules.
     pub fn all_steps(&self) -> Vec<&Step> {
-        let mut out = Vec::new();
-        flow_steps(
-            std::iter::once(&self.pre_flow)
-                .chain(&self.flows)
-                .chain(std::iter::once(&self.post_flow)),
-            &mut out,
-        );
-        rule_steps(
+        endpoint_steps(
+            &self.pre_flow,
+            &self.flows,
+            [&self.post_flow],
             &self.fault_rules,
             self.default_fault_rule.as_ref(),
-            &mut out,
-        );
-        out
+        )
     }
 
     /// Every condition of the endpoint.
@@ -423,29 +425,22 @@ impl SharedFlow {
 
 /// Parsing context for one endpoint file.
 pub(crate) struct Ecx<'a> {
-    pub src: &'a Source,
-    pub diags: &'a mut Vec<Diagnostic>,
+    /// The file and its problems, with the element readers policies use too.
+    pub cx: ParseContext<'a>,
     pub options: &'a ParseOptions,
 }
 
 impl Ecx<'_> {
     fn warning(&mut self, offset: usize, message: impl Into<String>) {
-        self.diags.push(self.src.warning(offset, message));
+        self.cx.warning(offset, message);
     }
 
     fn error(&mut self, offset: usize, message: impl Into<String>) {
-        self.diags.push(self.src.error(offset, message));
+        self.cx.error(offset, message);
     }
 
     pub fn known(&mut self, el: &Element, known: &[&str]) {
-        for child in &el.children {
-            if !known.contains(&child.name.as_str()) {
-                self.warning(
-                    child.offset,
-                    format!("unknown element `<{}>` in `<{}>`", child.name, el.name),
-                );
-            }
-        }
+        self.cx.known(el, known);
     }
 
     fn at_most_one(&mut self, el: &Element, name: &str) {
@@ -464,7 +459,7 @@ impl Ecx<'_> {
     }
 
     fn location(&self, el: &Element) -> Location {
-        self.src.location(el.offset)
+        self.cx.src.location(el.offset)
     }
 
     /// Parses the `<Condition>` child of `el`.
@@ -483,11 +478,12 @@ impl Ecx<'_> {
         if text.is_empty() {
             return None;
         }
-        let location = self.src.location(c.text_offset());
+        let location = self.cx.src.location(c.text_offset());
         let error = match parse_with(text, self.options) {
             Err(_) if preflow_policy::is_placeholder(text) => {
-                self.diags.push(
-                    self.src
+                self.cx.diags.push(
+                    self.cx
+                        .src
                         .warning(
                             c.text_offset(),
                             "condition holds a deploy-time placeholder; it is not checked",
@@ -530,12 +526,13 @@ impl Ecx<'_> {
             _ => "evaluating it faults with `ConditionInvalid`",
         };
         let mut d = self
+            .cx
             .src
             .warning(at, format!("invalid condition: {message}; {consequence}"));
         if let Some(h) = hint {
             d = d.with_hint(h);
         }
-        self.diags.push(d);
+        self.cx.diags.push(d);
         Some(Condition {
             text: text.to_owned(),
             form: ConditionForm::Invalid { message },
@@ -826,19 +823,7 @@ impl Ecx<'_> {
             url,
             load_balancer,
             path: Self::text_of(c, "Path"),
-            properties: c
-                .child("Properties")
-                .map(|p| {
-                    p.children_named("Property")
-                        .map(|p| {
-                            (
-                                p.attr("name").unwrap_or_default().to_owned(),
-                                p.text().to_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+            properties: c.properties(),
         }
     }
 

@@ -1,4 +1,10 @@
 //! Unit tests of bundle loading and the endpoint model, on small hand-written bundles.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use preflow::*;
 use std::io::Write;

@@ -1,4 +1,10 @@
 //! The checks of `preflow check` beyond loading, on small hand-written bundles.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use preflow::{LoadOptions, lint, load_files};
 

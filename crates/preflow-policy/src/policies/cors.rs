@@ -313,3 +313,127 @@ impl PolicyType for CorsPolicy {
         run(rt, c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cors::{CorsOutcome, CorsRequest, evaluate};
+    use crate::test_support::*;
+
+    fn cfg(xml: &str) -> crate::cors::Cors {
+        match load(xml).0 {
+            PolicyConfig::Cors(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn preflight_actual_and_denied() {
+        let c = cfg(
+            r#"<CORS name="C"><AllowOrigins>https://a.example, https://b.example</AllowOrigins>
+               <AllowMethods>GET, POST</AllowMethods><AllowHeaders>content-type, x-key</AllowHeaders>
+               <ExposeHeaders>x-total</ExposeHeaders><MaxAge>600</MaxAge><AllowCredentials>true</AllowCredentials></CORS>"#,
+        );
+        let pre = CorsRequest {
+            method: "OPTIONS",
+            origin: Some("https://b.example"),
+            request_method: Some("POST"),
+            request_headers: Some("X-Key"),
+        };
+        let CorsOutcome::Preflight(h) = evaluate(&c, &pre, &|_| None) else {
+            panic!()
+        };
+        let get = |h: &[(String, String)], k: &str| {
+            h.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get(&h, "Access-Control-Allow-Origin").as_deref(),
+            Some("https://b.example")
+        );
+        assert_eq!(
+            get(&h, "Access-Control-Allow-Methods").as_deref(),
+            Some("GET, POST")
+        );
+        assert_eq!(get(&h, "Access-Control-Max-Age").as_deref(), Some("600"));
+        assert_eq!(
+            get(&h, "Access-Control-Allow-Credentials").as_deref(),
+            Some("true")
+        );
+        let actual = CorsRequest {
+            method: "GET",
+            request_method: None,
+            request_headers: None,
+            ..pre
+        };
+        let CorsOutcome::Allowed(h) = evaluate(&c, &actual, &|_| None) else {
+            panic!()
+        };
+        assert_eq!(
+            get(&h, "Access-Control-Expose-Headers").as_deref(),
+            Some("x-total")
+        );
+        assert!(matches!(
+            evaluate(
+                &c,
+                &CorsRequest {
+                    origin: Some("https://evil.example"),
+                    ..actual
+                },
+                &|_| None
+            ),
+            CorsOutcome::Denied {
+                preflight: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            evaluate(
+                &c,
+                &CorsRequest {
+                    request_method: Some("DELETE"),
+                    ..pre
+                },
+                &|_| None
+            ),
+            CorsOutcome::Denied {
+                preflight: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            evaluate(
+                &c,
+                &CorsRequest {
+                    origin: None,
+                    ..actual
+                },
+                &|_| None
+            ),
+            CorsOutcome::NotCors
+        );
+    }
+
+    #[test]
+    fn defaults_echo_the_origin() {
+        let c = cfg(r#"<CORS name="C"/>"#);
+        let req = CorsRequest {
+            method: "GET",
+            origin: Some("https://x.example"),
+            request_method: None,
+            request_headers: None,
+        };
+        let vars = Vars::new(&[("request.header.origin", "https://x.example")]);
+        let CorsOutcome::Allowed(h) = evaluate(&c, &req, &|n| vars.get(n)) else {
+            panic!()
+        };
+        assert_eq!(
+            h[0],
+            (
+                "Access-Control-Allow-Origin".into(),
+                "https://x.example".into()
+            )
+        );
+        let (_, diags) =
+            load(r#"<CORS name="C"><AllowOrigins>*, https://a.example</AllowOrigins></CORS>"#);
+        assert!(diags.iter().any(|d| d.is_error()));
+    }
+}

@@ -19,16 +19,8 @@ pub struct Pattern {
     pub ignore_case: bool,
 }
 
-/// `<QueryParam name>`, `<Header name>`, `<FormParam name>` or `<Variable name>` with
-/// its patterns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct NamedPatterns {
-    /// The parameter, header or variable name.
-    pub name: String,
-    /// The patterns; the first that matches wins.
-    pub patterns: Vec<Pattern>,
-}
+/// A parameter, header or variable with its patterns.
+pub type NamedPatterns = super::Named<Pattern>;
 
 /// The declared type of an extracted JSON or XML value.
 #[derive(Debug, Clone, PartialEq, Eq)]

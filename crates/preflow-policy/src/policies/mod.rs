@@ -16,3 +16,15 @@ pub mod security;
 pub mod service;
 pub(crate) mod source;
 pub mod traffic;
+
+/// A named input (a query or form parameter, a header, a variable) with the patterns
+/// checked against it, first match first: ExtractVariables captures with them,
+/// RegularExpressionProtection rejects with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Named<P> {
+    /// The parameter, header or variable name.
+    pub name: String,
+    /// The patterns.
+    pub patterns: Vec<P>,
+}

@@ -5,7 +5,27 @@ use crate::registry::{BuildCx, CompileError, PolicyType};
 use crate::runtime::{Outcome, Runtime};
 use crate::xml::Element;
 
-use super::{InvalidateCache, key_of, resource};
+use super::{COMMON, CacheCommon, common, key_of, resource};
+
+/// `<InvalidateCache>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct InvalidateCache {
+    /// Key, scope and resource.
+    pub common: CacheCommon,
+    /// `<PurgeChildEntries>` (default false): remove every entry under the key's prefix.
+    pub purge_child_entries: bool,
+}
+
+fn invalidate_cache(cx: &mut Cx<'_>, el: &Element) -> InvalidateCache {
+    let mut known = COMMON.to_vec();
+    known.push("PurgeChildEntries");
+    cx.known_policy(el, &known);
+    InvalidateCache {
+        common: common(cx, el),
+        purge_child_entries: cx.child_bool(el, "PurgeChildEntries", false),
+    }
+}
 
 /// The InvalidateCache policy type.
 #[derive(Debug)]
@@ -16,7 +36,7 @@ impl PolicyType for InvalidateCachePolicy {
     type Compiled = (String, InvalidateCache);
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> InvalidateCache {
-        super::invalidate_cache(cx, el)
+        invalidate_cache(cx, el)
     }
 
     fn compile(

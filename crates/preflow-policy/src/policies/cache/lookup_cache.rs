@@ -5,7 +5,31 @@ use crate::registry::{BuildCx, CompileError, PolicyType};
 use crate::runtime::{Outcome, Runtime};
 use crate::xml::Element;
 
-use super::{CachedValue, LookupCache, key_of, resource};
+use super::{COMMON, CacheCommon, CachedValue, common, key_of, resource};
+
+/// `<LookupCache>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LookupCache {
+    /// Key, scope and resource.
+    pub common: CacheCommon,
+    /// `<AssignTo>`: the variable that receives the value.
+    pub assign_to: String,
+}
+
+fn lookup_cache(cx: &mut Cx<'_>, el: &Element) -> LookupCache {
+    let mut known = COMMON.to_vec();
+    known.push("AssignTo");
+    cx.known_policy(el, &known);
+    let assign_to = cx.child_text(el, "AssignTo").unwrap_or_else(|| {
+        cx.error(el.offset, "LookupCache needs an `<AssignTo>` variable");
+        String::new()
+    });
+    LookupCache {
+        common: common(cx, el),
+        assign_to,
+    }
+}
 
 /// The LookupCache policy type.
 #[derive(Debug)]
@@ -16,7 +40,7 @@ impl PolicyType for LookupCachePolicy {
     type Compiled = (String, LookupCache);
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> LookupCache {
-        super::lookup_cache(cx, el)
+        lookup_cache(cx, el)
     }
 
     fn compile(

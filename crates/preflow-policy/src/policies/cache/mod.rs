@@ -7,9 +7,13 @@ mod populate_cache;
 mod response_cache;
 
 pub(crate) use invalidate_cache::InvalidateCachePolicy;
+pub use invalidate_cache::*;
 pub(crate) use lookup_cache::LookupCachePolicy;
+pub use lookup_cache::*;
 pub(crate) use populate_cache::PopulateCachePolicy;
+pub use populate_cache::*;
 pub(crate) use response_cache::ResponseCachePolicy;
+pub use response_cache::*;
 
 use http::StatusCode;
 
@@ -147,60 +151,7 @@ pub struct CacheCommon {
     pub resource: Option<String>,
 }
 
-/// `<ResponseCache>`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct ResponseCache {
-    /// Key, scope and resource.
-    pub common: CacheCommon,
-    /// `<ExpirySettings>`.
-    pub expiry: Expiry,
-    /// `<ExcludeErrorResponse>` (default false): responses with status >= 400 are cached too.
-    pub exclude_error_response: bool,
-    /// `<SkipCacheLookup>`: a condition; when true the lookup is skipped.
-    pub skip_cache_lookup: Option<String>,
-    /// `<SkipCachePopulation>`: a condition; when true the response is not cached.
-    pub skip_cache_population: Option<String>,
-    /// `<UseAcceptHeader>` (default false): the Accept headers join the key.
-    pub use_accept_header: bool,
-    /// `<UseResponseCacheHeaders>` (default false): `Cache-Control: max-age` and `Expires`
-    /// of the response bound the time to live.
-    pub use_response_cache_headers: bool,
-}
-
-/// `<LookupCache>`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct LookupCache {
-    /// Key, scope and resource.
-    pub common: CacheCommon,
-    /// `<AssignTo>`: the variable that receives the value.
-    pub assign_to: String,
-}
-
-/// `<PopulateCache>`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct PopulateCache {
-    /// Key, scope and resource.
-    pub common: CacheCommon,
-    /// `<Source>`: the variable whose value is cached.
-    pub source: String,
-    /// `<ExpirySettings>`.
-    pub expiry: Expiry,
-}
-
-/// `<InvalidateCache>`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct InvalidateCache {
-    /// Key, scope and resource.
-    pub common: CacheCommon,
-    /// `<PurgeChildEntries>` (default false): remove every entry under the key's prefix.
-    pub purge_child_entries: bool,
-}
-
-fn common(cx: &mut Cx<'_>, el: &Element) -> CacheCommon {
+pub(super) fn common(cx: &mut Cx<'_>, el: &Element) -> CacheCommon {
     let key = match el.child("CacheKey") {
         Some(k) => {
             cx.known(k, &["Prefix", "KeyFragment"]);
@@ -250,7 +201,7 @@ fn common(cx: &mut Cx<'_>, el: &Element) -> CacheCommon {
     }
 }
 
-fn expiry(cx: &mut Cx<'_>, el: &Element) -> Expiry {
+pub(super) fn expiry(cx: &mut Cx<'_>, el: &Element) -> Expiry {
     let Some(e) = el.child("ExpirySettings") else {
         return Expiry::default();
     };
@@ -285,7 +236,7 @@ fn expiry(cx: &mut Cx<'_>, el: &Element) -> Expiry {
     Expiry::default()
 }
 
-fn condition_text(cx: &mut Cx<'_>, el: &Element, name: &str) -> Option<String> {
+pub(super) fn condition_text(cx: &mut Cx<'_>, el: &Element, name: &str) -> Option<String> {
     let c = el.child(name)?;
     let text = c.non_empty_text()?;
     if let Err(e) = preflow_condition::parse(text) {
@@ -297,73 +248,12 @@ fn condition_text(cx: &mut Cx<'_>, el: &Element, name: &str) -> Option<String> {
     Some(text.to_owned())
 }
 
-const COMMON: &[&str] = &[
+pub(super) const COMMON: &[&str] = &[
     "CacheKey",
     "Scope",
     "CacheResource",
     "CacheLookupTimeoutInSeconds",
 ];
-
-fn response_cache(cx: &mut Cx<'_>, el: &Element) -> ResponseCache {
-    let mut known = COMMON.to_vec();
-    known.extend([
-        "ExpirySettings",
-        "ExcludeErrorResponse",
-        "SkipCacheLookup",
-        "SkipCachePopulation",
-        "UseAcceptHeader",
-        "UseResponseCacheHeaders",
-    ]);
-    cx.known_policy(el, &known);
-    ResponseCache {
-        common: common(cx, el),
-        expiry: expiry(cx, el),
-        exclude_error_response: cx.child_bool(el, "ExcludeErrorResponse", false),
-        skip_cache_lookup: condition_text(cx, el, "SkipCacheLookup"),
-        skip_cache_population: condition_text(cx, el, "SkipCachePopulation"),
-        use_accept_header: cx.child_bool(el, "UseAcceptHeader", false),
-        use_response_cache_headers: cx.child_bool(el, "UseResponseCacheHeaders", false),
-    }
-}
-
-fn lookup_cache(cx: &mut Cx<'_>, el: &Element) -> LookupCache {
-    let mut known = COMMON.to_vec();
-    known.push("AssignTo");
-    cx.known_policy(el, &known);
-    let assign_to = cx.child_text(el, "AssignTo").unwrap_or_else(|| {
-        cx.error(el.offset, "LookupCache needs an `<AssignTo>` variable");
-        String::new()
-    });
-    LookupCache {
-        common: common(cx, el),
-        assign_to,
-    }
-}
-
-fn populate_cache(cx: &mut Cx<'_>, el: &Element) -> PopulateCache {
-    let mut known = COMMON.to_vec();
-    known.extend(["Source", "ExpirySettings"]);
-    cx.known_policy(el, &known);
-    let source = cx.child_text(el, "Source").unwrap_or_else(|| {
-        cx.error(el.offset, "PopulateCache needs a `<Source>` variable");
-        String::new()
-    });
-    PopulateCache {
-        common: common(cx, el),
-        source,
-        expiry: expiry(cx, el),
-    }
-}
-
-fn invalidate_cache(cx: &mut Cx<'_>, el: &Element) -> InvalidateCache {
-    let mut known = COMMON.to_vec();
-    known.push("PurgeChildEntries");
-    cx.known_policy(el, &known);
-    InvalidateCache {
-        common: common(cx, el),
-        purge_child_entries: cx.child_bool(el, "PurgeChildEntries", false),
-    }
-}
 
 /// Where a policy runs, for the key's scope prefix.
 #[derive(Debug, Clone, Copy, Default)]
@@ -719,3 +609,6 @@ pub(crate) fn key_of<R: Runtime>(
         ))
     })
 }
+
+#[cfg(test)]
+mod tests;

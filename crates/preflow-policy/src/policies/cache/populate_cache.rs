@@ -5,7 +5,34 @@ use crate::registry::{BuildCx, CompileError, PolicyType};
 use crate::runtime::{Outcome, Runtime};
 use crate::xml::Element;
 
-use super::{CachedValue, PopulateCache, key_of, resource};
+use super::{COMMON, CacheCommon, CachedValue, Expiry, common, expiry, key_of, resource};
+
+/// `<PopulateCache>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PopulateCache {
+    /// Key, scope and resource.
+    pub common: CacheCommon,
+    /// `<Source>`: the variable whose value is cached.
+    pub source: String,
+    /// `<ExpirySettings>`.
+    pub expiry: Expiry,
+}
+
+fn populate_cache(cx: &mut Cx<'_>, el: &Element) -> PopulateCache {
+    let mut known = COMMON.to_vec();
+    known.extend(["Source", "ExpirySettings"]);
+    cx.known_policy(el, &known);
+    let source = cx.child_text(el, "Source").unwrap_or_else(|| {
+        cx.error(el.offset, "PopulateCache needs a `<Source>` variable");
+        String::new()
+    });
+    PopulateCache {
+        common: common(cx, el),
+        source,
+        expiry: expiry(cx, el),
+    }
+}
 
 /// The PopulateCache policy type.
 #[derive(Debug)]
@@ -16,7 +43,7 @@ impl PolicyType for PopulateCachePolicy {
     type Compiled = (String, PopulateCache);
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> PopulateCache {
-        super::populate_cache(cx, el)
+        populate_cache(cx, el)
     }
 
     fn compile(

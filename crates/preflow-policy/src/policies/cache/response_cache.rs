@@ -10,7 +10,53 @@ use crate::registry::{BuildCx, CompileError, PolicyType};
 use crate::runtime::{Message, Outcome, Runtime};
 use crate::xml::Element;
 
-use super::{CachedValue, ResponseCache, key_of, resource, response_header_ttl};
+use super::{
+    COMMON, CacheCommon, CachedValue, Expiry, common, condition_text, expiry, key_of, resource,
+    response_header_ttl,
+};
+
+/// `<ResponseCache>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ResponseCache {
+    /// Key, scope and resource.
+    pub common: CacheCommon,
+    /// `<ExpirySettings>`.
+    pub expiry: Expiry,
+    /// `<ExcludeErrorResponse>` (default false): responses with status >= 400 are cached too.
+    pub exclude_error_response: bool,
+    /// `<SkipCacheLookup>`: a condition; when true the lookup is skipped.
+    pub skip_cache_lookup: Option<String>,
+    /// `<SkipCachePopulation>`: a condition; when true the response is not cached.
+    pub skip_cache_population: Option<String>,
+    /// `<UseAcceptHeader>` (default false): the Accept headers join the key.
+    pub use_accept_header: bool,
+    /// `<UseResponseCacheHeaders>` (default false): `Cache-Control: max-age` and `Expires`
+    /// of the response bound the time to live.
+    pub use_response_cache_headers: bool,
+}
+
+fn response_cache(cx: &mut Cx<'_>, el: &Element) -> ResponseCache {
+    let mut known = COMMON.to_vec();
+    known.extend([
+        "ExpirySettings",
+        "ExcludeErrorResponse",
+        "SkipCacheLookup",
+        "SkipCachePopulation",
+        "UseAcceptHeader",
+        "UseResponseCacheHeaders",
+    ]);
+    cx.known_policy(el, &known);
+    ResponseCache {
+        common: common(cx, el),
+        expiry: expiry(cx, el),
+        exclude_error_response: cx.child_bool(el, "ExcludeErrorResponse", false),
+        skip_cache_lookup: condition_text(cx, el, "SkipCacheLookup"),
+        skip_cache_population: condition_text(cx, el, "SkipCachePopulation"),
+        use_accept_header: cx.child_bool(el, "UseAcceptHeader", false),
+        use_response_cache_headers: cx.child_bool(el, "UseResponseCacheHeaders", false),
+    }
+}
 
 /// A compiled ResponseCache: its skip conditions compiled.
 #[derive(Debug)]
@@ -130,7 +176,7 @@ impl PolicyType for ResponseCachePolicy {
     type Compiled = Box<CompiledResponseCache>;
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> ResponseCache {
-        super::response_cache(cx, el)
+        response_cache(cx, el)
     }
 
     fn compile(r: &ResponseCache, cx: &BuildCx<'_>) -> Result<Self::Compiled, CompileError> {

@@ -1549,3 +1549,6 @@ pub fn generate(cfg: &Jwt, inputs: &JwtInputs<'_>, jti: &str) -> Result<Generate
         decoded: Some(Decoded { header, claims }),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -452,6 +452,20 @@ fn presented_token<R: Runtime>(rt: &R, o: &OAuth) -> Option<String> {
     None
 }
 
+/// Looks the token up (inline, or as a store step) and verifies it.
+fn look_up_and_verify<R: Runtime>(rt: &mut R, o: &OAuth, hash: TokenHash) -> Outcome {
+    match rt.env().state {
+        StateMode::Local => {
+            let found = rt.env().tokens.get_token(&hash);
+            finish_verify(rt, o, found)
+        }
+        StateMode::Remote => Outcome::Store(
+            StoreOp::Token(preflow_oauth::StoreOp::GetToken(hash)),
+            Waiting::Verify,
+        ),
+    }
+}
+
 fn verify_access_token<R: Runtime>(rt: &mut R, o: &OAuth) -> Outcome {
     // Hash the token straight from the header when possible: no allocation.
     let hash = if o.config.access_token.is_none() {
@@ -480,16 +494,7 @@ fn verify_access_token<R: Runtime>(rt: &mut R, o: &OAuth) -> Outcome {
             &o.realm,
         ));
     };
-    match rt.env().state {
-        StateMode::Local => {
-            let found = rt.env().tokens.get_token(&hash);
-            finish_verify(rt, o, found)
-        }
-        StateMode::Remote => Outcome::Store(
-            StoreOp::Token(preflow_oauth::StoreOp::GetToken(hash)),
-            Waiting::Verify,
-        ),
-    }
+    look_up_and_verify(rt, o, hash)
 }
 
 fn fault_name_for_error(error: &str) -> (&'static str, &'static str) {
@@ -646,16 +651,7 @@ fn run<R: Runtime>(rt: &mut R, o: &OAuth) -> Outcome {
                 ));
             };
             let hash = TokenHash::of(value.as_bytes());
-            match rt.env().state {
-                StateMode::Local => {
-                    let found = rt.env().tokens.get_token(&hash);
-                    finish_verify(rt, o, found)
-                }
-                StateMode::Remote => Outcome::Store(
-                    StoreOp::Token(preflow_oauth::StoreOp::GetToken(hash)),
-                    Waiting::Verify,
-                ),
-            }
+            look_up_and_verify(rt, o, hash)
         }
         Some(OAuthOperation::GenerateAuthorizationCode) => authorization_code(rt, o),
         Some(other) => Outcome::Fault(Fault::new(

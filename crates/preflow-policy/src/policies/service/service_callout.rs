@@ -10,7 +10,126 @@ use crate::registry::{BuildCx, CompileError, PolicyType};
 use crate::runtime::{Fault, Message, Outcome, Runtime, Target, TargetError, Timeouts};
 use crate::xml::Element;
 
-use super::{CalloutConnection, ServiceCallout};
+use super::*;
+
+/// `<Request variable clearPayload>`: the callout request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CalloutRequest {
+    /// `variable`: the message variable that holds the callout request (absent: a new
+    /// request message).
+    pub variable: Option<String>,
+    /// `clearPayload` (default false).
+    pub clear_payload: bool,
+    /// `<Set>`, `<Add>`, `<Remove>`, `<Copy>` as in AssignMessage.
+    pub ops: MessageOps,
+    /// `<IgnoreUnresolvedVariables>` (default false).
+    pub ignore_unresolved_variables: bool,
+}
+
+/// How the callout reaches its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutConnection {
+    /// `<HTTPTargetConnection>`.
+    Http {
+        /// `<URL>`, a template.
+        url: Template,
+        /// `<Properties><Property>`.
+        properties: Vec<(String, String)>,
+        /// `<Authentication><GoogleAccessToken|GoogleIDToken>` present (the host must add the
+        /// token; it is reported, not performed).
+        google_auth: bool,
+    },
+    /// `<LocalTargetConnection>`: another proxy in the same gateway.
+    Local {
+        /// `<APIProxy>`.
+        api_proxy: Option<String>,
+        /// `<ProxyEndpoint>`.
+        proxy_endpoint: Option<String>,
+        /// `<Path>`.
+        path: Option<String>,
+    },
+}
+
+/// `<ServiceCallout>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceCallout {
+    /// `<Request>`; absent means a new GET request.
+    pub request: Option<CalloutRequest>,
+    /// `<Response>`: the variable that receives the response; absent means
+    /// fire-and-forget (the response is discarded).
+    pub response: Option<String>,
+    /// `<Timeout>` in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// The connection.
+    pub connection: Option<CalloutConnection>,
+}
+
+fn service_callout(cx: &mut Cx<'_>, el: &Element) -> ServiceCallout {
+    cx.known_policy(
+        el,
+        &[
+            "Request",
+            "Response",
+            "Timeout",
+            "HTTPTargetConnection",
+            "LocalTargetConnection",
+        ],
+    );
+    let request = el.child("Request").map(|r| CalloutRequest {
+        variable: r
+            .attr("variable")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
+        clear_payload: cx.attr_bool(r, "clearPayload", false),
+        ops: crate::policies::message::message_ops(cx, r),
+        ignore_unresolved_variables: cx.child_bool(r, "IgnoreUnresolvedVariables", false),
+    });
+    let connection = if let Some(h) = el.child("HTTPTargetConnection") {
+        let url = cx.child_text(h, "URL");
+        if url.is_none() {
+            cx.error(
+                h.offset,
+                "the callout's `<HTTPTargetConnection>` needs a `<URL>`",
+            );
+        }
+        Some(CalloutConnection::Http {
+            url: Template::parse(url.as_deref().unwrap_or("")),
+            properties: h.properties(),
+            google_auth: h.child("Authentication").is_some(),
+        })
+    } else if let Some(l) = el.child("LocalTargetConnection") {
+        Some(CalloutConnection::Local {
+            api_proxy: cx.child_text(l, "APIProxy"),
+            proxy_endpoint: cx.child_text(l, "ProxyEndpoint"),
+            path: cx.child_text(l, "Path"),
+        })
+    } else {
+        cx.error(
+            el.offset,
+            "ServiceCallout needs an `<HTTPTargetConnection>` or a `<LocalTargetConnection>`",
+        );
+        None
+    };
+    ServiceCallout {
+        request,
+        response: cx.child_text(el, "Response"),
+        timeout_ms: el.child("Timeout").and_then(|t| cx.number(t)),
+        connection,
+    }
+}
+
+/// The Apigee faults of ServiceCallout: (fault name, HTTP status).
+pub mod faults {
+    /// The callout could not be made or timed out: `steps.servicecallout.ExecutionFailed`.
+    pub const EXECUTION_FAILED: (&str, u16) = ("ExecutionFailed", 500);
+    /// The callout's response has status 4xx/5xx: `steps.servicecallout.ResponseCode`...
+    /// Apigee reports `ExecutionFailed` with the reason `ResponseCode <n> is treated as error`.
+    pub const RESPONSE_CODE: (&str, u16) = ("ExecutionFailed", 500);
+    /// The request variable is not a message: `steps.servicecallout.RequestVariableNotMessageType`.
+    pub const REQUEST_NOT_MESSAGE: (&str, u16) = ("RequestVariableNotMessageType", 500);
+}
 
 fn start<R: Runtime>(rt: &mut R, name: &str, sc: &ServiceCallout) -> Outcome {
     // An HTTP callout names its URL; a local one (proxy chaining) only a path, which the
@@ -142,7 +261,7 @@ impl PolicyType for ServiceCalloutPolicy {
     type Compiled = (String, Box<ServiceCallout>);
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> Box<ServiceCallout> {
-        Box::new(super::service_callout(cx, el))
+        Box::new(service_callout(cx, el))
     }
 
     fn compile(

@@ -5,7 +5,74 @@ use crate::registry::{BuildCx, CompileError, PolicyType};
 use crate::runtime::{Outcome, Runtime};
 use crate::xml::Element;
 
-use super::{STATISTICS_PREFIX, StatisticsCollector, collect_statistics};
+use super::*;
+
+/// `<Statistic name ref type>default</Statistic>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Statistic {
+    /// `name`: the custom dimension.
+    pub name: String,
+    /// `ref`: the variable read.
+    pub reference: Option<String>,
+    /// `type`: STRING, INTEGER, FLOAT, LONG, DOUBLE, BOOLEAN.
+    pub stat_type: String,
+    /// The default value when the variable does not resolve.
+    pub default: Option<String>,
+}
+
+/// `<StatisticsCollector>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatisticsCollector {
+    /// `<Statistics><Statistic>`.
+    pub statistics: Vec<Statistic>,
+}
+
+fn statistics_collector(cx: &mut Cx<'_>, el: &Element) -> StatisticsCollector {
+    cx.known_policy(el, &["Statistics"]);
+    StatisticsCollector {
+        statistics: el
+            .child("Statistics")
+            .map(|s| {
+                s.children_named("Statistic")
+                    .map(|st| Statistic {
+                        name: st.attr("name").unwrap_or_default().trim().to_owned(),
+                        reference: ref_attr(st),
+                        stat_type: st
+                            .attr("type")
+                            .unwrap_or("STRING")
+                            .trim()
+                            .to_ascii_uppercase(),
+                        default: st.non_empty_text().map(str::to_owned),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The prefix of the variables StatisticsCollector and DataCapture set, so that traces and
+/// analytics hooks can read the collected values.
+pub const STATISTICS_PREFIX: &str = "statistics.";
+
+/// The values collected: `(statistics.<name>, value)` for every statistic that has one.
+pub fn collect_statistics(
+    cfg: &StatisticsCollector,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
+    cfg.statistics
+        .iter()
+        .filter_map(|s| {
+            let v = s
+                .reference
+                .as_deref()
+                .and_then(lookup)
+                .or_else(|| s.default.clone())?;
+            Some((format!("{STATISTICS_PREFIX}{}", s.name), v))
+        })
+        .collect()
+}
 
 /// The StatisticsCollector policy type.
 #[derive(Debug)]
@@ -16,7 +83,7 @@ impl PolicyType for StatisticsCollectorPolicy {
     type Compiled = (String, StatisticsCollector);
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> StatisticsCollector {
-        super::statistics_collector(cx, el)
+        statistics_collector(cx, el)
     }
 
     fn compile(

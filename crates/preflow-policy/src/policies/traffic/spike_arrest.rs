@@ -26,7 +26,6 @@ pub enum RatePeriod {
 
 /// A SpikeArrest rate such as `30ps` or `12pm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Rate {
     /// Messages per period, at least 1.
     pub count: u32,
