@@ -53,11 +53,11 @@ impl GatewayHandler {
         self
     }
 
-    fn run(&self, request: Request<Bytes>, client: SocketAddr, depth: u8) -> Answer<'_> {
+    fn run(&self, request: Request<Bytes>, client: Client, depth: u8) -> Answer<'_> {
         Box::pin(async move {
             let gateway = &self.gateway;
             let slow = may_check_a_secret(&request);
-            let mut ex = gateway.begin(request, Client::http(client), SystemTime::now());
+            let mut ex = gateway.begin(request, client, SystemTime::now());
             let resp = loop {
                 let step = if slow {
                     // Checking a chosen client secret is an Argon2id hash: tens of
@@ -118,7 +118,7 @@ impl GatewayHandler {
             let inner = Request::from_parts(parts, body);
             let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
-            return match tokio::time::timeout(io, self.run(inner, loopback, depth + 1)).await {
+            return match tokio::time::timeout(io, self.run(inner, Client::http(loopback), depth + 1)).await {
                 Ok((resp, _)) => Ok(resp),
                 Err(_) => Err(TargetError::Timeout),
             };
@@ -160,7 +160,7 @@ impl Handler for GatewayHandler {
     async fn handle(
         &self,
         request: Request<Bytes>,
-        client: SocketAddr,
+        client: Client,
     ) -> (Response<Bytes>, Handled) {
         self.run(request, client, 0).await
     }

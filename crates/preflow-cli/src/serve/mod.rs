@@ -64,6 +64,28 @@ pub struct Args {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request head (and to finish a TLS handshake).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_timeout: u64,
+    /// Seconds of silence allowed while a request body is read, and the grace period
+    /// before --body-min-rate applies; past either the client gets 408.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub body_timeout: u64,
+    /// Lowest average request body rate in bytes per second once --body-timeout has
+    /// passed (0: none).
+    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
+    pub body_min_rate: u64,
+    /// Seconds an open connection with no request in progress is kept.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub idle_timeout: u64,
+    /// Most open client connections, all listeners together; further clients wait in
+    /// the kernel's accept queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most bytes of request bodies held at once by all requests in flight; a request
+    /// that would pass it gets 503 without its body being read.
+    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    pub max_buffered_bytes: usize,
     /// Largest target response body in bytes; larger ones fail the call (502).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_response_bytes: usize,
@@ -245,8 +267,12 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let limits = listener::Limits {
         max_header_bytes: args.max_header_bytes,
         max_body_bytes: args.max_body_bytes,
-        ..listener::Limits::default()
+        header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        body_min_rate: args.body_min_rate,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
     };
+    let budgets = listener::Budgets::new(args.max_connections, args.max_buffered_bytes);
     let grace = Duration::from_secs(args.grace_seconds);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -297,9 +323,9 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             .with_remote(remote),
     );
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(main.serve(handler, limits, stop_rx.clone(), grace));
+    tasks.spawn(main.serve(handler, limits, budgets.clone(), stop_rx.clone(), grace));
     if let Some((l, _, admin)) = admin_listener {
-        tasks.spawn(l.serve(admin, limits, stop_rx.clone(), grace));
+        tasks.spawn(l.serve(admin, limits, budgets.clone(), stop_rx.clone(), grace));
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
