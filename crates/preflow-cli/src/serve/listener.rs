@@ -281,22 +281,40 @@ async fn read_request(
     })
 }
 
-/// How connections of a listener begin: plain TCP, or TLS with this server config.
-#[derive(Clone)]
-pub enum Transport {
-    /// Plain TCP: HTTP/1.1, or HTTP/2 with prior knowledge (h2c).
-    Plain,
-    /// TLS, HTTP/1.1 or HTTP/2 by ALPN.
-    Tls(tokio_rustls::TlsAcceptor),
+/// A virtual host served on a listener: the host names it answers (TLS SNI, or the
+/// `Host` header on a shared plain address), its TLS configuration and its handler.
+#[derive(Debug)]
+pub struct Route<H> {
+    /// Lower-case host names; the first route also takes names no route lists.
+    pub names: Vec<String>,
+    /// TLS: every route of a listener has it, or none.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The handler.
+    pub handler: Arc<H>,
 }
 
-impl std::fmt::Debug for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Plain => "Plain",
-            Self::Tls(_) => "Tls",
-        })
+impl<H> Route<H> {
+    /// A plain route answering every host name.
+    pub fn plain(handler: Arc<H>) -> Self {
+        Self {
+            names: Vec::new(),
+            tls: None,
+            handler,
+        }
     }
+}
+
+/// The route for host name `name` (port and case ignored), else the first.
+fn route_index<H>(routes: &[Route<H>], name: Option<&str>) -> usize {
+    let Some(name) = name else { return 0 };
+    let host = match name.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => name.split(':').next().unwrap_or(name),
+    };
+    routes
+        .iter()
+        .position(|r| r.names.iter().any(|n| n.eq_ignore_ascii_case(host)))
+        .unwrap_or(0)
 }
 
 /// A bound listener, ready to serve.
@@ -304,7 +322,6 @@ impl std::fmt::Debug for Transport {
 pub struct Listener {
     tcp: TcpListener,
     name: Arc<str>,
-    transport: Transport,
 }
 
 /// What one connection's service shares with its idle watchdog.
@@ -316,19 +333,12 @@ struct Activity {
 }
 
 impl Listener {
-    /// Binds `addr` (port 0 picks a free port) for plain HTTP.
+    /// Binds `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, name: &str) -> std::io::Result<Self> {
         Ok(Self {
             tcp: TcpListener::bind(addr).await?,
             name: Arc::from(name),
-            transport: Transport::Plain,
         })
-    }
-
-    /// Serves TLS on this listener.
-    pub fn with_transport(mut self, transport: Transport) -> Self {
-        self.transport = transport;
-        self
     }
 
     /// The address actually bound.
@@ -340,13 +350,15 @@ impl Listener {
     /// for open requests to finish.
     pub async fn serve<H: Handler>(
         self,
-        handler: Arc<H>,
+        routes: Vec<Route<H>>,
         limits: Limits,
         budgets: Budgets,
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) {
         let name = Arc::clone(&self.name);
+        let routes: Arc<[Route<H>]> = Arc::from(routes);
+        let tls = routes.first().is_some_and(|r| r.tls.is_some());
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -382,7 +394,7 @@ impl Listener {
             };
             let _ = stream.set_nodelay(true);
             let conn = Connection {
-                handler: Arc::clone(&handler),
+                routes: Arc::clone(&routes),
                 limits,
                 budgets: budgets.clone(),
                 name: Arc::clone(&name),
@@ -392,25 +404,17 @@ impl Listener {
                 _open: open_tx.clone(),
                 _permit: permit,
             };
-            let transport = self.transport.clone();
             tokio::spawn(async move {
-                match transport {
-                    Transport::Plain => conn.run(stream, preflow::Scheme::Http).await,
-                    Transport::Tls(acceptor) => {
-                        let accepted = tokio::time::timeout(
-                            conn.limits.header_read_timeout,
-                            acceptor.accept(stream),
-                        )
-                        .await;
-                        match accepted {
-                            Ok(Ok(tls)) => conn.run(tls, preflow::Scheme::Https).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(listener = %conn.name, client = %peer, error = %e, "TLS handshake failed");
-                            }
-                            Err(_) => {
-                                tracing::debug!(listener = %conn.name, client = %peer, "TLS handshake timed out");
-                            }
-                        }
+                if !tls {
+                    return conn.run(stream, None).await;
+                }
+                match tokio::time::timeout(conn.limits.header_read_timeout, handshake(stream, &conn.routes)).await {
+                    Ok(Ok((stream, index))) => conn.run(stream, Some(index)).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = %conn.name, client = %peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = %conn.name, client = %peer, "TLS handshake timed out");
                     }
                 }
             });
@@ -426,9 +430,25 @@ impl Listener {
     }
 }
 
+/// Completes the TLS handshake with the configuration of the route that the client's
+/// SNI names (else the first route's).
+async fn handshake<H>(
+    stream: tokio::net::TcpStream,
+    routes: &[Route<H>],
+) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, usize)> {
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let index = route_index(routes, start.client_hello().server_name());
+    let config = routes
+        .get(index)
+        .and_then(|r| r.tls.clone())
+        .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
+    Ok((start.into_stream(config).await?, index))
+}
+
 /// One accepted connection and what it needs.
 struct Connection<H> {
-    handler: Arc<H>,
+    routes: Arc<[Route<H>]>,
     limits: Limits,
     budgets: Budgets,
     name: Arc<str>,
@@ -440,7 +460,9 @@ struct Connection<H> {
 }
 
 impl<H: Handler> Connection<H> {
-    async fn run<I>(mut self, io: I, scheme: preflow::Scheme)
+    /// Serves HTTP on `io`; `route` is the TLS route, none for plain TCP (routed by the
+    /// `Host` header of each request).
+    async fn run<I>(mut self, io: I, route: Option<usize>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -448,22 +470,45 @@ impl<H: Handler> Connection<H> {
         let activity = Arc::new(Activity::default());
         let client = preflow::Client {
             addr: self.peer,
-            scheme,
+            scheme: if route.is_some() {
+                preflow::Scheme::Https
+            } else {
+                preflow::Scheme::Http
+            },
         };
         let service = {
-            let handler = Arc::clone(&self.handler);
+            let routes = Arc::clone(&self.routes);
             let budgets = self.budgets.clone();
             let name = Arc::clone(&self.name);
             let activity = Arc::clone(&activity);
             let limits = self.limits;
             service_fn(move |req: Request<Incoming>| {
-                let handler = Arc::clone(&handler);
+                let index = route.unwrap_or_else(|| {
+                    if routes.len() < 2 {
+                        return 0;
+                    }
+                    let host = req
+                        .headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .or(req.uri().authority().map(|a| a.as_str()));
+                    route_index(&routes, host)
+                });
+                let handler = routes.get(index).map(|r| Arc::clone(&r.handler));
                 let budgets = budgets.clone();
                 let name = Arc::clone(&name);
                 let activity = Arc::clone(&activity);
                 activity.in_flight.fetch_add(1, Ordering::AcqRel);
                 async move {
-                    let resp = answer(&*handler, req, client, limits, &budgets, &name).await;
+                    let resp = match handler {
+                        Some(h) => answer(&*h, req, client, limits, &budgets, &name).await,
+                        None => fault(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "messaging.runtime.NoRoute",
+                            "No virtual host serves this listener",
+                        )
+                        .map(Full::new),
+                    };
                     let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
                     activity.last_ms.store(ms, Ordering::Release);
                     activity.in_flight.fetch_sub(1, Ordering::AcqRel);
