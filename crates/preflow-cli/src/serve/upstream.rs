@@ -175,13 +175,17 @@ impl Upstream {
 /// The rustls error in the cause chain of a failed call, said plainly.
 fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(t) = tls {
+    // Bounded: cause chains are short; a cycle would be a bug elsewhere.
+    for _ in 0..16 {
+        let Some(err) = cur else { break };
+        // io::Error hides what it wraps from `source()`: look inside it.
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            cur = Some(inner);
+            continue;
+        }
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
             return Some(match t {
                 rustls::Error::InvalidCertificate(why) => {
                     format!("the target's certificate did not verify: {why:?}")

@@ -37,11 +37,14 @@ impl Gateway {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        // A `secure` virtual host in an environment file (the seed's) gets a free port too.
+        // A `secure` virtual host in an environment file (the seed's) gets a free port
+        // too, unless the test gives its own file (whose addresses it chooses).
+        let own_env = args.contains(&"--env");
         let wants_secure = args.iter().any(|a| {
-            std::fs::read_to_string(Path::new(a).join("environment.toml"))
+            let p = Path::new(a);
+            std::fs::read_to_string(if own_env { p.to_owned() } else { p.join("environment.toml") })
                 .is_ok_and(|t| t.contains("name = \"secure\""))
-        }) && !args.contains(&"--env");
+        });
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_preflow"));
         cmd.arg("serve")
             .args(args)
@@ -50,7 +53,7 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if wants_secure {
+        if wants_secure && !own_env {
             cmd.args(["--vhost", "secure=127.0.0.1:0"]);
         }
         for (k, v) in env {
