@@ -33,7 +33,7 @@ enum Command {
     /// flow, condition and policy with its result.
     Trace(trace::Args),
     /// Serve bundles: the reference gateway (hyper and tokio).
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
 }
 
 // mimalloc returns freed pages to the system after a short delay; glibc's malloc keeps

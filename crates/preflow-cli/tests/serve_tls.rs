@@ -118,22 +118,23 @@ fn https_backend(
                         return;
                     };
                     let client_cert = tls.get_ref().1.peer_certificates().is_some();
-                    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                        let seen = Arc::clone(&seen);
-                        async move {
-                            seen.requests.fetch_add(1, Ordering::SeqCst);
-                            let body = format!(
-                                "tls back end via {:?}, client certificate: {}, path {}",
-                                req.version(),
-                                if client_cert { "yes" } else { "no" },
-                                req.uri().path()
-                            );
-                            let _ = req.into_body().collect().await;
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
-                                Bytes::from(body),
-                            )))
-                        }
-                    });
+                    let service =
+                        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                            let seen = Arc::clone(&seen);
+                            async move {
+                                seen.requests.fetch_add(1, Ordering::SeqCst);
+                                let body = format!(
+                                    "tls back end via {:?}, client certificate: {}, path {}",
+                                    req.version(),
+                                    if client_cert { "yes" } else { "no" },
+                                    req.uri().path()
+                                );
+                                let _ = req.into_body().collect().await;
+                                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                                    Bytes::from(body),
+                                )))
+                            }
+                        });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
@@ -170,7 +171,11 @@ fn bundles(dir: &Path, url: &str) {
     .unwrap();
     let only = dir.join("only-secure/apiproxy");
     std::fs::create_dir_all(only.join("proxies")).unwrap();
-    std::fs::write(only.join("only-secure.xml"), r#"<APIProxy name="only-secure"/>"#).unwrap();
+    std::fs::write(
+        only.join("only-secure.xml"),
+        r#"<APIProxy name="only-secure"/>"#,
+    )
+    .unwrap();
     std::fs::write(
         only.join("proxies/default.xml"),
         r#"<ProxyEndpoint name="default">
@@ -234,13 +239,16 @@ fn an_https_target_verified_by_a_truststore_answers_over_http2() {
     let (cert, key) = backend_ca.issue(&["localhost"]);
     let (addr, seen, _h) = https_backend(&cert, &key, None);
     let backend_ca_pem = backend_ca.pem();
-    let s = start(&format!("https://localhost:{}/back", addr.port()), |dir, _| {
-        write(dir, "backend-ca.pem", &backend_ca_pem);
-        format!(
-            "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[target_server]]\nname = \"b\"\nhost = \"localhost\"\nport = {}\ntls = {{ truststore = \"ref://backends\" }}\n",
-            addr.port()
-        )
-    });
+    let s = start(
+        &format!("https://localhost:{}/back", addr.port()),
+        |dir, _| {
+            write(dir, "backend-ca.pem", &backend_ca_pem);
+            format!(
+                "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[target_server]]\nname = \"b\"\nhost = \"localhost\"\nport = {}\ntls = {{ truststore = \"ref://backends\" }}\n",
+                addr.port()
+            )
+        },
+    );
     let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", s.gw.log());
     let body = r.text().unwrap();
@@ -257,19 +265,27 @@ fn a_target_certificate_that_does_not_verify_gets_a_fault_and_no_request() {
     let (cert, key) = backend_ca.issue(&["localhost"]);
     let (addr, seen, _h) = https_backend(&cert, &key, None);
     // No truststore: the web PKI roots, which do not know the back end's CA.
-    let s = start(&format!("https://localhost:{}/back", addr.port()), |_, _| {
-        String::new()
-    });
+    let s = start(
+        &format!("https://localhost:{}/back", addr.port()),
+        |_, _| String::new(),
+    );
     let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
     let status = r.status().as_u16();
     let body = r.text().unwrap();
     assert_eq!(status, 502, "{body}");
-    assert!(body.contains("messaging.adaptors.http.flow.BadGateway"), "{body}");
+    assert!(
+        body.contains("messaging.adaptors.http.flow.BadGateway"),
+        "{body}"
+    );
     assert!(
         body.contains("certificate did not verify") && body.contains("UnknownIssuer"),
         "{body}"
     );
-    assert_eq!(seen.requests.load(Ordering::SeqCst), 0, "no request is sent");
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        0,
+        "no request is sent"
+    );
 }
 
 #[test]
@@ -279,13 +295,16 @@ fn the_target_host_name_is_checked() {
     let (cert, key) = backend_ca.issue(&["backend.example"]);
     let (addr, seen, _h) = https_backend(&cert, &key, None);
     let pem = backend_ca.pem();
-    let s = start(&format!("https://localhost:{}/back", addr.port()), |dir, _| {
-        write(dir, "backend-ca.pem", &pem);
-        format!(
-            "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[target_server]]\nname = \"b\"\nhost = \"localhost\"\nport = {}\ntls = {{ truststore = \"backends\" }}\n",
-            addr.port()
-        )
-    });
+    let s = start(
+        &format!("https://localhost:{}/back", addr.port()),
+        |dir, _| {
+            write(dir, "backend-ca.pem", &pem);
+            format!(
+                "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[target_server]]\nname = \"b\"\nhost = \"localhost\"\nport = {}\ntls = {{ truststore = \"backends\" }}\n",
+                addr.port()
+            )
+        },
+    );
     let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
     let status = r.status().as_u16();
     let body = r.text().unwrap();
@@ -302,15 +321,18 @@ fn mutual_tls_to_a_target_presents_the_keystore_certificate() {
     let (client_cert, client_key) = client_ca.issue(&["gateway.example"]);
     let (addr, seen, _h) = https_backend(&cert, &key, Some(&client_ca.pem()));
     let pem = backend_ca.pem();
-    let s = start(&format!("https://localhost:{}/back", addr.port()), |dir, _| {
-        write(dir, "backend-ca.pem", &pem);
-        write(dir, "client.pem", &client_cert);
-        write(dir, "client-key.pem", &client_key);
-        format!(
-            "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[keystore]]\nname = \"gateway\"\ncert = \"client.pem\"\nkey = \"client-key.pem\"\n\n[[target_server]]\nname = \"b\"\nhost = \"localhost\"\nport = {}\ntls = {{ truststore = \"backends\", keystore = \"gateway\" }}\n",
-            addr.port()
-        )
-    });
+    let s = start(
+        &format!("https://localhost:{}/back", addr.port()),
+        |dir, _| {
+            write(dir, "backend-ca.pem", &pem);
+            write(dir, "client.pem", &client_cert);
+            write(dir, "client-key.pem", &client_key);
+            format!(
+                "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[keystore]]\nname = \"gateway\"\ncert = \"client.pem\"\nkey = \"client-key.pem\"\n\n[[target_server]]\nname = \"b\"\nhost = \"localhost\"\nport = {}\ntls = {{ truststore = \"backends\", keystore = \"gateway\" }}\n",
+                addr.port()
+            )
+        },
+    );
     let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", s.gw.log());
     assert!(
@@ -360,12 +382,14 @@ fn a_listener_with_a_client_ca_requires_client_certificates() {
         "[[virtual_host]]\nname = \"secure\"\nlisten = \"127.0.0.1:0\"\ntls = { cert = \"l.pem\", key = \"l-key.pem\", client_ca = \"client-ca.pem\" }\n",
     );
     let gw = Gateway::start(&[dir.path().to_str().unwrap(), "--env", &env]);
-    let url = format!("https://localhost:{}/only-secure", gw.secure.unwrap().port());
+    let url = format!(
+        "https://localhost:{}/only-secure",
+        gw.secure.unwrap().port()
+    );
     let without = client(&ca.pem()).get(&url).send();
     assert!(without.is_err(), "no client certificate: refused");
     let identity =
-        reqwest::Identity::from_pem(format!("{client_cert}{client_key}").as_bytes())
-            .unwrap();
+        reqwest::Identity::from_pem(format!("{client_cert}{client_key}").as_bytes()).unwrap();
     let with = reqwest::blocking::ClientBuilder::new()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
         .identity(identity)

@@ -347,7 +347,10 @@ impl Environment {
         for vh in &file.virtual_host {
             let vh = vh.get_ref();
             if !names.insert(vh.name.get_ref().clone()) {
-                return Err(r.at(vh.name.span().start, format!("virtual host `{}` is defined twice", vh.name.get_ref())));
+                return Err(r.at(
+                    vh.name.span().start,
+                    format!("virtual host `{}` is defined twice", vh.name.get_ref()),
+                ));
             }
             let listen: SocketAddr = vh.listen.get_ref().parse().map_err(|_| {
                 r.at(
@@ -376,7 +379,10 @@ impl Environment {
             let t = t.get_ref();
             let certs = r.certs(&t.ca)?;
             if trust.insert(t.name.get_ref().clone(), certs).is_some() {
-                return Err(r.at(t.name.span().start, format!("truststore `{}` is defined twice", t.name.get_ref())));
+                return Err(r.at(
+                    t.name.span().start,
+                    format!("truststore `{}` is defined twice", t.name.get_ref()),
+                ));
             }
         }
         let mut keys = BTreeMap::new();
@@ -384,26 +390,34 @@ impl Environment {
             let k = k.get_ref();
             let identity = (r.certs(&k.cert)?, Arc::new(r.key(&k.key)?));
             if keys.insert(k.name.get_ref().clone(), identity).is_some() {
-                return Err(r.at(k.name.span().start, format!("keystore `{}` is defined twice", k.name.get_ref())));
+                return Err(r.at(
+                    k.name.span().start,
+                    format!("keystore `{}` is defined twice", k.name.get_ref()),
+                ));
             }
         }
         let resolve = |tls: &ClientTls| -> Result<TargetTls, EnvError> {
             let roots = match &tls.truststore {
                 None => None,
-                Some(name) => Some(
-                    trust
-                        .get(strip_ref(name.get_ref()))
-                        .cloned()
-                        .ok_or_else(|| r.at(name.span().start, format!("no truststore named `{}`", name.get_ref())))?,
-                ),
+                Some(name) => Some(trust.get(strip_ref(name.get_ref())).cloned().ok_or_else(
+                    || {
+                        r.at(
+                            name.span().start,
+                            format!("no truststore named `{}`", name.get_ref()),
+                        )
+                    },
+                )?),
             };
             let identity = match &tls.keystore {
                 None => None,
-                Some(name) => Some(
-                    keys.get(strip_ref(name.get_ref()))
-                        .cloned()
-                        .ok_or_else(|| r.at(name.span().start, format!("no keystore named `{}`", name.get_ref())))?,
-                ),
+                Some(name) => Some(keys.get(strip_ref(name.get_ref())).cloned().ok_or_else(
+                    || {
+                        r.at(
+                            name.span().start,
+                            format!("no keystore named `{}`", name.get_ref()),
+                        )
+                    },
+                )?),
             };
             Ok(TargetTls {
                 roots,
@@ -417,7 +431,10 @@ impl Environment {
             let span = s.span();
             let s = s.get_ref();
             if !servers.insert(s.name.get_ref().clone()) {
-                return Err(r.at(s.name.span().start, format!("target server `{}` is defined twice", s.name.get_ref())));
+                return Err(r.at(
+                    s.name.span().start,
+                    format!("target server `{}` is defined twice", s.name.get_ref()),
+                ));
             }
             if s.host.trim().is_empty() {
                 return Err(r.at(span.start, "a target server needs a host"));
@@ -442,25 +459,37 @@ impl Environment {
             let span = p.span();
             let p = p.get_ref();
             if !providers.insert(p.name.get_ref().clone()) {
-                return Err(r.at(p.name.span().start, format!("provider `{}` is defined twice", p.name.get_ref())));
+                return Err(r.at(
+                    p.name.span().start,
+                    format!("provider `{}` is defined twice", p.name.get_ref()),
+                ));
             }
-            let url: http::Uri = p.base_url.get_ref().parse().map_err(|_| {
-                r.at(p.base_url.span().start, "base_url is not a URL")
-            })?;
+            let url: http::Uri = p
+                .base_url
+                .get_ref()
+                .parse()
+                .map_err(|_| r.at(p.base_url.span().start, "base_url is not a URL"))?;
             let (Some(scheme), Some(host)) = (url.scheme_str(), url.host()) else {
-                return Err(r.at(p.base_url.span().start, "base_url needs a scheme and a host"));
+                return Err(r.at(
+                    p.base_url.span().start,
+                    "base_url needs a scheme and a host",
+                ));
             };
             let port = match (url.port_u16(), scheme) {
                 (Some(port), _) => port,
                 (None, "https") => 443,
                 (None, "http") => 80,
                 _ => {
-                    return Err(r.at(p.base_url.span().start, "base_url must be http:// or https://"));
+                    return Err(r.at(
+                        p.base_url.span().start,
+                        "base_url must be http:// or https://",
+                    ));
                 }
             };
             if scheme == "https" {
                 let tls = resolve(p.tls.as_ref().unwrap_or(&ClientTls::default()))?;
-                env.target_tls.insert((host.to_ascii_lowercase(), port), tls);
+                env.target_tls
+                    .insert((host.to_ascii_lowercase(), port), tls);
             } else if p.tls.is_some() {
                 return Err(r.at(span.start, "tls settings need an https:// base_url"));
             }
@@ -487,7 +516,11 @@ impl Environment {
         }
         for ((host, port), tls) in &env.target_tls {
             if tls.ignore_validation_errors {
-                tracing::warn!(host, port, "certificates of this back end are not verified (ignore_validation_errors)");
+                tracing::warn!(
+                    host,
+                    port,
+                    "certificates of this back end are not verified (ignore_validation_errors)"
+                );
             }
         }
         Ok(env)
@@ -509,9 +542,17 @@ fn check_auth(r: &Reader<'_>, at: usize, auth: &ProviderAuth) -> Result<(), EnvE
         (Some(_), None) => Ok(()),
         (None, Some(v)) => match std::env::var(v) {
             Ok(s) if !s.is_empty() => Ok(()),
-            _ => Err(r.at(at, format!("the environment variable `{v}` (the {what}) is not set"))),
+            _ => Err(r.at(
+                at,
+                format!("the environment variable `{v}` (the {what}) is not set"),
+            )),
         },
-        _ => Err(r.at(at, format!("give the {what} either inline or by environment variable name, not both or neither"))),
+        _ => Err(r.at(
+            at,
+            format!(
+                "give the {what} either inline or by environment variable name, not both or neither"
+            ),
+        )),
     };
     match auth {
         ProviderAuth::None => Ok(()),
@@ -526,10 +567,9 @@ fn check_auth(r: &Reader<'_>, at: usize, auth: &ProviderAuth) -> Result<(), EnvE
             client_secret_env,
             ..
         } => {
-            let ok = token_url
-                .parse::<http::Uri>()
-                .ok()
-                .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            let ok = token_url.parse::<http::Uri>().ok().is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
             if !ok {
                 return Err(r.at(at, "token_url must be an http:// or https:// URL"));
             }
@@ -567,7 +607,10 @@ mod tests {
         let e = parse("[[target_server]]\nname = \"s\"\nhost = \"b\"\nport = 1\ntls = { keystore = \"ref://k\" }\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains(":5:") && e.contains("no keystore named `ref://k`"), "{e}");
+        assert!(
+            e.contains(":5:") && e.contains("no keystore named `ref://k`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -575,7 +618,10 @@ mod tests {
         let e = parse("[[truststore]]\nname = \"t\"\nca = \"missing.pem\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains(":3:") && e.contains("/nonexistent/missing.pem"), "{e}");
+        assert!(
+            e.contains(":3:") && e.contains("/nonexistent/missing.pem"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -585,10 +631,15 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("not both or neither") && !e.contains("s3cret"), "{e}");
-        let e = parse("[[provider]]\nname = \"p\"\nbase_url = \"http://b\"\nauth = { type = \"kerberos\" }\n")
-            .unwrap_err()
-            .to_string();
+        assert!(
+            e.contains("not both or neither") && !e.contains("s3cret"),
+            "{e}"
+        );
+        let e = parse(
+            "[[provider]]\nname = \"p\"\nbase_url = \"http://b\"\nauth = { type = \"kerberos\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains(":4:") && e.contains("kerberos"), "{e}");
         let ok = parse(
             "[[provider]]\nname = \"p\"\nbase_url = \"http://b\"\nauth = { type = \"basic\", username = \"u\", password = \"pw\" }\n",

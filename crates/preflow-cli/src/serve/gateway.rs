@@ -123,7 +123,12 @@ impl GatewayHandler {
             let inner = Request::from_parts(parts, body);
             let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
-            return match tokio::time::timeout(io, self.run(inner, Client::http(loopback), depth + 1)).await {
+            return match tokio::time::timeout(
+                io,
+                self.run(inner, Client::http(loopback), depth + 1),
+            )
+            .await
+            {
                 Ok((resp, _)) => Ok(resp),
                 Err(_) => Err(TargetError::Timeout),
             };
@@ -138,9 +143,7 @@ impl GatewayHandler {
                 UpstreamError::Timeout(_) => TargetError::Timeout,
                 other @ (UpstreamError::Protocol(_)
                 | UpstreamError::Request(_)
-                | UpstreamError::Tls(_)) => {
-                    TargetError::Other(other.to_string())
-                }
+                | UpstreamError::Tls(_)) => TargetError::Other(other.to_string()),
             })
     }
 }
@@ -164,11 +167,7 @@ fn may_check_a_secret(request: &Request<Bytes>) -> bool {
 }
 
 impl Handler for GatewayHandler {
-    async fn handle(
-        &self,
-        request: Request<Bytes>,
-        client: Client,
-    ) -> (Response<Bytes>, Handled) {
+    async fn handle(&self, request: Request<Bytes>, client: Client) -> (Response<Bytes>, Handled) {
         self.run(request, client, 0).await
     }
 }
@@ -256,10 +255,13 @@ fn normalize_base(base: &str) -> String {
     } else {
         format!("/{trimmed}")
     };
-    let n = preflow::path::normalize(&with_slash)
-        .map_or(with_slash.clone(), |c| c.into_owned());
+    let n = preflow::path::normalize(&with_slash).map_or(with_slash.clone(), |c| c.into_owned());
     let t = n.trim_end_matches('/');
-    if t.is_empty() { "/".to_owned() } else { t.to_owned() }
+    if t.is_empty() {
+        "/".to_owned()
+    } else {
+        t.to_owned()
+    }
 }
 
 /// The gateway as served on one virtual host.
@@ -282,11 +284,7 @@ impl VirtualHostHandler {
 }
 
 impl Handler for VirtualHostHandler {
-    async fn handle(
-        &self,
-        request: Request<Bytes>,
-        client: Client,
-    ) -> (Response<Bytes>, Handled) {
+    async fn handle(&self, request: Request<Bytes>, client: Client) -> (Response<Bytes>, Handled) {
         if !self.table.allows(&self.name, request.uri().path()) {
             let resp = super::listener::fault(
                 http::StatusCode::NOT_FOUND,

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -67,9 +67,13 @@ impl Budgets {
     /// bodies held at once.
     pub fn new(max_connections: usize, max_buffered_bytes: usize) -> Self {
         Self {
-            connections: Arc::new(Semaphore::new(max_connections.clamp(1, Semaphore::MAX_PERMITS))),
+            connections: Arc::new(Semaphore::new(
+                max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             buffered: Arc::new(Semaphore::new(
-                max_buffered_bytes.div_ceil(1024).clamp(1, Semaphore::MAX_PERMITS),
+                max_buffered_bytes
+                    .div_ceil(1024)
+                    .clamp(1, Semaphore::MAX_PERMITS),
             )),
         }
     }
@@ -227,7 +231,11 @@ async fn read_request(
     let mut reserved: Option<OwnedSemaphorePermit> = None;
     let mut reserved_bytes = 0usize;
     if expected > 0 {
-        reserved = Some(budgets.reserve(expected).ok_or_else(|| Refused::closing(over_budget()))?);
+        reserved = Some(
+            budgets
+                .reserve(expected)
+                .ok_or_else(|| Refused::closing(over_budget()))?,
+        );
         reserved_bytes = expected.div_ceil(1024).saturating_mul(1024);
     }
     let mut buf = BytesMut::with_capacity(expected.min(limits.max_body_bytes));
@@ -327,6 +335,8 @@ pub struct Listener {
 /// What one connection's service shares with its idle watchdog.
 #[derive(Debug, Default)]
 struct Activity {
+    /// Whether a request has begun: before one, the header timeout bounds the wait.
+    begun: AtomicBool,
     in_flight: AtomicUsize,
     /// Milliseconds since the connection began when the last request finished.
     last_ms: AtomicU64,
@@ -408,7 +418,12 @@ impl Listener {
                 if !tls {
                     return conn.run(stream, None).await;
                 }
-                match tokio::time::timeout(conn.limits.header_read_timeout, handshake(stream, &conn.routes)).await {
+                match tokio::time::timeout(
+                    conn.limits.header_read_timeout,
+                    handshake(stream, &conn.routes),
+                )
+                .await
+                {
                     Ok(Ok((stream, index))) => conn.run(stream, Some(index)).await,
                     Ok(Err(e)) => {
                         tracing::debug!(listener = %conn.name, client = %peer, error = %e, "TLS handshake failed");
@@ -435,7 +450,10 @@ impl Listener {
 async fn handshake<H>(
     stream: tokio::net::TcpStream,
     routes: &[Route<H>],
-) -> std::io::Result<(tokio_rustls::server::TlsStream<tokio::net::TcpStream>, usize)> {
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    usize,
+)> {
     let start =
         tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
     let index = route_index(routes, start.client_hello().server_name());
@@ -499,6 +517,7 @@ impl<H: Handler> Connection<H> {
                 let name = Arc::clone(&name);
                 let activity = Arc::clone(&activity);
                 activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                activity.begun.store(true, Ordering::Release);
                 async move {
                     let resp = match handler {
                         Some(h) => answer(&*h, req, client, limits, &budgets, &name).await,
@@ -519,7 +538,10 @@ impl<H: Handler> Connection<H> {
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let idle = self.limits.idle_timeout;
-        let tick = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        // Until its first request a connection gets the header timeout: hyper's own
+        // header timer starts only once the protocol is known (the first 24 bytes).
+        let first = self.limits.header_read_timeout;
+        let tick = (idle.min(first) / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut closing = false;
         loop {
             tokio::select! {
@@ -537,7 +559,8 @@ impl<H: Handler> Connection<H> {
                     let since = began.elapsed().saturating_sub(Duration::from_millis(
                         activity.last_ms.load(Ordering::Acquire),
                     ));
-                    if activity.in_flight.load(Ordering::Acquire) == 0 && since >= idle {
+                    let limit = if activity.begun.load(Ordering::Acquire) { idle } else { first };
+                    if activity.in_flight.load(Ordering::Acquire) == 0 && since >= limit {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

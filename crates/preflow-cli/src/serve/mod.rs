@@ -367,7 +367,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     drop(endpoints);
     for name in table.named() {
         if !env.hosts.iter().any(|h| h.name == name) {
-            tracing::warn!(virtual_host = name, "a ProxyEndpoint names a virtual host the environment does not define; it is not served there");
+            tracing::warn!(
+                virtual_host = name,
+                "a ProxyEndpoint names a virtual host the environment does not define; it is not served there"
+            );
         }
     }
     let target_tls = upstream::TargetTlsConfigs {
@@ -436,7 +439,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
 
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
-        tasks.spawn(l.listener.serve(l.routes, limits, budgets.clone(), stop_rx.clone(), grace));
+        tasks.spawn(
+            l.listener
+                .serve(l.routes, limits, budgets.clone(), stop_rx.clone(), grace),
+        );
     }
     if let Some((l, _, admin)) = admin_listener {
         tasks.spawn(l.serve(

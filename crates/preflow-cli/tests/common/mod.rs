@@ -42,10 +42,18 @@ impl Gateway {
         let own_env = args.contains(&"--env");
         let wants_secure = args.iter().any(|a| {
             let p = Path::new(a);
-            std::fs::read_to_string(if own_env { p.to_owned() } else { p.join("environment.toml") })
-                .is_ok_and(|t| t.contains("name = \"secure\""))
+            std::fs::read_to_string(if own_env {
+                p.to_owned()
+            } else {
+                p.join("environment.toml")
+            })
+            .is_ok_and(|t| t.contains("name = \"secure\""))
         });
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_preflow"));
+        // PREFLOW_TEST_BIN runs the suite against another build (e.g. the release binary,
+        // for the memory figures of the README).
+        let bin = std::env::var("PREFLOW_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_preflow").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -88,7 +96,8 @@ impl Gateway {
             if let Some(a) = line.strip_prefix("preflow admin listening on http://") {
                 admin = Some(a.parse().unwrap());
             }
-            if let Some(a) = line.strip_prefix("preflow virtual host secure listening on https://") {
+            if let Some(a) = line.strip_prefix("preflow virtual host secure listening on https://")
+            {
                 secure = Some(a.parse().unwrap());
             }
             if addr.is_some()
