@@ -400,3 +400,51 @@ fn a_listener_with_a_client_ca_requires_client_certificates() {
         .unwrap();
     assert_eq!(with.status().as_u16(), 200, "{}", gw.log());
 }
+
+/// `preflow serve DIR ARGS…` expected to refuse to start; its standard error.
+fn refused(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_preflow"))
+        .arg("serve")
+        .arg(dir)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_environment_file_stops_the_start_with_file_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    bundles(dir.path(), "http://127.0.0.1:9/unused");
+    let env = write(
+        dir.path(),
+        "environment.toml",
+        "[[virtual_host]]\nname = \"secure\"\nlisten = \"127.0.0.1:0\"\n\n[[target_server]]\nname = \"t\"\nhost = \"h\"\nport = 443\ntls = { truststore = \"missing\" }\n",
+    );
+    let err = refused(dir.path(), &["--env", &env]);
+    assert!(
+        err.contains(&format!("{env}:9:")) && err.contains("no truststore named `missing`"),
+        "{err}"
+    );
+    // Found by default in a PATH folder, and an unknown key.
+    write(
+        dir.path(),
+        "environment.toml",
+        "[[virtual_host]]\nname = \"secure\"\nlisten = \"127.0.0.1:0\"\ncolour = \"blue\"\n",
+    );
+    let err = refused(dir.path(), &[]);
+    assert!(
+        err.contains("environment.toml:4:") && err.contains("unknown field `colour`"),
+        "{err}"
+    );
+    // --vhost names a host the file does not have.
+    write(
+        dir.path(),
+        "environment.toml",
+        "[[virtual_host]]\nname = \"secure\"\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let err = refused(dir.path(), &["--vhost", "other=127.0.0.1:0"]);
+    assert!(err.contains("--vhost other"), "{err}");
+}
