@@ -448,3 +448,48 @@ fn a_bad_environment_file_stops_the_start_with_file_line_and_reason() {
     let err = refused(dir.path(), &["--vhost", "other=127.0.0.1:0"]);
     assert!(err.contains("--vhost other"), "{err}");
 }
+
+#[test]
+fn virtual_hosts_sharing_an_address_are_told_apart_by_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("SNI CA");
+    bundles(dir.path(), "http://127.0.0.1:9/unused");
+    for (name, host) in [("a", "a.test"), ("b", "b.test")] {
+        let (cert, key) = ca.issue(&[host]);
+        write(dir.path(), &format!("{name}.pem"), &cert);
+        write(dir.path(), &format!("{name}-key.pem"), &key);
+    }
+    // Sharing needs a fixed port: one the kernel just handed out.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = write(
+        dir.path(),
+        "environment.toml",
+        &format!(
+            "[[virtual_host]]\nname = \"secure\"\nlisten = \"127.0.0.1:{port}\"\nhosts = [\"a.test\"]\ntls = {{ cert = \"a.pem\", key = \"a-key.pem\" }}\n\n[[virtual_host]]\nname = \"other\"\nlisten = \"127.0.0.1:{port}\"\nhosts = [\"b.test\"]\ntls = {{ cert = \"b.pem\", key = \"b-key.pem\" }}\n"
+        ),
+    );
+    let gw = Gateway::start(&[dir.path().to_str().unwrap(), "--env", &env]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let https = reqwest::blocking::ClientBuilder::new()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve("a.test", addr)
+        .resolve("b.test", addr)
+        .build()
+        .unwrap();
+    // Each name gets its own certificate (verification would fail otherwise) and its own
+    // virtual host: `/only-secure` is served on `secure` only.
+    let a = https
+        .get(format!("https://a.test:{port}/only-secure"))
+        .send()
+        .unwrap();
+    assert_eq!(a.status().as_u16(), 200, "{}", gw.log());
+    let b = https
+        .get(format!("https://b.test:{port}/only-secure"))
+        .send()
+        .unwrap();
+    assert_eq!(b.status().as_u16(), 404, "{}", gw.log());
+}

@@ -1,9 +1,10 @@
 //! `preflow serve`: the reference gateway on hyper and tokio.
 //!
-//! It loads bundles and an apps file, then serves every proxy's base path on one
-//! listener, forwarding to targets over pooled connections. An optional second listener
-//! carries the admin API (developer self-service). One log line per request goes to
-//! standard error; the bound addresses go to standard output.
+//! It loads bundles, an apps file and an environment file, then serves each proxy's base
+//! path on the virtual hosts its ProxyEndpoint names (HTTP/1.1 and HTTP/2, plain or TLS),
+//! forwarding to `http://` and `https://` targets over pooled connections. An optional
+//! extra listener carries the admin API (developer self-service). One log line per request
+//! goes to standard error; the bound addresses go to standard output.
 
 mod admin;
 mod apps;
