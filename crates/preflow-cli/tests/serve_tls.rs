@@ -353,6 +353,16 @@ fn the_https_listener_serves_only_its_virtual_hosts_proxies_there() {
     let r = https.get(&url).send().unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", s.gw.log());
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN h2");
+    // TLS 1.2 clients and HTTP/1.1 clients are served too.
+    let tls12 = reqwest::blocking::ClientBuilder::new()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .http1_only()
+        .build()
+        .unwrap();
+    let r = tls12.get(&url).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
     // The default (plain) host does not serve a proxy bound to `secure`.
     let r = reqwest::blocking::get(s.gw.url("/only-secure")).unwrap();
     assert_eq!(r.status().as_u16(), 404);
