@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The project's tests: `cargo test --workspace`, with the Python OAuth clients of the
-# end-to-end suite (requests-oauthlib, Authlib) in a virtual environment under target/.
+# The project's tests: `cargo test --workspace`, with the Python clients of the
+# end-to-end suite (requests-oauthlib, Authlib, requests, httpx with HTTP/2) in a virtual
+# environment under target/.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/e2e-venv
-if ! "$venv/bin/python" -c 'import requests_oauthlib, authlib, requests' 2>/dev/null; then
-  echo "scripts/test.sh: installing requests-oauthlib, authlib and requests into $venv"
+if ! "$venv/bin/python" -c 'import requests_oauthlib, authlib, requests, httpx, h2' 2>/dev/null; then
+  echo "scripts/test.sh: installing requests-oauthlib, authlib, requests and httpx[http2] into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check requests-oauthlib authlib requests
+  "$venv/bin/pip" install --quiet --disable-pip-version-check requests-oauthlib authlib requests 'httpx[http2]'
 fi
 export PREFLOW_E2E_PYTHON="$PWD/$venv/bin/python"
 cargo test --workspace "$@"

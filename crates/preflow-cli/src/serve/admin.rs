@@ -12,7 +12,6 @@
 //! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
 //! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -412,7 +411,7 @@ impl Handler for Admin {
     async fn handle(
         &self,
         request: Request<Bytes>,
-        _client: SocketAddr,
+        _client: preflow::Client,
     ) -> (Response<Bytes>, Handled) {
         // Writing the apps file blocks briefly; keep it off the async workers.
         let resp = tokio::task::block_in_place(|| self.respond(&request));

@@ -47,17 +47,22 @@ impl GatewayHandler {
         }
     }
 
+    /// The gateway run.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
     /// Performs store operations on `remote` (a gateway built with remote state).
     pub fn with_remote(mut self, remote: Option<Arc<preflow_redis::RemoteState>>) -> Self {
         self.remote = remote;
         self
     }
 
-    fn run(&self, request: Request<Bytes>, client: SocketAddr, depth: u8) -> Answer<'_> {
+    fn run(&self, request: Request<Bytes>, client: Client, depth: u8) -> Answer<'_> {
         Box::pin(async move {
             let gateway = &self.gateway;
             let slow = may_check_a_secret(&request);
-            let mut ex = gateway.begin(request, Client::http(client), SystemTime::now());
+            let mut ex = gateway.begin(request, client, SystemTime::now());
             let resp = loop {
                 let step = if slow {
                     // Checking a chosen client secret is an Argon2id hash: tens of
@@ -118,7 +123,12 @@ impl GatewayHandler {
             let inner = Request::from_parts(parts, body);
             let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
-            return match tokio::time::timeout(io, self.run(inner, loopback, depth + 1)).await {
+            return match tokio::time::timeout(
+                io,
+                self.run(inner, Client::http(loopback), depth + 1),
+            )
+            .await
+            {
                 Ok((resp, _)) => Ok(resp),
                 Err(_) => Err(TargetError::Timeout),
             };
@@ -131,9 +141,9 @@ impl GatewayHandler {
             .map_err(|e| match e {
                 UpstreamError::Connect(why) => TargetError::Connect(why),
                 UpstreamError::Timeout(_) => TargetError::Timeout,
-                other @ (UpstreamError::Protocol(_) | UpstreamError::Request(_)) => {
-                    TargetError::Other(other.to_string())
-                }
+                other @ (UpstreamError::Protocol(_)
+                | UpstreamError::Request(_)
+                | UpstreamError::Tls(_)) => TargetError::Other(other.to_string()),
             })
     }
 }
@@ -157,11 +167,136 @@ fn may_check_a_secret(request: &Request<Bytes>) -> bool {
 }
 
 impl Handler for GatewayHandler {
-    async fn handle(
-        &self,
-        request: Request<Bytes>,
-        client: SocketAddr,
-    ) -> (Response<Bytes>, Handled) {
+    async fn handle(&self, request: Request<Bytes>, client: Client) -> (Response<Bytes>, Handled) {
         self.run(request, client, 0).await
+    }
+}
+
+/// Which virtual hosts serve each base path: a ProxyEndpoint serves on the virtual hosts
+/// its `<HTTPProxyConnection><VirtualHost>` names, on all when it names none.
+#[derive(Debug, Default)]
+pub struct VirtualHostTable {
+    /// Normalised base paths, longest first, with their virtual hosts (empty: all).
+    bases: Vec<(String, Vec<String>)>,
+}
+
+impl VirtualHostTable {
+    /// The table for the base paths `gateway` serves, from the endpoints in `loaded`.
+    pub fn new(gateway: &Gateway, loaded: &[preflow::Bundle]) -> Self {
+        let bases = gateway
+            .base_paths()
+            .map(|(base, proxy)| {
+                let endpoints: Vec<&preflow::ProxyEndpoint> = loaded
+                    .iter()
+                    .filter(|b| b.name == proxy)
+                    .flat_map(|b| b.proxy_endpoints.iter())
+                    .collect();
+                let exact: Vec<&&preflow::ProxyEndpoint> = endpoints
+                    .iter()
+                    .filter(|e| normalize_base(e.base_path.as_deref().unwrap_or("/")) == base)
+                    .collect();
+                let hosts = if exact.is_empty() {
+                    // Not told apart: the union, so nothing served becomes unreachable.
+                    if endpoints.iter().any(|e| e.virtual_hosts.is_empty()) {
+                        Vec::new()
+                    } else {
+                        endpoints
+                            .iter()
+                            .flat_map(|e| e.virtual_hosts.iter().cloned())
+                            .collect()
+                    }
+                } else {
+                    exact
+                        .iter()
+                        .flat_map(|e| e.virtual_hosts.iter().cloned())
+                        .collect()
+                };
+                (base.to_owned(), hosts)
+            })
+            .collect();
+        Self { bases }
+    }
+
+    /// The virtual host names any endpoint refers to.
+    pub fn named(&self) -> impl Iterator<Item = &str> {
+        self.bases
+            .iter()
+            .flat_map(|(_, h)| h.iter().map(String::as_str))
+    }
+
+    /// Whether `path` may be served on virtual host `vhost`: the base path the engine
+    /// would choose (after the same normalisation) lists it or lists none.
+    pub fn allows(&self, vhost: &str, path: &str) -> bool {
+        let Ok(path) = preflow::path::normalize(path) else {
+            // The engine refuses such a path itself.
+            return true;
+        };
+        self.bases
+            .iter()
+            .find(|(base, _)| strip_base(&path, base))
+            .is_none_or(|(_, hosts)| hosts.is_empty() || hosts.iter().any(|h| h == vhost))
+    }
+}
+
+/// Whether `path` lies under `base` (whole segments).
+fn strip_base(path: &str, base: &str) -> bool {
+    if base == "/" || base.is_empty() {
+        return true;
+    }
+    path.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// A base path as written, in the form [`Gateway::base_paths`] gives.
+fn normalize_base(base: &str) -> String {
+    let trimmed = base.trim();
+    let with_slash = if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    };
+    let n = preflow::path::normalize(&with_slash).map_or(with_slash.clone(), |c| c.into_owned());
+    let t = n.trim_end_matches('/');
+    if t.is_empty() {
+        "/".to_owned()
+    } else {
+        t.to_owned()
+    }
+}
+
+/// The gateway as served on one virtual host.
+#[derive(Debug)]
+pub struct VirtualHostHandler {
+    inner: Arc<GatewayHandler>,
+    name: String,
+    table: Arc<VirtualHostTable>,
+}
+
+impl VirtualHostHandler {
+    /// `inner` on the virtual host `name`.
+    pub fn new(inner: Arc<GatewayHandler>, name: &str, table: Arc<VirtualHostTable>) -> Self {
+        Self {
+            inner,
+            name: name.to_owned(),
+            table,
+        }
+    }
+}
+
+impl Handler for VirtualHostHandler {
+    async fn handle(&self, request: Request<Bytes>, client: Client) -> (Response<Bytes>, Handled) {
+        if !self.table.allows(&self.name, request.uri().path()) {
+            let resp = super::listener::fault(
+                http::StatusCode::NOT_FOUND,
+                "messaging.adaptors.http.flow.ApplicationNotFound",
+                &format!(
+                    "Unable to identify proxy for host: {} and url: {}",
+                    self.name,
+                    request.uri().path()
+                ),
+            );
+            return (resp, Handled::default());
+        }
+        self.inner.run(request, client, 0).await
     }
 }

@@ -1,30 +1,43 @@
-//! One HTTP/1.1 listener: accept loop, request size limits, one log line per request and
-//! graceful shutdown. The gateway and the admin API both run on it.
+//! One listener: accept loop (optionally TLS), HTTP/1.1 and HTTP/2 (ALPN `h2` over TLS,
+//! prior knowledge on plain TCP), bounds on what a client may hold (header and body read
+//! timeouts, idle keep-alive timeout, connection cap, a global budget of buffered request
+//! bytes), one log line per request and graceful shutdown. The gateway's virtual hosts and
+//! the admin API all run on it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-/// Limits on what a client may send.
+/// Limits on what one client may send and hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Most bytes in the request line and headers together; more is answered 431.
     pub max_header_bytes: usize,
     /// Most bytes in a request body; more is answered 413.
     pub max_body_bytes: usize,
-    /// Time a client has to send the request head.
+    /// Time a client has to send a request head (and to finish a TLS handshake).
     pub header_read_timeout: Duration,
+    /// Longest silence while a body is read, and the grace period before
+    /// [`body_min_rate`](Self::body_min_rate) applies; past either the client gets 408.
+    pub body_timeout: Duration,
+    /// Lowest average body transfer rate in bytes per second once
+    /// [`body_timeout`](Self::body_timeout) has passed (0: no rate check).
+    pub body_min_rate: u64,
+    /// Time an open connection with no request in progress is kept.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -32,8 +45,43 @@ impl Default for Limits {
         Self {
             max_header_bytes: 32 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
-            header_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 16 * 1024,
+            idle_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+/// Budgets shared by every listener of the process: open connections, and bytes of
+/// request bodies buffered by requests in flight.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    connections: Arc<Semaphore>,
+    /// Permits are KiB of buffered body.
+    buffered: Arc<Semaphore>,
+}
+
+impl Budgets {
+    /// At most `max_connections` open connections and `max_buffered_bytes` of request
+    /// bodies held at once.
+    pub fn new(max_connections: usize, max_buffered_bytes: usize) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(
+                max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            buffered: Arc::new(Semaphore::new(
+                max_buffered_bytes
+                    .div_ceil(1024)
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
+        }
+    }
+
+    /// Reserves `bytes` more of the buffer budget, or none if that would exceed it.
+    fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).ok()?;
+        Arc::clone(&self.buffered).try_acquire_many_owned(kib).ok()
     }
 }
 
@@ -57,7 +105,7 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
         request: Request<Bytes>,
-        client: SocketAddr,
+        client: preflow::Client,
     ) -> impl Future<Output = (Response<Bytes>, Handled)> + Send;
 }
 
@@ -84,57 +132,222 @@ fn head_size<B>(req: &Request<B>) -> usize {
     })
 }
 
+/// A request read in full, and the share of the buffer budget its body holds.
+struct Read {
+    request: Request<Bytes>,
+    _reserved: Option<OwnedSemaphorePermit>,
+}
+
+/// A request refused before the handler ran; `close` when its body was left unread.
+struct Refused {
+    response: Response<Bytes>,
+    close: bool,
+}
+
+impl Refused {
+    fn closing(response: Response<Bytes>) -> Self {
+        Self {
+            response,
+            close: true,
+        }
+    }
+}
+
+fn too_big() -> Response<Bytes> {
+    fault(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "protocol.http.TooBigBody",
+        "Request body is larger than the gateway accepts",
+    )
+}
+
+fn over_budget() -> Response<Bytes> {
+    let mut resp = fault(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "messaging.adaptors.http.flow.ServiceUnavailable",
+        "The gateway is holding too many request bodies; retry later",
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+fn body_timeout() -> Response<Bytes> {
+    fault(
+        StatusCode::REQUEST_TIMEOUT,
+        "protocol.http.RequestTimeout",
+        "The request body did not arrive in time",
+    )
+}
+
+/// When reading the next part of a body must have produced something: `timeout` after
+/// the last bytes, and no later than the moment the average rate since `start` falls
+/// under `min_rate` (never before `timeout` has passed).
+fn body_deadline(
+    start: Instant,
+    last: Instant,
+    received: usize,
+    timeout: Duration,
+    min_rate: u64,
+) -> Instant {
+    let idle = last + timeout;
+    if min_rate == 0 {
+        return idle;
+    }
+    let earned = Duration::from_secs_f64(received as f64 / min_rate as f64);
+    idle.min(start + earned.max(timeout))
+}
+
 async fn read_request(
     req: Request<Incoming>,
     limits: Limits,
-) -> Result<Request<Bytes>, Response<Bytes>> {
+    budgets: &Budgets,
+) -> Result<Read, Refused> {
     if head_size(&req) > limits.max_header_bytes {
-        return Err(fault(
+        return Err(Refused::closing(fault(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "protocol.http.TooBigHeaders",
             "Request headers are larger than the gateway accepts",
-        ));
+        )));
     }
-    let too_big = || {
-        fault(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "protocol.http.TooBigBody",
-            "Request body is larger than the gateway accepts",
-        )
-    };
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return Err(too_big());
+        return Err(Refused::closing(too_big()));
     }
-    let (parts, body) = req.into_parts();
-    match Limited::new(body, limits.max_body_bytes).collect().await {
-        Ok(collected) => Ok(Request::from_parts(parts, collected.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_big()),
-        Err(_) => Err(fault(
-            StatusCode::BAD_REQUEST,
-            "protocol.http.BadRequest",
-            "The request body could not be read",
-        )),
+    let (parts, mut body) = req.into_parts();
+    if hyper::body::Body::is_end_stream(&body) {
+        return Ok(Read {
+            request: Request::from_parts(parts, Bytes::new()),
+            _reserved: None,
+        });
     }
+    // A declared length is reserved whole before any byte is read, so that a burst of
+    // large bodies is refused at once instead of being read and then dropped.
+    let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
+    let mut reserved_bytes = 0usize;
+    if expected > 0 {
+        reserved = Some(
+            budgets
+                .reserve(expected)
+                .ok_or_else(|| Refused::closing(over_budget()))?,
+        );
+        reserved_bytes = expected.div_ceil(1024).saturating_mul(1024);
+    }
+    let mut buf = BytesMut::with_capacity(expected.min(limits.max_body_bytes));
+    let start = Instant::now();
+    let mut last = start;
+    loop {
+        let deadline = body_deadline(
+            start,
+            last,
+            buf.len(),
+            limits.body_timeout,
+            limits.body_min_rate,
+        );
+        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => return Err(Refused::closing(body_timeout())),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(Refused::closing(fault(
+                    StatusCode::BAD_REQUEST,
+                    "protocol.http.BadRequest",
+                    "The request body could not be read",
+                )));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = buf.len().saturating_add(data.len());
+        if total > limits.max_body_bytes {
+            return Err(Refused::closing(too_big()));
+        }
+        if total > reserved_bytes {
+            // Bodies of unknown length reserve as they grow, a chunk's worth at a time.
+            let more = (total - reserved_bytes).max(64 * 1024);
+            let permit = budgets
+                .reserve(more)
+                .ok_or_else(|| Refused::closing(over_budget()))?;
+            reserved_bytes = reserved_bytes.saturating_add(more.div_ceil(1024) * 1024);
+            match reserved.as_mut() {
+                Some(r) => r.merge(permit),
+                None => reserved = Some(permit),
+            }
+        }
+        buf.extend_from_slice(&data);
+        last = Instant::now();
+    }
+    Ok(Read {
+        request: Request::from_parts(parts, buf.freeze()),
+        _reserved: reserved,
+    })
+}
+
+/// A virtual host served on a listener: the host names it answers (TLS SNI, or the
+/// `Host` header on a shared plain address), its TLS configuration and its handler.
+#[derive(Debug)]
+pub struct Route<H> {
+    /// Lower-case host names; the first route also takes names no route lists.
+    pub names: Vec<String>,
+    /// TLS: every route of a listener has it, or none.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The handler.
+    pub handler: Arc<H>,
+}
+
+impl<H> Route<H> {
+    /// A plain route answering every host name.
+    pub fn plain(handler: Arc<H>) -> Self {
+        Self {
+            names: Vec::new(),
+            tls: None,
+            handler,
+        }
+    }
+}
+
+/// The route for host name `name` (port and case ignored), else the first.
+fn route_index<H>(routes: &[Route<H>], name: Option<&str>) -> usize {
+    let Some(name) = name else { return 0 };
+    let host = match name.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => name.split(':').next().unwrap_or(name),
+    };
+    routes
+        .iter()
+        .position(|r| r.names.iter().any(|n| n.eq_ignore_ascii_case(host)))
+        .unwrap_or(0)
 }
 
 /// A bound listener, ready to serve.
 #[derive(Debug)]
 pub struct Listener {
     tcp: TcpListener,
-    name: &'static str,
+    name: Arc<str>,
+}
+
+/// What one connection's service shares with its idle watchdog.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Whether a request has begun: before one, the header timeout bounds the wait.
+    begun: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Milliseconds since the connection began when the last request finished.
+    last_ms: AtomicU64,
 }
 
 impl Listener {
     /// Binds `addr` (port 0 picks a free port).
-    pub async fn bind(addr: SocketAddr, name: &'static str) -> std::io::Result<Self> {
+    pub async fn bind(addr: SocketAddr, name: &str) -> std::io::Result<Self> {
         Ok(Self {
             tcp: TcpListener::bind(addr).await?,
-            name,
+            name: Arc::from(name),
         })
     }
 
@@ -147,21 +360,36 @@ impl Listener {
     /// for open requests to finish.
     pub async fn serve<H: Handler>(
         self,
-        handler: Arc<H>,
+        routes: Vec<Route<H>>,
         limits: Limits,
+        budgets: Budgets,
         mut shutdown: watch::Receiver<bool>,
         grace: Duration,
     ) {
-        let graceful = GracefulShutdown::new();
-        let name = self.name;
-        let mut builder = hyper::server::conn::http1::Builder::new();
+        let name = Arc::clone(&self.name);
+        let routes: Arc<[Route<H>]> = Arc::from(routes);
+        let tls = routes.first().is_some_and(|r| r.tls.is_some());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
+            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            // hyper answers 431 itself past this buffer; our own check below gives the
-            // fault body for heads between the limit and the buffer size.
+            // hyper answers 431 itself past this buffer; our own check gives the fault
+            // body for heads between the limit and the buffer size.
             .max_buf_size(limits.max_header_bytes.saturating_mul(2).max(16 * 1024));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(128);
+        // Every connection task holds a sender; all are gone when all connections are.
+        let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&budgets.connections).acquire_owned() => p,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let Ok(permit) = permit else { break };
             let accepted = tokio::select! {
                 a = self.tcp.accept() => a,
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -169,62 +397,224 @@ impl Listener {
             let (stream, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let _ = stream.set_nodelay(true);
-            let handler = Arc::clone(&handler);
-            let service = service_fn(move |req: Request<Incoming>| {
-                let handler = Arc::clone(&handler);
-                async move {
-                    let started = Instant::now();
-                    let method = req.method().clone();
-                    let log = access_log_enabled();
-                    let path = if log {
-                        req.uri().path().to_owned()
-                    } else {
-                        String::new()
-                    };
-                    let (mut resp, handled) = match read_request(req, limits).await {
-                        Ok(req) => handler.handle(req, peer).await,
-                        Err(resp) => (resp, Handled::default()),
-                    };
-                    strip_hop_by_hop(resp.headers_mut());
-                    fix_content_length(&mut resp, &method);
-                    if log {
-                        tracing::info!(
-                            target: "preflow::access",
-                            listener = name,
-                            client = %peer,
-                            method = %method,
-                            path = %path,
-                            status = resp.status().as_u16(),
-                            proxy = handled.proxy.as_deref().unwrap_or("-"),
-                            flow = handled.flow.as_deref().unwrap_or("-"),
-                            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-                        );
-                    }
-                    Ok::<_, std::convert::Infallible>(resp.map(Full::new))
-                }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let watched = graceful.watch(conn);
+            let conn = Connection {
+                routes: Arc::clone(&routes),
+                limits,
+                budgets: budgets.clone(),
+                name: Arc::clone(&name),
+                peer,
+                builder: builder.clone(),
+                shutdown: shutdown.clone(),
+                _open: open_tx.clone(),
+                _permit: permit,
+            };
             tokio::spawn(async move {
-                if let Err(e) = watched.await {
-                    tracing::debug!(listener = name, client = %peer, error = %e, "connection ended");
+                if !tls {
+                    return conn.run(stream, None).await;
+                }
+                match tokio::time::timeout(
+                    conn.limits.header_read_timeout,
+                    handshake(stream, &conn.routes),
+                )
+                .await
+                {
+                    Ok(Ok((stream, index))) => conn.run(stream, Some(index)).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = %conn.name, client = %peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = %conn.name, client = %peer, "TLS handshake timed out");
+                    }
                 }
             });
         }
         drop(self.tcp);
+        drop(open_tx);
         tokio::select! {
-            () = graceful.shutdown() => {}
+            _ = open_rx.recv() => {}
             () = tokio::time::sleep(grace) => {
-                tracing::warn!(listener = name, "connections still open after the grace period");
+                tracing::warn!(listener = %name, "connections still open after the grace period");
             }
         }
     }
+}
+
+/// Completes the TLS handshake with the configuration of the route that the client's
+/// SNI names (else the first route's).
+async fn handshake<H>(
+    stream: tokio::net::TcpStream,
+    routes: &[Route<H>],
+) -> std::io::Result<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    usize,
+)> {
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let index = route_index(routes, start.client_hello().server_name());
+    let config = routes
+        .get(index)
+        .and_then(|r| r.tls.clone())
+        .ok_or_else(|| std::io::Error::other("no TLS configuration"))?;
+    Ok((start.into_stream(config).await?, index))
+}
+
+/// One accepted connection and what it needs.
+struct Connection<H> {
+    routes: Arc<[Route<H>]>,
+    limits: Limits,
+    budgets: Budgets,
+    name: Arc<str>,
+    peer: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    shutdown: watch::Receiver<bool>,
+    _open: mpsc::Sender<()>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<H: Handler> Connection<H> {
+    /// Serves HTTP on `io`; `route` is the TLS route, none for plain TCP (routed by the
+    /// `Host` header of each request).
+    async fn run<I>(mut self, io: I, route: Option<usize>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let began = Instant::now();
+        let activity = Arc::new(Activity::default());
+        let client = preflow::Client {
+            addr: self.peer,
+            scheme: if route.is_some() {
+                preflow::Scheme::Https
+            } else {
+                preflow::Scheme::Http
+            },
+        };
+        let service = {
+            let routes = Arc::clone(&self.routes);
+            let budgets = self.budgets.clone();
+            let name = Arc::clone(&self.name);
+            let activity = Arc::clone(&activity);
+            let limits = self.limits;
+            service_fn(move |req: Request<Incoming>| {
+                let index = route.unwrap_or_else(|| {
+                    if routes.len() < 2 {
+                        return 0;
+                    }
+                    let host = req
+                        .headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .or(req.uri().authority().map(|a| a.as_str()));
+                    route_index(&routes, host)
+                });
+                let handler = routes.get(index).map(|r| Arc::clone(&r.handler));
+                let budgets = budgets.clone();
+                let name = Arc::clone(&name);
+                let activity = Arc::clone(&activity);
+                activity.in_flight.fetch_add(1, Ordering::AcqRel);
+                activity.begun.store(true, Ordering::Release);
+                async move {
+                    let resp = match handler {
+                        Some(h) => answer(&*h, req, client, limits, &budgets, &name).await,
+                        None => fault(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "messaging.runtime.NoRoute",
+                            "No virtual host serves this listener",
+                        )
+                        .map(Full::new),
+                    };
+                    let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    activity.last_ms.store(ms, Ordering::Release);
+                    activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            })
+        };
+        let conn = self.builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let idle = self.limits.idle_timeout;
+        // Until its first request a connection gets the header timeout: hyper's own
+        // header timer starts only once the protocol is known (the first 24 bytes).
+        let first = self.limits.header_read_timeout;
+        let tick = (idle.min(first) / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(listener = %self.name, client = %self.peer, error = %e, "connection ended");
+                    }
+                    return;
+                }
+                _ = self.shutdown.wait_for(|stop| *stop), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep(tick), if !closing => {
+                    let since = began.elapsed().saturating_sub(Duration::from_millis(
+                        activity.last_ms.load(Ordering::Acquire),
+                    ));
+                    let limit = if activity.begun.load(Ordering::Acquire) { idle } else { first };
+                    if activity.in_flight.load(Ordering::Acquire) == 0 && since >= limit {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn answer<H: Handler>(
+    handler: &H,
+    req: Request<Incoming>,
+    client: preflow::Client,
+    limits: Limits,
+    budgets: &Budgets,
+    name: &str,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let version = req.version();
+    let log = access_log_enabled();
+    let path = if log {
+        req.uri().path().to_owned()
+    } else {
+        String::new()
+    };
+    let (mut resp, handled, close) = match read_request(req, limits, budgets).await {
+        Ok(read) => {
+            let (resp, handled) = handler.handle(read.request, client).await;
+            (resp, handled, false)
+        }
+        Err(refused) => (refused.response, Handled::default(), refused.close),
+    };
+    strip_hop_by_hop(resp.headers_mut());
+    fix_content_length(&mut resp, &method);
+    if close && version < http::Version::HTTP_2 {
+        // The body was left unread: the connection cannot carry another request.
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if log {
+        tracing::info!(
+            target: "preflow::access",
+            listener = name,
+            client = %client.addr,
+            method = %method,
+            path = %path,
+            status = resp.status().as_u16(),
+            proxy = handled.proxy.as_deref().unwrap_or("-"),
+            flow = handled.flow.as_deref().unwrap_or("-"),
+            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        );
+    }
+    resp.map(Full::new)
 }
 
 /// Drops a `Content-Length` that does not match the body (a policy may have changed the

@@ -1,15 +1,18 @@
 //! `preflow serve`: the reference gateway on hyper and tokio.
 //!
-//! It loads bundles and an apps file, then serves every proxy's base path on one
-//! listener, forwarding to targets over pooled connections. An optional second listener
-//! carries the admin API (developer self-service). One log line per request goes to
-//! standard error; the bound addresses go to standard output.
+//! It loads bundles, an apps file and an environment file, then serves each proxy's base
+//! path on the virtual hosts its ProxyEndpoint names (HTTP/1.1 and HTTP/2, plain or TLS),
+//! forwarding to `http://` and `https://` targets over pooled connections. An optional
+//! extra listener carries the admin API (developer self-service). One log line per request
+//! goes to standard error; the bound addresses go to standard output.
 
 mod admin;
 mod apps;
+mod environment;
 mod gateway;
 mod listener;
 mod redis;
+mod tls;
 mod upstream;
 
 use std::io::Write as _;
@@ -47,9 +50,19 @@ pub struct Args {
     /// Bundles to serve: `apiproxy/` folders, folders holding them, or zips.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
-    /// Address to listen on; port 0 picks a free port (the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
+    /// Address of the `default` virtual host (default 127.0.0.1:8080, or the environment
+    /// file's); port 0 picks a free port (the bound address is printed).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Environment file (TOML) with virtual hosts, trust and key stores, target servers
+    /// and API providers. Default: the first `environment.toml` found directly in a PATH
+    /// folder.
+    #[arg(long = "env", value_name = "FILE")]
+    pub env: Option<PathBuf>,
+    /// Listen address of a virtual host of the environment file, as NAME=ADDR (port 0
+    /// picks a free port); repeatable.
+    #[arg(long = "vhost", value_name = "NAME=ADDR", value_parser = parse_vhost)]
+    pub vhosts: Vec<(String, SocketAddr)>,
     /// Apps file (TOML) with developers, products, apps and credentials. Default: the
     /// first `apps.toml` found directly in a PATH folder.
     #[arg(long)]
@@ -64,6 +77,28 @@ pub struct Args {
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request head (and to finish a TLS handshake).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_timeout: u64,
+    /// Seconds of silence allowed while a request body is read, and the grace period
+    /// before --body-min-rate applies; past either the client gets 408.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub body_timeout: u64,
+    /// Lowest average request body rate in bytes per second once --body-timeout has
+    /// passed (0: none).
+    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
+    pub body_min_rate: u64,
+    /// Seconds an open connection with no request in progress is kept.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub idle_timeout: u64,
+    /// Most open client connections, all listeners together; further clients wait in
+    /// the kernel's accept queue.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Most bytes of request bodies held at once by all requests in flight; a request
+    /// that would pass it gets 503 without its body being read.
+    #[arg(long, default_value_t = 32 * 1024 * 1024, value_name = "BYTES")]
+    pub max_buffered_bytes: usize,
     /// Largest target response body in bytes; larger ones fail the call (502).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     pub max_response_bytes: usize,
@@ -91,11 +126,32 @@ pub struct Args {
     pub redis_fail_closed: bool,
 }
 
+fn parse_vhost(s: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=ADDR".to_owned())?;
+    let addr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an address (IP:port)"))?;
+    Ok((name.trim().to_owned(), addr))
+}
+
+/// The default listen address of the `default` virtual host.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 /// An error that stops the gateway from starting.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
     #[error(transparent)]
     Apps(#[from] apps::AppsError),
+    #[error(transparent)]
+    Env(#[from] environment::EnvError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("--vhost {0}: the environment has no virtual host of that name")]
+    UnknownVhost(String),
+    #[error("virtual hosts sharing {0} must all use TLS or none")]
+    MixedTls(SocketAddr),
     #[error("the bundles have {0} error(s); nothing is served")]
     Load(usize),
     #[error("cannot build the gateway: {0}")]
@@ -158,6 +214,53 @@ fn find_apps_file(paths: &[PathBuf]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+fn find_env_file(paths: &[PathBuf]) -> Option<PathBuf> {
+    paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.join("environment.toml"))
+        .find(|p| p.is_file())
+}
+
+/// The environment file with the command line's listen addresses applied.
+fn load_environment(args: &Args) -> Result<(environment::Environment, bool), StartError> {
+    let path = args.env.clone().or_else(|| find_env_file(&args.paths));
+    let mut env = match &path {
+        Some(p) => environment::Environment::read(p)?,
+        None => environment::Environment::default(),
+    };
+    let default_listen = args
+        .listen
+        .or_else(|| DEFAULT_LISTEN.parse().ok())
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let no_hosts = env.hosts.is_empty();
+    match env.host_mut(environment::DEFAULT_HOST) {
+        Some(h) => {
+            if let Some(addr) = args.listen {
+                h.listen = addr;
+            }
+        }
+        None if args.listen.is_some() || no_hosts => {
+            env.hosts.insert(
+                0,
+                environment::Host {
+                    name: environment::DEFAULT_HOST.to_owned(),
+                    listen: default_listen,
+                    hosts: Vec::new(),
+                    tls: None,
+                },
+            );
+        }
+        None => {}
+    }
+    for (name, addr) in &args.vhosts {
+        env.host_mut(name)
+            .ok_or_else(|| StartError::UnknownVhost(name.clone()))?
+            .listen = *addr;
+    }
+    Ok((env, path.is_some()))
+}
+
 fn load_apps(path: Option<&Path>) -> Result<apps::AppsFile, StartError> {
     let Some(path) = path else {
         tracing::warn!("no apps file: no client can get a token or use an API key");
@@ -184,6 +287,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         }
         None => None,
     };
+    let (env, env_given) = load_environment(args)?;
     let file = load_apps(apps_path.as_deref())?;
     let registry = Arc::new(file.to_registry(PasswordHashCost::default())?);
 
@@ -229,6 +333,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let _refresh = registry_store
         .clone()
         .map(|store| redis::spawn_registry_refresh(store, Arc::clone(&registry)));
+    let endpoints = loaded.bundles.clone();
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))
@@ -245,21 +350,49 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let limits = listener::Limits {
         max_header_bytes: args.max_header_bytes,
         max_body_bytes: args.max_body_bytes,
-        ..listener::Limits::default()
+        header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        body_timeout: Duration::from_secs(args.body_timeout.max(1)),
+        body_min_rate: args.body_min_rate,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
     };
+    let budgets = listener::Budgets::new(args.max_connections, args.max_buffered_bytes);
     let grace = Duration::from_secs(args.grace_seconds);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let main = listener::Listener::bind(args.listen, "gateway")
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let main_addr = main.local_addr().map_err(|source| StartError::Bind {
-        addr: args.listen,
-        source,
-    })?;
+    let table = Arc::new(if env_given {
+        gateway::VirtualHostTable::new(&gateway, &endpoints)
+    } else {
+        // No environment file: one listener, every proxy on it, as before.
+        gateway::VirtualHostTable::default()
+    });
+    drop(endpoints);
+    for name in table.named() {
+        if !env.hosts.iter().any(|h| h.name == name) {
+            tracing::warn!(
+                virtual_host = name,
+                "a ProxyEndpoint names a virtual host the environment does not define; it is not served there"
+            );
+        }
+    }
+    let target_tls = upstream::TargetTlsConfigs {
+        default: tls::client_config("targets", &environment::TargetTls::default())?,
+        by_authority: env
+            .target_tls
+            .iter()
+            .map(|((host, port), t)| {
+                tls::client_config(&format!("back end {host}:{port}"), t)
+                    .map(|c| ((host.clone(), *port), c))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let handler = Arc::new(
+        gateway::GatewayHandler::new(
+            gateway,
+            upstream::Upstream::new(args.max_response_bytes, target_tls),
+        )
+        .with_remote(remote),
+    );
+    let listeners = bind_hosts(&env, &handler, &table).await?;
     let admin_listener = match (args.admin, admin_token, apps_path.clone()) {
         (Some(addr), Some(token), Some(path)) => {
             let l = listener::Listener::bind(addr, "admin")
@@ -280,32 +413,123 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         _ => None,
     };
 
-    for (base, proxy) in gateway.base_paths() {
+    for (base, proxy) in handler.gateway().base_paths() {
         tracing::info!(base_path = base, proxy, "serving");
     }
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "preflow listening on http://{main_addr}");
+        for l in &listeners {
+            let scheme = if l.tls { "https" } else { "http" };
+            for name in &l.names {
+                if name == environment::DEFAULT_HOST {
+                    let _ = writeln!(out, "preflow listening on {scheme}://{}", l.bound);
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "preflow virtual host {name} listening on {scheme}://{}",
+                        l.bound
+                    );
+                }
+            }
+        }
         if let Some((_, bound, _)) = &admin_listener {
             let _ = writeln!(out, "preflow admin listening on http://{bound}");
         }
         let _ = out.flush();
     }
 
-    let handler = Arc::new(
-        gateway::GatewayHandler::new(gateway, upstream::Upstream::new(args.max_response_bytes))
-            .with_remote(remote),
-    );
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(main.serve(handler, limits, stop_rx.clone(), grace));
+    for l in listeners {
+        tasks.spawn(
+            l.listener
+                .serve(l.routes, limits, budgets.clone(), stop_rx.clone(), grace),
+        );
+    }
     if let Some((l, _, admin)) = admin_listener {
-        tasks.spawn(l.serve(admin, limits, stop_rx.clone(), grace));
+        tasks.spawn(l.serve(
+            vec![listener::Route::plain(admin)],
+            limits,
+            budgets.clone(),
+            stop_rx.clone(),
+            grace,
+        ));
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// A bound listener with the virtual hosts it serves.
+struct Bound {
+    listener: listener::Listener,
+    routes: Vec<listener::Route<gateway::VirtualHostHandler>>,
+    names: Vec<String>,
+    bound: SocketAddr,
+    tls: bool,
+}
+
+/// Binds the virtual hosts: hosts with the same address (not port 0) share a listener,
+/// told apart by SNI (TLS) or the `Host` header.
+async fn bind_hosts(
+    env: &environment::Environment,
+    handler: &Arc<gateway::GatewayHandler>,
+    table: &Arc<gateway::VirtualHostTable>,
+) -> Result<Vec<Bound>, StartError> {
+    let mut groups: Vec<(SocketAddr, Vec<&environment::Host>)> = Vec::new();
+    for h in &env.hosts {
+        match groups
+            .iter_mut()
+            .find(|(a, _)| *a == h.listen && h.listen.port() != 0)
+        {
+            Some((_, g)) => g.push(h),
+            None => groups.push((h.listen, vec![h])),
+        }
+    }
+    let mut out = Vec::new();
+    for (addr, hosts) in groups {
+        let tls = hosts.iter().filter(|h| h.tls.is_some()).count();
+        if tls != 0 && tls != hosts.len() {
+            return Err(StartError::MixedTls(addr));
+        }
+        let mut routes = Vec::new();
+        for h in &hosts {
+            let config = h
+                .tls
+                .as_ref()
+                .map(|t| tls::server_config(&h.name, t))
+                .transpose()?;
+            let mut names = vec![h.name.to_ascii_lowercase()];
+            names.extend(h.hosts.iter().map(|n| n.to_ascii_lowercase()));
+            routes.push(listener::Route {
+                names,
+                tls: config,
+                handler: Arc::new(gateway::VirtualHostHandler::new(
+                    Arc::clone(handler),
+                    &h.name,
+                    Arc::clone(table),
+                )),
+            });
+        }
+        let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        let l = listener::Listener::bind(addr, &names.join(","))
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let bound = l
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        out.push(Bound {
+            listener: l,
+            routes,
+            names,
+            bound,
+            tls: tls != 0,
+        });
+    }
+    // The default host's line comes first.
+    out.sort_by_key(|b| !b.names.iter().any(|n| n == environment::DEFAULT_HOST));
+    Ok(out)
 }
 
 async fn shutdown_signal() {

@@ -1,16 +1,22 @@
 //! The upstream client: performs the target requests the engine builds, over pooled
-//! HTTP/1.1 connections, with a connect timeout and a response timeout.
+//! connections (HTTP/1.1, or HTTP/2 when a TLS back end offers it by ALPN), with a connect
+//! timeout and a response timeout. `https://` back ends are verified against the web PKI
+//! roots, or against the trust store the environment names for that host and port, with
+//! the host name checked; a certificate that does not verify fails the call before any
+//! request byte is sent.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
 
 use super::listener::strip_hop_by_hop;
 
@@ -26,39 +32,70 @@ pub enum UpstreamError {
     /// The target answered something that is not usable HTTP, or too large a body.
     #[error("bad answer from the target: {0}")]
     Protocol(String),
-    /// The request could not be sent (e.g. the URL is not `http://`).
+    /// The request could not be sent (e.g. the URL is neither `http://` nor `https://`).
     #[error("cannot send the target request: {0}")]
     Request(String),
+    /// The TLS handshake with the target failed (its certificate did not verify, or
+    /// it refused ours); nothing was sent.
+    #[error("TLS with the target failed: {0}")]
+    Tls(String),
 }
 
-type Pool = Client<HttpConnector, Full<Bytes>>;
+type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Pooled clients, one per connect timeout in use (the connector holds the timeout).
+/// TLS client configurations: the default (web PKI roots) and those the environment
+/// gives for `host:port` back ends.
+#[derive(Debug, Clone)]
+pub struct TargetTlsConfigs {
+    /// For back ends the environment does not name.
+    pub default: Arc<ClientConfig>,
+    /// By lower-case host and port.
+    pub by_authority: BTreeMap<(String, u16), Arc<ClientConfig>>,
+}
+
+/// Which pool a request goes to: connect timeout and TLS configuration.
+type PoolKey = (Duration, Option<(String, u16)>);
+
+/// Pooled clients, one per connect timeout and TLS configuration in use (the connector
+/// holds both).
 #[derive(Debug)]
 pub struct Upstream {
-    pools: RwLock<HashMap<Duration, Pool>>,
+    pools: RwLock<HashMap<PoolKey, Pool>>,
+    tls: TargetTlsConfigs,
     max_response_bytes: usize,
 }
 
 impl Upstream {
     /// A client that accepts response bodies up to `max_response_bytes`.
-    pub fn new(max_response_bytes: usize) -> Self {
+    pub fn new(max_response_bytes: usize, tls: TargetTlsConfigs) -> Self {
         Self {
             pools: RwLock::new(HashMap::new()),
+            tls,
             max_response_bytes,
         }
     }
 
-    fn pool(&self, connect_timeout: Duration) -> Pool {
+    fn pool(&self, key: &PoolKey) -> Pool {
         if let Ok(pools) = self.pools.read()
-            && let Some(p) = pools.get(&connect_timeout)
+            && let Some(p) = pools.get(key)
         {
             return p.clone();
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(key.0));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let config = key
+            .1
+            .as_ref()
+            .and_then(|a| self.tls.by_authority.get(a))
+            .unwrap_or(&self.tls.default);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(ClientConfig::clone(config))
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
         let pool: Pool = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -66,12 +103,13 @@ impl Upstream {
             .pool_max_idle_per_host(256)
             .build(connector);
         if let Ok(mut pools) = self.pools.write() {
-            pools.entry(connect_timeout).or_insert_with(|| pool.clone());
+            pools.entry(key.clone()).or_insert_with(|| pool.clone());
         }
         pool
     }
 
-    /// Sends `request` (absolute `http://` URI) and reads the whole response.
+    /// Sends `request` (absolute `http://` or `https://` URI) and reads the whole
+    /// response.
     pub async fn call(
         &self,
         mut request: Request<Bytes>,
@@ -83,23 +121,36 @@ impl Upstream {
             .authority()
             .map(|a| a.as_str().to_owned())
             .ok_or_else(|| UpstreamError::Request("the target URL has no host".into()))?;
-        if request.uri().scheme_str() != Some("http") {
-            return Err(UpstreamError::Request(format!(
-                "only http:// targets are supported, not {}",
-                request.uri()
-            )));
-        }
+        let tls = match request.uri().scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(UpstreamError::Request(format!(
+                    "only http:// and https:// targets are supported, not {}",
+                    request.uri()
+                )));
+            }
+        };
+        let configured = if tls {
+            let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
+            let port = request.uri().port_u16().unwrap_or(443);
+            Some((host, port)).filter(|a| self.tls.by_authority.contains_key(a))
+        } else {
+            None
+        };
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
         headers.remove(header::CONTENT_LENGTH);
         let host = HeaderValue::from_str(&authority)
             .map_err(|_| UpstreamError::Request("the target host is not a valid header".into()))?;
         headers.insert(header::HOST, host);
-        let pool = self.pool(connect_timeout);
+        let pool = self.pool(&(connect_timeout, configured));
         let limit = self.max_response_bytes;
         let exchange = async move {
             let resp = pool.request(request.map(Full::new)).await.map_err(|e| {
-                if e.is_connect() {
+                if let Some(why) = tls_failure(&e) {
+                    UpstreamError::Tls(why)
+                } else if e.is_connect() {
                     UpstreamError::Connect(error_chain(&e))
                 } else {
                     UpstreamError::Protocol(error_chain(&e))
@@ -121,6 +172,32 @@ impl Upstream {
     }
 }
 
+/// The rustls error in the cause chain of a failed call, said plainly.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    // Bounded: cause chains are short; a cycle would be a bug elsewhere.
+    for _ in 0..16 {
+        let Some(err) = cur else { break };
+        // io::Error hides what it wraps from `source()`: look inside it.
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            cur = Some(inner);
+            continue;
+        }
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(match t {
+                rustls::Error::InvalidCertificate(why) => {
+                    format!("the target's certificate did not verify: {why:?}")
+                }
+                other => other.to_string(),
+            });
+        }
+        cur = err.source();
+    }
+    None
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -136,6 +213,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    pub(super) fn upstream(max: usize) -> Upstream {
+        let default = super::super::tls::client_config("test", &Default::default()).unwrap();
+        Upstream::new(
+            max,
+            TargetTlsConfigs {
+                default,
+                by_authority: BTreeMap::new(),
+            },
+        )
+    }
+
     #[tokio::test]
     async fn refused_connections_are_connect_errors() {
         // Bind and drop to find a port nothing listens on.
@@ -144,7 +232,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let up = Upstream::new(1024);
+        let up = upstream(1024);
         let req = Request::get(format!("http://127.0.0.1:{port}/x"))
             .body(Bytes::new())
             .unwrap();
@@ -164,7 +252,7 @@ mod tests {
             let (_s, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(10)).await;
         });
-        let up = Upstream::new(1024);
+        let up = upstream(1024);
         let req = Request::get(format!("http://{addr}/x"))
             .body(Bytes::new())
             .unwrap();
@@ -177,9 +265,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_targets_are_refused_plainly() {
-        let up = Upstream::new(1024);
-        let req = Request::get("https://127.0.0.1:1/x")
+    async fn other_schemes_are_refused_plainly() {
+        let up = upstream(1024);
+        let req = Request::get("ftp://127.0.0.1:1/x")
             .body(Bytes::new())
             .unwrap();
         let err = up

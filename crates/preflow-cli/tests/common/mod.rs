@@ -25,6 +25,8 @@ pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The `secure` virtual host (HTTPS) of an environment file that has one.
+    pub secure: Option<SocketAddr>,
     pub stderr: Arc<Mutex<String>>,
 }
 
@@ -35,7 +37,23 @@ impl Gateway {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_preflow"));
+        // A `secure` virtual host in an environment file (the seed's) gets a free port
+        // too, unless the test gives its own file (whose addresses it chooses).
+        let own_env = args.contains(&"--env");
+        let wants_secure = args.iter().any(|a| {
+            let p = Path::new(a);
+            std::fs::read_to_string(if own_env {
+                p.to_owned()
+            } else {
+                p.join("environment.toml")
+            })
+            .is_ok_and(|t| t.contains("name = \"secure\""))
+        });
+        // PREFLOW_TEST_BIN runs the suite against another build (e.g. the release binary,
+        // for the memory figures of the README).
+        let bin = std::env::var("PREFLOW_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_preflow").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve")
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -43,6 +61,9 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if wants_secure && !own_env {
+            cmd.args(["--vhost", "secure=127.0.0.1:0"]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -66,6 +87,7 @@ impl Gateway {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;
         let mut admin = None;
+        let mut secure = None;
         let wants_admin = args.contains(&"--admin");
         while let Some(Ok(line)) = lines.next() {
             if let Some(a) = line.strip_prefix("preflow listening on http://") {
@@ -74,7 +96,14 @@ impl Gateway {
             if let Some(a) = line.strip_prefix("preflow admin listening on http://") {
                 admin = Some(a.parse().unwrap());
             }
-            if addr.is_some() && (admin.is_some() || !wants_admin) {
+            if let Some(a) = line.strip_prefix("preflow virtual host secure listening on https://")
+            {
+                secure = Some(a.parse().unwrap());
+            }
+            if addr.is_some()
+                && (admin.is_some() || !wants_admin)
+                && (secure.is_some() || !wants_secure)
+            {
                 break;
             }
         }
@@ -89,6 +118,7 @@ impl Gateway {
             child,
             addr,
             admin,
+            secure,
             stderr,
         }
     }
