@@ -97,6 +97,9 @@ fn real_bundles_build_and_serve() {
                         Step::Store(op) => {
                             panic!("{}: store op in local mode: {op:?}", root.display())
                         }
+                        Step::ReadBody => {
+                            panic!("{}: begin gave the whole request", root.display())
+                        }
                     }
                 }
                 assert!(done, "{} {method} {path}: no response", root.display());

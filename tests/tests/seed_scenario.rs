@@ -390,6 +390,7 @@ fn remote_state_surfaces_store_ops() {
                     ex.store_reply(preflow::StoreReply::RateLimit(counters.run(&op)));
                 }
                 preflow::Step::Store(other) => panic!("{other:?}"),
+                preflow::Step::ReadBody => panic!("begin gave the whole request"),
             }
         }
     };

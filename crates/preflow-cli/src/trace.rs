@@ -97,7 +97,10 @@ pub fn trace(gateway: &Gateway, request: http::Request<Bytes>) -> String {
         request.uri()
     ));
     let client = Client::http(std::net::SocketAddr::from(([127, 0, 0, 1], 40000)));
-    let mut ex = gateway.begin(request, client, SystemTime::now());
+    // As a gateway does: the head first, the body when the engine asks for it.
+    let (head, body) = request.into_parts();
+    let mut body = Some(body);
+    let mut ex = gateway.begin_head(head, client, SystemTime::now());
     ex.enable_trace();
     let mut printed = 0;
     let mut flush = |ex: &preflow::Exchange, out: &mut String| {
@@ -109,6 +112,12 @@ pub fn trace(gateway: &Gateway, request: http::Request<Bytes>) -> String {
     };
     for _ in 0..64 {
         match gateway.step(&mut ex) {
+            Step::ReadBody => {
+                flush(&ex, &mut out);
+                let body = body.take().unwrap_or_default();
+                out.push_str(&format!("body      read ({} bytes)\n", body.len()));
+                ex.request_body(body);
+            }
             Step::Respond(resp) => {
                 flush(&ex, &mut out);
                 out.push_str(&format!("response  {}\n", resp.status()));

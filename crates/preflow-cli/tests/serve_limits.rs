@@ -40,9 +40,14 @@ fn read_status(s: &mut TcpStream) -> u16 {
         .unwrap_or(0)
 }
 
-fn post_head(addr: SocketAddr, len: usize) -> String {
+/// The token endpoint reads its form, so its body is read; the protected API rejects a
+/// request without a token on its head, so its body never is.
+const TOKEN: &str = "/oauth/OAuthToken";
+const PROTECTED: &str = "/v1/test/hello";
+
+fn post_head(addr: SocketAddr, path: &str, len: usize) -> String {
     format!(
-        "POST /v1/test/hello HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {len}\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\r\n"
     )
 }
 
@@ -59,7 +64,8 @@ fn a_stalled_body_is_cut_off_within_the_body_timeout() {
     let mut s = TcpStream::connect(gw.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let began = Instant::now();
-    s.write_all(post_head(gw.addr, 1000).as_bytes()).unwrap();
+    s.write_all(post_head(gw.addr, TOKEN, 1000).as_bytes())
+        .unwrap();
     s.write_all(&[b'x'; 100]).unwrap();
     let status = read_status(&mut s);
     let took = began.elapsed();
@@ -78,7 +84,8 @@ fn a_trickled_body_is_cut_off_by_the_minimum_rate() {
     s.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let began = Instant::now();
-    s.write_all(post_head(gw.addr, 1000).as_bytes()).unwrap();
+    s.write_all(post_head(gw.addr, TOKEN, 1000).as_bytes())
+        .unwrap();
     let mut status = 0;
     while began.elapsed() < Duration::from_secs(30) {
         if s.write_all(b"x").is_err() {
@@ -114,14 +121,16 @@ fn vm_rss_kib(pid: u32) -> u64 {
 
 /// Sends the head of a 10 MB body and 9.5 MB of it, then stalls; returns the status
 /// read back (0 when the connection was closed first) and when.
-fn large_stalled_body(addr: SocketAddr) -> (u16, Duration) {
+fn large_stalled_body(addr: SocketAddr, path: &str) -> (u16, Duration) {
     let began = Instant::now();
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let chunk = vec![b'a'; 64 * 1024];
     let mut sent = 0;
-    if s.write_all(post_head(addr, 10_000_000).as_bytes()).is_ok() {
+    if s.write_all(post_head(addr, path, 10_000_000).as_bytes())
+        .is_ok()
+    {
         while sent < 9_500_000 {
             if s.write_all(&chunk).is_err() {
                 break;
@@ -144,7 +153,7 @@ fn a_burst_of_large_bodies_meets_the_buffer_budget_and_memory_stays_bounded() {
     let handles: Vec<_> = (0..100)
         .map(|_| {
             let addr = gw.addr;
-            std::thread::spawn(move || large_stalled_body(addr))
+            std::thread::spawn(move || large_stalled_body(addr, TOKEN))
         })
         .collect();
     let mut peak = before;
@@ -263,4 +272,46 @@ fn a_silent_connection_is_closed_after_the_header_timeout() {
         took >= Duration::from_millis(800) && took < Duration::from_secs(5),
         "{took:?}"
     );
+}
+
+#[test]
+fn a_burst_of_unauthenticated_bodies_is_answered_on_the_head_without_reading_them() {
+    // Issue 12: 100 clients each sending 9.5 MB to the protected API without a token.
+    // The PreFlow (SpikeArrest, VerifyAccessToken) needs no body, so each is answered
+    // 401 or 429 from its head and its connection closed; nothing is buffered.
+    let gw = start(&["--body-timeout", "3"]);
+    let warm = common::raw_get(gw.addr, PROTECTED, "");
+    assert_eq!(warm.status, 401, "{}", warm.body);
+    let pid = gw.child.id();
+    let before = vm_rss_kib(pid);
+    let handles: Vec<_> = (0..100)
+        .map(|_| {
+            let addr = gw.addr;
+            std::thread::spawn(move || large_stalled_body(addr, PROTECTED))
+        })
+        .collect();
+    let mut peak = before;
+    while !handles.iter().all(|h| h.is_finished()) {
+        peak = peak.max(vm_rss_kib(pid));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let results: Vec<(u16, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let answered = results
+        .iter()
+        .filter(|(s, _)| *s == 401 || *s == 429)
+        .count();
+    let grown = peak.saturating_sub(before) / 1024;
+    let slowest = results.iter().map(|(_, t)| *t).max().unwrap();
+    eprintln!(
+        "RSS before {before} KiB, peak {peak} KiB (+{grown} MiB); 401/429: {answered} of 100; slowest {slowest:?}"
+    );
+    // A client still writing when the answer comes may see the connection reset first.
+    let others: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| ![0, 401, 429].contains(s))
+        .collect();
+    assert!(others.is_empty(), "unexpected answers: {others:?}");
+    assert!(answered >= 50, "most are answered on the head: {results:?}");
+    assert!(slowest < Duration::from_secs(20), "{slowest:?}");
+    assert!(grown < 64, "peak RSS grew {grown} MiB");
 }

@@ -123,6 +123,13 @@ pub(crate) trait PolicyType {
         Vec::new()
     }
 
+    /// Whether running the policy reads the request body. The engine reads the body
+    /// before such a policy runs and not before; a type that does not say assumes it does.
+    fn reads_request_body(config: &Self::Config) -> bool {
+        let _ = config;
+        true
+    }
+
     /// Whether the policy sets the verified token's variables (`client_id`,
     /// `developer.*`, `apiproduct.*`…), for lint.
     fn sets_token_variables(config: &Self::Config) -> bool {
@@ -239,6 +246,14 @@ macro_rules! registry {
                 }
             }
 
+            /// Whether running the policy reads the request body.
+            pub fn reads_request_body(&self) -> bool {
+                match self {
+                    $(PolicyConfig::$variant(c) => <$module::$ty as PolicyType>::reads_request_body(c),)+
+                    PolicyConfig::Unsupported { .. } => false,
+                }
+            }
+
             /// The shared flow bundle the policy calls (a FlowCallout), if any.
             pub fn shared_flow(&self) -> Option<&str> {
                 match self {
@@ -341,6 +356,7 @@ pub struct CompiledPolicy {
     type_name: String,
     enabled: bool,
     continue_on_error: bool,
+    reads_body: bool,
     exec: Exec,
 }
 
@@ -356,6 +372,7 @@ impl CompiledPolicy {
             type_name: policy.type_name.clone(),
             enabled: policy.enabled,
             continue_on_error: policy.continue_on_error,
+            reads_body: policy.config.reads_request_body(),
             exec: compile_exec(&policy.config, cx)?,
         })
     }
@@ -367,6 +384,7 @@ impl CompiledPolicy {
             type_name: "(missing)".to_owned(),
             enabled: true,
             continue_on_error: false,
+            reads_body: false,
             exec: Exec::Missing,
         }
     }
@@ -384,6 +402,11 @@ impl CompiledPolicy {
     /// Whether it runs (`enabled`).
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Whether running it reads the request body.
+    pub fn reads_request_body(&self) -> bool {
+        self.reads_body
     }
 
     /// Whether a failure lets the flow go on (`continueOnError`).

@@ -122,6 +122,16 @@ impl Template {
         })
     }
 
+    /// Whether rendering reads the request body (a reference to its content or form
+    /// parameters, directly or as a function argument).
+    pub fn reads_request_body(&self) -> bool {
+        self.parts.iter().any(|p| match p {
+            Part::Variable(name) => crate::vars::reads_request_body(name),
+            Part::Function { args, .. } => args.iter().any(|a| crate::vars::reads_request_body(a)),
+            Part::Literal(_) => false,
+        })
+    }
+
     /// Renders into `out`. `lookup` appends the value of a variable (or the result of a
     /// function, given as `name(args)`) to its buffer and returns whether it resolved.
     ///

@@ -262,6 +262,34 @@ pub fn write_value(v: Value<'_>, out: &mut String) -> bool {
     true
 }
 
+/// Whether variable `name` reads the request body (its content or form parameters), so
+/// that the body must be read before it is evaluated.
+pub fn reads_request_body(name: &str) -> bool {
+    let n = name.trim();
+    ["request.", "message."].iter().any(|p| {
+        n.strip_prefix(p).is_some_and(|rest| {
+            rest == "content"
+                || rest.starts_with("content.")
+                || rest.starts_with("formparam.")
+                || rest == "formparams.count"
+                || rest == "formstring"
+        })
+    })
+}
+
+impl Slot {
+    /// Whether reading this slot needs the request body.
+    pub fn reads_request_body(&self) -> bool {
+        matches!(
+            self,
+            Slot::Msg(
+                Which::Request | Which::Message,
+                Field::Content | Field::FormParam(_) | Field::FormParamsCount
+            )
+        )
+    }
+}
+
 /// The value of a slot that a policy's results answer: the verified token, a verified API
 /// key or a quota decision. `None` for the other slots, which the engine reads.
 pub fn policy_value<'a>(slot: &Slot, state: &'a ExchangeState) -> Option<Value<'a>> {

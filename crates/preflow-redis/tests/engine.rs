@@ -111,6 +111,7 @@ impl Node {
                     ex.target_response(Ok(http::Response::new(Bytes::from_static(b"backend"))))
                 }
                 preflow::Step::Store(op) => ex.store_reply(self.state.run(&op).await),
+                preflow::Step::ReadBody => panic!("begin gave the whole request"),
             }
         }
     }

@@ -199,28 +199,23 @@ where
         Box::pin(async move {
             let client = client_addr(&req);
             let (parts, body) = req.into_parts();
-            let body = match Limited::new(body, max).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => {
-                    return Ok(fault(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "protocol.http.TooBigBody",
-                        "Request body is larger than the gateway accepts",
-                    ));
-                }
-                Err(_) => {
-                    return Ok(fault(
-                        StatusCode::BAD_REQUEST,
-                        "protocol.http.BadRequest",
-                        "The request body could not be read",
-                    ));
-                }
-            };
-            let request = Request::from_parts(parts, body);
-            let mut ex = gateway.begin(request, Client::http(client), SystemTime::now());
+            let mut body = Some(body);
+            // The body is read only when the engine asks: a request the proxy rejects
+            // on its head is answered without reading it.
+            let mut ex = gateway.begin_head(parts, Client::http(client), SystemTime::now());
             loop {
                 match gateway.step(&mut ex) {
                     Step::Respond(resp) => return Ok(resp.map(Full::new)),
+                    Step::ReadBody => {
+                        let bytes = match body.take() {
+                            Some(b) => match read_body(b, max).await {
+                                Ok(bytes) => bytes,
+                                Err(resp) => return Ok(resp),
+                            },
+                            None => Bytes::new(),
+                        };
+                        ex.request_body(bytes);
+                    }
                     Step::Forward(t) => {
                         let result = call_target(&mut target, t, max).await;
                         ex.target_response(result);
@@ -231,6 +226,27 @@ where
                 }
             }
         })
+    }
+}
+
+/// Reads a request body of at most `max` bytes; past it, or unreadable, the answer.
+async fn read_body<B>(body: B, max: usize) -> Result<Bytes, Response<Full<Bytes>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(fault(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "protocol.http.TooBigBody",
+            "Request body is larger than the gateway accepts",
+        )),
+        Err(_) => Err(fault(
+            StatusCode::BAD_REQUEST,
+            "protocol.http.BadRequest",
+            "The request body could not be read",
+        )),
     }
 }
 

@@ -67,6 +67,7 @@ impl Cx<'_> {
         let r = Resolver {
             bundle: self.bundle,
             policies: self.index,
+            reads_body: std::cell::Cell::new(false),
         };
         let (compiled, guard) = match &c.form {
             ConditionForm::Valid { ast, .. } => match ast.compile(&c.text, &r) {
@@ -85,6 +86,8 @@ impl Cx<'_> {
             text: c.text.clone(),
             compiled,
             guard,
+            // An invalid condition faults without reading anything.
+            reads_body: r.reads_body.get(),
         })
     }
 
@@ -100,9 +103,16 @@ impl Cx<'_> {
                         self.policies.len() - 1
                     }
                 };
+                let cond = self.cond(s.condition.as_ref());
+                let needs_body = cond.as_ref().is_some_and(|c| c.reads_body)
+                    || self
+                        .policies
+                        .get(policy)
+                        .is_some_and(CompiledPolicy::reads_request_body);
                 CStep {
                     policy,
-                    cond: self.cond(s.condition.as_ref()),
+                    cond,
+                    needs_body,
                 }
             })
             .collect()
@@ -280,12 +290,12 @@ pub(crate) fn compile_bundle(
         index: &index,
         policies: &mut policies,
     };
-    let proxies = b
+    let proxies: Vec<CProxy> = b
         .proxy_endpoints
         .iter()
         .map(|p| cx.proxy(p, &b.target_endpoints))
         .collect();
-    let targets = b.target_endpoints.iter().map(|t| cx.target(t)).collect();
+    let targets: Vec<CTarget> = b.target_endpoints.iter().map(|t| cx.target(t)).collect();
     let shared_steps = b
         .shared_flows
         .iter()
@@ -293,6 +303,7 @@ pub(crate) fn compile_bundle(
         .or(b.shared_flows.first())
         .map(|s| cx.steps(&s.steps))
         .unwrap_or_default();
+    let conditions_need_body = conditions_read_body(&proxies, &targets);
     Ok(CBundle {
         name: b.name.clone(),
         revision: b.revision.clone().unwrap_or_else(|| "1".to_owned()),
@@ -301,5 +312,23 @@ pub(crate) fn compile_bundle(
         proxies,
         targets,
         shared_steps,
+        conditions_need_body,
     })
+}
+
+/// Whether a flow, route rule or fault rule condition of these endpoints reads the body.
+fn conditions_read_body(proxies: &[CProxy], targets: &[CTarget]) -> bool {
+    fn any(c: &Option<CCond>) -> bool {
+        c.as_ref().is_some_and(|c| c.reads_body)
+    }
+    let rules = |rules: &[CFaultRule], default: &Option<CDefaultRule>| {
+        rules.iter().any(|r| any(&r.cond)) || default.as_ref().is_some_and(|d| any(&d.cond))
+    };
+    proxies.iter().any(|p| {
+        p.flows.iter().any(|f| any(&f.cond))
+            || p.routes.iter().any(|r| any(&r.cond))
+            || rules(&p.fault_rules, &p.default_rule)
+    }) || targets
+        .iter()
+        .any(|t| t.flows.iter().any(|f| any(&f.cond)) || rules(&t.fault_rules, &t.default_rule))
 }

@@ -18,6 +18,8 @@ pub(crate) struct CCond {
     pub text: String,
     pub compiled: CCompiled,
     pub guard: crate::guard::Guard,
+    /// Whether evaluating it reads the request body.
+    pub reads_body: bool,
 }
 
 /// What evaluating a condition runs: the compiled form, or, for a condition that does not
@@ -32,6 +34,9 @@ pub(crate) enum CCompiled {
 pub(crate) struct CStep {
     pub policy: usize,
     pub cond: Option<CCond>,
+    /// Whether its condition or policy reads the request body: the engine asks the host
+    /// for the body before such a step, and only then.
+    pub needs_body: bool,
 }
 
 #[derive(Debug)]
@@ -121,6 +126,9 @@ pub(crate) struct CBundle {
     pub targets: Vec<CTarget>,
     /// The steps of a shared flow bundle (`sharedflows/default.xml`, else the first).
     pub shared_steps: Vec<CStep>,
+    /// Whether a flow, route rule or fault rule condition reads the request body: the
+    /// body is then read before the request flows start.
+    pub conditions_need_body: bool,
 }
 
 /// Everything a gateway holds, shared across threads.

@@ -383,6 +383,8 @@ fn fault_seg_done(g: &Inner, ex: &mut Exchange, fs: FaultSeg) {
 enum Next<'g> {
     Step(usize, &'g CStep),
     SegDone,
+    /// The next step reads the request body, which the host has not given yet.
+    NeedBody,
 }
 
 fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
@@ -392,6 +394,9 @@ fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
             .get(frame.bundle)
             .map_or(&[][..], |b| &b.shared_steps);
         if let Some(s) = steps.get(frame.idx) {
+            if s.needs_body && ex.body_pending {
+                return Next::NeedBody;
+            }
             frame.idx += 1;
             return Next::Step(frame.bundle, s);
         }
@@ -411,6 +416,7 @@ fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
         _ => return Next::SegDone,
     };
     match steps.get(idx) {
+        Some(s) if s.needs_body && ex.body_pending => Next::NeedBody,
         Some(s) => {
             ex.stage = match ex.stage {
                 Stage::Run(seg, i) => Stage::Run(seg, i + 1),
@@ -692,7 +698,16 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             start(g, ex);
             None
         }
+        Stage::Run(..) | Stage::Fault(..)
+            if ex.body_pending
+                && g.bundles
+                    .get(ex.bundle)
+                    .is_some_and(|b| b.conditions_need_body) =>
+        {
+            Some(Step::ReadBody)
+        }
         Stage::Run(..) | Stage::Fault(..) | Stage::PostClient(_) => match next(g, ex) {
+            Next::NeedBody => Some(Step::ReadBody),
             Next::Step(bundle, step) => run_step(g, ex, bundle, step),
             Next::SegDone => {
                 match ex.stage {
@@ -946,6 +961,10 @@ fn route(g: &Inner, ex: &mut Exchange) {
 }
 
 fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
+    // The target gets the whole request: read the body first.
+    if ex.body_pending {
+        return Some(Step::ReadBody);
+    }
     let target = g.target_endpoint(ex);
     let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
         // A URL set by a route rule or a policy.

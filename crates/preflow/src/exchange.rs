@@ -21,6 +21,11 @@ pub enum Step {
     Forward(Target),
     /// Perform this store operation and pass its reply to [`Exchange::store_reply`].
     Store(StoreOp),
+    /// Read the request body and pass it to [`Exchange::request_body`]. Only an
+    /// exchange begun from the head alone ([`Gateway::begin_head`](crate::Gateway::begin_head))
+    /// asks, and only when a policy, condition or the target call on the path taken
+    /// needs the body; a request answered earlier never has its body read.
+    ReadBody,
 }
 
 /// Which part of the execution a trace event belongs to.
@@ -241,6 +246,8 @@ pub struct Exchange {
     pub(crate) final_response: Option<Box<http::Response<Bytes>>>,
     /// A policy waiting for the host's call (ServiceCallout).
     pub(crate) callout: Option<PolicyRef>,
+    /// The request body has not been read yet (begun from the head alone).
+    pub(crate) body_pending: bool,
 }
 
 impl Exchange {
@@ -249,6 +256,19 @@ impl Exchange {
     /// response flows (or the error flow).
     pub fn target_response(&mut self, result: Result<http::Response<Bytes>, TargetError>) {
         self.target_result = Some(Box::new(result));
+    }
+
+    /// Hands the request body asked for by [`Step::ReadBody`] to the exchange.
+    pub fn request_body(&mut self, body: Bytes) {
+        self.request.body = body;
+        self.body_pending = false;
+        self.invalidate_params();
+    }
+
+    /// Whether the request body is still unread: after the final response, the host
+    /// closes the connection (or drains the body within a bound) rather than reading it.
+    pub fn body_pending(&self) -> bool {
+        self.body_pending
     }
 
     /// Hands the reply to the operation requested by [`Step::Store`] to the exchange.

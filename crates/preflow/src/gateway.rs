@@ -240,7 +240,23 @@ impl Gateway {
             path_lazy: true,
             query_lazy: true,
             final_response: None,
+            body_pending: false,
         }
+    }
+
+    /// Begins an exchange from the request head alone. The engine asks for the body with
+    /// [`Step::ReadBody`] when a policy, condition or the target call needs it, so a
+    /// request the proxy rejects early (no token, a spike arrest) is answered without
+    /// its body being read.
+    pub fn begin_head(
+        &self,
+        head: http::request::Parts,
+        client: Client,
+        now: SystemTime,
+    ) -> Exchange {
+        let mut ex = self.begin(http::Request::from_parts(head, Bytes::new()), client, now);
+        ex.body_pending = true;
+        ex
     }
 
     /// Runs the exchange until the host has something to do: send a response, call a

@@ -43,6 +43,7 @@
 //!             ex.target_response(Ok(http::Response::new(Bytes::from("hello"))));
 //!         }
 //!         Step::Store(_) => unreachable!("local state is answered inline"),
+//!         Step::ReadBody => unreachable!("begin gave the whole request"),
 //!     }
 //! };
 //! assert_eq!(response.status(), 200);

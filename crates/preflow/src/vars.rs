@@ -18,12 +18,18 @@ use crate::exchange::{Exchange, Stage};
 pub(crate) struct Resolver<'a> {
     pub bundle: usize,
     pub policies: &'a HashMap<String, usize>,
+    /// Set when a resolved name reads the request body.
+    pub reads_body: std::cell::Cell<bool>,
 }
 
 impl Resolve for Resolver<'_> {
     type Handle = Slot;
     fn resolve(&self, name: &str) -> Slot {
-        resolve_name(name, self.bundle, self.policies)
+        let slot = resolve_name(name, self.bundle, self.policies);
+        if slot.reads_request_body() {
+            self.reads_body.set(true);
+        }
+        slot
     }
 }
 

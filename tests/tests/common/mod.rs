@@ -111,6 +111,7 @@ pub fn run_at(
                 ex.target_response(r);
             }
             Step::Store(op) => panic!("unexpected store op in local mode: {op:?}"),
+            Step::ReadBody => panic!("begin gave the whole request; no body to ask for"),
         }
     }
     panic!("exchange did not finish: {:#?}", ex.trace());

@@ -410,9 +410,20 @@ fn now_secs() -> u64 {
 impl Handler for Admin {
     async fn handle(
         &self,
-        request: Request<Bytes>,
+        head: http::request::Parts,
+        mut body: super::listener::Body,
         _client: preflow::Client,
     ) -> (Response<Bytes>, Handled) {
+        let request = match body.read().await {
+            Ok(bytes) => Request::from_parts(head, bytes),
+            Err(resp) => {
+                let handled = Handled {
+                    close: true,
+                    ..Handled::default()
+                };
+                return (resp, handled);
+            }
+        };
         // Writing the apps file blocks briefly; keep it off the async workers.
         let resp = tokio::task::block_in_place(|| self.respond(&request));
         if let Some(redis) = &self.redis

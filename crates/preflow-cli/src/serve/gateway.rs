@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use preflow::{Client, Gateway, Step, StoreReply, TargetError};
 
-use super::listener::{Handled, Handler};
+use super::listener::{Body, Handled, Handler};
 use super::upstream::{Upstream, UpstreamError};
 
 /// The host name of target URLs that this gateway answers itself, in process:
@@ -58,11 +58,20 @@ impl GatewayHandler {
         self
     }
 
-    fn run(&self, request: Request<Bytes>, client: Client, depth: u8) -> Answer<'_> {
+    fn run(
+        &self,
+        head: http::request::Parts,
+        mut body: Body,
+        client: Client,
+        depth: u8,
+    ) -> Answer<'_> {
         Box::pin(async move {
             let gateway = &self.gateway;
-            let slow = may_check_a_secret(&request);
-            let mut ex = gateway.begin(request, client, SystemTime::now());
+            let slow = may_check_a_secret(&head);
+            // Policies run on the head; the body is read only when one of them, a
+            // condition or the target call needs it.
+            let mut ex = gateway.begin_head(head, client, SystemTime::now());
+            let mut refused = false;
             let resp = loop {
                 let step = if slow {
                     // Checking a chosen client secret is an Argon2id hash: tens of
@@ -73,6 +82,13 @@ impl GatewayHandler {
                 };
                 match step {
                     Step::Respond(resp) => break resp,
+                    Step::ReadBody => match body.read().await {
+                        Ok(bytes) => ex.request_body(bytes),
+                        Err(resp) => {
+                            refused = true;
+                            break resp;
+                        }
+                    },
                     Step::Forward(target) => {
                         let result = self.forward(target.request, target.timeouts, depth).await;
                         ex.target_response(result);
@@ -87,13 +103,18 @@ impl GatewayHandler {
                     },
                 }
             };
+            let close = refused || body.is_unread();
             let handled = if depth == 0 && super::listener::access_log_enabled() {
                 Handled {
                     proxy: gateway.variable(&ex, "apiproxy.name"),
                     flow: gateway.variable(&ex, "proxy.flow.name"),
+                    close,
                 }
             } else {
-                Handled::default()
+                Handled {
+                    close,
+                    ..Handled::default()
+                }
             };
             (resp, handled)
         })
@@ -120,12 +141,11 @@ impl GatewayHandler {
             parts.uri = path
                 .parse::<Uri>()
                 .map_err(|e| TargetError::Other(e.to_string()))?;
-            let inner = Request::from_parts(parts, body);
             let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
             let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
             return match tokio::time::timeout(
                 io,
-                self.run(inner, Client::http(loopback), depth + 1),
+                self.run(parts, Body::ready(body), Client::http(loopback), depth + 1),
             )
             .await
             {
@@ -151,10 +171,10 @@ impl GatewayHandler {
 /// Whether a request may carry client credentials to check: a form POST, as token,
 /// introspection and revocation requests are. Only those leave the async workers, on a
 /// multi-threaded runtime.
-fn may_check_a_secret(request: &Request<Bytes>) -> bool {
-    request.method() == http::Method::POST
-        && request
-            .headers()
+fn may_check_a_secret(head: &http::request::Parts) -> bool {
+    head.method == http::Method::POST
+        && head
+            .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| {
@@ -167,8 +187,13 @@ fn may_check_a_secret(request: &Request<Bytes>) -> bool {
 }
 
 impl Handler for GatewayHandler {
-    async fn handle(&self, request: Request<Bytes>, client: Client) -> (Response<Bytes>, Handled) {
-        self.run(request, client, 0).await
+    async fn handle(
+        &self,
+        head: http::request::Parts,
+        body: Body,
+        client: Client,
+    ) -> (Response<Bytes>, Handled) {
+        self.run(head, body, client, 0).await
     }
 }
 
@@ -284,19 +309,31 @@ impl VirtualHostHandler {
 }
 
 impl Handler for VirtualHostHandler {
-    async fn handle(&self, request: Request<Bytes>, client: Client) -> (Response<Bytes>, Handled) {
-        if !self.table.allows(&self.name, request.uri().path()) {
+    async fn handle(
+        &self,
+        head: http::request::Parts,
+        body: Body,
+        client: Client,
+    ) -> (Response<Bytes>, Handled) {
+        if !self.table.allows(&self.name, head.uri.path()) {
             let resp = super::listener::fault(
                 http::StatusCode::NOT_FOUND,
                 "messaging.adaptors.http.flow.ApplicationNotFound",
                 &format!(
                     "Unable to identify proxy for host: {} and url: {}",
                     self.name,
-                    request.uri().path()
+                    head.uri.path()
                 ),
             );
-            return (resp, Handled::default());
+            let close = body.is_unread();
+            return (
+                resp,
+                Handled {
+                    close,
+                    ..Handled::default()
+                },
+            );
         }
-        self.inner.run(request, client, 0).await
+        self.inner.run(head, body, client, 0).await
     }
 }

@@ -92,6 +92,9 @@ pub struct Handled {
     pub proxy: Option<String>,
     /// The conditional flow that ran.
     pub flow: Option<String>,
+    /// The request body was left unread (or refused): the connection cannot carry
+    /// another HTTP/1 request.
+    pub close: bool,
 }
 
 /// Whether the per-request log line is written (`PREFLOW_LOG` at `info` or finer).
@@ -99,14 +102,74 @@ pub fn access_log_enabled() -> bool {
     tracing::enabled!(target: "preflow::access", tracing::Level::INFO)
 }
 
-/// Something that answers complete requests.
+/// Something that answers requests: the head, and the body when it asks for it.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request from `client`.
     fn handle(
         &self,
-        request: Request<Bytes>,
+        head: http::request::Parts,
+        body: Body,
         client: preflow::Client,
     ) -> impl Future<Output = (Response<Bytes>, Handled)> + Send;
+}
+
+/// A request body not read yet: read on demand, within the body timeout, the minimum
+/// rate, the size limit and the global budget. The budget share it takes is held until
+/// the body is dropped.
+#[derive(Debug)]
+pub struct Body {
+    state: BodyState,
+    _reserved: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug)]
+enum BodyState {
+    Unread {
+        incoming: Incoming,
+        declared: Option<u64>,
+        limits: Limits,
+        budgets: Budgets,
+    },
+    Read(Bytes),
+}
+
+impl Body {
+    /// A body already in memory (an in-process call).
+    pub fn ready(bytes: Bytes) -> Self {
+        Self {
+            state: BodyState::Read(bytes),
+            _reserved: None,
+        }
+    }
+
+    /// Whether the body is still unread.
+    pub fn is_unread(&self) -> bool {
+        matches!(self.state, BodyState::Unread { .. })
+    }
+
+    /// The whole body; the response to send instead when it cannot be read.
+    pub async fn read(&mut self) -> Result<Bytes, Response<Bytes>> {
+        let state = std::mem::replace(&mut self.state, BodyState::Read(Bytes::new()));
+        match state {
+            BodyState::Read(bytes) => {
+                self.state = BodyState::Read(bytes.clone());
+                Ok(bytes)
+            }
+            BodyState::Unread {
+                incoming,
+                declared,
+                limits,
+                budgets,
+            } => {
+                let (bytes, reserved) = read_body(incoming, declared, limits, &budgets)
+                    .await
+                    .map_err(|r| r.response)?;
+                self._reserved = reserved;
+                self.state = BodyState::Read(bytes.clone());
+                Ok(bytes)
+            }
+        }
+    }
 }
 
 /// An Apigee-style fault response: `{"fault":{"faultstring":…,"detail":{"errorcode":…}}}`.
@@ -130,12 +193,6 @@ fn head_size<B>(req: &Request<B>) -> usize {
     req.headers().iter().fold(line, |n, (k, v)| {
         n.saturating_add(k.as_str().len() + v.len() + 4)
     })
-}
-
-/// A request read in full, and the share of the buffer budget its body holds.
-struct Read {
-    request: Request<Bytes>,
-    _reserved: Option<OwnedSemaphorePermit>,
 }
 
 /// A request refused before the handler ran; `close` when its body was left unread.
@@ -198,12 +255,10 @@ fn body_deadline(
     idle.min(start + earned.max(timeout))
 }
 
-async fn read_request(
-    req: Request<Incoming>,
-    limits: Limits,
-    budgets: &Budgets,
-) -> Result<Read, Refused> {
-    if head_size(&req) > limits.max_header_bytes {
+/// Refuses a head that is too large or declares a body over the limit.
+#[allow(clippy::result_large_err)] // the refusal is the cold path, answered at once
+fn check_head<B>(req: &Request<B>, limits: Limits) -> Result<Option<u64>, Refused> {
+    if head_size(req) > limits.max_header_bytes {
         return Err(Refused::closing(fault(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "protocol.http.TooBigHeaders",
@@ -218,12 +273,17 @@ async fn read_request(
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
         return Err(Refused::closing(too_big()));
     }
-    let (parts, mut body) = req.into_parts();
+    Ok(declared)
+}
+
+async fn read_body(
+    mut body: Incoming,
+    declared: Option<u64>,
+    limits: Limits,
+    budgets: &Budgets,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
     if hyper::body::Body::is_end_stream(&body) {
-        return Ok(Read {
-            request: Request::from_parts(parts, Bytes::new()),
-            _reserved: None,
-        });
+        return Ok((Bytes::new(), None));
     }
     // A declared length is reserved whole before any byte is read, so that a burst of
     // large bodies is refused at once instead of being read and then dropped.
@@ -283,10 +343,7 @@ async fn read_request(
         buf.extend_from_slice(&data);
         last = Instant::now();
     }
-    Ok(Read {
-        request: Request::from_parts(parts, buf.freeze()),
-        _reserved: reserved,
-    })
+    Ok((buf.freeze(), reserved))
 }
 
 /// A virtual host served on a listener: the host names it answers (TLS SNI, or the
@@ -587,10 +644,27 @@ async fn answer<H: Handler>(
     } else {
         String::new()
     };
-    let (mut resp, handled, close) = match read_request(req, limits, budgets).await {
-        Ok(read) => {
-            let (resp, handled) = handler.handle(read.request, client).await;
-            (resp, handled, false)
+    let (mut resp, handled, close) = match check_head(&req, limits) {
+        Ok(declared) => {
+            let (head, incoming) = req.into_parts();
+            // A request without a body (a GET) keeps its connection reusable.
+            let state = if hyper::body::Body::is_end_stream(&incoming) {
+                BodyState::Read(Bytes::new())
+            } else {
+                BodyState::Unread {
+                    incoming,
+                    declared,
+                    limits,
+                    budgets: budgets.clone(),
+                }
+            };
+            let body = Body {
+                state,
+                _reserved: None,
+            };
+            let (resp, handled) = handler.handle(head, body, client).await;
+            let close = handled.close;
+            (resp, handled, close)
         }
         Err(refused) => (refused.response, Handled::default(), refused.close),
     };

@@ -119,4 +119,11 @@ impl PolicyType for FlowCalloutPolicy {
     fn shared_flow(f: &FlowCallout) -> Option<&str> {
         f.shared_flow_bundle.as_deref()
     }
+
+    fn reads_request_body(f: &FlowCallout) -> bool {
+        f.parameters
+            .iter()
+            .filter_map(|p| p.reference.as_deref())
+            .any(crate::vars::reads_request_body)
+    }
 }

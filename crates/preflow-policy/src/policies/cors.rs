@@ -312,6 +312,17 @@ impl PolicyType for CorsPolicy {
     fn run<R: Runtime>(c: &Cors, rt: &mut R) -> Outcome {
         run(rt, c)
     }
+
+    fn reads_request_body(c: &Cors) -> bool {
+        [
+            &c.allow_origins,
+            &c.allow_methods,
+            &c.allow_headers,
+            &c.expose_headers,
+        ]
+        .into_iter()
+        .any(Template::reads_request_body)
+    }
 }
 
 #[cfg(test)]

@@ -54,4 +54,8 @@ impl PolicyType for AssignMessagePolicy {
     fn variables_set(config: &AssignMessage) -> Vec<String> {
         config.ops.variables_set()
     }
+
+    fn reads_request_body(a: &AssignMessage) -> bool {
+        a.ops.reads_request_body()
+    }
 }

@@ -748,6 +748,54 @@ pub(crate) fn apply_ops<R: Runtime>(
 }
 
 impl MessageOps {
+    /// Whether applying the operations reads the request body: a template or ref naming
+    /// its content or form, a payload or form parameters copied from it, or its form
+    /// parameters changed.
+    pub(crate) fn reads_request_body(&self) -> bool {
+        let body = crate::vars::reads_request_body;
+        let named = |items: &[NamedTemplate]| {
+            items
+                .iter()
+                .any(|i| i.name.reads_request_body() || i.value.reads_request_body())
+        };
+        let copy = self.copy.as_ref().is_some_and(|c| {
+            c.payload || !c.form_params.is_none() || c.source.as_deref().is_some_and(body)
+        });
+        let remove = self
+            .remove
+            .as_ref()
+            .is_some_and(|r| !r.form_params.is_none());
+        let add = self.add.as_ref().is_some_and(|a| {
+            named(&a.headers) || named(&a.query_params) || !a.form_params.is_empty()
+        });
+        let set = self.set.as_ref().is_some_and(|s| {
+            named(&s.headers)
+                || named(&s.query_params)
+                || !s.form_params.is_empty()
+                || s.payload
+                    .as_ref()
+                    .is_some_and(|p| p.template.reads_request_body())
+                || [
+                    &s.verb,
+                    &s.path,
+                    &s.version,
+                    &s.status_code,
+                    &s.reason_phrase,
+                ]
+                .into_iter()
+                .flatten()
+                .any(Template::reads_request_body)
+        });
+        let assign = self.assign_variables.iter().any(|a| {
+            a.reference.as_deref().is_some_and(body)
+                || a.template_ref.is_some()
+                || a.template
+                    .as_ref()
+                    .is_some_and(Template::reads_request_body)
+        });
+        copy || remove || add || set || assign
+    }
+
     /// The variables the operations set: AssignVariable names and a named AssignTo.
     pub(crate) fn variables_set(&self) -> Vec<String> {
         self.assign_variables

@@ -103,4 +103,8 @@ impl PolicyType for RaiseFaultPolicy {
     fn variables_set(config: &RaiseFault) -> Vec<String> {
         config.fault_response.variables_set()
     }
+
+    fn reads_request_body(r: &RaiseFault) -> bool {
+        r.fault_response.reads_request_body()
+    }
 }

@@ -250,6 +250,13 @@ impl PolicyType for AccessControlPolicy {
     fn run<R: Runtime>(c: &AccessControl, rt: &mut R) -> Outcome {
         run(rt, c)
     }
+
+    fn reads_request_body(a: &AccessControl) -> bool {
+        a.rules
+            .iter()
+            .flat_map(|r| &r.addresses)
+            .any(|s| s.address.reads_request_body() || s.mask.reads_request_body())
+    }
 }
 
 #[cfg(test)]

@@ -224,4 +224,11 @@ impl PolicyType for BasicAuthenticationPolicy {
             Vec::new()
         }
     }
+
+    fn reads_request_body(b: &BasicAuthentication) -> bool {
+        [&b.user, &b.password, &b.source]
+            .into_iter()
+            .flatten()
+            .any(|v| crate::vars::reads_request_body(v))
+    }
 }

@@ -199,4 +199,16 @@ impl PolicyType for GetOAuthV2InfoPolicy {
     fn sets_token_variables(_: &GetOAuthV2Info) -> bool {
         true
     }
+
+    fn reads_request_body(i: &GetOAuthV2Info) -> bool {
+        [
+            &i.access_token,
+            &i.client_id,
+            &i.authorization_code,
+            &i.refresh_token,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|v| crate::vars::reads_request_body(v))
+    }
 }

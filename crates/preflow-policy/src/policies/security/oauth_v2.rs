@@ -396,6 +396,23 @@ impl PolicyType for OAuthV2Policy {
             Some(OAuthOperation::VerifyAccessToken | OAuthOperation::VerifyJwtAccessToken)
         )
     }
+
+    fn reads_request_body(o: &OAuthV2) -> bool {
+        // Verification reads a header or a named variable; the token endpoint and
+        // authorization codes read the form.
+        match o.operation {
+            Some(
+                OAuthOperation::VerifyAccessToken
+                | OAuthOperation::ValidateToken
+                | OAuthOperation::InvalidateToken,
+            ) => o
+                .access_token
+                .iter()
+                .chain(o.tokens.iter().filter_map(|t| t.variable.as_ref()))
+                .any(|v| crate::vars::reads_request_body(v)),
+            _ => true,
+        }
+    }
 }
 
 fn verify_fault(e: &preflow_oauth::VerifyError, realm: &str) -> Fault {

@@ -94,4 +94,11 @@ impl PolicyType for VerifyApiKeyPolicy {
     fn variable(at: PolicyRef, field: &str) -> Option<Slot> {
         cred_field(field).map(|f| Slot::ApiKey(at, f))
     }
+
+    fn reads_request_body(v: &VerifyApiKey) -> bool {
+        v.api_key
+            .reference
+            .as_deref()
+            .is_some_and(crate::vars::reads_request_body)
+    }
 }

@@ -490,6 +490,20 @@ impl PolicyType for QuotaPolicy {
         };
         Some(Slot::Quota(at, f))
     }
+
+    fn reads_request_body(q: &Quota) -> bool {
+        [
+            &q.identifier,
+            &q.message_weight,
+            &q.allow.count_ref,
+            &q.interval.reference,
+            &q.time_unit.reference,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(q.allow.classes.as_ref().and_then(|c| c.reference.as_ref()))
+        .any(|v| crate::vars::reads_request_body(v))
+    }
 }
 
 /// The Quota variables `ratelimit.{policy}.*`.

@@ -223,6 +223,13 @@ impl PolicyType for SpikeArrestPolicy {
             RateLimitReply::Done(outcome) => *outcome,
         }
     }
+
+    fn reads_request_body(s: &SpikeArrest) -> bool {
+        [&s.identifier, &s.message_weight, &s.rate.reference]
+            .into_iter()
+            .flatten()
+            .any(|v| crate::vars::reads_request_body(v))
+    }
 }
 
 fn verdict<R: Runtime>(s: &CompiledSpikeArrest, rt: &R, allowed: bool) -> Outcome {
