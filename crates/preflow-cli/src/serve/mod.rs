@@ -10,6 +10,7 @@ mod apps;
 mod gateway;
 mod listener;
 mod redis;
+mod state;
 mod upstream;
 
 use std::io::Write as _;
@@ -89,6 +90,14 @@ pub struct Args {
     /// Deny rate-limited requests while Redis fails (default: admit them).
     #[arg(long)]
     pub redis_fail_closed: bool,
+    /// Where a gateway without `--redis` keeps tokens, codes and Quota counters: `file`
+    /// (an embedded database that survives restarts) or `memory` (lost at exit).
+    #[arg(long, value_enum, default_value_t = state::StateArg::File, conflicts_with = "redis")]
+    pub state: state::StateArg,
+    /// Folder of the state file `preflow-state.redb` (`--state file`); created if needed.
+    /// One gateway process per file.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub state_dir: PathBuf,
 }
 
 /// An error that stops the gateway from starting.
@@ -117,6 +126,8 @@ enum StartError {
     Runtime(std::io::Error),
     #[error("redis: {0}")]
     Redis(#[from] preflow_redis::RedisError),
+    #[error("{0}")]
+    State(#[from] preflow_store::StoreError),
 }
 
 /// Runs `preflow serve` until SIGINT or SIGTERM.
@@ -218,7 +229,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         Some(url) => {
             let timeout = Duration::from_millis(args.redis_timeout_ms);
             let r = redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
-            (Some(Arc::new(r.state)), Some(r.setup))
+            (Some(r.state), Some(r.setup))
         }
         None => (None, None),
     };
@@ -226,6 +237,16 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         .as_ref()
         .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
         .transpose()?;
+    let file_store = match (&remote, args.state) {
+        (None, state::StateArg::File) => Some(state::open(&args.state_dir)?),
+        _ => None,
+    };
+    let _maintenance = file_store.clone().map(state::spawn_maintenance);
+    let remote = match (remote, &file_store) {
+        (Some(r), _) => Some(Arc::new(state::State::Redis(r))),
+        (None, Some(f)) => Some(Arc::new(state::State::File(Arc::clone(f)))),
+        (None, None) => None,
+    };
     let _refresh = registry_store
         .clone()
         .map(|store| redis::spawn_registry_refresh(store, Arc::clone(&registry)));
@@ -280,6 +301,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         _ => None,
     };
 
+    let stopped = shutdown_signal();
     for (base, proxy) in gateway.base_paths() {
         tracing::info!(base_path = base, proxy, "serving");
     }
@@ -301,31 +323,44 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     if let Some((l, _, admin)) = admin_listener {
         tasks.spawn(l.serve(admin, limits, stop_rx.clone(), grace));
     }
-    shutdown_signal().await;
+    stopped.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    if let Some(store) = &file_store
+        && let Err(e) = store.sync()
+    {
+        tracing::error!(error = %e, "quota counters not synced at shutdown");
+    }
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now (before the address is announced, so a
+/// signal sent right after start is not fatal) and returns a future that ends on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -26,6 +26,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub stderr: Arc<Mutex<String>>,
+    /// The `--state-dir` given when the arguments chose no state (removed on drop).
+    pub state_dir: Option<tempfile::TempDir>,
 }
 
 impl Gateway {
@@ -36,6 +38,12 @@ impl Gateway {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_preflow"));
+        // Gateways run side by side: each gets a state file of its own unless the test
+        // chose where state lives.
+        let chose_state = args
+            .iter()
+            .any(|a| ["--redis", "--state", "--state-dir"].contains(a));
+        let state_dir = (!chose_state).then(|| tempfile::tempdir().unwrap());
         cmd.arg("serve")
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -43,6 +51,9 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(dir) = &state_dir {
+            cmd.arg("--state-dir").arg(dir.path());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -90,6 +101,7 @@ impl Gateway {
             addr,
             admin,
             stderr,
+            state_dir,
         }
     }
 
@@ -99,6 +111,12 @@ impl Gateway {
 
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Kills the process at once (SIGKILL, as a crash), and waits for it.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit status.
