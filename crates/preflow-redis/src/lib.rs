@@ -15,7 +15,9 @@
 //! * [`RemoteState`] runs the store steps of the preflow engine
 //!   ([`preflow::Step::Store`], for a gateway built with [`preflow::StateMode::Remote`]).
 //! * [`RedisRegistry`], [`RedisStore::save_registry`] and [`RedisStore::load_registry`]
-//!   keep the registry of developers, products, apps and credentials in Redis.
+//!   keep the registry of developers, products, apps and credentials in Redis;
+//!   [`RegistrySync`] keeps every instance's registry in step with versioned records and
+//!   change notifications (see its module docs for the guarantees).
 //! * [`server::RedisServer`] runs a private `redis-server` for tests and benches.
 //!
 //! Stores are created and polled on a tokio runtime; creating one elsewhere is an error
@@ -102,6 +104,7 @@ mod oauth;
 mod registry;
 mod scripts;
 mod store;
+mod sync;
 
 pub mod server;
 
@@ -114,3 +117,4 @@ pub use error::RedisError;
 pub use keys::KeyLayout;
 pub use registry::RedisRegistry;
 pub use store::{RedisConfig, RedisStore};
+pub use sync::{DEFAULT_CONFIRM_TIMEOUT, Published, RegistrySync, SyncTask};

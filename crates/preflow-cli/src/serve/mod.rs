@@ -225,17 +225,22 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         environment: args.environment.clone(),
         ..preflow::Settings::default()
     };
-    let (remote, registry_store) = match &args.redis {
+    let (remote, sync) = match &args.redis {
         Some(url) => {
             let timeout = Duration::from_millis(args.redis_timeout_ms);
             let r = redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
-            (Some(r.state), Some(r.setup))
+            let sync = r.sync.clone();
+            (Some(r), Some(sync))
         }
         None => (None, None),
     };
     let _flusher = remote
         .as_ref()
-        .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
+        .and_then(|r| {
+            r.state
+                .flush_interval()
+                .map(|every| r.state.spawn_flusher(every))
+        })
         .transpose()?;
     let file_store = match (&remote, args.state) {
         (None, state::StateArg::File) => Some(state::open(&args.state_dir)?),
@@ -247,9 +252,6 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         (None, Some(f)) => Some(Arc::new(state::State::File(Arc::clone(f)))),
         (None, None) => None,
     };
-    let _refresh = registry_store
-        .clone()
-        .map(|store| redis::spawn_registry_refresh(store, Arc::clone(&registry)));
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))
@@ -294,7 +296,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 bound,
                 Arc::new(
                     admin::Admin::new(&token, Arc::clone(&registry), file, path)
-                        .with_redis(registry_store.clone()),
+                        .with_redis(sync.clone()),
                 ),
             ))
         }

@@ -27,7 +27,7 @@ pub const PURGE_EVERY: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub enum State {
     /// Shared with other instances through Redis.
-    Redis(preflow_redis::RemoteState),
+    Redis(super::redis::Remote),
     /// The embedded database of this instance.
     File(Arc<DurableStore>),
 }
@@ -36,7 +36,13 @@ impl State {
     /// Performs one store step.
     pub async fn run(&self, op: &preflow::StoreOp) -> preflow::StoreReply {
         match self {
-            State::Redis(remote) => remote.run(op).await,
+            State::Redis(remote) if issues(op) && !remote.sync.is_fresh() => {
+                // The registry may miss a revocation made elsewhere: issue nothing until
+                // it is in step again (token endpoints answer 503).
+                tracing::warn!("registry not in step with redis: token not issued");
+                preflow::StoreReply::Unavailable
+            }
+            State::Redis(remote) => remote.state.run(op).await,
             State::File(store) if commits_durably(op) && on_multi_thread_runtime() => {
                 // An fsync takes milliseconds: let the other requests of this worker move.
                 tokio::task::block_in_place(|| store.run(op))
@@ -44,6 +50,16 @@ impl State {
             State::File(store) => store.run(op),
         }
     }
+}
+
+/// Whether the operation issues a token or an authorization code.
+fn issues(op: &preflow::StoreOp) -> bool {
+    matches!(
+        op,
+        preflow::StoreOp::Token(
+            preflow_oauth::StoreOp::PutTokens(_) | preflow_oauth::StoreOp::PutCode { .. }
+        )
+    )
 }
 
 /// Whether the operation waits for an fsync (security state), rather than reading or
