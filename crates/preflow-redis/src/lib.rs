@@ -31,12 +31,28 @@
 //! * [`Mode::Synchronous`]: one Lua script per check, exact across instances.
 //! * [`Mode::Asynchronous`]: the check is answered locally from the last known shared
 //!   count plus what this instance admitted since; [`Counters::flush`], every N ms
-//!   ([`Counters::spawn_flusher`]), sends the deltas and reads back the shared counts. With
-//!   k instances the limit may be overshot by what the other k−1 instances admit before
-//!   each has seen the others' counts: up to two flush intervals of their traffic, as the
-//!   flush timers are not aligned. Measured in this crate's tests: two instances at 500
-//!   requests per second each, flushing every 50 ms, admit about 125 for a quota of 100
-//!   (synchronous mode: exactly 100).
+//!   ([`Counters::spawn_flusher`]), sends the deltas and reads back the shared counts.
+//!
+//! ## The overshoot of asynchronous mode
+//!
+//! With `k` instances, a limit `L`, a flush interval `T`, flushes taking at most `τ`
+//! (one round trip per key, bounded by [`RedisConfig::timeout`]) and requests arriving
+//! at each instance at a rate of at most `r` (weight per second), one window admits at
+//! most
+//!
+//! ```text
+//! L + (k − 1) · min(L, r · (2T + τ))
+//! ```
+//!
+//! Why: take the instance that admits last. Its view of the shared count was read at its
+//! last flush, at most `T` before; that view lacks what each other instance admitted after
+//! its own last flush before the read (at most `T` earlier still, the timers not being
+//! aligned) and since: at most `2T + τ` of its traffic, and never more than `L`, since no
+//! instance admits beyond `L` on its own view. One instance alone never overshoots.
+//! `tests/overshoot.rs` asserts the bound on schedules driven step by step. Examples:
+//! two instances at 1,500 requests/s each, `L` = 100: any `T` of 33 ms or more allows up
+//! to 200 (each instance may use the whole limit before it sees the other); `T` = 5 ms
+//! allows about 100 + 1,500 · 0.015 ≈ 123 with `τ` ≈ 5 ms. Synchronous mode is exact.
 //!
 //! # Algorithms and scripts
 //!
