@@ -17,7 +17,7 @@
 //! * [`RedisRegistry`], [`RedisStore::save_registry`] and [`RedisStore::load_registry`]
 //!   keep the registry of developers, products, apps and credentials in Redis;
 //!   [`RegistrySync`] keeps every instance's registry in step with versioned records and
-//!   change notifications (see its module docs for the guarantees).
+//!   change notifications (see its docs for the guarantees).
 //! * [`server::RedisServer`] runs a private `redis-server` for tests and benches.
 //!
 //! Stores are created and polled on a tokio runtime; creating one elsewhere is an error

@@ -1,27 +1,4 @@
-//! [`RegistrySync`]: the registry of every instance kept consistent through Redis, by
-//! versioned records and change notifications (pub/sub), not by polling.
-//!
-//! * **Versioned records.** Each registry record (developer, product, app, credential) has
-//!   a version beside it in Redis (`P:{registry}:v:TABLE`). A change made on an instance
-//!   is written with version `max(now in ms, stored + 1)`, so it is newer than anything
-//!   stored. Records read from an apps file at start are *seeds* (version 0): written only
-//!   where Redis has no record, so a stale apps file or a restarted instance never
-//!   overwrites a newer record. Every write happens in one Lua script on the `{registry}`
-//!   hash tag, with the notification.
-//! * **Notification and confirmation.** The script publishes the changed `(table, id,
-//!   version)`s on `P:{registry}:changes`; every subscribed instance reads the records,
-//!   applies them to its in-memory registry (its cache) when newer than what it holds, and
-//!   confirms by incrementing `P:{registry}:ack:CHANGE`. [`RegistrySync::publish_changes`]
-//!   returns once every instance that received the notification has confirmed (or its
-//!   confirmation timeout passed): an acknowledged change is in force on every connected
-//!   instance.
-//! * **Stale instances do not issue.** While its subscription is down (Redis restarted,
-//!   connection lost), an instance is not [`RegistrySync::is_fresh`]; hosts refuse to
-//!   issue tokens then. On every (re)subscription it first republishes its records where
-//!   Redis lacks them or holds older versions (so an instance republishes what Redis lost),
-//!   then loads every record newer than its own, and only then is fresh again. A marker
-//!   key (`P:{registry}:epoch`), checked every second, detects a Redis that lost its data
-//!   without dropping connections (`FLUSHALL`) and triggers the same republication.
+//! [`RegistrySync`]: the registry of every instance kept consistent through Redis.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -168,8 +145,30 @@ struct Inner {
     publishing: tokio::sync::Mutex<()>,
 }
 
-/// Keeps one instance's registry consistent with every other's through Redis (see the
-/// [module docs](self)). Cheap to clone.
+/// Keeps one instance's registry consistent with every other's through Redis, by
+/// versioned records and change notifications (pub/sub), not by polling. Cheap to clone.
+///
+/// * **Versioned records.** Each registry record (developer, product, app, credential) has
+///   a version beside it in Redis (`P:{registry}:v:TABLE`). A change made on an instance
+///   is written with version `max(now in ms, stored + 1)`, so it is newer than anything
+///   stored. Records read from an apps file at start are *seeds* (version 0): written only
+///   where Redis has no record, so a stale apps file or a restarted instance never
+///   overwrites a newer record. Every write happens in one Lua script on the `{registry}`
+///   hash tag, with the notification.
+/// * **Notification and confirmation.** The script publishes the changed `(table, id,
+///   version)`s on `P:{registry}:changes`; every subscribed instance reads the records,
+///   applies them to its in-memory registry (its cache) when newer than what it holds, and
+///   confirms by incrementing `P:{registry}:ack:CHANGE`. [`RegistrySync::publish_changes`]
+///   returns once every instance that received the notification has confirmed (or its
+///   confirmation timeout passed): an acknowledged change is in force on every connected
+///   instance.
+/// * **Stale instances do not issue.** While its subscription is down (Redis restarted,
+///   connection lost), an instance is not [`RegistrySync::is_fresh`]; hosts refuse to
+///   issue tokens then. On every (re)subscription it first republishes its records where
+///   Redis lacks them or holds older versions (so an instance republishes what Redis lost),
+///   then loads every record newer than its own, and only then is fresh again. A marker
+///   key (`P:{registry}:epoch`), checked every second, detects a Redis that lost its data
+///   without dropping connections (`FLUSHALL`) and triggers the same republication.
 #[derive(Clone)]
 pub struct RegistrySync {
     inner: Arc<Inner>,

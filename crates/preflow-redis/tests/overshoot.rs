@@ -37,7 +37,7 @@ async fn run(k: usize, limit: u64, per_step: u64, flush_every: usize, steps: usi
     for step in 0..steps {
         for (i, counters) in instances.iter().enumerate() {
             // Unaligned flush timers: instance i flushes at its own phase.
-            if (step + i * flush_every / k) % flush_every == 0 {
+            if (step + i * flush_every / k).is_multiple_of(flush_every) {
                 counters.flush().await.unwrap();
             }
             for _ in 0..per_step {
