@@ -33,15 +33,18 @@ struct Instance {
 }
 
 fn instance(redis: &RedisServer) -> Instance {
+    instance_at(&redis.url(), &[])
+}
+
+fn instance_at(url: &str, extra: &[&str]) -> Instance {
     let dir = tempfile::tempdir().unwrap();
     let apps: PathBuf = dir.path().join("apps.toml");
     std::fs::copy(seed().join("apps.toml"), &apps).unwrap();
-    let url = redis.url();
     let seed = seed();
-    let args = [
+    let mut args = vec![
         seed.to_str().unwrap(),
         "--redis",
-        url.as_str(),
+        url,
         "--redis-timeout-ms",
         "500",
         "--apps",
@@ -49,6 +52,7 @@ fn instance(redis: &RedisServer) -> Instance {
         "--admin",
         "127.0.0.1:0",
     ];
+    args.extend_from_slice(extra);
     let gw = Gateway::start_with_env(&args, &[("PREFLOW_ADMIN_TOKEN", ADMIN)]);
     Instance { gw, _apps: dir }
 }
@@ -221,4 +225,27 @@ fn an_instance_republishes_what_redis_lost() {
     let token = token_for(&c.gw, &app.client_id, &app.secret)
         .unwrap_or_else(|e| panic!("{e:?}\n{}", c.gw.log()));
     assert_eq!(hello(&c.gw, &token), 200);
+}
+
+#[test]
+fn two_instances_on_a_redis_cluster_share_tokens_and_revocations() {
+    let cluster = preflow_redis::server::RedisCluster::start(3, 0)
+        .unwrap_or_else(|e| panic!("this test needs redis-server and redis-cli: {e}"));
+    let urls = cluster.urls().join(",");
+    let a = instance_at(&urls, &["--redis-cluster"]);
+    let b = instance_at(&urls, &["--redis-cluster"]);
+    let app = create_app(&a.gw, "cluster-app");
+    let token = token_for(&b.gw, &app.client_id, &app.secret)
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", b.gw.log()));
+    assert_eq!(hello(&a.gw, &token), 200, "{}", a.gw.log());
+    let sent = Instant::now();
+    let (status, v) = admin_post(&a.gw, &format!("/admin/apps/{}/revoke", app.app_id), "");
+    assert_eq!(status, 200, "{v}");
+    std::thread::sleep(Duration::from_millis(120));
+    assert_eq!(hello(&b.gw, &token), 401, "{}", b.gw.log());
+    assert!(token_for(&b.gw, &app.client_id, &app.secret).is_err());
+    eprintln!(
+        "cluster: revoke answered and refused on B within {:?}",
+        sent.elapsed()
+    );
 }

@@ -18,7 +18,8 @@
 //!   keep the registry of developers, products, apps and credentials in Redis;
 //!   [`RegistrySync`] keeps every instance's registry in step with versioned records and
 //!   change notifications (see its docs for the guarantees).
-//! * [`server::RedisServer`] runs a private `redis-server` for tests and benches.
+//! * [`server::RedisServer`] runs a private `redis-server` for tests and benches,
+//!   [`server::RedisCluster`] a private Redis Cluster.
 //!
 //! Stores are created and polled on a tokio runtime; creating one elsewhere is an error
 //! ([`RedisError::NoRuntime`]).

@@ -136,7 +136,10 @@ pub struct Published {
 
 struct Inner {
     store: RedisStore,
-    client: redis::Client,
+    /// Where to subscribe: one server, or the nodes of a cluster tried in turn (a
+    /// notification published on any node reaches subscribers on every node).
+    clients: Vec<redis::Client>,
+    attempt: std::sync::atomic::AtomicUsize,
     registry: Arc<Registry>,
     known: Mutex<HashMap<(usize, String), Known>>,
     fresh: AtomicBool,
@@ -200,12 +203,31 @@ fn table_name(index: usize) -> Option<&'static str> {
 /// The default time [`RegistrySync::publish_changes`] waits for confirmations.
 pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// An instance without a heartbeat for this long (ms) is no longer waited for.
+const MEMBER_TTL_MS: u64 = 3_000;
+
 impl RegistrySync {
     /// Keeps `registry` in step with Redis at `url` through `store` (whose timeout bounds
     /// each registry read and write). Its records are seeds until changed. Nothing is
     /// read or written before [`RegistrySync::start`].
     pub fn new(url: &str, store: RedisStore, registry: Arc<Registry>) -> Result<Self, RedisError> {
-        let client = redis::Client::open(url).map_err(|e| RedisError::Url(e.to_string()))?;
+        Self::with_urls(&[url.to_owned()], store, registry)
+    }
+
+    /// Like [`RegistrySync::new`], subscribing to any of `urls` (the nodes of a Redis
+    /// Cluster, tried in turn when one fails).
+    pub fn with_urls(
+        urls: &[String],
+        store: RedisStore,
+        registry: Arc<Registry>,
+    ) -> Result<Self, RedisError> {
+        let clients = urls
+            .iter()
+            .map(|u| redis::Client::open(u.as_str()).map_err(|e| RedisError::Url(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        if clients.is_empty() {
+            return Err(RedisError::Url("no redis url".into()));
+        }
         let mut known = HashMap::new();
         for (table, id, json) in records(&registry)? {
             known.insert((table_index(table), id), Known { version: 0, json });
@@ -213,7 +235,8 @@ impl RegistrySync {
         Ok(RegistrySync {
             inner: Arc::new(Inner {
                 store,
-                client,
+                clients,
+                attempt: std::sync::atomic::AtomicUsize::new(0),
                 registry,
                 known: Mutex::new(known),
                 fresh: AtomicBool::new(false),
@@ -320,7 +343,57 @@ impl RegistrySync {
         Ok((change, receivers, written.len()))
     }
 
+    fn members_key(&self) -> String {
+        self.inner.store.keys().registry("members")
+    }
+
+    /// Notes this instance as live (a heartbeat in `P:{registry}:members`).
+    async fn heartbeat(&self) -> Result<(), RedisError> {
+        let key = self.members_key();
+        let instance = self.inner.instance.clone();
+        let now = now_ms();
+        self.inner
+            .store
+            .guarded("registry_member", |mut c| async move {
+                redis::pipe()
+                    .cmd("ZADD")
+                    .arg(&key)
+                    .arg(now)
+                    .arg(&instance)
+                    .ignore()
+                    .cmd("ZREMRANGEBYSCORE")
+                    .arg(&key)
+                    .arg("-inf")
+                    .arg(now.saturating_sub(MEMBER_TTL_MS))
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+    }
+
+    /// Instances that sent a heartbeat within [`MEMBER_TTL_MS`].
+    async fn live_members(&self) -> u64 {
+        let key = self.members_key();
+        let since = now_ms().saturating_sub(MEMBER_TTL_MS);
+        self.inner
+            .store
+            .guarded("registry_member", |mut c| async move {
+                redis::cmd("ZCOUNT")
+                    .arg(&key)
+                    .arg(since)
+                    .arg("+inf")
+                    .query_async::<u64>(&mut c)
+                    .await
+            })
+            .await
+            .unwrap_or(0)
+    }
+
     async fn await_confirmations(&self, change: &str, receivers: u64) -> u64 {
+        // On a cluster, PUBLISH counts the subscribers of one node only: wait for every
+        // live instance as well.
+        let receivers = receivers.max(self.live_members().await);
         if receivers == 0 {
             return 0;
         }
@@ -536,12 +609,17 @@ impl RegistrySync {
     /// connection ends.
     async fn subscribed(&self) -> Result<(), RedisError> {
         let timeout = self.inner.store.timeout().max(Duration::from_millis(200));
-        let mut pubsub = tokio::time::timeout(timeout, self.inner.client.get_async_pubsub())
+        let n = self.inner.attempt.fetch_add(1, Ordering::Relaxed);
+        let Some(client) = self.inner.clients.get(n % self.inner.clients.len().max(1)) else {
+            return Err(RedisError::Url("no redis url".into()));
+        };
+        let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
             .await
             .map_err(|_| RedisError::Timeout(u64::try_from(timeout.as_millis()).unwrap_or(0)))??;
         pubsub.subscribe(self.channel()).await?;
         // Notifications from now on are received; everything before is in Redis.
         self.reconcile().await?;
+        self.heartbeat().await?;
         self.inner.fresh.store(true, Ordering::Release);
         tracing::info!("registry subscribed to changes");
         let mut messages = pubsub.on_message();
@@ -564,6 +642,7 @@ impl RegistrySync {
                     self.confirm(&notice.c).await;
                 }
                 _ = check.tick() => {
+                    self.heartbeat().await?;
                     if self.epoch_lost().await? {
                         tracing::warn!("redis lost the registry; republishing");
                         self.reconcile().await?;

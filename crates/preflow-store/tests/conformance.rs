@@ -1,5 +1,5 @@
-//! One conformance suite for every state store: in memory, the embedded redb file, and
-//! Redis (a `redis-server` this test starts). Each case drives the store through the
+//! One conformance suite for every state store: in memory, the embedded redb file, Redis
+//! (a `redis-server` this test starts) and a Redis Cluster (three masters it starts). Each case drives the store through the
 //! operations the engine asks for and checks the replies.
 
 #![allow(
@@ -289,6 +289,17 @@ async fn redis_conforms() {
     let config =
         preflow_redis::RedisConfig::default().with_timeout(std::time::Duration::from_secs(2));
     let store = preflow_redis::RedisStore::connect(&server.url(), config)
+        .await
+        .unwrap();
+    suite(&Redis(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_conforms() {
+    let cluster = preflow_redis::server::RedisCluster::start(3, 0).expect("redis cluster");
+    let config =
+        preflow_redis::RedisConfig::default().with_timeout(std::time::Duration::from_secs(2));
+    let store = preflow_redis::RedisStore::connect_cluster(&cluster.urls(), config)
         .await
         .unwrap();
     suite(&Redis(store)).await;

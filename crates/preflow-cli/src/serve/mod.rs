@@ -84,6 +84,10 @@ pub struct Args {
     /// (`redis://host:port/db`). Without it all state is in this process.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// `--redis` names nodes of a Redis Cluster, separated by commas
+    /// (`redis://h1:7000,redis://h2:7001`); the cluster must answer at start.
+    #[arg(long, requires = "redis")]
+    pub redis_cluster: bool,
     /// Time one Redis operation may take, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub redis_timeout_ms: u64,
@@ -228,7 +232,13 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let (remote, sync) = match &args.redis {
         Some(url) => {
             let timeout = Duration::from_millis(args.redis_timeout_ms);
-            let r = redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
+            let target = if args.redis_cluster {
+                redis::Target::Cluster(url.split(',').map(|u| u.trim().to_owned()).collect())
+            } else {
+                redis::Target::Single(url.clone())
+            };
+            let r =
+                redis::start(&target, timeout, args.redis_fail_closed, &registry, &loaded).await?;
             let sync = r.sync.clone();
             (Some(r), Some(sync))
         }

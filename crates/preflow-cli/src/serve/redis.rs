@@ -20,7 +20,7 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// and counter operations follow the failure policy, and no token is issued, until Redis
 /// answers and the registry is in step again.
 pub async fn start(
-    url: &str,
+    target: &Target,
     timeout: Duration,
     fail_closed: bool,
     registry: &Arc<Registry>,
@@ -30,9 +30,20 @@ pub async fn start(
         .with_timeout(timeout)
         .with_breaker(BreakerConfig::default());
     // Registry reads and writes are not on a request's path: they get more time.
-    let setup = RedisStore::new(url, config.clone().with_timeout(timeout.max(SETUP_TIMEOUT)))?;
-    let store = RedisStore::new(url, config)?;
-    let sync = RegistrySync::new(url, setup, Arc::clone(registry))?;
+    let setup_config = config.clone().with_timeout(timeout.max(SETUP_TIMEOUT));
+    let (setup, store, urls) = match target {
+        Target::Single(url) => (
+            RedisStore::new(url, setup_config)?,
+            RedisStore::new(url, config)?,
+            vec![url.clone()],
+        ),
+        Target::Cluster(urls) => (
+            RedisStore::connect_cluster(urls, setup_config).await?,
+            RedisStore::connect_cluster(urls, config).await?,
+            urls.clone(),
+        ),
+    };
+    let sync = RegistrySync::with_urls(&urls, setup, Arc::clone(registry))?;
     let task = sync.start(SETUP_TIMEOUT).await;
     if sync.is_fresh() {
         tracing::info!("registry shared through redis");
@@ -53,6 +64,15 @@ pub async fn start(
         sync,
         _task: task,
     })
+}
+
+/// Where Redis is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One server.
+    Single(String),
+    /// Nodes of a Redis Cluster.
+    Cluster(Vec<String>),
 }
 
 /// The gateway's remote state and the registry kept in step through Redis.
