@@ -122,6 +122,8 @@ pub struct Options {
     /// Acknowledge a revocation as soon as one gateway applied it, instead of all (the
     /// broken protocol: other gateways may still issue tokens to the app).
     pub acknowledge_on_first_apply: bool,
+    /// Print every event to standard error (for `--replay`).
+    pub trace: bool,
 }
 
 /// Runs one seed; a panic inside the run is reported as [`Violation::Panic`].

@@ -107,6 +107,25 @@ enum Event {
     },
 }
 
+/// An event as traced (without the store operation's contents).
+struct TraceEvent<'a>(&'a Event);
+
+impl std::fmt::Debug for TraceEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Event::AtStore { ex, attempt, op } => {
+                let what = match op {
+                    StoreOp::Token(t) => format!("{t:?}").chars().take(40).collect::<String>(),
+                    _ => "rate limit".to_owned(),
+                };
+                write!(f, "AtStore ex={ex} attempt={attempt} {what}")
+            }
+            Event::Reply { ex, attempt, .. } => write!(f, "Reply ex={ex} attempt={attempt}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Token,
@@ -124,6 +143,9 @@ struct InFlight {
     /// Whether that operation still waits for its reply (a late reply or a timeout after
     /// the reply is then ignored).
     waiting: bool,
+    /// The event during which the request began (a logical time: several events may
+    /// share one simulated instant).
+    began: u64,
     /// Whether a store operation of this exchange went unanswered (rate limits then fail
     /// open, as documented).
     unanswered: bool,
@@ -158,7 +180,8 @@ pub struct World {
     next_ex: u64,
     clients: Vec<Client>,
     tokens: Vec<Token>,
-    /// Per app: when its revocation was acknowledged (every gateway applied it).
+    /// Per app: the event at which its revocation was acknowledged (every gateway
+    /// applied it).
     revoked_at: Vec<Option<u64>>,
     applied: Vec<Vec<bool>>,
     metered_admitted: u64,
@@ -384,6 +407,9 @@ impl World {
                 continue;
             };
             self.stats.events += 1;
+            if self.options.trace {
+                eprintln!("t={}ms {:?}", self.now / MS, TraceEvent(&event));
+            }
             self.handle(event)?;
             self.check()?;
         }
@@ -430,7 +456,7 @@ impl World {
                         && self.revoked_at.get(app).copied().flatten().is_none()
                         && let Some(at) = self.revoked_at.get_mut(app)
                     {
-                        *at = Some(self.now);
+                        *at = Some(self.stats.events);
                     }
                 }
                 Ok(())
@@ -506,6 +532,9 @@ impl World {
         };
         let exchange = gw.begin(request, preflow::Client::http(addr), self.system_time());
         let ex = self.next_ex;
+        if self.options.trace {
+            eprintln!("  ex={ex} client={client} app={app} gateway={gateway} {kind:?}");
+        }
         self.next_ex += 1;
         self.in_flight.insert(
             ex,
@@ -516,6 +545,7 @@ impl World {
                 exchange,
                 attempt: 0,
                 waiting: false,
+                began: self.stats.events,
                 unanswered: false,
                 started: self.now,
             },
@@ -607,13 +637,23 @@ impl World {
         response: &http::Response<Bytes>,
     ) -> Result<(), Violation> {
         let ok = response.status() == http::StatusCode::OK;
+        if self.options.trace {
+            eprintln!(
+                "  answered gateway={} client={} {:?} started={}ms status={}",
+                f.gateway,
+                f.client,
+                f.kind,
+                f.started / MS,
+                response.status()
+            );
+        }
         let app = self.clients.get(f.client).map_or(0, |c| c.app);
         let revoked_before_start = self
             .revoked_at
             .get(app)
             .copied()
             .flatten()
-            .is_some_and(|at| at <= f.started);
+            .is_some_and(|at| at < f.began);
         match f.kind {
             Kind::Token if ok => {
                 if revoked_before_start {
