@@ -49,7 +49,9 @@
 //! last flush, at most `T` before; that view lacks what each other instance admitted after
 //! its own last flush before the read (at most `T` earlier still, the timers not being
 //! aligned) and since: at most `2T + τ` of its traffic, and never more than `L`, since no
-//! instance admits beyond `L` on its own view. One instance alone never overshoots.
+//! instance admits beyond `L` on its own view. One instance alone never overshoots. The
+//! bound assumes flushes succeed; during a Redis outage an instance's view ages by the
+//! outage's length, which then adds to `T`.
 //! `tests/overshoot.rs` asserts the bound on schedules driven step by step. Examples:
 //! two instances at 1,500 requests/s each, `L` = 100: any `T` of 33 ms or more allows up
 //! to 200 (each instance may use the whole limit before it sees the other); `T` = 5 ms
