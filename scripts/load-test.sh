@@ -29,7 +29,7 @@ trap cleanup EXIT
 cp -r examples/seed "$work/seed"
 sed -i 's|<Rate>10ps</Rate>|<Rate>4000000000ps</Rate>|' "$work/seed/hello-api/apiproxy/policies/SpikeArrest.xml"
 
-PREFLOW_LOG=warn target/release/preflow serve "$work/seed" --listen "$GATEWAY_ADDR" --spike-arrest x >"$work/gateway.out" 2>"$work/gateway.err" &
+PREFLOW_LOG=warn target/release/preflow serve "$work/seed" --listen "$GATEWAY_ADDR" --spike-arrest x --state-dir "$work" >"$work/gateway.out" 2>"$work/gateway.err" &
 pids+=($!)
 target/release/examples/plain_hyper "$PLAIN_ADDR" >"$work/plain.out" 2>&1 &
 pids+=($!)

@@ -12,4 +12,8 @@ if ! "$venv/bin/python" -c 'import requests_oauthlib, authlib, requests, httpx, 
   "$venv/bin/pip" install --quiet --disable-pip-version-check requests-oauthlib authlib requests 'httpx[http2]'
 fi
 export PREFLOW_E2E_PYTHON="$PWD/$venv/bin/python"
+# The state tests start their own redis-server processes and Redis Clusters.
+for tool in redis-server redis-cli; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "scripts/test.sh: $tool is missing (apt-get install redis-server)"; exit 1; }
+done
 cargo test --workspace "$@"

@@ -23,7 +23,8 @@ pub enum Mode {
     /// plus what it admitted since, and flushes the difference to Redis every flush
     /// interval (`Distributed` true, `Synchronous` false). Between two flushes the
     /// instances do not see each other's requests, so together they may admit more than
-    /// the limit: up to the count each of the other instances admits in one interval.
+    /// the limit: at most `(k − 1) · min(L, r · (2T + τ))` beyond it (the
+    /// [crate docs](crate) give the terms and the reason).
     Asynchronous,
 }
 

@@ -15,8 +15,11 @@
 //! * [`RemoteState`] runs the store steps of the preflow engine
 //!   ([`preflow::Step::Store`], for a gateway built with [`preflow::StateMode::Remote`]).
 //! * [`RedisRegistry`], [`RedisStore::save_registry`] and [`RedisStore::load_registry`]
-//!   keep the registry of developers, products, apps and credentials in Redis.
-//! * [`server::RedisServer`] runs a private `redis-server` for tests and benches.
+//!   keep the registry of developers, products, apps and credentials in Redis;
+//!   [`RegistrySync`] keeps every instance's registry in step with versioned records and
+//!   change notifications (see its docs for the guarantees).
+//! * [`server::RedisServer`] runs a private `redis-server` for tests and benches,
+//!   [`server::RedisCluster`] a private Redis Cluster.
 //!
 //! Stores are created and polled on a tokio runtime; creating one elsewhere is an error
 //! ([`RedisError::NoRuntime`]).
@@ -29,12 +32,30 @@
 //! * [`Mode::Synchronous`]: one Lua script per check, exact across instances.
 //! * [`Mode::Asynchronous`]: the check is answered locally from the last known shared
 //!   count plus what this instance admitted since; [`Counters::flush`], every N ms
-//!   ([`Counters::spawn_flusher`]), sends the deltas and reads back the shared counts. With
-//!   k instances the limit may be overshot by what the other k−1 instances admit before
-//!   each has seen the others' counts: up to two flush intervals of their traffic, as the
-//!   flush timers are not aligned. Measured in this crate's tests: two instances at 500
-//!   requests per second each, flushing every 50 ms, admit about 125 for a quota of 100
-//!   (synchronous mode: exactly 100).
+//!   ([`Counters::spawn_flusher`]), sends the deltas and reads back the shared counts.
+//!
+//! ## The overshoot of asynchronous mode
+//!
+//! With `k` instances, a limit `L`, a flush interval `T`, flushes taking at most `τ`
+//! (one round trip per key, bounded by [`RedisConfig::timeout`]) and requests arriving
+//! at each instance at a rate of at most `r` (weight per second), one window admits at
+//! most
+//!
+//! ```text
+//! L + (k − 1) · min(L, r · (2T + τ))
+//! ```
+//!
+//! Why: take the instance that admits last. Its view of the shared count was read at its
+//! last flush, at most `T` before; that view lacks what each other instance admitted after
+//! its own last flush before the read (at most `T` earlier still, the timers not being
+//! aligned) and since: at most `2T + τ` of its traffic, and never more than `L`, since no
+//! instance admits beyond `L` on its own view. One instance alone never overshoots. The
+//! bound assumes flushes succeed; during a Redis outage an instance's view ages by the
+//! outage's length, which then adds to `T`.
+//! `tests/overshoot.rs` asserts the bound on schedules driven step by step. Examples:
+//! two instances at 1,500 requests/s each, `L` = 100: any `T` of 33 ms or more allows up
+//! to 200 (each instance may use the whole limit before it sees the other); `T` = 5 ms
+//! allows about 100 + 1,500 · 0.015 ≈ 123 with `τ` ≈ 5 ms. Synchronous mode is exact.
 //!
 //! # Algorithms and scripts
 //!
@@ -102,6 +123,7 @@ mod oauth;
 mod registry;
 mod scripts;
 mod store;
+mod sync;
 
 pub mod server;
 
@@ -114,3 +136,4 @@ pub use error::RedisError;
 pub use keys::KeyLayout;
 pub use registry::RedisRegistry;
 pub use store::{RedisConfig, RedisStore};
+pub use sync::{DEFAULT_CONFIRM_TIMEOUT, Published, RegistrySync, SyncTask};

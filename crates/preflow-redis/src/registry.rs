@@ -1,7 +1,8 @@
 //! The registry of developers, products, apps and credentials in Redis.
 //!
-//! Each entity is one JSON record in a hash per table under the `{registry}` hash tag
-//! (see [`KeyLayout::registry`](crate::KeyLayout::registry)). Credentials are stored with
+//! Each entity is one JSON record in a hash per table under the `{registry}` hash tag,
+//! with its version in a second hash (see [`crate::RegistrySync`])
+//! ([`KeyLayout::registry`](crate::KeyLayout::registry)). Credentials are stored with
 //! their secret hashes only. [`RedisStore::save_registry`] writes every record of a
 //! [`Registry`] (upsert), [`RedisStore::load_registry`] builds a [`Registry`] from the
 //! records at start, and [`RedisRegistry`] writes each change through as it is made.
@@ -22,6 +23,125 @@ const DEVELOPERS: &str = "developers";
 const PRODUCTS: &str = "products";
 const APPS: &str = "apps";
 const CREDENTIALS: &str = "credentials";
+
+/// The registry tables, in the order records must be applied (a credential needs its
+/// app, an app its developer).
+pub(crate) const TABLES: [&str; 4] = [DEVELOPERS, PRODUCTS, APPS, CREDENTIALS];
+
+/// Every record of `registry` as `(table, id, json)`, in [`TABLES`] order.
+pub(crate) fn records(
+    registry: &Registry,
+) -> Result<Vec<(&'static str, String, String)>, RedisError> {
+    let mut out = Vec::new();
+    for d in registry.developers().iter() {
+        out.push((DEVELOPERS, d.email.clone(), developer_json(d)?));
+    }
+    for p in registry.products().iter() {
+        out.push((PRODUCTS, p.name.clone(), product_json(p)?));
+    }
+    for a in registry.apps().iter() {
+        out.push((APPS, a.id.clone(), app_json(a)?));
+    }
+    for c in registry.credentials().iter() {
+        out.push((CREDENTIALS, c.key.clone(), credential_json(c)?));
+    }
+    Ok(out)
+}
+
+/// The JSON of one record of `registry` as it is now, if it exists.
+pub(crate) fn record_json(
+    registry: &Registry,
+    table: &str,
+    id: &str,
+) -> Result<Option<String>, RedisError> {
+    Ok(match table {
+        DEVELOPERS => registry
+            .developer(id)
+            .map(|d| developer_json(&d))
+            .transpose()?,
+        PRODUCTS => registry.product(id).map(|p| product_json(&p)).transpose()?,
+        APPS => registry.app(id).map(|a| app_json(&a)).transpose()?,
+        CREDENTIALS => registry
+            .credential(id)
+            .map(|c| credential_json(&c))
+            .transpose()?,
+        _ => None,
+    })
+}
+
+/// Applies one stored record (JSON) of `table` to `registry`, adding or replacing it.
+pub(crate) fn apply_record(registry: &Registry, table: &str, json: &str) -> Result<(), RedisError> {
+    match table {
+        DEVELOPERS => {
+            let r: DeveloperRecord = serde_json::from_str(json)?;
+            registry.put_developer(Developer {
+                email: r.email,
+                first_name: r.first_name,
+                last_name: r.last_name,
+                user_name: r.user_name,
+                status: if r.active {
+                    DeveloperStatus::Active
+                } else {
+                    DeveloperStatus::Inactive
+                },
+                attributes: r.attributes,
+            });
+        }
+        PRODUCTS => {
+            let r: ProductRecord = serde_json::from_str(json)?;
+            let mut product = ApiProduct::new(r.name)
+                .with_resources(r.api_resources.iter().map(String::as_str))?;
+            product.display_name = r.display_name;
+            product.environments = r.environments;
+            product.proxies = r.proxies;
+            product.scopes = r.scopes;
+            product.attributes = r.attributes;
+            if let Some(q) = r.quota {
+                let unit = time_unit(&q.time_unit).ok_or_else(|| {
+                    RedisError::Reply(format!("unknown quota time unit {:?}", q.time_unit))
+                })?;
+                product = product.with_quota(q.limit, q.interval, unit);
+            }
+            registry.put_product(product);
+        }
+        APPS => {
+            let r: AppRecord = serde_json::from_str(json)?;
+            let mut app = App::new(r.name);
+            app.id = r.id;
+            app.status = approval(&r.status);
+            app.callback_url = r.callback_url;
+            app.attributes = r.attributes;
+            app.grant_types = r.grant_types;
+            app.allow_client_secret_post = r.allow_client_secret_post;
+            registry.add_app(&r.developer_email, app)?;
+        }
+        CREDENTIALS => {
+            let r: CredentialRecord = serde_json::from_str(json)?;
+            registry.put_credential(Credential {
+                key: r.key,
+                secret: r.secret,
+                app_id: r.app_id,
+                status: approval(&r.status),
+                issued_at: r.issued_at,
+                expires_at: r.expires_at,
+                products: r
+                    .products
+                    .into_iter()
+                    .map(|(name, status)| CredentialProduct {
+                        name,
+                        status: approval(&status),
+                    })
+                    .collect(),
+            })?;
+        }
+        other => {
+            return Err(RedisError::Reply(format!(
+                "unknown registry table {other:?}"
+            )));
+        }
+    }
+    Ok(())
+}
 
 #[derive(Serialize, Deserialize)]
 struct DeveloperRecord {
@@ -156,23 +276,7 @@ fn credential_json(c: &Credential) -> Result<String, RedisError> {
 }
 
 impl RedisStore {
-    async fn hset_all(&self, table: &str, rows: Vec<(String, String)>) -> Result<(), RedisError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let key = self.keys().registry(table);
-        self.guarded("registry_write", |mut c| async move {
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg(rows)
-                .query_async::<i64>(&mut c)
-                .await
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn hgetall(&self, table: &str) -> Result<Vec<(String, String)>, RedisError> {
+    pub(crate) async fn hgetall(&self, table: &str) -> Result<Vec<(String, String)>, RedisError> {
         let key = self.keys().registry(table);
         self.guarded("registry_read", |mut c| async move {
             redis::cmd("HGETALL").arg(&key).query_async(&mut c).await
@@ -181,103 +285,28 @@ impl RedisStore {
     }
 
     /// Writes every developer, product, app and credential of `registry` (adding or
-    /// replacing records; records of entities absent from `registry` are kept).
+    /// replacing records; records of entities absent from `registry` are kept), each as a
+    /// change newer than what is stored, notified to every [`crate::RegistrySync`].
     pub async fn save_registry(&self, registry: &Registry) -> Result<(), RedisError> {
-        let developers = registry
-            .developers()
-            .iter()
-            .map(|d| Ok((d.email.clone(), developer_json(d)?)))
-            .collect::<Result<Vec<_>, RedisError>>()?;
-        let products = registry
-            .products()
-            .iter()
-            .map(|p| Ok((p.name.clone(), product_json(p)?)))
-            .collect::<Result<Vec<_>, RedisError>>()?;
-        let apps = registry
-            .apps()
-            .iter()
-            .map(|a| Ok((a.id.clone(), app_json(a)?)))
-            .collect::<Result<Vec<_>, RedisError>>()?;
-        let credentials = registry
-            .credentials()
-            .iter()
-            .map(|c| Ok((c.key.clone(), credential_json(c)?)))
-            .collect::<Result<Vec<_>, RedisError>>()?;
-        self.hset_all(DEVELOPERS, developers).await?;
-        self.hset_all(PRODUCTS, products).await?;
-        self.hset_all(APPS, apps).await?;
-        self.hset_all(CREDENTIALS, credentials).await
+        let rows: Vec<(usize, String, u64, String)> = records(registry)?
+            .into_iter()
+            .map(|(table, id, json)| (crate::sync::table_index(table), id, 0, json))
+            .collect();
+        let change = preflow_oauth::secret::random_token(12);
+        crate::sync::versioned_write(self, "change", &change, "library", &rows)
+            .await
+            .map(|_| ())
     }
 
     /// Adds the stored developers, products, apps and credentials to `registry`.
     /// Returns how many records were applied.
     pub async fn load_registry_into(&self, registry: &Registry) -> Result<usize, RedisError> {
         let mut applied = 0;
-        for (_, json) in self.hgetall(DEVELOPERS).await? {
-            let r: DeveloperRecord = serde_json::from_str(&json)?;
-            registry.put_developer(Developer {
-                email: r.email,
-                first_name: r.first_name,
-                last_name: r.last_name,
-                user_name: r.user_name,
-                status: if r.active {
-                    DeveloperStatus::Active
-                } else {
-                    DeveloperStatus::Inactive
-                },
-                attributes: r.attributes,
-            });
-            applied += 1;
-        }
-        for (_, json) in self.hgetall(PRODUCTS).await? {
-            let r: ProductRecord = serde_json::from_str(&json)?;
-            let mut product = ApiProduct::new(r.name)
-                .with_resources(r.api_resources.iter().map(String::as_str))?;
-            product.display_name = r.display_name;
-            product.environments = r.environments;
-            product.proxies = r.proxies;
-            product.scopes = r.scopes;
-            product.attributes = r.attributes;
-            if let Some(q) = r.quota {
-                let unit = time_unit(&q.time_unit).ok_or_else(|| {
-                    RedisError::Reply(format!("unknown quota time unit {:?}", q.time_unit))
-                })?;
-                product = product.with_quota(q.limit, q.interval, unit);
+        for table in TABLES {
+            for (_, json) in self.hgetall(table).await? {
+                apply_record(registry, table, &json)?;
+                applied += 1;
             }
-            registry.put_product(product);
-            applied += 1;
-        }
-        for (_, json) in self.hgetall(APPS).await? {
-            let r: AppRecord = serde_json::from_str(&json)?;
-            let mut app = App::new(r.name);
-            app.id = r.id;
-            app.status = approval(&r.status);
-            app.callback_url = r.callback_url;
-            app.attributes = r.attributes;
-            app.grant_types = r.grant_types;
-            app.allow_client_secret_post = r.allow_client_secret_post;
-            registry.add_app(&r.developer_email, app)?;
-            applied += 1;
-        }
-        for (_, json) in self.hgetall(CREDENTIALS).await? {
-            let r: CredentialRecord = serde_json::from_str(&json)?;
-            registry.put_credential(Credential {
-                key: r.key,
-                secret: r.secret,
-                app_id: r.app_id,
-                status: approval(&r.status),
-                issued_at: r.issued_at,
-                expires_at: r.expires_at,
-                products: r
-                    .products
-                    .into_iter()
-                    .map(|(name, status)| CredentialProduct {
-                        name,
-                        status: approval(&status),
-                    })
-                    .collect(),
-            })?;
-            applied += 1;
         }
         Ok(applied)
     }
@@ -291,8 +320,9 @@ impl RedisStore {
 }
 
 /// A [`Registry`] whose changes are written through to Redis: each method changes the
-/// local registry, then writes the changed record. The local registry answers every
-/// request inline; other instances see a change when they load the registry.
+/// local registry, then writes the changed record as a versioned change and notifies
+/// every instance that runs a [`crate::RegistrySync`]. The local registry answers every
+/// request inline.
 #[derive(Debug, Clone)]
 pub struct RedisRegistry {
     registry: Arc<Registry>,
@@ -318,16 +348,16 @@ impl RedisRegistry {
 
     /// Adds or replaces a developer.
     pub async fn put_developer(&self, developer: Developer) -> Result<(), RedisError> {
-        let row = (developer.email.clone(), developer_json(&developer)?);
+        let (id, json) = (developer.email.clone(), developer_json(&developer)?);
         self.registry.put_developer(developer);
-        self.store.hset_all(DEVELOPERS, vec![row]).await
+        crate::sync::write_change(&self.store, DEVELOPERS, id, json).await
     }
 
     /// Adds or replaces an API product.
     pub async fn put_product(&self, product: ApiProduct) -> Result<(), RedisError> {
-        let row = (product.name.clone(), product_json(&product)?);
+        let (id, json) = (product.name.clone(), product_json(&product)?);
         self.registry.put_product(product);
-        self.store.hset_all(PRODUCTS, vec![row]).await
+        crate::sync::write_change(&self.store, PRODUCTS, id, json).await
     }
 
     /// Adds an app; returns its id.
@@ -367,18 +397,15 @@ impl RedisRegistry {
 
     async fn write_app(&self, id: &str) -> Result<(), RedisError> {
         if let Some(app) = self.registry.app(id) {
-            self.store
-                .hset_all(APPS, vec![(app.id.clone(), app_json(&app)?)])
-                .await?;
+            crate::sync::write_change(&self.store, APPS, app.id.clone(), app_json(&app)?).await?;
         }
         Ok(())
     }
 
     async fn write_credential(&self, key: &str) -> Result<(), RedisError> {
         if let Some(c) = self.registry.credential(key) {
-            self.store
-                .hset_all(CREDENTIALS, vec![(c.key.clone(), credential_json(&c)?)])
-                .await?;
+            let json = credential_json(&c)?;
+            crate::sync::write_change(&self.store, CREDENTIALS, c.key.clone(), json).await?;
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     binary: String,
     appendfsync: String,
+    extra: Vec<String>,
 }
 
 fn free_port() -> Result<u16, std::io::Error> {
@@ -73,6 +74,12 @@ impl RedisServer {
     /// Starts a server with this `appendfsync` policy (`always`, `everysec` — the Redis
     /// default — or `no`).
     pub fn start_with_appendfsync(appendfsync: &str) -> Result<Self, ServerError> {
+        Self::start_with(appendfsync, &[])
+    }
+
+    /// Starts a server with this `appendfsync` policy and further `redis-server`
+    /// arguments (e.g. `--cluster-enabled yes`).
+    pub fn start_with(appendfsync: &str, extra: &[&str]) -> Result<Self, ServerError> {
         let binary =
             std::env::var("PREFLOW_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         let dir = tempfile::Builder::new()
@@ -84,6 +91,7 @@ impl RedisServer {
             dir,
             binary,
             appendfsync: appendfsync.to_owned(),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         let mut last = String::new();
         for _ in 0..5 {
@@ -111,6 +119,7 @@ impl RedisServer {
             .args(["--appendonly", "yes", "--appendfsync", &self.appendfsync])
             .args(["--save", ""])
             .args(["--daemonize", "no", "--logfile", ""])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -215,5 +224,164 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of private `redis-server` processes on loopback: `masters` masters,
+/// each with `replicas` replicas, created with `redis-cli --cluster create` (the binary
+/// named by `PREFLOW_REDIS_CLI`, default `redis-cli`). Killed on drop.
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+fn cluster_info(port: u16) -> Option<String> {
+    let out = Command::new(redis_cli())
+        .args(["-p", &port.to_string(), "cluster", "info"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn replication_info(port: u16) -> Option<String> {
+    let out = Command::new(redis_cli())
+        .args(["-p", &port.to_string(), "info", "replication"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn redis_cli() -> String {
+    std::env::var("PREFLOW_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
+}
+
+impl RedisCluster {
+    /// Starts `masters · (1 + replicas)` nodes (fail-over after 1 s without a master)
+    /// and waits until every node reports `cluster_state:ok`.
+    pub fn start(masters: usize, replicas: usize) -> Result<Self, ServerError> {
+        let args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            "--cluster-config-file",
+            "nodes.conf",
+            // Replicas sync at once (no wait for more replicas) and may always be
+            // promoted, so a fail-over happens within about two node timeouts.
+            "--repl-diskless-sync-delay",
+            "0",
+            "--cluster-replica-validity-factor",
+            "0",
+        ];
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            nodes.push(RedisServer::start_with("everysec", &args)?);
+        }
+        let mut create = Command::new(redis_cli());
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port()));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| ServerError::Spawn {
+                binary: redis_cli(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(ServerError::NotReady(format!(
+                "redis-cli --cluster create failed: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )));
+        }
+        let cluster = RedisCluster { nodes };
+        cluster.wait_ok(Duration::from_secs(20))?;
+        Ok(cluster)
+    }
+
+    /// Waits until every running node reports `cluster_state:ok` and every replica's
+    /// link to its master is up.
+    pub fn wait_ok(&self, within: Duration) -> Result<(), ServerError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.is_running()).all(|n| {
+                cluster_info(n.port()).is_some_and(|i| i.contains("cluster_state:ok"))
+                    && replication_info(n.port()).is_some_and(|i| {
+                        i.contains("role:master") || i.contains("master_link_status:up")
+                    })
+            });
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::NotReady("cluster_state is not ok".into()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The nodes (servers), in creation order.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// The index of the node serving `key` as master now, as a running node sees it.
+    pub fn master_of(&self, key: &str) -> Option<usize> {
+        let node = self.nodes.iter().find(|n| n.is_running())?;
+        let cli = |args: &[&str]| {
+            Command::new(redis_cli())
+                .arg("-p")
+                .arg(node.port().to_string())
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let slot: u16 = cli(&["cluster", "keyslot", key])?.trim().parse().ok()?;
+        let nodes = cli(&["cluster", "nodes"])?;
+        let serves = |range: &str| match range.split_once('-') {
+            Some((a, b)) => a
+                .parse::<u16>()
+                .ok()
+                .zip(b.parse::<u16>().ok())
+                .is_some_and(|(a, b)| a <= slot && slot <= b),
+            None => range.parse::<u16>().ok() == Some(slot),
+        };
+        let line = nodes.lines().find(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields
+                .get(2)
+                .is_some_and(|f| f.contains("master") && !f.contains("fail"))
+                && fields.iter().skip(8).any(|r| serves(r))
+        })?;
+        let port: u16 = line
+            .split_whitespace()
+            .nth(1)?
+            .split('@')
+            .next()?
+            .rsplit(':')
+            .next()?
+            .parse()
+            .ok()?;
+        self.nodes.iter().position(|n| n.port() == port)
+    }
+
+    /// Kills node `index` (as a crash would).
+    pub fn kill(&mut self, index: usize) {
+        if let Some(n) = self.nodes.get_mut(index) {
+            n.stop();
+        }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use preflow_oauth::{CodeRecord, CodeTake, GrantId, TokenHash, TokenRecord};
 use preflow_ratelimit::Timestamp;
 use preflow_ratelimit::store::{GcraReply, GcraTake, QuotaIncr, QuotaReply, QuotaSlide};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::error::RedisError;
@@ -62,8 +63,52 @@ impl RedisConfig {
     }
 }
 
+/// A connection to one Redis server or to a Redis Cluster. Both reconnect by
+/// themselves; the cluster connection follows `MOVED`/`ASK` redirections and fail-overs.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 struct Inner {
-    conn: ConnectionManager,
+    conn: std::sync::RwLock<Conn>,
+    /// For a cluster: the client, to connect anew when a node stops answering (the
+    /// connection alone retries a dead master until the slot map changes, which it learns
+    /// only from a redirection that a dead node cannot send).
+    cluster: Option<redis::cluster::ClusterClient>,
+    reconnecting: std::sync::atomic::AtomicBool,
     keys: KeyLayout,
     scripts: Scripts,
     timeout: Duration,
@@ -123,15 +168,56 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(config.connect_timeout);
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        Ok(RedisStore {
+        Ok(Self::with_conn(Conn::Single(conn), None, config))
+    }
+
+    fn with_conn(
+        conn: Conn,
+        cluster: Option<redis::cluster::ClusterClient>,
+        config: RedisConfig,
+    ) -> Self {
+        RedisStore {
             inner: Arc::new(Inner {
-                conn,
+                conn: std::sync::RwLock::new(conn),
+                cluster,
+                reconnecting: std::sync::atomic::AtomicBool::new(false),
                 keys: config.keys,
                 scripts: Scripts::new(),
                 timeout: config.timeout,
                 breaker: Breaker::new(config.breaker),
             }),
-        })
+        }
+    }
+
+    /// A store on a Redis Cluster, given the URLs of some of its nodes
+    /// (`redis://host:port`). The slot map is read from them now (so the cluster must
+    /// answer); afterwards the connection follows `MOVED` and `ASK` redirections, refreshes
+    /// the slot map and retries on the new master after a fail-over. Every operation of
+    /// this crate touches keys of one hash tag ([`KeyLayout`]), hence one slot.
+    pub async fn connect_cluster(urls: &[String], config: RedisConfig) -> Result<Self, RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(RedisError::NoRuntime);
+        }
+        let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.timeout)
+            .retries(2)
+            .build()
+            .map_err(|e| RedisError::Url(e.to_string()))?;
+        let wait = config.connect_timeout.max(config.timeout).saturating_mul(4);
+        let conn = tokio::time::timeout(wait, client.get_async_connection())
+            .await
+            .map_err(|_| {
+                RedisError::Timeout(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+            })??;
+        let store = Self::with_conn(Conn::Cluster(conn), Some(client), config);
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// Whether the store talks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.cluster.is_some()
     }
 
     /// Like [`RedisStore::new`], then checks that Redis answers (`PING`).
@@ -168,7 +254,7 @@ impl RedisStore {
     /// Runs `f` on a connection, bounded by the timeout, through the circuit breaker.
     pub(crate) async fn guarded<T, F, Fut>(&self, what: &'static str, f: F) -> Result<T, RedisError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let inner = &self.inner;
@@ -176,7 +262,12 @@ impl RedisStore {
             tracing::debug!(op = what, "redis skipped: circuit breaker open");
             return Err(RedisError::CircuitOpen);
         }
-        let result = match tokio::time::timeout(inner.timeout, f(inner.conn.clone())).await {
+        let conn = inner
+            .conn
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let result = match tokio::time::timeout(inner.timeout, f(conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(RedisError::Command(e)),
             Err(_) => Err(RedisError::Timeout(
@@ -188,9 +279,45 @@ impl RedisStore {
             Err(e) => {
                 tracing::warn!(op = what, error = %e, "redis operation failed");
                 inner.breaker.failure();
+                if e.is_unavailable() {
+                    self.reconnect_cluster();
+                }
             }
         }
         result
+    }
+
+    /// After a failure on a cluster: one task connects anew, reading the slot map from
+    /// the nodes that answer (a fail-over's promoted replica included), and replaces the
+    /// connection. At most one runs at a time, and at most one every 100 ms.
+    fn reconnect_cluster(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(client) = self.inner.cluster.clone() else {
+            return;
+        };
+        if self.inner.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let wait = inner
+                .timeout
+                .saturating_mul(4)
+                .max(Duration::from_millis(200));
+            match tokio::time::timeout(wait, client.get_async_connection()).await {
+                Ok(Ok(conn)) => {
+                    *inner
+                        .conn
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Conn::Cluster(conn);
+                    tracing::info!("redis cluster connection renewed");
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "redis cluster not reachable"),
+                Err(_) => tracing::warn!("redis cluster did not answer in time"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            inner.reconnecting.store(false, Ordering::Release);
+        });
     }
 
     // ---- rate limiting ----

@@ -42,7 +42,7 @@ pub struct Admin {
     registry: Arc<Registry>,
     file: Mutex<AppsFile>,
     path: PathBuf,
-    redis: Option<preflow_redis::RedisStore>,
+    redis: Option<preflow_redis::RegistrySync>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +89,9 @@ impl Admin {
         }
     }
 
-    /// Writes every change through to Redis as well (`--redis`).
-    pub fn with_redis(mut self, redis: Option<preflow_redis::RedisStore>) -> Self {
+    /// Shares every change through Redis as well (`--redis`): the answer comes once every
+    /// connected instance has applied it.
+    pub fn with_redis(mut self, redis: Option<preflow_redis::RegistrySync>) -> Self {
         self.redis = redis;
         self
     }
@@ -429,8 +430,16 @@ impl Handler for Admin {
         if let Some(redis) = &self.redis
             && request.method() == Method::POST
             && resp.status().is_success()
+            && !super::redis::share(redis).await
         {
-            super::redis::save(redis, &self.registry).await;
+            // Saved here (apps file, this instance) but not yet in force elsewhere: it is
+            // written to Redis when Redis answers again.
+            let resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the change is saved on this gateway but could not be shared with the others yet; it will be when Redis answers",
+            );
+            return (resp, Handled::default());
         }
         (resp, Handled::default())
     }

@@ -32,7 +32,7 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(55);
 pub struct GatewayHandler {
     gateway: Arc<Gateway>,
     upstream: Upstream,
-    remote: Option<Arc<preflow_redis::RemoteState>>,
+    remote: Option<Arc<super::state::State>>,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send + 'a>>;
@@ -53,7 +53,7 @@ impl GatewayHandler {
     }
 
     /// Performs store operations on `remote` (a gateway built with remote state).
-    pub fn with_remote(mut self, remote: Option<Arc<preflow_redis::RemoteState>>) -> Self {
+    pub fn with_remote(mut self, remote: Option<Arc<super::state::State>>) -> Self {
         self.remote = remote;
         self
     }

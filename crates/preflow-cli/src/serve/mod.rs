@@ -12,6 +12,7 @@ mod environment;
 mod gateway;
 mod listener;
 mod redis;
+mod state;
 mod tls;
 mod upstream;
 
@@ -118,12 +119,24 @@ pub struct Args {
     /// (`redis://host:port/db`). Without it all state is in this process.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// `--redis` names nodes of a Redis Cluster, separated by commas
+    /// (`redis://h1:7000,redis://h2:7001`); the cluster must answer at start.
+    #[arg(long, requires = "redis")]
+    pub redis_cluster: bool,
     /// Time one Redis operation may take, in milliseconds.
     #[arg(long, default_value_t = 50)]
     pub redis_timeout_ms: u64,
     /// Deny rate-limited requests while Redis fails (default: admit them).
     #[arg(long)]
     pub redis_fail_closed: bool,
+    /// Where a gateway without `--redis` keeps tokens, codes and Quota counters: `file`
+    /// (an embedded database that survives restarts) or `memory` (lost at exit).
+    #[arg(long, value_enum, default_value_t = state::StateArg::File, conflicts_with = "redis")]
+    pub state: state::StateArg,
+    /// Folder of the state file `preflow-state.redb` (`--state file`); created if needed.
+    /// One gateway process per file.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub state_dir: PathBuf,
 }
 
 fn parse_vhost(s: &str) -> Result<(String, SocketAddr), String> {
@@ -173,6 +186,8 @@ enum StartError {
     Runtime(std::io::Error),
     #[error("redis: {0}")]
     Redis(#[from] preflow_redis::RedisError),
+    #[error("{0}")]
+    State(#[from] preflow_store::StoreError),
 }
 
 /// Runs `preflow serve` until SIGINT or SIGTERM.
@@ -318,22 +333,40 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         environment: args.environment.clone(),
         ..preflow::Settings::default()
     };
-    let (remote, registry_store) = match &args.redis {
+    let (remote, sync) = match &args.redis {
         Some(url) => {
             let timeout = Duration::from_millis(args.redis_timeout_ms);
-            let r = redis::start(url, timeout, args.redis_fail_closed, &registry, &loaded).await?;
-            (Some(Arc::new(r.state)), Some(r.setup))
+            let target = if args.redis_cluster {
+                redis::Target::Cluster(url.split(',').map(|u| u.trim().to_owned()).collect())
+            } else {
+                redis::Target::Single(url.clone())
+            };
+            let r =
+                redis::start(&target, timeout, args.redis_fail_closed, &registry, &loaded).await?;
+            let sync = r.sync.clone();
+            (Some(r), Some(sync))
         }
         None => (None, None),
     };
     let _flusher = remote
         .as_ref()
-        .and_then(|r| r.flush_interval().map(|every| r.spawn_flusher(every)))
+        .and_then(|r| {
+            r.state
+                .flush_interval()
+                .map(|every| r.state.spawn_flusher(every))
+        })
         .transpose()?;
-    let _refresh = registry_store
-        .clone()
-        .map(|store| redis::spawn_registry_refresh(store, Arc::clone(&registry)));
     let endpoints = loaded.bundles.clone();
+    let file_store = match (&remote, args.state) {
+        (None, state::StateArg::File) => Some(state::open(&args.state_dir)?),
+        _ => None,
+    };
+    let _maintenance = file_store.clone().map(state::spawn_maintenance);
+    let remote = match (remote, &file_store) {
+        (Some(r), _) => Some(Arc::new(state::State::Redis(r))),
+        (None, Some(f)) => Some(Arc::new(state::State::File(Arc::clone(f)))),
+        (None, None) => None,
+    };
     let gateway = preflow::Gateway::builder()
         .bundles(loaded)
         .registry(Arc::clone(&registry))
@@ -406,13 +439,14 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 bound,
                 Arc::new(
                     admin::Admin::new(&token, Arc::clone(&registry), file, path)
-                        .with_redis(registry_store.clone()),
+                        .with_redis(sync.clone()),
                 ),
             ))
         }
         _ => None,
     };
 
+    let stopped = shutdown_signal();
     for (base, proxy) in handler.gateway().base_paths() {
         tracing::info!(base_path = base, proxy, "serving");
     }
@@ -454,10 +488,15 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             grace,
         ));
     }
-    shutdown_signal().await;
+    stopped.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    if let Some(store) = &file_store
+        && let Err(e) = store.sync()
+    {
+        tracing::error!(error = %e, "quota counters not synced at shutdown");
+    }
     Ok(())
 }
 
@@ -532,24 +571,32 @@ async fn bind_hosts(
     Ok(out)
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers now (before the address is announced, so a
+/// signal sent right after start is not fatal) and returns a future that ends on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -1,42 +1,54 @@
 //! `--redis URL`: tokens, the registry and rate-limit counters shared through Redis by
-//! every gateway instance pointed at the same server.
+//! every gateway instance pointed at the same server; registry changes pushed to every
+//! instance ([`RegistrySync`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use preflow_oauth::Registry;
-use preflow_redis::{BreakerConfig, OnFailure, RedisConfig, RedisStore, RemoteState};
+use preflow_redis::{
+    BreakerConfig, OnFailure, RedisConfig, RedisStore, RegistrySync, RemoteState, SyncTask,
+};
 
 /// The time a registry read or write may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Connects to Redis, writes the apps file's registry through to it and adds what other
-/// instances stored, and returns the remote state for the gateway. When Redis cannot be
-/// reached now, the gateway still starts with the apps file's registry: token and
-/// counter operations then follow the failure policy until Redis answers.
+/// Connects to Redis, shares the apps file's registry through it (records Redis lacks
+/// are written; newer ones stored by other instances are loaded) and subscribes to the
+/// changes of every instance, then returns the remote state for the gateway. When Redis
+/// cannot be reached now, the gateway still starts with the apps file's registry: token
+/// and counter operations follow the failure policy, and no token is issued, until Redis
+/// answers and the registry is in step again.
 pub async fn start(
-    url: &str,
+    target: &Target,
     timeout: Duration,
     fail_closed: bool,
-    registry: &Registry,
+    registry: &Arc<Registry>,
     loaded: &preflow::Loaded,
 ) -> Result<Remote, preflow_redis::RedisError> {
     let config = RedisConfig::default()
         .with_timeout(timeout)
         .with_breaker(BreakerConfig::default());
     // Registry reads and writes are not on a request's path: they get more time.
-    let setup = RedisStore::new(url, config.clone().with_timeout(timeout.max(SETUP_TIMEOUT)))?;
-    let store = RedisStore::new(url, config)?;
-    let synced = async {
-        setup.save_registry(registry).await?;
-        setup.load_registry_into(registry).await
-    };
-    match synced.await {
-        Ok(records) => tracing::info!(records, "registry shared through redis"),
-        Err(e) => tracing::error!(
-            error = %e,
-            "redis unavailable at start: serving the apps file's registry only"
+    let setup_config = config.clone().with_timeout(timeout.max(SETUP_TIMEOUT));
+    let (setup, store, urls) = match target {
+        Target::Single(url) => (
+            RedisStore::new(url, setup_config)?,
+            RedisStore::new(url, config)?,
+            vec![url.clone()],
         ),
+        Target::Cluster(urls) => (
+            RedisStore::connect_cluster(urls, setup_config).await?,
+            RedisStore::connect_cluster(urls, config).await?,
+            urls.clone(),
+        ),
+    };
+    let sync = RegistrySync::with_urls(&urls, setup, Arc::clone(registry))?;
+    let task = sync.start(SETUP_TIMEOUT).await;
+    if sync.is_fresh() {
+        tracing::info!("registry shared through redis");
+    } else {
+        tracing::error!("redis unavailable at start: serving the apps file's registry only");
     }
     let on_failure = if fail_closed {
         OnFailure::Closed
@@ -47,54 +59,49 @@ pub async fn start(
     let state = RemoteState::new(store)
         .with_default_policy(default)
         .with_bundle_policies(loaded, on_failure);
-    Ok(Remote { state, setup })
+    Ok(Remote {
+        state,
+        sync,
+        _task: task,
+    })
 }
 
-/// The gateway's remote state, and a store with a longer timeout for registry reads and
-/// writes.
+/// Where Redis is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One server.
+    Single(String),
+    /// Nodes of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+/// The gateway's remote state and the registry kept in step through Redis.
 #[derive(Debug)]
 pub struct Remote {
     /// Counters and tokens.
     pub state: RemoteState,
-    /// For the registry.
-    pub setup: RedisStore,
+    /// The registry's versioned records and change notifications.
+    pub sync: RegistrySync,
+    /// Stops the subscription when the gateway stops.
+    pub _task: SyncTask,
 }
 
-/// Writes the registry through to Redis after a change made by the admin API.
-pub async fn save(store: &RedisStore, registry: &Registry) {
-    if let Err(e) = store.save_registry(registry).await {
-        tracing::error!(error = %e, "registry change not written to redis");
-    }
-}
-
-/// How often a gateway adds the registry records other instances wrote to Redis.
-pub const REGISTRY_REFRESH: Duration = Duration::from_secs(10);
-
-/// Re-reads the registry from Redis every [`REGISTRY_REFRESH`], so apps, credentials
-/// and status changes made through another instance reach this one without a restart.
-/// Stops when the returned guard is dropped.
-pub fn spawn_registry_refresh(store: RedisStore, registry: Arc<Registry>) -> RefreshTask {
-    let handle = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(REGISTRY_REFRESH);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            match store.load_registry_into(&registry).await {
-                Ok(records) => tracing::debug!(records, "registry refreshed from redis"),
-                Err(e) => tracing::warn!(error = %e, "registry not refreshed from redis"),
-            }
+/// Shares a registry change made by the admin API with every instance; whether every
+/// record reached Redis.
+pub async fn share(sync: &RegistrySync) -> bool {
+    match sync.publish_changes().await {
+        Ok(p) => {
+            tracing::info!(
+                records = p.records,
+                instances = p.receivers,
+                confirmed = p.confirmed,
+                "registry change shared"
+            );
+            true
         }
-    });
-    RefreshTask(handle)
-}
-
-/// Stops the registry refresh when dropped.
-#[derive(Debug)]
-pub struct RefreshTask(tokio::task::JoinHandle<()>);
-
-impl Drop for RefreshTask {
-    fn drop(&mut self) {
-        self.0.abort();
+        Err(e) => {
+            tracing::error!(error = %e, "registry change not written to redis");
+            false
+        }
     }
 }

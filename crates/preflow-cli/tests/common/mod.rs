@@ -28,6 +28,8 @@ pub struct Gateway {
     /// The `secure` virtual host (HTTPS) of an environment file that has one.
     pub secure: Option<SocketAddr>,
     pub stderr: Arc<Mutex<String>>,
+    /// The `--state-dir` given when the arguments chose no state (removed on drop).
+    pub state_dir: Option<tempfile::TempDir>,
 }
 
 impl Gateway {
@@ -54,6 +56,12 @@ impl Gateway {
         let bin = std::env::var("PREFLOW_TEST_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_preflow").to_owned());
         let mut cmd = Command::new(bin);
+        // Gateways run side by side: each gets a state file of its own unless the test
+        // chose where state lives.
+        let chose_state = args
+            .iter()
+            .any(|a| ["--redis", "--state", "--state-dir"].contains(a));
+        let state_dir = (!chose_state).then(|| tempfile::tempdir().unwrap());
         cmd.arg("serve")
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
@@ -63,6 +71,9 @@ impl Gateway {
             .stderr(Stdio::piped());
         if wants_secure && !own_env {
             cmd.args(["--vhost", "secure=127.0.0.1:0"]);
+        }
+        if let Some(dir) = &state_dir {
+            cmd.arg("--state-dir").arg(dir.path());
         }
         for (k, v) in env {
             cmd.env(k, v);
@@ -120,6 +131,7 @@ impl Gateway {
             admin,
             secure,
             stderr,
+            state_dir,
         }
     }
 
@@ -129,6 +141,12 @@ impl Gateway {
 
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Kills the process at once (SIGKILL, as a crash), and waits for it.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit status.
