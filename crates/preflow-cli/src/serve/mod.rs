@@ -6,7 +6,6 @@
 //! standard error; the bound addresses go to standard output.
 
 mod admin;
-mod apps;
 mod gateway;
 mod listener;
 mod redis;
@@ -20,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use preflow_cli::apps;
 use preflow_oauth::PasswordHashCost;
 use tokio::sync::watch;
 
