@@ -233,10 +233,16 @@ impl Rejections {
             ..Default::default()
         };
         registry
-            .add_credential(&app, cred("generated-client", SecretSpec::Generated { bytes: 32 }))
+            .add_credential(
+                &app,
+                cred("generated-client", SecretSpec::Generated { bytes: 32 }),
+            )
             .expect("generated");
         registry
-            .add_credential(&app, cred("chosen-client", SecretSpec::Custom("correct horse".into())))
+            .add_credential(
+                &app,
+                cred("chosen-client", SecretSpec::Custom("correct horse".into())),
+            )
             .expect("chosen");
         let request = |id: &str| {
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:wrong"));
@@ -264,7 +270,10 @@ impl Rejections {
         let mut ctx = RequestContext::at(NOW);
         ctx.client_ip = Some(std::net::IpAddr::from(ip.to_be_bytes()));
         let (_, req) = &self.requests[kind];
-        let resp = self.server.token_request(req, &ctx).run(&self.server, &self.store);
+        let resp = self
+            .server
+            .token_request(req, &ctx)
+            .run(&self.server, &self.store);
         assert_eq!(resp.status(), 401);
     }
 }

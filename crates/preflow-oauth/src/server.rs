@@ -782,7 +782,11 @@ impl OAuthServer {
                 };
                 self.after_refresh(client, scope, presented, &ctx, found)
             }
-            State::Introspect { client_id, any, now } => {
+            State::Introspect {
+                client_id,
+                any,
+                now,
+            } => {
                 let StoreReply::Token(found) = reply else {
                     return self.unexpected_reply();
                 };
@@ -1213,7 +1217,9 @@ mod tests {
         let mut ctx = RequestContext::at(1_700_000_000);
         ctx.client_ip = Some(IpAddr::from([10, 0, 0, n]));
         let before = argon2_count();
-        let resp = server.token_request(&req, &ctx).run(server, &MemoryStore::new());
+        let resp = server
+            .token_request(&req, &ctx)
+            .run(server, &MemoryStore::new());
         assert_eq!(resp.status(), 401);
         argon2_count() - before
     }

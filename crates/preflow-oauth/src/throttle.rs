@@ -293,7 +293,9 @@ impl Throttle {
     /// once per tenth of the cap's insertions, so eviction costs amortised O(log n).
     fn evict(table: &Table, now: u64, config: &ThrottleConfig) {
         table.retain(|_, e| !e.is_forgotten(now, config));
-        let target = config.max_entries.saturating_sub(config.max_entries / 10 + 1);
+        let target = config
+            .max_entries
+            .saturating_sub(config.max_entries / 10 + 1);
         if table.len() <= target {
             return;
         }
@@ -337,8 +339,7 @@ impl Throttle {
 
     /// Forgets keys whose counts have lapsed and that do not wait.
     pub fn purge(&self, now: u64) {
-        self.pairs
-            .retain(|_, e| !e.is_forgotten(now, &self.config));
+        self.pairs.retain(|_, e| !e.is_forgotten(now, &self.config));
         self.sources
             .retain(|_, e| !e.is_forgotten(now, &self.config));
     }
@@ -416,7 +417,10 @@ mod tests {
             Err(Lockout::Source { retry_after: 1 })
         );
         assert!(t.check(&t.keys("fresh", ip("2001:db8:1:3::1")), 0).is_ok());
-        assert_eq!(t.source_entry("2001:db8:1:2::77".parse().unwrap()).failures, 3);
+        assert_eq!(
+            t.source_entry("2001:db8:1:2::77".parse().unwrap()).failures,
+            3
+        );
     }
 
     #[test]

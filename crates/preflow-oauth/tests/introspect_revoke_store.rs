@@ -143,7 +143,10 @@ fn cross_client_introspection_is_refused_without_the_role() {
     assert_eq!(json(&resp)["active"], true);
     assert_eq!(json(&resp)["client_id"], e.cred.client_id.as_str());
     // The role does not widen revocation: the token stays active.
-    assert_eq!(revoke(&e, &format!("token={token}"), &rs_basic).status(), 200);
+    assert_eq!(
+        revoke(&e, &format!("token={token}"), &rs_basic).status(),
+        200
+    );
     assert_eq!(
         json(&introspect(&e, &format!("token={token}"), Some(&e.basic())))["active"],
         true

@@ -23,7 +23,9 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 fn live_heap() -> usize {
     let stats = GLOBAL.stats();
-    stats.bytes_allocated.saturating_sub(stats.bytes_deallocated)
+    stats
+        .bytes_allocated
+        .saturating_sub(stats.bytes_deallocated)
 }
 
 const FAILURES: u32 = 3_000;
@@ -63,7 +65,12 @@ fn main() {
         let mut ctx = RequestContext::at(1_700_000_000);
         ctx.client_ip = Some(IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
         let resp = server.token_request(&req, &ctx).run(&server, &store);
-        assert_eq!(resp.status(), 401, "{}", String::from_utf8_lossy(resp.body()));
+        assert_eq!(
+            resp.status(),
+            401,
+            "{}",
+            String::from_utf8_lossy(resp.body())
+        );
     };
     // Warm-up: lazily built state (the padding hash, the tables' first shards).
     request(u32::MAX - 0x0a00_0000);

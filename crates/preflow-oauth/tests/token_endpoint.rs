@@ -401,7 +401,10 @@ fn item12_brute_force_throttle() {
     let wrong = basic_rfc(&e.cred.client_id, "wrong");
     let run = |basic: &str, ctx: &preflow_oauth::RequestContext| {
         e.server
-            .token_request(&post("grant_type=client_credentials").basic(basic).build(), ctx)
+            .token_request(
+                &post("grant_type=client_credentials").basic(basic).build(),
+                ctx,
+            )
             .run(&e.server, &e.store)
     };
     for _ in 0..4 {
@@ -420,7 +423,10 @@ fn item12_brute_force_throttle() {
     // Requests refused while waiting are not counted.
     assert_eq!(run(&wrong, &ctx).status(), 429);
     assert_eq!(
-        e.server.throttle().pair_entry(&e.cred.client_id, Some(ip)).failures,
+        e.server
+            .throttle()
+            .pair_entry(&e.cred.client_id, Some(ip))
+            .failures,
         4
     );
     // After the wait the right secret works and clears the pair.
@@ -459,7 +465,10 @@ fn attacker_cannot_lock_out_a_client() {
             };
             let r = e
                 .server
-                .token_request(&post("grant_type=client_credentials").basic(&wrong).build(), &ctx)
+                .token_request(
+                    &post("grant_type=client_credentials").basic(&wrong).build(),
+                    &ctx,
+                )
                 .run(&e.server, &e.store);
             match r.status().as_u16() {
                 401 => refused += 1,
@@ -474,9 +483,18 @@ fn attacker_cannot_lock_out_a_client() {
         };
         let r = e
             .server
-            .token_request(&post("grant_type=client_credentials").basic(&e.basic()).build(), &ctx)
+            .token_request(
+                &post("grant_type=client_credentials")
+                    .basic(&e.basic())
+                    .build(),
+                &ctx,
+            )
             .run(&e.server, &e.store);
-        assert_eq!(r.status(), 200, "round {round}: the legitimate client was refused");
+        assert_eq!(
+            r.status(),
+            200,
+            "round {round}: the legitimate client was refused"
+        );
         issued += 1;
     }
     assert_eq!(issued, 200);
