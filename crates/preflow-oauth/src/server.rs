@@ -248,13 +248,25 @@ pub struct IssuedCode {
 pub struct OAuthServer {
     registry: Arc<Registry>,
     config: ServerConfig,
-    throttle: Throttle,
+    throttle: Arc<Throttle>,
 }
 
 impl OAuthServer {
     /// A server over `registry` with `config`.
     pub fn new(registry: Arc<Registry>, config: ServerConfig) -> Self {
-        let throttle = Throttle::new(config.throttle);
+        let throttle = Arc::new(Throttle::new(config.throttle));
+        Self::with_throttle(registry, config, throttle)
+    }
+
+    /// A server over `registry` with `config` counting failed client authentications in
+    /// `throttle`, which several servers (e.g. every token policy of a gateway) may
+    /// share, so that a guesser gets its free failures once, not once per server. The
+    /// throttle's own limits apply (`config.throttle` is not used).
+    pub fn with_throttle(
+        registry: Arc<Registry>,
+        config: ServerConfig,
+        throttle: Arc<Throttle>,
+    ) -> Self {
         Self {
             registry,
             config,
@@ -1256,6 +1268,27 @@ mod tests {
         assert_eq!(rejection_work(&s, "unknown", 1), 1);
         assert_eq!(rejection_work(&s, "generated", 2), 1);
         assert_eq!(rejection_work(&s, "chosen", 3), 1);
+    }
+
+    #[test]
+    fn servers_sharing_a_throttle_share_counts() {
+        let a = server(false);
+        let throttle = Arc::new(Throttle::new(ThrottleConfig::default()));
+        let b = OAuthServer::with_throttle(
+            Arc::clone(&a.registry),
+            ServerConfig::default(),
+            Arc::clone(&throttle),
+        );
+        let c = OAuthServer::with_throttle(
+            Arc::clone(&a.registry),
+            ServerConfig::default(),
+            Arc::clone(&throttle),
+        );
+        rejection_work(&b, "generated", 9);
+        rejection_work(&c, "generated", 9);
+        let ip = Some(IpAddr::from([10, 0, 0, 9]));
+        assert_eq!(throttle.pair_entry("generated", ip).failures, 2);
+        assert_eq!(a.throttle().pair_entry("generated", ip).failures, 0);
     }
 
     #[test]
