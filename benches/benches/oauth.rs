@@ -6,6 +6,12 @@
 //!   claims (signature, `exp`, `aud`).
 //! * `token_issue/preflow`: a whole client-credentials token request (Basic client
 //!   authentication, token generation, store insertion, JSON response).
+//! * `token_reject/{unknown_id,generated_secret,chosen_secret}`: a token request with a
+//!   wrong secret, from a fresh address, for an unknown client id, a known id with a
+//!   generated secret and a known id with a chosen (Argon2id, default cost) secret. The
+//!   three must cost the same, so timing does not tell which ids exist. Under
+//!   `cargo bench` the issue-12 property is also checked directly: 1,000 interleaved
+//!   rounds of the three, medians within 10% or 50 µs of each other (printed).
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -13,8 +19,8 @@ use base64::Engine as _;
 use criterion::{Criterion, criterion_group, criterion_main};
 use preflow_oauth::{
     ApiCall, ApiProduct, App, Developer, GrantId, GrantType, MemoryStore, NewCredential,
-    OAuthServer, Registry, RequestContext, ServerConfig, TokenHash, TokenKind, TokenRecord,
-    TokenStore,
+    OAuthServer, Registry, RequestContext, SecretSpec, ServerConfig, TokenHash, TokenKind,
+    TokenRecord, TokenStore,
 };
 
 const NOW: u64 = 1_700_000_000;
@@ -203,5 +209,125 @@ fn token_issue(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, token_verify, token_issue);
+/// The three kinds of rejected token request, each from a fresh address.
+struct Rejections {
+    server: OAuthServer,
+    store: MemoryStore,
+    requests: [(&'static str, http::Request<Vec<u8>>); 3],
+    next_ip: std::cell::Cell<u32>,
+}
+
+impl Rejections {
+    fn new() -> Self {
+        // The production Argon2id cost.
+        let registry = Arc::new(Registry::new());
+        registry.put_developer(Developer::new("dev@example.com"));
+        registry.put_product(ApiProduct::new("p"));
+        let app = registry
+            .add_app("dev@example.com", App::new("a"))
+            .expect("app");
+        let cred = |key: &str, secret| NewCredential {
+            key: Some(key.into()),
+            secret,
+            products: vec!["p".into()],
+            ..Default::default()
+        };
+        registry
+            .add_credential(
+                &app,
+                cred("generated-client", SecretSpec::Generated { bytes: 32 }),
+            )
+            .expect("generated");
+        registry
+            .add_credential(
+                &app,
+                cred("chosen-client", SecretSpec::Custom("correct horse".into())),
+            )
+            .expect("chosen");
+        let request = |id: &str| {
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:wrong"));
+            http::Request::post("/token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("authorization", format!("Basic {basic}"))
+                .body(b"grant_type=client_credentials".to_vec())
+                .expect("request")
+        };
+        Self {
+            server: OAuthServer::new(registry, ServerConfig::default()),
+            store: MemoryStore::new(),
+            requests: [
+                ("unknown_id", request("unknown-client")),
+                ("generated_secret", request("generated-client")),
+                ("chosen_secret", request("chosen-client")),
+            ],
+            next_ip: std::cell::Cell::new(0x0a00_0000),
+        }
+    }
+
+    fn reject(&self, kind: usize) {
+        let ip = self.next_ip.get();
+        self.next_ip.set(ip.wrapping_add(1));
+        let mut ctx = RequestContext::at(NOW);
+        ctx.client_ip = Some(std::net::IpAddr::from(ip.to_be_bytes()));
+        let (_, req) = &self.requests[kind];
+        let resp = self
+            .server
+            .token_request(req, &ctx)
+            .run(&self.server, &self.store);
+        assert_eq!(resp.status(), 401);
+    }
+}
+
+fn token_reject(c: &mut Criterion) {
+    let r = Rejections::new();
+    // Under `cargo bench` (not in test mode) the interleaved medians are checked too.
+    if std::env::args().any(|a| a == "--bench") {
+        rejection_medians(&r, 1_000);
+    }
+    let mut g = c.benchmark_group("token_reject");
+    g.sample_size(10);
+    for (kind, (name, _)) in r.requests.iter().enumerate() {
+        g.bench_function(*name, |b| b.iter(|| r.reject(kind)));
+    }
+    g.finish();
+}
+
+/// Issue 12 item 4: `rounds` rounds of the three rejections, the order rotated every
+/// round; the medians must lie within 10% or 50 µs of each other.
+fn rejection_medians(r: &Rejections, rounds: usize) {
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        for k in 0..3 {
+            let kind = (round + k) % 3;
+            let started = std::time::Instant::now();
+            r.reject(kind);
+            times[kind].push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let (lo, hi) = medians
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &m| (lo.min(m), hi.max(m)));
+    println!(
+        "token_reject medians over {rounds} interleaved rounds (µs): unknown id {:.0}, \
+         generated secret {:.0}, chosen secret {:.0}; spread {:.0} µs ({:.1}%)",
+        medians[0],
+        medians[1],
+        medians[2],
+        hi - lo,
+        (hi - lo) / lo * 100.0
+    );
+    assert!(
+        hi - lo <= 50.0 || hi <= lo * 1.10,
+        "rejection medians differ: {medians:?}"
+    );
+}
+
+criterion_group!(benches, token_verify, token_issue, token_reject);
 criterion_main!(benches);

@@ -539,3 +539,45 @@ fn developer_self_service_survives_a_restart() {
         .unwrap();
     assert_eq!(app["status"], "revoked");
 }
+
+// Issue 12: an attacker sending wrong secrets for the demo client's id from other
+// addresses (127.0.0.2–9) cannot lock it out: the client keeps getting tokens from
+// 127.0.0.1, while each attacking address is slowed down (429 with Retry-After).
+#[test]
+fn wrong_secrets_from_other_addresses_do_not_lock_out_the_client() {
+    let gw = Gateway::start(&[seed().to_str().unwrap()]);
+    let attackers: Vec<_> = (2..=9u8)
+        .map(|last| {
+            oauth2::reqwest::blocking::ClientBuilder::new()
+                .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut slowed = 0;
+    for round in 0..10 {
+        for attacker in &attackers {
+            let r = attacker
+                .post(gw.url("/oauth/OAuthToken"))
+                .basic_auth("demo-client", Some(format!("guess-{round}")))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .unwrap();
+            match r.status().as_u16() {
+                401 => {}
+                429 => {
+                    assert!(r.headers().contains_key("retry-after"));
+                    slowed += 1;
+                }
+                s => panic!("round {round}: attacker got {s}"),
+            }
+        }
+        assert!(
+            token_for(&gw, "demo-client", "demo-secret").is_ok(),
+            "round {round}: the legitimate client was refused"
+        );
+    }
+    // Five free failures per (client, address), then waits of 1, 2, 4 s: each attacker
+    // meets at least one of them in rounds 7 to 10 (unless a round took over 4 s).
+    assert!(slowed >= 8, "{slowed} attacker requests slowed");
+}

@@ -107,7 +107,7 @@ pub use store::{
     CodeTake, DEFAULT_REVOKED_RETENTION, DigestHasher, DigestState, MemoryStore, StoreOp,
     StoreReply, TokenStore,
 };
-pub use throttle::{Lockout, Throttle, ThrottleConfig, ThrottleState};
+pub use throttle::{Lockout, Throttle, ThrottleConfig, ThrottleEntry, ThrottleKey, ThrottleKeys};
 pub use token::{CodeRecord, GrantId, GrantType, TokenKind, TokenRecord};
 pub use verify::{
     ApiCall, ApiKeyError, BearerLocations, ScopeMatch, VerifiedApiKey, VerifiedToken, VerifyError,

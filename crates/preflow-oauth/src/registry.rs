@@ -3,7 +3,8 @@
 //! The registry is local state: it is read on every request and answered inline. Entities
 //! are immutable values behind [`Arc`]; changing one replaces it.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 
@@ -232,6 +233,10 @@ pub struct App {
     pub grant_types: Option<Vec<GrantType>>,
     /// Whether the app may authenticate with `client_secret_post` (RFC 6749 §2.3.1 MAY).
     pub allow_client_secret_post: bool,
+    /// The introspection role: the app's clients may introspect tokens issued to any
+    /// client (a resource server). Without it a client introspects only its own tokens
+    /// (RFC 7662 §4). Revocation is never widened by it.
+    pub introspect_any_token: bool,
 }
 
 impl App {
@@ -246,6 +251,7 @@ impl App {
             attributes: Vec::new(),
             grant_types: None,
             allow_client_secret_post: true,
+            introspect_any_token: false,
         }
     }
 }
@@ -413,6 +419,12 @@ pub struct Registry {
     credentials: Map<Arc<ClientRecord>>,
     owners: Map<Arc<ResourceOwner>>,
     cost: PasswordHashCost,
+    /// Set once a client secret is stored as Argon2id: from then on every rejected client
+    /// authentication does one Argon2id verification's work (see
+    /// [`Registry::pad_rejection`]).
+    chosen_secrets: AtomicBool,
+    /// An Argon2id hash at this registry's cost, verified against for padding.
+    dummy_hash: OnceLock<SecretHash>,
 }
 
 fn check_printable(value: &str, what: &'static str) -> Result<(), RegistryError> {
@@ -603,6 +615,43 @@ impl Registry {
             }
             SecretSpec::Hashed(h) => (String::new(), h),
         })
+        .inspect(|(_, h)| {
+            if matches!(h, SecretHash::Argon2(_)) {
+                self.chosen_secrets.store(true, Ordering::Relaxed);
+            }
+        })
+    }
+
+    /// Whether any client secret has been stored as Argon2id.
+    pub fn has_chosen_secrets(&self) -> bool {
+        self.chosen_secrets.load(Ordering::Relaxed)
+    }
+
+    /// Pads the work of a rejected client authentication so that every rejection costs
+    /// the same whatever the client id: `stored` is the secret of the id (`None` for an
+    /// unknown id) against which `presented` already failed.
+    ///
+    /// Once any secret is stored as Argon2id, every rejection costs one Argon2id
+    /// verification at this registry's cost: an unknown id or a generated (SHA-256)
+    /// secret gets a verification against a dummy hash. That is no amplifier: a known id
+    /// with a chosen secret, which anyone may name, already costs that much. Without
+    /// Argon2id secrets an unknown id costs one SHA-256, as a generated secret does.
+    pub(crate) fn pad_rejection(&self, stored: Option<&SecretHash>, presented: &[u8]) {
+        match stored {
+            Some(SecretHash::Argon2(_)) => {}
+            _ if self.has_chosen_secrets() => self.verify_dummy(presented),
+            Some(SecretHash::Sha256(_)) => {}
+            None => crate::secret::dummy_verify(presented),
+        }
+    }
+
+    /// One Argon2id verification at this registry's cost, against a dummy hash.
+    fn verify_dummy(&self, presented: &[u8]) {
+        let dummy = self.dummy_hash.get_or_init(|| {
+            SecretHash::custom("preflow-rejection-padding", self.cost)
+                .unwrap_or_else(|_| SecretHash::generated(""))
+        });
+        let _ = std::hint::black_box(dummy.verify(presented));
     }
 
     /// Replaces the secret of a credential (rotation) and returns the new plaintext secret
@@ -696,7 +745,11 @@ impl Registry {
     pub fn verify_resource_owner(&self, username: &str, password: &str) -> bool {
         match self.owners.get(username).map(|o| Arc::clone(o.value())) {
             Some(owner) => owner.password.verify(password.as_bytes()),
-            None => false,
+            None => {
+                // As much work as a wrong password, so usernames cannot be told by timing.
+                self.verify_dummy(password.as_bytes());
+                false
+            }
         }
     }
 

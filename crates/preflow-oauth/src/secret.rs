@@ -169,12 +169,16 @@ impl SecretHash {
     pub fn verify(&self, presented: &[u8]) -> bool {
         match self {
             Self::Sha256(stored) => stored.ct_eq(&TokenHash::of(presented)),
-            Self::Argon2(phc) => match PasswordHash::new(phc) {
-                Ok(parsed) => Argon2::default()
-                    .verify_password(presented, &parsed)
-                    .is_ok(),
-                Err(_) => false,
-            },
+            Self::Argon2(phc) => {
+                #[cfg(test)]
+                ARGON2_VERIFICATIONS.with(|c| c.set(c.get() + 1));
+                match PasswordHash::new(phc) {
+                    Ok(parsed) => Argon2::default()
+                        .verify_password(presented, &parsed)
+                        .is_ok(),
+                    Err(_) => false,
+                }
+            }
         }
     }
 }
@@ -184,6 +188,12 @@ impl SecretHash {
 pub(crate) fn dummy_verify(presented: &[u8]) {
     let dummy = TokenHash([0u8; 32]);
     let _ = std::hint::black_box(dummy.ct_eq(&TokenHash::of(presented)));
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Argon2id verifications done on this thread (the rejection-work tests read it).
+    pub(crate) static ARGON2_VERIFICATIONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// PKCE S256 (RFC 7636 §4.6): `BASE64URL(SHA256(ASCII(code_verifier))) == code_challenge`,

@@ -89,6 +89,70 @@ fn introspection() {
     assert_eq!(resp.status(), 405);
 }
 
+// Issue 12 item 5: a client introspects only its own tokens (RFC 7662 §4), unless its
+// app carries the introspection role.
+#[test]
+fn cross_client_introspection_is_refused_without_the_role() {
+    let e = env();
+    let token = e.cc_token(None);
+    // Another app of the same developer, without the role.
+    let other_app = e
+        .registry
+        .add_app("dev@example.com", preflow_oauth::App::new("other-app"))
+        .unwrap();
+    let new_cred = || preflow_oauth::NewCredential {
+        products: vec!["hello-product".into()],
+        ..Default::default()
+    };
+    let other = e.registry.add_credential(&other_app, new_cred()).unwrap();
+    let resp = introspect(
+        &e,
+        &format!("token={token}"),
+        Some(&basic_rfc(&other.client_id, &other.client_secret)),
+    );
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.body(), br#"{"active":false}"#);
+    // Its own token it sees.
+    let own = json(
+        &e.server
+            .token_request(
+                &post("grant_type=client_credentials")
+                    .basic(&basic_rfc(&other.client_id, &other.client_secret))
+                    .build(),
+                &RequestContext::at(NOW),
+            )
+            .run(&e.server, &e.store),
+    )["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let resp = introspect(
+        &e,
+        &format!("token={own}"),
+        Some(&basic_rfc(&other.client_id, &other.client_secret)),
+    );
+    assert_eq!(json(&resp)["active"], true);
+    assert_eq!(json(&resp)["client_id"], other.client_id.as_str());
+    // A resource server's app with the role sees every client's tokens.
+    let mut rs = preflow_oauth::App::new("resource-server");
+    rs.introspect_any_token = true;
+    let rs_app = e.registry.add_app("dev@example.com", rs).unwrap();
+    let rs_cred = e.registry.add_credential(&rs_app, new_cred()).unwrap();
+    let rs_basic = basic_rfc(&rs_cred.client_id, &rs_cred.client_secret);
+    let resp = introspect(&e, &format!("token={token}"), Some(&rs_basic));
+    assert_eq!(json(&resp)["active"], true);
+    assert_eq!(json(&resp)["client_id"], e.cred.client_id.as_str());
+    // The role does not widen revocation: the token stays active.
+    assert_eq!(
+        revoke(&e, &format!("token={token}"), &rs_basic).status(),
+        200
+    );
+    assert_eq!(
+        json(&introspect(&e, &format!("token={token}"), Some(&e.basic())))["active"],
+        true
+    );
+}
+
 #[test]
 fn revocation() {
     let e = env();

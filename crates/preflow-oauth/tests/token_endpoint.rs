@@ -215,7 +215,7 @@ fn raw_basic_fallback() {
         strict
             .server
             .throttle()
-            .client_state("s6BhdRkqt3", NOW)
+            .pair_entry("s6BhdRkqt3", None)
             .failures,
         2
     );
@@ -246,7 +246,7 @@ fn raw_basic_fallback() {
         lenient
             .server
             .throttle()
-            .client_state("s6BhdRkqt3", NOW)
+            .pair_entry("s6BhdRkqt3", None)
             .failures,
         1
     );
@@ -379,86 +379,129 @@ fn item11_authentication_required() {
     );
 }
 
-// Item 12: brute-force protection per client id and per address.
+// Item 12 (issue 12 item 3): brute-force protection per (client id, address) and per
+// address, with progressive waits and no lock-out of the client id.
 #[test]
 fn item12_brute_force_throttle() {
     let e = env_with(ServerConfig {
         throttle: ThrottleConfig {
-            max_failures_per_client: 3,
-            max_failures_per_ip: 5,
+            free_pair_failures: 3,
+            free_source_failures: 5,
             ..Default::default()
         },
         ..Default::default()
     });
     let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
-    let ctx = preflow_oauth::RequestContext {
-        now: NOW,
+    let at = |now| preflow_oauth::RequestContext {
+        now,
         client_ip: Some(ip),
         attributes: vec![],
     };
+    let ctx = at(NOW);
     let wrong = basic_rfc(&e.cred.client_id, "wrong");
-    for _ in 0..3 {
+    let run = |basic: &str, ctx: &preflow_oauth::RequestContext| {
+        e.server
+            .token_request(
+                &post("grant_type=client_credentials").basic(basic).build(),
+                ctx,
+            )
+            .run(&e.server, &e.store)
+    };
+    for _ in 0..4 {
+        assert_eq!(run(&wrong, &ctx).status(), 401);
+    }
+    let pair = e.server.throttle().pair_entry(&e.cred.client_id, Some(ip));
+    assert_eq!((pair.failures, pair.wait_until), (4, NOW + 1));
+    assert_eq!(e.server.throttle().source_entry(ip).failures, 4);
+    // Waiting: even the right secret from this address is answered 429 with Retry-After,
+    // without being checked.
+    let r = run(&e.basic(), &ctx);
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    assert_eq!(json(&r)["error"], "invalid_client");
+    assert_no_store(&r);
+    // Requests refused while waiting are not counted.
+    assert_eq!(run(&wrong, &ctx).status(), 429);
+    assert_eq!(
+        e.server
+            .throttle()
+            .pair_entry(&e.cred.client_id, Some(ip))
+            .failures,
+        4
+    );
+    // After the wait the right secret works and clears the pair.
+    assert_eq!(run(&e.basic(), &at(NOW + 1)).status(), 200);
+    assert_eq!(
+        e.server.throttle().pair_entry(&e.cred.client_id, Some(ip)),
+        preflow_oauth::ThrottleEntry::default()
+    );
+    // The address waits too, whatever client id it tries, once it has spent its free
+    // failures; unknown and known ids are answered alike.
+    assert_eq!(e.server.throttle().source_entry(ip).failures, 4);
+    assert_eq!(run(&basic_rfc("guess", "x"), &at(NOW + 1)).status(), 401);
+    assert_eq!(run(&basic_rfc("guess2", "x"), &at(NOW + 1)).status(), 401);
+    let r = run(&basic_rfc("fresh", "x"), &at(NOW + 1));
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    assert_eq!(run(&e.basic(), &at(NOW + 1)).status(), 429);
+}
+
+// Issue 12 item 6: the lock-out scenario. An attacker sends wrong secrets for the
+// legitimate client's id from many other addresses; the legitimate client keeps getting
+// tokens from its own address, and each attacking address is slowed down.
+#[test]
+fn attacker_cannot_lock_out_a_client() {
+    let e = env();
+    let client_ip: std::net::IpAddr = "198.51.100.10".parse().unwrap();
+    let wrong = basic_rfc(&e.cred.client_id, "wrong-guess");
+    let (mut refused, mut slowed, mut issued) = (0, 0, 0);
+    for round in 0..200u64 {
+        let now = NOW + round;
+        for attacker in 0..8u8 {
+            let ctx = preflow_oauth::RequestContext {
+                now,
+                client_ip: Some(std::net::IpAddr::from([203, 0, 113, attacker])),
+                attributes: vec![],
+            };
+            let r = e
+                .server
+                .token_request(
+                    &post("grant_type=client_credentials").basic(&wrong).build(),
+                    &ctx,
+                )
+                .run(&e.server, &e.store);
+            match r.status().as_u16() {
+                401 => refused += 1,
+                429 => slowed += 1,
+                s => panic!("attacker got {s}"),
+            }
+        }
+        let ctx = preflow_oauth::RequestContext {
+            now,
+            client_ip: Some(client_ip),
+            attributes: vec![],
+        };
         let r = e
             .server
             .token_request(
-                &post("grant_type=client_credentials").basic(&wrong).build(),
+                &post("grant_type=client_credentials")
+                    .basic(&e.basic())
+                    .build(),
                 &ctx,
             )
             .run(&e.server, &e.store);
-        assert_eq!(r.status(), 401);
+        assert_eq!(
+            r.status(),
+            200,
+            "round {round}: the legitimate client was refused"
+        );
+        issued += 1;
     }
-    let state = e.server.throttle().client_state(&e.cred.client_id, NOW);
-    assert_eq!(state.locked_until, Some(NOW + 60));
-    assert_eq!(e.server.throttle().ip_state(ip, NOW).failures, 3);
-    // Locked out: even the right secret is refused, with 429 and Retry-After.
-    let r = e
-        .server
-        .token_request(
-            &post("grant_type=client_credentials")
-                .basic(&e.basic())
-                .build(),
-            &ctx,
-        )
-        .run(&e.server, &e.store);
-    assert_eq!(r.status(), 429);
-    assert_eq!(header(&r, "retry-after"), Some("60"));
-    assert_eq!(json(&r)["error"], "invalid_client");
-    assert_no_store(&r);
-    // After the lock-out the right secret works.
-    let later = preflow_oauth::RequestContext {
-        now: NOW + 61,
-        ..ctx.clone()
-    };
-    let r = e
-        .server
-        .token_request(
-            &post("grant_type=client_credentials")
-                .basic(&e.basic())
-                .build(),
-            &later,
-        )
-        .run(&e.server, &e.store);
-    assert_eq!(r.status(), 200);
-    // The address locks out too, whatever client id is tried.
-    for i in 0..2 {
-        let other = basic_rfc(&format!("guess{i}"), "x");
-        e.server
-            .token_request(
-                &post("grant_type=client_credentials").basic(&other).build(),
-                &later,
-            )
-            .run(&e.server, &e.store);
-    }
-    let r = e
-        .server
-        .token_request(
-            &post("grant_type=client_credentials")
-                .basic(&basic_rfc("fresh", "x"))
-                .build(),
-            &later,
-        )
-        .run(&e.server, &e.store);
-    assert_eq!(r.status(), 429);
+    assert_eq!(issued, 200);
+    // Each attacking address got its five free failures, then one check per doubling
+    // wait (1, 2, 4, …, 128 s within 200 s): far fewer guesses than requests.
+    assert!(slowed > 1200, "{refused} refused, {slowed} slowed");
+    assert!(refused <= 8 * 14, "{refused} refused, {slowed} slowed");
 }
 
 // Item 13: client_credentials issues no refresh token.

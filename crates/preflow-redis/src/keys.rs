@@ -12,12 +12,14 @@
 //! | `P:token:{HEX}` | hash | `rec` token record (JSON), `rev` revocation time; `PEXPIREAT` the token expiry |
 //! | `P:code:{HEX}` | hash | `rec` code record (JSON), `used` flag; `PEXPIREAT` the code expiry |
 //! | `P:grant:{HEX}` | set | digests (hex) of the tokens of one grant; expires with its last token |
+//! | `P:throttle:{KEY}` | hash | failed client authentications of one throttle key: `f` count, `l` last failure, `w` wait until (seconds); `EXPIREAT` when forgotten |
 //! | `P:{registry}:developers`, `…:products`, `…:apps`, `…:credentials` | hash | registry records (JSON) by id |
 //!
 //! `ID` is the rate-limit key of the operation ([`preflow_ratelimit::StoreOp::key`]),
-//! `HEX` the SHA-256 digest of a token or code (or a grant id) in hexadecimal.
+//! `HEX` the SHA-256 digest of a token or code (or a grant id) in hexadecimal, `KEY` a
+//! [`preflow_oauth::ThrottleKey`] in hexadecimal (a keyed digest, never a client id).
 
-use preflow_oauth::{GrantId, TokenHash};
+use preflow_oauth::{GrantId, ThrottleKey, TokenHash};
 
 /// Builds the keys of one deployment (one prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +102,11 @@ impl KeyLayout {
     /// The key of the set of tokens of a grant.
     pub fn grant(&self, grant: &GrantId) -> String {
         format!("{}:grant:{{{}}}", self.prefix, hex(&grant.0))
+    }
+
+    /// The key of a client-authentication throttle entry.
+    pub fn throttle(&self, key: &ThrottleKey) -> String {
+        format!("{}:throttle:{{{}}}", self.prefix, hex(&key.0))
     }
 
     /// The key of one registry table: `developers`, `products`, `apps` or `credentials`.

@@ -69,6 +69,11 @@
 //! * Tokens, refresh tokens and codes: hashes keyed by the SHA-256 digest (hex) of the
 //!   value, `PEXPIREAT` the expiry; revocation sets a field; a set per grant revokes a
 //!   token family. Raw tokens and secrets never reach Redis.
+//! * Client-authentication throttle entries ([`preflow_oauth::ThrottleEntry`]): a hash
+//!   per keyed digest of (client id, source) or source, updated by a Lua script with the
+//!   arithmetic of [`preflow_oauth::ThrottleEntry::fail`], expiring when forgotten
+//!   ([`RedisStore::throttle_check`], [`RedisStore::throttle_fail`],
+//!   [`RedisStore::throttle_success`]). Client ids never reach Redis.
 //!
 //! Scripts are sent with `EVALSHA` and loaded on `NOSCRIPT` ([`redis::Script`]). See
 //! [`keys`] for the key layout: every operation touches keys of one hash tag, so it runs
@@ -124,6 +129,7 @@ mod registry;
 mod scripts;
 mod store;
 mod sync;
+mod throttle;
 
 pub mod server;
 

@@ -113,6 +113,7 @@ pub(crate) fn apply_record(registry: &Registry, table: &str, json: &str) -> Resu
             app.attributes = r.attributes;
             app.grant_types = r.grant_types;
             app.allow_client_secret_post = r.allow_client_secret_post;
+            app.introspect_any_token = r.introspect_any_token;
             registry.add_app(&r.developer_email, app)?;
         }
         CREDENTIALS => {
@@ -182,6 +183,8 @@ struct AppRecord {
     attributes: Vec<(String, String)>,
     grant_types: Option<Vec<GrantType>>,
     allow_client_secret_post: bool,
+    #[serde(default)]
+    introspect_any_token: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -256,6 +259,7 @@ fn app_json(a: &App) -> Result<String, RedisError> {
         attributes: a.attributes.clone(),
         grant_types: a.grant_types.clone(),
         allow_client_secret_post: a.allow_client_secret_post,
+        introspect_any_token: a.introspect_any_token,
     })?)
 }
 

@@ -6,6 +6,43 @@
 //! nanoseconds, split into seconds and nanoseconds when read, and only the difference to
 //! `TIME` (bounded by the tolerance) is computed on. Quota windows compare milliseconds.
 
+/// Counts one failed client authentication on a throttle key, as
+/// [`preflow_oauth::ThrottleEntry::fail`] does (the two must agree).
+///
+/// `KEYS[1]` the entry hash (`f` failures, `l` last failure, `w` wait until; seconds);
+/// `ARGV[1]` now, `ARGV[2]` free failures, `ARGV[3]` base delay, `ARGV[4]` longest delay,
+/// `ARGV[5]` forget-after. Expires when the entry would be forgotten. Returns `{f, l, w}`.
+pub(crate) const THROTTLE_FAIL: &str = r"
+local now = tonumber(ARGV[1])
+local free = tonumber(ARGV[2])
+local base = tonumber(ARGV[3])
+local maxd = tonumber(ARGV[4])
+local forget = tonumber(ARGV[5])
+local h = redis.call('HMGET', KEYS[1], 'f', 'l', 'w')
+local f = tonumber(h[1]) or 0
+local l = tonumber(h[2]) or 0
+local w = tonumber(h[3]) or 0
+if w <= now and now - l >= forget then
+  f = 0
+  l = 0
+  w = 0
+end
+f = f + 1
+l = now
+if f > free then
+  local e = f - free - 1
+  if e > 62 then e = 62 end
+  local d = base * (2 ^ e)
+  if d > maxd then d = maxd end
+  w = now + d
+end
+redis.call('HSET', KEYS[1], 'f', f, 'l', l, 'w', string.format('%d', w))
+local until_ = l + forget
+if w > until_ then until_ = w end
+redis.call('EXPIREAT', KEYS[1], string.format('%d', until_))
+return {f, l, w}
+";
+
 /// SpikeArrest GCRA on the Redis clock.
 ///
 /// `KEYS[1]` the TAT key; `ARGV[1]` the increment `weight·T` (ns), `ARGV[2]` the tolerance
@@ -182,6 +219,7 @@ return {h[1], '0'}
 /// The scripts, hashed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
+    pub(crate) throttle_fail: redis::Script,
     pub(crate) gcra: redis::Script,
     pub(crate) quota: redis::Script,
     pub(crate) rolling: redis::Script,
@@ -194,6 +232,7 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Scripts {
+            throttle_fail: redis::Script::new(THROTTLE_FAIL),
             gcra: redis::Script::new(GCRA),
             quota: redis::Script::new(QUOTA),
             rolling: redis::Script::new(ROLLING),

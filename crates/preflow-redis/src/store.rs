@@ -241,6 +241,11 @@ impl RedisStore {
         &self.inner.keys
     }
 
+    /// The Lua scripts.
+    pub(crate) fn scripts(&self) -> &Scripts {
+        &self.inner.scripts
+    }
+
     /// The per-operation timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout

@@ -242,6 +242,8 @@ impl Admin {
             status: Status::Approved,
             callback_url: None,
             client_secret_post: true,
+            // Self-service apps never get the introspection role.
+            introspect_any_token: false,
             attributes: Default::default(),
             credentials: vec![CredentialEntry {
                 client_id: client_id.clone(),

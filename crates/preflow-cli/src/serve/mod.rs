@@ -7,7 +7,6 @@
 //! goes to standard error; the bound addresses go to standard output.
 
 mod admin;
-mod apps;
 mod environment;
 mod gateway;
 mod listener;
@@ -24,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
+use preflow_cli::apps;
 use preflow_oauth::PasswordHashCost;
 use tokio::sync::watch;
 

@@ -21,6 +21,10 @@
 //! products = ["hello"]
 //! ```
 //!
+//! An app entry may carry `introspect_any_token = true`, the introspection role: its
+//! clients may then introspect tokens issued to any client (a resource server's need).
+//! Without it a client introspecting another client's token is told `{"active":false}`.
+//!
 //! Secrets given in clear are hashed when the file is loaded; whenever the gateway writes
 //! the file back (after a change through the admin API), it writes hashes only. Writes
 //! are atomic: a temporary file in the same folder, fsync, rename, fsync of the folder.
@@ -256,6 +260,10 @@ pub struct AppEntry {
     /// Whether the app may send its secret in the request body (`client_secret_post`).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub client_secret_post: bool,
+    /// The introspection role: the app's clients may introspect tokens issued to any
+    /// client (for resource servers). Without it a client introspects only its own.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub introspect_any_token: bool,
     /// Custom attributes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
@@ -544,6 +552,7 @@ pub fn install_app(registry: &Registry, a: &AppEntry) -> Result<(), AppsError> {
     app.status = a.status.approval();
     app.callback_url.clone_from(&a.callback_url);
     app.allow_client_secret_post = a.client_secret_post;
+    app.introspect_any_token = a.introspect_any_token;
     app.attributes = a
         .attributes
         .iter()

@@ -1,0 +1,8 @@
+//! Library parts of the `preflow` command line, kept apart from the binary so that they
+//! can be tested and fuzzed on their own.
+//!
+//! * [`apps`]: the apps file of `preflow serve` (developers, products, apps and
+//!   credentials in TOML).
+#![deny(missing_docs)]
+
+pub mod apps;
