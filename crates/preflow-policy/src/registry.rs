@@ -34,6 +34,9 @@ pub struct BuildCx<'a> {
     pub settings: &'a Settings,
     /// The registry OAuth and API-key policies check.
     pub registry: &'a Arc<Registry>,
+    /// Failed client authentications, counted once for every token policy of the
+    /// gateway (so a second token endpoint gives an attacker no fresh guesses).
+    pub throttle: &'a Arc<preflow_oauth::Throttle>,
     /// Where rate-limit and token state lives.
     pub state: StateMode,
     /// Shared-flow bundles by name, to their bundle index.

@@ -252,6 +252,7 @@ pub(crate) fn compile_bundle(
     b: &crate::Bundle,
     settings: &Settings,
     registry: &Arc<Registry>,
+    throttle: &Arc<preflow_oauth::Throttle>,
     state: StateMode,
     shared: &HashMap<String, usize>,
 ) -> Result<CBundle, BuildError> {
@@ -272,6 +273,7 @@ pub(crate) fn compile_bundle(
             name,
             settings,
             registry,
+            throttle,
             state,
             shared_flows: shared,
             policies: &index,

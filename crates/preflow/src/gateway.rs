@@ -93,6 +93,8 @@ impl GatewayBuilder {
             .filter(|(_, b)| b.kind == BundleKind::SharedFlow)
             .map(|(i, b)| (b.name.clone(), i))
             .collect();
+        // One failure throttle for every token endpoint of the gateway.
+        let throttle = Arc::new(preflow_oauth::Throttle::default());
         let mut compiled = Vec::with_capacity(bundles.len());
         for (bi, b) in bundles.iter().enumerate() {
             compiled.push(compile_bundle(
@@ -100,6 +102,7 @@ impl GatewayBuilder {
                 b,
                 &self.settings,
                 &registry,
+                &throttle,
                 self.state,
                 &shared,
             )?);

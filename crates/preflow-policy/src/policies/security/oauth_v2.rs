@@ -358,7 +358,11 @@ impl PolicyType for OAuthV2Policy {
     }
 
     fn compile(o: &OAuthV2, cx: &BuildCx<'_>) -> Result<Box<OAuth>, CompileError> {
-        let server = OAuthServer::new(Arc::clone(cx.registry), server_config(o, cx.settings));
+        let server = OAuthServer::with_throttle(
+            Arc::clone(cx.registry),
+            server_config(o, cx.settings),
+            Arc::clone(cx.throttle),
+        );
         let scopes = match o.operation {
             Some(OAuthOperation::VerifyAccessToken) => o
                 .scope
