@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use preflow_oauth::Registry;
 use preflow_policy::runtime::{PolicyRef, Settings, StateMode, Timeouts};
-use preflow_policy::{BuildCx, CompileError, CompiledPolicy, Location};
+use preflow_policy::{BuildCx, CompileError, CompiledPolicy, Diagnostic, Location};
 
 use crate::compiled::{
     CBundle, CCompiled, CCond, CConn, CDefaultRule, CFaultRule, CFlow, CProxy, CRoute,
@@ -27,8 +27,8 @@ pub enum BuildError {
     Load {
         /// How many errors.
         count: usize,
-        /// The first error, rendered.
-        first: String,
+        /// The first error, with its file, line and column.
+        first: Box<Diagnostic>,
     },
     /// Two proxy endpoints share a base path.
     #[error("base path `{base_path}` is used by both `{first}` and `{second}`")]

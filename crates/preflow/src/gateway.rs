@@ -82,7 +82,7 @@ impl GatewayBuilder {
         if let Some(first) = errors.next() {
             return Err(BuildError::Load {
                 count: 1 + errors.count(),
-                first: first.to_string(),
+                first: Box::new(first.clone()),
             });
         }
         let registry = self.registry.unwrap_or_default();
