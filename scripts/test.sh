@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
 # The project's tests: `cargo test --workspace`, with the Python clients of the
 # end-to-end suite (requests-oauthlib, Authlib, requests, httpx with HTTP/2) in a virtual
-# environment under target/.
+# environment under target/. What the tests need and the machine lacks (redis-server and
+# redis-cli, python3-venv) is installed with apt, as CI does.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+apt_install() {
+  echo "scripts/test.sh: installing $* with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+# The state tests start their own redis-server processes and Redis Clusters.
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  apt_install redis-server redis-tools
+fi
+if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  apt_install python3-venv
+fi
 venv=target/e2e-venv
 if ! "$venv/bin/python" -c 'import requests_oauthlib, authlib, requests, httpx, h2' 2>/dev/null; then
   echo "scripts/test.sh: installing requests-oauthlib, authlib, requests and httpx[http2] into $venv"
@@ -12,8 +28,4 @@ if ! "$venv/bin/python" -c 'import requests_oauthlib, authlib, requests, httpx, 
   "$venv/bin/pip" install --quiet --disable-pip-version-check requests-oauthlib authlib requests 'httpx[http2]'
 fi
 export PREFLOW_E2E_PYTHON="$PWD/$venv/bin/python"
-# The state tests start their own redis-server processes and Redis Clusters.
-for tool in redis-server redis-cli; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "scripts/test.sh: $tool is missing (apt-get install redis-server)"; exit 1; }
-done
 cargo test --workspace "$@"
