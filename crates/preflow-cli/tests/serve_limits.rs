@@ -142,18 +142,25 @@ fn large_stalled_body(addr: SocketAddr, path: &str) -> (u16, Duration) {
     (status, began.elapsed())
 }
 
-#[test]
-fn a_burst_of_large_bodies_meets_the_buffer_budget_and_memory_stays_bounded() {
-    let gw = start(&["--body-timeout", "3"]);
-    // Warm up: one ordinary request so that lazily made state exists before measuring.
-    let warm = common::raw_get(gw.addr, "/v1/test/hello", "");
+/// Resident memory around a burst, and what each client got back.
+struct Burst {
+    before: u64,
+    peak: u64,
+    results: Vec<(u16, Duration)>,
+}
+
+/// After a warm-up request (so that lazily made state exists before measuring), 100
+/// clients each send 9.5 MB of a 10 MB body to `path` and stall; RSS is sampled until
+/// all are done.
+fn burst(gw: &Gateway, path: &'static str) -> Burst {
+    let warm = common::raw_get(gw.addr, PROTECTED, "");
     assert_eq!(warm.status, 401, "{}", warm.body);
     let pid = gw.child.id();
     let before = vm_rss_kib(pid);
     let handles: Vec<_> = (0..100)
         .map(|_| {
             let addr = gw.addr;
-            std::thread::spawn(move || large_stalled_body(addr, TOKEN))
+            std::thread::spawn(move || large_stalled_body(addr, path))
         })
         .collect();
     let mut peak = before;
@@ -161,13 +168,28 @@ fn a_burst_of_large_bodies_meets_the_buffer_budget_and_memory_stays_bounded() {
         peak = peak.max(vm_rss_kib(pid));
         std::thread::sleep(Duration::from_millis(20));
     }
-    let results: Vec<(u16, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    Burst {
+        before,
+        peak,
+        results,
+    }
+}
+
+#[test]
+fn a_burst_of_large_bodies_meets_the_buffer_budget_and_memory_stays_bounded() {
+    let gw = start(&["--body-timeout", "3"]);
+    let Burst {
+        before,
+        peak,
+        results,
+    } = burst(&gw, TOKEN);
     // mimalloc gives freed pages back after a short delay, on its next use.
     std::thread::sleep(Duration::from_secs(1));
     for _ in 0..4 {
-        let _ = common::raw_get(gw.addr, "/v1/test/hello", "");
+        let _ = common::raw_get(gw.addr, PROTECTED, "");
     }
-    let after = vm_rss_kib(pid);
+    let after = vm_rss_kib(gw.child.id());
     let refused = results.iter().filter(|(s, _)| *s == 503).count();
     let timed_out = results.iter().filter(|(s, _)| *s == 408).count();
     let others: Vec<_> = results
@@ -282,22 +304,11 @@ fn a_burst_of_unauthenticated_bodies_is_answered_on_the_head_without_reading_the
     // The PreFlow (SpikeArrest, VerifyAccessToken) needs no body, so each is answered
     // 401 or 429 from its head and its connection closed; nothing is buffered.
     let gw = start(&["--body-timeout", "3"]);
-    let warm = common::raw_get(gw.addr, PROTECTED, "");
-    assert_eq!(warm.status, 401, "{}", warm.body);
-    let pid = gw.child.id();
-    let before = vm_rss_kib(pid);
-    let handles: Vec<_> = (0..100)
-        .map(|_| {
-            let addr = gw.addr;
-            std::thread::spawn(move || large_stalled_body(addr, PROTECTED))
-        })
-        .collect();
-    let mut peak = before;
-    while !handles.iter().all(|h| h.is_finished()) {
-        peak = peak.max(vm_rss_kib(pid));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let results: Vec<(u16, Duration)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let Burst {
+        before,
+        peak,
+        results,
+    } = burst(&gw, PROTECTED);
     let answered = results
         .iter()
         .filter(|(s, _)| *s == 401 || *s == 429)

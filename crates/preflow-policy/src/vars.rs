@@ -263,18 +263,11 @@ pub fn write_value(v: Value<'_>, out: &mut String) -> bool {
 }
 
 /// Whether variable `name` reads the request body (its content or form parameters), so
-/// that the body must be read before it is evaluated.
+/// that the body must be read before it is evaluated. The same answer as
+/// [`Slot::reads_request_body`] for the name's slot: body-reading names are not
+/// policy-prefixed, so no bundle is needed to resolve them.
 pub fn reads_request_body(name: &str) -> bool {
-    let n = name.trim();
-    ["request.", "message."].iter().any(|p| {
-        n.strip_prefix(p).is_some_and(|rest| {
-            rest == "content"
-                || rest.starts_with("content.")
-                || rest.starts_with("formparam.")
-                || rest == "formparams.count"
-                || rest == "formstring"
-        })
-    })
+    resolve_name(name.trim(), 0, &HashMap::new()).reads_request_body()
 }
 
 impl Slot {

@@ -300,11 +300,6 @@ impl PolicyType for JsonToXmlPolicy {
     }
 
     fn variables_set(config: &JsonToXml) -> Vec<String> {
-        config
-            .output_variable
-            .iter()
-            .filter(|v| !matches!(v.as_str(), "request" | "response" | "message"))
-            .cloned()
-            .collect()
+        output_variables(&config.output_variable)
     }
 }

@@ -51,6 +51,15 @@ pub enum ConvertError {
 // ---------------------------------------------------------------------------------------
 // Running
 
+/// The variables a conversion sets: its output, unless that is a message.
+fn output_variables(output: &Option<String>) -> Vec<String> {
+    output
+        .iter()
+        .filter(|v| !matches!(v.as_str(), "request" | "response" | "message"))
+        .cloned()
+        .collect()
+}
+
 /// Converts the source message's body and writes the result to the output message or
 /// variable.
 fn convert<R: Runtime>(

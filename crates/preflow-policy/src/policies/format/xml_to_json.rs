@@ -489,11 +489,6 @@ impl PolicyType for XmlToJsonPolicy {
     }
 
     fn variables_set(config: &XmlToJson) -> Vec<String> {
-        config
-            .output_variable
-            .iter()
-            .filter(|v| !matches!(v.as_str(), "request" | "response" | "message"))
-            .cloned()
-            .collect()
+        output_variables(&config.output_variable)
     }
 }
