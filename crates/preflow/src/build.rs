@@ -240,6 +240,10 @@ impl Cx<'_> {
             post: self.flow(&t.post_flow, "PostFlow"),
             fault_rules: self.rules(&t.fault_rules),
             default_rule: self.default_rule(t.default_fault_rule.as_ref()),
+            tls: match &t.connection {
+                TargetConnection::Http(h) => h.ssl_info.clone().map(Arc::new),
+                _ => None,
+            },
             conn,
             timeouts,
         }

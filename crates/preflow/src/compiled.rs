@@ -114,6 +114,8 @@ pub(crate) struct CTarget {
     pub default_rule: Option<CDefaultRule>,
     pub conn: CConn,
     pub timeouts: Timeouts,
+    /// `<SSLInfo>`, handed to the host with each call.
+    pub tls: Option<Arc<preflow_policy::runtime::TlsSettings>>,
 }
 
 #[derive(Debug)]
@@ -140,6 +142,8 @@ pub(crate) struct Inner {
     /// Settings, registry, stores and resources the policies share.
     pub env: Env,
     pub ids: AtomicU64,
+    /// Target servers, providers and store names, as given to the builder.
+    pub environment: crate::environment::Environment,
 }
 
 impl Inner {

@@ -223,6 +223,8 @@ pub struct HttpTargetConnection {
     pub path: Option<String>,
     /// `<Properties><Property name>value</Property>`.
     pub properties: Vec<(String, String)>,
+    /// `<SSLInfo>`.
+    pub ssl_info: Option<preflow_policy::runtime::TlsSettings>,
 }
 
 /// `<LocalTargetConnection>`: a proxy-chained call to another proxy.
@@ -824,6 +826,7 @@ impl Ecx<'_> {
             load_balancer,
             path: Self::text_of(c, "Path"),
             properties: c.properties(),
+            ssl_info: c.child("SSLInfo").map(preflow_policy::xml::ssl_info),
         }
     }
 

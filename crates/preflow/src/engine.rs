@@ -1055,5 +1055,6 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         endpoint: target
             .map(|t| Arc::clone(&t.name_arc))
             .unwrap_or_else(|| Arc::from("")),
+        tls: target.and_then(|t| t.tls.clone()),
     }))
 }

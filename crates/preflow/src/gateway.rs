@@ -16,6 +16,7 @@ pub use crate::build::BuildError;
 use crate::build::compile_bundle;
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
 use crate::compiled::Inner;
+use crate::environment::Environment;
 use crate::exchange::{Exchange, Stage, Step};
 
 /// Builds a [`Gateway`].
@@ -27,6 +28,7 @@ pub struct GatewayBuilder {
     settings: Settings,
     state: StateMode,
     resources: Option<PolicyResources>,
+    environment: Environment,
 }
 
 impl GatewayBuilder {
@@ -59,6 +61,13 @@ impl GatewayBuilder {
     /// Settings; default [`Settings::default`].
     pub fn settings(mut self, settings: Settings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The target servers, API providers and store and virtual-host names bundles refer
+    /// to; default: empty.
+    pub fn environment(mut self, environment: Environment) -> Self {
+        self.environment = environment;
         self
     }
 
@@ -142,6 +151,7 @@ impl GatewayBuilder {
                     self.resources.unwrap_or_default(),
                 ),
                 ids: AtomicU64::new(1),
+                environment: self.environment,
             }),
         })
     }
@@ -158,6 +168,11 @@ impl Gateway {
     /// Starts building a gateway.
     pub fn builder() -> GatewayBuilder {
         GatewayBuilder::default()
+    }
+
+    /// The environment the gateway was built with.
+    pub fn environment(&self) -> &Environment {
+        &self.inner.environment
     }
 
     /// The settings.

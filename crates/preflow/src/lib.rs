@@ -112,6 +112,7 @@ mod compiled;
 mod context;
 mod endpoint;
 mod engine;
+mod environment;
 mod exchange;
 mod fault;
 mod gateway;
@@ -129,6 +130,7 @@ pub use endpoint::{
     LoadBalancer, LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow,
     Step as FlowStep, TargetConnection, TargetEndpoint,
 };
+pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
 pub use exchange::{Exchange, Phase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
 pub use lint::lint;

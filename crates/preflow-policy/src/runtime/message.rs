@@ -67,6 +67,63 @@ pub struct Target {
     /// call is `servicecallout:{policy}`; one with a `<LocalTargetConnection>` is
     /// `servicecallout-local:{policy}` and its URI is a path on this gateway.
     pub endpoint: std::sync::Arc<str>,
+    /// TLS towards the back end (`<SSLInfo>`, or the settings of the target server or
+    /// provider); `None`: an `https` URL is verified against the web PKI roots.
+    pub tls: Option<std::sync::Arc<TlsSettings>>,
+}
+
+/// TLS settings towards a back end: a TargetEndpoint's `<SSLInfo>`, or the settings of
+/// a target server or provider. Stores are named; the host holds their certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct TlsSettings {
+    /// `<Enabled>`: TLS is used (an `https` URL implies it).
+    pub enabled: bool,
+    /// `<TrustStore>`: verify the back end against this trust store instead of the web
+    /// PKI roots (`ref://` stripped).
+    pub truststore: Option<String>,
+    /// `<KeyStore>`: present this key store's certificate (mutual TLS).
+    pub keystore: Option<String>,
+    /// `<KeyAlias>`.
+    pub key_alias: Option<String>,
+    /// `<ClientAuthEnabled>`.
+    pub client_auth: bool,
+    /// `<IgnoreValidationErrors>`: accept any certificate. An explicit opt-out that
+    /// hosts log and `check` warns about.
+    pub ignore_validation_errors: bool,
+    /// `<Protocols><Protocol>`: e.g. `TLSv1.2`, `TLSv1.3`; empty: the host's default.
+    pub protocols: Vec<String>,
+    /// `<Ciphers><Cipher>`; empty: the host's default.
+    pub ciphers: Vec<String>,
+}
+
+impl TlsSettings {
+    /// Settings that verify against the web PKI roots.
+    pub fn verified() -> Self {
+        TlsSettings {
+            enabled: true,
+            ..TlsSettings::default()
+        }
+    }
+
+    /// With trust store `name`.
+    pub fn with_truststore(mut self, name: impl Into<String>) -> Self {
+        self.truststore = Some(name.into());
+        self
+    }
+
+    /// With key store `name` for a client certificate.
+    pub fn with_keystore(mut self, name: impl Into<String>) -> Self {
+        self.keystore = Some(name.into());
+        self.client_auth = true;
+        self
+    }
+
+    /// Accepting any certificate.
+    pub fn ignoring_validation_errors(mut self) -> Self {
+        self.ignore_validation_errors = true;
+        self
+    }
 }
 
 /// Why a target call produced no response.

@@ -197,6 +197,7 @@ fn start<R: Runtime>(rt: &mut R, name: &str, sc: &ServiceCallout) -> Outcome {
         } else {
             format!("servicecallout:{name}").into()
         },
+        tls: None,
     })
 }
 
