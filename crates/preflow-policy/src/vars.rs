@@ -72,6 +72,8 @@ pub enum Slot {
     Msg(Which, Field),
     /// `proxy.basepath`.
     ProxyBasePath,
+    /// `virtualhost.name`: the virtual host the request arrived on.
+    VirtualHostName,
     /// `proxy.pathsuffix`.
     ProxyPathSuffix,
     /// `apiproxy.name`.
@@ -173,6 +175,7 @@ fn message_field(rest: &str) -> Option<Field> {
 pub fn resolve_name(name: &str, bundle: usize, policies: &HashMap<String, usize>) -> Slot {
     let simple = match name {
         "proxy.basepath" => Some(Slot::ProxyBasePath),
+        "virtualhost.name" => Some(Slot::VirtualHostName),
         "proxy.pathsuffix" => Some(Slot::ProxyPathSuffix),
         "proxy.name" => Some(Slot::ProxyEndpointName),
         "apiproxy.name" => Some(Slot::ProxyName),

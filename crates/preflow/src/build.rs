@@ -155,6 +155,11 @@ impl Cx<'_> {
         CProxy {
             name: p.name.clone(),
             base_path: crate::path::normalize_base(p.base_path.as_deref().unwrap_or("/")),
+            virtual_hosts: p
+                .virtual_hosts
+                .iter()
+                .map(|v| v.trim().to_ascii_lowercase())
+                .collect(),
             pre: self.flow(&p.pre_flow, "PreFlow"),
             flows: p.flows.iter().map(|f| self.flow(f, "")).collect(),
             post: self.flow(&p.post_flow, "PostFlow"),

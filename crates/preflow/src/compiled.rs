@@ -81,6 +81,8 @@ pub(crate) struct CDefaultRule {
 pub(crate) struct CProxy {
     pub name: String,
     pub base_path: String,
+    /// `<VirtualHost>`s, lower case; empty: every virtual host.
+    pub virtual_hosts: Vec<String>,
     pub pre: CFlow,
     pub flows: Vec<CFlow>,
     pub post: CFlow,
@@ -88,6 +90,31 @@ pub(crate) struct CProxy {
     pub routes: Vec<CRoute>,
     pub fault_rules: Vec<CFaultRule>,
     pub default_rule: Option<CDefaultRule>,
+}
+
+/// A base path served, with the proxy endpoint serving it.
+#[derive(Debug)]
+pub(crate) struct Base {
+    pub path: String,
+    pub bundle: usize,
+    pub endpoint: usize,
+    /// The endpoint's virtual hosts (lower case); empty: every virtual host.
+    pub hosts: Vec<String>,
+}
+
+impl Base {
+    /// Whether it serves on virtual host `vhost` (`None`: the host does not tell, every
+    /// endpoint serves).
+    pub fn serves_on(&self, vhost: Option<&str>) -> bool {
+        self.hosts.is_empty() || vhost.is_none_or(|v| self.hosts.iter().any(|h| h == v))
+    }
+
+    /// Whether a request could reach both: their virtual hosts overlap.
+    pub fn overlaps(&self, other: &Base) -> bool {
+        self.hosts.is_empty()
+            || other.hosts.is_empty()
+            || self.hosts.iter().any(|h| other.hosts.contains(h))
+    }
 }
 
 #[derive(Debug)]
@@ -137,8 +164,8 @@ pub(crate) struct CBundle {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub bundles: Vec<CBundle>,
-    /// Normalised base paths, longest first: (base path, bundle, proxy endpoint).
-    pub bases: Vec<(String, usize, usize)>,
+    /// Normalised base paths, longest first.
+    pub bases: Vec<Base>,
     /// Settings, registry, stores and resources the policies share.
     pub env: Env,
     pub ids: AtomicU64,

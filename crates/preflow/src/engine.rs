@@ -841,8 +841,13 @@ fn start(g: &Inner, ex: &mut Exchange) {
         ex.path_lazy = false;
     }
     let path = ex.req_path();
-    let found = g.bases.iter().find_map(|(bp, b, e)| {
-        crate::path::strip_base(path, bp).map(|suffix| (path.len() - suffix.len(), *b, *e))
+    let vhost = ex.virtual_host.as_deref();
+    let found = g.bases.iter().find_map(|base| {
+        if !base.serves_on(vhost) {
+            return None;
+        }
+        crate::path::strip_base(path, &base.path)
+            .map(|suffix| (path.len() - suffix.len(), base.bundle, base.endpoint))
     });
     let Some((base_len, b, e)) = found else {
         let host = ex
@@ -851,6 +856,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .or(ex.original_uri.host())
+            .or(vhost)
             .unwrap_or("default")
             .to_owned();
         let f = faults::application_not_found(&host, path);

@@ -206,6 +206,8 @@ pub(crate) struct Resume {
 /// and driven by [`Gateway::step`](crate::Gateway::step).
 #[derive(Debug)]
 pub struct Exchange {
+    /// The virtual host the request arrived on (lower case), if the host says.
+    pub(crate) virtual_host: Option<Box<str>>,
     pub(crate) request: Message,
     pub(crate) original_uri: Uri,
     pub(crate) response: Option<Message>,
@@ -256,6 +258,14 @@ impl Exchange {
     /// response flows (or the error flow).
     pub fn target_response(&mut self, result: Result<http::Response<Bytes>, TargetError>) {
         self.target_result = Some(Box::new(result));
+    }
+
+    /// Says which virtual host (the environment's name) the request arrived on, before
+    /// the first step: only ProxyEndpoints that serve there (their
+    /// `<HTTPProxyConnection><VirtualHost>`, or every host when they name none) are
+    /// candidates, and `virtualhost.name` reads it. Without it every endpoint is.
+    pub fn set_virtual_host(&mut self, name: &str) {
+        self.virtual_host = Some(name.to_ascii_lowercase().into_boxed_str());
     }
 
     /// Hands the request body asked for by [`Step::ReadBody`] to the exchange.

@@ -15,7 +15,7 @@ use preflow_policy::runtime::{
 pub use crate::build::BuildError;
 use crate::build::compile_bundle;
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
-use crate::compiled::Inner;
+use crate::compiled::{Base, Inner};
 use crate::environment::Environment;
 use crate::exchange::{Exchange, Stage, Step};
 
@@ -116,10 +116,19 @@ impl GatewayBuilder {
                 &shared,
             )?);
         }
-        let mut bases: Vec<(String, usize, usize)> = Vec::new();
+        let mut bases: Vec<Base> = Vec::new();
         for (bi, b) in compiled.iter().enumerate() {
             for (ei, e) in b.proxies.iter().enumerate() {
-                if let Some((_, ob, oe)) = bases.iter().find(|(p, _, _)| *p == e.base_path) {
+                let base = Base {
+                    path: e.base_path.clone(),
+                    bundle: bi,
+                    endpoint: ei,
+                    hosts: e.virtual_hosts.clone(),
+                };
+                if let Some(other) = bases
+                    .iter()
+                    .find(|o| o.path == base.path && o.overlaps(&base))
+                {
                     let name = |b: usize, e: usize| {
                         let bundle = compiled.get(b);
                         format!(
@@ -132,14 +141,14 @@ impl GatewayBuilder {
                     };
                     return Err(BuildError::DuplicateBasePath {
                         base_path: e.base_path.clone(),
-                        first: name(*ob, *oe),
+                        first: name(other.bundle, other.endpoint),
                         second: name(bi, ei),
                     });
                 }
-                bases.push((e.base_path.clone(), bi, ei));
+                bases.push(base);
             }
         }
-        bases.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
+        bases.sort_by_key(|b| std::cmp::Reverse(b.path.len()));
         Ok(Gateway {
             inner: Arc::new(Inner {
                 bundles: compiled,
@@ -192,12 +201,25 @@ impl Gateway {
 
     /// The base paths served, longest first, with their API proxy's name.
     pub fn base_paths(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.inner.bases.iter().map(|(p, b, _)| {
+        self.inner.bases.iter().map(|b| {
             (
-                p.as_str(),
-                self.inner.bundles.get(*b).map_or("", |b| b.name.as_str()),
+                b.path.as_str(),
+                self.inner.bundles.get(b.bundle).map_or("", |x| x.name.as_str()),
             )
         })
+    }
+
+    /// The virtual host names the ProxyEndpoints name (lower case, each once).
+    pub fn virtual_hosts(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .inner
+            .bases
+            .iter()
+            .flat_map(|b| b.hosts.iter().map(String::as_str))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Begins an exchange for `request`, received from `client` at `now`. Nothing runs
@@ -259,6 +281,7 @@ impl Gateway {
             query_lazy: true,
             final_response: None,
             body_pending: false,
+            virtual_host: None,
         }
     }
 

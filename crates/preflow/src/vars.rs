@@ -203,6 +203,10 @@ impl<'a> View<'a> {
                 .proxy_endpoint(ex)
                 .map_or(Value::Null, |p| Value::String(&p.base_path)),
             Slot::ProxyPathSuffix => Value::String(ex.path_suffix()),
+            Slot::VirtualHostName => ex
+                .virtual_host
+                .as_deref()
+                .map_or(Value::Null, Value::String),
             Slot::ProxyName => g
                 .bundles
                 .get(ex.bundle)

@@ -236,6 +236,10 @@ pub struct TargetTls {
     pub identity: Option<(Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>)>,
     /// Accept any server certificate.
     pub ignore_validation_errors: bool,
+    /// TLS versions allowed (`TLSv1.2`, `TLSv1.3`); empty: both.
+    pub protocols: Vec<String>,
+    /// Cipher suites allowed, by their IANA names; empty: rustls's defaults.
+    pub ciphers: Vec<String>,
 }
 
 /// The environment, checked and with its PEM files read.
@@ -249,6 +253,42 @@ pub struct Environment {
     pub target_servers: Vec<String>,
     /// Names of the API providers.
     pub providers: Vec<String>,
+    /// Trust stores by name, for `<SSLInfo><TrustStore>`.
+    pub truststores: BTreeMap<String, Vec<CertificateDer<'static>>>,
+    /// Key stores by name, for `<SSLInfo><KeyStore>`.
+    pub keystores: BTreeMap<String, Identity>,
+    /// What the engine resolves bundles' names against: target servers, providers (with
+    /// their credentials), store and virtual-host names.
+    pub engine: preflow::Environment,
+}
+
+/// A client certificate chain and its key.
+pub type Identity = (Vec<CertificateDer<'static>>, Arc<PrivateKeyDer<'static>>);
+
+impl ClientTls {
+    /// The engine's view: store names only.
+    fn settings(&self) -> preflow::TlsSettings {
+        let mut t = preflow::TlsSettings::verified();
+        if let Some(n) = &self.truststore {
+            t = t.with_truststore(strip_ref(n.get_ref()));
+        }
+        if let Some(n) = &self.keystore {
+            t = t.with_keystore(strip_ref(n.get_ref()));
+        }
+        if self.ignore_validation_errors {
+            t = t.ignoring_validation_errors();
+        }
+        t
+    }
+}
+
+/// A secret given inline or by environment variable name (checked at start).
+fn secret(inline: &Option<String>, var: &Option<String>) -> preflow::Secret {
+    preflow::Secret::new(match (inline, var) {
+        (Some(s), _) => s.clone(),
+        (None, Some(v)) => std::env::var(v).unwrap_or_default(),
+        (None, None) => String::new(),
+    })
 }
 
 struct Reader<'a> {
@@ -423,6 +463,7 @@ impl Environment {
                 roots,
                 identity,
                 ignore_validation_errors: tls.ignore_validation_errors,
+                ..TargetTls::default()
             })
         };
 
@@ -452,6 +493,12 @@ impl Environment {
                 "target server"
             );
             env.target_servers.push(s.name.get_ref().clone());
+            let mut server = preflow::TargetServer::new(s.name.get_ref(), &s.host, s.port)
+                .with_enabled(s.enabled);
+            if let Some(tls) = &s.tls {
+                server = server.with_tls(tls.settings());
+            }
+            env.engine.target_servers.push(server);
         }
 
         let mut providers = HashSet::new();
@@ -510,10 +557,44 @@ impl Environment {
                 base_url = p.base_url.get_ref().as_str(),
                 auth,
                 user = user.unwrap_or("-"),
-                "API provider (calls through providers need the engine's provider steps)"
+                "API provider"
             );
             env.providers.push(p.name.get_ref().clone());
+            let auth = match &p.auth {
+                ProviderAuth::None => preflow::ProviderAuth::None,
+                ProviderAuth::Basic {
+                    username,
+                    password,
+                    password_env,
+                } => preflow::ProviderAuth::Basic {
+                    username: username.clone(),
+                    password: secret(password, password_env),
+                },
+                ProviderAuth::Oauth2ClientCredentials {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    client_secret_env,
+                    scope,
+                } => preflow::ProviderAuth::ClientCredentials {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: secret(client_secret, client_secret_env),
+                    scope: scope.clone(),
+                },
+            };
+            let mut provider = preflow::Provider::new(p.name.get_ref(), p.base_url.get_ref())
+                .with_auth(auth);
+            if scheme == "https" {
+                provider = provider.with_tls(p.tls.clone().unwrap_or_default().settings());
+            }
+            env.engine.providers.push(provider);
         }
+        env.engine.truststores = trust.keys().cloned().collect();
+        env.engine.keystores = keys.keys().cloned().collect();
+        env.engine.virtual_hosts = env.hosts.iter().map(|h| h.name.clone()).collect();
+        env.truststores = trust;
+        env.keystores = keys;
         for ((host, port), tls) in &env.target_tls {
             if tls.ignore_validation_errors {
                 tracing::warn!(
@@ -524,6 +605,39 @@ impl Environment {
             }
         }
         Ok(env)
+    }
+
+    /// The TLS settings of a target's `<SSLInfo>` (or of the target server or provider it
+    /// goes through), with the stores it names.
+    ///
+    /// # Errors
+    /// A store the environment does not hold, named in the message.
+    pub fn resolve_tls(&self, tls: &preflow::TlsSettings) -> Result<TargetTls, String> {
+        let roots = match &tls.truststore {
+            None => None,
+            Some(n) => Some(
+                self.truststores
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| format!("the environment has no truststore named `{n}`"))?,
+            ),
+        };
+        let identity = match &tls.keystore {
+            None => None,
+            Some(n) => Some(
+                self.keystores
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| format!("the environment has no keystore named `{n}`"))?,
+            ),
+        };
+        Ok(TargetTls {
+            roots,
+            identity,
+            ignore_validation_errors: tls.ignore_validation_errors,
+            protocols: tls.protocols.clone(),
+            ciphers: tls.ciphers.clone(),
+        })
     }
 
     /// The virtual host named `name`.

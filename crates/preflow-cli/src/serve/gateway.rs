@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Response, Uri};
 use preflow::{Client, Gateway, Step, StoreReply, TargetError};
 
 use super::listener::{Body, Handled, Handler};
@@ -58,19 +58,23 @@ impl GatewayHandler {
         self
     }
 
-    fn run(
-        &self,
+    fn run<'a>(
+        &'a self,
         head: http::request::Parts,
         mut body: Body,
         client: Client,
         depth: u8,
-    ) -> Answer<'_> {
+        vhost: Option<&'a str>,
+    ) -> Answer<'a> {
         Box::pin(async move {
             let gateway = &self.gateway;
             let slow = may_check_a_secret(&head);
             // Policies run on the head; the body is read only when one of them, a
             // condition or the target call needs it.
             let mut ex = gateway.begin_head(head, client, SystemTime::now());
+            if let Some(v) = vhost {
+                ex.set_virtual_host(v);
+            }
             let mut refused = false;
             let resp = loop {
                 let step = if slow {
@@ -90,7 +94,7 @@ impl GatewayHandler {
                         }
                     },
                     Step::Forward(target) => {
-                        let result = self.forward(target.request, target.timeouts, depth).await;
+                        let result = self.forward(target, depth).await;
                         ex.target_response(result);
                     }
                     Step::Store(op) => match &self.remote {
@@ -122,10 +126,10 @@ impl GatewayHandler {
 
     async fn forward(
         &self,
-        request: Request<Bytes>,
-        timeouts: preflow::Timeouts,
+        target: preflow::Target,
         depth: u8,
     ) -> Result<Response<Bytes>, TargetError> {
+        let (request, timeouts) = (target.request, target.timeouts);
         if request.uri().host() == Some(INTERNAL_HOST) {
             if depth >= MAX_INTERNAL_DEPTH {
                 return Err(TargetError::Other(format!(
@@ -145,7 +149,7 @@ impl GatewayHandler {
             let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
             return match tokio::time::timeout(
                 io,
-                self.run(parts, Body::ready(body), Client::http(loopback), depth + 1),
+                self.run(parts, Body::ready(body), Client::http(loopback), depth + 1, None),
             )
             .await
             {
@@ -156,7 +160,7 @@ impl GatewayHandler {
         let connect = timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
         self.upstream
-            .call(request, connect, io)
+            .call(request, target.tls.as_ref(), connect, io)
             .await
             .map_err(|e| match e {
                 UpstreamError::Connect(why) => TargetError::Connect(why),
@@ -193,117 +197,24 @@ impl Handler for GatewayHandler {
         body: Body,
         client: Client,
     ) -> (Response<Bytes>, Handled) {
-        self.run(head, body, client, 0).await
+        self.run(head, body, client, 0, None).await
     }
 }
 
-/// Which virtual hosts serve each base path: a ProxyEndpoint serves on the virtual hosts
-/// its `<HTTPProxyConnection><VirtualHost>` names, on all when it names none.
-#[derive(Debug, Default)]
-pub struct VirtualHostTable {
-    /// Normalised base paths, longest first, with their virtual hosts (empty: all).
-    bases: Vec<(String, Vec<String>)>,
-}
-
-impl VirtualHostTable {
-    /// The table for the base paths `gateway` serves, from the endpoints in `loaded`.
-    pub fn new(gateway: &Gateway, loaded: &[preflow::Bundle]) -> Self {
-        let bases = gateway
-            .base_paths()
-            .map(|(base, proxy)| {
-                let endpoints: Vec<&preflow::ProxyEndpoint> = loaded
-                    .iter()
-                    .filter(|b| b.name == proxy)
-                    .flat_map(|b| b.proxy_endpoints.iter())
-                    .collect();
-                let exact: Vec<&&preflow::ProxyEndpoint> = endpoints
-                    .iter()
-                    .filter(|e| normalize_base(e.base_path.as_deref().unwrap_or("/")) == base)
-                    .collect();
-                let hosts = if exact.is_empty() {
-                    // Not told apart: the union, so nothing served becomes unreachable.
-                    if endpoints.iter().any(|e| e.virtual_hosts.is_empty()) {
-                        Vec::new()
-                    } else {
-                        endpoints
-                            .iter()
-                            .flat_map(|e| e.virtual_hosts.iter().cloned())
-                            .collect()
-                    }
-                } else {
-                    exact
-                        .iter()
-                        .flat_map(|e| e.virtual_hosts.iter().cloned())
-                        .collect()
-                };
-                (base.to_owned(), hosts)
-            })
-            .collect();
-        Self { bases }
-    }
-
-    /// The virtual host names any endpoint refers to.
-    pub fn named(&self) -> impl Iterator<Item = &str> {
-        self.bases
-            .iter()
-            .flat_map(|(_, h)| h.iter().map(String::as_str))
-    }
-
-    /// Whether `path` may be served on virtual host `vhost`: the base path the engine
-    /// would choose (after the same normalisation) lists it or lists none.
-    pub fn allows(&self, vhost: &str, path: &str) -> bool {
-        let Ok(path) = preflow::path::normalize(path) else {
-            // The engine refuses such a path itself.
-            return true;
-        };
-        self.bases
-            .iter()
-            .find(|(base, _)| strip_base(&path, base))
-            .is_none_or(|(_, hosts)| hosts.is_empty() || hosts.iter().any(|h| h == vhost))
-    }
-}
-
-/// Whether `path` lies under `base` (whole segments).
-fn strip_base(path: &str, base: &str) -> bool {
-    if base == "/" || base.is_empty() {
-        return true;
-    }
-    path.strip_prefix(base)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-/// A base path as written, in the form [`Gateway::base_paths`] gives.
-fn normalize_base(base: &str) -> String {
-    let trimmed = base.trim();
-    let with_slash = if trimmed.starts_with('/') {
-        trimmed.to_owned()
-    } else {
-        format!("/{trimmed}")
-    };
-    let n = preflow::path::normalize(&with_slash).map_or(with_slash.clone(), |c| c.into_owned());
-    let t = n.trim_end_matches('/');
-    if t.is_empty() {
-        "/".to_owned()
-    } else {
-        t.to_owned()
-    }
-}
-
-/// The gateway as served on one virtual host.
+/// The gateway as served on one virtual host: the engine chooses among the
+/// ProxyEndpoints that serve there.
 #[derive(Debug)]
 pub struct VirtualHostHandler {
     inner: Arc<GatewayHandler>,
-    name: String,
-    table: Arc<VirtualHostTable>,
+    name: Option<String>,
 }
 
 impl VirtualHostHandler {
-    /// `inner` on the virtual host `name`.
-    pub fn new(inner: Arc<GatewayHandler>, name: &str, table: Arc<VirtualHostTable>) -> Self {
+    /// `inner` on the virtual host `name` (`None`: every ProxyEndpoint serves).
+    pub fn new(inner: Arc<GatewayHandler>, name: Option<&str>) -> Self {
         Self {
             inner,
-            name: name.to_owned(),
-            table,
+            name: name.map(str::to_owned),
         }
     }
 }
@@ -315,25 +226,8 @@ impl Handler for VirtualHostHandler {
         body: Body,
         client: Client,
     ) -> (Response<Bytes>, Handled) {
-        if !self.table.allows(&self.name, head.uri.path()) {
-            let resp = super::listener::fault(
-                http::StatusCode::NOT_FOUND,
-                "messaging.adaptors.http.flow.ApplicationNotFound",
-                &format!(
-                    "Unable to identify proxy for host: {} and url: {}",
-                    self.name,
-                    head.uri.path()
-                ),
-            );
-            let close = body.is_unread();
-            return (
-                resp,
-                Handled {
-                    close,
-                    ..Handled::default()
-                },
-            );
-        }
-        self.inner.run(head, body, client, 0).await
+        self.inner
+            .run(head, body, client, 0, self.name.as_deref())
+            .await
     }
 }

@@ -303,6 +303,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         None => None,
     };
     let (env, env_given) = load_environment(args)?;
+    let env = Arc::new(env);
     let file = load_apps(apps_path.as_deref())?;
     let registry = Arc::new(file.to_registry(PasswordHashCost::default())?);
 
@@ -356,7 +357,6 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 .map(|every| r.state.spawn_flusher(every))
         })
         .transpose()?;
-    let endpoints = loaded.bundles.clone();
     let file_store = match (&remote, args.state) {
         (None, state::StateArg::File) => Some(state::open(&args.state_dir)?),
         _ => None,
@@ -371,6 +371,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         .bundles(loaded)
         .registry(Arc::clone(&registry))
         .settings(settings)
+        .environment(env.engine.clone())
         .state(if remote.is_some() {
             preflow::StateMode::Remote
         } else {
@@ -392,15 +393,8 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let grace = Duration::from_secs(args.grace_seconds);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let table = Arc::new(if env_given {
-        gateway::VirtualHostTable::new(&gateway, &endpoints)
-    } else {
-        // No environment file: one listener, every proxy on it, as before.
-        gateway::VirtualHostTable::default()
-    });
-    drop(endpoints);
-    for name in table.named() {
-        if !env.hosts.iter().any(|h| h.name == name) {
+    for name in gateway.virtual_hosts() {
+        if env_given && !env.hosts.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
             tracing::warn!(
                 virtual_host = name,
                 "a ProxyEndpoint names a virtual host the environment does not define; it is not served there"
@@ -417,6 +411,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                     .map(|c| ((host.clone(), *port), c))
             })
             .collect::<Result<_, _>>()?,
+        environment: Arc::clone(&env),
     };
     let handler = Arc::new(
         gateway::GatewayHandler::new(
@@ -425,7 +420,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         )
         .with_remote(remote),
     );
-    let listeners = bind_hosts(&env, &handler, &table).await?;
+    let listeners = bind_hosts(&env, &handler, env_given).await?;
     let admin_listener = match (args.admin, admin_token, apps_path.clone()) {
         (Some(addr), Some(token), Some(path)) => {
             let l = listener::Listener::bind(addr, "admin")
@@ -514,7 +509,7 @@ struct Bound {
 async fn bind_hosts(
     env: &environment::Environment,
     handler: &Arc<gateway::GatewayHandler>,
-    table: &Arc<gateway::VirtualHostTable>,
+    env_given: bool,
 ) -> Result<Vec<Bound>, StartError> {
     let mut groups: Vec<(SocketAddr, Vec<&environment::Host>)> = Vec::new();
     for h in &env.hosts {
@@ -544,10 +539,11 @@ async fn bind_hosts(
             routes.push(listener::Route {
                 names,
                 tls: config,
+                // Without an environment file there is one listener and every
+                // ProxyEndpoint serves on it, whatever virtual hosts it names.
                 handler: Arc::new(gateway::VirtualHostHandler::new(
                     Arc::clone(handler),
-                    &h.name,
-                    Arc::clone(table),
+                    if env_given { Some(h.name.as_str()) } else { None },
                 )),
             });
         }

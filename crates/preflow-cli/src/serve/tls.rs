@@ -26,6 +26,14 @@ pub enum TlsError {
         /// Why.
         source: rustls::Error,
     },
+    /// `<SSLInfo>` asks for what rustls cannot do.
+    #[error("{what}: {why}")]
+    Unsupported {
+        /// Whose configuration.
+        what: String,
+        /// Why.
+        why: String,
+    },
     /// The client CA could not be used.
     #[error("{what}: client CA: {source}")]
     ClientCa {
@@ -84,12 +92,51 @@ pub fn server_config(name: &str, tls: &ServerTls) -> Result<Arc<ServerConfig>, T
 
 /// The client configuration towards a back end: `settings`, or the web PKI roots.
 pub fn client_config(what: &str, settings: &TargetTls) -> Result<Arc<ClientConfig>, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|source| TlsError::Rustls {
+    let mut suites = CryptoProvider::clone(&provider());
+    if !settings.ciphers.is_empty() {
+        // `<Ciphers>` by IANA name; those rustls does not implement cannot be honoured.
+        suites.cipher_suites.retain(|s| {
+            let name = format!("{:?}", s.suite());
+            settings.ciphers.iter().any(|c| c.eq_ignore_ascii_case(&name))
+        });
+        if suites.cipher_suites.is_empty() {
+            return Err(TlsError::Unsupported {
+                what: what.to_owned(),
+                why: format!(
+                    "none of the ciphers {:?} is one rustls implements",
+                    settings.ciphers
+                ),
+            });
+        }
+    }
+    let mut versions = Vec::new();
+    for p in &settings.protocols {
+        match p.to_ascii_uppercase().as_str() {
+            "TLSV1.2" => versions.push(&rustls::version::TLS12),
+            "TLSV1.3" => versions.push(&rustls::version::TLS13),
+            // TLS 1.0, 1.1 and SSL are not offered by rustls (nor safe).
+            _ => {}
+        }
+    }
+    if !settings.protocols.is_empty() && versions.is_empty() {
+        return Err(TlsError::Unsupported {
             what: what.to_owned(),
-            source,
-        })?;
+            why: format!(
+                "none of the protocols {:?} is TLSv1.2 or TLSv1.3",
+                settings.protocols
+            ),
+        });
+    }
+    let builder = ClientConfig::builder_with_provider(Arc::new(suites));
+    let builder = if versions.is_empty() {
+        builder.with_safe_default_protocol_versions()
+    } else {
+        builder.with_protocol_versions(&versions)
+    }
+    .map_err(|source| TlsError::Rustls {
+        what: what.to_owned(),
+        source,
+    })?;
     let builder = if settings.ignore_validation_errors {
         builder
             .dangerous()

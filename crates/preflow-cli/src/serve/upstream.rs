@@ -51,10 +51,23 @@ pub struct TargetTlsConfigs {
     pub default: Arc<ClientConfig>,
     /// By lower-case host and port.
     pub by_authority: BTreeMap<(String, u16), Arc<ClientConfig>>,
+    /// The environment's stores, for targets whose `<SSLInfo>` names them.
+    pub environment: Arc<super::environment::Environment>,
+}
+
+/// Which TLS configuration a request uses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum TlsChoice {
+    /// The web PKI roots (or plain HTTP).
+    Default,
+    /// The environment's settings for this host and port.
+    Authority(String, u16),
+    /// The target's own `<SSLInfo>`.
+    Settings(Arc<preflow::TlsSettings>),
 }
 
 /// Which pool a request goes to: connect timeout and TLS configuration.
-type PoolKey = (Duration, Option<(String, u16)>);
+type PoolKey = (Duration, TlsChoice);
 
 /// Pooled clients, one per connect timeout and TLS configuration in use (the connector
 /// holds both).
@@ -75,21 +88,38 @@ impl Upstream {
         }
     }
 
-    fn pool(&self, key: &PoolKey) -> Pool {
+    fn pool(&self, key: &PoolKey) -> Result<Pool, UpstreamError> {
         if let Ok(pools) = self.pools.read()
             && let Some(p) = pools.get(key)
         {
-            return p.clone();
+            return Ok(p.clone());
         }
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(key.0));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let config = key
-            .1
-            .as_ref()
-            .and_then(|a| self.tls.by_authority.get(a))
-            .unwrap_or(&self.tls.default);
+        let own;
+        let config = match &key.1 {
+            TlsChoice::Default => &self.tls.default,
+            TlsChoice::Authority(host, port) => self
+                .tls
+                .by_authority
+                .get(&(host.clone(), *port))
+                .unwrap_or(&self.tls.default),
+            TlsChoice::Settings(settings) => {
+                if settings.ignore_validation_errors {
+                    tracing::warn!("a target's <SSLInfo> turns certificate validation off");
+                }
+                let resolved = self
+                    .tls
+                    .environment
+                    .resolve_tls(settings)
+                    .map_err(UpstreamError::Tls)?;
+                own = super::tls::client_config("the target's <SSLInfo>", &resolved)
+                    .map_err(|e| UpstreamError::Tls(e.to_string()))?;
+                &own
+            }
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(ClientConfig::clone(config))
             .https_or_http()
@@ -105,7 +135,7 @@ impl Upstream {
         if let Ok(mut pools) = self.pools.write() {
             pools.entry(key.clone()).or_insert_with(|| pool.clone());
         }
-        pool
+        Ok(pool)
     }
 
     /// Sends `request` (absolute `http://` or `https://` URI) and reads the whole
@@ -113,6 +143,7 @@ impl Upstream {
     pub async fn call(
         &self,
         mut request: Request<Bytes>,
+        tls_settings: Option<&Arc<preflow::TlsSettings>>,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Response<Bytes>, UpstreamError> {
@@ -131,12 +162,21 @@ impl Upstream {
                 )));
             }
         };
-        let configured = if tls {
-            let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
-            let port = request.uri().port_u16().unwrap_or(443);
-            Some((host, port)).filter(|a| self.tls.by_authority.contains_key(a))
-        } else {
-            None
+        let choice = match tls_settings {
+            // `<SSLInfo>` of the endpoint wins over the environment's host settings.
+            Some(s) if tls && (s.enabled || s.truststore.is_some() || s.keystore.is_some()) => {
+                TlsChoice::Settings(Arc::clone(s))
+            }
+            _ if tls => {
+                let host = request.uri().host().unwrap_or("").to_ascii_lowercase();
+                let port = request.uri().port_u16().unwrap_or(443);
+                if self.tls.by_authority.contains_key(&(host.clone(), port)) {
+                    TlsChoice::Authority(host, port)
+                } else {
+                    TlsChoice::Default
+                }
+            }
+            _ => TlsChoice::Default,
         };
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
@@ -144,7 +184,7 @@ impl Upstream {
         let host = HeaderValue::from_str(&authority)
             .map_err(|_| UpstreamError::Request("the target host is not a valid header".into()))?;
         headers.insert(header::HOST, host);
-        let pool = self.pool(&(connect_timeout, configured));
+        let pool = self.pool(&(connect_timeout, choice))?;
         let limit = self.max_response_bytes;
         let exchange = async move {
             let resp = pool.request(request.map(Full::new)).await.map_err(|e| {
@@ -220,6 +260,7 @@ mod tests {
             TargetTlsConfigs {
                 default,
                 by_authority: BTreeMap::new(),
+                environment: Arc::default(),
             },
         )
     }
@@ -237,7 +278,7 @@ mod tests {
             .body(Bytes::new())
             .unwrap();
         let err = up
-            .call(req, Duration::from_secs(1), Duration::from_secs(5))
+            .call(req, None, Duration::from_secs(1), Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(matches!(err, UpstreamError::Connect(_)), "{err:?}");
@@ -257,7 +298,7 @@ mod tests {
             .body(Bytes::new())
             .unwrap();
         let err = up
-            .call(req, Duration::from_secs(1), Duration::from_millis(200))
+            .call(req, None, Duration::from_secs(1), Duration::from_millis(200))
             .await
             .unwrap_err();
         assert_eq!(err, UpstreamError::Timeout(Duration::from_millis(200)));
@@ -271,7 +312,7 @@ mod tests {
             .body(Bytes::new())
             .unwrap();
         let err = up
-            .call(req, Duration::from_secs(1), Duration::from_secs(1))
+            .call(req, None, Duration::from_secs(1), Duration::from_secs(1))
             .await
             .unwrap_err();
         assert!(matches!(err, UpstreamError::Request(_)), "{err:?}");

@@ -74,7 +74,7 @@ pub struct Target {
 
 /// TLS settings towards a back end: a TargetEndpoint's `<SSLInfo>`, or the settings of
 /// a target server or provider. Stores are named; the host holds their certificates.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub struct TlsSettings {
     /// `<Enabled>`: TLS is used (an `https` URL implies it).
