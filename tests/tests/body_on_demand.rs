@@ -52,6 +52,7 @@ fn drive(
                 ex.target_response(Ok(http::Response::new(Bytes::from_static(b"ok"))));
             }
             Step::Store(op) => panic!("local state: {op:?}"),
+            Step::Pause(_) => panic!("no provider to wait for"),
         }
     }
     panic!("no response");

@@ -100,6 +100,7 @@ fn real_bundles_build_and_serve() {
                         Step::ReadBody => {
                             panic!("{}: begin gave the whole request", root.display())
                         }
+                        Step::Pause(_) => panic!("{}: no provider to wait for", root.display()),
                     }
                 }
                 assert!(done, "{} {method} {path}: no response", root.display());

@@ -391,6 +391,7 @@ fn remote_state_surfaces_store_ops() {
                 }
                 preflow::Step::Store(other) => panic!("{other:?}"),
                 preflow::Step::ReadBody => panic!("begin gave the whole request"),
+                preflow::Step::Pause(d) => std::thread::sleep(d),
             }
         }
     };

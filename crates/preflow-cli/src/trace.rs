@@ -112,6 +112,7 @@ pub fn trace(gateway: &Gateway, request: http::Request<Bytes>) -> String {
     };
     for _ in 0..64 {
         match gateway.step(&mut ex) {
+            Step::Pause(d) => std::thread::sleep(d),
             Step::ReadBody => {
                 flush(&ex, &mut out);
                 let body = body.take().unwrap_or_default();

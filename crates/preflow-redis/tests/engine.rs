@@ -112,6 +112,7 @@ impl Node {
                 }
                 preflow::Step::Store(op) => ex.store_reply(self.state.run(&op).await),
                 preflow::Step::ReadBody => panic!("begin gave the whole request"),
+                preflow::Step::Pause(d) => std::thread::sleep(d),
             }
         }
     }

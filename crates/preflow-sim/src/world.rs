@@ -577,7 +577,7 @@ impl World {
                         .target_response(Ok(http::Response::new(Bytes::from_static(b"ok"))));
                 }
                 // `begin` gave the whole request: asking for it again is an engine fault.
-                Step::ReadBody => return Err(Violation::Stuck(1)),
+                Step::ReadBody | Step::Pause(_) => return Err(Violation::Stuck(1)),
                 Step::Store(op) => {
                     f.attempt += 1;
                     f.waiting = true;
@@ -747,7 +747,7 @@ impl World {
                     ex.target_response(Ok(http::Response::new(Bytes::from_static(b"ok"))))
                 }
                 Step::Store(op) => ex.store_reply(self.store.run(&op)),
-                Step::ReadBody => return Err(Violation::Stuck(1)),
+                Step::ReadBody | Step::Pause(_) => return Err(Violation::Stuck(1)),
             }
         }
         Err(Violation::Stuck(1))

@@ -216,6 +216,7 @@ where
                         };
                         ex.request_body(bytes);
                     }
+                    Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Forward(t) => {
                         let result = call_target(&mut target, t, max).await;
                         ex.target_response(result);

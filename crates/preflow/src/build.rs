@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use preflow_oauth::Registry;
-use preflow_policy::runtime::{PolicyRef, Settings, StateMode, Timeouts};
+use preflow_policy::runtime::{PolicyRef, Settings, StateMode, Timeouts, TlsSettings};
 use preflow_policy::{BuildCx, CompileError, CompiledPolicy, Diagnostic, Location};
 
 use crate::compiled::{
@@ -16,6 +16,8 @@ use crate::endpoint::{
     Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, ProxyEndpoint, RouteTarget,
     Step as XmlStep, TargetConnection, TargetEndpoint,
 };
+use crate::environment::Environment;
+use crate::provider::TargetAuth;
 use crate::vars::Resolver;
 
 /// Why a gateway could not be built.
@@ -59,6 +61,7 @@ struct Cx<'a> {
     bundle: usize,
     index: &'a HashMap<String, usize>,
     policies: &'a mut Vec<CompiledPolicy>,
+    environment: &'a Environment,
 }
 
 impl Cx<'_> {
@@ -190,8 +193,54 @@ impl Cx<'_> {
         }
     }
 
+    /// A target URL: absolute, or `provider://NAME/path` through an API provider of
+    /// the environment (its base URL, credentials and TLS settings).
+    fn url_conn(&self, url: &str) -> (CConn, TargetAuth, Option<Arc<TlsSettings>>) {
+        let mut auth = TargetAuth::None;
+        let mut tls = None;
+        let url = match url.strip_prefix("provider://") {
+            None => url.to_owned(),
+            Some(rest) => {
+                let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let Some((i, p)) = self
+                    .environment
+                    .providers
+                    .iter()
+                    .enumerate()
+                    .find(|(_, p)| p.name == name)
+                else {
+                    return (
+                        CConn::Unusable(format!(
+                            "the environment has no API provider named `{name}`"
+                        )),
+                        auth,
+                        tls,
+                    );
+                };
+                auth = TargetAuth::of(i, p);
+                tls = p.tls.clone().map(Arc::new);
+                format!("{}{path}", p.base_url.trim_end_matches('/'))
+            }
+        };
+        let conn = match url.parse::<http::Uri>() {
+            Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
+                (Some(scheme), Some(authority)) => CConn::Url {
+                    base: uri.path().trim_end_matches('/').to_owned(),
+                    url,
+                    scheme,
+                    authority,
+                },
+                _ => CConn::Unusable(format!("the target url `{url}` is not absolute")),
+            },
+            Err(_) => CConn::Unusable(format!("the target url `{url}` is not a valid uri")),
+        };
+        (conn, auth, tls)
+    }
+
     fn target(&mut self, t: &TargetEndpoint) -> CTarget {
         let mut timeouts = Timeouts::default();
+        let mut auth = TargetAuth::None;
+        let mut provider_tls = None;
         let conn = match &t.connection {
             TargetConnection::Http(h) => {
                 for (k, v) in &h.properties {
@@ -204,23 +253,10 @@ impl Cx<'_> {
                 }
                 match &h.url {
                     Some(u) => {
-                        let url = u.trim().to_owned();
-                        match url.parse::<http::Uri>() {
-                            Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
-                                (Some(scheme), Some(authority)) => CConn::Url {
-                                    base: uri.path().trim_end_matches('/').to_owned(),
-                                    url,
-                                    scheme,
-                                    authority,
-                                },
-                                _ => CConn::Unusable(format!(
-                                    "the target url `{url}` is not absolute"
-                                )),
-                            },
-                            Err(_) => CConn::Unusable(format!(
-                                "the target url `{url}` is not a valid uri"
-                            )),
-                        }
+                        let (conn, a, t) = self.url_conn(u.trim());
+                        auth = a;
+                        provider_tls = t;
+                        conn
                     }
                     None => CConn::Unusable(
                         "a load balancer over target servers is not supported".to_owned(),
@@ -245,10 +281,13 @@ impl Cx<'_> {
             post: self.flow(&t.post_flow, "PostFlow"),
             fault_rules: self.rules(&t.fault_rules),
             default_rule: self.default_rule(t.default_fault_rule.as_ref()),
+            // The endpoint's own `<SSLInfo>` wins over the provider's settings.
             tls: match &t.connection {
                 TargetConnection::Http(h) => h.ssl_info.clone().map(Arc::new),
                 _ => None,
-            },
+            }
+            .or(provider_tls),
+            auth,
             conn,
             timeouts,
         }
@@ -256,15 +295,31 @@ impl Cx<'_> {
 }
 
 /// Compiles bundle `b`, the `bi`th of the gateway.
+/// What every bundle of a gateway is compiled against.
+pub(crate) struct Common<'a> {
+    pub settings: &'a Settings,
+    pub registry: &'a Arc<Registry>,
+    /// One failure throttle for every token endpoint of the gateway.
+    pub throttle: &'a Arc<preflow_oauth::Throttle>,
+    pub state: StateMode,
+    /// Shared flows by name: their bundle index.
+    pub shared: &'a HashMap<String, usize>,
+    pub environment: &'a Environment,
+}
+
 pub(crate) fn compile_bundle(
     bi: usize,
     b: &crate::Bundle,
-    settings: &Settings,
-    registry: &Arc<Registry>,
-    throttle: &Arc<preflow_oauth::Throttle>,
-    state: StateMode,
-    shared: &HashMap<String, usize>,
+    common: &Common<'_>,
 ) -> Result<CBundle, BuildError> {
+    let Common {
+        settings,
+        registry,
+        throttle,
+        state,
+        shared,
+        environment,
+    } = *common;
     // The whole index first: a policy may resolve variables of any policy at build time.
     let index: HashMap<String, usize> = b
         .policies
@@ -300,6 +355,7 @@ pub(crate) fn compile_bundle(
         bundle: bi,
         index: &index,
         policies: &mut policies,
+        environment,
     };
     let proxies: Vec<CProxy> = b
         .proxy_endpoints

@@ -141,8 +141,10 @@ pub(crate) struct CTarget {
     pub default_rule: Option<CDefaultRule>,
     pub conn: CConn,
     pub timeouts: Timeouts,
-    /// `<SSLInfo>`, handed to the host with each call.
+    /// `<SSLInfo>` (or the API provider's TLS settings), handed to the host with each call.
     pub tls: Option<Arc<preflow_policy::runtime::TlsSettings>>,
+    /// Credentials an API provider puts on each call.
+    pub auth: crate::provider::TargetAuth,
 }
 
 #[derive(Debug)]
@@ -171,6 +173,8 @@ pub(crate) struct Inner {
     pub ids: AtomicU64,
     /// Target servers, providers and store names, as given to the builder.
     pub environment: crate::environment::Environment,
+    /// The back-end tokens of the environment's OAuth providers.
+    pub provider_tokens: crate::provider::ProviderTokens,
 }
 
 impl Inner {

@@ -29,7 +29,9 @@ const MAX_ITERATIONS: usize = 1 << 20;
 fn phase_of(stage: &Stage) -> Phase {
     match stage {
         Stage::Run(Seg::ProxyReq(_), _) | Stage::Route | Stage::Start => Phase::ProxyRequest,
-        Stage::Run(Seg::TargetReq(_), _) | Stage::Forward => Phase::TargetRequest,
+        Stage::Run(Seg::TargetReq(_), _) | Stage::Forward | Stage::AwaitToken => {
+            Phase::TargetRequest
+        }
         Stage::Run(Seg::TargetResp(_), _) | Stage::AwaitTarget => Phase::TargetResponse,
         Stage::Run(Seg::ProxyResp(_), _) | Stage::Respond | Stage::Done => Phase::ProxyResponse,
         Stage::Fault(..) => Phase::Error,
@@ -742,6 +744,12 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Forward => forward(g, ex),
+        Stage::AwaitToken => {
+            if let Err(f) = crate::provider::token_response(g, ex) {
+                enter_error(g, ex, f);
+            }
+            None
+        }
         Stage::AwaitTarget => {
             let Some(result) = ex.target_result.take() else {
                 enter_error(
@@ -754,6 +762,14 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 return None;
             };
             match *result {
+                Ok(resp)
+                    if g.target_endpoint(ex).is_some_and(|t| {
+                        crate::provider::retry_on(g, ex, &t.auth, resp.status())
+                    }) =>
+                {
+                    // The provider's token was refused: once more with a new one.
+                    ex.stage = Stage::Forward;
+                }
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
                     let m = Message {
@@ -1049,6 +1065,16 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         fix_framing(&mut headers, len, true);
     } else {
         fix_framing_no_body(&mut headers);
+    }
+    if let Some(t) = target {
+        match crate::provider::authorize(g, ex, &t.auth, &mut headers) {
+            crate::provider::Authorized::Ready => {}
+            crate::provider::Authorized::Step(step) => return Some(step),
+            crate::provider::Authorized::Failed(f) => {
+                enter_error(g, ex, f);
+                return None;
+            }
+        }
     }
     *req.headers_mut() = headers;
     let mut timeouts = target.map(|t| t.timeouts).unwrap_or_default();

@@ -26,6 +26,9 @@ pub enum Step {
     /// asks, and only when a policy, condition or the target call on the path taken
     /// needs the body; a request answered earlier never has its body read.
     ReadBody,
+    /// Call [`Gateway::step`](crate::Gateway::step) again after this long: the exchange
+    /// waits for something another exchange is doing (a back-end token being fetched).
+    Pause(std::time::Duration),
 }
 
 /// Which part of the execution a trace event belongs to.
@@ -146,6 +149,8 @@ pub(crate) enum Stage {
     Run(Seg, usize),
     Route,
     Forward,
+    /// Waiting for an API provider's token endpoint.
+    AwaitToken,
     AwaitTarget,
     Fault(FaultSeg, usize),
     Respond,
@@ -162,6 +167,7 @@ impl Stage {
                 | Stage::Run(Seg::ProxyReq(_) | Seg::TargetReq(_), _)
                 | Stage::Route
                 | Stage::Forward
+                | Stage::AwaitToken
                 | Stage::AwaitTarget
         )
     }
@@ -171,6 +177,7 @@ impl Stage {
             self,
             Stage::Run(Seg::TargetReq(_) | Seg::TargetResp(_), _)
                 | Stage::Forward
+                | Stage::AwaitToken
                 | Stage::AwaitTarget
         )
     }
@@ -178,7 +185,9 @@ impl Stage {
     pub(crate) fn state_name(&self) -> &'static str {
         match self {
             Stage::Run(Seg::ProxyReq(_), _) | Stage::Route | Stage::Start => "PROXY_REQ_FLOW",
-            Stage::Run(Seg::TargetReq(_), _) | Stage::Forward => "TARGET_REQ_FLOW",
+            Stage::Run(Seg::TargetReq(_), _) | Stage::Forward | Stage::AwaitToken => {
+                "TARGET_REQ_FLOW"
+            }
             Stage::AwaitTarget | Stage::Run(Seg::TargetResp(_), _) => "TARGET_RESP_FLOW",
             Stage::Run(Seg::ProxyResp(_), _) => "PROXY_RESP_FLOW",
             _ => "ERROR_FLOW",
@@ -208,6 +217,12 @@ pub(crate) struct Resume {
 pub struct Exchange {
     /// The virtual host the request arrived on (lower case), if the host says.
     pub(crate) virtual_host: Option<Box<str>>,
+    /// The provider token fetch this exchange performs, if any.
+    pub(crate) provider_fetching: Option<crate::provider::AwaitToken>,
+    /// Which of the provider's tokens the target call carried.
+    pub(crate) provider_generation: Option<u64>,
+    /// Whether the call was already retried after a 401.
+    pub(crate) provider_retried: bool,
     pub(crate) request: Message,
     pub(crate) original_uri: Uri,
     pub(crate) response: Option<Message>,

@@ -13,7 +13,7 @@ use preflow_policy::runtime::{
 };
 
 pub use crate::build::BuildError;
-use crate::build::compile_bundle;
+use crate::build::{Common, compile_bundle};
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
 use crate::compiled::{Base, Inner};
 use crate::environment::Environment;
@@ -109,11 +109,14 @@ impl GatewayBuilder {
             compiled.push(compile_bundle(
                 bi,
                 b,
-                &self.settings,
-                &registry,
-                &throttle,
-                self.state,
-                &shared,
+                &Common {
+                    settings: &self.settings,
+                    registry: &registry,
+                    throttle: &throttle,
+                    state: self.state,
+                    shared: &shared,
+                    environment: &self.environment,
+                },
             )?);
         }
         let mut bases: Vec<Base> = Vec::new();
@@ -160,6 +163,9 @@ impl GatewayBuilder {
                     self.resources.unwrap_or_default(),
                 ),
                 ids: AtomicU64::new(1),
+                provider_tokens: crate::provider::ProviderTokens::new(
+                    self.environment.providers.len(),
+                ),
                 environment: self.environment,
             }),
         })
@@ -282,6 +288,9 @@ impl Gateway {
             final_response: None,
             body_pending: false,
             virtual_host: None,
+            provider_fetching: None,
+            provider_generation: None,
+            provider_retried: false,
         }
     }
 

@@ -119,6 +119,7 @@ mod gateway;
 mod guard;
 mod lint;
 pub mod path;
+mod provider;
 mod sap;
 mod vars;
 

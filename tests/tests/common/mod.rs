@@ -112,6 +112,7 @@ pub fn run_at(
             }
             Step::Store(op) => panic!("unexpected store op in local mode: {op:?}"),
             Step::ReadBody => panic!("begin gave the whole request; no body to ask for"),
+            Step::Pause(d) => std::thread::sleep(d),
         }
     }
     panic!("exchange did not finish: {:#?}", ex.trace());

@@ -93,6 +93,7 @@ impl GatewayHandler {
                             break resp;
                         }
                     },
+                    Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Forward(target) => {
                         let result = self.forward(target, depth).await;
                         ex.target_response(result);
