@@ -163,8 +163,11 @@ fn yes() -> bool {
 pub struct Provider {
     /// Name (`provider://NAME/…`, SAP `<provider_id>`).
     pub name: Spanned<String>,
-    /// Base URL (`http://` or `https://`).
+    /// Base URL (`http://` or `https://`); with `virtual_host`, a path on that host.
     pub base_url: Spanned<String>,
+    /// A virtual host of this gateway that serves the back end: the base URL (and a
+    /// `token_url` written as a path) are taken on wherever it listens.
+    pub virtual_host: Option<Spanned<String>>,
     /// TLS settings for an `https://` base URL.
     pub tls: Option<ClientTls>,
     /// Authentication towards the back end.
@@ -260,6 +263,9 @@ pub struct Environment {
     /// What the engine resolves bundles' names against: target servers, providers (with
     /// their credentials), store and virtual-host names.
     pub engine: preflow::Environment,
+    /// Providers served by a virtual host of this gateway: index in `engine.providers`,
+    /// and the host's name; their URLs are known once the hosts are bound.
+    pub vhost_providers: Vec<(usize, String)>,
 }
 
 /// A client certificate chain and its key.
@@ -511,36 +517,56 @@ impl Environment {
                     format!("provider `{}` is defined twice", p.name.get_ref()),
                 ));
             }
-            let url: http::Uri = p
-                .base_url
-                .get_ref()
-                .parse()
-                .map_err(|_| r.at(p.base_url.span().start, "base_url is not a URL"))?;
-            let (Some(scheme), Some(host)) = (url.scheme_str(), url.host()) else {
-                return Err(r.at(
-                    p.base_url.span().start,
-                    "base_url needs a scheme and a host",
-                ));
-            };
-            let port = match (url.port_u16(), scheme) {
-                (Some(port), _) => port,
-                (None, "https") => 443,
-                (None, "http") => 80,
-                _ => {
+            let on_vhost = p.virtual_host.as_ref().map(|v| v.get_ref().clone());
+            if let Some(v) = &p.virtual_host {
+                if !env.hosts.iter().any(|h| h.name == *v.get_ref()) {
                     return Err(r.at(
-                        p.base_url.span().start,
-                        "base_url must be http:// or https://",
+                        v.span().start,
+                        format!("no virtual host named `{}`", v.get_ref()),
                     ));
                 }
-            };
-            if scheme == "https" {
-                let tls = resolve(p.tls.as_ref().unwrap_or(&ClientTls::default()))?;
-                env.target_tls
-                    .insert((host.to_ascii_lowercase(), port), tls);
-            } else if p.tls.is_some() {
-                return Err(r.at(span.start, "tls settings need an https:// base_url"));
+                if !p.base_url.get_ref().starts_with('/') {
+                    return Err(r.at(
+                        p.base_url.span().start,
+                        "with virtual_host, base_url is a path (starting with /)",
+                    ));
+                }
+            } else {
+                let url: http::Uri = p
+                    .base_url
+                    .get_ref()
+                    .parse()
+                    .map_err(|_| r.at(p.base_url.span().start, "base_url is not a URL"))?;
+                let (Some(scheme), Some(host)) = (url.scheme_str(), url.host()) else {
+                    return Err(r.at(
+                        p.base_url.span().start,
+                        "base_url needs a scheme and a host",
+                    ));
+                };
+                let port = match (url.port_u16(), scheme) {
+                    (Some(port), _) => port,
+                    (None, "https") => 443,
+                    (None, "http") => 80,
+                    _ => {
+                        return Err(r.at(
+                            p.base_url.span().start,
+                            "base_url must be http:// or https://",
+                        ));
+                    }
+                };
+                if scheme == "https" {
+                    let tls = resolve(p.tls.as_ref().unwrap_or(&ClientTls::default()))?;
+                    env.target_tls
+                        .insert((host.to_ascii_lowercase(), port), tls);
+                } else if p.tls.is_some() {
+                    return Err(r.at(span.start, "tls settings need an https:// base_url"));
+                }
             }
-            check_auth(&r, span.start, &p.auth)?;
+            if let Some(tls) = &p.tls {
+                // Checked here: a dangling store name fails at start.
+                resolve(tls)?;
+            }
+            check_auth(&r, span.start, &p.auth, on_vhost.is_some())?;
             // Never the secret.
             let (auth, user) = match &p.auth {
                 ProviderAuth::None => ("none", None),
@@ -585,8 +611,11 @@ impl Environment {
             };
             let mut provider = preflow::Provider::new(p.name.get_ref(), p.base_url.get_ref())
                 .with_auth(auth);
-            if scheme == "https" {
+            if p.base_url.get_ref().starts_with("https://") || on_vhost.is_some() {
                 provider = provider.with_tls(p.tls.clone().unwrap_or_default().settings());
+            }
+            if let Some(v) = on_vhost {
+                env.vhost_providers.push((env.engine.providers.len(), v));
             }
             env.engine.providers.push(provider);
         }
@@ -640,6 +669,44 @@ impl Environment {
         })
     }
 
+    /// Gives the providers that name a virtual host of this gateway their URLs, from
+    /// the addresses the hosts are bound to (`(name, address, tls)`).
+    ///
+    /// # Errors
+    /// A provider whose virtual host is not bound.
+    pub fn resolve_virtual_host_providers(
+        &mut self,
+        bound: &[(String, SocketAddr, bool)],
+    ) -> Result<(), EnvError> {
+        for (i, vhost) in &self.vhost_providers {
+            let Some((_, addr, tls)) = bound.iter().find(|(n, _, _)| n == vhost) else {
+                return Err(EnvError::File {
+                    path: PathBuf::from("environment"),
+                    message: format!("virtual host `{vhost}` of an API provider is not bound"),
+                });
+            };
+            // A host bound to every address is reached on loopback.
+            let mut addr = *addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            let origin = format!("{}://{addr}", if *tls { "https" } else { "http" });
+            if let Some(p) = self.engine.providers.get_mut(*i) {
+                p.base_url = format!("{origin}{}", p.base_url);
+                if let preflow::ProviderAuth::ClientCredentials { token_url, .. } = &mut p.auth
+                    && token_url.starts_with('/')
+                {
+                    *token_url = format!("{origin}{token_url}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The virtual host named `name`.
     pub fn host_mut(&mut self, name: &str) -> Option<&mut Host> {
         self.hosts.iter_mut().find(|h| h.name == name)
@@ -651,7 +718,12 @@ fn strip_ref(name: &str) -> &str {
     name.strip_prefix("ref://").unwrap_or(name)
 }
 
-fn check_auth(r: &Reader<'_>, at: usize, auth: &ProviderAuth) -> Result<(), EnvError> {
+fn check_auth(
+    r: &Reader<'_>,
+    at: usize,
+    auth: &ProviderAuth,
+    on_vhost: bool,
+) -> Result<(), EnvError> {
     let one_of = |inline: &Option<String>, var: &Option<String>, what: &str| match (inline, var) {
         (Some(_), None) => Ok(()),
         (None, Some(v)) => match std::env::var(v) {
@@ -683,9 +755,12 @@ fn check_auth(r: &Reader<'_>, at: usize, auth: &ProviderAuth) -> Result<(), EnvE
         } => {
             let ok = token_url.parse::<http::Uri>().ok().is_some_and(|u| {
                 matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            });
+            }) || (on_vhost && token_url.starts_with('/'));
             if !ok {
-                return Err(r.at(at, "token_url must be an http:// or https:// URL"));
+                return Err(r.at(
+                    at,
+                    "token_url must be an http:// or https:// URL (or a path, with virtual_host)",
+                ));
             }
             one_of(client_secret, client_secret_env, "client secret")
         }

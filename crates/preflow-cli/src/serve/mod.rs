@@ -302,7 +302,14 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         }
         None => None,
     };
-    let (env, env_given) = load_environment(args)?;
+    let (mut env, env_given) = load_environment(args)?;
+    // Bound first: a provider may name a virtual host of this gateway (port 0 included).
+    let listeners = bind_hosts(&env).await?;
+    let addrs: Vec<(String, SocketAddr, bool)> = listeners
+        .iter()
+        .flat_map(|l| l.names.iter().map(|n| (n.clone(), l.bound, l.tls)))
+        .collect();
+    env.resolve_virtual_host_providers(&addrs)?;
     let env = Arc::new(env);
     let file = load_apps(apps_path.as_deref())?;
     let registry = Arc::new(file.to_registry(PasswordHashCost::default())?);
@@ -420,7 +427,6 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         )
         .with_remote(remote),
     );
-    let listeners = bind_hosts(&env, &handler, env_given).await?;
     let admin_listener = match (args.admin, admin_token, apps_path.clone()) {
         (Some(addr), Some(token), Some(path)) => {
             let l = listener::Listener::bind(addr, "admin")
@@ -469,9 +475,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
 
     let mut tasks = tokio::task::JoinSet::new();
     for l in listeners {
+        let routes = l.routes(&handler, env_given);
         tasks.spawn(
             l.listener
-                .serve(l.routes, limits, budgets.clone(), stop_rx.clone(), grace),
+                .serve(routes, limits, budgets.clone(), stop_rx.clone(), grace),
         );
     }
     if let Some((l, _, admin)) = admin_listener {
@@ -498,19 +505,39 @@ async fn serve(args: &Args) -> Result<(), StartError> {
 /// A bound listener with the virtual hosts it serves.
 struct Bound {
     listener: listener::Listener,
-    routes: Vec<listener::Route<gateway::VirtualHostHandler>>,
+    /// Per virtual host: its host names, TLS configuration and name.
+    hosts: Vec<(Vec<String>, Option<Arc<rustls::ServerConfig>>, String)>,
     names: Vec<String>,
     bound: SocketAddr,
     tls: bool,
 }
 
+impl Bound {
+    /// The listener's routes, each virtual host's on `handler`.
+    fn routes(
+        &self,
+        handler: &Arc<gateway::GatewayHandler>,
+        env_given: bool,
+    ) -> Vec<listener::Route<gateway::VirtualHostHandler>> {
+        self.hosts
+            .iter()
+            .map(|(names, tls, name)| listener::Route {
+                names: names.clone(),
+                tls: tls.clone(),
+                // Without an environment file there is one listener and every
+                // ProxyEndpoint serves on it, whatever virtual hosts it names.
+                handler: Arc::new(gateway::VirtualHostHandler::new(
+                    Arc::clone(handler),
+                    env_given.then_some(name.as_str()),
+                )),
+            })
+            .collect()
+    }
+}
+
 /// Binds the virtual hosts: hosts with the same address (not port 0) share a listener,
 /// told apart by SNI (TLS) or the `Host` header.
-async fn bind_hosts(
-    env: &environment::Environment,
-    handler: &Arc<gateway::GatewayHandler>,
-    env_given: bool,
-) -> Result<Vec<Bound>, StartError> {
+async fn bind_hosts(env: &environment::Environment) -> Result<Vec<Bound>, StartError> {
     let mut groups: Vec<(SocketAddr, Vec<&environment::Host>)> = Vec::new();
     for h in &env.hosts {
         match groups
@@ -536,16 +563,7 @@ async fn bind_hosts(
                 .transpose()?;
             let mut names = vec![h.name.to_ascii_lowercase()];
             names.extend(h.hosts.iter().map(|n| n.to_ascii_lowercase()));
-            routes.push(listener::Route {
-                names,
-                tls: config,
-                // Without an environment file there is one listener and every
-                // ProxyEndpoint serves on it, whatever virtual hosts it names.
-                handler: Arc::new(gateway::VirtualHostHandler::new(
-                    Arc::clone(handler),
-                    if env_given { Some(h.name.as_str()) } else { None },
-                )),
-            });
+            routes.push((names, config, h.name.clone()));
         }
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
         let l = listener::Listener::bind(addr, &names.join(","))
@@ -556,7 +574,7 @@ async fn bind_hosts(
             .map_err(|source| StartError::Bind { addr, source })?;
         out.push(Bound {
             listener: l,
-            routes,
+            hosts: routes,
             names,
             bound,
             tls: tls != 0,
