@@ -449,6 +449,58 @@ impl RedisStore {
         })
     }
 
+    // ---- key-value entries ----
+
+    /// Runs a key-value operation: one `GET`, `SET … [NX] [PXAT]` or `DEL` of the entry's
+    /// key ([`KeyLayout::kv`]). Expiry follows the Redis clock.
+    pub async fn run_kv(&self, op: &preflow::KvOp) -> Result<preflow::KvReply, RedisError> {
+        use preflow::{KvOp, KvReply};
+        let key = self.inner.keys.kv(op.namespace(), op.key());
+        match op {
+            KvOp::Get { .. } => {
+                let value: Option<String> = self
+                    .guarded("kv_get", |mut c| async move {
+                        redis::cmd("GET").arg(&key).query_async(&mut c).await
+                    })
+                    .await?;
+                Ok(KvReply::Value(value))
+            }
+            KvOp::Put {
+                value,
+                expires_at,
+                overwrite,
+                ..
+            } => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&key).arg(value);
+                if !overwrite {
+                    cmd.arg("NX");
+                }
+                if let Some(at) = expires_at {
+                    cmd.arg("PXAT").arg(ceil_ms(*at).max(1));
+                }
+                let written: Option<String> = self
+                    .guarded(
+                        "kv_put",
+                        |mut c| async move { cmd.query_async(&mut c).await },
+                    )
+                    .await?;
+                Ok(KvReply::Written(written.is_some()))
+            }
+            KvOp::Delete { .. } => {
+                self.guarded("kv_delete", |mut c| async move {
+                    redis::cmd("DEL").arg(&key).query_async::<u64>(&mut c).await
+                })
+                .await?;
+                Ok(KvReply::Done)
+            }
+            // Not the operation's contents: a value may be a secret.
+            _ => Err(RedisError::Reply(
+                "key-value operation not supported".to_owned(),
+            )),
+        }
+    }
+
     // ---- tokens ----
 
     /// Runs a token-store operation; the reply goes to the continuation that asked for it

@@ -20,7 +20,9 @@ use preflow_condition::{Compiled, Value};
 
 pub use env::{Env, PolicyResources, Profile, Settings, StateMode};
 pub use fault::{Fault, faults, wants_xml};
-pub use message::{Client, Message, Scheme, StoreOp, StoreReply, Target, TargetError, Timeouts};
+pub use message::{
+    Client, KvOp, KvReply, Message, Scheme, StoreOp, StoreReply, Target, TargetError, Timeouts,
+};
 pub use state::ExchangeState;
 
 use crate::vars::Slot;
