@@ -297,6 +297,33 @@ impl DurableStore {
         Ok(n)
     }
 
+    /// Reads, changes and writes the token's record in one write transaction.
+    fn set_attributes(
+        &self,
+        hash: &TokenHash,
+        set: &[(String, String)],
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let txn = self.write(Durability::Immediate)?;
+        let updated = {
+            let mut tokens = txn.open_table(TOKENS).map_err(db("open table"))?;
+            let record = match tokens.get(&hash.0).map_err(db("read"))? {
+                Some(v) => serde_json::from_slice::<TokenRecord>(v.value())?,
+                None => return Ok(None),
+            };
+            let record = TokenRecord {
+                attributes: preflow_oauth::merge_attributes(&record.attributes, set),
+                ..record
+            };
+            let json = serde_json::to_vec(&record)?;
+            tokens
+                .insert(&hash.0, json.as_slice())
+                .map_err(db("write"))?;
+            record
+        };
+        txn.commit().map_err(db("commit"))?;
+        Ok(Some(Arc::new(updated)))
+    }
+
     fn put_code(&self, hash: &TokenHash, record: &CodeRecord) -> Result<(), StoreError> {
         let txn = self.write(Durability::Immediate)?;
         {
@@ -494,6 +521,9 @@ impl StateStore for DurableStore {
                 StoreReply::Done
             }
             StoreOp::TakeCode(hash) => StoreReply::Code(self.take_code(hash)?),
+            StoreOp::SetAttributes { hash, set } => {
+                StoreReply::Token(self.set_attributes(hash, set)?)
+            }
             _ => StoreReply::Unavailable,
         })
     }

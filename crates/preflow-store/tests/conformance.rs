@@ -351,8 +351,53 @@ async fn key_values(s: &impl Backend) {
     assert_eq!(s.kv(kv_get("{", "}")).await, value(&long));
 }
 
+async fn token_attributes(s: &impl Backend) {
+    let t = now_secs();
+    let (a, unknown) = (hash("attrs"), hash("attrs-unknown"));
+    let access = record(TokenKind::Access, GrantId::random(), t);
+    let put = StoreOp::PutTokens(vec![(a, Arc::clone(&access))]);
+    assert_eq!(s.token(put).await, StoreReply::Done);
+    let revoke = StoreOp::RevokeToken { hash: a, at: t };
+    assert_eq!(s.token(revoke).await, StoreReply::Count(1));
+    let set = StoreOp::SetAttributes {
+        hash: a,
+        set: vec![
+            ("tier".to_owned(), "platinum".to_owned()),
+            ("new".to_owned(), "x".to_owned()),
+        ],
+    };
+    let expected = TokenRecord {
+        attributes: vec![
+            ("tier".to_owned(), "platinum".to_owned()),
+            ("new".to_owned(), "x".to_owned()),
+        ]
+        .into(),
+        revoked_at: Some(t),
+        ..(*access).clone()
+    };
+    assert_eq!(
+        s.token(set).await,
+        StoreReply::Token(Some(Arc::new(expected.clone())))
+    );
+    assert_eq!(
+        s.token(StoreOp::GetToken(a)).await,
+        StoreReply::Token(Some(Arc::new(expected))),
+        "attributes change, the rest of the record and its revocation stay"
+    );
+    let set = StoreOp::SetAttributes {
+        hash: unknown,
+        set: vec![("k".to_owned(), "v".to_owned())],
+    };
+    assert_eq!(s.token(set).await, StoreReply::Token(None));
+    assert_eq!(
+        s.token(StoreOp::GetToken(unknown)).await,
+        StoreReply::Token(None)
+    );
+}
+
 async fn suite(s: &impl Backend) {
     key_values(s).await;
+    token_attributes(s).await;
     tokens_round_trip(s).await;
     revocation(s).await;
     codes_are_taken_once(s).await;

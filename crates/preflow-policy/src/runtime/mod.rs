@@ -79,6 +79,9 @@ pub enum Waiting {
     },
     /// A revocation or code store; then go on.
     Done,
+    /// A policy's own sequence of store operations (KeyValueMapOperations,
+    /// Get/SetOAuthV2Info): the index of the step the reply belongs to.
+    Step(usize),
 }
 
 /// The engine's side of a running policy: one exchange, seen through variables and
