@@ -3,6 +3,9 @@
 //!
 //! * [`apps`]: the apps file of `preflow serve` (developers, products, apps and
 //!   credentials in TOML).
+//! * [`environment`]: the environment file of `preflow serve` (virtual hosts, trust and
+//!   key stores, target servers, API providers).
 #![deny(missing_docs)]
 
 pub mod apps;
+pub mod environment;

@@ -105,7 +105,7 @@ pub use server::{
 };
 pub use store::{
     CodeTake, DEFAULT_REVOKED_RETENTION, DigestHasher, DigestState, MemoryStore, StoreOp,
-    StoreReply, TokenStore,
+    StoreReply, TokenStore, merge_attributes,
 };
 pub use throttle::{Lockout, Throttle, ThrottleConfig, ThrottleEntry, ThrottleKey, ThrottleKeys};
 pub use token::{CodeRecord, GrantId, GrantType, TokenKind, TokenRecord};

@@ -49,6 +49,35 @@ pub enum StoreOp {
     /// Atomically marks a code used and returns it, saying whether it had been used
     /// before. Reply: [`StoreReply::Code`].
     TakeCode(TokenHash),
+    /// Atomically adds or replaces custom attributes of a token (SetOAuthV2Info), keeping
+    /// the rest of its record, its expiry and its revocation. Reply: [`StoreReply::Token`]
+    /// with the updated record, `None` for an unknown token.
+    SetAttributes {
+        /// Digest of the token.
+        hash: TokenHash,
+        /// Attributes to set, in order; a name already present gets the new value.
+        set: Vec<(String, String)>,
+    },
+}
+
+/// `attributes` with `set` applied: each name set replaces its old value, and new names
+/// follow the kept ones in the order given.
+pub fn merge_attributes(
+    attributes: &[(String, String)],
+    set: &[(String, String)],
+) -> Arc<[(String, String)]> {
+    let mut out: Vec<(String, String)> = attributes
+        .iter()
+        .filter(|(k, _)| !set.iter().any(|(n, _)| n == k))
+        .cloned()
+        .collect();
+    for (i, (name, value)) in set.iter().enumerate() {
+        // The last value given for a name wins.
+        if !set.iter().skip(i + 1).any(|(n, _)| n == name) {
+            out.push((name.clone(), value.clone()));
+        }
+    }
+    out.into()
 }
 
 /// Outcome of taking an authorization code.
@@ -95,6 +124,13 @@ pub trait TokenStore {
     fn put_code(&self, hash: TokenHash, record: CodeRecord);
     /// Atomically marks a code used and returns it.
     fn take_code(&self, hash: &TokenHash) -> CodeTake;
+    /// Atomically sets custom attributes of a token ([`merge_attributes`]); the updated
+    /// record, or `None` for an unknown token.
+    fn set_attributes(
+        &self,
+        hash: &TokenHash,
+        set: &[(String, String)],
+    ) -> Option<Arc<TokenRecord>>;
     /// Removes expired tokens and codes (and revoked tokens past their retention);
     /// how many records were removed.
     fn purge_expired(&self, now: u64) -> usize;
@@ -116,6 +152,9 @@ pub trait TokenStore {
                 StoreReply::Done
             }
             StoreOp::TakeCode(hash) => StoreReply::Code(self.take_code(&hash)),
+            StoreOp::SetAttributes { hash, set } => {
+                StoreReply::Token(self.set_attributes(&hash, &set))
+            }
         }
     }
 }
@@ -287,6 +326,17 @@ impl TokenStore for MemoryStore {
                 }
             }
         }
+    }
+
+    fn set_attributes(
+        &self,
+        hash: &TokenHash,
+        set: &[(String, String)],
+    ) -> Option<Arc<TokenRecord>> {
+        let mut entry = self.tokens.get_mut(hash)?;
+        let record = Arc::make_mut(entry.value_mut());
+        record.attributes = merge_attributes(&record.attributes, set);
+        Some(Arc::clone(entry.value()))
     }
 
     fn purge_expired(&self, now: u64) -> usize {

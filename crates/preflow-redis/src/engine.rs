@@ -131,7 +131,7 @@ impl RemoteState {
 
     /// Performs one store step of the engine and returns the reply for
     /// [`preflow::Exchange::store_reply`]. Rate-limit checks follow their
-    /// [`CounterPolicy`]; token operations that fail answer
+    /// [`CounterPolicy`]; token and key-value operations that fail answer
     /// [`preflow::StoreReply::Unavailable`].
     pub async fn run(&self, op: &preflow::StoreOp) -> preflow::StoreReply {
         match op {
@@ -142,6 +142,13 @@ impl RemoteState {
                 Ok(reply) => preflow::StoreReply::Token(reply),
                 Err(e) => {
                     tracing::warn!(error = %e, "token store unavailable");
+                    preflow::StoreReply::Unavailable
+                }
+            },
+            preflow::StoreOp::Kv(op) => match self.store().run_kv(op).await {
+                Ok(reply) => preflow::StoreReply::Kv(reply),
+                Err(e) => {
+                    tracing::warn!(error = %e, "key-value store unavailable");
                     preflow::StoreReply::Unavailable
                 }
             },

@@ -13,11 +13,15 @@
 //! | `P:code:{HEX}` | hash | `rec` code record (JSON), `used` flag; `PEXPIREAT` the code expiry |
 //! | `P:grant:{HEX}` | set | digests (hex) of the tokens of one grant; expires with its last token |
 //! | `P:throttle:{KEY}` | hash | failed client authentications of one throttle key: `f` count, `l` last failure, `w` wait until (seconds); `EXPIREAT` when forgotten |
+//! | `P:kv:{KV}` | string | one key-value entry ([`preflow::KvOp`]); `PXAT` its expiry |
 //! | `P:{registry}:developers`, `…:products`, `…:apps`, `…:credentials` | hash | registry records (JSON) by id |
 //!
 //! `ID` is the rate-limit key of the operation ([`preflow_ratelimit::StoreOp::key`]),
 //! `HEX` the SHA-256 digest of a token or code (or a grant id) in hexadecimal, `KEY` a
-//! [`preflow_oauth::ThrottleKey`] in hexadecimal (a keyed digest, never a client id).
+//! [`preflow_oauth::ThrottleKey`] in hexadecimal (a keyed digest, never a client id),
+//! `KV` the SHA-256 digest (hex) of the entry's namespace (length-prefixed) and key: one
+//! key per entry, spread over the slots, whatever characters (braces included) the
+//! namespace and key hold.
 
 use preflow_oauth::{GrantId, ThrottleKey, TokenHash};
 
@@ -109,6 +113,16 @@ impl KeyLayout {
         format!("{}:throttle:{{{}}}", self.prefix, hex(&key.0))
     }
 
+    /// The key of a key-value entry.
+    pub fn kv(&self, namespace: &str, key: &str) -> String {
+        let len = u64::try_from(namespace.len()).unwrap_or(u64::MAX);
+        let mut named = Vec::with_capacity(8 + namespace.len() + key.len());
+        named.extend_from_slice(&len.to_be_bytes());
+        named.extend_from_slice(namespace.as_bytes());
+        named.extend_from_slice(key.as_bytes());
+        format!("{}:kv:{{{}}}", self.prefix, hex(&TokenHash::of(&named).0))
+    }
+
     /// The key of one registry table: `developers`, `products`, `apps` or `credentials`.
     pub fn registry(&self, table: &str) -> String {
         format!("{}:{{registry}}:{table}", self.prefix)
@@ -133,5 +147,10 @@ mod tests {
         assert_eq!(k.gcra("app-1"), "p:gcra:{app-1}");
         assert_eq!(k.registry("apps"), "p:{registry}:apps");
         assert!(k.token(&TokenHash::of(b"t")).starts_with("p:token:{"));
+        let entry = k.kv("kvm:{o/e/p}:{map}", "key");
+        assert!(entry.starts_with("p:kv:{") && entry.ends_with('}'));
+        assert_eq!(entry.matches('{').count(), 1);
+        // The namespace is length-prefixed: moving a colon between the parts changes the key.
+        assert_ne!(k.kv("a:b", "c"), k.kv("a", "b:c"));
     }
 }

@@ -69,6 +69,8 @@
 //! * Tokens, refresh tokens and codes: hashes keyed by the SHA-256 digest (hex) of the
 //!   value, `PEXPIREAT` the expiry; revocation sets a field; a set per grant revokes a
 //!   token family. Raw tokens and secrets never reach Redis.
+//! * Key-value entries ([`preflow::KvOp`], [`RedisStore::run_kv`]): one string key per
+//!   entry, `SET … PXAT` the expiry (`NX` when a live entry must not be replaced).
 //! * Client-authentication throttle entries ([`preflow_oauth::ThrottleEntry`]): a hash
 //!   per keyed digest of (client id, source) or source, updated by a Lua script with the
 //!   arithmetic of [`preflow_oauth::ThrottleEntry::fail`], expiring when forgotten

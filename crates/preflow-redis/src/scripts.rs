@@ -216,6 +216,17 @@ if h[2] then return {h[1], '1'} end
 return {h[1], '0'}
 ";
 
+/// Replaces a token's record if it is still the one read: `KEYS[1]` the token hash,
+/// `ARGV[1]` the record read, `ARGV[2]` the new record. Returns 1 when replaced, 0 when
+/// the record changed (or vanished) meanwhile. Expiry and revocation are untouched.
+pub(crate) const REPLACE_RECORD: &str = r"
+if redis.call('HGET', KEYS[1], 'rec') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'rec', ARGV[2])
+  return 1
+end
+return 0
+";
+
 /// The scripts, hashed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
@@ -227,6 +238,7 @@ pub(crate) struct Scripts {
     pub(crate) grant_add: redis::Script,
     pub(crate) revoke: redis::Script,
     pub(crate) take_code: redis::Script,
+    pub(crate) replace_record: redis::Script,
 }
 
 impl Scripts {
@@ -240,6 +252,7 @@ impl Scripts {
             grant_add: redis::Script::new(GRANT_ADD),
             revoke: redis::Script::new(REVOKE),
             take_code: redis::Script::new(TAKE_CODE),
+            replace_record: redis::Script::new(REPLACE_RECORD),
         }
     }
 }

@@ -449,6 +449,58 @@ impl RedisStore {
         })
     }
 
+    // ---- key-value entries ----
+
+    /// Runs a key-value operation: one `GET`, `SET … [NX] [PXAT]` or `DEL` of the entry's
+    /// key ([`KeyLayout::kv`]). Expiry follows the Redis clock.
+    pub async fn run_kv(&self, op: &preflow::KvOp) -> Result<preflow::KvReply, RedisError> {
+        use preflow::{KvOp, KvReply};
+        let key = self.inner.keys.kv(op.namespace(), op.key());
+        match op {
+            KvOp::Get { .. } => {
+                let value: Option<String> = self
+                    .guarded("kv_get", |mut c| async move {
+                        redis::cmd("GET").arg(&key).query_async(&mut c).await
+                    })
+                    .await?;
+                Ok(KvReply::Value(value))
+            }
+            KvOp::Put {
+                value,
+                expires_at,
+                overwrite,
+                ..
+            } => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&key).arg(value);
+                if !overwrite {
+                    cmd.arg("NX");
+                }
+                if let Some(at) = expires_at {
+                    cmd.arg("PXAT").arg(ceil_ms(*at).max(1));
+                }
+                let written: Option<String> = self
+                    .guarded(
+                        "kv_put",
+                        |mut c| async move { cmd.query_async(&mut c).await },
+                    )
+                    .await?;
+                Ok(KvReply::Written(written.is_some()))
+            }
+            KvOp::Delete { .. } => {
+                self.guarded("kv_delete", |mut c| async move {
+                    redis::cmd("DEL").arg(&key).query_async::<u64>(&mut c).await
+                })
+                .await?;
+                Ok(KvReply::Done)
+            }
+            // Not the operation's contents: a value may be a secret.
+            _ => Err(RedisError::Reply(
+                "key-value operation not supported".to_owned(),
+            )),
+        }
+    }
+
     // ---- tokens ----
 
     /// Runs a token-store operation; the reply goes to the continuation that asked for it
@@ -477,6 +529,9 @@ impl RedisStore {
                 self.put_code(hash, record).await.map(|()| StoreReply::Done)
             }
             StoreOp::TakeCode(hash) => self.take_code(hash).await.map(StoreReply::Code),
+            StoreOp::SetAttributes { hash, set } => {
+                self.set_attributes(hash, set).await.map(StoreReply::Token)
+            }
             other => Err(RedisError::Reply(format!(
                 "token-store operation not supported: {other:?}"
             ))),
@@ -588,6 +643,58 @@ impl RedisStore {
             }
         }
         Ok(revoked)
+    }
+
+    /// Read, change, then compare-and-set in Lua (the multiplexed connection rules out
+    /// `WATCH`); a record changed meanwhile by another instance is read again, a bounded
+    /// number of times.
+    async fn set_attributes(
+        &self,
+        hash: &TokenHash,
+        set: &[(String, String)],
+    ) -> Result<Option<Arc<TokenRecord>>, RedisError> {
+        const ATTEMPTS: usize = 8;
+        let key = &self.inner.keys.token(hash);
+        for _ in 0..ATTEMPTS {
+            let (rec, rev): (Option<String>, Option<u64>) = self
+                .guarded("set_attributes", |mut c| async move {
+                    redis::cmd("HMGET")
+                        .arg(key)
+                        .arg("rec")
+                        .arg("rev")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let Some(rec) = rec else {
+                return Ok(None);
+            };
+            let mut record: TokenRecord = serde_json::from_str(&rec)?;
+            record.attributes = preflow_oauth::merge_attributes(&record.attributes, set);
+            let json = serde_json::to_string(&record)?;
+            let (rec, json) = (&rec, &json);
+            let replaced: i64 = self
+                .guarded("set_attributes", |mut c| async move {
+                    self.inner
+                        .scripts
+                        .replace_record
+                        .key(key)
+                        .arg(rec)
+                        .arg(json)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            if replaced == 1 {
+                if record.revoked_at.is_none() {
+                    record.revoked_at = rev;
+                }
+                return Ok(Some(Arc::new(record)));
+            }
+        }
+        Err(RedisError::Reply(
+            "token attributes changed concurrently too often".to_owned(),
+        ))
     }
 
     async fn put_code(&self, hash: &TokenHash, record: &CodeRecord) -> Result<(), RedisError> {

@@ -29,6 +29,8 @@ const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("codes");
 const QUOTA: TableDefinition<&str, &[u8]> = TableDefinition::new("quota");
 /// Quota key → rolling window.
 const ROLLING: TableDefinition<&str, &[u8]> = TableDefinition::new("rolling");
+/// (namespace, key) → expiry (ns, big-endian, 0 for none) and value ([`crate::kv`]).
+const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 
 /// Tokens, refresh tokens, authorization codes and Quota counters in one redb file;
 /// SpikeArrest state in memory. See the [crate docs](crate) for what is durable when.
@@ -70,6 +72,7 @@ impl DurableStore {
             txn.open_table(CODES).map_err(db("open table"))?;
             txn.open_table(QUOTA).map_err(db("open table"))?;
             txn.open_table(ROLLING).map_err(db("open table"))?;
+            txn.open_table(KV).map_err(db("open table"))?;
         }
         txn.commit().map_err(db("commit"))?;
         Ok(DurableStore {
@@ -100,8 +103,8 @@ impl DurableStore {
         result
     }
 
-    /// Removes expired tokens and codes, revoked tokens past their retention (a day) and
-    /// idle counters; how many records were removed.
+    /// Removes expired tokens, codes and key-value entries, revoked tokens past their
+    /// retention (a day) and idle counters; how many records were removed.
     pub fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         let secs = now.as_nanos() / 1_000_000_000;
         let retention = self.revoked_retention;
@@ -178,6 +181,22 @@ impl DurableStore {
             }
             for k in &dead_rolling {
                 rolling.remove(k.as_str()).map_err(db("remove"))?;
+                removed += 1;
+            }
+            let mut kv = txn.open_table(KV).map_err(db("open table"))?;
+            let mut dead_kv = Vec::new();
+            for row in kv.iter().map_err(db("scan"))? {
+                let (k, v) = row.map_err(db("scan"))?;
+                if crate::kv::expiry(v.value()).is_ok_and(|at| crate::kv::live(at, now.as_nanos()))
+                {
+                    continue;
+                }
+                let (ns, key) = k.value();
+                dead_kv.push((ns.to_owned(), key.to_owned()));
+            }
+            for (ns, key) in &dead_kv {
+                kv.remove((ns.as_str(), key.as_str()))
+                    .map_err(db("remove"))?;
                 removed += 1;
             }
         }
@@ -278,6 +297,33 @@ impl DurableStore {
         Ok(n)
     }
 
+    /// Reads, changes and writes the token's record in one write transaction.
+    fn set_attributes(
+        &self,
+        hash: &TokenHash,
+        set: &[(String, String)],
+    ) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        let txn = self.write(Durability::Immediate)?;
+        let updated = {
+            let mut tokens = txn.open_table(TOKENS).map_err(db("open table"))?;
+            let record = match tokens.get(&hash.0).map_err(db("read"))? {
+                Some(v) => serde_json::from_slice::<TokenRecord>(v.value())?,
+                None => return Ok(None),
+            };
+            let record = TokenRecord {
+                attributes: preflow_oauth::merge_attributes(&record.attributes, set),
+                ..record
+            };
+            let json = serde_json::to_vec(&record)?;
+            tokens
+                .insert(&hash.0, json.as_slice())
+                .map_err(db("write"))?;
+            record
+        };
+        txn.commit().map_err(db("commit"))?;
+        Ok(Some(Arc::new(updated)))
+    }
+
     fn put_code(&self, hash: &TokenHash, record: &CodeRecord) -> Result<(), StoreError> {
         let txn = self.write(Durability::Immediate)?;
         {
@@ -368,7 +414,97 @@ impl DurableStore {
     }
 }
 
+impl DurableStore {
+    fn kv_get(&self, namespace: &str, key: &str, now: u64) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db("begin"))?;
+        let table = txn.open_table(KV).map_err(db("open table"))?;
+        let Some(v) = table.get((namespace, key)).map_err(db("read"))? else {
+            return Ok(None);
+        };
+        let (value, at) = crate::kv::decode(v.value())?;
+        Ok(crate::kv::live(at, now).then_some(value))
+    }
+
+    fn kv_put(
+        &self,
+        (namespace, key): (&str, &str),
+        value: &str,
+        expires_at: Option<u64>,
+        overwrite: bool,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let txn = self.write(Durability::Immediate)?;
+        let written = {
+            let mut table = txn.open_table(KV).map_err(db("open table"))?;
+            let existing = match table.get((namespace, key)).map_err(db("read"))? {
+                Some(v) => Some(crate::kv::expiry(v.value())?),
+                None => None,
+            };
+            let blocked = !overwrite && existing.is_some_and(|at| crate::kv::live(at, now));
+            if !blocked {
+                table
+                    .insert(
+                        (namespace, key),
+                        crate::kv::encode(value, expires_at).as_slice(),
+                    )
+                    .map_err(db("write"))?;
+            }
+            !blocked
+        };
+        if written {
+            txn.commit().map_err(db("commit"))?;
+        } else {
+            txn.abort().map_err(db("abort"))?;
+        }
+        Ok(written)
+    }
+
+    fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StoreError> {
+        let txn = self.write(Durability::Immediate)?;
+        let removed = {
+            let mut table = txn.open_table(KV).map_err(db("open table"))?;
+            let removed = table.remove((namespace, key)).map_err(db("remove"))?;
+            removed.is_some()
+        };
+        if removed {
+            txn.commit().map_err(db("commit"))
+        } else {
+            txn.abort().map_err(db("abort"))
+        }
+    }
+}
+
 impl StateStore for DurableStore {
+    fn kv(&self, op: &preflow::KvOp) -> Result<preflow::KvReply, StoreError> {
+        use preflow::{KvOp, KvReply};
+        Ok(match op {
+            KvOp::Get {
+                namespace,
+                key,
+                now,
+            } => KvReply::Value(self.kv_get(namespace, key, *now)?),
+            KvOp::Put {
+                namespace,
+                key,
+                value,
+                expires_at,
+                overwrite,
+                now,
+            } => KvReply::Written(self.kv_put(
+                (namespace, key),
+                value,
+                *expires_at,
+                *overwrite,
+                *now,
+            )?),
+            KvOp::Delete { namespace, key } => {
+                self.kv_delete(namespace, key)?;
+                KvReply::Done
+            }
+            _ => KvReply::Done,
+        })
+    }
+
     fn token(&self, op: &StoreOp) -> Result<StoreReply, StoreError> {
         Ok(match op {
             StoreOp::PutTokens(tokens) => {
@@ -385,6 +521,9 @@ impl StateStore for DurableStore {
                 StoreReply::Done
             }
             StoreOp::TakeCode(hash) => StoreReply::Code(self.take_code(hash)?),
+            StoreOp::SetAttributes { hash, set } => {
+                StoreReply::Token(self.set_attributes(hash, set)?)
+            }
             _ => StoreReply::Unavailable,
         })
     }

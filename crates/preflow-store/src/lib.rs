@@ -5,9 +5,10 @@
 //! * [`MemoryState`]: the in-memory token and counter stores of `preflow-oauth` and
 //!   `preflow-ratelimit`. Everything is lost when the process ends (tests).
 //! * [`DurableStore`]: an embedded database in one file ([redb]): access and refresh
-//!   tokens, authorization codes and Quota counters survive a restart (even `kill -9`)
+//!   tokens, authorization codes, key-value entries ([`preflow::KvOp`]) and Quota
+//!   counters survive a restart (even `kill -9`)
 //!   of a single gateway with no other process. Writes of security state (tokens issued,
-//!   revoked, codes taken) are committed with fsync before the operation returns, so
+//!   revoked, codes taken, key-value entries written or deleted) are committed with fsync before the operation returns, so
 //!   nothing is acknowledged to a client that a crash could take back. Quota counters are
 //!   committed without fsync and made durable by [`DurableStore::sync`] (the gateway calls
 //!   it every second and at shutdown); a crash loses at most the counts since the last
@@ -38,10 +39,12 @@
 
 mod durable;
 mod error;
+mod kv;
 mod windows;
 
 pub use durable::{DEFAULT_FILE_NAME, DurableStore};
 pub use error::StoreError;
+pub use kv::MemoryKv;
 
 use preflow_oauth::TokenStore as _;
 use preflow_ratelimit::CounterStore as _;
@@ -58,12 +61,16 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         op: &preflow_ratelimit::StoreOp,
     ) -> Result<preflow_ratelimit::StoreReply, StoreError>;
 
+    /// Performs a key-value operation ([`preflow::KvOp`]).
+    fn kv(&self, op: &preflow::KvOp) -> Result<preflow::KvReply, StoreError>;
+
     /// Performs one store step of the engine. A failed operation answers
     /// [`preflow::StoreReply::Unavailable`] (logged, without keys or tokens).
     fn run(&self, op: &preflow::StoreOp) -> preflow::StoreReply {
         let result = match op {
             preflow::StoreOp::RateLimit(op) => self.counter(op).map(preflow::StoreReply::RateLimit),
             preflow::StoreOp::Token(op) => self.token(op).map(preflow::StoreReply::Token),
+            preflow::StoreOp::Kv(op) => self.kv(op).map(preflow::StoreReply::Kv),
             _ => return preflow::StoreReply::Unavailable,
         };
         result.unwrap_or_else(|e| {
@@ -78,6 +85,7 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 pub struct MemoryState {
     tokens: preflow_oauth::MemoryStore,
     counters: preflow_ratelimit::MemoryStore,
+    kv: MemoryKv,
 }
 
 impl MemoryState {
@@ -97,5 +105,9 @@ impl StateStore for MemoryState {
         op: &preflow_ratelimit::StoreOp,
     ) -> Result<preflow_ratelimit::StoreReply, StoreError> {
         Ok(self.counters.run(op))
+    }
+
+    fn kv(&self, op: &preflow::KvOp) -> Result<preflow::KvReply, StoreError> {
+        Ok(self.kv.run(op))
     }
 }

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use preflow::{KvOp, KvReply};
 use preflow_oauth::{
     CodeRecord, CodeTake, GrantId, GrantType, StoreOp, StoreReply, TokenHash, TokenKind,
     TokenRecord,
@@ -24,6 +25,7 @@ use preflow_store::{DurableStore, MemoryState, StateStore};
 trait Backend {
     async fn token(&self, op: StoreOp) -> StoreReply;
     async fn counter(&self, op: preflow_ratelimit::StoreOp) -> preflow_ratelimit::StoreReply;
+    async fn kv(&self, op: KvOp) -> KvReply;
 }
 
 struct Inline<S>(S);
@@ -35,6 +37,9 @@ impl<S: StateStore> Backend for Inline<S> {
     async fn counter(&self, op: preflow_ratelimit::StoreOp) -> preflow_ratelimit::StoreReply {
         self.0.counter(&op).unwrap()
     }
+    async fn kv(&self, op: KvOp) -> KvReply {
+        self.0.kv(&op).unwrap()
+    }
 }
 
 struct Redis(preflow_redis::RedisStore);
@@ -45,6 +50,9 @@ impl Backend for Redis {
     }
     async fn counter(&self, op: preflow_ratelimit::StoreOp) -> preflow_ratelimit::StoreReply {
         self.0.run_ratelimit(&op).await.unwrap()
+    }
+    async fn kv(&self, op: KvOp) -> KvReply {
+        self.0.run_kv(&op).await.unwrap()
     }
 }
 
@@ -260,7 +268,136 @@ async fn spike_arrest(s: &impl Backend) {
     assert!(!take.resolve(&second).unwrap().is_allowed());
 }
 
+fn kv_get(namespace: &str, key: &str) -> KvOp {
+    KvOp::Get {
+        namespace: namespace.into(),
+        key: key.into(),
+        now: now().as_nanos(),
+    }
+}
+
+fn kv_put(
+    namespace: &str,
+    key: &str,
+    value: &str,
+    expires_at: Option<u64>,
+    overwrite: bool,
+) -> KvOp {
+    KvOp::Put {
+        namespace: namespace.into(),
+        key: key.into(),
+        value: value.into(),
+        expires_at,
+        overwrite,
+        now: now().as_nanos(),
+    }
+}
+
+fn value(v: &str) -> KvReply {
+    KvReply::Value(Some(v.to_owned()))
+}
+
+async fn key_values(s: &impl Backend) {
+    // Namespaces as KeyValueMapOperations names them, braces and colons included.
+    let ns = format!("kvm:{{org/env/p-{}}}:{{map}}", now().as_nanos());
+    let other = format!("{ns}x");
+    assert_eq!(s.kv(kv_get(&ns, "k")).await, KvReply::Value(None));
+    assert_eq!(
+        s.kv(kv_put(&ns, "k", "v1", None, true)).await,
+        KvReply::Written(true)
+    );
+    assert_eq!(s.kv(kv_get(&ns, "k")).await, value("v1"));
+    assert_eq!(s.kv(kv_get(&other, "k")).await, KvReply::Value(None));
+    // Without overwrite a live entry stays; with it, it is replaced.
+    assert_eq!(
+        s.kv(kv_put(&ns, "k", "v2", None, false)).await,
+        KvReply::Written(false)
+    );
+    assert_eq!(s.kv(kv_get(&ns, "k")).await, value("v1"));
+    assert_eq!(
+        s.kv(kv_put(&ns, "k", "v3 ✓", None, true)).await,
+        KvReply::Written(true)
+    );
+    assert_eq!(s.kv(kv_get(&ns, "k")).await, value("v3 ✓"));
+    assert_eq!(
+        s.kv(KvOp::Delete {
+            namespace: ns.clone(),
+            key: "k".into()
+        })
+        .await,
+        KvReply::Done
+    );
+    assert_eq!(s.kv(kv_get(&ns, "k")).await, KvReply::Value(None));
+    // Expiry: an entry that has expired is absent, and may be written without overwrite.
+    let soon = now().as_nanos() + 150_000_000;
+    assert_eq!(
+        s.kv(kv_put(&ns, "e", "brief", Some(soon), true)).await,
+        KvReply::Written(true)
+    );
+    assert_eq!(s.kv(kv_get(&ns, "e")).await, value("brief"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.kv(kv_get(&ns, "e")).await, KvReply::Value(None));
+    assert_eq!(
+        s.kv(kv_put(&ns, "e", "again", None, false)).await,
+        KvReply::Written(true)
+    );
+    assert_eq!(s.kv(kv_get(&ns, "e")).await, value("again"));
+    let past = now().as_nanos() - 1_000_000_000;
+    s.kv(kv_put(&ns, "p", "gone", Some(past), true)).await;
+    assert_eq!(s.kv(kv_get(&ns, "p")).await, KvReply::Value(None));
+    // A long entry in an awkward namespace.
+    let long = "x".repeat(100_000);
+    s.kv(kv_put("{", "}", &long, None, true)).await;
+    assert_eq!(s.kv(kv_get("{", "}")).await, value(&long));
+}
+
+async fn token_attributes(s: &impl Backend) {
+    let t = now_secs();
+    let (a, unknown) = (hash("attrs"), hash("attrs-unknown"));
+    let access = record(TokenKind::Access, GrantId::random(), t);
+    let put = StoreOp::PutTokens(vec![(a, Arc::clone(&access))]);
+    assert_eq!(s.token(put).await, StoreReply::Done);
+    let revoke = StoreOp::RevokeToken { hash: a, at: t };
+    assert_eq!(s.token(revoke).await, StoreReply::Count(1));
+    let set = StoreOp::SetAttributes {
+        hash: a,
+        set: vec![
+            ("tier".to_owned(), "platinum".to_owned()),
+            ("new".to_owned(), "x".to_owned()),
+        ],
+    };
+    let expected = TokenRecord {
+        attributes: vec![
+            ("tier".to_owned(), "platinum".to_owned()),
+            ("new".to_owned(), "x".to_owned()),
+        ]
+        .into(),
+        revoked_at: Some(t),
+        ..(*access).clone()
+    };
+    assert_eq!(
+        s.token(set).await,
+        StoreReply::Token(Some(Arc::new(expected.clone())))
+    );
+    assert_eq!(
+        s.token(StoreOp::GetToken(a)).await,
+        StoreReply::Token(Some(Arc::new(expected))),
+        "attributes change, the rest of the record and its revocation stay"
+    );
+    let set = StoreOp::SetAttributes {
+        hash: unknown,
+        set: vec![("k".to_owned(), "v".to_owned())],
+    };
+    assert_eq!(s.token(set).await, StoreReply::Token(None));
+    assert_eq!(
+        s.token(StoreOp::GetToken(unknown)).await,
+        StoreReply::Token(None)
+    );
+}
+
 async fn suite(s: &impl Backend) {
+    key_values(s).await;
+    token_attributes(s).await;
     tokens_round_trip(s).await;
     revocation(s).await;
     codes_are_taken_once(s).await;
@@ -357,6 +494,8 @@ async fn redb_state_survives_reopening() {
         ));
         assert!(quota_reply(s.counter(incr.clone()).await).allowed);
         assert!(quota_reply(s.counter(incr.clone()).await).allowed);
+        s.kv(kv_put("kvm:{o/e/p}:{m}", "k", "kept", None, true))
+            .await;
     }
     let s = Inline(DurableStore::open(&path).unwrap());
     assert_eq!(
@@ -375,6 +514,11 @@ async fn redb_state_survives_reopening() {
     let over = quota_reply(s.counter(incr).await);
     assert!(!over.allowed, "the quota count survives");
     assert_eq!(over.used, 2);
+    assert_eq!(
+        s.kv(kv_get("kvm:{o/e/p}:{m}", "k")).await,
+        value("kept"),
+        "a key-value entry survives"
+    );
 }
 
 #[test]
@@ -390,10 +534,28 @@ fn purge_removes_only_dead_records() {
         (expired, Arc::new(old)),
     ]);
     store.token(&put).unwrap();
-    let removed = store
-        .purge_expired(Timestamp::from_nanos(t * 1_000_000_000))
-        .unwrap();
-    assert_eq!(removed, 1);
+    let at = t * 1_000_000_000;
+    for (key, expires_at) in [("old", Some(at - 1)), ("new", Some(at + 1)), ("ever", None)] {
+        let put = KvOp::Put {
+            namespace: "ns".into(),
+            key: key.into(),
+            value: "v".into(),
+            expires_at,
+            overwrite: true,
+            now: at - 2,
+        };
+        store.kv(&put).unwrap();
+    }
+    let removed = store.purge_expired(Timestamp::from_nanos(at)).unwrap();
+    assert_eq!(removed, 2);
+    let get = |key: &str| KvOp::Get {
+        namespace: "ns".into(),
+        key: key.into(),
+        now: at - 2,
+    };
+    assert_eq!(store.kv(&get("old")).unwrap(), KvReply::Value(None));
+    assert_eq!(store.kv(&get("new")).unwrap(), value("v"));
+    assert_eq!(store.kv(&get("ever")).unwrap(), value("v"));
     assert!(matches!(
         store.token(&StoreOp::GetToken(live)).unwrap(),
         StoreReply::Token(Some(_))

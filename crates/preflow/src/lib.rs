@@ -138,8 +138,8 @@ pub use lint::lint;
 pub use path::PathError;
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::runtime::{
-    Client, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp, StoreReply, Target,
-    TargetError, Timeouts,
+    Client, KvOp, KvReply, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
+    StoreReply, Target, TargetError, Timeouts,
 };
 pub use preflow_policy::{
     CompileError, Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template,

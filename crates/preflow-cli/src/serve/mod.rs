@@ -7,7 +7,6 @@
 //! goes to standard error; the bound addresses go to standard output.
 
 mod admin;
-mod environment;
 mod gateway;
 mod listener;
 mod redis;
@@ -23,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use preflow_cli::apps;
+use preflow_cli::{apps, environment};
 use preflow_oauth::PasswordHashCost;
 use tokio::sync::watch;
 

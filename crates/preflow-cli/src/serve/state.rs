@@ -11,8 +11,8 @@ use preflow_store::{DurableStore, StateStore as _};
 /// `--state`: where a gateway without Redis keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StateArg {
-    /// An embedded database file (`preflow-state.redb` in `--state-dir`): tokens, codes
-    /// and Quota counters survive a restart.
+    /// An embedded database file (`preflow-state.redb` in `--state-dir`): tokens, codes,
+    /// key-value entries and Quota counters survive a restart.
     File,
     /// Process memory: everything is lost when the gateway stops.
     Memory,
@@ -67,6 +67,7 @@ fn issues(op: &preflow::StoreOp) -> bool {
 fn commits_durably(op: &preflow::StoreOp) -> bool {
     match op {
         preflow::StoreOp::Token(op) => !matches!(op, preflow_oauth::StoreOp::GetToken(_)),
+        preflow::StoreOp::Kv(op) => !matches!(op, preflow::KvOp::Get { .. }),
         _ => false,
     }
 }

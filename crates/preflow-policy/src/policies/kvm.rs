@@ -5,7 +5,9 @@ use http::StatusCode;
 use crate::Setting;
 use crate::parse::{Cx, ref_attr};
 use crate::registry::{BuildCx, CompileError, PolicyType};
-use crate::runtime::{Fault, Outcome, Runtime};
+use crate::runtime::{
+    Fault, KvOp, KvReply, Outcome, Runtime, StateMode, StoreOp, StoreReply, Waiting,
+};
 use crate::xml::Element;
 
 /// The scope of a key value map.
@@ -212,15 +214,18 @@ fn kvm_key<R: Runtime>(rt: &R, key: &Key) -> Option<String> {
     Some(parts.join("__"))
 }
 
-fn kvm_map<R: Runtime>(rt: &R, policy: &str, k: &KeyValueMapOperations) -> String {
-    let map = k
-        .map_name
+fn map_name<R: Runtime>(rt: &R, k: &KeyValueMapOperations) -> String {
+    k.map_name
         .reference
         .as_deref()
         .and_then(|r| rt.variable(r))
         .or_else(|| k.map_name.value.clone())
         .or_else(|| k.map_identifier.clone())
-        .unwrap_or_else(|| "kvmap".to_owned());
+        .unwrap_or_else(|| "kvmap".to_owned())
+}
+
+fn kvm_map<R: Runtime>(rt: &R, policy: &str, k: &KeyValueMapOperations) -> String {
+    let map = map_name(rt, k);
     let bundle_name = rt.bundle_name();
     match k.scope {
         KvmScope::Organization => format!("org\u{1}{map}"),
@@ -238,9 +243,199 @@ fn kvm_fault(name: &'static str, why: String) -> Outcome {
     ))
 }
 
+/// Sets `assign_to` to the value at `index` (1-based), or to all values joined by commas.
+fn assign<R: Runtime>(
+    rt: &mut R,
+    assign_to: &str,
+    index: Option<u32>,
+    values: &[String],
+) -> Result<(), Outcome> {
+    let value = match index {
+        Some(i) => match values.get(usize::try_from(i).unwrap_or(0).saturating_sub(1)) {
+            Some(v) => v.clone(),
+            None => return Err(kvm_fault("InvalidIndex", format!("Invalid index {i}"))),
+        },
+        None => values.join(","),
+    };
+    rt.set_variable(assign_to.trim(), value);
+    Ok(())
+}
+
+/// The values of a `<Put>`, resolved.
+fn put_values<R: Runtime>(rt: &R, values: &[Setting<String>]) -> Result<Vec<String>, Outcome> {
+    let mut vals = Vec::with_capacity(values.len());
+    for v in values {
+        match v
+            .reference
+            .as_deref()
+            .and_then(|r| rt.variable(r))
+            .or_else(|| v.value.clone())
+        {
+            Some(x) => vals.push(x),
+            None => return Err(kvm_fault("ValueIsMissing", "Value is missing".to_owned())),
+        }
+    }
+    Ok(vals)
+}
+
+fn run<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) -> Outcome {
+    match rt.env().state {
+        StateMode::Local => run_local(rt, policy, k),
+        StateMode::Remote => remote_from(rt, policy, k, 0),
+    }
+}
+
+/// The store namespace of the map in [`StateMode::Remote`]:
+/// `kvm:{ORG}:MAP`, `kvm:{ORG/env/ENV}:MAP`, `kvm:{ORG/proxy/PROXY}:MAP` or
+/// `kvm:{ORG/proxy/PROXY/policy/POLICY}:MAP` by scope. API-proxy and policy maps are
+/// shared by every environment of the proxy, as in Apigee.
+fn namespace<R: Runtime>(rt: &R, policy: &str, k: &KeyValueMapOperations) -> String {
+    let map = map_name(rt, k);
+    let settings = &rt.env().settings;
+    let org = &settings.organization;
+    let proxy = rt.bundle_name();
+    match k.scope {
+        KvmScope::Organization => format!("kvm:{{{org}}}:{map}"),
+        KvmScope::Environment => format!("kvm:{{{org}/env/{}}}:{map}", settings.environment),
+        KvmScope::ApiProxy => format!("kvm:{{{org}/proxy/{proxy}}}:{map}"),
+        KvmScope::Policy => format!("kvm:{{{org}/proxy/{proxy}/policy/{policy}}}:{map}"),
+    }
+}
+
+/// How many maps this process remembers having seeded with their initial entries; past
+/// it (map names taken from variables) maps are seeded again, which is harmless.
+const MAX_SEEDED_MAPS: usize = 10_000;
+
+/// The values of an entry as stored: a JSON array of strings.
+fn encode_values(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The values of a stored entry; a value that is not a JSON array of strings (written by
+/// something else) is one value.
+fn decode_values(stored: String) -> Vec<String> {
+    serde_json::from_str(&stored).unwrap_or_else(|_| vec![stored])
+}
+
+fn store_unavailable() -> Outcome {
+    Outcome::Fault(Fault::new(
+        "steps.keyvaluemapoperations.StoreUnavailable",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The key value map store is unavailable",
+    ))
+}
+
+/// Runs the policy as store operations from `step` on: steps `0..n` write the `n`
+/// initial entries (without overwriting, once per map and process), the next ones are
+/// the operations in document order. Each step is one [`KvOp`]; the reply resumes at
+/// [`resume`].
+fn remote_from<R: Runtime>(
+    rt: &mut R,
+    policy: &str,
+    k: &KeyValueMapOperations,
+    mut step: usize,
+) -> Outcome {
+    let namespace = namespace(rt, policy, k);
+    let seeds = k.initial_entries.len();
+    let marker = format!("{namespace}\u{2}seeded");
+    if step == 0 && seeds > 0 && rt.env().kvm.contains_key(&marker) {
+        step = seeds;
+    }
+    let now = rt.now_ns();
+    while let Some(e) = k.initial_entries.get(step) {
+        let parts: Option<Vec<String>> = e.key.parameters.iter().map(|p| p.value.clone()).collect();
+        if let Some(parts) = parts {
+            let op = KvOp::Put {
+                namespace,
+                key: parts.join("__"),
+                value: encode_values(&e.values),
+                expires_at: None,
+                overwrite: false,
+                now,
+            };
+            return Outcome::Store(StoreOp::Kv(op), Waiting::Step(step));
+        }
+        step += 1;
+    }
+    if seeds > 0 && step == seeds && rt.env().kvm.len() < MAX_SEEDED_MAPS {
+        rt.env().kvm.insert(marker, Vec::new());
+    }
+    let Some(op) = step.checked_sub(seeds).and_then(|i| k.operations.get(i)) else {
+        return Outcome::Continue;
+    };
+    let key = match op {
+        KvmOperation::Get { key, .. }
+        | KvmOperation::Put { key, .. }
+        | KvmOperation::Delete { key } => key,
+    };
+    let Some(key) = kvm_key(rt, key) else {
+        return kvm_fault("KeyIsMissing", "Key is missing".to_owned());
+    };
+    let op = match op {
+        KvmOperation::Get { .. } => KvOp::Get {
+            namespace,
+            key,
+            now,
+        },
+        KvmOperation::Put {
+            override_existing,
+            values,
+            ..
+        } => {
+            let values = match put_values(rt, values) {
+                Ok(v) => v,
+                Err(fault) => return fault,
+            };
+            KvOp::Put {
+                namespace,
+                key,
+                value: encode_values(&values),
+                expires_at: None,
+                overwrite: *override_existing,
+                now,
+            }
+        }
+        KvmOperation::Delete { .. } => KvOp::Delete { namespace, key },
+    };
+    Outcome::Store(StoreOp::Kv(op), Waiting::Step(step))
+}
+
+/// Takes the reply to the store operation of `step` and goes on with the next one.
+fn resume<R: Runtime>(
+    rt: &mut R,
+    policy: &str,
+    k: &KeyValueMapOperations,
+    waiting: Waiting,
+    reply: StoreReply,
+) -> Outcome {
+    let Waiting::Step(step) = waiting else {
+        return Outcome::Continue;
+    };
+    let reply = match reply {
+        StoreReply::Kv(reply) => reply,
+        _ => return store_unavailable(),
+    };
+    let op = step
+        .checked_sub(k.initial_entries.len())
+        .and_then(|i| k.operations.get(i));
+    if let (
+        Some(KvmOperation::Get {
+            assign_to, index, ..
+        }),
+        KvReply::Value(Some(stored)),
+    ) = (op, reply)
+    {
+        let values = decode_values(stored);
+        if let Err(fault) = assign(rt, assign_to, *index, &values) {
+            return fault;
+        }
+    }
+    remote_from(rt, policy, k, step.saturating_add(1))
+}
+
 /// Runs the operations on the gateway's in-memory maps. Initial entries are written on
 /// first use of the map.
-fn run<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) -> Outcome {
+fn run_local<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) -> Outcome {
     let map = kvm_map(rt, policy, k);
     let seeded = format!("{map}\u{2}seeded");
     if !rt.env().kvm.contains_key(&seeded) {
@@ -270,17 +465,9 @@ fn run<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) -> Outco
                     .get(&format!("{map}\u{2}{key}"))
                     .map(|v| v.clone());
                 let Some(values) = values else { continue };
-                let value = match index {
-                    Some(i) => match values.get(usize::try_from(*i).unwrap_or(0).saturating_sub(1))
-                    {
-                        Some(v) => v.clone(),
-                        None => {
-                            return kvm_fault("InvalidIndex", format!("Invalid index {i}"));
-                        }
-                    },
-                    None => values.join(","),
-                };
-                rt.set_variable(assign_to.trim(), value);
+                if let Err(fault) = assign(rt, assign_to, *index, &values) {
+                    return fault;
+                }
             }
             KvmOperation::Put {
                 override_existing,
@@ -290,18 +477,10 @@ fn run<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) -> Outco
                 let Some(key) = kvm_key(rt, key) else {
                     return kvm_fault("KeyIsMissing", "Key is missing".to_owned());
                 };
-                let mut vals = Vec::new();
-                for v in values {
-                    match v
-                        .reference
-                        .as_deref()
-                        .and_then(|r| rt.variable(r))
-                        .or_else(|| v.value.clone())
-                    {
-                        Some(x) => vals.push(x),
-                        None => return kvm_fault("ValueIsMissing", "Value is missing".to_owned()),
-                    }
-                }
+                let vals = match put_values(rt, values) {
+                    Ok(v) => v,
+                    Err(fault) => return fault,
+                };
                 let full = format!("{map}\u{2}{key}");
                 if *override_existing || !rt.env().kvm.contains_key(&full) {
                     rt.env().kvm.insert(full, vals);
@@ -339,6 +518,15 @@ impl PolicyType for KeyValueMapPolicy {
 
     fn run<R: Runtime>(c: &(String, Box<KeyValueMapOperations>), rt: &mut R) -> Outcome {
         run(rt, &c.0, &c.1)
+    }
+
+    fn resume<R: Runtime>(
+        c: &(String, Box<KeyValueMapOperations>),
+        rt: &mut R,
+        waiting: Waiting,
+        reply: StoreReply,
+    ) -> Outcome {
+        resume(rt, &c.0, &c.1, waiting, reply)
     }
 
     fn variables_set(k: &KeyValueMapOperations) -> Vec<String> {

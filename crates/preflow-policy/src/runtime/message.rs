@@ -151,6 +151,8 @@ pub enum StoreOp {
     RateLimit(preflow_ratelimit::StoreOp),
     /// A token or authorization-code operation.
     Token(preflow_oauth::StoreOp),
+    /// A key-value operation (KeyValueMapOperations, caches of the gateway).
+    Kv(KvOp),
 }
 
 /// The reply to a [`StoreOp`].
@@ -161,9 +163,85 @@ pub enum StoreReply {
     RateLimit(preflow_ratelimit::StoreReply),
     /// The reply to [`StoreOp::Token`].
     Token(preflow_oauth::StoreReply),
+    /// The reply to [`StoreOp::Kv`].
+    Kv(KvReply),
     /// The store could not perform the operation. Rate limits fail open with the policy
     /// marked failed; token operations fail as their policy documents (503 or 401).
     Unavailable,
+}
+
+/// A generic key-value operation on the state store: one entry, named by a namespace
+/// the caller chooses (for instance `kvm:{org/env/proxy}:{map}`) and a key in it.
+///
+/// Times are nanoseconds since the Unix epoch. An entry whose expiry is at or before the
+/// operation's `now` is absent: the file and memory stores compare with `now`, Redis
+/// expires the key itself on its own clock (`PXAT`). Values are strings; callers bound
+/// their sizes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KvOp {
+    /// Reads an entry. Reply: [`KvReply::Value`].
+    Get {
+        /// The namespace.
+        namespace: String,
+        /// The key in the namespace.
+        key: String,
+        /// The current time (ns).
+        now: u64,
+    },
+    /// Writes an entry. Reply: [`KvReply::Written`], false when `overwrite` is false
+    /// and a live entry exists (which is then left as it is).
+    Put {
+        /// The namespace.
+        namespace: String,
+        /// The key in the namespace.
+        key: String,
+        /// The value.
+        value: String,
+        /// When the entry expires (ns); `None` keeps it until deleted.
+        expires_at: Option<u64>,
+        /// Whether to replace a live entry.
+        overwrite: bool,
+        /// The current time (ns).
+        now: u64,
+    },
+    /// Removes an entry, if any. Reply: [`KvReply::Done`].
+    Delete {
+        /// The namespace.
+        namespace: String,
+        /// The key in the namespace.
+        key: String,
+    },
+}
+
+impl KvOp {
+    /// The namespace the operation works in.
+    pub fn namespace(&self) -> &str {
+        match self {
+            KvOp::Get { namespace, .. }
+            | KvOp::Put { namespace, .. }
+            | KvOp::Delete { namespace, .. } => namespace,
+        }
+    }
+
+    /// The key the operation works on.
+    pub fn key(&self) -> &str {
+        match self {
+            KvOp::Get { key, .. } | KvOp::Put { key, .. } | KvOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// The reply to a [`KvOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KvReply {
+    /// The live value of the entry read, if any.
+    Value(Option<String>),
+    /// Whether the entry was written.
+    Written(bool),
+    /// The operation was done.
+    Done,
 }
 
 /// An HTTP message as the flows see it: the request, or the response under construction.

@@ -21,7 +21,8 @@ use preflow_condition::{Compiled, Value};
 pub use env::{Env, PolicyResources, Profile, Settings, StateMode};
 pub use fault::{Fault, faults, wants_xml};
 pub use message::{
-    Client, Message, Scheme, StoreOp, StoreReply, Target, TargetError, Timeouts, TlsSettings,
+    Client, KvOp, KvReply, Message, Scheme, StoreOp, StoreReply, Target, TargetError, Timeouts,
+    TlsSettings,
 };
 pub use state::ExchangeState;
 
@@ -79,6 +80,9 @@ pub enum Waiting {
     },
     /// A revocation or code store; then go on.
     Done,
+    /// A policy's own sequence of store operations (KeyValueMapOperations,
+    /// Get/SetOAuthV2Info): the index of the step the reply belongs to.
+    Step(usize),
 }
 
 /// The engine's side of a running policy: one exchange, seen through variables and

@@ -1,14 +1,12 @@
 //! `<SetOAuthV2Info>`: adds or changes custom attributes of an access token.
 
-use std::sync::Arc;
-
 use http::StatusCode;
 use preflow_oauth::{TokenHash, TokenStore};
 
 use crate::parse::{Cx, ref_attr};
 use crate::policy::variable_of;
 use crate::registry::{BuildCx, CompileError, PolicyType};
-use crate::runtime::{Fault, Outcome, Runtime, StateMode};
+use crate::runtime::{Fault, Outcome, Runtime, StateMode, StoreOp, StoreReply, Waiting};
 use crate::xml::Element;
 
 use super::TokenAttribute;
@@ -42,30 +40,23 @@ fn parse(cx: &mut Cx<'_>, el: &Element) -> SetOAuthV2Info {
     }
 }
 
+fn invalid_access_token() -> Outcome {
+    Outcome::Fault(Fault::new(
+        "steps.oauth.v2.invalid_access_token",
+        StatusCode::UNAUTHORIZED,
+        "Invalid Access Token",
+    ))
+}
+
+/// Changes the token's attributes in one store operation
+/// ([`preflow_oauth::StoreOp::SetAttributes`]): inline on the local store, or as a store
+/// step with remote state, atomic in every store.
 fn run<R: Runtime>(rt: &mut R, i: &SetOAuthV2Info) -> Outcome {
-    if rt.env().state == StateMode::Remote {
-        return Outcome::Fault(Fault::new(
-            "steps.oauth.v2.UnsupportedOperation",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "SetOAuthV2Info needs local token state",
-        ));
-    }
     let Some(tok) = i.access_token.as_deref().and_then(|r| rt.variable(r)) else {
-        return Outcome::Fault(Fault::new(
-            "steps.oauth.v2.invalid_access_token",
-            StatusCode::UNAUTHORIZED,
-            "Invalid Access Token",
-        ));
+        return invalid_access_token();
     };
     let hash = TokenHash::of(tok.as_bytes());
-    let Some(rec) = rt.env().tokens.get_token(&hash) else {
-        return Outcome::Fault(Fault::new(
-            "steps.oauth.v2.invalid_access_token",
-            StatusCode::UNAUTHORIZED,
-            "Invalid Access Token",
-        ));
-    };
-    let mut attrs: Vec<(String, String)> = rec.attributes.to_vec();
+    let mut set = Vec::with_capacity(i.attributes.len());
     for a in &i.attributes {
         let v = a
             .reference
@@ -73,14 +64,27 @@ fn run<R: Runtime>(rt: &mut R, i: &SetOAuthV2Info) -> Outcome {
             .and_then(|r| rt.variable(r))
             .or_else(|| a.value.clone());
         if let Some(v) = v {
-            attrs.retain(|(k, _)| k != &a.name);
-            attrs.push((a.name.clone(), v));
+            set.push((a.name.clone(), v));
         }
     }
-    let mut updated = (*rec).clone();
-    updated.attributes = attrs.into();
-    rt.env().tokens.put_tokens(&[(hash, Arc::new(updated))]);
-    Outcome::Continue
+    match rt.env().state {
+        StateMode::Local => match rt.env().tokens.set_attributes(&hash, &set) {
+            Some(_) => Outcome::Continue,
+            None => invalid_access_token(),
+        },
+        StateMode::Remote => Outcome::Store(
+            StoreOp::Token(preflow_oauth::StoreOp::SetAttributes { hash, set }),
+            Waiting::Step(0),
+        ),
+    }
+}
+
+fn resume(reply: StoreReply) -> Outcome {
+    match reply {
+        StoreReply::Token(preflow_oauth::StoreReply::Token(Some(_))) => Outcome::Continue,
+        StoreReply::Token(preflow_oauth::StoreReply::Token(None)) => invalid_access_token(),
+        _ => super::get_oauth_v2_info::token_store_unavailable(),
+    }
 }
 
 /// The SetOAuthV2Info policy type.
@@ -102,5 +106,9 @@ impl PolicyType for SetOAuthV2InfoPolicy {
 
     fn run<R: Runtime>(c: &SetOAuthV2Info, rt: &mut R) -> Outcome {
         run(rt, c)
+    }
+
+    fn resume<R: Runtime>(_: &SetOAuthV2Info, _: &mut R, _: Waiting, reply: StoreReply) -> Outcome {
+        resume(reply)
     }
 }
