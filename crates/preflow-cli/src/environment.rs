@@ -609,8 +609,8 @@ impl Environment {
                     scope: scope.clone(),
                 },
             };
-            let mut provider = preflow::Provider::new(p.name.get_ref(), p.base_url.get_ref())
-                .with_auth(auth);
+            let mut provider =
+                preflow::Provider::new(p.name.get_ref(), p.base_url.get_ref()).with_auth(auth);
             if p.base_url.get_ref().starts_with("https://") || on_vhost.is_some() {
                 provider = provider.with_tls(p.tls.clone().unwrap_or_default().settings());
             }

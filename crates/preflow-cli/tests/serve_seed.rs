@@ -581,3 +581,72 @@ fn wrong_secrets_from_other_addresses_do_not_lock_out_the_client() {
     // meets at least one of them in rounds 7 to 10 (unless a round took over 4 s).
     assert!(slowed >= 8, "{slowed} attacker requests slowed");
 }
+
+/// A client that trusts the seed's example CA.
+fn seed_tls_client() -> reqwest::blocking::Client {
+    let ca = std::fs::read(seed().join("tls/ca.pem")).unwrap();
+    reqwest::blocking::ClientBuilder::new()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_api_reaches_the_tenant_through_its_provider_with_one_back_end_token() {
+    let gw = Gateway::start(&[seed().to_str().unwrap()]);
+    let tenant = gw.vhosts["tenant"];
+    let token = demo_token(&gw);
+    for _ in 0..5 {
+        assert_eq!(hello(&gw, &token), (200, HELLO.to_owned()));
+        pace();
+    }
+    // The tenant saw five API calls and one request to its token endpoint.
+    let log = gw.log();
+    let tenant_lines = |path: &str| {
+        log.lines()
+            .filter(|l| l.contains("listener=\"tenant\"") && l.contains(&format!("path={path} ")))
+            .count()
+    };
+    assert_eq!(tenant_lines("/oauth/token"), 1, "{log}");
+    assert_eq!(tenant_lines("/http/v1/test/hello"), 5, "{log}");
+    // Neither the back end's token nor its client secret is logged.
+    assert!(!log.contains("iflow-backend-secret"), "{log}");
+    assert!(!log.contains("Bearer "), "{log}");
+
+    // The tenant refuses the APIM app's token, over verified TLS on its own host.
+    let r = seed_tls_client()
+        .get(format!(
+            "https://localhost:{}/http/v1/test/hello",
+            tenant.port()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // The tenant's own client, with the scope, gets in.
+    let tok: serde_json::Value = serde_json::from_str(
+        &seed_tls_client()
+            .post(format!("https://localhost:{}/oauth/token", tenant.port()))
+            .basic_auth("preflow-gateway", Some("iflow-backend-secret"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    let r = seed_tls_client()
+        .get(format!(
+            "https://localhost:{}/http/v1/test/hello",
+            tenant.port()
+        ))
+        .bearer_auth(tok["access_token"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().unwrap(), HELLO);
+    // The tenant's API is not served on the APIM listener.
+    let r = raw_get(gw.addr, "/http/v1/test/hello", "");
+    assert_eq!(r.status, 404, "{}", r.body);
+}

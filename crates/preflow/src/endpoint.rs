@@ -786,6 +786,8 @@ impl Ecx<'_> {
                 "SSLInfo",
                 "HealthMonitor",
                 "Authentication",
+                "APIProvider",
+                "RelativePath",
             ],
         );
         let load_balancer = c.child("LoadBalancer").map(|lb| {
@@ -814,7 +816,18 @@ impl Ecx<'_> {
                 max_failures: Self::text_of(lb, "MaxFailures").and_then(|m| m.parse().ok()),
             }
         });
-        let url = Self::text_of(c, "URL");
+        // SAP's `<provider_id>` and `<relativePath>` (see `sap`): a provider URL.
+        let url = Self::text_of(c, "URL").or_else(|| {
+            Self::text_of(c, "APIProvider").map(|p| {
+                let rel = Self::text_of(c, "RelativePath").unwrap_or_default();
+                let sep = if rel.is_empty() || rel.starts_with('/') {
+                    ""
+                } else {
+                    "/"
+                };
+                format!("provider://{p}{sep}{rel}")
+            })
+        });
         if url.is_none() && load_balancer.is_none() {
             self.error(
                 c.offset,

@@ -744,12 +744,13 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Forward => forward(g, ex),
-        Stage::AwaitToken => {
-            if let Err(f) = crate::provider::token_response(g, ex) {
+        Stage::AwaitToken => match crate::provider::token_response(g, ex) {
+            Ok(step) => step,
+            Err(f) => {
                 enter_error(g, ex, f);
+                None
             }
-            None
-        }
+        },
         Stage::AwaitTarget => {
             let Some(result) = ex.target_result.take() else {
                 enter_error(

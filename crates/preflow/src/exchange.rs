@@ -217,8 +217,10 @@ pub(crate) struct Resume {
 pub struct Exchange {
     /// The virtual host the request arrived on (lower case), if the host says.
     pub(crate) virtual_host: Option<Box<str>>,
-    /// The provider token fetch this exchange performs, if any.
-    pub(crate) provider_fetching: Option<crate::provider::AwaitToken>,
+    /// What this exchange waits for on behalf of an API provider, if anything.
+    pub(crate) provider_wait: Option<crate::provider::AwaitToken>,
+    /// Whether the state store was asked for the provider's token.
+    pub(crate) provider_looked_up: bool,
     /// Which of the provider's tokens the target call carried.
     pub(crate) provider_generation: Option<u64>,
     /// Whether the call was already retried after a 401.

@@ -210,7 +210,10 @@ impl Gateway {
         self.inner.bases.iter().map(|b| {
             (
                 b.path.as_str(),
-                self.inner.bundles.get(b.bundle).map_or("", |x| x.name.as_str()),
+                self.inner
+                    .bundles
+                    .get(b.bundle)
+                    .map_or("", |x| x.name.as_str()),
             )
         })
     }
@@ -288,7 +291,8 @@ impl Gateway {
             final_response: None,
             body_pending: false,
             virtual_host: None,
-            provider_fetching: None,
+            provider_wait: None,
+            provider_looked_up: false,
             provider_generation: None,
             provider_retried: false,
         }

@@ -17,7 +17,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use preflow_policy::runtime::{Fault, Target, Timeouts};
+use preflow_policy::runtime::{
+    Fault, KvOp, KvReply, StateMode, StoreOp, StoreReply, Target, Timeouts,
+};
 
 use crate::compiled::Inner;
 use crate::environment::{Provider, ProviderAuth};
@@ -91,12 +93,19 @@ impl ProviderTokens {
     }
 }
 
-/// What the exchange waits for from the token endpoint.
+/// What the exchange waits for, for the provider at this index of the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AwaitToken {
-    /// The provider's index in the environment.
-    pub provider: usize,
+pub(crate) enum AwaitToken {
+    /// The state store's copy of the token ([`StateMode::Remote`]).
+    Lookup(usize),
+    /// The token endpoint's answer.
+    Fetch(usize),
+    /// The state store's acknowledgement of the new token.
+    Save(usize),
 }
+
+/// The state store's namespace of back-end tokens (keyed by provider name).
+const NAMESPACE: &str = "provider-token";
 
 /// What a target call needs before it can go.
 pub(crate) enum Authorized {
@@ -127,8 +136,10 @@ pub(crate) fn authorize(
 }
 
 fn bearer(g: &Inner, ex: &mut Exchange, p: usize, headers: &mut http::HeaderMap) -> Authorized {
-    let (Some(slot), Some(provider)) = (g.provider_tokens.slots.get(p), g.environment.providers.get(p))
-    else {
+    let (Some(slot), Some(provider)) = (
+        g.provider_tokens.slots.get(p),
+        g.environment.providers.get(p),
+    ) else {
         return Authorized::Failed(crate::fault::faults::target_unusable(
             "the API provider is not in the environment",
         ));
@@ -146,16 +157,26 @@ fn bearer(g: &Inner, ex: &mut Exchange, p: usize, headers: &mut http::HeaderMap)
     }
     if let Some(since) = s.fetching_since
         && now.saturating_sub(since) < FETCH_LEASE_NS
-        && ex.provider_fetching.is_none()
     {
         // Another exchange is fetching: look again shortly.
         return Authorized::Step(Step::Pause(PAUSE));
     }
     s.fetching_since = Some(now);
     drop(s);
+    if g.env.state == StateMode::Remote && !ex.provider_retried && !ex.provider_looked_up {
+        // Another instance may hold a token already.
+        ex.provider_looked_up = true;
+        ex.provider_wait = Some(AwaitToken::Lookup(p));
+        ex.stage = Stage::AwaitToken;
+        return Authorized::Step(Step::Store(StoreOp::Kv(KvOp::Get {
+            namespace: NAMESPACE.to_owned(),
+            key: provider.name.clone(),
+            now,
+        })));
+    }
     match token_request(provider) {
         Ok(target) => {
-            ex.provider_fetching = Some(AwaitToken { provider: p });
+            ex.provider_wait = Some(AwaitToken::Fetch(p));
             ex.stage = Stage::AwaitToken;
             Authorized::Step(Step::Forward(target))
         }
@@ -182,7 +203,9 @@ fn token_request(provider: &Provider) -> Result<Target, Fault> {
         scope,
     } = &provider.auth
     else {
-        return Err(crate::fault::faults::internal("not a client-credentials provider"));
+        return Err(crate::fault::faults::internal(
+            "not a client-credentials provider",
+        ));
     };
     let unusable = || {
         crate::fault::faults::target_unusable(&format!(
@@ -229,50 +252,103 @@ fn token_request(provider: &Provider) -> Result<Target, Fault> {
     })
 }
 
-/// Takes the token endpoint's answer: caches the token and goes back to the target
-/// call, or ends in a fault that says why (never with the token endpoint's body).
-pub(crate) fn token_response(g: &Inner, ex: &mut Exchange) -> Result<(), Fault> {
-    let Some(AwaitToken { provider: p }) = ex.provider_fetching.take() else {
-        return Err(crate::fault::faults::internal("no token fetch in flight"));
-    };
+/// Takes what the exchange waited for: the store's copy of the token, the token
+/// endpoint's answer (cached, and saved to the store in [`StateMode::Remote`]), or the
+/// store's acknowledgement; then back to the target call. A token endpoint that fails
+/// ends the exchange in a fault that says why (never with the endpoint's body).
+pub(crate) fn token_response(g: &Inner, ex: &mut Exchange) -> Result<Option<Step>, Fault> {
+    match ex.provider_wait.take() {
+        Some(AwaitToken::Lookup(p)) => {
+            let reply = ex.reply.take().map(|r| *r);
+            let stored = match reply {
+                Some(StoreReply::Kv(KvReply::Value(Some(v)))) => decode(&v),
+                _ => None,
+            };
+            match stored {
+                Some((token, until)) if ex.now_ns < until => {
+                    cache(g, p, token, until);
+                }
+                // Not there (or unreadable): this exchange fetches.
+                _ => {}
+            }
+            release(g, p);
+            ex.stage = Stage::Forward;
+            Ok(None)
+        }
+        Some(AwaitToken::Save(_)) => {
+            // The store's answer changes nothing: the token is cached here already.
+            ex.reply = None;
+            ex.stage = Stage::Forward;
+            Ok(None)
+        }
+        Some(AwaitToken::Fetch(p)) => fetched(g, ex, p),
+        None => Err(crate::fault::faults::internal("no token fetch in flight")),
+    }
+}
+
+fn fetched(g: &Inner, ex: &mut Exchange, p: usize) -> Result<Option<Step>, Fault> {
     let result = ex.target_result.take();
-    let name = g
-        .environment
-        .providers
-        .get(p)
-        .map_or("", |x| x.name.as_str());
+    let provider = g.environment.providers.get(p);
+    let name = provider.map_or("", |x| x.name.as_str());
     let parsed = match result.map(|r| *r) {
         None => Err("the exchange was stepped before the token response was given".to_owned()),
         Some(Err(e)) => Err(e.to_string()),
         Some(Ok(resp)) => parse_token(resp.status(), resp.body()),
     };
-    let Some(Ok(mut s)) = g.provider_tokens.slots.get(p).map(Mutex::lock) else {
-        return Err(crate::fault::faults::internal("provider token lock"));
-    };
-    s.fetching_since = None;
-    match parsed {
-        Ok((token, lifetime_s)) => {
-            // Stop using it a little before it expires: a tenth of its life, at most 60 s.
-            let margin = (lifetime_s / 10).min(60);
-            let until = ex
-                .now_ns
-                .saturating_add(lifetime_s.saturating_sub(margin).saturating_mul(1_000_000_000));
-            s.generation = s.generation.wrapping_add(1);
-            s.token = Some((token, until));
-            drop(s);
-            ex.stage = Stage::Forward;
-            Ok(())
-        }
-        Err(why) => {
-            let mut f = Fault::new(
-                "messaging.adaptors.http.flow.ProviderTokenFailed",
-                StatusCode::BAD_GATEWAY,
-                format!("Could not obtain the back end's token from API provider `{name}`: {why}"),
-            );
-            f.source = "target";
-            Err(f)
-        }
+    release(g, p);
+    let (token, lifetime_s) = parsed.map_err(|why| {
+        let mut f = Fault::new(
+            "messaging.adaptors.http.flow.ProviderTokenFailed",
+            StatusCode::BAD_GATEWAY,
+            format!("Could not obtain the back end's token from API provider `{name}`: {why}"),
+        );
+        f.source = "target";
+        f
+    })?;
+    // Stop using it a little before it expires: a tenth of its life, at most 60 s.
+    let margin = (lifetime_s / 10).min(60);
+    let until = ex.now_ns.saturating_add(
+        lifetime_s
+            .saturating_sub(margin)
+            .saturating_mul(1_000_000_000),
+    );
+    let stored = encode(&token, until);
+    cache(g, p, token, until);
+    ex.stage = Stage::Forward;
+    if g.env.state == StateMode::Remote
+        && let (Some(provider), Some(value)) = (provider, stored)
+    {
+        ex.provider_wait = Some(AwaitToken::Save(p));
+        ex.stage = Stage::AwaitToken;
+        return Ok(Some(Step::Store(StoreOp::Kv(KvOp::Put {
+            namespace: NAMESPACE.to_owned(),
+            key: provider.name.clone(),
+            value,
+            expires_at: Some(until),
+            overwrite: true,
+            now: ex.now_ns,
+        }))));
     }
+    Ok(None)
+}
+
+fn cache(g: &Inner, p: usize, token: HeaderValue, until: u64) {
+    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(p).map(Mutex::lock) {
+        s.generation = s.generation.wrapping_add(1);
+        s.token = Some((token, until));
+    }
+}
+
+/// The store's form of a token: `UNTIL_NS Bearer …`.
+fn encode(token: &HeaderValue, until: u64) -> Option<String> {
+    token.to_str().ok().map(|t| format!("{until} {t}"))
+}
+
+fn decode(value: &str) -> Option<(HeaderValue, u64)> {
+    let (until, token) = value.split_once(' ')?;
+    let mut header = HeaderValue::from_str(token).ok()?;
+    header.set_sensitive(true);
+    Some((header, until.parse().ok()?))
 }
 
 /// `Bearer …` and its lifetime in seconds, from a token response.
@@ -309,7 +385,12 @@ fn parse_token(status: StatusCode, body: &[u8]) -> Result<(HeaderValue, u64), St
 
 /// After a target answered `status`: whether to drop the token it was sent with and
 /// call again with a new one (once per exchange, on 401 only).
-pub(crate) fn retry_on(g: &Inner, ex: &mut Exchange, auth: &TargetAuth, status: StatusCode) -> bool {
+pub(crate) fn retry_on(
+    g: &Inner,
+    ex: &mut Exchange,
+    auth: &TargetAuth,
+    status: StatusCode,
+) -> bool {
     let TargetAuth::ClientCredentials(p) = auth else {
         return false;
     };
@@ -339,7 +420,10 @@ mod tests {
         let text = br#"{"access_token":"abc","expires_in":"90"}"#;
         assert_eq!(parse_token(StatusCode::OK, text).unwrap().1, 90);
         let none = br#"{"access_token":"abc"}"#;
-        assert_eq!(parse_token(StatusCode::OK, none).unwrap().1, DEFAULT_LIFETIME_S);
+        assert_eq!(
+            parse_token(StatusCode::OK, none).unwrap().1,
+            DEFAULT_LIFETIME_S
+        );
         assert!(parse_token(StatusCode::UNAUTHORIZED, ok).is_err());
         assert!(parse_token(StatusCode::OK, b"{}").is_err());
         assert!(parse_token(StatusCode::OK, b"not json").is_err());

@@ -240,6 +240,12 @@ fn target_endpoint(sap: &Element) -> Element {
     let mut conn = element("HTTPTargetConnection", sap);
     if let Some(u) = sap.child("url").filter(|u| !u.text().is_empty()) {
         conn.children.push(renamed(u, "URL"));
+    } else if let Some(p) = sap.child("provider_id").filter(|p| !p.text().is_empty()) {
+        // A target through an API provider: `provider://ID/relativePath`.
+        conn.children.push(renamed(p, "APIProvider"));
+        if let Some(r) = sap.child("relativePath").filter(|r| !r.text().is_empty()) {
+            conn.children.push(renamed(r, "RelativePath"));
+        }
     }
     if let Some(props) = sap.child("properties") {
         let mut p = element("Properties", props);

@@ -150,7 +150,13 @@ impl GatewayHandler {
             let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
             return match tokio::time::timeout(
                 io,
-                self.run(parts, Body::ready(body), Client::http(loopback), depth + 1, None),
+                self.run(
+                    parts,
+                    Body::ready(body),
+                    Client::http(loopback),
+                    depth + 1,
+                    None,
+                ),
             )
             .await
             {

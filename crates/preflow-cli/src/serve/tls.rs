@@ -97,7 +97,10 @@ pub fn client_config(what: &str, settings: &TargetTls) -> Result<Arc<ClientConfi
         // `<Ciphers>` by IANA name; those rustls does not implement cannot be honoured.
         suites.cipher_suites.retain(|s| {
             let name = format!("{:?}", s.suite());
-            settings.ciphers.iter().any(|c| c.eq_ignore_ascii_case(&name))
+            settings
+                .ciphers
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&name))
         });
         if suites.cipher_suites.is_empty() {
             return Err(TlsError::Unsupported {

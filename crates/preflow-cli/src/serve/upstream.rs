@@ -298,7 +298,12 @@ mod tests {
             .body(Bytes::new())
             .unwrap();
         let err = up
-            .call(req, None, Duration::from_secs(1), Duration::from_millis(200))
+            .call(
+                req,
+                None,
+                Duration::from_secs(1),
+                Duration::from_millis(200),
+            )
             .await
             .unwrap_err();
         assert_eq!(err, UpstreamError::Timeout(Duration::from_millis(200)));

@@ -27,6 +27,8 @@ pub struct Gateway {
     pub admin: Option<SocketAddr>,
     /// The `secure` virtual host (HTTPS) of an environment file that has one.
     pub secure: Option<SocketAddr>,
+    /// Every virtual host's address, by name.
+    pub vhosts: std::collections::HashMap<String, SocketAddr>,
     pub stderr: Arc<Mutex<String>>,
     /// The `--state-dir` given when the arguments chose no state (removed on drop).
     pub state_dir: Option<tempfile::TempDir>,
@@ -42,15 +44,35 @@ impl Gateway {
         // A `secure` virtual host in an environment file (the seed's) gets a free port
         // too, unless the test gives its own file (whose addresses it chooses).
         let own_env = args.contains(&"--env");
-        let wants_secure = args.iter().any(|a| {
-            let p = Path::new(a);
-            std::fs::read_to_string(if own_env {
-                p.to_owned()
-            } else {
-                p.join("environment.toml")
+        // The virtual hosts of the seed's environment file, besides `default`.
+        let named: Vec<String> = args
+            .iter()
+            .filter_map(|a| {
+                let p = Path::new(a);
+                std::fs::read_to_string(if own_env {
+                    p.to_owned()
+                } else {
+                    p.join("environment.toml")
+                })
+                .ok()
             })
-            .is_ok_and(|t| t.contains("name = \"secure\""))
-        });
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.trim().strip_prefix("name = \"")?.strip_suffix('"'))
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let vhost_names: Vec<String> = if own_env {
+            Vec::new()
+        } else {
+            ["secure", "tenant"]
+                .iter()
+                .filter(|n| named.iter().any(|m| m == *n))
+                .map(|n| (*n).to_owned())
+                .collect()
+        };
+        let wants_secure = named.iter().any(|n| n == "secure");
         // PREFLOW_TEST_BIN runs the suite against another build (e.g. the release binary,
         // for the memory figures of the README).
         let bin = std::env::var("PREFLOW_TEST_BIN")
@@ -69,8 +91,8 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if wants_secure && !own_env {
-            cmd.args(["--vhost", "secure=127.0.0.1:0"]);
+        for name in &vhost_names {
+            cmd.args(["--vhost", &format!("{name}=127.0.0.1:0")]);
         }
         if let Some(dir) = &state_dir {
             cmd.arg("--state-dir").arg(dir.path());
@@ -99,8 +121,15 @@ impl Gateway {
         let mut addr = None;
         let mut admin = None;
         let mut secure = None;
+        let mut vhosts = std::collections::HashMap::new();
         let wants_admin = args.contains(&"--admin");
         while let Some(Ok(line)) = lines.next() {
+            if let Some(rest) = line.strip_prefix("preflow virtual host ")
+                && let Some((name, url)) = rest.split_once(" listening on ")
+                && let Some((_, a)) = url.split_once("://")
+            {
+                vhosts.insert(name.to_owned(), a.parse().unwrap());
+            }
             if let Some(a) = line.strip_prefix("preflow listening on http://") {
                 addr = Some(a.parse().unwrap());
             }
@@ -114,6 +143,7 @@ impl Gateway {
             if addr.is_some()
                 && (admin.is_some() || !wants_admin)
                 && (secure.is_some() || !wants_secure)
+                && vhost_names.iter().all(|n| vhosts.contains_key(n))
             {
                 break;
             }
@@ -130,6 +160,7 @@ impl Gateway {
             addr,
             admin,
             secure,
+            vhosts,
             stderr,
             state_dir,
         }
