@@ -75,6 +75,30 @@ impl Report {
     }
 }
 
+/// Loads and lints `paths`, and checks their targets against `env` (empty: every
+/// provider, target server and store named is reported).
+pub fn check_with(paths: &[PathBuf], env: &preflow::Environment) -> Report {
+    let mut report = check(paths);
+    let more = preflow::lint_environment(&report.bundles, env);
+    if !more.is_empty() {
+        report.diagnostics.extend(more);
+        sort(&mut report.diagnostics);
+        add_line_texts(&mut report.diagnostics);
+    }
+    report
+}
+
+fn sort(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| {
+        (&a.location.file, a.location.line, a.location.column).cmp(&(
+            &b.location.file,
+            b.location.line,
+            b.location.column,
+        ))
+    });
+    diagnostics.dedup();
+}
+
 /// Loads and lints `paths`.
 pub fn check(paths: &[PathBuf]) -> Report {
     let options = LoadOptions::default();
@@ -85,14 +109,7 @@ pub fn check(paths: &[PathBuf]) -> Report {
         report.diagnostics.extend(loaded.diagnostics);
     }
     report.diagnostics.extend(lint(&report.bundles));
-    report.diagnostics.sort_by(|a, b| {
-        (&a.location.file, a.location.line, a.location.column).cmp(&(
-            &b.location.file,
-            b.location.line,
-            b.location.column,
-        ))
-    });
-    report.diagnostics.dedup();
+    sort(&mut report.diagnostics);
     add_line_texts(&mut report.diagnostics);
     report
 }
@@ -115,13 +132,26 @@ fn add_line_texts(diagnostics: &mut [Diagnostic]) {
     }
 }
 
-/// Runs `preflow check` on `paths` and prints the report to standard output.
-pub fn run(paths: &[PathBuf]) -> ExitCode {
+/// Runs `preflow check` on `paths` (targets checked against the environment file `env`,
+/// or the one found beside the bundles) and prints the report to standard output.
+pub fn run(paths: &[PathBuf], env: Option<&std::path::Path>) -> ExitCode {
     if paths.is_empty() {
         eprintln!("preflow check: give at least one bundle folder, folder of bundles or zip");
         return ExitCode::from(2);
     }
-    let report = check(paths);
+    let env_file = env
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| preflow_cli::environment::find(paths));
+    let report = match env_file {
+        None => check(paths),
+        Some(file) => match preflow_cli::environment::Environment::read(&file) {
+            Ok(e) => check_with(paths, &e.engine),
+            Err(e) => {
+                eprintln!("preflow check: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(report.render().as_bytes());
     if report.errors() == 0 {

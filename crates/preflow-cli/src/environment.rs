@@ -713,6 +713,16 @@ impl Environment {
     }
 }
 
+/// The environment file of bundles given as `paths`: the first `environment.toml`
+/// directly in one of the folders.
+pub fn find(paths: &[PathBuf]) -> Option<PathBuf> {
+    paths
+        .iter()
+        .filter(|p| p.is_dir())
+        .map(|p| p.join("environment.toml"))
+        .find(|p| p.is_file())
+}
+
 /// `ref://name` and `name` name the same store.
 fn strip_ref(name: &str) -> &str {
     name.strip_prefix("ref://").unwrap_or(name)

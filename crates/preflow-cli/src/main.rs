@@ -28,6 +28,10 @@ enum Command {
         /// Bundles to check.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Environment file to check targets against (API providers, target servers,
+        /// trust and key stores). Default: `environment.toml` in a PATH folder, if any.
+        #[arg(long = "env", value_name = "FILE")]
+        env: Option<PathBuf>,
     },
     /// Run one request through bundles (local state, no target called) and print each
     /// flow, condition and policy with its result.
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Cond(args) => cond::run(&args),
-        Command::Check { paths } => check::run(&paths),
+        Command::Check { paths, env } => check::run(&paths, env.as_deref()),
         Command::Trace(args) => trace::run(&args),
         Command::Serve(args) => serve::run(&args),
     }

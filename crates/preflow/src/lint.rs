@@ -460,3 +460,76 @@ fn unset_variables(c: &Condition, set: &VariablesSet, out: &mut Vec<Diagnostic>)
         }
     }
 }
+
+/// What the bundles' targets ask of the environment: an `https` target whose
+/// certificate is not verified, and API providers, target servers, trust stores and key
+/// stores the environment does not define (a call through them would fail).
+pub fn lint_environment(bundles: &[Bundle], env: &crate::Environment) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for bundle in bundles {
+        for t in &bundle.target_endpoints {
+            let crate::endpoint::TargetConnection::Http(h) = &t.connection else {
+                continue;
+            };
+            let at = &t.location;
+            let url = h.url.as_deref().map(str::trim).unwrap_or_default();
+            if let Some(rest) = url.strip_prefix("provider://") {
+                let name = rest.split('/').next().unwrap_or_default();
+                if env.find_provider(name).is_none() {
+                    out.push(warn(
+                        at,
+                        format!(
+                            "target endpoint `{}` goes through API provider `{name}`, which the environment does not define",
+                            t.name
+                        ),
+                    ));
+                }
+            }
+            for s in h.load_balancer.iter().flat_map(|lb| &lb.servers) {
+                if env.find_target_server(&s.name).is_none() {
+                    out.push(warn(
+                        at,
+                        format!(
+                            "target endpoint `{}` balances over target server `{}`, which the environment does not define",
+                            t.name, s.name
+                        ),
+                    ));
+                }
+            }
+            let Some(tls) = &h.ssl_info else {
+                continue;
+            };
+            if tls.ignore_validation_errors
+                && (url.starts_with("https://") || tls.enabled || url.is_empty())
+            {
+                out.push(
+                    warn(
+                        at,
+                        format!(
+                            "target endpoint `{}` does not verify the back end's certificate (`<IgnoreValidationErrors>true`)",
+                            t.name
+                        ),
+                    )
+                    .with_hint("anyone on the path can impersonate the back end; name a `<TrustStore>` instead"),
+                );
+            }
+            for (kind, name, known) in [
+                ("trust store", &tls.truststore, &env.truststores),
+                ("key store", &tls.keystore, &env.keystores),
+            ] {
+                if let Some(n) = name
+                    && !known.iter().any(|k| k == n)
+                {
+                    out.push(warn(
+                        at,
+                        format!(
+                            "target endpoint `{}` names {kind} `{n}`, which the environment does not define",
+                            t.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}

@@ -142,3 +142,56 @@ fn unreferenced_policies_and_unset_variables() {
     let w = lint_of(&[("apiproxy/proxies/default.xml", &p2), AM, js]);
     assert!(!w.iter().any(|w| w.contains("reads")), "{w:?}");
 }
+
+#[test]
+fn targets_are_checked_against_the_environment() {
+    let target = |conn: &str| {
+        format!(
+            r#"<TargetEndpoint name="t"><HTTPTargetConnection>{conn}</HTTPTargetConnection></TargetEndpoint>"#
+        )
+    };
+    let cases = [
+        ("<URL>provider://cpi/x</URL>", None),
+        ("<URL>provider://erp/x</URL>", Some("API provider `erp`")),
+        (
+            r#"<LoadBalancer><Server name="a"/><Server name="b"/></LoadBalancer>"#,
+            Some("target server `b`"),
+        ),
+        (
+            "<SSLInfo><Enabled>true</Enabled><TrustStore>ref://partners</TrustStore></SSLInfo><URL>https://x.example</URL>",
+            None,
+        ),
+        (
+            "<SSLInfo><Enabled>true</Enabled><KeyStore>client</KeyStore></SSLInfo><URL>https://x.example</URL>",
+            Some("key store `client`"),
+        ),
+        (
+            "<SSLInfo><Enabled>true</Enabled><IgnoreValidationErrors>true</IgnoreValidationErrors></SSLInfo><URL>https://x.example</URL>",
+            Some("does not verify the back end's certificate"),
+        ),
+    ];
+    let env = preflow::Environment::new()
+        .provider(preflow::Provider::new("cpi", "https://cpi.example"))
+        .target_server(preflow::TargetServer::new("a", "a.example", 80))
+        .truststore("partners");
+    for (conn, expected) in cases {
+        let t = target(conn);
+        let p = proxy(r#"<RouteRule name="r"><TargetEndpoint>t</TargetEndpoint></RouteRule>"#);
+        let files = [
+            ("apiproxy/proxies/default.xml", p.as_str()),
+            ("apiproxy/targets/t.xml", t.as_str()),
+        ];
+        let loaded = load_files(files.iter().copied(), &LoadOptions::default());
+        let found: Vec<String> = preflow::lint_environment(&loaded.bundles, &env)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        match expected {
+            None => assert!(found.is_empty(), "{conn}: {found:?}"),
+            Some(text) => {
+                assert_eq!(found.len(), 1, "{conn}: {found:?}");
+                assert!(found[0].contains(text), "{conn}: {found:?}");
+            }
+        }
+    }
+}

@@ -228,17 +228,9 @@ fn find_apps_file(paths: &[PathBuf]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn find_env_file(paths: &[PathBuf]) -> Option<PathBuf> {
-    paths
-        .iter()
-        .filter(|p| p.is_dir())
-        .map(|p| p.join("environment.toml"))
-        .find(|p| p.is_file())
-}
-
 /// The environment file with the command line's listen addresses applied.
 fn load_environment(args: &Args) -> Result<(environment::Environment, bool), StartError> {
-    let path = args.env.clone().or_else(|| find_env_file(&args.paths));
+    let path = args.env.clone().or_else(|| environment::find(&args.paths));
     let mut env = match &path {
         Some(p) => environment::Environment::read(p)?,
         None => environment::Environment::default(),
