@@ -494,3 +494,106 @@ fn sap_exports_name_the_provider_and_a_relative_path() {
         "https://tenant.example/base/http/orders/42"
     );
 }
+
+/// Proxy `front` (base `/front`) whose target is `conn`, and proxy `back` (base `/back`)
+/// that calls `http://back.example` and adds a header on the way back.
+fn chained(conn: &str) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for (p, t) in proxy("/back", &[], "http://back.example/svc", "") {
+        if p.contains("targets/") {
+            files.push((format!("back/{p}"), t));
+        }
+    }
+    files.push((
+        "back/apiproxy/policies/AM.xml".to_owned(),
+        r#"<AssignMessage name="AM"><Set><Headers><Header name="x-back">{proxy.basepath}</Header></Headers></Set><AssignTo type="response"/></AssignMessage>"#.to_owned(),
+    ));
+    files.push((
+        "back/apiproxy/proxies/default.xml".to_owned(),
+        r#"<ProxyEndpoint name="default"><PostFlow><Response><Step><Name>AM</Name></Step></Response></PostFlow>
+  <HTTPProxyConnection><BasePath>/back</BasePath></HTTPProxyConnection>
+  <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule></ProxyEndpoint>"#
+            .to_owned(),
+    ));
+    files.push((
+        "front/apiproxy/proxies/default.xml".to_owned(),
+        r#"<ProxyEndpoint name="default"><HTTPProxyConnection><BasePath>/front</BasePath></HTTPProxyConnection>
+  <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule></ProxyEndpoint>"#
+            .to_owned(),
+    ));
+    files.push((
+        "front/apiproxy/targets/default.xml".to_owned(),
+        format!(r#"<TargetEndpoint name="default"><LocalTargetConnection>{conn}</LocalTargetConnection></TargetEndpoint>"#),
+    ));
+    files
+}
+
+#[test]
+fn local_target_connections_chain_proxies_in_process() {
+    for conn in [
+        "<Path>/back</Path>",
+        "<APIProxy>back</APIProxy><ProxyEndpoint>default</ProxyEndpoint>",
+        "<APIProxy>back</APIProxy>",
+    ] {
+        let g = build(chained(conn), Environment::new(), StateMode::Local).unwrap();
+        let mut ex = begin(&g, "/front/items?x=1", 0.0);
+        // The host sees only the chained proxy's own target call.
+        let Step::Forward(t) = g.step(&mut ex) else {
+            panic!("{conn}: the back proxy's target")
+        };
+        assert_eq!(
+            t.request.uri(),
+            "http://back.example/svc/items?x=1",
+            "{conn}"
+        );
+        ex.target_response(Ok(http::Response::new(Bytes::from_static(b"from back"))));
+        let Step::Respond(r) = g.step(&mut ex) else {
+            panic!("{conn}")
+        };
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.body().as_ref(), b"from back");
+        assert_eq!(
+            r.headers()["x-back"],
+            "/back",
+            "{conn}: the back proxy's flows ran"
+        );
+        assert_eq!(g.variable(&ex, "apiproxy.name").as_deref(), Some("front"));
+    }
+    // An API proxy that is not deployed cannot be called.
+    let g = build(
+        chained("<APIProxy>elsewhere</APIProxy>"),
+        Environment::new(),
+        StateMode::Local,
+    )
+    .unwrap();
+    let mut ex = begin(&g, "/front/x", 0.0);
+    let Step::Respond(r) = g.step(&mut ex) else {
+        panic!()
+    };
+    assert_eq!(r.status(), 500);
+}
+
+#[test]
+fn a_proxy_chained_to_itself_stops_at_the_depth_limit() {
+    let files = proxy("/loop", &[], "http://unused.example", "")
+        .into_iter()
+        .map(|(p, t)| {
+            if p.ends_with("targets/default.xml") {
+                (
+                    p,
+                    r#"<TargetEndpoint name="default"><LocalTargetConnection><Path>/loop</Path></LocalTargetConnection></TargetEndpoint>"#
+                        .to_owned(),
+                )
+            } else {
+                (p, t)
+            }
+        })
+        .collect();
+    let g = build(files, Environment::new(), StateMode::Local).unwrap();
+    let mut ex = begin(&g, "/loop/x", 0.0);
+    let Step::Respond(r) = g.step(&mut ex) else {
+        panic!("answered without any I/O")
+    };
+    assert_eq!(r.status(), 502);
+    assert!(String::from_utf8_lossy(r.body()).contains("chained local target calls"));
+}

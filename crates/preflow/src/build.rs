@@ -263,9 +263,16 @@ impl Cx<'_> {
                     ),
                 }
             }
-            TargetConnection::Local(_) => {
-                CConn::Unusable("a LocalTargetConnection is not supported".to_owned())
-            }
+            TargetConnection::Local(l) => match (&l.path, &l.api_proxy) {
+                (Some(path), _) => CConn::Local(crate::path::normalize_base(path)),
+                (None, Some(proxy)) => CConn::LocalProxy {
+                    proxy: proxy.trim().to_owned(),
+                    endpoint: l.proxy_endpoint.as_deref().map(|e| e.trim().to_owned()),
+                },
+                (None, None) => CConn::Unusable(
+                    "a LocalTargetConnection needs a `<Path>` or an `<APIProxy>`".to_owned(),
+                ),
+            },
             TargetConnection::Hosted => {
                 CConn::Unusable("a hosted or script target is not supported".to_owned())
             }

@@ -126,7 +126,15 @@ pub(crate) enum CConn {
         authority: http::uri::Authority,
         base: String,
     },
-    /// Cannot be called (load balancer, hosted target, local target…).
+    /// A `<LocalTargetConnection>`: this base path on the same gateway, called in process.
+    Local(String),
+    /// A `<LocalTargetConnection>` naming an API proxy (and endpoint), resolved to
+    /// [`CConn::Local`] once every bundle is compiled.
+    LocalProxy {
+        proxy: String,
+        endpoint: Option<String>,
+    },
+    /// Cannot be called (hosted target…).
     Unusable(String),
 }
 

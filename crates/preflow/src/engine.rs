@@ -647,7 +647,43 @@ fn to_response(m: Message) -> http::Response<Bytes> {
 }
 
 /// Drives `ex` until the host has work.
+/// Deepest chain of local target calls (a proxy whose target is a proxy …).
+const MAX_LOCAL_DEPTH: u8 = 4;
+
+/// Runs `ex` until the host has something to do. A call to a `<LocalTargetConnection>`
+/// (a target or ServiceCallout whose URI is a path on this gateway) runs in process as a
+/// chained exchange: its store operations, target calls and pauses go to the host like
+/// the parent's (the answers reach it through the parent), and its response becomes the
+/// parent's target response.
 pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
+    loop {
+        if let Some(child) = ex.local.as_mut() {
+            match run(g, child) {
+                Step::Respond(resp) => {
+                    ex.local = None;
+                    ex.target_result = Some(Box::new(Ok(resp)));
+                }
+                other => return other,
+            }
+        }
+        match run_own(g, ex) {
+            Step::Forward(t) if t.request.uri().authority().is_none() => {
+                if ex.depth >= MAX_LOCAL_DEPTH {
+                    ex.target_result = Some(Box::new(Err(crate::TargetError::Other(format!(
+                        "more than {MAX_LOCAL_DEPTH} chained local target calls"
+                    )))));
+                    continue;
+                }
+                let mut child = crate::gateway::begin_in(g, t.request, ex.client, ex.now);
+                child.depth = ex.depth + 1;
+                ex.local = Some(Box::new(child));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn run_own(g: &Inner, ex: &mut Exchange) -> Step {
     if let Some(at) = ex.callout.take() {
         let policy = g
             .bundles
@@ -1038,6 +1074,34 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                     return None;
                 }
             }
+        }
+        (None, Some(CConn::Local(base))) => {
+            // A path on this gateway: `run` calls it in process.
+            let mut pq = base.trim_end_matches('/').to_owned();
+            pq.push_str(ex.path_suffix());
+            if pq.is_empty() {
+                pq.push('/');
+            }
+            if let Some(q) = ex.req_query() {
+                pq.push('?');
+                pq.push_str(q);
+            }
+            match http::Uri::try_from(pq) {
+                Ok(u) => u,
+                Err(_) => {
+                    enter_error(
+                        g,
+                        ex,
+                        faults::target_unusable("the local target path is not valid in a uri"),
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, Some(CConn::LocalProxy { proxy, .. })) => {
+            let why = format!("API proxy `{proxy}` is not deployed");
+            enter_error(g, ex, faults::target_unusable(&why));
+            return None;
         }
         (None, Some(CConn::Unusable(why))) => {
             let why = why.clone();

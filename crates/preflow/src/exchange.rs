@@ -217,6 +217,10 @@ pub(crate) struct Resume {
 pub struct Exchange {
     /// The virtual host the request arrived on (lower case), if the host says.
     pub(crate) virtual_host: Option<Box<str>>,
+    /// A chained call to a local target in progress: the host's answers go to it.
+    pub(crate) local: Option<Box<Exchange>>,
+    /// How many local target calls this exchange is nested in.
+    pub(crate) depth: u8,
     /// What this exchange waits for on behalf of an API provider, if anything.
     pub(crate) provider_wait: Option<crate::provider::AwaitToken>,
     /// Whether the state store was asked for the provider's token.
@@ -274,7 +278,10 @@ impl Exchange {
     /// exchange; the next [`Gateway::step`](crate::Gateway::step) continues with the
     /// response flows (or the error flow).
     pub fn target_response(&mut self, result: Result<http::Response<Bytes>, TargetError>) {
-        self.target_result = Some(Box::new(result));
+        match self.local.as_mut() {
+            Some(chained) => chained.target_response(result),
+            None => self.target_result = Some(Box::new(result)),
+        }
     }
 
     /// Says which virtual host (the environment's name) the request arrived on, before
@@ -300,7 +307,10 @@ impl Exchange {
 
     /// Hands the reply to the operation requested by [`Step::Store`] to the exchange.
     pub fn store_reply(&mut self, reply: StoreReply) {
-        self.reply = Some(Box::new(reply));
+        match self.local.as_mut() {
+            Some(chained) => chained.store_reply(reply),
+            None => self.reply = Some(Box::new(reply)),
+        }
     }
 
     /// Records a [`TraceEvent`] for everything that happens from now on.

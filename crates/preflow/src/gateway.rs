@@ -119,6 +119,7 @@ impl GatewayBuilder {
                 },
             )?);
         }
+        resolve_local_targets(&mut compiled);
         let mut bases: Vec<Base> = Vec::new();
         for (bi, b) in compiled.iter().enumerate() {
             for (ei, e) in b.proxies.iter().enumerate() {
@@ -239,63 +240,7 @@ impl Gateway {
         client: Client,
         now: SystemTime,
     ) -> Exchange {
-        let (parts, body) = request.into_parts();
-        let now_ns = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        Exchange {
-            request: Message {
-                method: parts.method,
-                path: String::new(),
-                query: None,
-                version: parts.version,
-                status: http::StatusCode::OK,
-                reason: None,
-                headers: parts.headers,
-                body,
-            },
-            original_uri: parts.uri,
-            response: None,
-            client,
-            now,
-            now_ns,
-            bundle: usize::MAX,
-            endpoint: usize::MAX,
-            base_len: 0,
-            target: None,
-            target_url: None,
-            route: None,
-            proxy_flow: None,
-            target_flow: None,
-            current_flow: "",
-            current_flow_name: None,
-            stage: Stage::Start,
-            resume: None,
-            reply: None,
-            target_result: None,
-            fault: None,
-            vars: HashMap::new(),
-            failed: Vec::new(),
-            state: ExchangeState::default(),
-            trace: None,
-            message_id: self.inner.ids.fetch_add(1, Ordering::Relaxed),
-            query_cache: std::sync::OnceLock::new(),
-            form_cache: std::sync::OnceLock::new(),
-            client_ip_cache: std::sync::OnceLock::new(),
-            target_url_cache: std::sync::OnceLock::new(),
-            callouts: Vec::new(),
-            rule_raised: false,
-            callout: None,
-            path_lazy: true,
-            query_lazy: true,
-            final_response: None,
-            body_pending: false,
-            virtual_host: None,
-            provider_wait: None,
-            provider_looked_up: false,
-            provider_generation: None,
-            provider_retried: false,
-        }
+        begin_in(&self.inner, request, client, now)
     }
 
     /// Begins an exchange from the request head alone. The engine asks for the body with
@@ -322,5 +267,105 @@ impl Gateway {
     /// The value of flow variable `name` in `ex`, as text; `None` when unset.
     pub fn variable(&self, ex: &Exchange, name: &str) -> Option<String> {
         crate::vars::variable_text(&self.inner, ex, name)
+    }
+}
+
+/// Begins an exchange of `inner` (also the chained exchange of a local target call).
+pub(crate) fn begin_in(
+    inner: &Inner,
+    request: http::Request<Bytes>,
+    client: Client,
+    now: SystemTime,
+) -> Exchange {
+    let (parts, body) = request.into_parts();
+    let now_ns = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Exchange {
+        request: Message {
+            method: parts.method,
+            path: String::new(),
+            query: None,
+            version: parts.version,
+            status: http::StatusCode::OK,
+            reason: None,
+            headers: parts.headers,
+            body,
+        },
+        original_uri: parts.uri,
+        response: None,
+        client,
+        now,
+        now_ns,
+        bundle: usize::MAX,
+        endpoint: usize::MAX,
+        base_len: 0,
+        target: None,
+        target_url: None,
+        route: None,
+        proxy_flow: None,
+        target_flow: None,
+        current_flow: "",
+        current_flow_name: None,
+        stage: Stage::Start,
+        resume: None,
+        reply: None,
+        target_result: None,
+        fault: None,
+        vars: HashMap::new(),
+        failed: Vec::new(),
+        state: ExchangeState::default(),
+        trace: None,
+        message_id: inner.ids.fetch_add(1, Ordering::Relaxed),
+        query_cache: std::sync::OnceLock::new(),
+        form_cache: std::sync::OnceLock::new(),
+        client_ip_cache: std::sync::OnceLock::new(),
+        target_url_cache: std::sync::OnceLock::new(),
+        callouts: Vec::new(),
+        rule_raised: false,
+        callout: None,
+        path_lazy: true,
+        query_lazy: true,
+        final_response: None,
+        body_pending: false,
+        virtual_host: None,
+        provider_wait: None,
+        provider_looked_up: false,
+        provider_generation: None,
+        provider_retried: false,
+        local: None,
+        depth: 0,
+    }
+}
+
+/// Points `<LocalTargetConnection><APIProxy>` targets at the base path of the proxy
+/// (and ProxyEndpoint) they name.
+fn resolve_local_targets(bundles: &mut [crate::compiled::CBundle]) {
+    use crate::compiled::CConn;
+    let bases: Vec<(String, String, String)> = bundles
+        .iter()
+        .flat_map(|b| {
+            b.proxies
+                .iter()
+                .map(|p| (b.name.clone(), p.name.clone(), p.base_path.clone()))
+        })
+        .collect();
+    for t in bundles.iter_mut().flat_map(|b| b.targets.iter_mut()) {
+        let CConn::LocalProxy { proxy, endpoint } = &t.conn else {
+            continue;
+        };
+        let found = bases
+            .iter()
+            .find(|(b, e, _)| b == proxy && endpoint.as_ref().is_none_or(|want| want == e));
+        t.conn = match found {
+            Some((_, _, base)) => CConn::Local(base.clone()),
+            None => CConn::Unusable(format!(
+                "the LocalTargetConnection names API proxy `{proxy}`{}, which is not deployed",
+                endpoint
+                    .as_ref()
+                    .map(|e| format!(" (ProxyEndpoint `{e}`)"))
+                    .unwrap_or_default()
+            )),
+        };
     }
 }

@@ -2,25 +2,16 @@
 //! what each step asks for until the response.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{Response, Uri};
+use http::Response;
 use preflow::{Client, Gateway, Step, StoreReply, TargetError};
 
 use super::listener::{Body, Handled, Handler};
 use super::upstream::{Upstream, UpstreamError};
-
-/// The host name of target URLs that this gateway answers itself, in process:
-/// `http://preflow.internal/path` runs `/path` through the gateway again, as a request
-/// from the loopback address. It is never looked up in DNS.
-pub const INTERNAL_HOST: &str = "preflow.internal";
-
-/// Deepest chain of in-process target calls (a proxy whose target is a proxy …).
-const MAX_INTERNAL_DEPTH: u8 = 4;
 
 /// Default connect timeout of target calls (Apigee's `connect.timeout.millis` default).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -63,7 +54,6 @@ impl GatewayHandler {
         head: http::request::Parts,
         mut body: Body,
         client: Client,
-        depth: u8,
         vhost: Option<&'a str>,
     ) -> Answer<'a> {
         Box::pin(async move {
@@ -95,7 +85,7 @@ impl GatewayHandler {
                     },
                     Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Forward(target) => {
-                        let result = self.forward(target, depth).await;
+                        let result = self.forward(target).await;
                         ex.target_response(result);
                     }
                     Step::Store(op) => match &self.remote {
@@ -109,7 +99,7 @@ impl GatewayHandler {
                 }
             };
             let close = refused || body.is_unread();
-            let handled = if depth == 0 && super::listener::access_log_enabled() {
+            let handled = if super::listener::access_log_enabled() {
                 Handled {
                     proxy: gateway.variable(&ex, "apiproxy.name"),
                     flow: gateway.variable(&ex, "proxy.flow.name"),
@@ -125,45 +115,8 @@ impl GatewayHandler {
         })
     }
 
-    async fn forward(
-        &self,
-        target: preflow::Target,
-        depth: u8,
-    ) -> Result<Response<Bytes>, TargetError> {
+    async fn forward(&self, target: preflow::Target) -> Result<Response<Bytes>, TargetError> {
         let (request, timeouts) = (target.request, target.timeouts);
-        if request.uri().host() == Some(INTERNAL_HOST) {
-            if depth >= MAX_INTERNAL_DEPTH {
-                return Err(TargetError::Other(format!(
-                    "more than {MAX_INTERNAL_DEPTH} nested calls to {INTERNAL_HOST}"
-                )));
-            }
-            let (mut parts, body) = request.into_parts();
-            let path = parts
-                .uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            parts.uri = path
-                .parse::<Uri>()
-                .map_err(|e| TargetError::Other(e.to_string()))?;
-            let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-            let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
-            return match tokio::time::timeout(
-                io,
-                self.run(
-                    parts,
-                    Body::ready(body),
-                    Client::http(loopback),
-                    depth + 1,
-                    None,
-                ),
-            )
-            .await
-            {
-                Ok((resp, _)) => Ok(resp),
-                Err(_) => Err(TargetError::Timeout),
-            };
-        }
         let connect = timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let io = timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
         self.upstream
@@ -204,7 +157,7 @@ impl Handler for GatewayHandler {
         body: Body,
         client: Client,
     ) -> (Response<Bytes>, Handled) {
-        self.run(head, body, client, 0, None).await
+        self.run(head, body, client, None).await
     }
 }
 
@@ -234,7 +187,7 @@ impl Handler for VirtualHostHandler {
         client: Client,
     ) -> (Response<Bytes>, Handled) {
         self.inner
-            .run(head, body, client, 0, self.name.as_deref())
+            .run(head, body, client, self.name.as_deref())
             .await
     }
 }

@@ -134,14 +134,6 @@ enum BodyState {
 }
 
 impl Body {
-    /// A body already in memory (an in-process call).
-    pub fn ready(bytes: Bytes) -> Self {
-        Self {
-            state: BodyState::Read(bytes),
-            _reserved: None,
-        }
-    }
-
     /// Whether the body is still unread.
     pub fn is_unread(&self) -> bool {
         matches!(self.state, BodyState::Unread { .. })
@@ -442,11 +434,9 @@ impl Listener {
         // Every connection task holds a sender; all are gone when all connections are.
         let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
         loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&budgets.connections).acquire_owned() => p,
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            };
-            let Ok(permit) = permit else { break };
+            // Accept first, then wait for room: an idle listener must not hold a
+            // connection slot that another listener's client needs. At most one accepted
+            // connection per listener waits, unread, for a slot.
             let accepted = tokio::select! {
                 a = self.tcp.accept() => a,
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -459,6 +449,11 @@ impl Listener {
                     continue;
                 }
             };
+            let permit = tokio::select! {
+                p = Arc::clone(&budgets.connections).acquire_owned() => p,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let Ok(permit) = permit else { break };
             let _ = stream.set_nodelay(true);
             let conn = Connection {
                 routes: Arc::clone(&routes),
