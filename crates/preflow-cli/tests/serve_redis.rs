@@ -136,12 +136,19 @@ fn a_restarted_gateway_accepts_tokens_issued_before() {
     // An instance started without any apps file gets the apps from Redis.
     let url = redis.url();
     let seed = seed();
-    let bundles: Vec<String> = ["hello-api", "oauth", "iflow"]
+    let bundles: Vec<String> = ["hello-api", "oauth", "tenant-oauth", "iflow"]
         .iter()
         .map(|b| seed.join(b).to_str().unwrap().to_owned())
         .collect();
+    let env_file = seed.join("environment.toml");
     let mut args: Vec<&str> = bundles.iter().map(String::as_str).collect();
-    args.extend(["--redis", url.as_str()]);
+    args.extend(["--redis", url.as_str(), "--env", env_file.to_str().unwrap()]);
+    args.extend([
+        "--vhost",
+        "secure=127.0.0.1:0",
+        "--vhost",
+        "tenant=127.0.0.1:0",
+    ]);
     let bare = Gateway::start(&args);
     pace();
     assert_eq!(hello(&bare, &token).0, 200, "{}", bare.log());

@@ -145,9 +145,15 @@ fn https_backend(
     (rx.recv().unwrap(), seen, handle)
 }
 
-/// A bundle `tls-api` at `/tls` forwarding to `url`, and a bundle `only-secure` at
-/// `/only-secure` (null route, answers 200) served only on the `secure` virtual host.
+/// A bundle `tls-api` at `/tls` forwarding to `url` (or, when it starts with `<`, with
+/// that `<HTTPTargetConnection>` content), and a bundle `only-secure` at `/only-secure`
+/// (null route, answers 200) served only on the `secure` virtual host.
 fn bundles(dir: &Path, url: &str) {
+    let conn = if url.starts_with('<') {
+        url.to_owned()
+    } else {
+        format!("<URL>{url}</URL>")
+    };
     let api = dir.join("tls-api/apiproxy");
     std::fs::create_dir_all(api.join("proxies")).unwrap();
     std::fs::create_dir_all(api.join("targets")).unwrap();
@@ -164,7 +170,7 @@ fn bundles(dir: &Path, url: &str) {
         api.join("targets/default.xml"),
         format!(
             r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection><URL>{url}</URL></HTTPTargetConnection>
+  <HTTPTargetConnection>{conn}</HTTPTargetConnection>
 </TargetEndpoint>"#
         ),
     )
@@ -339,6 +345,44 @@ fn mutual_tls_to_a_target_presents_the_keystore_certificate() {
         r.text().unwrap().contains("client certificate: yes"),
         "the back end saw the gateway's certificate"
     );
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_targets_ssl_info_names_the_trust_and_key_stores_it_uses() {
+    let backend_ca = Ca::new("back end CA");
+    let (cert, key) = backend_ca.issue(&["localhost"]);
+    let client_ca = Ca::new("client CA");
+    let (client_cert, client_key) = client_ca.issue(&["gateway.example"]);
+    let (addr, seen, _h) = https_backend(&cert, &key, Some(&client_ca.pem()));
+    let pem = backend_ca.pem();
+    // No target server: only the endpoint's <SSLInfo> says how to reach the back end.
+    let conn = |stores: &str| {
+        format!(
+            "<SSLInfo><Enabled>true</Enabled>{stores}<Protocols><Protocol>TLSv1.3</Protocol></Protocols></SSLInfo><URL>https://localhost:{}/back</URL>",
+            addr.port()
+        )
+    };
+    let env = |dir: &Path, _: &Ca| {
+        write(dir, "backend-ca.pem", &pem);
+        write(dir, "client.pem", &client_cert);
+        write(dir, "client-key.pem", &client_key);
+        "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[keystore]]\nname = \"gateway\"\ncert = \"client.pem\"\nkey = \"client-key.pem\"\n".to_owned()
+    };
+    let s = start(
+        &conn("<TrustStore>ref://backends</TrustStore><KeyStore>gateway</KeyStore>"),
+        env.clone(),
+    );
+    let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", s.gw.log());
+    assert!(r.text().unwrap().contains("client certificate: yes"));
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+    drop(s);
+    // A store the environment lacks: a 502 that names it, and nothing is sent.
+    let s = start(&conn("<TrustStore>partners</TrustStore>"), env);
+    let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    assert!(r.text().unwrap().contains("no truststore named `partners`"));
     assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
 }
 

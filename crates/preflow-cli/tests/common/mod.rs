@@ -63,6 +63,8 @@ impl Gateway {
                     .collect::<Vec<_>>()
             })
             .collect();
+        // Side by side with other tests, the seed's fixed ports become free ones (a test
+        // giving its own file chooses its addresses).
         let vhost_names: Vec<String> = if own_env {
             Vec::new()
         } else {
