@@ -53,6 +53,17 @@ pub enum BuildError {
         #[source]
         error: CompileError,
     },
+    /// A target endpoint's `<LoadBalancer>` cannot run in this environment.
+    #[error("target endpoint `{target}` of `{bundle}`: {error}")]
+    Balancer {
+        /// The bundle.
+        bundle: String,
+        /// The target endpoint.
+        target: String,
+        /// What is wrong.
+        #[source]
+        error: crate::balance::BalancerError,
+    },
 }
 
 struct Cx<'a> {
@@ -185,7 +196,11 @@ impl Cx<'_> {
         }
     }
 
-    fn target(&mut self, t: &TargetEndpoint) -> CTarget {
+    fn target(
+        &mut self,
+        t: &TargetEndpoint,
+        env: &crate::Environment,
+    ) -> Result<CTarget, crate::balance::BalancerError> {
         let mut timeouts = Timeouts::default();
         let conn = match &t.connection {
             TargetConnection::Http(h) => {
@@ -197,8 +212,11 @@ impl Cx<'_> {
                         _ => {}
                     }
                 }
-                match &h.url {
-                    Some(u) => {
+                match (&h.url, &h.load_balancer) {
+                    (None, Some(lb)) => {
+                        CConn::Balanced(Box::new(crate::balance::CBalancer::build(lb, h, env)?))
+                    }
+                    (Some(u), _) => {
                         let url = u.trim().to_owned();
                         match url.parse::<http::Uri>() {
                             Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
@@ -217,9 +235,7 @@ impl Cx<'_> {
                             )),
                         }
                     }
-                    None => CConn::Unusable(
-                        "a load balancer over target servers is not supported".to_owned(),
-                    ),
+                    (None, None) => CConn::Unusable("the target has no url".to_owned()),
                 }
             }
             TargetConnection::Local(_) => {
@@ -232,7 +248,7 @@ impl Cx<'_> {
                 CConn::Unusable("the target endpoint has no connection".to_owned())
             }
         };
-        CTarget {
+        Ok(CTarget {
             name: t.name.clone(),
             name_arc: Arc::from(t.name.as_str()),
             pre: self.flow(&t.pre_flow, "PreFlow"),
@@ -246,11 +262,12 @@ impl Cx<'_> {
             },
             conn,
             timeouts,
-        }
+        })
     }
 }
 
 /// Compiles bundle `b`, the `bi`th of the gateway.
+#[allow(clippy::too_many_arguments)] // each is a part of the gateway the bundle uses
 pub(crate) fn compile_bundle(
     bi: usize,
     b: &crate::Bundle,
@@ -259,6 +276,7 @@ pub(crate) fn compile_bundle(
     throttle: &Arc<preflow_oauth::Throttle>,
     state: StateMode,
     shared: &HashMap<String, usize>,
+    env: &crate::Environment,
 ) -> Result<CBundle, BuildError> {
     // The whole index first: a policy may resolve variables of any policy at build time.
     let index: HashMap<String, usize> = b
@@ -301,7 +319,17 @@ pub(crate) fn compile_bundle(
         .iter()
         .map(|p| cx.proxy(p, &b.target_endpoints))
         .collect();
-    let targets: Vec<CTarget> = b.target_endpoints.iter().map(|t| cx.target(t)).collect();
+    let targets: Vec<CTarget> = b
+        .target_endpoints
+        .iter()
+        .map(|t| {
+            cx.target(t, env).map_err(|error| BuildError::Balancer {
+                bundle: b.name.clone(),
+                target: t.name.clone(),
+                error,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let shared_steps = b
         .shared_flows
         .iter()

@@ -99,7 +99,9 @@ pub(crate) enum CConn {
         authority: http::uri::Authority,
         base: String,
     },
-    /// Cannot be called (load balancer, hosted target, local target…).
+    /// A `<LoadBalancer>` over the environment's target servers.
+    Balanced(Box<crate::balance::CBalancer>),
+    /// Cannot be called (hosted target, local target…).
     Unusable(String),
 }
 
@@ -186,8 +188,11 @@ pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> 
     if let Some(u) = &ex.target_url {
         return Some(u);
     }
-    let CConn::Url { url, .. } = &g.target_endpoint(ex)?.conn else {
-        return None;
+    let url = match &g.target_endpoint(ex)?.conn {
+        CConn::Url { url, .. } => url,
+        // The chosen server's URL, once chosen.
+        CConn::Balanced(_) => return ex.balance.as_ref().map(|c| c.url.as_str()),
+        CConn::Unusable(_) => return None,
     };
     Some(
         ex.target_url_cache

@@ -114,6 +114,7 @@ impl GatewayBuilder {
                 &throttle,
                 self.state,
                 &shared,
+                &self.environment,
             )?);
         }
         let mut bases: Vec<(String, usize, usize)> = Vec::new();
@@ -259,6 +260,7 @@ impl Gateway {
             query_lazy: true,
             final_response: None,
             body_pending: false,
+            balance: None,
         }
     }
 
@@ -281,6 +283,20 @@ impl Gateway {
     /// target, or (in [`StateMode::Remote`]) perform a store operation.
     pub fn step(&self, ex: &mut Exchange) -> Step {
         crate::engine::run(&self.inner, ex)
+    }
+
+    /// The health checks the host runs for the load balancers' `<HealthMonitor>`s: one
+    /// per server and monitor, each with its interval. Report each result with
+    /// [`report_health`](Self::report_health).
+    pub fn health_checks(&self) -> Vec<crate::HealthCheck> {
+        crate::balance::health_checks(&self.inner)
+    }
+
+    /// Reports a health probe of target server `server`: a success brings it back into
+    /// rotation (and clears its failures), a failure takes it out. Returns whether a load
+    /// balancer names the server.
+    pub fn report_health(&self, server: &str, ok: bool) -> bool {
+        crate::balance::report_health(&self.inner, server, ok)
     }
 
     /// The value of flow variable `name` in `ex`, as text; `None` when unset.

@@ -106,6 +106,7 @@
 // Faults are the cold path: carried by value in `Result`s rather than boxed.
 #![allow(clippy::result_large_err)]
 
+mod balance;
 mod build;
 mod bundle;
 mod compiled;
@@ -122,6 +123,9 @@ pub mod path;
 mod sap;
 mod vars;
 
+pub use balance::{
+    BalancerError, CheckKind, HealthCheck, HealthMonitor, HttpCheck, HttpProbe, Probe,
+};
 pub use bundle::{
     Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
 };
