@@ -9,6 +9,7 @@
 mod admin;
 mod environment;
 mod gateway;
+mod health;
 mod listener;
 mod redis;
 mod state;
@@ -376,6 +377,12 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         } else {
             preflow::StateMode::Local
         })
+        .environment(health::engine_environment(
+            args.env
+                .clone()
+                .or_else(|| find_env_file(&args.paths))
+                .as_deref(),
+        ))
         .build()
         .map_err(|e| StartError::Build(e.to_string()))?;
     let gateway = Arc::new(gateway);
@@ -418,6 +425,11 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             })
             .collect::<Result<_, _>>()?,
     };
+    // Health probes of the load balancers' servers; stopped when dropped.
+    let _probes = health::spawn(
+        preflow::Gateway::clone(&gateway),
+        upstream::Upstream::new(64 * 1024, target_tls.clone()),
+    );
     let handler = Arc::new(
         gateway::GatewayHandler::new(
             gateway,
