@@ -323,24 +323,51 @@ fn message_logging_statistics_and_assertions() {
 }
 
 #[test]
-fn local_service_callout_asks_the_host_for_a_path() {
-    let sc = r#"<ServiceCallout name="SC-Local"><Request><Set><Verb>GET</Verb></Set></Request>
-        <Response>local</Response>
-        <LocalTargetConnection><Path>/v2/profile</Path></LocalTargetConnection></ServiceCallout>"#;
-    let g = gateway(&["SC-Local"], &[("SC-Local", sc)]);
-    let target = |r: &http::Request<Bytes>| {
-        if r.uri().host().is_none() {
-            assert_eq!(r.uri(), "/v2/profile");
-            Ok(http::Response::new(Bytes::from_static(b"{\"p\":1}")))
-        } else {
-            ok_target(r)
-        }
-    };
-    let out = run_at(&g, request("GET", "/v1/x", &[], ""), at(0.0), target);
-    assert_eq!(out.forwarded.len(), 2);
+fn a_local_service_callout_runs_the_other_proxy_in_process() {
+    let files = [
+        (
+            "a/apiproxy/proxies/default.xml",
+            r#"<ProxyEndpoint name="default"><PreFlow><Request><Step><Name>SC-Local</Name></Step></Request></PreFlow>
+              <HTTPProxyConnection><BasePath>/v1</BasePath></HTTPProxyConnection><RouteRule name="none"/></ProxyEndpoint>"#,
+        ),
+        (
+            "a/apiproxy/policies/SC-Local.xml",
+            r#"<ServiceCallout name="SC-Local"><Request><Set><Verb>GET</Verb></Set></Request>
+              <Response>local</Response>
+              <LocalTargetConnection><Path>/v2/profile</Path></LocalTargetConnection></ServiceCallout>"#,
+        ),
+        (
+            "b/apiproxy/proxies/default.xml",
+            r#"<ProxyEndpoint name="default"><PostFlow><Response><Step><Name>AM</Name></Step></Response></PostFlow>
+              <HTTPProxyConnection><BasePath>/v2</BasePath></HTTPProxyConnection><RouteRule name="none"/></ProxyEndpoint>"#,
+        ),
+        (
+            "b/apiproxy/policies/AM.xml",
+            r#"<AssignMessage name="AM"><Set><Payload contentType="text/plain">profile of {proxy.pathsuffix}</Payload></Set><AssignTo type="response"/></AssignMessage>"#,
+        ),
+    ];
+    let g = common::gateway(&files);
+    let direct = run_at(
+        &g,
+        request("GET", "/v2/profile", &[], ""),
+        at(0.0),
+        ok_target,
+    );
+    assert_eq!(direct.body(), "profile of /profile");
+    // No I/O reaches the host: the callout is answered by proxy `b`.
+    let out = run_at(&g, request("GET", "/v1/x", &[], ""), at(0.0), |r| {
+        panic!("nothing is sent out: {r:?}")
+    });
+    assert_eq!(out.forwarded.len(), 0);
+    assert_eq!(
+        g.variable(&out.exchange, "local.status.code").as_deref(),
+        Some("200"),
+        "{:#?}",
+        out.exchange.trace()
+    );
     assert_eq!(
         g.variable(&out.exchange, "local.content").as_deref(),
-        Some("{\"p\":1}")
+        Some("profile of /profile")
     );
 }
 

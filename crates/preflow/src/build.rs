@@ -55,6 +55,17 @@ pub enum BuildError {
         #[source]
         error: CompileError,
     },
+    /// A target endpoint's `<LoadBalancer>` cannot run in this environment.
+    #[error("target endpoint `{target}` of `{bundle}`: {error}")]
+    Balancer {
+        /// The bundle.
+        bundle: String,
+        /// The target endpoint.
+        target: String,
+        /// What is wrong.
+        #[source]
+        error: crate::balance::BalancerError,
+    },
 }
 
 struct Cx<'a> {
@@ -237,7 +248,7 @@ impl Cx<'_> {
         (conn, auth, tls)
     }
 
-    fn target(&mut self, t: &TargetEndpoint) -> CTarget {
+    fn target(&mut self, t: &TargetEndpoint) -> Result<CTarget, crate::balance::BalancerError> {
         let mut timeouts = Timeouts::default();
         let mut auth = TargetAuth::None;
         let mut provider_tls = None;
@@ -251,16 +262,26 @@ impl Cx<'_> {
                         _ => {}
                     }
                 }
-                match &h.url {
-                    Some(u) => {
+                match (&h.url, &h.load_balancer) {
+                    (None, Some(lb)) => {
+                        match crate::balance::CBalancer::build(lb, h, self.environment) {
+                            Ok(b) => CConn::Balanced(Box::new(b)),
+                            // What the environment lacks makes this target unusable (as an
+                            // unknown provider does), not the whole gateway; `check` and
+                            // `serve` warn about it.
+                            Err(e @ crate::balance::BalancerError::UnknownServer(_)) => {
+                                CConn::Unusable(e.to_string())
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    (Some(u), _) => {
                         let (conn, a, t) = self.url_conn(u.trim());
                         auth = a;
                         provider_tls = t;
                         conn
                     }
-                    None => CConn::Unusable(
-                        "a load balancer over target servers is not supported".to_owned(),
-                    ),
+                    (None, None) => CConn::Unusable("the target has no url".to_owned()),
                 }
             }
             TargetConnection::Local(l) => match (&l.path, &l.api_proxy) {
@@ -280,7 +301,7 @@ impl Cx<'_> {
                 CConn::Unusable("the target endpoint has no connection".to_owned())
             }
         };
-        CTarget {
+        Ok(CTarget {
             name: t.name.clone(),
             name_arc: Arc::from(t.name.as_str()),
             pre: self.flow(&t.pre_flow, "PreFlow"),
@@ -297,7 +318,7 @@ impl Cx<'_> {
             auth,
             conn,
             timeouts,
-        }
+        })
     }
 }
 
@@ -369,7 +390,17 @@ pub(crate) fn compile_bundle(
         .iter()
         .map(|p| cx.proxy(p, &b.target_endpoints))
         .collect();
-    let targets: Vec<CTarget> = b.target_endpoints.iter().map(|t| cx.target(t)).collect();
+    let targets: Vec<CTarget> = b
+        .target_endpoints
+        .iter()
+        .map(|t| {
+            cx.target(t).map_err(|error| BuildError::Balancer {
+                bundle: b.name.clone(),
+                target: t.name.clone(),
+                error,
+            })
+        })
+        .collect::<Result<_, _>>()?;
     let shared_steps = b
         .shared_flows
         .iter()

@@ -126,6 +126,8 @@ pub(crate) enum CConn {
         authority: http::uri::Authority,
         base: String,
     },
+    /// A `<LoadBalancer>` over the environment's target servers.
+    Balanced(Box<crate::balance::CBalancer>),
     /// A `<LocalTargetConnection>`: this base path on the same gateway, called in process.
     Local(String),
     /// A `<LocalTargetConnection>` naming an API proxy (and endpoint), resolved to
@@ -225,8 +227,11 @@ pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> 
     if let Some(u) = &ex.target_url {
         return Some(u);
     }
-    let CConn::Url { url, .. } = &g.target_endpoint(ex)?.conn else {
-        return None;
+    let url = match &g.target_endpoint(ex)?.conn {
+        CConn::Url { url, .. } => url,
+        // The chosen server's URL, once chosen.
+        CConn::Balanced(_) => return ex.balance.as_ref().map(|c| c.url.as_str()),
+        CConn::Local(_) | CConn::LocalProxy { .. } | CConn::Unusable(_) => return None,
     };
     Some(
         ex.target_url_cache

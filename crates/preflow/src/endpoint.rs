@@ -210,6 +210,12 @@ pub struct LoadBalancer {
     pub servers: Vec<Server>,
     /// `<MaxFailures>`.
     pub max_failures: Option<u32>,
+    /// `<RetryEnabled>` (Apigee's default: true).
+    pub retry_enabled: Option<bool>,
+    /// `<ServerUnhealthyResponse><ResponseCode>`: statuses that count as failures.
+    pub unhealthy_codes: Vec<u16>,
+    /// `<TargetDisableSecs>`: how long a failed server stays out without a monitor.
+    pub target_disable_secs: Option<u64>,
 }
 
 /// `<HTTPTargetConnection>`.
@@ -218,13 +224,15 @@ pub struct HttpTargetConnection {
     /// `<URL>`.
     pub url: Option<String>,
     /// `<LoadBalancer>`.
-    pub load_balancer: Option<LoadBalancer>,
+    pub load_balancer: Option<Box<LoadBalancer>>,
     /// `<Path>` (with a load balancer).
     pub path: Option<String>,
     /// `<Properties><Property name>value</Property>`.
     pub properties: Vec<(String, String)>,
     /// `<SSLInfo>`.
     pub ssl_info: Option<preflow_policy::runtime::TlsSettings>,
+    /// `<HealthMonitor>` of the load balancer's servers.
+    pub health_monitor: Option<Box<crate::balance::HealthMonitor>>,
 }
 
 /// `<LocalTargetConnection>`: a proxy-chained call to another proxy.
@@ -802,7 +810,7 @@ impl Ecx<'_> {
                     "TargetDisableSecs",
                 ],
             );
-            LoadBalancer {
+            Box::new(LoadBalancer {
                 algorithm: Self::text_of(lb, "Algorithm"),
                 servers: lb
                     .children_named("Server")
@@ -814,8 +822,23 @@ impl Ecx<'_> {
                     })
                     .collect(),
                 max_failures: Self::text_of(lb, "MaxFailures").and_then(|m| m.parse().ok()),
-            }
+                retry_enabled: Self::text_of(lb, "RetryEnabled")
+                    .map(|r| r.eq_ignore_ascii_case("true")),
+                unhealthy_codes: lb
+                    .child("ServerUnhealthyResponse")
+                    .map(|u| {
+                        u.children_named("ResponseCode")
+                            .filter_map(|c| c.text().parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                target_disable_secs: Self::text_of(lb, "TargetDisableSecs")
+                    .and_then(|t| t.parse().ok()),
+            })
         });
+        let health_monitor = c
+            .child("HealthMonitor")
+            .map(|m| Box::new(self.health_monitor(m)));
         // SAP's `<provider_id>` and `<relativePath>` (see `sap`): a provider URL.
         let url = Self::text_of(c, "URL").or_else(|| {
             Self::text_of(c, "APIProvider").map(|p| {
@@ -840,6 +863,95 @@ impl Ecx<'_> {
             path: Self::text_of(c, "Path"),
             properties: c.properties(),
             ssl_info: c.child("SSLInfo").map(preflow_policy::xml::ssl_info),
+            health_monitor,
+        }
+    }
+
+    /// `<HealthMonitor>`: `<IsEnabled>`, `<IntervalInSec>` and a `<TCPMonitor>` or an
+    /// `<HTTPMonitor>`.
+    fn health_monitor(&mut self, m: &Element) -> crate::balance::HealthMonitor {
+        use crate::balance::{HealthMonitor, HttpProbe, Probe};
+        self.known(
+            m,
+            &["IsEnabled", "IntervalInSec", "TCPMonitor", "HTTPMonitor"],
+        );
+        let secs = |el: &Element, name: &str| {
+            Self::text_of(el, name)
+                .and_then(|t| t.parse::<u64>().ok())
+                .map(std::time::Duration::from_secs)
+        };
+        let probe = if let Some(h) = m.child("HTTPMonitor") {
+            self.known(h, &["Request", "SuccessResponse"]);
+            let req = h.child("Request");
+            if let Some(r) = req {
+                self.known(
+                    r,
+                    &[
+                        "ConnectTimeoutInSec",
+                        "SocketReadTimeoutInSec",
+                        "Port",
+                        "Verb",
+                        "Path",
+                        "IsSSL",
+                        "TrustAllSSL",
+                        "Header",
+                        "Payload",
+                        "UseTargetServerSSLInfo",
+                    ],
+                );
+            }
+            let text = |name: &str| req.and_then(|r| Self::text_of(r, name));
+            let headers = |el: Option<&Element>| -> Vec<(String, String)> {
+                el.map(|e| {
+                    e.children_named("Header")
+                        .map(|h| {
+                            (
+                                h.attr("name").unwrap_or_default().to_owned(),
+                                h.text().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+            };
+            let success = h.child("SuccessResponse");
+            Probe::Http(HttpProbe {
+                connect_timeout: req.and_then(|r| secs(r, "ConnectTimeoutInSec")),
+                read_timeout: req.and_then(|r| secs(r, "SocketReadTimeoutInSec")),
+                port: text("Port").and_then(|p| p.parse().ok()),
+                verb: text("Verb").unwrap_or_else(|| "GET".to_owned()),
+                path: text("Path").unwrap_or_else(|| "/".to_owned()),
+                is_ssl: text("IsSSL").map(|t| t.eq_ignore_ascii_case("true")),
+                headers: headers(req),
+                success_codes: success
+                    .map(|s| {
+                        s.children_named("ResponseCode")
+                            .filter_map(|c| c.text().parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                success_headers: headers(success),
+            })
+        } else if let Some(t) = m.child("TCPMonitor") {
+            self.known(t, &["ConnectTimeoutInSec", "Port"]);
+            Probe::Tcp {
+                connect_timeout: secs(t, "ConnectTimeoutInSec"),
+                port: Self::text_of(t, "Port").and_then(|p| p.parse().ok()),
+            }
+        } else {
+            self.error(
+                m.offset,
+                "`<HealthMonitor>` needs a `<TCPMonitor>` or an `<HTTPMonitor>`",
+            );
+            Probe::Tcp {
+                connect_timeout: None,
+                port: None,
+            }
+        };
+        HealthMonitor {
+            enabled: Self::text_of(m, "IsEnabled").is_none_or(|e| e.eq_ignore_ascii_case("true")),
+            interval: secs(m, "IntervalInSec").unwrap_or(std::time::Duration::from_secs(10)),
+            probe,
         }
     }
 

@@ -798,6 +798,15 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 );
                 return None;
             };
+            if ex.balance.is_some()
+                && let Some(crate::compiled::CConn::Balanced(lb)) =
+                    g.target_endpoint(ex).map(|t| &t.conn)
+                && crate::balance::end_call(lb, ex, &result)
+            {
+                // `<RetryEnabled>`: the same request to the next server.
+                ex.stage = Stage::Forward;
+                return None;
+            }
             match *result {
                 Ok(resp)
                     if g.target_endpoint(ex).is_some_and(|t| {
@@ -1025,6 +1034,8 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         return Some(Step::ReadBody);
     }
     let target = g.target_endpoint(ex);
+    // The load balancer's choice: the server's name and TLS settings.
+    let mut balanced = None;
     let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
         // A URL set by a route rule or a policy.
         (Some(url), _) => match url.parse::<http::Uri>() {
@@ -1035,6 +1046,31 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 return None;
             }
         },
+        (None, Some(CConn::Balanced(lb))) => {
+            let call = match crate::balance::begin_call(lb, ex) {
+                Ok(call) => call,
+                Err(f) => {
+                    enter_error(g, ex, f);
+                    return None;
+                }
+            };
+            let uri = match build_uri(call.scheme, call.authority, call.base, ex) {
+                Some(u) => u,
+                None => {
+                    enter_error(
+                        g,
+                        ex,
+                        faults::target_unusable("the target path is not valid in a uri"),
+                    );
+                    return None;
+                }
+            };
+            if let Some(c) = ex.balance.as_mut() {
+                c.url = uri.to_string();
+            }
+            balanced = Some((call.name, call.tls));
+            uri
+        }
         (
             None,
             Some(CConn::Url {
@@ -1146,12 +1182,43 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     timeouts.connect = timeouts.connect.or(g.env.settings.connect_timeout);
     timeouts.io = timeouts.io.or(g.env.settings.io_timeout);
     ex.stage = Stage::AwaitTarget;
+    let (server, tls) = match balanced {
+        Some((name, tls)) => (Some(name), tls),
+        None => (None, target.and_then(|t| t.tls.clone())),
+    };
     Some(Step::Forward(Target {
         request: req,
         timeouts,
         endpoint: target
             .map(|t| Arc::clone(&t.name_arc))
             .unwrap_or_else(|| Arc::from("")),
-        tls: target.and_then(|t| t.tls.clone()),
+        tls,
+        server,
     }))
+}
+
+/// `scheme://authority{base}{suffix}?{query}` for a server a load balancer chose.
+fn build_uri(
+    scheme: &http::uri::Scheme,
+    authority: &http::uri::Authority,
+    base: &str,
+    ex: &Exchange,
+) -> Option<http::Uri> {
+    let suffix = ex.path_suffix();
+    let query = ex.req_query();
+    let mut pq = String::with_capacity(base.len() + suffix.len() + 2);
+    pq.push_str(base);
+    pq.push_str(suffix);
+    if pq.is_empty() {
+        pq.push('/');
+    }
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme.clone());
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
+    http::Uri::from_parts(parts).ok()
 }

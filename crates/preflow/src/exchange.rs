@@ -271,6 +271,8 @@ pub struct Exchange {
     pub(crate) callout: Option<PolicyRef>,
     /// The request body has not been read yet (begun from the head alone).
     pub(crate) body_pending: bool,
+    /// The load balancer's server for the target call, once chosen.
+    pub(crate) balance: Option<Box<crate::balance::Chosen>>,
 }
 
 impl Exchange {

@@ -264,6 +264,20 @@ impl Gateway {
         crate::engine::run(&self.inner, ex)
     }
 
+    /// The health checks the host runs for the load balancers' `<HealthMonitor>`s: one
+    /// per server and monitor, each with its interval. Report each result with
+    /// [`report_health`](Self::report_health).
+    pub fn health_checks(&self) -> Vec<crate::HealthCheck> {
+        crate::balance::health_checks(&self.inner)
+    }
+
+    /// Reports a health probe of target server `server`: a success brings it back into
+    /// rotation (and clears its failures), a failure takes it out. Returns whether a load
+    /// balancer names the server.
+    pub fn report_health(&self, server: &str, ok: bool) -> bool {
+        crate::balance::report_health(&self.inner, server, ok)
+    }
+
     /// The value of flow variable `name` in `ex`, as text; `None` when unset.
     pub fn variable(&self, ex: &Exchange, name: &str) -> Option<String> {
         crate::vars::variable_text(&self.inner, ex, name)
@@ -335,6 +349,7 @@ pub(crate) fn begin_in(
         provider_retried: false,
         local: None,
         depth: 0,
+        balance: None,
     }
 }
 

@@ -44,6 +44,7 @@
 //!         }
 //!         Step::Store(_) => unreachable!("local state is answered inline"),
 //!         Step::ReadBody => unreachable!("begin gave the whole request"),
+//!         Step::Pause(wait) => std::thread::sleep(wait),
 //!     }
 //! };
 //! assert_eq!(response.status(), 200);
@@ -106,6 +107,7 @@
 // Faults are the cold path: carried by value in `Result`s rather than boxed.
 #![allow(clippy::result_large_err)]
 
+mod balance;
 mod build;
 mod bundle;
 mod compiled;
@@ -123,6 +125,9 @@ mod provider;
 mod sap;
 mod vars;
 
+pub use balance::{
+    BalancerError, CheckKind, HealthCheck, HealthMonitor, HttpCheck, HttpProbe, Probe,
+};
 pub use bundle::{
     Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
 };

@@ -249,6 +249,7 @@ fn token_request(provider: &Provider) -> Result<Target, Fault> {
         timeouts: Timeouts::default(),
         endpoint: Arc::from(format!("provider-token:{}", provider.name)),
         tls: provider.tls.clone().map(Arc::new),
+        server: None,
     })
 }
 

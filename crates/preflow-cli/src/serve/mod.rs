@@ -8,6 +8,7 @@
 
 mod admin;
 mod gateway;
+mod health;
 mod listener;
 mod redis;
 mod state;
@@ -314,6 +315,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     for w in loaded.warnings() {
         tracing::warn!("{w}");
     }
+    // Targets through providers, target servers or stores the environment lacks.
+    for w in preflow::lint_environment(&loaded.bundles, &env.engine) {
+        tracing::warn!("{w}");
+    }
     if loaded.has_errors() {
         for e in loaded.errors() {
             eprintln!("{e}");
@@ -411,6 +416,11 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             .collect::<Result<_, _>>()?,
         environment: Arc::clone(&env),
     };
+    // Health probes of the load balancers' servers; stopped when dropped.
+    let _probes = health::spawn(
+        preflow::Gateway::clone(&gateway),
+        upstream::Upstream::new(64 * 1024, target_tls.clone()),
+    );
     let handler = Arc::new(
         gateway::GatewayHandler::new(
             gateway,

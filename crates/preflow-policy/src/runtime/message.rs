@@ -70,6 +70,9 @@ pub struct Target {
     /// TLS towards the back end (`<SSLInfo>`, or the settings of the target server or
     /// provider); `None`: an `https` URL is verified against the web PKI roots.
     pub tls: Option<std::sync::Arc<TlsSettings>>,
+    /// The target server a `<LoadBalancer>` chose for this call, if any; its outcome
+    /// (the response, a connect error or a timeout) counts towards that server's health.
+    pub server: Option<std::sync::Arc<str>>,
 }
 
 /// TLS settings towards a back end: a TargetEndpoint's `<SSLInfo>`, or the settings of

@@ -198,6 +198,7 @@ fn start<R: Runtime>(rt: &mut R, name: &str, sc: &ServiceCallout) -> Outcome {
             format!("servicecallout:{name}").into()
         },
         tls: None,
+        server: None,
     })
 }
 
