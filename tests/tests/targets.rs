@@ -248,6 +248,30 @@ fn concurrent_exchanges_share_one_fetch() {
 }
 
 #[test]
+fn an_exchange_dropped_while_fetching_lets_the_next_one_fetch() {
+    let (env, _) = oauth_env(3600);
+    let g = build(
+        proxy("/api", &[], "provider://cpi", ""),
+        env,
+        StateMode::Local,
+    )
+    .unwrap();
+    let mut a = begin(&g, "/api/a", 0.0);
+    let Step::Forward(t) = g.step(&mut a) else {
+        panic!("a fetches")
+    };
+    assert_eq!(t.timeouts.io, Some(std::time::Duration::from_secs(15)));
+    let mut b = begin(&g, "/api/b", 0.0);
+    assert!(matches!(g.step(&mut b), Step::Pause(_)));
+    // The host gives up on a (its client went away): b need not wait for it.
+    drop(a);
+    let Step::Forward(t) = g.step(&mut b) else {
+        panic!("b fetches")
+    };
+    assert_eq!(&*t.endpoint, "provider-token:cpi");
+}
+
+#[test]
 fn a_refused_token_is_replaced_once_then_the_401_goes_through() {
     let (env, _) = oauth_env(3600);
     let g = build(

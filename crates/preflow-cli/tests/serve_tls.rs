@@ -371,7 +371,7 @@ fn a_targets_ssl_info_names_the_trust_and_key_stores_it_uses() {
     };
     let s = start(
         &conn("<TrustStore>ref://backends</TrustStore><KeyStore>gateway</KeyStore>"),
-        env.clone(),
+        env,
     );
     let r = reqwest::blocking::get(s.gw.url("/tls/x")).unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", s.gw.log());

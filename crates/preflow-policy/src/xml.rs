@@ -399,6 +399,39 @@ fn element_from(
     Ok(element)
 }
 
+/// Reads an `<SSLInfo>` element (of a TargetEndpoint's or a ServiceCallout's
+/// `<HTTPTargetConnection>`, or a TargetServer). Store names lose a `ref://` prefix.
+pub fn ssl_info(el: &Element) -> crate::runtime::TlsSettings {
+    let flag = |name: &str| {
+        el.child(name)
+            .is_some_and(|c| c.text().trim().eq_ignore_ascii_case("true"))
+    };
+    let name = |name: &str| {
+        el.child(name).and_then(Element::non_empty_text).map(|t| {
+            let t = t.trim();
+            t.strip_prefix("ref://").unwrap_or(t).to_owned()
+        })
+    };
+    let list = |outer: &str, inner: &str| {
+        el.child(outer).map_or_else(Vec::new, |o| {
+            o.children_named(inner)
+                .filter_map(Element::non_empty_text)
+                .map(|t| t.trim().to_owned())
+                .collect()
+        })
+    };
+    crate::runtime::TlsSettings {
+        enabled: flag("Enabled"),
+        truststore: name("TrustStore"),
+        keystore: name("KeyStore"),
+        key_alias: name("KeyAlias"),
+        client_auth: flag("ClientAuthEnabled"),
+        ignore_validation_errors: flag("IgnoreValidationErrors"),
+        protocols: list("Protocols", "Protocol"),
+        ciphers: list("Ciphers", "Cipher"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,37 +494,4 @@ mod tests {
         let src = "<!-- c -->\n<?xml version=\"1.0\"?>\n<A/>";
         assert!(parse(src, &XmlLimits::default()).is_ok());
     }
-}
-
-/// Reads an `<SSLInfo>` element (of a TargetEndpoint's or a ServiceCallout's
-/// `<HTTPTargetConnection>`, or a TargetServer). Store names lose a `ref://` prefix.
-pub fn ssl_info(el: &Element) -> crate::runtime::TlsSettings {
-    let flag = |name: &str| {
-        el.child(name)
-            .is_some_and(|c| c.text().trim().eq_ignore_ascii_case("true"))
-    };
-    let name = |name: &str| {
-        el.child(name).and_then(Element::non_empty_text).map(|t| {
-            let t = t.trim();
-            t.strip_prefix("ref://").unwrap_or(t).to_owned()
-        })
-    };
-    let list = |outer: &str, inner: &str| {
-        el.child(outer).map_or_else(Vec::new, |o| {
-            o.children_named(inner)
-                .filter_map(Element::non_empty_text)
-                .map(|t| t.trim().to_owned())
-                .collect()
-        })
-    };
-    let mut tls = crate::runtime::TlsSettings::default();
-    tls.enabled = flag("Enabled");
-    tls.truststore = name("TrustStore");
-    tls.keystore = name("KeyStore");
-    tls.key_alias = name("KeyAlias");
-    tls.client_auth = flag("ClientAuthEnabled");
-    tls.ignore_validation_errors = flag("IgnoreValidationErrors");
-    tls.protocols = list("Protocols", "Protocol");
-    tls.ciphers = list("Ciphers", "Cipher");
-    tls
 }

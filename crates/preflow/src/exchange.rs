@@ -225,6 +225,8 @@ pub struct Exchange {
     pub(crate) provider_wait: Option<crate::provider::AwaitToken>,
     /// Whether the state store was asked for the provider's token.
     pub(crate) provider_looked_up: bool,
+    /// This exchange's claim on fetching a provider's token, if it holds one.
+    pub(crate) provider_lease: Option<crate::provider::Lease>,
     /// Which of the provider's tokens the target call carried.
     pub(crate) provider_generation: Option<u64>,
     /// Whether the call was already retried after a 401.

@@ -345,6 +345,7 @@ pub(crate) fn begin_in(
         virtual_host: None,
         provider_wait: None,
         provider_looked_up: false,
+        provider_lease: None,
         provider_generation: None,
         provider_retried: false,
         local: None,

@@ -29,7 +29,7 @@ use crate::exchange::{Exchange, Stage, Step};
 const PAUSE: Duration = Duration::from_millis(5);
 /// A fetch that has not finished after this long is presumed lost (its exchange was
 /// dropped); the next exchange fetches again.
-const FETCH_LEASE_NS: u64 = 30_000_000_000;
+const FETCH_LEASE_NS: u64 = 20_000_000_000;
 /// The lifetime assumed when the token response has no `expires_in`.
 const DEFAULT_LIFETIME_S: u64 = 300;
 /// Largest token response read.
@@ -76,19 +76,39 @@ struct Slot {
     generation: u64,
     /// When the fetch in flight started, if one is.
     fetching_since: Option<u64>,
+    /// Which claim the fetch in flight belongs to.
+    claim: u64,
+}
+
+/// An exchange's claim on fetching a provider's token: dropping it (the exchange got its
+/// answer, failed, or was dropped by the host) lets the next exchange fetch.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    slot: Arc<Mutex<Slot>>,
+    claim: u64,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.slot.lock()
+            && s.claim == self.claim
+        {
+            s.fetching_since = None;
+        }
+    }
 }
 
 /// The tokens of the environment's providers, one slot each.
 #[derive(Debug, Default)]
 pub(crate) struct ProviderTokens {
-    slots: Vec<Mutex<Slot>>,
+    slots: Vec<Arc<Mutex<Slot>>>,
 }
 
 impl ProviderTokens {
     /// Slots for `n` providers.
     pub(crate) fn new(n: usize) -> Self {
         ProviderTokens {
-            slots: (0..n).map(|_| Mutex::new(Slot::default())).collect(),
+            slots: (0..n).map(|_| Arc::default()).collect(),
         }
     }
 }
@@ -162,7 +182,13 @@ fn bearer(g: &Inner, ex: &mut Exchange, p: usize, headers: &mut http::HeaderMap)
         return Authorized::Step(Step::Pause(PAUSE));
     }
     s.fetching_since = Some(now);
+    s.claim = s.claim.wrapping_add(1);
+    let lease = Lease {
+        slot: Arc::clone(slot),
+        claim: s.claim,
+    };
     drop(s);
+    ex.provider_lease = Some(lease);
     if g.env.state == StateMode::Remote && !ex.provider_retried && !ex.provider_looked_up {
         // Another instance may hold a token already.
         ex.provider_looked_up = true;
@@ -181,16 +207,9 @@ fn bearer(g: &Inner, ex: &mut Exchange, p: usize, headers: &mut http::HeaderMap)
             Authorized::Step(Step::Forward(target))
         }
         Err(f) => {
-            release(g, p);
+            ex.provider_lease = None;
             Authorized::Failed(f)
         }
-    }
-}
-
-/// Clears a fetch mark, so that the next exchange fetches.
-fn release(g: &Inner, p: usize) {
-    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(p).map(Mutex::lock) {
-        s.fetching_since = None;
     }
 }
 
@@ -246,7 +265,11 @@ fn token_request(provider: &Provider) -> Result<Target, Fault> {
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     Ok(Target {
         request,
-        timeouts: Timeouts::default(),
+        // Within the fetch lease: a hung token endpoint holds the others up no longer.
+        timeouts: Timeouts {
+            connect: Some(Duration::from_secs(5)),
+            io: Some(Duration::from_secs(15)),
+        },
         endpoint: Arc::from(format!("provider-token:{}", provider.name)),
         tls: provider.tls.clone().map(Arc::new),
         server: None,
@@ -272,7 +295,7 @@ pub(crate) fn token_response(g: &Inner, ex: &mut Exchange) -> Result<Option<Step
                 // Not there (or unreadable): this exchange fetches.
                 _ => {}
             }
-            release(g, p);
+            ex.provider_lease = None;
             ex.stage = Stage::Forward;
             Ok(None)
         }
@@ -296,7 +319,7 @@ fn fetched(g: &Inner, ex: &mut Exchange, p: usize) -> Result<Option<Step>, Fault
         Some(Err(e)) => Err(e.to_string()),
         Some(Ok(resp)) => parse_token(resp.status(), resp.body()),
     };
-    release(g, p);
+    ex.provider_lease = None;
     let (token, lifetime_s) = parsed.map_err(|why| {
         let mut f = Fault::new(
             "messaging.adaptors.http.flow.ProviderTokenFailed",
@@ -334,7 +357,7 @@ fn fetched(g: &Inner, ex: &mut Exchange, p: usize) -> Result<Option<Step>, Fault
 }
 
 fn cache(g: &Inner, p: usize, token: HeaderValue, until: u64) {
-    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(p).map(Mutex::lock) {
+    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(p).map(|s| s.lock()) {
         s.generation = s.generation.wrapping_add(1);
         s.token = Some((token, until));
     }
@@ -399,7 +422,7 @@ pub(crate) fn retry_on(
         return false;
     }
     ex.provider_retried = true;
-    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(*p).map(Mutex::lock)
+    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(*p).map(|s| s.lock())
         && ex.provider_generation == Some(s.generation)
     {
         s.token = None;
