@@ -261,6 +261,9 @@ impl Gateway {
             final_response: None,
             body_pending: false,
             balance: None,
+            streaming: false,
+            request_streamed: false,
+            response_streamed: false,
         }
     }
 
