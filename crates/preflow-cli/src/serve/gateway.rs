@@ -12,7 +12,7 @@ use http::{Request, Response, Uri};
 use preflow::{Client, Gateway, Step, StoreReply, TargetError};
 
 use super::listener::{Body, Handled, Handler};
-use super::upstream::{Upstream, UpstreamError};
+use super::upstream::{Answer as Upstreamed, UpBody, Upstream, UpstreamError};
 
 /// The host name of target URLs that this gateway answers itself, in process:
 /// `http://preflow.internal/path` runs `/path` through the gateway again, as a request
@@ -71,6 +71,16 @@ impl GatewayHandler {
             // Policies run on the head; the body is read only when one of them, a
             // condition or the target call needs it.
             let mut ex = gateway.begin_head(head, client, SystemTime::now());
+            // Bodies no policy needs go through as they arrive, both ways.
+            ex.enable_streaming();
+            // A body already known (none, for a GET) is no stream: a load balancer may
+            // then send the request again to another server.
+            if !body.is_unread()
+                && let Ok(bytes) = body.read().await
+            {
+                ex.request_body(bytes);
+            }
+            let mut streamed: Option<super::listener::Streamed> = None;
             let mut refused = false;
             let resp = loop {
                 let step = if slow {
@@ -90,7 +100,32 @@ impl GatewayHandler {
                         }
                     },
                     Step::Forward(target) => {
-                        let result = self.forward(target.request, target.timeouts, depth).await;
+                        if target.stream_request_body || target.stream_response_body {
+                            let internal = target.request.uri().host() == Some(INTERNAL_HOST);
+                            if !internal {
+                                match self.forward_streaming(target, &mut body).await {
+                                    Ok(Upstreamed::Whole(r)) => ex.target_response(Ok(r)),
+                                    Ok(Upstreamed::Head(parts, s)) => {
+                                        streamed = Some(s);
+                                        ex.target_response_head(Ok(parts));
+                                    }
+                                    Err(e) => ex.target_response(Err(e)),
+                                }
+                                continue;
+                            }
+                        }
+                        let mut request = target.request;
+                        if target.stream_request_body {
+                            // An in-process call takes the body whole.
+                            match body.read().await {
+                                Ok(bytes) => *request.body_mut() = bytes,
+                                Err(resp) => {
+                                    refused = true;
+                                    break resp;
+                                }
+                            }
+                        }
+                        let result = self.forward(request, target.timeouts, depth).await;
                         ex.target_response(result);
                     }
                     Step::Store(op) => match &self.remote {
@@ -104,20 +139,53 @@ impl GatewayHandler {
                 }
             };
             let close = refused || body.is_unread();
+            // The back end's body follows the head only if the answer is still its own.
+            let stream = streamed.filter(|_| ex.streams_response_body());
             let handled = if depth == 0 && super::listener::access_log_enabled() {
                 Handled {
                     proxy: gateway.variable(&ex, "apiproxy.name"),
                     flow: gateway.variable(&ex, "proxy.flow.name"),
                     close,
+                    stream,
                 }
             } else {
                 Handled {
                     close,
+                    stream,
                     ..Handled::default()
                 }
             };
             (resp, handled)
         })
+    }
+
+    /// Calls a back end with the client's body streamed to it and/or its response body
+    /// left to stream, as the engine allowed.
+    async fn forward_streaming(
+        &self,
+        target: preflow::Target,
+        body: &mut Body,
+    ) -> Result<Upstreamed, TargetError> {
+        let connect = target.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let io = target.timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
+        let (parts, bytes) = target.request.into_parts();
+        let up = match target
+            .stream_request_body
+            .then(|| body.take_stream())
+            .flatten()
+        {
+            Some(incoming) => UpBody::Right(incoming),
+            None => UpBody::Left(http_body_util::Full::new(bytes)),
+        };
+        self.upstream
+            .send(
+                Request::from_parts(parts, up),
+                connect,
+                io,
+                target.stream_response_body,
+            )
+            .await
+            .map_err(target_error)
     }
 
     async fn forward(
@@ -158,13 +226,18 @@ impl GatewayHandler {
         self.upstream
             .call(request, connect, io)
             .await
-            .map_err(|e| match e {
-                UpstreamError::Connect(why) => TargetError::Connect(why),
-                UpstreamError::Timeout(_) => TargetError::Timeout,
-                other @ (UpstreamError::Protocol(_)
-                | UpstreamError::Request(_)
-                | UpstreamError::Tls(_)) => TargetError::Other(other.to_string()),
-            })
+            .map_err(target_error)
+    }
+}
+
+fn target_error(e: UpstreamError) -> TargetError {
+    match e {
+        UpstreamError::Connect(why) => TargetError::Connect(why),
+        UpstreamError::Timeout(_) => TargetError::Timeout,
+        other
+        @ (UpstreamError::Protocol(_) | UpstreamError::Request(_) | UpstreamError::Tls(_)) => {
+            TargetError::Other(other.to_string())
+        }
     }
 }
 
