@@ -132,11 +132,13 @@ impl Cx<'_> {
                     || cond
                         .as_ref()
                         .is_some_and(|c| c.reads_body || c.reads_response_body);
+                let calls_shared_flow = policy_ref.is_some_and(|p| p.type_name() == "FlowCallout");
                 CStep {
                     policy,
                     cond,
                     needs_body,
                     touches_response_body,
+                    calls_shared_flow,
                 }
             })
             .collect()
@@ -376,7 +378,7 @@ fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
     let reads_request = response_steps
         .iter()
         .chain(fault_steps.iter())
-        .any(|s| s.needs_body);
+        .any(|s| s.needs_body || s.calls_shared_flow);
     let touches_response = response_steps.iter().any(|s| s.touches_response_body);
     (reads_request, touches_response)
 }

@@ -42,6 +42,10 @@ pub(crate) struct CStep {
     /// Whether, on the response side, it may read or replace the response body (decides
     /// whether the back end's response body can stream to the client).
     pub touches_response_body: bool,
+    /// Whether it may read the request body through a shared flow (a FlowCallout, whose
+    /// steps are compiled with another bundle): after the call, that keeps the request
+    /// body buffered.
+    pub calls_shared_flow: bool,
 }
 
 #[derive(Debug)]

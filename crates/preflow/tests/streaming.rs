@@ -47,6 +47,10 @@ const POLICIES: &[(&str, &str)] = &[
         r#"<SpikeArrest name="SA"><Rate>1000ps</Rate></SpikeArrest>"#,
     ),
     (
+        "apiproxy/policies/Shared.xml",
+        r#"<FlowCallout name="Shared"><SharedFlowBundle>elsewhere</SharedFlowBundle></FlowCallout>"#,
+    ),
+    (
         "apiproxy/policies/Fail.xml",
         r#"<RaiseFault name="Fail"><FaultResponse><Set><StatusCode>500</StatusCode></Set></FaultResponse></RaiseFault>"#,
     ),
@@ -143,6 +147,12 @@ fn a_response_side_policy_that_may_change_the_response_buffers_it() {
 #[test]
 fn a_response_side_reader_of_the_request_body_buffers_the_request() {
     let g = gateway(&proxy(&step("EchoRequest"), ""), &target("", ""));
+    assert_eq!(decision(&g), (false, false));
+}
+
+#[test]
+fn a_shared_flow_after_the_call_buffers_both() {
+    let g = gateway(&proxy(&step("Shared"), ""), &target("", ""));
     assert_eq!(decision(&g), (false, false));
 }
 
