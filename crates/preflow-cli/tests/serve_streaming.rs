@@ -62,7 +62,15 @@ fn serve_one(stream: TcpStream) {
             length = v.trim().parse().unwrap();
         }
     }
-    if request_line.starts_with("GET") {
+    if request_line.starts_with("GET /stall") {
+        // Ten bytes of a thousand, then silence.
+        let mut s = reader.into_inner();
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789"
+        );
+        std::thread::sleep(Duration::from_secs(30));
+    } else if request_line.starts_with("GET") {
         let mut s = reader.into_inner();
         write!(
             s,
@@ -114,6 +122,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn start(backend: SocketAddr) -> (Gateway, tempfile::TempDir) {
+    start_with(backend, "")
+}
+
+fn start_with(backend: SocketAddr, properties: &str) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s/apiproxy");
     std::fs::create_dir_all(root.join("proxies")).unwrap();
@@ -127,7 +139,7 @@ fn start(backend: SocketAddr) -> (Gateway, tempfile::TempDir) {
     std::fs::write(
         root.join("targets/default.xml"),
         format!(
-            r#"<TargetEndpoint name="default"><HTTPTargetConnection><URL>http://{backend}</URL></HTTPTargetConnection></TargetEndpoint>"#
+            r#"<TargetEndpoint name="default"><HTTPTargetConnection><URL>http://{backend}</URL>{properties}</HTTPTargetConnection></TargetEndpoint>"#
         ),
     )
     .unwrap();
@@ -235,5 +247,35 @@ fn a_gibibyte_streams_down_and_up_with_bounded_memory() {
         peak - base < MAX_GROWTH_KIB,
         "upload: RSS grew by {} KiB (from {base} KiB)",
         peak - base
+    );
+}
+
+#[test]
+fn a_stalled_streamed_body_is_cut_after_the_io_timeout() {
+    let (gw, _dir) = start_with(
+        backend(),
+        r#"<Properties><Property name="io.timeout.millis">1000</Property></Properties>"#,
+    );
+    let s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    write!(
+        w,
+        "GET /s/stall HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut r = BufReader::new(s);
+    let head = read_head(&mut r);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = Vec::new();
+    // The gateway gives up on the back end and closes the connection: the read ends
+    // (EOF or reset) long before the back end's 30 s of silence are over.
+    let _ = r.read_to_end(&mut body);
+    assert_eq!(body, b"0123456789");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the connection stayed open for {:?}",
+        started.elapsed()
     );
 }

@@ -103,10 +103,11 @@ impl GatewayHandler {
                         if target.stream_request_body || target.stream_response_body {
                             let internal = target.request.uri().host() == Some(INTERNAL_HOST);
                             if !internal {
+                                let idle = target.timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
                                 match self.forward_streaming(target, &mut body).await {
                                     Ok(Upstreamed::Whole(r)) => ex.target_response(Ok(r)),
                                     Ok(Upstreamed::Head(parts, s)) => {
-                                        streamed = Some(s);
+                                        streamed = Some(super::listener::Streamed::new(s, idle));
                                         ex.target_response_head(Ok(parts));
                                     }
                                     Err(e) => ex.target_response(Err(e)),
