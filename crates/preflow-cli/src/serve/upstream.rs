@@ -263,10 +263,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    pub(super) fn upstream(max: usize) -> Upstream {
+    pub(in crate::serve) fn upstream(max: usize) -> Upstream {
         let default = super::super::tls::client_config("test", &Default::default()).unwrap();
         Upstream::new(
             max,
