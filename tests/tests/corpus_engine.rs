@@ -6,7 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use preflow::{Client, Gateway, LoadOptions, Step, load_path};
+use preflow::{
+    Client, Environment, Gateway, LoadOptions, Step, TargetConnection, TargetServer, load_path,
+};
 
 fn corpus() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -57,7 +59,20 @@ fn real_bundles_build_and_serve() {
             skipped += 1;
             continue;
         }
-        let gateway = match Gateway::builder().bundles(loaded).build() {
+        // As a deployment would: the target servers the load balancers name exist.
+        let mut env = Environment::new();
+        for b in &loaded.bundles {
+            for t in &b.target_endpoints {
+                if let TargetConnection::Http(h) = &t.connection {
+                    for s in h.load_balancer.iter().flat_map(|lb| &lb.servers) {
+                        if env.find_target_server(&s.name).is_none() {
+                            env = env.target_server(TargetServer::new(&s.name, "192.0.2.10", 80));
+                        }
+                    }
+                }
+            }
+        }
+        let gateway = match Gateway::builder().bundles(loaded).environment(env).build() {
             Ok(g) => g,
             Err(e) => panic!("{}: {e}", root.display()),
         };

@@ -82,6 +82,7 @@ impl Cx<'_> {
             bundle: self.bundle,
             policies: self.index,
             reads_body: std::cell::Cell::new(false),
+            reads_response_body: std::cell::Cell::new(false),
         };
         let (compiled, guard) = match &c.form {
             ConditionForm::Valid { ast, .. } => match ast.compile(&c.text, &r) {
@@ -102,6 +103,7 @@ impl Cx<'_> {
             guard,
             // An invalid condition faults without reading anything.
             reads_body: r.reads_body.get(),
+            reads_response_body: r.reads_response_body.get(),
         })
     }
 
@@ -123,10 +125,23 @@ impl Cx<'_> {
                         .policies
                         .get(policy)
                         .is_some_and(CompiledPolicy::reads_request_body);
+                let policy_ref = self.policies.get(policy);
+                // A policy type that neither reads nor writes payloads (unless a ref names
+                // a body variable, which `reads_request_body` reports for `message.*`).
+                let body_free = policy_ref.is_some_and(|p| {
+                    BODY_FREE_TYPES.contains(&p.type_name()) && !p.reads_request_body()
+                });
+                let touches_response_body = !body_free
+                    || cond
+                        .as_ref()
+                        .is_some_and(|c| c.reads_body || c.reads_response_body);
+                let calls_shared_flow = policy_ref.is_some_and(|p| p.type_name() == "FlowCallout");
                 CStep {
                     policy,
                     cond,
                     needs_body,
+                    touches_response_body,
+                    calls_shared_flow,
                 }
             })
             .collect()
@@ -316,10 +331,112 @@ impl Cx<'_> {
             }
             .or(provider_tls),
             auth,
+            // Decided once every endpoint is compiled.
+            stream_request: false,
+            stream_response: false,
             conn,
             timeouts,
         })
     }
+}
+
+/// Policy types that never read or replace a message body (unless a ref of theirs names
+/// a body variable): a response-side step of any other type keeps the response buffered.
+const BODY_FREE_TYPES: &[&str] = &[
+    "SpikeArrest",
+    "Quota",
+    "VerifyAPIKey",
+    "AccessControl",
+    "BasicAuthentication",
+    "CORS",
+    "GetOAuthV2Info",
+];
+
+/// Whether bodies stream past the engine, for one target endpoint.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Streaming {
+    pub request: bool,
+    pub response: bool,
+}
+
+/// `request.streaming.enabled` / `response.streaming.enabled` among `props`: `Some(true)`,
+/// `Some(false)` or unset.
+fn streaming_property(props: &[(String, String)], name: &str) -> Option<bool> {
+    props
+        .iter()
+        .rev()
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Decides, for target endpoint `t` of bundle `b`, whether the request body streams to
+/// it and its response body streams back, given what the bundle's steps read:
+/// a property set to `false` (on the TargetEndpoint or a ProxyEndpoint) buffers, `true`
+/// streams whatever the policies need (they see an empty body), unset streams when no
+/// step after the call reads the request body and no response-side step reads or
+/// replaces the response body.
+pub(crate) fn streaming(
+    b: &crate::Bundle,
+    t: &TargetEndpoint,
+    after_call_reads_request: bool,
+    response_body_touched: bool,
+) -> Streaming {
+    let target_props: &[(String, String)] = match &t.connection {
+        TargetConnection::Http(h) => &h.properties,
+        _ => &[],
+    };
+    let decide = |name: &str, needed: bool| {
+        let from_target = streaming_property(target_props, name);
+        let from_proxies: Vec<Option<bool>> = b
+            .proxy_endpoints
+            .iter()
+            .map(|p| streaming_property(&p.properties, name))
+            .collect();
+        if from_target == Some(false) || from_proxies.contains(&Some(false)) {
+            false
+        } else if from_target == Some(true) || from_proxies.contains(&Some(true)) {
+            true
+        } else {
+            !needed
+        }
+    };
+    Streaming {
+        request: decide("request.streaming.enabled", after_call_reads_request),
+        response: decide("response.streaming.enabled", response_body_touched),
+    }
+}
+
+/// What the bundle's steps after the target call need: whether any reads the request
+/// body, and whether any on the response side reads or replaces the response body.
+fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
+    fn flows<'a>(pre: &'a CFlow, flows: &'a [CFlow], post: &'a CFlow) -> Vec<&'a CStep> {
+        std::iter::once(pre)
+            .chain(flows.iter())
+            .chain(std::iter::once(post))
+            .flat_map(|f| f.response.iter())
+            .collect()
+    }
+    let mut response_steps: Vec<&CStep> = Vec::new();
+    let mut fault_steps: Vec<&CStep> = Vec::new();
+    for p in proxies {
+        response_steps.extend(flows(&p.pre, &p.flows, &p.post));
+        if let Some(pc) = &p.post_client {
+            response_steps.extend(pc.response.iter());
+        }
+        fault_steps.extend(p.fault_rules.iter().flat_map(|r| r.steps.iter()));
+        fault_steps.extend(p.default_rule.iter().flat_map(|r| r.steps.iter()));
+    }
+    for t in targets {
+        response_steps.extend(flows(&t.pre, &t.flows, &t.post));
+        fault_steps.extend(t.fault_rules.iter().flat_map(|r| r.steps.iter()));
+        fault_steps.extend(t.default_rule.iter().flat_map(|r| r.steps.iter()));
+    }
+    let reads_request = response_steps
+        .iter()
+        .chain(fault_steps.iter())
+        .any(|s| s.needs_body || s.calls_shared_flow);
+    let touches_response = response_steps.iter().any(|s| s.touches_response_body);
+    (reads_request, touches_response)
 }
 
 /// Compiles bundle `b`, the `bi`th of the gateway.
@@ -390,7 +507,7 @@ pub(crate) fn compile_bundle(
         .iter()
         .map(|p| cx.proxy(p, &b.target_endpoints))
         .collect();
-    let targets: Vec<CTarget> = b
+    let mut targets: Vec<CTarget> = b
         .target_endpoints
         .iter()
         .map(|t| {
@@ -401,6 +518,17 @@ pub(crate) fn compile_bundle(
             })
         })
         .collect::<Result<_, _>>()?;
+    // What the steps after a call need decides whether bodies stream past the engine.
+    let (reads_request, touches_response) = after_call_needs(&proxies, &targets);
+    for (ct, t) in targets.iter_mut().zip(&b.target_endpoints) {
+        // A local target is a chained exchange in this process: it takes whole bodies.
+        if matches!(ct.conn, CConn::Local(_) | CConn::LocalProxy { .. }) {
+            continue;
+        }
+        let s = streaming(b, t, reads_request, touches_response);
+        ct.stream_request = s.request;
+        ct.stream_response = s.response;
+    }
     let shared_steps = b
         .shared_flows
         .iter()

@@ -20,6 +20,8 @@ pub(crate) struct CCond {
     pub guard: crate::guard::Guard,
     /// Whether evaluating it reads the request body.
     pub reads_body: bool,
+    /// Whether evaluating it reads the response body.
+    pub reads_response_body: bool,
 }
 
 /// What evaluating a condition runs: the compiled form, or, for a condition that does not
@@ -37,6 +39,13 @@ pub(crate) struct CStep {
     /// Whether its condition or policy reads the request body: the engine asks the host
     /// for the body before such a step, and only then.
     pub needs_body: bool,
+    /// Whether, on the response side, it may read or replace the response body (decides
+    /// whether the back end's response body can stream to the client).
+    pub touches_response_body: bool,
+    /// Whether it may read the request body through a shared flow (a FlowCallout, whose
+    /// steps are compiled with another bundle): after the call, that keeps the request
+    /// body buffered.
+    pub calls_shared_flow: bool,
 }
 
 #[derive(Debug)]
@@ -155,6 +164,10 @@ pub(crate) struct CTarget {
     pub tls: Option<Arc<preflow_policy::runtime::TlsSettings>>,
     /// Credentials an API provider puts on each call.
     pub auth: crate::provider::TargetAuth,
+    /// The request body may stream to the back end (decided at build time).
+    pub stream_request: bool,
+    /// The back end's response body may stream to the client (decided at build time).
+    pub stream_response: bool,
 }
 
 #[derive(Debug)]

@@ -172,6 +172,8 @@ pub struct ProxyEndpoint {
     pub base_path: Option<String>,
     /// `<HTTPProxyConnection><VirtualHost>` (Edge).
     pub virtual_hosts: Vec<String>,
+    /// `<HTTPProxyConnection><Properties>` (`request.streaming.enabled`…).
+    pub properties: Vec<(String, String)>,
     /// `<PreFlow>`.
     pub pre_flow: Flow,
     /// `<Flows><Flow>` in order; the first whose condition holds runs.
@@ -762,6 +764,10 @@ impl Ecx<'_> {
                 }
             })
             .collect();
+        let properties = el
+            .child("HTTPProxyConnection")
+            .map(Element::properties)
+            .unwrap_or_default();
         let pre_flow = self.fixed_flow(el, "PreFlow");
         let flows = self.flows(el);
         let post_flow = self.fixed_flow(el, "PostFlow");
@@ -772,6 +778,7 @@ impl Ecx<'_> {
             description: Self::text_of(el, "Description"),
             base_path,
             virtual_hosts,
+            properties,
             pre_flow: Self::named_flow(pre_flow, "PreFlow"),
             flows,
             post_flow: Self::named_flow(post_flow, "PostFlow"),

@@ -802,7 +802,10 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 && let Some(crate::compiled::CConn::Balanced(lb)) =
                     g.target_endpoint(ex).map(|t| &t.conn)
                 && crate::balance::end_call(lb, ex, &result)
+                // A streamed body is gone: it cannot be sent again.
+                && !ex.request_streamed
             {
+                ex.response_streamed = false;
                 // `<RetryEnabled>`: the same request to the next server.
                 ex.stage = Stage::Forward;
                 return None;
@@ -856,7 +859,16 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 .clone()
                 .unwrap_or_else(|| Message::response(StatusCode::OK));
             ex.state.finish_response(&mut m);
-            let resp = to_response(m);
+            let resp = if ex.streams_response_body() {
+                // The back end's body follows from the host, with its own framing.
+                let mut r = http::Response::new(Bytes::new());
+                *r.status_mut() = m.status;
+                *r.headers_mut() = m.headers;
+                fix_framing_no_body(r.headers_mut());
+                r
+            } else {
+                to_response(m)
+            };
             let has_post_client = g
                 .proxy_endpoint(ex)
                 .and_then(|p| p.post_client.as_ref())
@@ -1029,11 +1041,14 @@ fn route(g: &Inner, ex: &mut Exchange) {
 }
 
 fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
-    // The target gets the whole request: read the body first.
-    if ex.body_pending {
+    let target = g.target_endpoint(ex);
+    // The target gets the whole request: read the body first, unless the host pipes it
+    // and nothing after the call reads it.
+    let stream_request =
+        ex.body_pending && ex.streaming && target.is_some_and(|t| t.stream_request);
+    if ex.body_pending && !stream_request {
         return Some(Step::ReadBody);
     }
-    let target = g.target_endpoint(ex);
     // The load balancer's choice: the server's name and TLS settings.
     let mut balanced = None;
     let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
@@ -1162,7 +1177,12 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         headers.remove(http::header::HOST);
     }
     let len = ex.request.body.len();
-    if len > 0 || content_length {
+    if stream_request {
+        // The client's framing stays: its body follows as it arrives.
+        fix_framing_no_body(&mut headers);
+        ex.body_pending = false;
+        ex.request_streamed = true;
+    } else if len > 0 || content_length {
         fix_framing(&mut headers, len, true);
     } else {
         fix_framing_no_body(&mut headers);
@@ -1194,6 +1214,8 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             .unwrap_or_else(|| Arc::from("")),
         tls,
         server,
+        stream_request_body: stream_request,
+        stream_response_body: ex.streaming && target.is_some_and(|t| t.stream_response),
     }))
 }
 

@@ -275,6 +275,12 @@ pub struct Exchange {
     pub(crate) body_pending: bool,
     /// The load balancer's server for the target call, once chosen.
     pub(crate) balance: Option<Box<crate::balance::Chosen>>,
+    /// The host can pipe bodies ([`Exchange::enable_streaming`]).
+    pub(crate) streaming: bool,
+    /// The request body went to the back end without the engine reading it.
+    pub(crate) request_streamed: bool,
+    /// The host gave the target response's head alone.
+    pub(crate) response_streamed: bool,
 }
 
 impl Exchange {
@@ -294,6 +300,34 @@ impl Exchange {
     /// candidates, and `virtualhost.name` reads it. Without it every endpoint is.
     pub fn set_virtual_host(&mut self, name: &str) {
         self.virtual_host = Some(name.to_ascii_lowercase().into_boxed_str());
+    }
+
+    /// Hands over the head of the target response when the [`Step::Forward`]'s
+    /// `stream_response_body` said the engine does not need its body: the response flows
+    /// run on the head, and if [`streams_response_body`](Self::streams_response_body)
+    /// holds at [`Step::Respond`] the host sends the back end's body after the answered
+    /// head. Give error responses (status 400 and above) whole, with
+    /// [`target_response`](Self::target_response): the error flow may read them.
+    pub fn target_response_head(&mut self, result: Result<http::response::Parts, TargetError>) {
+        self.response_streamed = result.is_ok();
+        self.target_result =
+            Some(Box::new(result.map(|parts| {
+                http::Response::from_parts(parts, Bytes::new())
+            })));
+    }
+
+    /// Declares that the host can pipe bodies: send the client's body to the back end
+    /// as it arrives, and the back end's body to the client. Then a [`Step::Forward`]
+    /// says when the engine needs neither (decided when the gateway was built). An
+    /// exchange begun from the head alone ([`Gateway::begin_head`](crate::Gateway::begin_head)).
+    pub fn enable_streaming(&mut self) {
+        self.streaming = true;
+    }
+
+    /// Whether the final response's body is the back end's, still to be streamed by the
+    /// host: the response head was given alone and no fault replaced the response.
+    pub fn streams_response_body(&self) -> bool {
+        self.response_streamed && self.fault.is_none()
     }
 
     /// Hands the request body asked for by [`Step::ReadBody`] to the exchange.

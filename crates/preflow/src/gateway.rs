@@ -351,6 +351,9 @@ pub(crate) fn begin_in(
         local: None,
         depth: 0,
         balance: None,
+        streaming: false,
+        request_streamed: false,
+        response_streamed: false,
     }
 }
 

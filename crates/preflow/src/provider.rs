@@ -273,6 +273,8 @@ fn token_request(provider: &Provider) -> Result<Target, Fault> {
         endpoint: Arc::from(format!("provider-token:{}", provider.name)),
         tls: provider.tls.clone().map(Arc::new),
         server: None,
+        stream_request_body: false,
+        stream_response_body: false,
     })
 }
 
@@ -418,7 +420,8 @@ pub(crate) fn retry_on(
     let TargetAuth::ClientCredentials(p) = auth else {
         return false;
     };
-    if status != StatusCode::UNAUTHORIZED || ex.provider_retried {
+    // A body already streamed to the back end cannot be sent again.
+    if status != StatusCode::UNAUTHORIZED || ex.provider_retried || ex.request_streamed {
         return false;
     }
     ex.provider_retried = true;

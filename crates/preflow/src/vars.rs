@@ -20,6 +20,8 @@ pub(crate) struct Resolver<'a> {
     pub policies: &'a HashMap<String, usize>,
     /// Set when a resolved name reads the request body.
     pub reads_body: std::cell::Cell<bool>,
+    /// Set when a resolved name reads the response body (`response.content`…).
+    pub reads_response_body: std::cell::Cell<bool>,
 }
 
 impl Resolve for Resolver<'_> {
@@ -28,6 +30,17 @@ impl Resolve for Resolver<'_> {
         let slot = resolve_name(name, self.bundle, self.policies);
         if slot.reads_request_body() {
             self.reads_body.set(true);
+        }
+        if matches!(
+            slot,
+            Slot::Msg(
+                preflow_policy::vars::Which::Response,
+                preflow_policy::vars::Field::Content
+                    | preflow_policy::vars::Field::FormParam(_)
+                    | preflow_policy::vars::Field::FormParamsCount
+            )
+        ) {
+            self.reads_response_body.set(true);
         }
         slot
     }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::Response;
+use http::{Request, Response};
 use preflow::{Client, Gateway, Step, StoreReply, TargetError};
 
 use super::listener::{Body, Handled, Handler};
-use super::upstream::{Upstream, UpstreamError};
+use super::upstream::{Answer as Upstreamed, UpBody, Upstream, UpstreamError};
 
 /// Default connect timeout of target calls (Apigee's `connect.timeout.millis` default).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -65,6 +65,16 @@ impl GatewayHandler {
             if let Some(v) = vhost {
                 ex.set_virtual_host(v);
             }
+            // Bodies no policy needs go through as they arrive, both ways.
+            ex.enable_streaming();
+            // A body already known (none, for a GET) is no stream: a load balancer may
+            // then send the request again to another server.
+            if !body.is_unread()
+                && let Ok(bytes) = body.read().await
+            {
+                ex.request_body(bytes);
+            }
+            let mut streamed: Option<super::listener::Streamed> = None;
             let mut refused = false;
             let resp = loop {
                 let step = if slow {
@@ -85,6 +95,18 @@ impl GatewayHandler {
                     },
                     Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Forward(target) => {
+                        if target.stream_request_body || target.stream_response_body {
+                            let idle = target.timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
+                            match self.forward_streaming(target, &mut body).await {
+                                Ok(Upstreamed::Whole(r)) => ex.target_response(Ok(r)),
+                                Ok(Upstreamed::Head(parts, s)) => {
+                                    streamed = Some(super::listener::Streamed::new(s, idle));
+                                    ex.target_response_head(Ok(parts));
+                                }
+                                Err(e) => ex.target_response(Err(e)),
+                            }
+                            continue;
+                        }
                         let result = self.forward(target).await;
                         ex.target_response(result);
                     }
@@ -99,20 +121,54 @@ impl GatewayHandler {
                 }
             };
             let close = refused || body.is_unread();
+            // The back end's body follows the head only if the answer is still its own.
+            let stream = streamed.filter(|_| ex.streams_response_body());
             let handled = if super::listener::access_log_enabled() {
                 Handled {
                     proxy: gateway.variable(&ex, "apiproxy.name"),
                     flow: gateway.variable(&ex, "proxy.flow.name"),
                     close,
+                    stream,
                 }
             } else {
                 Handled {
                     close,
+                    stream,
                     ..Handled::default()
                 }
             };
             (resp, handled)
         })
+    }
+
+    /// Calls a back end with the client's body streamed to it and/or its response body
+    /// left to stream, as the engine allowed.
+    async fn forward_streaming(
+        &self,
+        target: preflow::Target,
+        body: &mut Body,
+    ) -> Result<Upstreamed, TargetError> {
+        let connect = target.timeouts.connect.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let io = target.timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
+        let (parts, bytes) = target.request.into_parts();
+        let up = match target
+            .stream_request_body
+            .then(|| body.take_stream())
+            .flatten()
+        {
+            Some(incoming) => UpBody::Right(incoming),
+            None => UpBody::Left(http_body_util::Full::new(bytes)),
+        };
+        self.upstream
+            .send(
+                Request::from_parts(parts, up),
+                target.tls.as_ref(),
+                connect,
+                io,
+                target.stream_response_body,
+            )
+            .await
+            .map_err(target_error)
     }
 
     async fn forward(&self, target: preflow::Target) -> Result<Response<Bytes>, TargetError> {
@@ -122,13 +178,18 @@ impl GatewayHandler {
         self.upstream
             .call(request, target.tls.as_ref(), connect, io)
             .await
-            .map_err(|e| match e {
-                UpstreamError::Connect(why) => TargetError::Connect(why),
-                UpstreamError::Timeout(_) => TargetError::Timeout,
-                other @ (UpstreamError::Protocol(_)
-                | UpstreamError::Request(_)
-                | UpstreamError::Tls(_)) => TargetError::Other(other.to_string()),
-            })
+            .map_err(target_error)
+    }
+}
+
+fn target_error(e: UpstreamError) -> TargetError {
+    match e {
+        UpstreamError::Connect(why) => TargetError::Connect(why),
+        UpstreamError::Timeout(_) => TargetError::Timeout,
+        other
+        @ (UpstreamError::Protocol(_) | UpstreamError::Request(_) | UpstreamError::Tls(_)) => {
+            TargetError::Other(other.to_string())
+        }
     }
 }
 

@@ -94,3 +94,24 @@ async fn probe(client: &Upstream, kind: &CheckKind) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn tcp_probes_succeed_only_on_a_listening_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = super::super::upstream::tests::upstream(1024);
+        let check = |port| CheckKind::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+            connect_timeout: Duration::from_secs(1),
+        };
+        assert!(probe(&client, &check(port)).await);
+        drop(listener);
+        assert!(!probe(&client, &check(port)).await);
+    }
+}

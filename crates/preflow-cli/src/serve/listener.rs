@@ -85,8 +85,68 @@ impl Budgets {
     }
 }
 
+/// A back end's response body on its way to the client, failed when the back end sends
+/// nothing for `idle` (the target's `io.timeout.millis`): a stalled back end does not hold
+/// the client's connection forever.
+#[derive(Debug)]
+pub struct Streamed {
+    inner: Incoming,
+    idle: Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Streamed {
+    /// `inner`, failed after `idle` without data.
+    pub fn new(inner: Incoming, idle: Duration) -> Self {
+        Self {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                    "the target sent nothing for {:?}",
+                    this.idle
+                )
+                .into()))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body: in memory, or streamed from a back end.
+pub type OutBody = http_body_util::Either<Full<Bytes>, Streamed>;
+
 /// What the log line of a request names besides method, path, status and time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Handled {
     /// The API proxy that served the request.
     pub proxy: Option<String>,
@@ -95,6 +155,9 @@ pub struct Handled {
     /// The request body was left unread (or refused): the connection cannot carry
     /// another HTTP/1 request.
     pub close: bool,
+    /// The response body, streamed from a back end, to send after the head (whose own
+    /// body is then empty and whose `Content-Length`, if any, is the back end's).
+    pub stream: Option<Streamed>,
 }
 
 /// Whether the per-request log line is written (`PREFLOW_LOG` at `info` or finer).
@@ -137,6 +200,19 @@ impl Body {
     /// Whether the body is still unread.
     pub fn is_unread(&self) -> bool {
         matches!(self.state, BodyState::Unread { .. })
+    }
+
+    /// The unread body as a stream, to send on as it arrives (nothing of it is
+    /// buffered, so neither the size limit nor the buffer budget applies; the back end's
+    /// timeouts do); `None` when it has been read (use [`read`](Self::read)).
+    pub fn take_stream(&mut self) -> Option<Incoming> {
+        match std::mem::replace(&mut self.state, BodyState::Read(Bytes::new())) {
+            BodyState::Unread { incoming, .. } => Some(incoming),
+            read => {
+                self.state = read;
+                None
+            }
+        }
     }
 
     /// The whole body; the response to send instead when it cannot be read.
@@ -262,9 +338,8 @@ fn check_head<B>(req: &Request<B>, limits: Limits) -> Result<Option<u64>, Refuse
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        return Err(Refused::closing(too_big()));
-    }
+    // A declared length over the limit is refused when the body is read: a body that
+    // streams to a back end is not bound by it.
     Ok(declared)
 }
 
@@ -276,6 +351,9 @@ async fn read_body(
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
     if hyper::body::Body::is_end_stream(&body) {
         return Ok((Bytes::new(), None));
+    }
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(Refused::closing(too_big()));
     }
     // A declared length is reserved whole before any byte is read, so that a burst of
     // large bodies is refused at once instead of being read and then dropped.
@@ -578,7 +656,7 @@ impl<H: Handler> Connection<H> {
                             "messaging.runtime.NoRoute",
                             "No virtual host serves this listener",
                         )
-                        .map(Full::new),
+                        .map(|b| OutBody::Left(Full::new(b))),
                     };
                     let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
                     activity.last_ms.store(ms, Ordering::Release);
@@ -629,7 +707,7 @@ async fn answer<H: Handler>(
     limits: Limits,
     budgets: &Budgets,
     name: &str,
-) -> Response<Full<Bytes>> {
+) -> Response<OutBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let version = req.version();
@@ -639,7 +717,7 @@ async fn answer<H: Handler>(
     } else {
         String::new()
     };
-    let (mut resp, handled, close) = match check_head(&req, limits) {
+    let (mut resp, mut handled, close) = match check_head(&req, limits) {
         Ok(declared) => {
             let (head, incoming) = req.into_parts();
             // A request without a body (a GET) keeps its connection reusable.
@@ -664,7 +742,10 @@ async fn answer<H: Handler>(
         Err(refused) => (refused.response, Handled::default(), refused.close),
     };
     strip_hop_by_hop(resp.headers_mut());
-    fix_content_length(&mut resp, &method);
+    let stream = handled.stream.take();
+    if stream.is_none() {
+        fix_content_length(&mut resp, &method);
+    }
     if close && version < http::Version::HTTP_2 {
         // The body was left unread: the connection cannot carry another request.
         resp.headers_mut()
@@ -683,7 +764,10 @@ async fn answer<H: Handler>(
             ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
         );
     }
-    resp.map(Full::new)
+    match stream {
+        Some(s) => resp.map(|_| OutBody::Right(s)),
+        None => resp.map(|b| OutBody::Left(Full::new(b))),
+    }
 }
 
 /// Drops a `Content-Length` that does not match the body (a policy may have changed the

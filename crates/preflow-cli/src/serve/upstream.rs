@@ -41,7 +41,19 @@ pub enum UpstreamError {
     Tls(String),
 }
 
-type Pool = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A request body towards a back end: in memory, or the client's, streamed.
+pub type UpBody = http_body_util::Either<Full<Bytes>, hyper::body::Incoming>;
+
+type Pool = Client<HttpsConnector<HttpConnector>, UpBody>;
+
+/// A back end's answer: read whole, or its head with the body still to stream.
+#[derive(Debug)]
+pub enum Answer {
+    /// The whole response.
+    Whole(Response<Bytes>),
+    /// The head; the body follows as the back end sends it.
+    Head(http::response::Parts, hyper::body::Incoming),
+}
 
 /// TLS client configurations: the default (web PKI roots) and those the environment
 /// gives for `host:port` back ends.
@@ -142,11 +154,47 @@ impl Upstream {
     /// response.
     pub async fn call(
         &self,
-        mut request: Request<Bytes>,
+        request: Request<Bytes>,
         tls_settings: Option<&Arc<preflow::TlsSettings>>,
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Response<Bytes>, UpstreamError> {
+        match self
+            .send(
+                request.map(|b| UpBody::Left(Full::new(b))),
+                tls_settings,
+                connect_timeout,
+                response_timeout,
+                false,
+            )
+            .await?
+        {
+            Answer::Whole(r) => Ok(r),
+            // Not asked for: read it after all.
+            Answer::Head(parts, body) => {
+                let body = Limited::new(body, self.max_response_bytes)
+                    .collect()
+                    .await
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+                    .to_bytes();
+                Ok(Response::from_parts(parts, body))
+            }
+        }
+    }
+
+    /// Sends `request`, whose body may be the client's, streamed. With `stream_response`
+    /// a successful answer (status below 400) comes back as its head, the body to stream;
+    /// the response timeout then covers the head only. Error answers are read whole
+    /// (within the response size limit), as the error flow may read them.
+    pub async fn send(
+        &self,
+        mut request: Request<UpBody>,
+        tls_settings: Option<&Arc<preflow::TlsSettings>>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        stream_response: bool,
+    ) -> Result<Answer, UpstreamError> {
+        let streamed_request = matches!(request.body(), UpBody::Right(_));
         let authority = request
             .uri()
             .authority()
@@ -180,14 +228,18 @@ impl Upstream {
         };
         let headers = request.headers_mut();
         strip_hop_by_hop(headers);
-        headers.remove(header::CONTENT_LENGTH);
+        if !streamed_request {
+            // hyper frames an in-memory body itself; a streamed one keeps the client's
+            // length (or goes chunked without one).
+            headers.remove(header::CONTENT_LENGTH);
+        }
         let host = HeaderValue::from_str(&authority)
             .map_err(|_| UpstreamError::Request("the target host is not a valid header".into()))?;
         headers.insert(header::HOST, host);
         let pool = self.pool(&(connect_timeout, choice))?;
         let limit = self.max_response_bytes;
         let exchange = async move {
-            let resp = pool.request(request.map(Full::new)).await.map_err(|e| {
+            let resp = pool.request(request).await.map_err(|e| {
                 if let Some(why) = tls_failure(&e) {
                     UpstreamError::Tls(why)
                 } else if e.is_connect() {
@@ -197,13 +249,16 @@ impl Upstream {
                 }
             })?;
             let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            if stream_response && parts.status.as_u16() < 400 {
+                return Ok(Answer::Head(parts, body));
+            }
             let body = Limited::new(body, limit)
                 .collect()
                 .await
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))?
                 .to_bytes();
-            strip_hop_by_hop(&mut parts.headers);
-            Ok(Response::from_parts(parts, body))
+            Ok(Answer::Whole(Response::from_parts(parts, body)))
         };
         match tokio::time::timeout(response_timeout, exchange).await {
             Ok(result) => result,
@@ -250,10 +305,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    pub(super) fn upstream(max: usize) -> Upstream {
+    pub(in crate::serve) fn upstream(max: usize) -> Upstream {
         let default = super::super::tls::client_config("test", &Default::default()).unwrap();
         Upstream::new(
             max,

@@ -73,6 +73,15 @@ pub struct Target {
     /// The target server a `<LoadBalancer>` chose for this call, if any; its outcome
     /// (the response, a connect error or a timeout) counts towards that server's health.
     pub server: Option<std::sync::Arc<str>>,
+    /// The engine has not read the request body and needs none of it: the host sends the
+    /// client's body to the back end as it arrives (the request's own body is empty and
+    /// its `Content-Length`, if any, is the client's). Only for an exchange whose host
+    /// enabled streaming.
+    pub stream_request_body: bool,
+    /// No policy needs the response body: the host may hand over the response head alone
+    /// (`Exchange::target_response_head` in the engine) and stream the body to the
+    /// client. Only for an exchange whose host enabled streaming.
+    pub stream_response_body: bool,
 }
 
 /// TLS settings towards a back end: a TargetEndpoint's `<SSLInfo>`, or the settings of

@@ -199,6 +199,8 @@ fn start<R: Runtime>(rt: &mut R, name: &str, sc: &ServiceCallout) -> Outcome {
         },
         tls: None,
         server: None,
+        stream_request_body: false,
+        stream_response_body: false,
     })
 }
 
