@@ -411,7 +411,8 @@ fn remote_state_surfaces_store_ops() {
         &mut ops,
     );
     assert_eq!(r.status(), 200);
-    assert_eq!(ops, ["token"]);
+    // The throttle check, the throttle success, the tokens stored.
+    assert_eq!(ops, ["token", "token", "token"]);
     assert_eq!(
         s.gateway.token_store().token_count(),
         0,

@@ -233,3 +233,93 @@ fn with_redis_two_instances_share_kvm_entries_and_token_attributes() {
     let a = start(bundles.path(), &args);
     assert_eq!(get(&a, "/kv/get?k=alpha"), value("three"), "{}", a.log());
 }
+
+/// A token request for `id` with `secret` (client_secret_post) sent from `source`.
+fn token_from(source: [u8; 4], gw: &Gateway, id: &str, secret: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let request = format!(
+        "POST /oauth/OAuthToken HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let mut s = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::from((source, 0)))
+            .unwrap();
+        let stream = socket.connect(gw.addr).await.unwrap();
+        let std = stream.into_std().unwrap();
+        std.set_nonblocking(false).unwrap();
+        std
+    });
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// Issue 12 item 3: the failure throttle is shared by the instances on one Redis, so
+/// wrong secrets spread over two instances earn the attacker the free guesses of one,
+/// and the legitimate client from another address keeps getting tokens.
+#[test]
+fn with_redis_failed_client_authentications_count_across_instances() {
+    let redis = RedisServer::start().unwrap_or_else(|e| {
+        panic!("these tests need redis-server (apt-get install redis-server): {e}")
+    });
+    let url = redis.url();
+    let args = ["--redis", url.as_str(), "--redis-timeout-ms", "500"];
+    let seed = seed();
+    let a = Gateway::start(&[seed.to_str().unwrap(), args[0], args[1], args[2], args[3]]);
+    let b = Gateway::start(&[seed.to_str().unwrap(), args[0], args[1], args[2], args[3]]);
+    let attacker = [127, 0, 0, 1];
+    let client = [127, 0, 0, 2];
+    // One instance alone gives 5 free failures, and the 6th starts a 1 s wait (then 2 s,
+    // 4 s): the first 429 comes after 6 to 8 failures. Two unshared instances would give
+    // 5 each, 11 or more before the first 429.
+    let mut failures = 0;
+    let refused = loop {
+        let on = if failures % 2 == 0 { &a } else { &b };
+        let (status, text) = token_from(attacker, on, "demo-client", "wrong-secret");
+        match status {
+            401 => failures += 1,
+            429 => break text,
+            other => panic!("unexpected {other}: {text}\n{}", on.log()),
+        }
+        assert!(
+            failures <= 10,
+            "no 429 after {failures} failures over two instances"
+        );
+        pace();
+    };
+    assert!(
+        (6..=8).contains(&failures),
+        "{failures} failures before the first 429"
+    );
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after:"),
+        "{refused}"
+    );
+    // Both instances refuse the attacker's address now, the right secret included.
+    for gw in [&a, &b] {
+        let (status, _) = token_from(attacker, gw, "demo-client", "demo-secret");
+        assert_eq!(status, 429);
+    }
+    // The legitimate client from a fresh address gets tokens from both.
+    for gw in [&a, &b] {
+        let (status, text) = token_from(client, gw, "demo-client", "demo-secret");
+        assert_eq!(status, 200, "{text}\n{}", gw.log());
+        pace();
+    }
+}

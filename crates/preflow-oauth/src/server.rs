@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 
 use crate::http_util::{
-    ClientAuth, ClientRequest, EndpointError, ErrorCode, ParseOptions, ResponseMode,
+    ClientAuth, ClientRequest, EndpointError, ErrorCode, Params, ParseOptions, ResponseMode,
     empty_response, error_response, json_response, parse_client_request,
 };
 use crate::registry::{ClientRecord, Registry};
@@ -17,7 +17,7 @@ use crate::secret::{
     random_token,
 };
 use crate::store::{CodeTake, StoreOp, StoreReply, TokenStore};
-use crate::throttle::{Throttle, ThrottleConfig};
+use crate::throttle::{Lockout, Throttle, ThrottleConfig, ThrottleKeys};
 use crate::token::{CodeRecord, GrantId, GrantType, TokenKind, TokenRecord};
 
 /// Longest authorization-code lifetime (RFC 6749 §4.1.2 recommends ten minutes).
@@ -57,6 +57,13 @@ pub struct ServerConfig {
     pub realm: String,
     /// Brute-force limits.
     pub throttle: ThrottleConfig,
+    /// Count failed client authentications in the store ([`StoreOp::ThrottleCheck`]
+    /// before the secret is checked, [`StoreOp::ThrottleFail`] or
+    /// [`StoreOp::ThrottleSuccess`] after), so that every instance on a shared store
+    /// counts together, instead of in this process's [`Throttle`]. Keys stay keyed
+    /// digests under the throttle's MAC key, which the instances must share
+    /// ([`Throttle::with_key`]). Default false.
+    pub throttle_in_store: bool,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +86,7 @@ impl Default for ServerConfig {
             grant_type_in_query: false,
             realm: "oauth".to_owned(),
             throttle: ThrottleConfig::default(),
+            throttle_in_store: false,
         }
     }
 }
@@ -167,6 +175,16 @@ impl Pending {
 
 #[derive(Debug)]
 enum State {
+    /// The throttle entries of a client authentication were read (store-kept throttle):
+    /// check the secret, then go on with `next`.
+    Authenticate {
+        attempt: Attempt,
+        ctx: RequestContext,
+        next: Next,
+    },
+    /// A throttle count was written: go on whatever the reply (a count the store missed
+    /// must not turn a decided answer into an error).
+    Chain(Box<Outcome>),
     /// Run the remaining operations, then respond.
     Then {
         remaining: Vec<StoreOp>,
@@ -199,6 +217,44 @@ enum State {
         hash: TokenHash,
         now: u64,
     },
+}
+
+/// A client authentication, parsed: the (id, secret) readings to try and its throttle keys.
+#[derive(Clone)]
+struct Attempt {
+    candidates: Vec<(String, String)>,
+    try_count: usize,
+    via_post: bool,
+    strict_ok: bool,
+    keys: ThrottleKeys,
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets.
+        f.debug_struct("Attempt")
+            .field("candidates", &self.candidates.len())
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request does once its client is authenticated.
+enum Next {
+    Token { params: Params, grant: GrantType },
+    Introspect { token: String },
+    Revoke { token: String },
+}
+
+impl std::fmt::Debug for Next {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the parameters (secrets, passwords) or the token.
+        match self {
+            Next::Token { grant, .. } => write!(f, "Token({})", grant.as_str()),
+            Next::Introspect { .. } => f.write_str("Introspect"),
+            Next::Revoke { .. } => f.write_str("Revoke"),
+        }
+    }
 }
 
 const TOKEN_PARAMS: &[&str] = &[
@@ -312,13 +368,9 @@ impl OAuthServer {
             .clamp(MIN_TOKEN_BYTES, MAX_TOKEN_BYTES)
     }
 
-    /// Authenticates the client of a parsed request (RFC 6749 §2.3, spec/oauth.md §1a),
-    /// with throttling.
-    fn authenticate(
-        &self,
-        auth: &ClientAuth,
-        ctx: &RequestContext,
-    ) -> Result<Arc<ClientRecord>, EndpointError> {
+    /// Parses a client authentication (RFC 6749 §2.3, spec/oauth.md §1a) into the
+    /// readings to try and the throttle keys.
+    fn attempt(&self, auth: &ClientAuth, ctx: &RequestContext) -> Result<Attempt, EndpointError> {
         let (candidates, via_post) = match auth {
             ClientAuth::None => {
                 return Err(EndpointError::new(
@@ -365,26 +417,37 @@ impl OAuthServer {
         // counts under the empty id.
         let throttle_id = candidates.first().map_or("", |(id, _)| id.as_str());
         let keys = self.throttle.keys(throttle_id, ctx.client_ip);
-        if let Err(lock) = self.throttle.check(&keys, ctx.now) {
-            // Answered without checking the secret, whether or not the id exists.
-            let mut e = EndpointError::new(
-                ErrorCode::InvalidClient,
-                format!(
-                    "too many failed client authentications; retry in {} seconds",
-                    lock.retry_after()
-                ),
-            );
-            e.status = StatusCode::TOO_MANY_REQUESTS;
-            e.retry_after = Some(lock.retry_after());
-            return Err(e);
-        }
-        let mut found: Option<Arc<ClientRecord>> = None;
-        for (id, secret) in candidates.iter().take(try_count) {
+        Ok(Attempt {
+            candidates,
+            try_count,
+            via_post,
+            strict_ok,
+            keys,
+        })
+    }
+
+    fn lockout_error(lock: Lockout) -> EndpointError {
+        // Answered without checking the secret, whether or not the id exists.
+        let mut e = EndpointError::new(
+            ErrorCode::InvalidClient,
+            format!(
+                "too many failed client authentications; retry in {} seconds",
+                lock.retry_after()
+            ),
+        );
+        e.status = StatusCode::TOO_MANY_REQUESTS;
+        e.retry_after = Some(lock.retry_after());
+        e
+    }
+
+    /// Checks the secret of an attempt that may go ahead: the client, or the error of a
+    /// failed authentication (which the caller counts).
+    fn verify_secret(&self, a: &Attempt) -> Result<Arc<ClientRecord>, EndpointError> {
+        for (id, secret) in a.candidates.iter().take(a.try_count) {
             let client = self.registry.client(id);
             match client {
                 Some(client) if client.credential.secret.verify(secret.as_bytes()) => {
-                    found = Some(client);
-                    break;
+                    return Ok(client);
                 }
                 // Every rejection does the same work, whether the id exists and however
                 // its secret is stored.
@@ -394,17 +457,22 @@ impl OAuthServer {
                 ),
             }
         }
-        let Some(client) = found else {
-            self.throttle.record_failure(&keys, ctx.now);
-            let why = if strict_ok || self.config.raw_basic_fallback {
-                "client authentication failed: unknown client or wrong secret"
-            } else {
-                "client authentication failed: the basic credentials are not form-urlencoded per rfc 6749 section 2.3.1"
-            };
-            return Err(EndpointError::new(ErrorCode::InvalidClient, why));
+        let why = if a.strict_ok || self.config.raw_basic_fallback {
+            "client authentication failed: unknown client or wrong secret"
+        } else {
+            "client authentication failed: the basic credentials are not form-urlencoded per rfc 6749 section 2.3.1"
         };
-        self.throttle.record_success(&keys);
-        if via_post && !client.app.allow_client_secret_post {
+        Err(EndpointError::new(ErrorCode::InvalidClient, why))
+    }
+
+    /// The checks after the secret matched.
+    fn admit(
+        &self,
+        a: &Attempt,
+        client: Arc<ClientRecord>,
+        ctx: &RequestContext,
+    ) -> Result<Arc<ClientRecord>, EndpointError> {
+        if a.via_post && !client.app.allow_client_secret_post {
             return Err(EndpointError::new(
                 ErrorCode::InvalidClient,
                 "this client may not authenticate with client_secret_post; use basic",
@@ -413,6 +481,100 @@ impl OAuthServer {
         Registry::check_client(&client, ctx.now)
             .map_err(|r| EndpointError::new(ErrorCode::InvalidClient, r.description()))?;
         Ok(client)
+    }
+
+    /// Authenticates the client of a parsed request with the in-process throttle.
+    fn authenticate(
+        &self,
+        auth: &ClientAuth,
+        ctx: &RequestContext,
+    ) -> Result<Arc<ClientRecord>, EndpointError> {
+        let a = self.attempt(auth, ctx)?;
+        if let Err(lock) = self.throttle.check(&a.keys, ctx.now) {
+            return Err(Self::lockout_error(lock));
+        }
+        let client = match self.verify_secret(&a) {
+            Ok(client) => client,
+            Err(e) => {
+                self.throttle.record_failure(&a.keys, ctx.now);
+                return Err(e);
+            }
+        };
+        self.throttle.record_success(&a.keys);
+        self.admit(&a, client, ctx)
+    }
+
+    /// With the store-kept throttle: asks for the attempt's throttle entries, then
+    /// continues in [`State::Authenticate`].
+    fn authenticate_in_store(
+        &self,
+        auth: &ClientAuth,
+        ctx: &RequestContext,
+        next: Next,
+    ) -> Result<Outcome, EndpointError> {
+        let attempt = self.attempt(auth, ctx)?;
+        Ok(Outcome::NeedsStore(
+            StoreOp::ThrottleCheck {
+                keys: attempt.keys,
+                now: ctx.now,
+            },
+            Pending::new(State::Authenticate {
+                attempt,
+                ctx: ctx.clone(),
+                next,
+            }),
+        ))
+    }
+
+    /// Counts a failure in the store, then answers `e`.
+    fn fail_counted(&self, keys: ThrottleKeys, now: u64, e: &EndpointError) -> Outcome {
+        Outcome::NeedsStore(
+            StoreOp::ThrottleFail {
+                keys,
+                now,
+                config: *self.throttle.config(),
+            },
+            Pending::new(State::Chain(Box::new(Outcome::Respond(self.error(e))))),
+        )
+    }
+
+    /// The reply to [`StoreOp::ThrottleCheck`]: refuse a waiting attempt, else check the
+    /// secret, count the result and go on with `next`.
+    fn after_throttle_check(
+        &self,
+        attempt: Attempt,
+        ctx: RequestContext,
+        next: Next,
+        reply: StoreReply,
+    ) -> Outcome {
+        match reply {
+            StoreReply::Throttle(None) => {}
+            StoreReply::Throttle(Some(lock)) => return self.fail(Self::lockout_error(lock)),
+            StoreReply::Unavailable => return self.fail(EndpointError::store_unavailable()),
+            _ => return self.unexpected_reply(),
+        }
+        let client = match self.verify_secret(&attempt) {
+            Ok(client) => client,
+            Err(e) => return self.fail_counted(attempt.keys, ctx.now, &e),
+        };
+        let then = match self.admit(&attempt, client, &ctx) {
+            Ok(client) => self.next(client, next, &ctx),
+            Err(e) => self.fail(e),
+        };
+        Outcome::NeedsStore(
+            StoreOp::ThrottleSuccess(attempt.keys),
+            Pending::new(State::Chain(Box::new(then))),
+        )
+    }
+
+    /// What an authenticated request does.
+    fn next(&self, client: Arc<ClientRecord>, next: Next, ctx: &RequestContext) -> Outcome {
+        let result = match next {
+            Next::Token { params, grant } => self.grant(client, grant, &params, ctx),
+            Next::Introspect { token } => Ok(self.introspect(&token, &client, ctx)),
+            Next::Revoke { token } => Ok(self.revoke(&token, &client, ctx)),
+        };
+        result.unwrap_or_else(|e| self.fail(e))
     }
 
     /// Handles a token request (RFC 6749 §3.2, §4, §6). `req` carries the head and the
@@ -466,7 +628,21 @@ impl OAuthServer {
                     format!("grant type {grant} is not supported"),
                 )
             })?;
+        if self.config.throttle_in_store {
+            return self.authenticate_in_store(&auth, ctx, Next::Token { params, grant });
+        }
         let client = self.authenticate(&auth, ctx)?;
+        self.grant(client, grant, &params, ctx)
+    }
+
+    /// A token request of an authenticated client.
+    fn grant(
+        &self,
+        client: Arc<ClientRecord>,
+        grant: GrantType,
+        params: &Params,
+        ctx: &RequestContext,
+    ) -> Result<Outcome, EndpointError> {
         if let Some(allowed) = &client.app.grant_types
             && !allowed.contains(&grant)
         {
@@ -498,14 +674,16 @@ impl OAuthServer {
                     EndpointError::invalid_request("missing required parameter password")
                 })?;
                 if !self.registry.verify_resource_owner(username, password) {
-                    self.throttle.record_failure(
-                        &self.throttle.keys(&client.credential.key, ctx.client_ip),
-                        ctx.now,
-                    );
-                    return Err(EndpointError::new(
+                    let keys = self.throttle.keys(&client.credential.key, ctx.client_ip);
+                    let e = EndpointError::new(
                         ErrorCode::InvalidGrant,
                         "the resource owner credentials are invalid",
-                    ));
+                    );
+                    if self.config.throttle_in_store {
+                        return Ok(self.fail_counted(keys, ctx.now, &e));
+                    }
+                    self.throttle.record_failure(&keys, ctx.now);
+                    return Err(e);
                 }
                 let scope = self.grant_scope(&client, params.get("scope"))?;
                 Ok(self.issue(
@@ -751,10 +929,21 @@ impl OAuthServer {
 
     /// Resumes a suspended endpoint with the reply to its store operation.
     pub fn resume(&self, pending: Pending, reply: StoreReply) -> Outcome {
+        let pending = match *pending.0 {
+            State::Chain(then) => return *then,
+            State::Authenticate { attempt, ctx, next } => {
+                return self.after_throttle_check(attempt, ctx, next, reply);
+            }
+            other => Pending::new(other),
+        };
         if reply == StoreReply::Unavailable {
             return self.fail(EndpointError::store_unavailable());
         }
         match *pending.0 {
+            State::Chain(then) => *then,
+            State::Authenticate { attempt, ctx, next } => {
+                self.after_throttle_check(attempt, ctx, next, reply)
+            }
             State::Then {
                 mut remaining,
                 response,
@@ -1102,17 +1291,18 @@ impl OAuthServer {
         req: &Request<B>,
         ctx: &RequestContext,
     ) -> Outcome {
-        match self.admin_request(req, ctx) {
-            Ok((token, client)) => Outcome::NeedsStore(
-                StoreOp::GetToken(TokenHash::of(token.as_bytes())),
-                Pending::new(State::Introspect {
-                    client_id: client.credential.key.clone(),
-                    any: client.app.introspect_any_token,
-                    now: ctx.now,
-                }),
-            ),
-            Err(e) => self.fail(e),
-        }
+        self.admin_request(req, ctx, |token| Next::Introspect { token })
+    }
+
+    fn introspect(&self, token: &str, client: &ClientRecord, ctx: &RequestContext) -> Outcome {
+        Outcome::NeedsStore(
+            StoreOp::GetToken(TokenHash::of(token.as_bytes())),
+            Pending::new(State::Introspect {
+                client_id: client.credential.key.clone(),
+                any: client.app.introspect_any_token,
+                now: ctx.now,
+            }),
+        )
     }
 
     /// Handles a revocation request (RFC 7009). Revoking a refresh token revokes every
@@ -1127,41 +1317,52 @@ impl OAuthServer {
         req: &Request<B>,
         ctx: &RequestContext,
     ) -> Outcome {
-        match self.admin_request(req, ctx) {
-            Ok((token, client)) => {
-                let hash = TokenHash::of(token.as_bytes());
-                Outcome::NeedsStore(
-                    StoreOp::GetToken(hash),
-                    Pending::new(State::Revoke {
-                        client_id: client.credential.key.clone(),
-                        hash,
-                        now: ctx.now,
-                    }),
-                )
-            }
-            Err(e) => self.fail(e),
-        }
+        self.admin_request(req, ctx, |token| Next::Revoke { token })
+    }
+
+    fn revoke(&self, token: &str, client: &ClientRecord, ctx: &RequestContext) -> Outcome {
+        let hash = TokenHash::of(token.as_bytes());
+        Outcome::NeedsStore(
+            StoreOp::GetToken(hash),
+            Pending::new(State::Revoke {
+                client_id: client.credential.key.clone(),
+                hash,
+                now: ctx.now,
+            }),
+        )
     }
 
     fn admin_request<B: AsRef<[u8]>>(
         &self,
         req: &Request<B>,
         ctx: &RequestContext,
-    ) -> Result<(String, Arc<ClientRecord>), EndpointError> {
-        let parsed = parse_client_request(
+        next: impl FnOnce(String) -> Next,
+    ) -> Outcome {
+        let parsed = match parse_client_request(
             req,
             ParseOptions {
                 known: TOKEN_ADMIN_PARAMS,
                 allow_get: false,
             },
-        )?;
-        let token = parsed
-            .params
-            .get("token")
-            .ok_or_else(|| EndpointError::invalid_request("missing required parameter token"))?
-            .to_owned();
-        let client = self.authenticate(&parsed.auth, ctx)?;
-        Ok((token, client))
+        ) {
+            Ok(p) => p,
+            Err(e) => return self.fail(e),
+        };
+        let Some(token) = parsed.params.get("token").map(str::to_owned) else {
+            return self.fail(EndpointError::invalid_request(
+                "missing required parameter token",
+            ));
+        };
+        let next = next(token);
+        if self.config.throttle_in_store {
+            return self
+                .authenticate_in_store(&parsed.auth, ctx, next)
+                .unwrap_or_else(|e| self.fail(e));
+        }
+        match self.authenticate(&parsed.auth, ctx) {
+            Ok(client) => self.next(client, next, ctx),
+            Err(e) => self.fail(e),
+        }
     }
 }
 
@@ -1296,5 +1497,99 @@ mod tests {
         let s = server(false);
         assert_eq!(rejection_work(&s, "unknown", 1), 0);
         assert_eq!(rejection_work(&s, "generated", 2), 0);
+    }
+
+    /// A token request for `id` with `secret` from 10.0.0.`n` at `now` on `server`,
+    /// with its store operations run on `store`.
+    fn attempt_on(
+        server: &OAuthServer,
+        store: &MemoryStore,
+        id: &str,
+        secret: &str,
+        n: u8,
+        now: u64,
+    ) -> u16 {
+        let req = Request::post("/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", basic(id, secret))
+            .body(b"grant_type=client_credentials".to_vec())
+            .unwrap();
+        let mut ctx = RequestContext::at(now);
+        ctx.client_ip = Some(IpAddr::from([10, 0, 0, n]));
+        server
+            .token_request(&req, &ctx)
+            .run(server, store)
+            .as_u16_status()
+    }
+
+    trait Status {
+        fn as_u16_status(&self) -> u16;
+    }
+
+    impl Status for Response<Vec<u8>> {
+        fn as_u16_status(&self) -> u16 {
+            self.status().as_u16()
+        }
+    }
+
+    /// Two instances (two servers with their own in-process throttles, the same MAC
+    /// key) whose throttle lives in one store.
+    fn instances() -> (OAuthServer, OAuthServer) {
+        let one = server(true);
+        let key = [7u8; 32];
+        let config = ServerConfig {
+            throttle_in_store: true,
+            ..ServerConfig::default()
+        };
+        let make = || {
+            OAuthServer::with_throttle(
+                Arc::clone(&one.registry),
+                config.clone(),
+                Arc::new(Throttle::with_key(ThrottleConfig::default(), key)),
+            )
+        };
+        (make(), make())
+    }
+
+    #[test]
+    fn with_the_throttle_in_the_store_instances_count_failures_together() {
+        let (a, b) = instances();
+        let store = MemoryStore::new();
+        let now = 1_700_000_000;
+        let free = ThrottleConfig::default().free_pair_failures;
+        // The free failures, spread over both instances, then the one that starts the wait.
+        for i in 0..=free {
+            let on = if i % 2 == 0 { &a } else { &b };
+            assert_eq!(
+                attempt_on(on, &store, "chosen", "wrong", 1, now),
+                401,
+                "failure {i}"
+            );
+        }
+        // Both instances now make the pair wait, even for the right secret.
+        assert_eq!(attempt_on(&a, &store, "chosen", "s3cret", 1, now), 429);
+        assert_eq!(attempt_on(&b, &store, "chosen", "wrong", 1, now), 429);
+        // The in-process throttles counted nothing.
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        assert_eq!(a.throttle().pair_entry("chosen", ip).failures, 0);
+        // The legitimate client from another address is checked and served, on both.
+        assert_eq!(attempt_on(&a, &store, "chosen", "s3cret", 2, now), 200);
+        assert_eq!(attempt_on(&b, &store, "chosen", "s3cret", 2, now), 200);
+        // After the wait the pair may try again.
+        assert_eq!(attempt_on(&b, &store, "chosen", "s3cret", 1, now + 2), 200);
+    }
+
+    #[test]
+    fn with_the_throttle_in_the_store_every_rejection_does_the_same_work() {
+        let (a, _) = instances();
+        let store = MemoryStore::new();
+        let work = |id: &str, n: u8| {
+            let before = argon2_count();
+            assert_eq!(attempt_on(&a, &store, id, "wrong", n, 1_700_000_000), 401);
+            argon2_count() - before
+        };
+        assert_eq!(work("unknown", 3), 1);
+        assert_eq!(work("generated", 4), 1);
+        assert_eq!(work("chosen", 5), 1);
     }
 }

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 
 use crate::secret::TokenHash;
+use crate::throttle::{Lockout, Throttle, ThrottleConfig, ThrottleKeys};
 use crate::token::{CodeRecord, GrantId, TokenRecord};
 
 /// One operation on the token store.
@@ -58,6 +59,29 @@ pub enum StoreOp {
         /// Attributes to set, in order; a name already present gets the new value.
         set: Vec<(String, String)>,
     },
+    /// Whether a client authentication with these throttle keys must wait at `now`
+    /// (seconds), read before its secret is checked. Reply: [`StoreReply::Throttle`].
+    ThrottleCheck {
+        /// The attempt's keys (keyed digests, never client ids).
+        keys: ThrottleKeys,
+        /// Current time (seconds).
+        now: u64,
+    },
+    /// Counts a failed client authentication under both keys ([`ThrottleEntry::fail`]
+    /// with these limits). Reply: [`StoreReply::Done`].
+    ///
+    /// [`ThrottleEntry::fail`]: crate::ThrottleEntry::fail
+    ThrottleFail {
+        /// The attempt's keys.
+        keys: ThrottleKeys,
+        /// Current time (seconds).
+        now: u64,
+        /// The limits.
+        config: ThrottleConfig,
+    },
+    /// Clears the pair after a successful client authentication. Reply:
+    /// [`StoreReply::Done`].
+    ThrottleSuccess(ThrottleKeys),
 }
 
 /// `attributes` with `set` applied: each name set replaces its old value, and new names
@@ -104,6 +128,8 @@ pub enum StoreReply {
     Code(CodeTake),
     /// How many records changed.
     Count(usize),
+    /// The answer to [`StoreOp::ThrottleCheck`]: the wait, if the attempt must wait.
+    Throttle(Option<Lockout>),
     /// The backend could not perform the operation; endpoints answer 503.
     Unavailable,
 }
@@ -131,6 +157,9 @@ pub trait TokenStore {
         hash: &TokenHash,
         set: &[(String, String)],
     ) -> Option<Arc<TokenRecord>>;
+    /// The client-authentication throttle entries the store keeps (answering
+    /// [`StoreOp::ThrottleCheck`], [`StoreOp::ThrottleFail`], [`StoreOp::ThrottleSuccess`]).
+    fn throttle(&self) -> &Throttle;
     /// Removes expired tokens and codes (and revoked tokens past their retention);
     /// how many records were removed.
     fn purge_expired(&self, now: u64) -> usize;
@@ -154,6 +183,17 @@ pub trait TokenStore {
             StoreOp::TakeCode(hash) => StoreReply::Code(self.take_code(&hash)),
             StoreOp::SetAttributes { hash, set } => {
                 StoreReply::Token(self.set_attributes(&hash, &set))
+            }
+            StoreOp::ThrottleCheck { keys, now } => {
+                StoreReply::Throttle(self.throttle().check(&keys, now).err())
+            }
+            StoreOp::ThrottleFail { keys, now, config } => {
+                self.throttle().record_failure_with(&keys, now, &config);
+                StoreReply::Done
+            }
+            StoreOp::ThrottleSuccess(keys) => {
+                self.throttle().record_success(&keys);
+                StoreReply::Done
             }
         }
     }
@@ -215,6 +255,7 @@ pub struct MemoryStore {
     puts_since_purge: AtomicUsize,
     latest_issue: AtomicUsize,
     revoked_retention: u64,
+    throttle: Throttle,
 }
 
 impl Default for MemoryStore {
@@ -238,6 +279,7 @@ impl MemoryStore {
             puts_since_purge: AtomicUsize::new(0),
             latest_issue: AtomicUsize::new(0),
             revoked_retention: DEFAULT_REVOKED_RETENTION,
+            throttle: Throttle::default(),
         }
     }
 
@@ -337,6 +379,10 @@ impl TokenStore for MemoryStore {
         let record = Arc::make_mut(entry.value_mut());
         record.attributes = merge_attributes(&record.attributes, set);
         Some(Arc::clone(entry.value()))
+    }
+
+    fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     fn purge_expired(&self, now: u64) -> usize {

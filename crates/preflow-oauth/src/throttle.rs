@@ -263,20 +263,27 @@ impl Throttle {
 
     /// Counts one failed authentication.
     pub fn record_failure(&self, keys: &ThrottleKeys, now: u64) {
+        let config = self.config;
+        self.record_failure_with(keys, now, &config);
+    }
+
+    /// Counts one failed authentication with the limits of `config` (those of the server
+    /// that counts, when a store keeps the entries for several servers).
+    pub fn record_failure_with(&self, keys: &ThrottleKeys, now: u64, config: &ThrottleConfig) {
         Self::bump(
             &self.pairs,
             keys.pair,
             now,
-            self.config.free_pair_failures,
-            &self.config,
+            config.free_pair_failures,
+            config,
         );
         if let Some(source) = keys.source {
             Self::bump(
                 &self.sources,
                 source,
                 now,
-                self.config.free_source_failures,
-                &self.config,
+                config.free_source_failures,
+                config,
             );
         }
     }

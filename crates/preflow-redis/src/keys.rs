@@ -13,6 +13,7 @@
 //! | `P:code:{HEX}` | hash | `rec` code record (JSON), `used` flag; `PEXPIREAT` the code expiry |
 //! | `P:grant:{HEX}` | set | digests (hex) of the tokens of one grant; expires with its last token |
 //! | `P:throttle:{KEY}` | hash | failed client authentications of one throttle key: `f` count, `l` last failure, `w` wait until (seconds); `EXPIREAT` when forgotten |
+//! | `P:throttle-key` | string | the MAC key (hex) under which every instance derives throttle keys, created once (`SET NX`) |
 //! | `P:kv:{KV}` | string | one key-value entry ([`preflow::KvOp`]); `PXAT` its expiry |
 //! | `P:{registry}:developers`, `…:products`, `…:apps`, `…:credentials` | hash | registry records (JSON) by id |
 //!
@@ -111,6 +112,11 @@ impl KeyLayout {
     /// The key of a client-authentication throttle entry.
     pub fn throttle(&self, key: &ThrottleKey) -> String {
         format!("{}:throttle:{{{}}}", self.prefix, hex(&key.0))
+    }
+
+    /// The key holding the throttle's shared MAC key.
+    pub fn throttle_mac_key(&self) -> String {
+        format!("{}:throttle-key", self.prefix)
     }
 
     /// The key of a key-value entry.

@@ -532,9 +532,21 @@ impl RedisStore {
             StoreOp::SetAttributes { hash, set } => {
                 self.set_attributes(hash, set).await.map(StoreReply::Token)
             }
-            other => Err(RedisError::Reply(format!(
-                "token-store operation not supported: {other:?}"
-            ))),
+            StoreOp::ThrottleCheck { keys, now } => self
+                .throttle_check(keys, *now)
+                .await
+                .map(|r| StoreReply::Throttle(r.err())),
+            StoreOp::ThrottleFail { keys, now, config } => self
+                .throttle_fail(keys, *now, config)
+                .await
+                .map(|_| StoreReply::Done),
+            StoreOp::ThrottleSuccess(keys) => {
+                self.throttle_success(keys).await.map(|()| StoreReply::Done)
+            }
+            // Not the operation's contents: they may hold token digests.
+            _ => Err(RedisError::Reply(
+                "token-store operation not supported".to_owned(),
+            )),
         }
     }
 

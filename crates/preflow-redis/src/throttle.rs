@@ -20,6 +20,32 @@ fn entry(values: (Option<u64>, Option<u64>, Option<u64>)) -> ThrottleEntry {
 }
 
 impl RedisStore {
+    /// The MAC key every instance on this Redis derives throttle keys under
+    /// ([`preflow_oauth::Throttle::with_key`]): created at random by the first instance
+    /// (`SET NX`), read by the others. It is a secret of the deployment (it keeps client
+    /// ids out of Redis) and never logged.
+    pub async fn throttle_mac_key(&self) -> Result<[u8; 32], RedisError> {
+        let k = self.keys().throttle_mac_key();
+        let mut fresh = [0u8; 32];
+        let (a, b) = fresh.split_at_mut(16);
+        a.copy_from_slice(&preflow_oauth::GrantId::random().0);
+        b.copy_from_slice(&preflow_oauth::GrantId::random().0);
+        let fresh = crate::keys::hex(&fresh);
+        let stored: String = self
+            .guarded("throttle_mac_key", |mut c| async move {
+                redis::cmd("SET")
+                    .arg(&k)
+                    .arg(&fresh)
+                    .arg("NX")
+                    .query_async::<Option<String>>(&mut c)
+                    .await?;
+                redis::cmd("GET").arg(&k).query_async(&mut c).await
+            })
+            .await?;
+        crate::keys::unhex32(&stored)
+            .ok_or_else(|| RedisError::Reply("the stored throttle key is malformed".to_owned()))
+    }
+
     /// The stored entry of a throttle key (default when absent).
     pub async fn throttle_entry(&self, key: &ThrottleKey) -> Result<ThrottleEntry, RedisError> {
         let k = self.keys().throttle(key);

@@ -50,6 +50,15 @@ pub struct Stats {
     pub store_restarts: u64,
     /// Quota checks admitted without an answer from the store (failing open).
     pub failed_open: u64,
+    /// Runs whose asynchronous Quota was checked against the README's bound (every flush
+    /// succeeded).
+    pub async_bound_checked: u64,
+    /// What the asynchronous Quota admitted beyond its limit, summed over runs.
+    pub async_overshoot: u64,
+    /// KVM puts acknowledged (each read back after recovery).
+    pub kv_acknowledged: u64,
+    /// Apps created during runs and acknowledged.
+    pub apps_created: u64,
 }
 
 impl Stats {
@@ -63,6 +72,10 @@ impl Stats {
         self.server_errors += other.server_errors;
         self.store_restarts += other.store_restarts;
         self.failed_open += other.failed_open;
+        self.async_bound_checked += other.async_bound_checked;
+        self.async_overshoot += other.async_overshoot;
+        self.kv_acknowledged += other.kv_acknowledged;
+        self.apps_created += other.apps_created;
     }
 }
 
@@ -101,6 +114,38 @@ pub enum Violation {
         gateway: usize,
         /// Its answer.
         status: u16,
+    },
+    /// The asynchronous Quota admitted more than its bound.
+    #[error("asynchronous quota admitted {admitted} > bound {bound}")]
+    AsyncQuotaExceeded {
+        /// Admitted.
+        admitted: u64,
+        /// The bound.
+        bound: u64,
+    },
+    /// An app whose creation was acknowledged was refused a token.
+    #[error("app {app}, created and acknowledged, was refused by gateway {gateway}: {status}")]
+    AppLost {
+        /// The app.
+        app: usize,
+        /// The gateway.
+        gateway: usize,
+        /// Its answer.
+        status: u16,
+    },
+    /// An acknowledged KVM entry was not read back after recovery.
+    #[error("the acknowledged KVM entry k{key} was lost")]
+    KvLost {
+        /// The entry's number.
+        key: u64,
+    },
+    /// A client that never failed its authentication was throttled.
+    #[error("app {app}'s own client was throttled (t={at} ns)")]
+    LegitimateThrottled {
+        /// The app.
+        app: usize,
+        /// Simulated time.
+        at: u64,
     },
     /// Exchanges never finished.
     #[error("{0} exchange(s) never finished")]

@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         eprintln!("seed {seed}: {v}");
     }
     println!(
-        "seeds={} failed={} events={} requests={} tokens={} store_ops={} unavailable={} store_restarts={} quota_failed_open={} seconds={:.1} seeds_per_second={:.0}{}",
+        "seeds={} failed={} events={} requests={} tokens={} store_ops={} unavailable={} store_restarts={} quota_failed_open={} async_bound_checked={} async_overshoot={} kv_acknowledged={} apps_created={} seconds={:.1} seeds_per_second={:.0}{}",
         args.seeds,
         failures.len(),
         total.events,
@@ -98,6 +98,10 @@ fn main() -> ExitCode {
         total.unavailable,
         total.store_restarts,
         total.failed_open,
+        total.async_bound_checked,
+        total.async_overshoot,
+        total.kv_acknowledged,
+        total.apps_created,
         secs,
         args.seeds as f64 / secs.max(1e-9),
         first

@@ -17,6 +17,10 @@ fn three_hundred_seeds_keep_every_invariant() {
     assert!(total.tokens > 1000, "{total:?}");
     assert!(total.unavailable > 100, "{total:?}");
     assert!(total.store_restarts > 50, "{total:?}");
+    assert!(total.async_bound_checked > 30, "{total:?}");
+    assert!(total.async_overshoot > 0, "{total:?}");
+    assert!(total.kv_acknowledged > 300, "{total:?}");
+    assert!(total.apps_created > 50, "{total:?}");
 }
 
 #[test]

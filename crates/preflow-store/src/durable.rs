@@ -39,6 +39,8 @@ pub struct DurableStore {
     db: Database,
     path: PathBuf,
     spikes: preflow_ratelimit::MemoryStore,
+    /// Client-authentication throttle entries: in memory, as one gateway uses a file.
+    throttle: preflow_oauth::Throttle,
     /// Counter commits made without fsync since the last [`DurableStore::sync`].
     unsynced: AtomicBool,
     revoked_retention: u64,
@@ -79,6 +81,7 @@ impl DurableStore {
             db: database,
             path,
             spikes: preflow_ratelimit::MemoryStore::new(),
+            throttle: preflow_oauth::Throttle::default(),
             unsynced: AtomicBool::new(false),
             revoked_retention: DEFAULT_REVOKED_RETENTION,
         })
@@ -202,6 +205,7 @@ impl DurableStore {
         }
         txn.commit().map_err(db("commit"))?;
         self.spikes.reclaim(now);
+        self.throttle.purge(secs);
         Ok(removed)
     }
 
@@ -523,6 +527,17 @@ impl StateStore for DurableStore {
             StoreOp::TakeCode(hash) => StoreReply::Code(self.take_code(hash)?),
             StoreOp::SetAttributes { hash, set } => {
                 StoreReply::Token(self.set_attributes(hash, set)?)
+            }
+            StoreOp::ThrottleCheck { keys, now } => {
+                StoreReply::Throttle(self.throttle.check(keys, *now).err())
+            }
+            StoreOp::ThrottleFail { keys, now, config } => {
+                self.throttle.record_failure_with(keys, *now, config);
+                StoreReply::Done
+            }
+            StoreOp::ThrottleSuccess(keys) => {
+                self.throttle.record_success(keys);
+                StoreReply::Done
             }
             _ => StoreReply::Unavailable,
         })

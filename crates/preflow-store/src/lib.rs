@@ -14,7 +14,9 @@
 //!   it every second and at shutdown); a crash loses at most the counts since the last
 //!   sync. SpikeArrest state stays in memory: it spans one rate interval (milliseconds to
 //!   a minute), so a restart forgets at most one interval of smoothing, and an fsync per
-//!   request would cost more than the check protects.
+//!   request would cost more than the check protects. Client-authentication throttle
+//!   entries ([`preflow_oauth::StoreOp::ThrottleCheck`] and its kin) stay in memory
+//!   too: they matter within minutes, and one file serves one gateway.
 //!
 //! The Redis store of `preflow-redis` answers the same operations; the conformance suite
 //! of this crate (`tests/conformance.rs`) runs one set of cases against all three.

@@ -395,8 +395,58 @@ async fn token_attributes(s: &impl Backend) {
     );
 }
 
+async fn throttle(s: &impl Backend) {
+    use preflow_oauth::{Lockout, Throttle, ThrottleConfig};
+    let config = ThrottleConfig::default();
+    let ip = Some(std::net::IpAddr::from([10, 1, 2, 3]));
+    let keys = Throttle::new(config).keys(&format!("client-{}", now().as_nanos()), ip);
+    let t = now_secs();
+    let check = |now| StoreOp::ThrottleCheck { keys, now };
+    assert_eq!(s.token(check(t)).await, StoreReply::Throttle(None));
+    for _ in 0..config.free_pair_failures {
+        let fail = StoreOp::ThrottleFail {
+            keys,
+            now: t,
+            config,
+        };
+        assert_eq!(s.token(fail).await, StoreReply::Done);
+    }
+    assert_eq!(
+        s.token(check(t)).await,
+        StoreReply::Throttle(None),
+        "free failures"
+    );
+    let fail = StoreOp::ThrottleFail {
+        keys,
+        now: t,
+        config,
+    };
+    s.token(fail).await;
+    assert_eq!(
+        s.token(check(t)).await,
+        StoreReply::Throttle(Some(Lockout::Pair { retry_after: 1 }))
+    );
+    assert_eq!(s.token(check(t + 1)).await, StoreReply::Throttle(None));
+    assert_eq!(
+        s.token(StoreOp::ThrottleSuccess(keys)).await,
+        StoreReply::Done
+    );
+    let fail = StoreOp::ThrottleFail {
+        keys,
+        now: t + 1,
+        config,
+    };
+    s.token(fail).await;
+    assert_eq!(
+        s.token(check(t + 1)).await,
+        StoreReply::Throttle(None),
+        "a success cleared the pair"
+    );
+}
+
 async fn suite(s: &impl Backend) {
     key_values(s).await;
+    throttle(s).await;
     token_attributes(s).await;
     tokens_round_trip(s).await;
     revocation(s).await;

@@ -103,7 +103,16 @@ impl GatewayBuilder {
             .map(|(i, b)| (b.name.clone(), i))
             .collect();
         // One failure throttle for every token endpoint of the gateway.
-        let throttle = Arc::new(preflow_oauth::Throttle::default());
+        let throttle = Arc::new(
+            match self
+                .resources
+                .as_ref()
+                .and_then(PolicyResources::throttle_key)
+            {
+                Some(key) => preflow_oauth::Throttle::with_key(Default::default(), key),
+                None => preflow_oauth::Throttle::default(),
+            },
+        );
         let mut compiled = Vec::with_capacity(bundles.len());
         for (bi, b) in bundles.iter().enumerate() {
             compiled.push(compile_bundle(

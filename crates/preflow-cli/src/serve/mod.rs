@@ -370,7 +370,12 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         (None, Some(f)) => Some(Arc::new(state::State::File(Arc::clone(f)))),
         (None, None) => None,
     };
+    let mut resources = preflow::PolicyResources::default();
+    if let Some(key) = remote.as_deref().and_then(state::throttle_key) {
+        resources = resources.with_throttle_key(key);
+    }
     let gateway = preflow::Gateway::builder()
+        .resources(resources)
         .bundles(loaded)
         .registry(Arc::clone(&registry))
         .settings(settings)

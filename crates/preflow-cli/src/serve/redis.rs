@@ -43,6 +43,14 @@ pub async fn start(
             urls.clone(),
         ),
     };
+    // Every instance counts failed client authentications under the same keys.
+    let throttle_key = match setup.throttle_mac_key().await {
+        Ok(key) => Some(key),
+        Err(e) => {
+            tracing::error!(error = %e, "no shared throttle key: failed client authentications are counted apart from other instances until a restart");
+            None
+        }
+    };
     let sync = RegistrySync::with_urls(&urls, setup, Arc::clone(registry))?;
     let task = sync.start(SETUP_TIMEOUT).await;
     if sync.is_fresh() {
@@ -62,6 +70,7 @@ pub async fn start(
     Ok(Remote {
         state,
         sync,
+        throttle_key,
         _task: task,
     })
 }
@@ -82,6 +91,8 @@ pub struct Remote {
     pub state: RemoteState,
     /// The registry's versioned records and change notifications.
     pub sync: RegistrySync,
+    /// The throttle's MAC key shared by the instances, when Redis gave it.
+    pub throttle_key: Option<[u8; 32]>,
     /// Stops the subscription when the gateway stops.
     pub _task: SyncTask,
 }

@@ -52,6 +52,14 @@ impl State {
     }
 }
 
+/// The shared throttle MAC key of the state, if it has one (Redis).
+pub fn throttle_key(state: &State) -> Option<[u8; 32]> {
+    match state {
+        State::Redis(remote) => remote.throttle_key,
+        State::File(_) => None,
+    }
+}
+
 /// Whether the operation issues a token or an authorization code.
 fn issues(op: &preflow::StoreOp) -> bool {
     matches!(
@@ -66,7 +74,13 @@ fn issues(op: &preflow::StoreOp) -> bool {
 /// committing a counter without one.
 fn commits_durably(op: &preflow::StoreOp) -> bool {
     match op {
-        preflow::StoreOp::Token(op) => !matches!(op, preflow_oauth::StoreOp::GetToken(_)),
+        preflow::StoreOp::Token(op) => !matches!(
+            op,
+            preflow_oauth::StoreOp::GetToken(_)
+                | preflow_oauth::StoreOp::ThrottleCheck { .. }
+                | preflow_oauth::StoreOp::ThrottleFail { .. }
+                | preflow_oauth::StoreOp::ThrottleSuccess(_)
+        ),
         preflow::StoreOp::Kv(op) => !matches!(op, preflow::KvOp::Get { .. }),
         _ => false,
     }

@@ -80,6 +80,17 @@ pub struct PolicyResources {
     pub(crate) cache: MemoryCache,
     pub(crate) log_sink: Option<Arc<dyn LogSink>>,
     pub(crate) jwks: HashMap<String, String>,
+    throttle_key: Option<SecretKey>,
+}
+
+/// A key that never shows in `Debug` output.
+#[derive(Clone, Copy)]
+struct SecretKey([u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
 }
 
 impl PolicyResources {
@@ -89,7 +100,21 @@ impl PolicyResources {
             cache: MemoryCache::new(limits),
             log_sink: None,
             jwks: HashMap::new(),
+            throttle_key: None,
         }
+    }
+
+    /// Derives the token endpoints' client-authentication throttle keys under `key`
+    /// ([`preflow_oauth::Throttle::with_key`]) instead of a random per-process key: the
+    /// instances that share a store must share it, so that their counts meet.
+    pub fn with_throttle_key(mut self, key: [u8; 32]) -> Self {
+        self.throttle_key = Some(SecretKey(key));
+        self
+    }
+
+    /// The throttle's MAC key set by [`PolicyResources::with_throttle_key`].
+    pub fn throttle_key(&self) -> Option<[u8; 32]> {
+        self.throttle_key.map(|k| k.0)
     }
 
     /// Sends MessageLogging records to `sink` (without one they are dropped).

@@ -358,11 +358,12 @@ impl PolicyType for OAuthV2Policy {
     }
 
     fn compile(o: &OAuthV2, cx: &BuildCx<'_>) -> Result<Box<OAuth>, CompileError> {
-        let server = OAuthServer::with_throttle(
-            Arc::clone(cx.registry),
-            server_config(o, cx.settings),
-            Arc::clone(cx.throttle),
-        );
+        let mut config = server_config(o, cx.settings);
+        // With remote state the throttle's counts live in the store, shared by every
+        // instance on it.
+        config.throttle_in_store = cx.state == StateMode::Remote;
+        let server =
+            OAuthServer::with_throttle(Arc::clone(cx.registry), config, Arc::clone(cx.throttle));
         let scopes = match o.operation {
             Some(OAuthOperation::VerifyAccessToken) => o
                 .scope
