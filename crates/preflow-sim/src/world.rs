@@ -1266,7 +1266,7 @@ impl World {
                     ex.target_response(Ok(http::Response::new(Bytes::from_static(b"ok"))))
                 }
                 Step::Store(op) => ex.store_reply(self.store.run(&op)),
-                Step::ReadBody => return Err(Violation::Stuck(1)),
+                Step::ReadBody | Step::Pause(_) => return Err(Violation::Stuck(1)),
             }
         }
         Err(Violation::Stuck(1))
