@@ -273,6 +273,8 @@ pub struct Exchange {
     pub(crate) body_pending: bool,
     /// The load balancer's server for the target call, once chosen.
     pub(crate) balance: Option<Box<crate::balance::Chosen>>,
+    /// Whether a target answered the exchange's target call.
+    pub(crate) target_answered: bool,
 }
 
 impl Exchange {

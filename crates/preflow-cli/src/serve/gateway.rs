@@ -66,6 +66,7 @@ impl GatewayHandler {
                 ex.set_virtual_host(v);
             }
             let mut refused = false;
+            let mut target_time: Option<Duration> = None;
             let resp = loop {
                 let step = if slow {
                     // Checking a chosen client secret is an Argon2id hash: tens of
@@ -85,11 +86,19 @@ impl GatewayHandler {
                     },
                     Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Forward(target) => {
+                        let began = std::time::Instant::now();
                         let result = self.forward(target).await;
+                        target_time = Some(target_time.unwrap_or_default() + began.elapsed());
                         ex.target_response(result);
                     }
                     Step::Store(op) => match &self.remote {
-                        Some(remote) => ex.store_reply(remote.run(&op).await),
+                        Some(remote) => {
+                            let reply = remote.run(&op).await;
+                            if let Some(m) = super::metrics::get() {
+                                m.store(&op, &reply);
+                            }
+                            ex.store_reply(reply);
+                        }
                         None => {
                             // A local-state gateway never asks; answer rather than hang.
                             tracing::error!(?op, "store operation asked of a local-state gateway");
@@ -99,15 +108,18 @@ impl GatewayHandler {
                 }
             };
             let close = refused || body.is_unread();
-            let handled = if super::listener::access_log_enabled() {
+            let handled = if super::listener::access_log_enabled() || super::metrics::enabled() {
                 Handled {
                     proxy: gateway.variable(&ex, "apiproxy.name"),
                     flow: gateway.variable(&ex, "proxy.flow.name"),
                     close,
+                    summary: Some(Box::new(gateway.summary(&ex))),
+                    target_time,
                 }
             } else {
                 Handled {
                     close,
+                    target_time,
                     ..Handled::default()
                 }
             };
