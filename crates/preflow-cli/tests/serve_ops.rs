@@ -394,3 +394,134 @@ fn request_id_and_traceparent_reach_the_target() {
     );
     assert!(seen[1].contains("traceparent: 00-"), "{}", seen[1]);
 }
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn errors_that_teach() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&seed().join("oauth"), &dir.path().join("oauth"));
+    let scoped = dir.path().join("scoped/apiproxy");
+    std::fs::create_dir_all(scoped.join("proxies")).unwrap();
+    std::fs::create_dir_all(scoped.join("policies")).unwrap();
+    std::fs::write(scoped.join("scoped.xml"), r#"<APIProxy name="scoped"/>"#).unwrap();
+    std::fs::write(
+        scoped.join("policies/Verify.xml"),
+        r#"<OAuthV2 name="Verify"><Operation>VerifyAccessToken</Operation><Scope>Orders.Write</Scope></OAuthV2>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        scoped.join("proxies/default.xml"),
+        r#"<ProxyEndpoint name="default">
+  <PreFlow><Request><Step><Name>Verify</Name></Step></Request></PreFlow>
+  <HTTPProxyConnection><BasePath>/scoped</BasePath></HTTPProxyConnection>
+  <RouteRule name="none"/>
+</ProxyEndpoint>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("apps.toml"),
+        r#"[[developer]]
+email = "demo@example.com"
+
+[[product]]
+name = "Orders"
+proxies = ["oauth", "scoped"]
+resources = ["/**"]
+scopes = ["Orders.Read"]
+
+[[app]]
+id = "demo-app"
+name = "demo-app"
+developer = "demo@example.com"
+
+[[app.credential]]
+client_id = "demo-client"
+client_secret = "demo-secret"
+products = ["Orders"]
+"#,
+    )
+    .unwrap();
+    let gw = Gateway::start(&[dir.path().to_str().unwrap()]);
+
+    // RFC 6750 §3.1: no credentials, no error code; a realm that names the proxy.
+    let r = raw_get(gw.addr, "/scoped/x", "");
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap();
+    assert_eq!(challenge, "Bearer realm=\"scoped\"");
+
+    // A token in the query string is named as such.
+    let r = raw_get(gw.addr, "/scoped/x?access_token=abc", "");
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("sent in the query string"), "{}", r.body);
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"invalid_request\""),
+        "{challenge}"
+    );
+    assert!(!challenge.contains("abc"), "{challenge}");
+
+    // grant_type in the query string: the error says where it was seen.
+    let basic = "Authorization: Basic ZGVtby1jbGllbnQ6ZGVtby1zZWNyZXQ=\r\n";
+    let r = common::raw(
+        gw.addr,
+        &format!(
+            "POST /oauth/OAuthToken?grant_type=client_credentials HTTP/1.1\r\nHost: x\r\n{basic}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("grant_type was sent in the query string"),
+        "{}",
+        r.body
+    );
+
+    // insufficient_scope names the scope required.
+    let token = demo_token(&gw);
+    let r = raw_get(
+        gw.addr,
+        "/scoped/x",
+        &format!("Authorization: Bearer {token}\r\n"),
+    );
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("Orders.Write"), "{}", r.body);
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"Orders.Write\""),
+        "{challenge}"
+    );
+}
+
+#[test]
+fn rate_limited_answers_carry_retry_after_unless_turned_off() {
+    for (extra, expected) in [(None, Some("1")), (Some("--no-retry-after"), None)] {
+        let mut args = vec![seed().to_str().unwrap().to_owned()];
+        args.extend(extra.map(str::to_owned));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let gw = Gateway::start(&args);
+        let token = demo_token(&gw);
+        pace();
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        let limited = (0..10)
+            .map(|_| raw_get(gw.addr, "/v1/test/hello", &auth))
+            .find(|r| r.status == 429)
+            .expect("a burst meets the SpikeArrest");
+        assert_eq!(
+            limited.header("retry-after").as_deref(),
+            expected,
+            "{extra:?}"
+        );
+    }
+}

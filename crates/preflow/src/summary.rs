@@ -141,4 +141,33 @@ impl Gateway {
         }
         summary
     }
+
+    /// Seconds a client should wait before retrying a request that a rate limit
+    /// rejected (a `Retry-After` value, RFC 9110 §10.2.3): until the Quota's window
+    /// ends, one second for SpikeArrest and ConcurrentRatelimit. `None` for any other
+    /// ending.
+    pub fn retry_after(&self, ex: &Exchange) -> Option<u64> {
+        let fault = ex.fault.as_deref()?;
+        if !fault.name.ends_with("Violation") {
+            return None;
+        }
+        let (b, p) = fault.policy?;
+        let policy = self.inner.bundles.get(b)?.policies.get(p)?;
+        match policy.type_name() {
+            "Quota" => {
+                let expiry_ms: u64 = self
+                    .variable(ex, &format!("ratelimit.{}.expiry.time", policy.name()))?
+                    .trim()
+                    .parse()
+                    .ok()?;
+                let now_ms = ex
+                    .now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                Some(expiry_ms.saturating_sub(now_ms).div_ceil(1000).max(1))
+            }
+            "SpikeArrest" | "ConcurrentRatelimit" => Some(1),
+            _ => None,
+        }
+    }
 }

@@ -65,6 +65,23 @@ fn run(g: &Gateway, path: &str, client_port: u16) -> ExchangeSummary {
     panic!("the exchange did not finish");
 }
 
+/// `Gateway::retry_after` of a GET of `path`.
+fn retry_after(g: &Gateway, path: &str, client_port: u16) -> Option<u64> {
+    let req = http::Request::get(path).body(Bytes::new()).unwrap();
+    let client = Client {
+        addr: ([127, 0, 0, 1], client_port).into(),
+        scheme: Scheme::Http,
+    };
+    let mut ex = g.begin(req, client, SystemTime::now());
+    loop {
+        match g.step(&mut ex) {
+            Step::Respond(_) => return g.retry_after(&ex),
+            Step::Forward(_) => ex.target_response(Ok(http::Response::new(Bytes::new()))),
+            other => panic!("unexpected step {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn summaries_name_who_answered() {
     let g = gateway();
@@ -82,6 +99,7 @@ fn summaries_name_who_answered() {
     assert_eq!(limited.fault_policy.as_deref(), Some("SA"));
     assert_eq!(limited.rate_limited_by.as_deref(), Some("SA"));
     assert_eq!(limited.status, Some(429));
+    assert_eq!(retry_after(&g, "/v1/items", 4), Some(1));
 
     let none = run(&g, "/nowhere", 3);
     assert_eq!(none.proxy, None);
@@ -111,4 +129,33 @@ fn raise_fault_is_a_policy_answer() {
     assert_eq!(s.status, Some(418));
     assert_eq!(s.rate_limited_by, None);
     assert_eq!(s.token, None);
+    assert_eq!(retry_after(&g, "/v1/teapot", 2), None);
+}
+
+#[test]
+fn a_quota_rejection_retries_when_its_window_ends() {
+    let proxy = PROXY.replace("<Name>SA</Name>", "<Name>Q</Name>");
+    let loaded = load_files(
+        [
+            ("apiproxy/shop.xml", r#"<APIProxy name="shop"/>"#),
+            ("apiproxy/proxies/default.xml", proxy.as_str()),
+            ("apiproxy/targets/default.xml", TARGET),
+            (
+                "apiproxy/policies/Q.xml",
+                r#"<Quota name="Q"><Allow count="1"/><Interval>1</Interval><TimeUnit>hour</TimeUnit></Quota>"#,
+            ),
+            (
+                "apiproxy/policies/RF.xml",
+                r#"<RaiseFault name="RF"><FaultResponse><Set><StatusCode>418</StatusCode></Set></FaultResponse></RaiseFault>"#,
+            ),
+        ],
+        &LoadOptions::default(),
+    );
+    assert!(!loaded.has_errors());
+    let g = Gateway::builder().bundles(loaded).build().unwrap();
+    assert_eq!(run(&g, "/v1/items", 1).status, Some(200));
+    let limited = run(&g, "/v1/items", 1);
+    assert_eq!(limited.rate_limited_by.as_deref(), Some("Q"));
+    let wait = retry_after(&g, "/v1/items", 1).unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
 }

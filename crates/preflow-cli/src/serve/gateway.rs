@@ -24,6 +24,8 @@ pub struct GatewayHandler {
     gateway: Arc<Gateway>,
     upstream: Upstream,
     remote: Option<Arc<super::state::State>>,
+    /// Whether 429 answers of rate limits get `Retry-After`.
+    retry_after: bool,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send + 'a>>;
@@ -35,12 +37,20 @@ impl GatewayHandler {
             gateway,
             upstream,
             remote: None,
+            retry_after: true,
         }
     }
 
     /// The gateway run.
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// Whether a 429 from a Quota, SpikeArrest or ConcurrentRatelimit carries
+    /// `Retry-After` (on by default).
+    pub fn with_retry_after(mut self, on: bool) -> Self {
+        self.retry_after = on;
+        self
     }
 
     /// Performs store operations on `remote` (a gateway built with remote state).
@@ -107,6 +117,15 @@ impl GatewayHandler {
                     },
                 }
             };
+            let mut resp = resp;
+            if self.retry_after
+                && resp.status() == http::StatusCode::TOO_MANY_REQUESTS
+                && !resp.headers().contains_key(http::header::RETRY_AFTER)
+                && let Some(secs) = gateway.retry_after(&ex)
+            {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
             let close = refused || body.is_unread();
             let handled = if super::listener::access_log_enabled() || super::metrics::enabled() {
                 Handled {

@@ -130,6 +130,10 @@ pub struct Args {
     /// SpikeArrest algorithm.
     #[arg(long, value_enum, default_value_t = SpikeArg::Edge)]
     pub spike_arrest: SpikeArg,
+    /// Leave out the `Retry-After` header that 429 answers of Quota, SpikeArrest and
+    /// ConcurrentRatelimit policies otherwise carry.
+    #[arg(long)]
+    pub no_retry_after: bool,
     /// Environment name (`environment.name`, checked against API products).
     #[arg(long, default_value = "prod")]
     pub environment: String,
@@ -460,7 +464,8 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             gateway,
             upstream::Upstream::new(args.max_response_bytes, target_tls),
         )
-        .with_remote(remote),
+        .with_remote(remote)
+        .with_retry_after(!args.no_retry_after),
     );
     let admin_listener = match (args.admin, admin_token, apps_path.clone()) {
         (Some(addr), Some(token), Some(path)) => {
