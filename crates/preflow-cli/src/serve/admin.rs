@@ -11,6 +11,10 @@
 //! | `POST /admin/apps` `{"name","developer","products":[…]}` | creates an app subscribed to the products; answers its client id and secret, once |
 //! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
 //! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
+//!
+//! A second app of the same name for one developer is refused (`409`); a method a
+//! resource does not take gets `405` with `Allow`. The operator's endpoints
+//! (`/metrics`, `/healthz`, `/readyz`, see [`super::ops`]) answer here without the token.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
