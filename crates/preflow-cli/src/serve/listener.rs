@@ -636,6 +636,8 @@ async fn answer<H: Handler>(
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let mut req = req;
+    // Checked before the gateway adds its own headers, which a client's limit excludes.
+    let checked = check_head(&req, limits);
     let request_id = super::request_id::ensure(req.headers_mut());
     let method = req.method().clone();
     let version = req.version();
@@ -646,7 +648,7 @@ async fn answer<H: Handler>(
         String::new()
     };
     let mut refused_here = false;
-    let (mut resp, handled, close) = match check_head(&req, limits) {
+    let (mut resp, handled, close) = match checked {
         Ok(declared) => {
             let (head, incoming) = req.into_parts();
             // A request without a body (a GET) keeps its connection reusable.
