@@ -189,8 +189,46 @@ fn metrics_count_the_requests_sent() {
         0.0,
         "{text}"
     );
-    // No secret or token in the scrape.
+    // No secret or token in the scrape, and no app label unless asked for.
     assert!(!text.contains(&token) && !text.contains("demo-secret"));
+    assert!(
+        !text.contains("app=") && !text.contains("demo-app"),
+        "{text}"
+    );
+}
+
+#[test]
+fn app_labels_are_opt_in() {
+    let gw = Gateway::start(&[
+        seed().to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--metrics-app-labels",
+    ]);
+    let token = demo_token(&gw);
+    pace();
+    assert_eq!(hello(&gw, Some(&token)), 200);
+    pace();
+    assert_eq!(hello(&gw, Some(&token)), 200);
+    pace();
+    assert_eq!(hello(&gw, None), 401);
+    let (s, text) = scrape(&gw);
+    let labels = [
+        ("proxy", "hello-api"),
+        ("app", "demo-app"),
+        ("status_class", "2xx"),
+    ];
+    assert_eq!(
+        value(&s, "preflow_app_requests_total", &labels),
+        2.0,
+        "{text}"
+    );
+    // A request without a verified credential has no app.
+    assert_eq!(
+        value(&s, "preflow_app_requests_total", &[("status_class", "4xx")]),
+        0.0,
+        "{text}"
+    );
 }
 
 #[test]

@@ -58,6 +58,10 @@ pub struct ExchangeSummary {
     pub rate_limited_by: Option<String>,
     /// Whether a token was issued or refused, for token requests.
     pub token: Option<TokenOutcome>,
+    /// The name of the app whose access token or API key the request carried, once
+    /// verified. Unlike the other fields its values grow with the apps registered: a
+    /// metric label only by the operator's choice.
+    pub app: Option<String>,
 }
 
 /// Fault names of a token endpoint refusing a request (RFC 6749 §5.2 as Apigee names them).
@@ -92,10 +96,17 @@ impl Gateway {
             .variable(ex, "proxy.flow.name")
             .filter(|f| !f.is_empty());
         let status = ex.response.as_ref().map(|m| m.status.as_u16());
+        let app = ex
+            .state
+            .verified_token()
+            .map(|v| &v.client.app)
+            .or_else(|| ex.state.last_api_key().map(|k| &k.client.app))
+            .map(|a| a.name.clone());
         let mut summary = ExchangeSummary {
             proxy,
             flow,
             status,
+            app,
             ..ExchangeSummary::default()
         };
         match ex.fault.as_deref() {

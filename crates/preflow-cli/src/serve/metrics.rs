@@ -3,8 +3,9 @@
 //!
 //! Labels take their values from the deployed bundles (proxy and policy names), the
 //! engine's fixed fault names and small fixed sets (status class, source, outcome), so
-//! their cardinality is bounded by what is deployed, never by what clients send. No app
-//! or developer label is kept.
+//! their cardinality is bounded by what is deployed, never by what clients send. An app
+//! label, whose values grow with the apps registered, is kept only with
+//! `--metrics-app-labels` (in a metric of its own); there is no developer label.
 //!
 //! One gateway runs per process, so the metrics live in a process-wide registry that the
 //! listeners and the gateway handler report to; without `--admin` or `--metrics` nothing
@@ -27,6 +28,13 @@ struct RequestLabels {
     proxy: String,
     status_class: &'static str,
     source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    proxy: String,
+    app: String,
+    status_class: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -77,6 +85,8 @@ pub struct Metrics {
     rate_limited: Family<PolicyLabels, Counter>,
     tokens: Family<OutcomeLabels, Counter>,
     store: Family<StoreLabels, Counter>,
+    /// Requests by app (`--metrics-app-labels` only).
+    apps: Option<Family<AppLabels, Counter>>,
 }
 
 /// One answered request, as the listener saw it.
@@ -93,7 +103,7 @@ pub struct Observed<'a> {
 }
 
 impl Metrics {
-    fn new() -> Self {
+    fn new(app_labels: bool) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -139,8 +149,18 @@ impl Metrics {
             "State store operations, by kind (ratelimit, token, kv) and outcome (ok, unavailable)",
             store.clone(),
         );
+        let apps = app_labels.then(|| {
+            let apps = Family::<AppLabels, Counter>::default();
+            registry.register(
+                "preflow_app_requests",
+                "Requests whose token or API key was verified, by proxy, app and status class (opt-in)",
+                apps.clone(),
+            );
+            apps
+        });
         Self {
             registry,
+            apps,
             requests,
             request_seconds,
             target_seconds,
@@ -186,6 +206,14 @@ impl Metrics {
                 .observe(t.as_secs_f64());
         }
         let Some(s) = o.summary else { return };
+        if let (Some(apps), Some(app)) = (&self.apps, &s.app) {
+            apps.get_or_create(&AppLabels {
+                proxy: proxy.clone(),
+                app: app.clone(),
+                status_class: status_class(o.status),
+            })
+            .inc();
+        }
         if let (Some(policy), Some(fault)) = (&s.fault_policy, &s.fault) {
             self.faults
                 .get_or_create(&FaultLabels {
@@ -246,9 +274,10 @@ fn status_class(status: u16) -> &'static str {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-/// Starts counting (once per process); the metrics.
-pub fn install() -> &'static Metrics {
-    METRICS.get_or_init(Metrics::new)
+/// Starts counting (once per process), with a per-app counter when `app_labels`; the
+/// metrics.
+pub fn install(app_labels: bool) -> &'static Metrics {
+    METRICS.get_or_init(|| Metrics::new(app_labels))
 }
 
 /// The metrics, when counting is on.

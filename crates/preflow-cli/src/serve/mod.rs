@@ -90,6 +90,10 @@ pub struct Args {
     /// the admin API. The admin listener serves them too.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Also count requests by app (`preflow_app_requests_total`): one series per app
+    /// that calls, so off by default.
+    #[arg(long)]
+    pub metrics_app_labels: bool,
     /// Log format on standard error: `text` (key=value) or `json` (one object a line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -456,7 +460,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         upstream::Upstream::new(64 * 1024, target_tls.clone()),
     );
     if args.admin.is_some() || args.metrics.is_some() {
-        metrics::install();
+        metrics::install(args.metrics_app_labels);
     }
     let ops = Arc::new(ops::Ops::new(bundle_count, remote.clone()));
     let handler = Arc::new(
