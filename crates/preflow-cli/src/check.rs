@@ -44,13 +44,17 @@ impl Report {
             .collect();
         let supported = policies.iter().filter(|p| p.config.is_supported()).count();
         format!(
-            "checked {} bundles ({proxies} API proxies, {shared} shared flows), {} policies \
-             ({supported} supported, {} unsupported): {} errors, {} warnings",
-            self.bundles.len(),
-            policies.len(),
+            "checked {}, {} ({supported} supported, {} unsupported): {}, {}",
+            count(self.bundles.len(), "bundle", "bundles")
+                + &format!(
+                    " ({}, {})",
+                    count(proxies, "API proxy", "API proxies"),
+                    count(shared, "shared flow", "shared flows")
+                ),
+            count(policies.len(), "policy", "policies"),
             policies.len() - supported,
-            self.errors(),
-            self.warnings()
+            count(self.errors(), "error", "errors"),
+            count(self.warnings(), "warning", "warnings"),
         )
     }
 
@@ -161,6 +165,15 @@ pub fn run(paths: &[PathBuf], env: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// `n` and the noun in the number it takes: `1 error`, `2 errors`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +207,7 @@ mod tests {
         );
         assert_eq!(
             report.summary(),
-            "checked 1 bundles (1 API proxies, 0 shared flows), 1 policies (1 supported, 0 unsupported): 0 errors, 0 warnings"
+            "checked 1 bundle (1 API proxy, 0 shared flows), 1 policy (1 supported, 0 unsupported): 0 errors, 0 warnings"
         );
 
         bundle(

@@ -14,7 +14,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "edge")]
     dialect: DialectArg,
     /// A variable: `NAME=VALUE` (a string) or `NAME:TYPE=VALUE` with TYPE one of
-    /// `int`, `long`, `double`, `bool`. Unset variables are null.
+    /// `int` (`integer`), `long`, `double`, `bool` (`boolean`), `string`. Unset variables
+    /// are null.
     #[arg(long = "var", value_name = "NAME[:TYPE]=VALUE", value_parser = parse_var)]
     vars: Vec<(String, OwnedValue)>,
     /// Only parse: exit 0 when the condition parses, 2 when it does not.
@@ -70,19 +71,29 @@ fn parse_var(arg: &str) -> Result<(String, OwnedValue), String> {
     let (lhs, value) = arg
         .split_once('=')
         .ok_or_else(|| format!("`{arg}` is not NAME=VALUE or NAME:TYPE=VALUE"))?;
-    let typed = lhs.rsplit_once(':').and_then(|(name, ty)| {
-        matches!(ty, "int" | "long" | "double" | "bool" | "string").then_some((name, ty))
-    });
-    let Some((name, ty)) = typed else {
+    let Some((name, ty)) = lhs.rsplit_once(':') else {
         return Ok((lhs.to_owned(), OwnedValue::String(value.to_owned())));
     };
     let bad = |what: &str| format!("`{value}` is not {what} (in `{arg}`)");
-    let value = match ty {
-        "int" => OwnedValue::Integer(value.parse().map_err(|_| bad("a 32-bit integer"))?),
+    let value = match ty.to_ascii_lowercase().as_str() {
+        "int" | "integer" => {
+            OwnedValue::Integer(value.parse().map_err(|_| bad("a 32-bit integer"))?)
+        }
         "long" => OwnedValue::Long(value.parse().map_err(|_| bad("a 64-bit integer"))?),
-        "double" => OwnedValue::Double(value.parse().map_err(|_| bad("a number"))?),
-        "bool" => OwnedValue::Boolean(value.parse().map_err(|_| bad("`true` or `false`"))?),
-        _ => OwnedValue::String(value.to_owned()),
+        "double" | "float" | "number" => {
+            OwnedValue::Double(value.parse().map_err(|_| bad("a number"))?)
+        }
+        "bool" | "boolean" => {
+            OwnedValue::Boolean(value.parse().map_err(|_| bad("`true` or `false`"))?)
+        }
+        "string" => OwnedValue::String(value.to_owned()),
+        // A suffix that reads as a type name is a typo, never part of a variable name.
+        other if !other.is_empty() && other.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            return Err(format!(
+                "unknown type `{ty}` in `{arg}`: use int (integer), long, double, bool (boolean) or string"
+            ));
+        }
+        _ => return Ok((lhs.to_owned(), OwnedValue::String(value.to_owned()))),
     };
     Ok((name.to_owned(), value))
 }
@@ -149,6 +160,16 @@ mod tests {
             ("a".into(), OwnedValue::String("b:int=c".into()))
         );
         assert!(parse_var("x:int=four").is_err());
+        assert_eq!(
+            parse_var("a:integer=3").unwrap(),
+            ("a".into(), OwnedValue::Integer(3))
+        );
+        assert_eq!(
+            parse_var("ok:boolean=false").unwrap(),
+            ("ok".into(), OwnedValue::Boolean(false))
+        );
+        let e = parse_var("a:intger=3").unwrap_err();
+        assert!(e.contains("unknown type `intger`"), "{e}");
         assert!(parse_var("novalue").is_err());
     }
 

@@ -612,13 +612,21 @@ impl OAuthServer {
                 }
             })
             .ok_or_else(|| {
-                EndpointError::invalid_request(
-                    if self.config.response_mode == ResponseMode::Apigee {
-                        "Required param : grant_type"
-                    } else {
-                        "missing required parameter grant_type"
-                    },
-                )
+                let missing = if self.config.response_mode == ResponseMode::Apigee {
+                    "Required param : grant_type"
+                } else {
+                    "missing required parameter grant_type"
+                };
+                if query.get("grant_type").is_some() {
+                    // The SAP tutorials put it in the query: say where it was seen.
+                    EndpointError::invalid_request(format!(
+                        "{missing} (grant_type was sent in the query string: send it in the \
+                         form body, or set <GrantType>request.queryparam.grant_type</GrantType> \
+                         in the OAuthV2 policy)"
+                    ))
+                } else {
+                    EndpointError::invalid_request(missing)
+                }
             })?;
         let grant = GrantType::parse(grant)
             .filter(|g| self.config.grant_types.contains(g))

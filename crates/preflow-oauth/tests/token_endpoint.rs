@@ -1153,3 +1153,37 @@ fn apigee_expires_in_milliseconds() {
         None
     );
 }
+
+// The SAP tutorials send grant_type in the query string: the error says where it was
+// seen and how to accept it; with grant_type_in_query it is accepted.
+#[test]
+fn grant_type_in_the_query_is_named_in_the_error() {
+    let e = env_with(ServerConfig::default());
+    let resp = e.token(
+        request("POST", "/token?grant_type=client_credentials", "")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .basic(&e.basic())
+            .build(),
+    );
+    assert_error(&resp, 400, "invalid_request");
+    let description = json(&resp)["error_description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        description.contains("grant_type was sent in the query string")
+            && description.contains("<GrantType>request.queryparam.grant_type</GrantType>"),
+        "{description}"
+    );
+    let e = env_with(ServerConfig {
+        grant_type_in_query: true,
+        ..Default::default()
+    });
+    let resp = e.token(
+        request("POST", "/token?grant_type=client_credentials", "")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .basic(&e.basic())
+            .build(),
+    );
+    assert_eq!(resp.status(), 200);
+}

@@ -810,6 +810,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 ex.stage = Stage::Forward;
                 return None;
             }
+            ex.target_answered = result.is_ok();
             match *result {
                 Ok(resp)
                     if g.target_endpoint(ex).is_some_and(|t| {

@@ -281,6 +281,8 @@ pub struct Exchange {
     pub(crate) request_streamed: bool,
     /// The host gave the target response's head alone.
     pub(crate) response_streamed: bool,
+    /// Whether a target answered the exchange's target call.
+    pub(crate) target_answered: bool,
 }
 
 impl Exchange {

@@ -350,6 +350,7 @@ pub(crate) fn begin_in(
         path_lazy: true,
         query_lazy: true,
         final_response: None,
+        target_answered: false,
         body_pending: false,
         virtual_host: None,
         provider_wait: None,

@@ -123,6 +123,7 @@ mod lint;
 pub mod path;
 mod provider;
 mod sap;
+mod summary;
 mod vars;
 
 pub use balance::{
@@ -150,6 +151,7 @@ pub use preflow_policy::{
     CompileError, Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template,
     template, xml::XmlLimits,
 };
+pub use summary::{Answerer, ExchangeSummary, TokenOutcome};
 pub use {bytes, http, preflow_oauth, preflow_ratelimit};
 
 /// The typed policy configurations, by policy family.

@@ -11,6 +11,10 @@
 //! | `POST /admin/apps` `{"name","developer","products":[…]}` | creates an app subscribed to the products; answers its client id and secret, once |
 //! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
 //! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
+//!
+//! A second app of the same name for one developer is refused (`409`); a method a
+//! resource does not take gets `405` with `Allow`. The operator's endpoints
+//! (`/metrics`, `/healthz`, `/readyz`, see [`super::ops`]) answer here without the token.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -43,6 +47,7 @@ pub struct Admin {
     file: Mutex<AppsFile>,
     path: PathBuf,
     redis: Option<preflow_redis::RegistrySync>,
+    ops: Option<Arc<super::ops::Ops>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +81,18 @@ fn error(status: StatusCode, error: &str, description: &str) -> Response<Bytes> 
     )
 }
 
+/// 405 with the `Allow` header RFC 9110 §15.5.6 requires.
+fn not_allowed(allow: &'static str) -> Response<Bytes> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("this resource allows {allow}"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
 impl Admin {
     /// The admin API over `registry`, persisting to `path`, whose current content is
     /// `file` (secrets already hashed).
@@ -86,7 +103,15 @@ impl Admin {
             file: Mutex::new(file),
             path,
             redis: None,
+            ops: None,
         }
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` too, without the admin token (see
+    /// [`super::ops`] for why).
+    pub fn with_ops(mut self, ops: Arc<super::ops::Ops>) -> Self {
+        self.ops = Some(ops);
+        self
     }
 
     /// Shares every change through Redis as well (`--redis`): the answer comes once every
@@ -136,13 +161,11 @@ impl Admin {
             (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
             (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
-            (_, ["admin", "products" | "apps"])
-            | (_, ["admin", "credentials", _, "rotate"])
-            | (_, ["admin", "apps", _, "revoke"]) => error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed here",
-            ),
+            (_, ["admin", "products"]) => not_allowed("GET"),
+            (_, ["admin", "apps"]) => not_allowed("GET, POST"),
+            (_, ["admin", "credentials", _, "rotate"]) | (_, ["admin", "apps", _, "revoke"]) => {
+                not_allowed("POST")
+            }
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
         }
     }
@@ -269,6 +292,21 @@ impl Admin {
                         status: Default::default(),
                         attributes: Default::default(),
                     });
+                }
+                // Apigee keeps app names unique per developer: a second app of the
+                // same name would be ambiguous in every console and report.
+                if file.apps.iter().any(|a| {
+                    a.developer.eq_ignore_ascii_case(&developer)
+                        && a.name.trim().eq_ignore_ascii_case(entry.name.trim())
+                }) {
+                    return Err(Box::new(error(
+                        StatusCode::CONFLICT,
+                        "app_exists",
+                        &format!(
+                            "developer {developer} already has an app named `{}`; choose another name",
+                            entry.name.trim()
+                        ),
+                    )));
                 }
                 file.apps.push(entry);
                 Ok(())
@@ -417,6 +455,15 @@ impl Handler for Admin {
         mut body: super::listener::Body,
         _client: preflow::Client,
     ) -> (Response<Bytes>, Handled) {
+        if let Some(ops) = &self.ops
+            && let Some(resp) = ops.answer(&head).await
+        {
+            let handled = Handled {
+                close: body.is_unread(),
+                ..Handled::default()
+            };
+            return (resp, handled);
+        }
         let request = match body.read().await {
             Ok(bytes) => Request::from_parts(head, bytes),
             Err(resp) => {
@@ -623,12 +670,36 @@ products = ["hello"]
         assert_eq!(status, 400);
         assert!(body["error_description"].as_str().unwrap().contains("nope"));
         assert_eq!(call(&admin, "POST", "/admin/apps", "{").0, 400);
+        // The seed developer already has `demo-app` (names compare without case).
+        let (status, body) = call(
+            &admin,
+            "POST",
+            "/admin/apps",
+            r#"{"name":"Demo-App","developer":"demo@example.com","products":["hello"]}"#,
+        );
+        assert_eq!(status, 409);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("already has an app named `Demo-App`"),
+            "{body}"
+        );
         assert_eq!(
             call(&admin, "POST", "/admin/credentials/none/rotate", "").0,
             404
         );
         assert_eq!(call(&admin, "POST", "/admin/apps/none/revoke", "").0, 404);
         assert_eq!(call(&admin, "DELETE", "/admin/apps", "").0, 405);
+        let req = Request::builder()
+            .method("GET")
+            .uri("/admin/apps/x/revoke")
+            .header("authorization", "Bearer 0123456789abcdef-admin")
+            .body(Bytes::new())
+            .unwrap();
+        let resp = admin.respond(&req);
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers()["allow"], "POST");
         assert_eq!(call(&admin, "GET", "/admin/other", "").0, 404);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     }

@@ -26,6 +26,8 @@ pub struct GatewayHandler {
     remote: Option<Arc<super::state::State>>,
     /// Where steps that may check a client secret run.
     secret_checks: SecretChecks,
+    /// Whether 429 answers of rate limits get `Retry-After`.
+    retry_after: bool,
 }
 
 type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send + 'a>>;
@@ -39,12 +41,20 @@ impl GatewayHandler {
             upstream,
             remote: None,
             secret_checks: SecretChecks::new(cores),
+            retry_after: true,
         }
     }
 
     /// The gateway run.
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// Whether a 429 from a Quota, SpikeArrest or ConcurrentRatelimit carries
+    /// `Retry-After` (on by default).
+    pub fn with_retry_after(mut self, on: bool) -> Self {
+        self.retry_after = on;
+        self
     }
 
     /// Performs store operations on `remote` (a gateway built with remote state).
@@ -80,6 +90,7 @@ impl GatewayHandler {
             }
             let mut streamed: Option<super::listener::Streamed> = None;
             let mut refused = false;
+            let mut target_time: Option<Duration> = None;
             let resp = loop {
                 let step = if slow {
                     // Checking a chosen client secret is an Argon2id hash: tens of
@@ -119,6 +130,7 @@ impl GatewayHandler {
                     },
                     Step::Pause(d) => tokio::time::sleep(d).await,
                     Step::Forward(target) => {
+                        let began = std::time::Instant::now();
                         if target.stream_request_body || target.stream_response_body {
                             let idle = target.timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
                             match self.forward_streaming(target, &mut body).await {
@@ -129,13 +141,22 @@ impl GatewayHandler {
                                 }
                                 Err(e) => ex.target_response(Err(e)),
                             }
+                            // Until the head: the body's time is the client's.
+                            target_time = Some(target_time.unwrap_or_default() + began.elapsed());
                             continue;
                         }
                         let result = self.forward(target).await;
+                        target_time = Some(target_time.unwrap_or_default() + began.elapsed());
                         ex.target_response(result);
                     }
                     Step::Store(op) => match &self.remote {
-                        Some(remote) => ex.store_reply(remote.run(&op).await),
+                        Some(remote) => {
+                            let reply = remote.run(&op).await;
+                            if let Some(m) = super::metrics::get() {
+                                m.store(&op, &reply);
+                            }
+                            ex.store_reply(reply);
+                        }
                         None => {
                             // A local-state gateway never asks; answer rather than hang.
                             tracing::error!(?op, "store operation asked of a local-state gateway");
@@ -144,20 +165,32 @@ impl GatewayHandler {
                     },
                 }
             };
+            let mut resp = resp;
+            if self.retry_after
+                && resp.status() == http::StatusCode::TOO_MANY_REQUESTS
+                && !resp.headers().contains_key(http::header::RETRY_AFTER)
+                && let Some(secs) = gateway.retry_after(&ex)
+            {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
             let close = refused || body.is_unread();
             // The back end's body follows the head only if the answer is still its own.
             let stream = streamed.filter(|_| ex.streams_response_body());
-            let handled = if super::listener::access_log_enabled() {
+            let handled = if super::listener::access_log_enabled() || super::metrics::enabled() {
                 Handled {
                     proxy: gateway.variable(&ex, "apiproxy.name"),
                     flow: gateway.variable(&ex, "proxy.flow.name"),
                     close,
                     stream,
+                    summary: Some(Box::new(gateway.summary(&ex))),
+                    target_time,
                 }
             } else {
                 Handled {
                     close,
                     stream,
+                    target_time,
                     ..Handled::default()
                 }
             };

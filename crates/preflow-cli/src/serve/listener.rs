@@ -158,6 +158,10 @@ pub struct Handled {
     /// The response body, streamed from a back end, to send after the head (whose own
     /// body is then empty and whose `Content-Length`, if any, is the back end's).
     pub stream: Option<Streamed>,
+    /// The engine's summary of the exchange (when metrics or the access log are on).
+    pub summary: Option<Box<preflow::ExchangeSummary>>,
+    /// Time spent in target calls, when there were any.
+    pub target_time: Option<Duration>,
 }
 
 /// Whether the per-request log line is written (`PREFLOW_LOG` at `info` or finer).
@@ -709,6 +713,10 @@ async fn answer<H: Handler>(
     name: &str,
 ) -> Response<OutBody> {
     let started = Instant::now();
+    let mut req = req;
+    // Checked before the gateway adds its own headers, which a client's limit excludes.
+    let checked = check_head(&req, limits);
+    let request_id = super::request_id::ensure(req.headers_mut());
     let method = req.method().clone();
     let version = req.version();
     let log = access_log_enabled();
@@ -717,7 +725,8 @@ async fn answer<H: Handler>(
     } else {
         String::new()
     };
-    let (mut resp, mut handled, close) = match check_head(&req, limits) {
+    let mut refused_here = false;
+    let (mut resp, mut handled, close) = match checked {
         Ok(declared) => {
             let (head, incoming) = req.into_parts();
             // A request without a body (a GET) keeps its connection reusable.
@@ -739,8 +748,24 @@ async fn answer<H: Handler>(
             let close = handled.close;
             (resp, handled, close)
         }
-        Err(refused) => (refused.response, Handled::default(), refused.close),
+        Err(refused) => {
+            refused_here = true;
+            (refused.response, Handled::default(), refused.close)
+        }
     };
+    resp.headers_mut()
+        .insert(super::request_id::X_REQUEST_ID.clone(), request_id.clone());
+    let elapsed = started.elapsed();
+    if let Some(m) = super::metrics::get()
+        && (handled.summary.is_some() || (refused_here && name != "admin" && name != "metrics"))
+    {
+        m.observe(&super::metrics::Observed {
+            summary: handled.summary.as_deref(),
+            status: resp.status().as_u16(),
+            elapsed,
+            target: handled.target_time,
+        });
+    }
     strip_hop_by_hop(resp.headers_mut());
     let stream = handled.stream.take();
     if stream.is_none() {
@@ -761,13 +786,21 @@ async fn answer<H: Handler>(
             status = resp.status().as_u16(),
             proxy = handled.proxy.as_deref().unwrap_or("-"),
             flow = handled.flow.as_deref().unwrap_or("-"),
-            ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+            ms = millis(elapsed),
+            target_ms = handled.target_time.map(millis),
+            fault = handled.summary.as_ref().and_then(|s| s.fault.as_deref()),
+            request_id = request_id.to_str().unwrap_or("-"),
         );
     }
     match stream {
         Some(s) => resp.map(|_| OutBody::Right(s)),
         None => resp.map(|b| OutBody::Left(Full::new(b))),
     }
+}
+
+/// Milliseconds, to the microsecond.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// Drops a `Content-Length` that does not match the body (a policy may have changed the

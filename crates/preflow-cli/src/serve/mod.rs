@@ -3,14 +3,19 @@
 //! It loads bundles, an apps file and an environment file, then serves each proxy's base
 //! path on the virtual hosts its ProxyEndpoint names (HTTP/1.1 and HTTP/2, plain or TLS),
 //! forwarding to `http://` and `https://` targets over pooled connections. An optional
-//! extra listener carries the admin API (developer self-service). One log line per request
-//! goes to standard error; the bound addresses go to standard output.
+//! extra listener carries the admin API (developer self-service) and the operator's
+//! endpoints (`/metrics`, `/healthz`, `/readyz`), which `--metrics` can serve alone. One
+//! log line per request (text or JSON) goes to standard error; the bound addresses go to
+//! standard output.
 
 mod admin;
 mod gateway;
 mod health;
 mod listener;
+mod metrics;
+mod ops;
 mod redis;
+mod request_id;
 mod state;
 mod tls;
 mod upstream;
@@ -45,6 +50,15 @@ pub enum SpikeArg {
     X,
 }
 
+/// Format of the log on standard error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One `key=value` line per event.
+    Text,
+    /// One JSON object per line (fields at the top level).
+    Json,
+}
+
 /// Arguments of `preflow serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -72,6 +86,17 @@ pub struct Args {
     /// `PREFLOW_ADMIN_TOKEN` environment variable and an apps file.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Address serving only `/metrics` (Prometheus), `/healthz` and `/readyz`, without
+    /// the admin API. The admin listener serves them too.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Also count requests by app (`preflow_app_requests_total`): one series per app
+    /// that calls, so off by default.
+    #[arg(long)]
+    pub metrics_app_labels: bool,
+    /// Log format on standard error: `text` (key=value) or `json` (one object a line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Largest request head (request line and headers) in bytes; larger ones get 431.
     #[arg(long, default_value_t = 32 * 1024)]
     pub max_header_bytes: usize,
@@ -109,6 +134,10 @@ pub struct Args {
     /// SpikeArrest algorithm.
     #[arg(long, value_enum, default_value_t = SpikeArg::Edge)]
     pub spike_arrest: SpikeArg,
+    /// Leave out the `Retry-After` header that 429 answers of Quota, SpikeArrest and
+    /// ConcurrentRatelimit policies otherwise carry.
+    #[arg(long)]
+    pub no_retry_after: bool,
     /// Environment name (`environment.name`, checked against API products).
     #[arg(long, default_value = "prod")]
     pub environment: String,
@@ -192,7 +221,7 @@ enum StartError {
 
 /// Runs `preflow serve` until SIGINT or SIGTERM.
 pub fn run(args: &Args) -> ExitCode {
-    init_logging();
+    init_logging(args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -211,14 +240,22 @@ fn fail(e: &StartError) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PREFLOW_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 fn find_apps_file(paths: &[PathBuf]) -> Option<PathBuf> {
@@ -325,6 +362,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         }
         return Err(StartError::Load(loaded.errors().count()));
     }
+    let bundle_count = loaded.bundles.len();
     let settings = preflow::Settings {
         profile: match args.profile {
             ProfileArg::Cloud => preflow::Profile::Cloud,
@@ -426,12 +464,17 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         preflow::Gateway::clone(&gateway),
         upstream::Upstream::new(64 * 1024, target_tls.clone()),
     );
+    if args.admin.is_some() || args.metrics.is_some() {
+        metrics::install(args.metrics_app_labels);
+    }
+    let ops = Arc::new(ops::Ops::new(bundle_count, remote.clone()));
     let handler = Arc::new(
         gateway::GatewayHandler::new(
             gateway,
             upstream::Upstream::new(args.max_response_bytes, target_tls),
         )
-        .with_remote(remote),
+        .with_remote(remote)
+        .with_retry_after(!args.no_retry_after),
     );
     let admin_listener = match (args.admin, admin_token, apps_path.clone()) {
         (Some(addr), Some(token), Some(path)) => {
@@ -446,11 +489,24 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 bound,
                 Arc::new(
                     admin::Admin::new(&token, Arc::clone(&registry), file, path)
-                        .with_redis(sync.clone()),
+                        .with_redis(sync.clone())
+                        .with_ops(Arc::clone(&ops)),
                 ),
             ))
         }
         _ => None,
+    };
+    let metrics_listener = match args.metrics {
+        Some(addr) => {
+            let l = listener::Listener::bind(addr, "metrics")
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            Some((l, bound))
+        }
+        None => None,
     };
 
     let stopped = shutdown_signal();
@@ -476,6 +532,9 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         if let Some((_, bound, _)) = &admin_listener {
             let _ = writeln!(out, "preflow admin listening on http://{bound}");
         }
+        if let Some((_, bound)) = &metrics_listener {
+            let _ = writeln!(out, "preflow metrics listening on http://{bound}");
+        }
         let _ = out.flush();
     }
 
@@ -490,6 +549,15 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     if let Some((l, _, admin)) = admin_listener {
         tasks.spawn(l.serve(
             vec![listener::Route::plain(admin)],
+            limits,
+            budgets.clone(),
+            stop_rx.clone(),
+            grace,
+        ));
+    }
+    if let Some((l, _)) = metrics_listener {
+        tasks.spawn(l.serve(
+            vec![listener::Route::plain(Arc::clone(&ops))],
             limits,
             budgets.clone(),
             stop_rx.clone(),

@@ -25,6 +25,8 @@ pub struct Gateway {
     pub child: Child,
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The `--metrics` listener.
+    pub metrics: Option<SocketAddr>,
     /// The `secure` virtual host (HTTPS) of an environment file that has one.
     pub secure: Option<SocketAddr>,
     /// Every virtual host's address, by name.
@@ -122,9 +124,11 @@ impl Gateway {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut addr = None;
         let mut admin = None;
+        let mut metrics = None;
         let mut secure = None;
         let mut vhosts = std::collections::HashMap::new();
         let wants_admin = args.contains(&"--admin");
+        let wants_metrics = args.contains(&"--metrics");
         while let Some(Ok(line)) = lines.next() {
             if let Some(rest) = line.strip_prefix("preflow virtual host ")
                 && let Some((name, url)) = rest.split_once(" listening on ")
@@ -138,12 +142,16 @@ impl Gateway {
             if let Some(a) = line.strip_prefix("preflow admin listening on http://") {
                 admin = Some(a.parse().unwrap());
             }
+            if let Some(a) = line.strip_prefix("preflow metrics listening on http://") {
+                metrics = Some(a.parse().unwrap());
+            }
             if let Some(a) = line.strip_prefix("preflow virtual host secure listening on https://")
             {
                 secure = Some(a.parse().unwrap());
             }
             if addr.is_some()
                 && (admin.is_some() || !wants_admin)
+                && (metrics.is_some() || !wants_metrics)
                 && (secure.is_some() || !wants_secure)
                 && vhost_names.iter().all(|n| vhosts.contains_key(n))
             {
@@ -161,6 +169,7 @@ impl Gateway {
             child,
             addr,
             admin,
+            metrics,
             secure,
             vhosts,
             stderr,

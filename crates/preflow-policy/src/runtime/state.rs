@@ -32,6 +32,11 @@ impl ExchangeState {
             .map(|(_, k)| k)
     }
 
+    /// The API key the last VerifyAPIKey accepted, whichever policy it was.
+    pub fn last_api_key(&self) -> Option<&VerifiedApiKey> {
+        self.api_keys.last().map(|(_, k)| k)
+    }
+
     /// Adds the headers policies left for the final response to `m`.
     pub fn finish_response(&self, m: &mut super::Message) {
         for (n, v) in &self.response_headers {

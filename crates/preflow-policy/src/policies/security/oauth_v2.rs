@@ -378,7 +378,8 @@ impl PolicyType for OAuthV2Policy {
             config: o.clone(),
             scopes,
             generate_response: o.generate_response.unwrap_or(false),
-            realm: "null".to_owned(),
+            // No realm is configurable: the challenge names the API proxy (never "null").
+            realm: String::new(),
         }))
     }
 
@@ -421,17 +422,91 @@ impl PolicyType for OAuthV2Policy {
 }
 
 fn verify_fault(e: &preflow_oauth::VerifyError, realm: &str) -> Fault {
-    let mut f = Fault::new(e.error_code(), e.status(), e.faultstring()).named(e.fault_name());
-    let challenge = format!(
-        "Bearer realm=\"{realm}\",error=\"{}\",error_description=\"{}: {}\"",
-        e.rfc_error().unwrap_or("invalid_token"),
-        e.error_code(),
-        e.faultstring()
-    );
+    challenge_fault(e, realm, None)
+}
+
+/// The fault of a failed verification with its RFC 6750 §3 challenge. A request without
+/// credentials gets a bare challenge (§3.1: no error code); `hint` says where a token was
+/// seen but not accepted. The realm is named only when one is configured.
+fn challenge_fault(e: &preflow_oauth::VerifyError, realm: &str, hint: Option<&str>) -> Fault {
+    use preflow_oauth::VerifyError;
+    let faultstring = match (e, hint) {
+        (VerifyError::InsufficientScope { required }, _) => {
+            format!("{} (required: {required})", e.faultstring())
+        }
+        (_, Some(hint)) => format!("{}: {hint}", e.faultstring()),
+        _ => e.faultstring().to_owned(),
+    };
+    let mut f = Fault::new(e.error_code(), e.status(), faultstring.clone()).named(e.fault_name());
+    let mut params: Vec<String> = Vec::new();
+    if !realm.is_empty() {
+        params.push(format!("realm=\"{}\"", quoted(realm)));
+    }
+    let code = match (e, hint) {
+        (VerifyError::MissingToken, None) => None,
+        (VerifyError::MissingToken, Some(_)) => Some("invalid_request"),
+        _ => Some(e.rfc_error().unwrap_or("invalid_token")),
+    };
+    if let Some(code) = code {
+        params.push(format!("error=\"{code}\""));
+        params.push(format!(
+            "error_description=\"{}: {}\"",
+            e.error_code(),
+            quoted(&faultstring)
+        ));
+    }
+    if let VerifyError::InsufficientScope { required } = e {
+        params.push(format!("scope=\"{}\"", quoted(required)));
+    }
+    let challenge = if params.is_empty() {
+        "Bearer".to_owned()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    };
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         f = f.with_header(http::header::WWW_AUTHENTICATE, v);
     }
     f
+}
+
+/// The challenge's realm: the configured one, else the API proxy's name.
+fn realm<R: Runtime>(rt: &R, o: &OAuth) -> String {
+    if o.realm.is_empty() {
+        rt.variable("apiproxy.name").unwrap_or_default()
+    } else {
+        o.realm.clone()
+    }
+}
+
+/// `s` fit for a quoted-string: no quote, backslash or control character.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect()
+}
+
+/// The fault for a request whose Authorization header carries no token: it says so
+/// when the token was sent as an `access_token` parameter instead (RFC 6750 §2.2–2.3
+/// forms the gateway does not read).
+fn missing_token_fault<R: Runtime>(rt: &R, o: &OAuth) -> Fault {
+    let in_query = rt.query_params().iter().any(|(k, _)| k == "access_token");
+    let in_body = !in_query && rt.form_params().iter().any(|(k, _)| k == "access_token");
+    let hint = if in_query {
+        Some(
+            "access_token was sent in the query string; send it in the Authorization header (Bearer)",
+        )
+    } else if in_body {
+        Some(
+            "access_token was sent in the request body; send it in the Authorization header (Bearer)",
+        )
+    } else {
+        None
+    };
+    challenge_fault(
+        &preflow_oauth::VerifyError::MissingToken,
+        &realm(rt, o),
+        hint,
+    )
 }
 
 fn finish_verify<R: Runtime>(
@@ -446,7 +521,7 @@ fn finish_verify<R: Runtime>(
             rt.state_mut().verified = Some(v);
             Outcome::Continue
         }
-        Err(e) => Outcome::Fault(verify_fault(&e, &o.realm)),
+        Err(e) => Outcome::Fault(verify_fault(&e, &realm(rt, o))),
     }
 }
 
@@ -511,10 +586,7 @@ fn verify_access_token<R: Runtime>(rt: &mut R, o: &OAuth) -> Outcome {
         presented_token(rt, o).map(|t| TokenHash::of(t.as_bytes()))
     };
     let Some(hash) = hash else {
-        return Outcome::Fault(verify_fault(
-            &preflow_oauth::VerifyError::MissingToken,
-            &o.realm,
-        ));
+        return Outcome::Fault(missing_token_fault(rt, o));
     };
     look_up_and_verify(rt, o, hash)
 }
@@ -669,7 +741,7 @@ fn run<R: Runtime>(rt: &mut R, o: &OAuth) -> Outcome {
             let Some(value) = value else {
                 return Outcome::Fault(verify_fault(
                     &preflow_oauth::VerifyError::MissingToken,
-                    &o.realm,
+                    &realm(rt, o),
                 ));
             };
             let hash = TokenHash::of(value.as_bytes());
@@ -781,7 +853,7 @@ fn resume<R: Runtime>(rt: &mut R, o: &OAuth, waiting: Waiting, reply: StoreReply
         }
         (Waiting::Verify, _) => {
             let e = preflow_oauth::VerifyError::StoreUnavailable;
-            Outcome::Fault(verify_fault(&e, &o.realm))
+            Outcome::Fault(verify_fault(&e, &realm(rt, o)))
         }
         (Waiting::Token(pending), StoreReply::Token(r)) => {
             let outcome = o.server.resume(pending, r);

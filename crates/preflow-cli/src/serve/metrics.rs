@@ -1,0 +1,291 @@
+//! Prometheus metrics of `preflow serve`, counted from the engine's exchange summaries
+//! ([`preflow::ExchangeSummary`]) and the store steps the gateway performs.
+//!
+//! Labels take their values from the deployed bundles (proxy and policy names), the
+//! engine's fixed fault names and small fixed sets (status class, source, outcome), so
+//! their cardinality is bounded by what is deployed, never by what clients send. An app
+//! label, whose values grow with the apps registered, is kept only with
+//! `--metrics-app-labels` (in a metric of its own); there is no developer label.
+//!
+//! One gateway runs per process, so the metrics live in a process-wide registry that the
+//! listeners and the gateway handler report to; without `--admin` or `--metrics` nothing
+//! is counted.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    proxy: String,
+    status_class: &'static str,
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AppLabels {
+    proxy: String,
+    app: String,
+    status_class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProxyLabels {
+    proxy: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    proxy: String,
+    policy: String,
+    fault: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    proxy: String,
+    policy: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    proxy: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+type Durations = Family<ProxyLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The gateway's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Durations,
+    target_seconds: Durations,
+    faults: Family<FaultLabels, Counter>,
+    rate_limited: Family<PolicyLabels, Counter>,
+    tokens: Family<OutcomeLabels, Counter>,
+    store: Family<StoreLabels, Counter>,
+    /// Requests by app (`--metrics-app-labels` only).
+    apps: Option<Family<AppLabels, Counter>>,
+}
+
+/// One answered request, as the listener saw it.
+#[derive(Debug)]
+pub struct Observed<'a> {
+    /// The engine's summary; `None` when the listener refused the request itself.
+    pub summary: Option<&'a preflow::ExchangeSummary>,
+    /// The status sent.
+    pub status: u16,
+    /// Time from the request head to the response.
+    pub elapsed: Duration,
+    /// Time spent in target calls, when there were any.
+    pub target: Option<Duration>,
+}
+
+impl Metrics {
+    fn new(app_labels: bool) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "preflow_requests",
+            "Requests answered, by proxy, status class and source (policy, target, gateway)",
+            requests.clone(),
+        );
+        let request_seconds: Durations = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "preflow_request_duration",
+            "Time from the request head to the response, by proxy",
+            Unit::Seconds,
+            request_seconds.clone(),
+        );
+        let target_seconds: Durations = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "preflow_target_duration",
+            "Time spent calling targets and service callouts per request, by proxy",
+            Unit::Seconds,
+            target_seconds.clone(),
+        );
+        let faults = Family::<FaultLabels, Counter>::default();
+        registry.register(
+            "preflow_policy_faults",
+            "Requests that ended with a policy's fault, by proxy, policy and fault name",
+            faults.clone(),
+        );
+        let rate_limited = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "preflow_rate_limit_rejections",
+            "Requests rejected by a Quota, SpikeArrest or ConcurrentRatelimit policy",
+            rate_limited.clone(),
+        );
+        let tokens = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "preflow_oauth_tokens",
+            "Token requests answered by an OAuthV2 policy, by outcome (issued, refused)",
+            tokens.clone(),
+        );
+        let store = Family::<StoreLabels, Counter>::default();
+        registry.register(
+            "preflow_store_operations",
+            "State store operations, by kind (ratelimit, token, kv) and outcome (ok, unavailable)",
+            store.clone(),
+        );
+        let apps = app_labels.then(|| {
+            let apps = Family::<AppLabels, Counter>::default();
+            registry.register(
+                "preflow_app_requests",
+                "Requests whose token or API key was verified, by proxy, app and status class (opt-in)",
+                apps.clone(),
+            );
+            apps
+        });
+        Self {
+            registry,
+            apps,
+            requests,
+            request_seconds,
+            target_seconds,
+            faults,
+            rate_limited,
+            tokens,
+            store,
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format (which Prometheus scrapes).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics could not be encoded");
+        }
+        out
+    }
+
+    /// Counts one answered request.
+    pub fn observe(&self, o: &Observed<'_>) {
+        let proxy = o.summary.and_then(|s| s.proxy.clone()).unwrap_or_default();
+        let source = o
+            .summary
+            .and_then(|s| s.answered_by)
+            .map_or("gateway", preflow::Answerer::as_str);
+        self.requests
+            .get_or_create(&RequestLabels {
+                proxy: proxy.clone(),
+                status_class: status_class(o.status),
+                source,
+            })
+            .inc();
+        let by_proxy = ProxyLabels {
+            proxy: proxy.clone(),
+        };
+        self.request_seconds
+            .get_or_create(&by_proxy)
+            .observe(o.elapsed.as_secs_f64());
+        if let Some(t) = o.target {
+            self.target_seconds
+                .get_or_create(&by_proxy)
+                .observe(t.as_secs_f64());
+        }
+        let Some(s) = o.summary else { return };
+        if let (Some(apps), Some(app)) = (&self.apps, &s.app) {
+            apps.get_or_create(&AppLabels {
+                proxy: proxy.clone(),
+                app: app.clone(),
+                status_class: status_class(o.status),
+            })
+            .inc();
+        }
+        if let (Some(policy), Some(fault)) = (&s.fault_policy, &s.fault) {
+            self.faults
+                .get_or_create(&FaultLabels {
+                    proxy: proxy.clone(),
+                    policy: policy.clone(),
+                    fault: fault.clone(),
+                })
+                .inc();
+        }
+        if let Some(policy) = &s.rate_limited_by {
+            self.rate_limited
+                .get_or_create(&PolicyLabels {
+                    proxy: proxy.clone(),
+                    policy: policy.clone(),
+                })
+                .inc();
+        }
+        if let Some(t) = s.token {
+            self.tokens
+                .get_or_create(&OutcomeLabels {
+                    proxy,
+                    outcome: match t {
+                        preflow::TokenOutcome::Issued => "issued",
+                        preflow::TokenOutcome::Refused => "refused",
+                    },
+                })
+                .inc();
+        }
+    }
+
+    /// Counts one store operation and its outcome.
+    pub fn store(&self, op: &preflow::StoreOp, reply: &preflow::StoreReply) {
+        let kind = match op {
+            preflow::StoreOp::RateLimit(_) => "ratelimit",
+            preflow::StoreOp::Token(_) => "token",
+            preflow::StoreOp::Kv(_) => "kv",
+            _ => "other",
+        };
+        let outcome = match reply {
+            preflow::StoreReply::Unavailable => "unavailable",
+            _ => "ok",
+        };
+        self.store
+            .get_or_create(&StoreLabels { kind, outcome })
+            .inc();
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// Starts counting (once per process), with a per-app counter when `app_labels`; the
+/// metrics.
+pub fn install(app_labels: bool) -> &'static Metrics {
+    METRICS.get_or_init(|| Metrics::new(app_labels))
+}
+
+/// The metrics, when counting is on.
+pub fn get() -> Option<&'static Metrics> {
+    METRICS.get()
+}
+
+/// Whether requests are counted.
+pub fn enabled() -> bool {
+    METRICS.get().is_some()
+}

@@ -1,0 +1,123 @@
+//! Request ids and W3C trace context on incoming requests.
+//!
+//! A client's `X-Request-ID` is kept when it is a short token of visible characters;
+//! otherwise one is generated. Either way the request carries it on to the target (the
+//! gateway forwards request headers) and the response returns it to the client. A
+//! valid `traceparent` passes through unchanged; a request without one gets a new trace
+//! (not sampled), so the target's spans join a trace that starts at the gateway.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// `X-Request-ID`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Longest request id kept from a client.
+const MAX_ID_LEN: usize = 128;
+
+/// Makes sure `headers` carry a request id and a trace context; the request id.
+pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
+    let kept = headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| valid_id(v.as_bytes()))
+        .cloned();
+    let id = match kept {
+        Some(id) => id,
+        None => {
+            let id =
+                HeaderValue::from_str(&random_hex(16)).unwrap_or(HeaderValue::from_static("-"));
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
+    };
+    let traced = headers
+        .get(&TRACEPARENT)
+        .is_some_and(|v| valid_traceparent(v.as_bytes()));
+    if !traced {
+        let value = format!("00-{}-{}-00", random_hex(16), random_hex(8));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(TRACEPARENT.clone(), v);
+        }
+    }
+    id
+}
+
+fn valid_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= MAX_ID_LEN && v.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// `version-traceid-parentid-flags` of W3C Trace Context §3.2 (version 00 layout, ids not
+/// all zero).
+fn valid_traceparent(v: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(v) else {
+        return false;
+    };
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let [version, trace, parent, flags, ..] = parts.as_slice() else {
+        return false;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    hex(version, 2)
+        && *version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && (*version != "00" || parts.len() == 4)
+}
+
+/// `bytes` random bytes (thread-local CSPRNG) as lower-case hex.
+fn random_hex(bytes: usize) -> String {
+    use rand::RngCore as _;
+    let mut buf = [0u8; 16];
+    let slice = buf.get_mut(..bytes.min(16)).unwrap_or(&mut []);
+    rand::rng().fill_bytes(slice);
+    slice.iter().fold(String::with_capacity(32), |mut s, b| {
+        use std::fmt::Write as _;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_client_id_and_generates_one_otherwise() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(ensure(&mut h), "abc-123");
+        let mut h = HeaderMap::new();
+        let id = ensure(&mut h);
+        assert_eq!(id.len(), 32);
+        assert_eq!(h.get("x-request-id").unwrap(), &id);
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("has space"));
+        assert_ne!(ensure(&mut h), "has space");
+    }
+
+    #[test]
+    fn passes_a_valid_traceparent_and_starts_a_trace_otherwise() {
+        let given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut h = HeaderMap::new();
+        h.insert("traceparent", HeaderValue::from_static(given));
+        ensure(&mut h);
+        assert_eq!(h.get("traceparent").unwrap(), given);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        );
+        ensure(&mut h);
+        let made = h.get("traceparent").unwrap().to_str().unwrap().to_owned();
+        assert!(valid_traceparent(made.as_bytes()), "{made}");
+        assert_ne!(made, given);
+    }
+}
