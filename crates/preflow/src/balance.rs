@@ -7,6 +7,7 @@
 //! consecutive failures, whether the server is out of rotation and since when, and the
 //! calls in flight (released when the exchange gets its response or is dropped).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,9 +17,8 @@ use http::uri::{Authority, Scheme};
 use preflow_condition::OwnedValue;
 use preflow_policy::runtime::{Fault, TargetError, TlsSettings};
 
-use crate::endpoint::{HttpTargetConnection, LoadBalancer};
+use crate::endpoint::{HealthMonitor, HttpTargetConnection, LoadBalancer, Probe};
 use crate::environment::Environment;
-use crate::exchange::Exchange;
 
 /// Most servers one load balancer may name (the servers tried by one request are a bit
 /// set).
@@ -27,57 +27,6 @@ pub(crate) const MAX_SERVERS: usize = 64;
 /// How long a server taken out after `<MaxFailures>` stays out when no health monitor
 /// brings it back (Apigee's `<TargetDisableSecs>` default).
 pub(crate) const DEFAULT_DISABLE_SECS: u64 = 300;
-
-/// `<HealthMonitor>` of a load balancer's servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HealthMonitor {
-    /// `<IsEnabled>` (default true).
-    pub enabled: bool,
-    /// `<IntervalInSec>` (default 10 s).
-    pub interval: Duration,
-    /// `<TCPMonitor>` or `<HTTPMonitor>`.
-    pub probe: Probe,
-}
-
-/// What a health monitor checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Probe {
-    /// `<TCPMonitor>`: a TCP connection can be opened.
-    Tcp {
-        /// `<ConnectTimeoutInSec>`.
-        connect_timeout: Option<Duration>,
-        /// `<Port>` (default: the target server's).
-        port: Option<u16>,
-    },
-    /// `<HTTPMonitor>`: a request gets one of the expected answers.
-    Http(HttpProbe),
-}
-
-/// `<HTTPMonitor>`: `<Request>` and `<SuccessResponse>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct HttpProbe {
-    /// `<ConnectTimeoutInSec>`.
-    pub connect_timeout: Option<Duration>,
-    /// `<SocketReadTimeoutInSec>`.
-    pub read_timeout: Option<Duration>,
-    /// `<Port>` (default: the target server's).
-    pub port: Option<u16>,
-    /// `<Verb>` (default GET).
-    pub verb: String,
-    /// `<Path>` (default `/`).
-    pub path: String,
-    /// `<IsSSL>` (default: as the target server).
-    pub is_ssl: Option<bool>,
-    /// `<Header name>` of the request.
-    pub headers: Vec<(String, String)>,
-    /// `<SuccessResponse><ResponseCode>`: accepted statuses (none given: any 2xx).
-    pub success_codes: Vec<u16>,
-    /// `<SuccessResponse><Header name>`: headers the answer must carry with that value.
-    pub success_headers: Vec<(String, String)>,
-}
 
 /// One health check the host runs every `interval` and reports with
 /// [`Gateway::report_health`](crate::Gateway::report_health).
@@ -441,7 +390,7 @@ impl CBalancer {
     }
 
     /// The host's health probe of server `name` succeeded (`ok`) or failed.
-    fn report(&self, name: &str, ok: bool) -> bool {
+    pub(crate) fn report(&self, name: &str, ok: bool) -> bool {
         let mut any = false;
         for s in self.servers.iter().filter(|s| &*s.name == name) {
             any = true;
@@ -456,7 +405,7 @@ impl CBalancer {
     }
 
     /// The checks of this balancer's monitor, one per enabled server.
-    fn checks(&self) -> Vec<HealthCheck> {
+    pub(crate) fn checks(&self) -> Vec<HealthCheck> {
         let Some(m) = &self.monitor else {
             return Vec::new();
         };
@@ -543,11 +492,17 @@ pub(crate) struct Call<'g> {
     pub name: Arc<str>,
 }
 
-/// Chooses the server for `ex`'s next call through `lb` and records it in the exchange
-/// (with the `loadbalancing.*` and `target.host`/`target.port` variables).
-pub(crate) fn begin_call<'g>(lb: &'g CBalancer, ex: &mut Exchange) -> Result<Call<'g>, Fault> {
-    let tried = ex.balance.as_ref().map_or(0, |c| c.tried);
-    let Some(i) = lb.choose(tried, ex.now_ns) else {
+/// Chooses the server for an exchange's next call through `lb` and records it in the
+/// exchange's `chosen` (and the `loadbalancing.*` and `target.host`/`target.port`
+/// variables in `vars`).
+pub(crate) fn begin_call<'g>(
+    lb: &'g CBalancer,
+    chosen: &mut Option<Box<Chosen>>,
+    vars: &mut HashMap<String, OwnedValue>,
+    now_ns: u64,
+) -> Result<Call<'g>, Fault> {
+    let tried = chosen.as_ref().map_or(0, |c| c.tried);
+    let Some(i) = lb.choose(tried, now_ns) else {
         return Err(no_active_targets());
     };
     let Some(s) = lb.servers.get(i) else {
@@ -561,7 +516,7 @@ pub(crate) fn begin_call<'g>(lb: &'g CBalancer, ex: &mut Exchange) -> Result<Cal
         .map(|(_, s)| &*s.name)
         .collect();
     if !failed.is_empty() {
-        ex.vars.insert(
+        vars.insert(
             "loadbalancing.failedservers".to_owned(),
             OwnedValue::String(failed.join(",")),
         );
@@ -575,9 +530,9 @@ pub(crate) fn begin_call<'g>(lb: &'g CBalancer, ex: &mut Exchange) -> Result<Cal
         ("target.host", OwnedValue::String(s.host.clone())),
         ("target.port", OwnedValue::Integer(i32::from(s.port))),
     ] {
-        ex.vars.insert(k.to_owned(), v);
+        vars.insert(k.to_owned(), v);
     }
-    ex.balance = Some(Box::new(Chosen {
+    *chosen = Some(Box::new(Chosen {
         server: i,
         tried: tried | (1u64 << (i % MAX_SERVERS)),
         url: String::new(),
@@ -596,15 +551,16 @@ pub(crate) fn begin_call<'g>(lb: &'g CBalancer, ex: &mut Exchange) -> Result<Cal
 /// server (`<RetryEnabled>` and a server still available).
 pub(crate) fn end_call(
     lb: &CBalancer,
-    ex: &mut Exchange,
+    chosen: &mut Option<Box<Chosen>>,
     result: &Result<http::Response<Bytes>, TargetError>,
+    now_ns: u64,
 ) -> bool {
-    let Some(chosen) = ex.balance.as_mut() else {
+    let Some(chosen) = chosen.as_mut() else {
         return false;
     };
     chosen.in_flight = None;
-    let failed = lb.record(chosen.server, result, ex.now_ns);
-    failed && lb.retry && lb.choose_peek(chosen.tried, ex.now_ns)
+    let failed = lb.record(chosen.server, result, now_ns);
+    failed && lb.retry && lb.choose_peek(chosen.tried, now_ns)
 }
 
 impl CBalancer {
@@ -615,40 +571,6 @@ impl CBalancer {
             .enumerate()
             .any(|(i, s)| tried & (1u64 << (i % MAX_SERVERS)) == 0 && self.available(s, now_ns))
     }
-}
-
-/// Every load balancer's health checks.
-pub(crate) fn health_checks(g: &crate::compiled::Inner) -> Vec<HealthCheck> {
-    let mut out: Vec<HealthCheck> = Vec::new();
-    for lb in balancers(g) {
-        for c in lb.checks() {
-            // The same server probed the same way by two endpoints: once.
-            if !out.contains(&c) {
-                out.push(c);
-            }
-        }
-    }
-    out
-}
-
-/// Applies a health probe's result to every load balancer naming `server`; returns
-/// whether any does.
-pub(crate) fn report_health(g: &crate::compiled::Inner, server: &str, ok: bool) -> bool {
-    let mut any = false;
-    for lb in balancers(g) {
-        any |= lb.report(server, ok);
-    }
-    any
-}
-
-fn balancers(g: &crate::compiled::Inner) -> impl Iterator<Item = &CBalancer> {
-    g.bundles
-        .iter()
-        .flat_map(|b| &b.targets)
-        .filter_map(|t| match &t.conn {
-            crate::compiled::CConn::Balanced(lb) => Some(&**lb),
-            _ => None,
-        })
 }
 
 /// No server of the load balancer can take the request (503, as Apigee).

@@ -1,6 +1,8 @@
 //! The endpoint model: proxy endpoints, target endpoints and shared flows, with their
 //! flows, steps, route rules and fault rules, and conditions parsed at load time.
 
+use std::time::Duration;
+
 use preflow_condition::{Compiled, Names, ParseOptions, ast, parse_with};
 use preflow_policy::xml::Element;
 use preflow_policy::{Location, ParseContext};
@@ -220,6 +222,57 @@ pub struct LoadBalancer {
     pub target_disable_secs: Option<u64>,
 }
 
+/// `<HealthMonitor>` of a load balancer's servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthMonitor {
+    /// `<IsEnabled>` (default true).
+    pub enabled: bool,
+    /// `<IntervalInSec>` (default 10 s).
+    pub interval: Duration,
+    /// `<TCPMonitor>` or `<HTTPMonitor>`.
+    pub probe: Probe,
+}
+
+/// What a health monitor checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Probe {
+    /// `<TCPMonitor>`: a TCP connection can be opened.
+    Tcp {
+        /// `<ConnectTimeoutInSec>`.
+        connect_timeout: Option<Duration>,
+        /// `<Port>` (default: the target server's).
+        port: Option<u16>,
+    },
+    /// `<HTTPMonitor>`: a request gets one of the expected answers.
+    Http(HttpProbe),
+}
+
+/// `<HTTPMonitor>`: `<Request>` and `<SuccessResponse>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpProbe {
+    /// `<ConnectTimeoutInSec>`.
+    pub connect_timeout: Option<Duration>,
+    /// `<SocketReadTimeoutInSec>`.
+    pub read_timeout: Option<Duration>,
+    /// `<Port>` (default: the target server's).
+    pub port: Option<u16>,
+    /// `<Verb>` (default GET).
+    pub verb: String,
+    /// `<Path>` (default `/`).
+    pub path: String,
+    /// `<IsSSL>` (default: as the target server).
+    pub is_ssl: Option<bool>,
+    /// `<Header name>` of the request.
+    pub headers: Vec<(String, String)>,
+    /// `<SuccessResponse><ResponseCode>`: accepted statuses (none given: any 2xx).
+    pub success_codes: Vec<u16>,
+    /// `<SuccessResponse><Header name>`: headers the answer must carry with that value.
+    pub success_headers: Vec<(String, String)>,
+}
+
 /// `<HTTPTargetConnection>`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HttpTargetConnection {
@@ -234,7 +287,7 @@ pub struct HttpTargetConnection {
     /// `<SSLInfo>`.
     pub ssl_info: Option<preflow_policy::runtime::TlsSettings>,
     /// `<HealthMonitor>` of the load balancer's servers.
-    pub health_monitor: Option<Box<crate::balance::HealthMonitor>>,
+    pub health_monitor: Option<Box<HealthMonitor>>,
 }
 
 /// `<LocalTargetConnection>`: a proxy-chained call to another proxy.
@@ -876,8 +929,7 @@ impl Ecx<'_> {
 
     /// `<HealthMonitor>`: `<IsEnabled>`, `<IntervalInSec>` and a `<TCPMonitor>` or an
     /// `<HTTPMonitor>`.
-    fn health_monitor(&mut self, m: &Element) -> crate::balance::HealthMonitor {
-        use crate::balance::{HealthMonitor, HttpProbe, Probe};
+    fn health_monitor(&mut self, m: &Element) -> HealthMonitor {
         self.known(
             m,
             &["IsEnabled", "IntervalInSec", "TCPMonitor", "HTTPMonitor"],

@@ -3,21 +3,19 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use preflow_oauth::Registry;
-use preflow_policy::runtime::{
-    Client, Env, ExchangeState, Message, PolicyResources, Settings, StateMode,
-};
+use preflow_policy::runtime::{Client, Env, PolicyResources, Settings, StateMode};
 
 pub use crate::build::BuildError;
 use crate::build::{Common, compile_bundle};
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
 use crate::compiled::{Base, Inner};
 use crate::environment::Environment;
-use crate::exchange::{Exchange, Stage, Step};
+use crate::exchange::{Exchange, Step};
 
 /// Builds a [`Gateway`].
 #[derive(Debug, Default)]
@@ -249,7 +247,7 @@ impl Gateway {
         client: Client,
         now: SystemTime,
     ) -> Exchange {
-        begin_in(&self.inner, request, client, now)
+        crate::engine::begin_in(&self.inner, request, client, now)
     }
 
     /// Begins an exchange from the request head alone. The engine asks for the body with
@@ -277,93 +275,19 @@ impl Gateway {
     /// per server and monitor, each with its interval. Report each result with
     /// [`report_health`](Self::report_health).
     pub fn health_checks(&self) -> Vec<crate::HealthCheck> {
-        crate::balance::health_checks(&self.inner)
+        health_checks(&self.inner)
     }
 
     /// Reports a health probe of target server `server`: a success brings it back into
     /// rotation (and clears its failures), a failure takes it out. Returns whether a load
     /// balancer names the server.
     pub fn report_health(&self, server: &str, ok: bool) -> bool {
-        crate::balance::report_health(&self.inner, server, ok)
+        report_health(&self.inner, server, ok)
     }
 
     /// The value of flow variable `name` in `ex`, as text; `None` when unset.
     pub fn variable(&self, ex: &Exchange, name: &str) -> Option<String> {
         crate::vars::variable_text(&self.inner, ex, name)
-    }
-}
-
-/// Begins an exchange of `inner` (also the chained exchange of a local target call).
-pub(crate) fn begin_in(
-    inner: &Inner,
-    request: http::Request<Bytes>,
-    client: Client,
-    now: SystemTime,
-) -> Exchange {
-    let (parts, body) = request.into_parts();
-    let now_ns = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    Exchange {
-        request: Message {
-            method: parts.method,
-            path: String::new(),
-            query: None,
-            version: parts.version,
-            status: http::StatusCode::OK,
-            reason: None,
-            headers: parts.headers,
-            body,
-        },
-        original_uri: parts.uri,
-        response: None,
-        client,
-        now,
-        now_ns,
-        bundle: usize::MAX,
-        endpoint: usize::MAX,
-        base_len: 0,
-        target: None,
-        target_url: None,
-        route: None,
-        proxy_flow: None,
-        target_flow: None,
-        current_flow: "",
-        current_flow_name: None,
-        stage: Stage::Start,
-        resume: None,
-        reply: None,
-        target_result: None,
-        fault: None,
-        vars: HashMap::new(),
-        failed: Vec::new(),
-        state: ExchangeState::default(),
-        trace: None,
-        message_id: inner.ids.fetch_add(1, Ordering::Relaxed),
-        query_cache: std::sync::OnceLock::new(),
-        form_cache: std::sync::OnceLock::new(),
-        client_ip_cache: std::sync::OnceLock::new(),
-        target_url_cache: std::sync::OnceLock::new(),
-        callouts: Vec::new(),
-        rule_raised: false,
-        callout: None,
-        path_lazy: true,
-        query_lazy: true,
-        final_response: None,
-        target_answered: false,
-        body_pending: false,
-        virtual_host: None,
-        provider_wait: None,
-        provider_looked_up: false,
-        provider_lease: None,
-        provider_generation: None,
-        provider_retried: false,
-        local: None,
-        depth: 0,
-        balance: None,
-        streaming: false,
-        request_streamed: false,
-        response_streamed: false,
     }
 }
 
@@ -397,4 +321,38 @@ fn resolve_local_targets(bundles: &mut [crate::compiled::CBundle]) {
             )),
         };
     }
+}
+
+/// Every load balancer's health checks.
+fn health_checks(g: &Inner) -> Vec<crate::HealthCheck> {
+    let mut out: Vec<crate::HealthCheck> = Vec::new();
+    for lb in balancers(g) {
+        for c in lb.checks() {
+            // The same server probed the same way by two endpoints: once.
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// Applies a health probe's result to every load balancer naming `server`; returns
+/// whether any does.
+fn report_health(g: &Inner, server: &str, ok: bool) -> bool {
+    let mut any = false;
+    for lb in balancers(g) {
+        any |= lb.report(server, ok);
+    }
+    any
+}
+
+fn balancers(g: &Inner) -> impl Iterator<Item = &crate::balance::CBalancer> {
+    g.bundles
+        .iter()
+        .flat_map(|b| &b.targets)
+        .filter_map(|t| match &t.conn {
+            crate::compiled::CConn::Balanced(lb) => Some(&**lb),
+            _ => None,
+        })
 }

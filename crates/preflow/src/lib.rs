@@ -126,16 +126,14 @@ mod sap;
 mod summary;
 mod vars;
 
-pub use balance::{
-    BalancerError, CheckKind, HealthCheck, HealthMonitor, HttpCheck, HttpProbe, Probe,
-};
+pub use balance::{BalancerError, CheckKind, HealthCheck, HttpCheck};
 pub use bundle::{
     Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
 };
 pub use endpoint::{
-    Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, HttpTargetConnection,
-    LoadBalancer, LocalTargetConnection, ProxyEndpoint, RouteRule, RouteTarget, Server, SharedFlow,
-    Step as FlowStep, TargetConnection, TargetEndpoint,
+    Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, HealthMonitor, HttpProbe,
+    HttpTargetConnection, LoadBalancer, LocalTargetConnection, Probe, ProxyEndpoint, RouteRule,
+    RouteTarget, Server, SharedFlow, Step as FlowStep, TargetConnection, TargetEndpoint,
 };
 pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
 pub use exchange::{Exchange, Phase, Step, TraceEvent};

@@ -10,6 +10,9 @@
 //! the state store so that other instances use it rather than fetching their own. A
 //! target answering 401 makes the gateway drop the token and retry once with a new one.
 //! The token and the secret never reach a log, a trace or an error message.
+//!
+//! This module holds the credentials, the token cache and the token request; how an
+//! exchange goes through them is `engine::provider`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,16 +20,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
-use preflow_policy::runtime::{
-    Fault, KvOp, KvReply, StateMode, StoreOp, StoreReply, Target, Timeouts,
-};
+use preflow_policy::runtime::{Fault, Target, Timeouts};
 
-use crate::compiled::Inner;
 use crate::environment::{Provider, ProviderAuth};
-use crate::exchange::{Exchange, Stage, Step};
 
 /// How long the exchanges waiting for another one's token fetch pause between looks.
-const PAUSE: Duration = Duration::from_millis(5);
+pub(crate) const PAUSE: Duration = Duration::from_millis(5);
 /// A fetch that has not finished after this long is presumed lost (its exchange was
 /// dropped); the next exchange fetches again.
 const FETCH_LEASE_NS: u64 = 20_000_000_000;
@@ -104,11 +103,69 @@ pub(crate) struct ProviderTokens {
     slots: Vec<Arc<Mutex<Slot>>>,
 }
 
+/// What the token cache says to an exchange that needs provider `p`'s token.
+pub(crate) enum Claim {
+    /// A live token (`Bearer …`) and its generation.
+    Token(HeaderValue, u64),
+    /// Another exchange is fetching it.
+    Busy,
+    /// This exchange fetches it, holding the lease.
+    Fetch(Lease),
+    /// No such provider.
+    Unknown,
+}
+
 impl ProviderTokens {
     /// Slots for `n` providers.
     pub(crate) fn new(n: usize) -> Self {
         ProviderTokens {
             slots: (0..n).map(|_| Arc::default()).collect(),
+        }
+    }
+
+    /// Provider `p`'s token at `now`, or who fetches it.
+    pub(crate) fn claim(&self, p: usize, now: u64) -> Claim {
+        let Some(Ok(mut s)) = self.slots.get(p).map(|s| s.lock()) else {
+            return Claim::Unknown;
+        };
+        if let Some((token, until)) = &s.token
+            && now < *until
+        {
+            return Claim::Token(token.clone(), s.generation);
+        }
+        if let Some(since) = s.fetching_since
+            && now.saturating_sub(since) < FETCH_LEASE_NS
+        {
+            return Claim::Busy;
+        }
+        s.fetching_since = Some(now);
+        s.claim = s.claim.wrapping_add(1);
+        let claim = s.claim;
+        drop(s);
+        match self.slots.get(p) {
+            Some(slot) => Claim::Fetch(Lease {
+                slot: Arc::clone(slot),
+                claim,
+            }),
+            None => Claim::Unknown,
+        }
+    }
+
+    /// Keeps `token` for provider `p` until `until`.
+    pub(crate) fn cache(&self, p: usize, token: HeaderValue, until: u64) {
+        if let Some(Ok(mut s)) = self.slots.get(p).map(|s| s.lock()) {
+            s.generation = s.generation.wrapping_add(1);
+            s.token = Some((token, until));
+        }
+    }
+
+    /// Drops provider `p`'s token if it is still the one of `generation` (a back end
+    /// refused it); a newer one stays.
+    pub(crate) fn refused(&self, p: usize, generation: Option<u64>) {
+        if let Some(Ok(mut s)) = self.slots.get(p).map(|s| s.lock())
+            && generation == Some(s.generation)
+        {
+            s.token = None;
         }
     }
 }
@@ -125,96 +182,10 @@ pub(crate) enum AwaitToken {
 }
 
 /// The state store's namespace of back-end tokens (keyed by provider name).
-const NAMESPACE: &str = "provider-token";
-
-/// What a target call needs before it can go.
-pub(crate) enum Authorized {
-    /// The request carries what it needs.
-    Ready,
-    /// The host must do this first (fetch the token, or pause while another exchange
-    /// does); the exchange stays where it is.
-    Step(Step),
-    /// The token cannot be had.
-    Failed(Fault),
-}
-
-/// Puts the provider's credentials on `request`, or says what must happen first.
-pub(crate) fn authorize(
-    g: &Inner,
-    ex: &mut Exchange,
-    auth: &TargetAuth,
-    headers: &mut http::HeaderMap,
-) -> Authorized {
-    match auth {
-        TargetAuth::None => Authorized::Ready,
-        TargetAuth::Basic(v) => {
-            headers.insert(header::AUTHORIZATION, v.clone());
-            Authorized::Ready
-        }
-        TargetAuth::ClientCredentials(p) => bearer(g, ex, *p, headers),
-    }
-}
-
-fn bearer(g: &Inner, ex: &mut Exchange, p: usize, headers: &mut http::HeaderMap) -> Authorized {
-    let (Some(slot), Some(provider)) = (
-        g.provider_tokens.slots.get(p),
-        g.environment.providers.get(p),
-    ) else {
-        return Authorized::Failed(crate::fault::faults::target_unusable(
-            "the API provider is not in the environment",
-        ));
-    };
-    let Ok(mut s) = slot.lock() else {
-        return Authorized::Failed(crate::fault::faults::internal("provider token lock"));
-    };
-    let now = ex.now_ns;
-    if let Some((token, until)) = &s.token
-        && now < *until
-    {
-        headers.insert(header::AUTHORIZATION, token.clone());
-        ex.provider_generation = Some(s.generation);
-        return Authorized::Ready;
-    }
-    if let Some(since) = s.fetching_since
-        && now.saturating_sub(since) < FETCH_LEASE_NS
-    {
-        // Another exchange is fetching: look again shortly.
-        return Authorized::Step(Step::Pause(PAUSE));
-    }
-    s.fetching_since = Some(now);
-    s.claim = s.claim.wrapping_add(1);
-    let lease = Lease {
-        slot: Arc::clone(slot),
-        claim: s.claim,
-    };
-    drop(s);
-    ex.provider_lease = Some(lease);
-    if g.env.state == StateMode::Remote && !ex.provider_retried && !ex.provider_looked_up {
-        // Another instance may hold a token already.
-        ex.provider_looked_up = true;
-        ex.provider_wait = Some(AwaitToken::Lookup(p));
-        ex.stage = Stage::AwaitToken;
-        return Authorized::Step(Step::Store(StoreOp::Kv(KvOp::Get {
-            namespace: NAMESPACE.to_owned(),
-            key: provider.name.clone(),
-            now,
-        })));
-    }
-    match token_request(provider) {
-        Ok(target) => {
-            ex.provider_wait = Some(AwaitToken::Fetch(p));
-            ex.stage = Stage::AwaitToken;
-            Authorized::Step(Step::Forward(target))
-        }
-        Err(f) => {
-            ex.provider_lease = None;
-            Authorized::Failed(f)
-        }
-    }
-}
+pub(crate) const NAMESPACE: &str = "provider-token";
 
 /// The token request of `provider` (RFC 6749 §4.4.2, client authentication §2.3.1).
-fn token_request(provider: &Provider) -> Result<Target, Fault> {
+pub(crate) fn token_request(provider: &Provider) -> Result<Target, Fault> {
     let ProviderAuth::ClientCredentials {
         token_url,
         client_id,
@@ -278,99 +249,12 @@ fn token_request(provider: &Provider) -> Result<Target, Fault> {
     })
 }
 
-/// Takes what the exchange waited for: the store's copy of the token, the token
-/// endpoint's answer (cached, and saved to the store in [`StateMode::Remote`]), or the
-/// store's acknowledgement; then back to the target call. A token endpoint that fails
-/// ends the exchange in a fault that says why (never with the endpoint's body).
-pub(crate) fn token_response(g: &Inner, ex: &mut Exchange) -> Result<Option<Step>, Fault> {
-    match ex.provider_wait.take() {
-        Some(AwaitToken::Lookup(p)) => {
-            let reply = ex.reply.take().map(|r| *r);
-            let stored = match reply {
-                Some(StoreReply::Kv(KvReply::Value(Some(v)))) => decode(&v),
-                _ => None,
-            };
-            match stored {
-                Some((token, until)) if ex.now_ns < until => {
-                    cache(g, p, token, until);
-                }
-                // Not there (or unreadable): this exchange fetches.
-                _ => {}
-            }
-            ex.provider_lease = None;
-            ex.stage = Stage::Forward;
-            Ok(None)
-        }
-        Some(AwaitToken::Save(_)) => {
-            // The store's answer changes nothing: the token is cached here already.
-            ex.reply = None;
-            ex.stage = Stage::Forward;
-            Ok(None)
-        }
-        Some(AwaitToken::Fetch(p)) => fetched(g, ex, p),
-        None => Err(crate::fault::faults::internal("no token fetch in flight")),
-    }
-}
-
-fn fetched(g: &Inner, ex: &mut Exchange, p: usize) -> Result<Option<Step>, Fault> {
-    let result = ex.target_result.take();
-    let provider = g.environment.providers.get(p);
-    let name = provider.map_or("", |x| x.name.as_str());
-    let parsed = match result.map(|r| *r) {
-        None => Err("the exchange was stepped before the token response was given".to_owned()),
-        Some(Err(e)) => Err(e.to_string()),
-        Some(Ok(resp)) => parse_token(resp.status(), resp.body()),
-    };
-    ex.provider_lease = None;
-    let (token, lifetime_s) = parsed.map_err(|why| {
-        let mut f = Fault::new(
-            "messaging.adaptors.http.flow.ProviderTokenFailed",
-            StatusCode::BAD_GATEWAY,
-            format!("Could not obtain the back end's token from API provider `{name}`: {why}"),
-        );
-        f.source = "target";
-        f
-    })?;
-    // Stop using it a little before it expires: a tenth of its life, at most 60 s.
-    let margin = (lifetime_s / 10).min(60);
-    let until = ex.now_ns.saturating_add(
-        lifetime_s
-            .saturating_sub(margin)
-            .saturating_mul(1_000_000_000),
-    );
-    let stored = encode(&token, until);
-    cache(g, p, token, until);
-    ex.stage = Stage::Forward;
-    if g.env.state == StateMode::Remote
-        && let (Some(provider), Some(value)) = (provider, stored)
-    {
-        ex.provider_wait = Some(AwaitToken::Save(p));
-        ex.stage = Stage::AwaitToken;
-        return Ok(Some(Step::Store(StoreOp::Kv(KvOp::Put {
-            namespace: NAMESPACE.to_owned(),
-            key: provider.name.clone(),
-            value,
-            expires_at: Some(until),
-            overwrite: true,
-            now: ex.now_ns,
-        }))));
-    }
-    Ok(None)
-}
-
-fn cache(g: &Inner, p: usize, token: HeaderValue, until: u64) {
-    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(p).map(|s| s.lock()) {
-        s.generation = s.generation.wrapping_add(1);
-        s.token = Some((token, until));
-    }
-}
-
 /// The store's form of a token: `UNTIL_NS Bearer …`.
-fn encode(token: &HeaderValue, until: u64) -> Option<String> {
+pub(crate) fn encode(token: &HeaderValue, until: u64) -> Option<String> {
     token.to_str().ok().map(|t| format!("{until} {t}"))
 }
 
-fn decode(value: &str) -> Option<(HeaderValue, u64)> {
+pub(crate) fn decode(value: &str) -> Option<(HeaderValue, u64)> {
     let (until, token) = value.split_once(' ')?;
     let mut header = HeaderValue::from_str(token).ok()?;
     header.set_sensitive(true);
@@ -378,7 +262,7 @@ fn decode(value: &str) -> Option<(HeaderValue, u64)> {
 }
 
 /// `Bearer …` and its lifetime in seconds, from a token response.
-fn parse_token(status: StatusCode, body: &[u8]) -> Result<(HeaderValue, u64), String> {
+pub(crate) fn parse_token(status: StatusCode, body: &[u8]) -> Result<(HeaderValue, u64), String> {
     if !status.is_success() {
         return Err(format!("the token endpoint answered {}", status.as_u16()));
     }
@@ -407,30 +291,6 @@ fn parse_token(status: StatusCode, body: &[u8]) -> Result<(HeaderValue, u64), St
         .map_err(|_| "the access token is not a valid header value".to_owned())?;
     header.set_sensitive(true);
     Ok((header, lifetime))
-}
-
-/// After a target answered `status`: whether to drop the token it was sent with and
-/// call again with a new one (once per exchange, on 401 only).
-pub(crate) fn retry_on(
-    g: &Inner,
-    ex: &mut Exchange,
-    auth: &TargetAuth,
-    status: StatusCode,
-) -> bool {
-    let TargetAuth::ClientCredentials(p) = auth else {
-        return false;
-    };
-    // A body already streamed to the back end cannot be sent again.
-    if status != StatusCode::UNAUTHORIZED || ex.provider_retried || ex.request_streamed {
-        return false;
-    }
-    ex.provider_retried = true;
-    if let Some(Ok(mut s)) = g.provider_tokens.slots.get(*p).map(|s| s.lock())
-        && ex.provider_generation == Some(s.generation)
-    {
-        s.token = None;
-    }
-    true
 }
 
 #[cfg(test)]

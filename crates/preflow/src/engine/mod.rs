@@ -23,6 +23,8 @@ use crate::exchange::{
 use crate::fault::faults;
 use crate::vars::View;
 
+mod provider;
+
 /// Upper bound on engine iterations per call, as a guard.
 const MAX_ITERATIONS: usize = 1 << 20;
 
@@ -674,7 +676,7 @@ pub(crate) fn run(g: &Inner, ex: &mut Exchange) -> Step {
                     )))));
                     continue;
                 }
-                let mut child = crate::gateway::begin_in(g, t.request, ex.client, ex.now);
+                let mut child = begin_in(g, t.request, ex.client, ex.now);
                 child.depth = ex.depth + 1;
                 ex.local = Some(Box::new(child));
             }
@@ -780,7 +782,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Forward => forward(g, ex),
-        Stage::AwaitToken => match crate::provider::token_response(g, ex) {
+        Stage::AwaitToken => match provider::token_response(g, ex) {
             Ok(step) => step,
             Err(f) => {
                 enter_error(g, ex, f);
@@ -801,7 +803,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             if ex.balance.is_some()
                 && let Some(crate::compiled::CConn::Balanced(lb)) =
                     g.target_endpoint(ex).map(|t| &t.conn)
-                && crate::balance::end_call(lb, ex, &result)
+                && crate::balance::end_call(lb, &mut ex.balance, &result, ex.now_ns)
                 // A streamed body is gone: it cannot be sent again.
                 && !ex.request_streamed
             {
@@ -813,9 +815,8 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             ex.target_answered = result.is_ok();
             match *result {
                 Ok(resp)
-                    if g.target_endpoint(ex).is_some_and(|t| {
-                        crate::provider::retry_on(g, ex, &t.auth, resp.status())
-                    }) =>
+                    if g.target_endpoint(ex)
+                        .is_some_and(|t| provider::retry_on(g, ex, &t.auth, resp.status())) =>
                 {
                     // The provider's token was refused: once more with a new one.
                     ex.stage = Stage::Forward;
@@ -1063,13 +1064,14 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             }
         },
         (None, Some(CConn::Balanced(lb))) => {
-            let call = match crate::balance::begin_call(lb, ex) {
-                Ok(call) => call,
-                Err(f) => {
-                    enter_error(g, ex, f);
-                    return None;
-                }
-            };
+            let call =
+                match crate::balance::begin_call(lb, &mut ex.balance, &mut ex.vars, ex.now_ns) {
+                    Ok(call) => call,
+                    Err(f) => {
+                        enter_error(g, ex, f);
+                        return None;
+                    }
+                };
             let uri = match build_uri(call.scheme, call.authority, call.base, ex) {
                 Some(u) => u,
                 None => {
@@ -1189,10 +1191,10 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         fix_framing_no_body(&mut headers);
     }
     if let Some(t) = target {
-        match crate::provider::authorize(g, ex, &t.auth, &mut headers) {
-            crate::provider::Authorized::Ready => {}
-            crate::provider::Authorized::Step(step) => return Some(step),
-            crate::provider::Authorized::Failed(f) => {
+        match provider::authorize(g, ex, &t.auth, &mut headers) {
+            provider::Authorized::Ready => {}
+            provider::Authorized::Step(step) => return Some(step),
+            provider::Authorized::Failed(f) => {
                 enter_error(g, ex, f);
                 return None;
             }
@@ -1244,4 +1246,78 @@ fn build_uri(
     parts.authority = Some(authority.clone());
     parts.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
     http::Uri::from_parts(parts).ok()
+}
+
+/// Begins an exchange of `inner` (also the chained exchange of a local target call).
+pub(crate) fn begin_in(
+    inner: &Inner,
+    request: http::Request<Bytes>,
+    client: preflow_policy::runtime::Client,
+    now: std::time::SystemTime,
+) -> Exchange {
+    let (parts, body) = request.into_parts();
+    let now_ns = now
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Exchange {
+        request: Message {
+            method: parts.method,
+            path: String::new(),
+            query: None,
+            version: parts.version,
+            status: http::StatusCode::OK,
+            reason: None,
+            headers: parts.headers,
+            body,
+        },
+        original_uri: parts.uri,
+        response: None,
+        client,
+        now,
+        now_ns,
+        bundle: usize::MAX,
+        endpoint: usize::MAX,
+        base_len: 0,
+        target: None,
+        target_url: None,
+        route: None,
+        proxy_flow: None,
+        target_flow: None,
+        current_flow: "",
+        current_flow_name: None,
+        stage: Stage::Start,
+        resume: None,
+        reply: None,
+        target_result: None,
+        fault: None,
+        vars: std::collections::HashMap::new(),
+        failed: Vec::new(),
+        state: preflow_policy::runtime::ExchangeState::default(),
+        trace: None,
+        message_id: inner.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        query_cache: std::sync::OnceLock::new(),
+        form_cache: std::sync::OnceLock::new(),
+        client_ip_cache: std::sync::OnceLock::new(),
+        target_url_cache: std::sync::OnceLock::new(),
+        callouts: Vec::new(),
+        rule_raised: false,
+        callout: None,
+        path_lazy: true,
+        query_lazy: true,
+        final_response: None,
+        target_answered: false,
+        body_pending: false,
+        virtual_host: None,
+        provider_wait: None,
+        provider_looked_up: false,
+        provider_lease: None,
+        provider_generation: None,
+        provider_retried: false,
+        local: None,
+        depth: 0,
+        balance: None,
+        streaming: false,
+        request_streamed: false,
+        response_streamed: false,
+    }
 }
