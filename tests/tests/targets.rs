@@ -56,9 +56,8 @@ fn build(
         .build()
 }
 
-fn oauth_env(expires_in: u64) -> (Environment, String) {
-    let body = format!(r#"{{"access_token":"T","token_type":"Bearer","expires_in":{expires_in}}}"#);
-    let env = Environment::new().provider(
+fn oauth_env() -> Environment {
+    Environment::new().provider(
         Provider::new("cpi", "https://tenant.example/base").with_auth(
             ProviderAuth::ClientCredentials {
                 token_url: "https://tenant.example/oauth/token".to_owned(),
@@ -67,8 +66,12 @@ fn oauth_env(expires_in: u64) -> (Environment, String) {
                 scope: Some("ESBMessaging.send".to_owned()),
             },
         ),
-    );
-    (env, body)
+    )
+}
+
+/// A proxy at `/api` whose target is the `cpi` provider's root.
+fn cpi_gateway(state: StateMode) -> Gateway {
+    build(proxy("/api", &[], "provider://cpi", ""), oauth_env(), state).unwrap()
 }
 
 /// A back end and its token endpoint: tokens `t1`, `t2`… in turn; the back end refuses
@@ -154,7 +157,7 @@ fn no_store(op: StoreOp) -> StoreReply {
 
 #[test]
 fn one_token_request_serves_many_calls_until_shortly_before_it_expires() {
-    let (env, _) = oauth_env(100);
+    let env = oauth_env();
     let g = build(
         proxy("/api", &[], "provider://cpi/iflow", ""),
         env,
@@ -189,13 +192,7 @@ fn one_token_request_serves_many_calls_until_shortly_before_it_expires() {
 
 #[test]
 fn the_token_request_is_rfc_6749_client_credentials_and_hides_the_secret() {
-    let (env, _) = oauth_env(3600);
-    let g = build(
-        proxy("/api", &[], "provider://cpi", ""),
-        env,
-        StateMode::Local,
-    )
-    .unwrap();
+    let g = cpi_gateway(StateMode::Local);
     let mut ex = begin(&g, "/api/x", 0.0);
     let Step::Forward(t) = g.step(&mut ex) else {
         panic!("the token request comes first")
@@ -217,13 +214,7 @@ fn the_token_request_is_rfc_6749_client_credentials_and_hides_the_secret() {
 
 #[test]
 fn concurrent_exchanges_share_one_fetch() {
-    let (env, _) = oauth_env(3600);
-    let g = build(
-        proxy("/api", &[], "provider://cpi", ""),
-        env,
-        StateMode::Local,
-    )
-    .unwrap();
+    let g = cpi_gateway(StateMode::Local);
     let mut backend = Backend::new(3600);
     let mut a = begin(&g, "/api/a", 0.0);
     let mut b = begin(&g, "/api/b", 0.0);
@@ -249,13 +240,7 @@ fn concurrent_exchanges_share_one_fetch() {
 
 #[test]
 fn an_exchange_dropped_while_fetching_lets_the_next_one_fetch() {
-    let (env, _) = oauth_env(3600);
-    let g = build(
-        proxy("/api", &[], "provider://cpi", ""),
-        env,
-        StateMode::Local,
-    )
-    .unwrap();
+    let g = cpi_gateway(StateMode::Local);
     let mut a = begin(&g, "/api/a", 0.0);
     let Step::Forward(t) = g.step(&mut a) else {
         panic!("a fetches")
@@ -273,13 +258,7 @@ fn an_exchange_dropped_while_fetching_lets_the_next_one_fetch() {
 
 #[test]
 fn a_refused_token_is_replaced_once_then_the_401_goes_through() {
-    let (env, _) = oauth_env(3600);
-    let g = build(
-        proxy("/api", &[], "provider://cpi", ""),
-        env,
-        StateMode::Local,
-    )
-    .unwrap();
+    let g = cpi_gateway(StateMode::Local);
     let mut backend = Backend::new(3600);
     let mut ex = begin(&g, "/api/x", 0.0);
     finish(&g, &mut ex, &mut backend, &mut no_store);
@@ -299,13 +278,7 @@ fn a_refused_token_is_replaced_once_then_the_401_goes_through() {
 
 #[test]
 fn a_failing_token_endpoint_is_a_502_that_names_the_provider_not_the_secret() {
-    let (env, _) = oauth_env(3600);
-    let g = build(
-        proxy("/api", &[], "provider://cpi", ""),
-        env,
-        StateMode::Local,
-    )
-    .unwrap();
+    let g = cpi_gateway(StateMode::Local);
     let mut ex = begin(&g, "/api/x", 0.0);
     let Step::Forward(_) = g.step(&mut ex) else {
         panic!()
@@ -352,13 +325,7 @@ fn with_remote_state_the_token_is_shared_through_the_store() {
     let mut backend = Backend::new(3600);
     // Two instances sharing one store: the second uses the first one's token.
     for _instance in 0..2 {
-        let (env, _) = oauth_env(3600);
-        let g = build(
-            proxy("/api", &[], "provider://cpi", ""),
-            env,
-            StateMode::Remote,
-        )
-        .unwrap();
+        let g = cpi_gateway(StateMode::Remote);
         for i in 0..3 {
             let mut ex = begin(&g, "/api/x", f64::from(i));
             assert_eq!(finish(&g, &mut ex, &mut backend, &mut store).status(), 200);
@@ -501,7 +468,7 @@ fn sap_exports_name_the_provider_and_a_relative_path() {
     ];
     let loaded = load_files(files.iter().copied(), &LoadOptions::default());
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-    let (env, _) = oauth_env(3600);
+    let env = oauth_env();
     let g = Gateway::builder()
         .bundles(loaded)
         .environment(env)

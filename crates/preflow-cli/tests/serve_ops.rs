@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, demo_token, pace, raw_get, seed, token_for};
+use common::{Gateway, demo_token, forwarding_bundle, pace, raw_get, seed, token_for};
 use preflow_redis::server::RedisServer;
 use prometheus_parse::{Scrape, Value};
 
@@ -386,26 +386,12 @@ fn request_id_and_traceparent_reach_the_target() {
         });
     }
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("up/apiproxy");
-    std::fs::create_dir_all(root.join("proxies")).unwrap();
-    std::fs::create_dir_all(root.join("targets")).unwrap();
-    std::fs::write(
-        root.join("proxies/default.xml"),
-        r#"<ProxyEndpoint name="default">
-  <HTTPProxyConnection><BasePath>/up</BasePath></HTTPProxyConnection>
-  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
-</ProxyEndpoint>"#,
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("targets/default.xml"),
-        format!(
-            r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection><URL>http://{up_addr}/</URL></HTTPTargetConnection>
-</TargetEndpoint>"#
-        ),
-    )
-    .unwrap();
+    forwarding_bundle(
+        dir.path(),
+        "up",
+        "/up",
+        &format!("<URL>http://{up_addr}/</URL>"),
+    );
     let gw = Gateway::start(&[dir.path().to_str().unwrap()]);
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let r = raw_get(

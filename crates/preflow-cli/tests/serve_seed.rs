@@ -15,7 +15,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::{Gateway, demo_token, pace, raw, raw_get, seed, token_for};
+use common::{Gateway, demo_token, forwarding_bundle, pace, raw, raw_get, seed, token_for};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, TokenResponse as _, TokenUrl};
 
@@ -247,34 +247,14 @@ fn forwards_path_suffix_and_query_and_maps_target_faults() {
         ("silent", format!("http://{silent_addr}/")),
         ("closed", format!("http://{closed}/")),
     ] {
-        let root = dir.path().join(name).join("apiproxy");
-        std::fs::create_dir_all(root.join("proxies")).unwrap();
-        std::fs::create_dir_all(root.join("targets")).unwrap();
-        std::fs::write(
-            root.join("proxies/default.xml"),
-            format!(
-                r#"<ProxyEndpoint name="default">
-  <HTTPProxyConnection><BasePath>/{name}</BasePath></HTTPProxyConnection>
-  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
-</ProxyEndpoint>"#
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            root.join("targets/default.xml"),
-            format!(
-                r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection>
-    <URL>{url}</URL>
+        let conn = format!(
+            r#"<URL>{url}</URL>
     <Properties>
       <Property name="connect.timeout.millis">1000</Property>
       <Property name="io.timeout.millis">300</Property>
-    </Properties>
-  </HTTPTargetConnection>
-</TargetEndpoint>"#
-            ),
-        )
-        .unwrap();
+    </Properties>"#
+        );
+        forwarding_bundle(dir.path(), name, &format!("/{name}"), &conn);
     }
     let gw = Gateway::start(&[dir.path().to_str().unwrap()]);
 
@@ -379,26 +359,12 @@ fn sigterm_lets_an_open_request_finish() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("slow/apiproxy");
-    std::fs::create_dir_all(root.join("proxies")).unwrap();
-    std::fs::create_dir_all(root.join("targets")).unwrap();
-    std::fs::write(
-        root.join("proxies/default.xml"),
-        r#"<ProxyEndpoint name="default">
-  <HTTPProxyConnection><BasePath>/slow</BasePath></HTTPProxyConnection>
-  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
-</ProxyEndpoint>"#,
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("targets/default.xml"),
-        format!(
-            r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection><URL>http://{up_addr}/</URL></HTTPTargetConnection>
-</TargetEndpoint>"#
-        ),
-    )
-    .unwrap();
+    forwarding_bundle(
+        dir.path(),
+        "slow",
+        "/slow",
+        &format!("<URL>http://{up_addr}/</URL>"),
+    );
     let gw = Gateway::start(&[dir.path().to_str().unwrap()]);
     let addr = gw.addr;
     let pending = std::thread::spawn(move || raw_get(addr, "/slow/x", ""));

@@ -15,7 +15,7 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::Gateway;
+use common::{Gateway, forwarding_bundle};
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 256 * 1024;
@@ -127,22 +127,12 @@ fn start(backend: SocketAddr) -> (Gateway, tempfile::TempDir) {
 
 fn start_with(backend: SocketAddr, properties: &str) -> (Gateway, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s/apiproxy");
-    std::fs::create_dir_all(root.join("proxies")).unwrap();
-    std::fs::create_dir_all(root.join("targets")).unwrap();
-    std::fs::write(
-        root.join("proxies/default.xml"),
-        r#"<ProxyEndpoint name="default"><HTTPProxyConnection><BasePath>/s</BasePath></HTTPProxyConnection>
-        <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule></ProxyEndpoint>"#,
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("targets/default.xml"),
-        format!(
-            r#"<TargetEndpoint name="default"><HTTPTargetConnection><URL>http://{backend}</URL>{properties}</HTTPTargetConnection></TargetEndpoint>"#
-        ),
-    )
-    .unwrap();
+    forwarding_bundle(
+        dir.path(),
+        "s",
+        "/s",
+        &format!("<URL>http://{backend}</URL>{properties}"),
+    );
     let gw = Gateway::start(&[dir.path().join("s").to_str().unwrap()]);
     (gw, dir)
 }

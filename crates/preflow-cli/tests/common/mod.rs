@@ -305,3 +305,31 @@ fn enc(s: &str) -> String {
 pub fn pace() {
     std::thread::sleep(Duration::from_millis(120));
 }
+
+/// Writes bundle `name` (`DIR/NAME/apiproxy`): a ProxyEndpoint at `base` routing to a
+/// TargetEndpoint whose `<HTTPTargetConnection>` holds `conn` (`<URL>…</URL>`, properties,
+/// `<SSLInfo>`…).
+pub fn forwarding_bundle(dir: &Path, name: &str, base: &str, conn: &str) {
+    let root = dir.join(name).join("apiproxy");
+    std::fs::create_dir_all(root.join("proxies")).unwrap();
+    std::fs::create_dir_all(root.join("targets")).unwrap();
+    std::fs::write(
+        root.join("proxies/default.xml"),
+        format!(
+            r#"<ProxyEndpoint name="default">
+  <HTTPProxyConnection><BasePath>{base}</BasePath></HTTPProxyConnection>
+  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("targets/default.xml"),
+        format!(
+            r#"<TargetEndpoint name="default">
+  <HTTPTargetConnection>{conn}</HTTPTargetConnection>
+</TargetEndpoint>"#
+        ),
+    )
+    .unwrap();
+}
