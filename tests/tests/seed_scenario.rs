@@ -436,3 +436,44 @@ fn remote_state_surfaces_store_ops() {
     );
     assert_eq!(r.status(), 429);
 }
+
+/// A redeployed revision keeps the tokens of the one before, serves its own flows, and a
+/// revision that does not build leaves the running one untouched.
+#[test]
+fn redeploy_keeps_tokens_and_swaps_flows() {
+    let s = seed(StateMode::Local);
+    let tok = token(&s);
+    let bearer = format!("Bearer {tok}");
+    let mut files = files();
+    for (path, body) in &mut files {
+        if path == "api/apiproxy/proxies/default.xml" {
+            *body = body.replace("/v1/api", "/v2/api");
+        }
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let loaded = preflow::load_files(refs, &preflow::LoadOptions::default());
+    let next = s.gateway.redeploy(&loaded).unwrap();
+    let moved = run(&next, "GET", "/v2/api/hello", &[("authorization", &bearer)]);
+    assert_eq!(moved.status(), 200, "{}", moved.body());
+    let gone = run(&next, "GET", "/v1/api/hello", &[("authorization", &bearer)]);
+    assert_eq!(gone.status(), 404, "{}", gone.body());
+    // The old revision still serves its own base path.
+    let old = run(
+        &s.gateway,
+        "GET",
+        "/v1/api/hello",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(old.status(), 200, "{}", old.body());
+
+    let mut broken = loaded.clone();
+    broken.bundles.extend(loaded.bundles.iter().cloned());
+    let err = next.redeploy(&broken).unwrap_err();
+    assert!(
+        matches!(err, preflow::BuildError::DuplicateBasePath { .. }),
+        "{err}"
+    );
+}

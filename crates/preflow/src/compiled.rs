@@ -191,13 +191,17 @@ pub(crate) struct Inner {
     pub bundles: Vec<CBundle>,
     /// Normalised base paths, longest first.
     pub bases: Vec<Base>,
-    /// Settings, registry, stores and resources the policies share.
-    pub env: Env,
-    pub ids: AtomicU64,
+    /// Settings, registry, stores and resources the policies share; shared with the
+    /// gateway's later revisions ([`Gateway::redeploy`](crate::Gateway::redeploy)).
+    pub env: Arc<Env>,
+    /// Message ids, continued by later revisions.
+    pub ids: Arc<AtomicU64>,
     /// Target servers, providers and store names, as given to the builder.
     pub environment: crate::environment::Environment,
     /// The back-end tokens of the environment's OAuth providers.
-    pub provider_tokens: crate::provider::ProviderTokens,
+    pub provider_tokens: Arc<crate::provider::ProviderTokens>,
+    /// The token endpoints' client-authentication failure throttle.
+    pub throttle: Arc<preflow_oauth::Throttle>,
 }
 
 impl Inner {

@@ -85,21 +85,7 @@ impl GatewayBuilder {
         for p in &self.paths {
             all.push(load_path(p, &LoadOptions::default()));
         }
-        let mut errors = all.iter().flat_map(Loaded::errors);
-        if let Some(first) = errors.next() {
-            return Err(BuildError::Load {
-                count: 1 + errors.count(),
-                first: Box::new(first.clone()),
-            });
-        }
         let registry = self.registry.unwrap_or_default();
-        let bundles: Vec<&crate::Bundle> = all.iter().flat_map(|l| &l.bundles).collect();
-        let shared: HashMap<String, usize> = bundles
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.kind == BundleKind::SharedFlow)
-            .map(|(i, b)| (b.name.clone(), i))
-            .collect();
         // One failure throttle for every token endpoint of the gateway.
         let throttle = Arc::new(
             match self
@@ -111,73 +97,112 @@ impl GatewayBuilder {
                 None => preflow_oauth::Throttle::default(),
             },
         );
-        let mut compiled = Vec::with_capacity(bundles.len());
-        for (bi, b) in bundles.iter().enumerate() {
-            compiled.push(compile_bundle(
-                bi,
-                b,
-                &Common {
-                    settings: &self.settings,
-                    registry: &registry,
-                    throttle: &throttle,
-                    state: self.state,
-                    shared: &shared,
-                    environment: &self.environment,
-                },
-            )?);
-        }
-        resolve_local_targets(&mut compiled);
-        let mut bases: Vec<Base> = Vec::new();
-        for (bi, b) in compiled.iter().enumerate() {
-            for (ei, e) in b.proxies.iter().enumerate() {
-                let base = Base {
-                    path: e.base_path.clone(),
-                    bundle: bi,
-                    endpoint: ei,
-                    hosts: e.virtual_hosts.clone(),
-                };
-                if let Some(other) = bases
-                    .iter()
-                    .find(|o| o.path == base.path && o.overlaps(&base))
-                {
-                    let name = |b: usize, e: usize| {
-                        let bundle = compiled.get(b);
-                        format!(
-                            "{}/{}",
-                            bundle.map_or("", |x| x.name.as_str()),
-                            bundle
-                                .and_then(|x| x.proxies.get(e))
-                                .map_or("", |x| x.name.as_str())
-                        )
-                    };
-                    return Err(BuildError::DuplicateBasePath {
-                        base_path: e.base_path.clone(),
-                        first: name(other.bundle, other.endpoint),
-                        second: name(bi, ei),
-                    });
-                }
-                bases.push(base);
-            }
-        }
-        bases.sort_by_key(|b| std::cmp::Reverse(b.path.len()));
-        Ok(Gateway {
-            inner: Arc::new(Inner {
-                bundles: compiled,
-                bases,
-                env: Env::new(
+        assemble(
+            &all,
+            Kept {
+                env: Arc::new(Env::new(
                     self.settings,
                     self.state,
                     registry,
                     self.resources.unwrap_or_default(),
-                ),
-                ids: AtomicU64::new(1),
-                provider_tokens: crate::provider::ProviderTokens::new(
+                )),
+                ids: Arc::new(AtomicU64::new(1)),
+                provider_tokens: Arc::new(crate::provider::ProviderTokens::new(
                     self.environment.providers.len(),
-                ),
+                )),
+                throttle,
                 environment: self.environment,
-            }),
-        })
+            },
+        )
     }
+}
+
+/// What a gateway's revisions share: settings, registry, stores, resources, the
+/// environment, message ids, provider tokens and the failure throttle.
+struct Kept {
+    env: Arc<Env>,
+    ids: Arc<AtomicU64>,
+    provider_tokens: Arc<crate::provider::ProviderTokens>,
+    throttle: Arc<preflow_oauth::Throttle>,
+    environment: Environment,
+}
+
+/// Compiles `all` against `kept`.
+fn assemble(all: &[Loaded], kept: Kept) -> Result<Gateway, BuildError> {
+    let mut errors = all.iter().flat_map(Loaded::errors);
+    if let Some(first) = errors.next() {
+        return Err(BuildError::Load {
+            count: 1 + errors.count(),
+            first: Box::new(first.clone()),
+        });
+    }
+    let bundles: Vec<&crate::Bundle> = all.iter().flat_map(|l| &l.bundles).collect();
+    let shared: HashMap<String, usize> = bundles
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.kind == BundleKind::SharedFlow)
+        .map(|(i, b)| (b.name.clone(), i))
+        .collect();
+    let mut compiled = Vec::with_capacity(bundles.len());
+    for (bi, b) in bundles.iter().enumerate() {
+        compiled.push(compile_bundle(
+            bi,
+            b,
+            &Common {
+                settings: &kept.env.settings,
+                registry: &kept.env.registry,
+                throttle: &kept.throttle,
+                state: kept.env.state,
+                shared: &shared,
+                environment: &kept.environment,
+            },
+        )?);
+    }
+    resolve_local_targets(&mut compiled);
+    let mut bases: Vec<Base> = Vec::new();
+    for (bi, b) in compiled.iter().enumerate() {
+        for (ei, e) in b.proxies.iter().enumerate() {
+            let base = Base {
+                path: e.base_path.clone(),
+                bundle: bi,
+                endpoint: ei,
+                hosts: e.virtual_hosts.clone(),
+            };
+            if let Some(other) = bases
+                .iter()
+                .find(|o| o.path == base.path && o.overlaps(&base))
+            {
+                let name = |b: usize, e: usize| {
+                    let bundle = compiled.get(b);
+                    format!(
+                        "{}/{}",
+                        bundle.map_or("", |x| x.name.as_str()),
+                        bundle
+                            .and_then(|x| x.proxies.get(e))
+                            .map_or("", |x| x.name.as_str())
+                    )
+                };
+                return Err(BuildError::DuplicateBasePath {
+                    base_path: e.base_path.clone(),
+                    first: name(other.bundle, other.endpoint),
+                    second: name(bi, ei),
+                });
+            }
+            bases.push(base);
+        }
+    }
+    bases.sort_by_key(|b| std::cmp::Reverse(b.path.len()));
+    Ok(Gateway {
+        inner: Arc::new(Inner {
+            bundles: compiled,
+            bases,
+            env: kept.env,
+            ids: kept.ids,
+            provider_tokens: kept.provider_tokens,
+            throttle: kept.throttle,
+            environment: kept.environment,
+        }),
+    })
 }
 
 /// A set of compiled API proxies and shared flows, ready to serve requests. Cheap to
@@ -283,6 +308,27 @@ impl Gateway {
     /// balancer names the server.
     pub fn report_health(&self, server: &str, ok: bool) -> bool {
         report_health(&self.inner, server, ok)
+    }
+
+    /// A new revision of this gateway serving the bundles of `loaded` instead of its
+    /// own: the same settings, registry, environment and state (tokens, codes, key value
+    /// maps, caches, provider tokens, the failure throttle) carry over; rate limiters
+    /// held by policies start afresh, as a new revision's policies do in Apigee.
+    /// Exchanges begun on this revision finish on it.
+    ///
+    /// # Errors
+    /// As [`GatewayBuilder::build`]; this gateway is untouched.
+    pub fn redeploy(&self, loaded: &Loaded) -> Result<Gateway, BuildError> {
+        assemble(
+            std::slice::from_ref(loaded),
+            Kept {
+                env: Arc::clone(&self.inner.env),
+                ids: Arc::clone(&self.inner.ids),
+                provider_tokens: Arc::clone(&self.inner.provider_tokens),
+                throttle: Arc::clone(&self.inner.throttle),
+                environment: self.inner.environment.clone(),
+            },
+        )
     }
 
     /// The value of flow variable `name` in `ex`, as text; `None` when unset.

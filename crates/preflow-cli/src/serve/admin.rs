@@ -11,6 +11,10 @@
 //! | `POST /admin/apps` `{"name","developer","products":[…]}` | creates an app subscribed to the products; answers its client id and secret, once |
 //! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
 //! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
+//! | `GET /admin/deployments` | lists the kept revisions of the deployed bundles, the active one marked |
+//! | `POST /admin/deployments[?name=N]` with a bundle zip as body | checks the zip's bundles and deploys them as a new revision (replacing bundles of the same name); `422` with the errors when they do not load or build, and the running revision keeps serving |
+//! | `POST /admin/deployments/{revision}/activate` | makes a kept revision active again |
+//! | `POST /admin/deployments/rollback` | activates the newest kept revision older than the active one |
 //!
 //! A second app of the same name for one developer is refused (`409`); a method a
 //! resource does not take gets `405` with `Allow`. The operator's endpoints
@@ -48,6 +52,7 @@ pub struct Admin {
     path: PathBuf,
     redis: Option<preflow_redis::RegistrySync>,
     ops: Option<Arc<super::ops::Ops>>,
+    deployments: Option<Arc<super::deploy::Deployments>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +109,7 @@ impl Admin {
             path,
             redis: None,
             ops: None,
+            deployments: None,
         }
     }
 
@@ -111,6 +117,12 @@ impl Admin {
     /// [`super::ops`] for why).
     pub fn with_ops(mut self, ops: Arc<super::ops::Ops>) -> Self {
         self.ops = Some(ops);
+        self
+    }
+
+    /// Serves `/admin/deployments` over `deployments`.
+    pub fn with_deployments(mut self, deployments: Arc<super::deploy::Deployments>) -> Self {
+        self.deployments = Some(deployments);
         self
     }
 
@@ -161,11 +173,79 @@ impl Admin {
             (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
             (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
+            (_, ["admin", "deployments", ..]) => self.deployments(req, &segments[2..]),
             (_, ["admin", "products"]) => not_allowed("GET"),
             (_, ["admin", "apps"]) => not_allowed("GET, POST"),
             (_, ["admin", "credentials", _, "rotate"]) | (_, ["admin", "apps", _, "revoke"]) => {
                 not_allowed("POST")
             }
+            _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
+        }
+    }
+
+    fn deployments(&self, req: &Request<Bytes>, rest: &[&str]) -> Response<Bytes> {
+        use super::deploy::{DeployError, describe};
+        let Some(d) = &self.deployments else {
+            return error(StatusCode::NOT_FOUND, "not_found", "no such admin resource");
+        };
+        let refused = |e: DeployError| {
+            let (status, code) = match &e {
+                DeployError::Invalid(_) | DeployError::Build(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_bundle")
+                }
+                DeployError::NoSuchRevision(_) => (StatusCode::NOT_FOUND, "not_found"),
+                DeployError::Unavailable => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+            };
+            let errors: Vec<String> = match &e {
+                DeployError::Invalid(list) => list.clone(),
+                DeployError::Build(msg) => vec![msg.clone()],
+                _ => Vec::new(),
+            };
+            json_response(
+                status,
+                &json!({ "error": code, "error_description": e.to_string(), "errors": errors }),
+            )
+        };
+        let active =
+            |r: &Arc<super::deploy::Revision>| json_response(StatusCode::OK, &describe(r, true));
+        match (req.method(), rest) {
+            (&Method::GET, []) => {
+                let now = d.current().number;
+                let list: Vec<Value> = d
+                    .revisions()
+                    .iter()
+                    .rev()
+                    .map(|r| describe(r, r.number == now))
+                    .collect();
+                json_response(StatusCode::OK, &json!({ "active": now, "revisions": list }))
+            }
+            (&Method::POST, []) => {
+                let name = req
+                    .uri()
+                    .query()
+                    .and_then(|q| {
+                        form_urlencoded::parse(q.as_bytes())
+                            .find(|(k, _)| k == "name")
+                            .map(|(_, v)| v.into_owned())
+                    })
+                    .filter(|n| !n.is_empty() && n.len() <= 128)
+                    .unwrap_or_else(|| "upload.zip".to_owned());
+                match d.upload(&name, req.body()) {
+                    Ok(done) => {
+                        let mut body = describe(&done.revision, true);
+                        body["warnings"] = json!(done.warnings);
+                        json_response(StatusCode::CREATED, &body)
+                    }
+                    Err(e) => refused(e),
+                }
+            }
+            (&Method::POST, ["rollback"]) => d.rollback().map_or_else(refused, |r| active(&r)),
+            (&Method::POST, [n, "activate"]) => match n.parse::<u64>() {
+                Ok(n) => d.activate(n).map_or_else(refused, |r| active(&r)),
+                Err(_) => error(StatusCode::NOT_FOUND, "not_found", "no such revision"),
+            },
+            (_, []) => not_allowed("GET, POST"),
+            (_, ["rollback"] | [_, "activate"]) => not_allowed("POST"),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
         }
     }
@@ -478,6 +558,7 @@ impl Handler for Admin {
         let resp = tokio::task::block_in_place(|| self.respond(&request));
         if let Some(redis) = &self.redis
             && request.method() == Method::POST
+            && !request.uri().path().starts_with("/admin/deployments")
             && resp.status().is_success()
             && !super::redis::share(redis).await
         {

@@ -21,7 +21,7 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(55);
 /// The gateway as a [`Handler`].
 #[derive(Debug)]
 pub struct GatewayHandler {
-    gateway: Arc<Gateway>,
+    deployments: Arc<super::deploy::Deployments>,
     upstream: Upstream,
     remote: Option<Arc<super::state::State>>,
     /// Where steps that may check a client secret run.
@@ -33,21 +33,17 @@ pub struct GatewayHandler {
 type Answer<'a> = Pin<Box<dyn Future<Output = (Response<Bytes>, Handled)> + Send + 'a>>;
 
 impl GatewayHandler {
-    /// A handler running `gateway`, calling targets through `upstream`.
-    pub fn new(gateway: Arc<Gateway>, upstream: Upstream) -> Self {
+    /// A handler running the active revision of `deployments`, calling targets through
+    /// `upstream`.
+    pub fn new(deployments: Arc<super::deploy::Deployments>, upstream: Upstream) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Self {
-            gateway,
+            deployments,
             upstream,
             remote: None,
             secret_checks: SecretChecks::new(cores),
             retry_after: true,
         }
-    }
-
-    /// The gateway run.
-    pub fn gateway(&self) -> &Gateway {
-        &self.gateway
     }
 
     /// Whether a 429 from a Quota, SpikeArrest or ConcurrentRatelimit carries
@@ -71,7 +67,10 @@ impl GatewayHandler {
         vhost: Option<&'a str>,
     ) -> Answer<'a> {
         Box::pin(async move {
-            let gateway = &self.gateway;
+            // The revision active now serves this request to its end, whatever is
+            // deployed meanwhile.
+            let revision = self.deployments.current();
+            let gateway = &revision.gateway;
             let slow = may_check_a_secret(&head);
             // Policies run on the head; the body is read only when one of them, a
             // condition or the target call needs it.
@@ -95,7 +94,7 @@ impl GatewayHandler {
                 let step = if slow {
                     // Checking a chosen client secret is an Argon2id hash: tens of
                     // milliseconds of CPU that must not hold up an async worker.
-                    let g = Arc::clone(gateway);
+                    let g = Gateway::clone(gateway);
                     match self
                         .secret_checks
                         .run(move || {

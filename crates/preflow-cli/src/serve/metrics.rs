@@ -17,6 +17,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
@@ -67,6 +68,12 @@ struct StoreLabels {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeployLabels {
+    origin: &'static str,
+    outcome: &'static str,
+}
+
 type Durations = Family<ProxyLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -87,6 +94,8 @@ pub struct Metrics {
     store: Family<StoreLabels, Counter>,
     /// Requests by app (`--metrics-app-labels` only).
     apps: Option<Family<AppLabels, Counter>>,
+    deployments: Family<DeployLabels, Counter>,
+    revision: Gauge,
 }
 
 /// One answered request, as the listener saw it.
@@ -149,6 +158,18 @@ impl Metrics {
             "State store operations, by kind (ratelimit, token, kv) and outcome (ok, unavailable)",
             store.clone(),
         );
+        let deployments = Family::<DeployLabels, Counter>::default();
+        registry.register(
+            "preflow_deployments",
+            "Revisions deployed or refused, by origin (startup, upload, reload, activate) and outcome (deployed, refused)",
+            deployments.clone(),
+        );
+        let revision = Gauge::default();
+        registry.register(
+            "preflow_active_revision",
+            "The number of the revision serving requests",
+            revision.clone(),
+        );
         let apps = app_labels.then(|| {
             let apps = Family::<AppLabels, Counter>::default();
             registry.register(
@@ -168,7 +189,21 @@ impl Metrics {
             rate_limited,
             tokens,
             store,
+            deployments,
+            revision,
         }
+    }
+
+    /// Counts a deploy from `origin` (`startup`, `upload`, `reload`, `activate`); `active` is the
+    /// revision serving after it.
+    pub fn deployed(&self, origin: &'static str, deployed: bool, active: u64) {
+        self.deployments
+            .get_or_create(&DeployLabels {
+                origin,
+                outcome: if deployed { "deployed" } else { "refused" },
+            })
+            .inc();
+        self.revision.set(i64::try_from(active).unwrap_or(i64::MAX));
     }
 
     /// The metrics in the OpenMetrics text format (which Prometheus scrapes).

@@ -9,6 +9,7 @@
 //! standard output.
 
 mod admin;
+mod deploy;
 mod gateway;
 mod health;
 mod listener;
@@ -213,6 +214,8 @@ enum StartError {
     },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot watch for SIGHUP: {0}")]
+    Signal(std::io::Error),
     #[error("redis: {0}")]
     Redis(#[from] preflow_redis::RedisError),
     #[error("{0}")]
@@ -362,7 +365,6 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         }
         return Err(StartError::Load(loaded.errors().count()));
     }
-    let bundle_count = loaded.bundles.len();
     let settings = preflow::Settings {
         profile: match args.profile {
             ProfileArg::Cloud => preflow::Profile::Cloud,
@@ -414,7 +416,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     }
     let gateway = preflow::Gateway::builder()
         .resources(resources)
-        .bundles(loaded)
+        .bundles(loaded.clone())
         .registry(Arc::clone(&registry))
         .settings(settings)
         .environment(env.engine.clone())
@@ -425,7 +427,12 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         })
         .build()
         .map_err(|e| StartError::Build(e.to_string()))?;
-    let gateway = Arc::new(gateway);
+    let deployments = Arc::new(deploy::Deployments::new(
+        gateway,
+        &loaded,
+        args.paths.clone(),
+    ));
+    drop(loaded);
 
     let limits = listener::Limits {
         max_header_bytes: args.max_header_bytes,
@@ -439,7 +446,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let grace = Duration::from_secs(args.grace_seconds);
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    for name in gateway.virtual_hosts() {
+    for name in deployments.current().gateway.virtual_hosts() {
         if env_given && !env.hosts.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
             tracing::warn!(
                 virtual_host = name,
@@ -459,18 +466,17 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             .collect::<Result<_, _>>()?,
         environment: Arc::clone(&env),
     };
-    // Health probes of the load balancers' servers; stopped when dropped.
-    let _probes = health::spawn(
-        preflow::Gateway::clone(&gateway),
-        upstream::Upstream::new(64 * 1024, target_tls.clone()),
-    );
+    // Health probes of the active revision's load balancers.
+    deployments.start_probes(target_tls.clone());
+    #[cfg(unix)]
+    let _hangup = deploy::reload_on_hangup(Arc::clone(&deployments)).map_err(StartError::Signal)?;
     if args.admin.is_some() || args.metrics.is_some() {
-        metrics::install(args.metrics_app_labels);
+        metrics::install(args.metrics_app_labels).deployed("startup", true, 1);
     }
-    let ops = Arc::new(ops::Ops::new(bundle_count, remote.clone()));
+    let ops = Arc::new(ops::Ops::new(Arc::clone(&deployments), remote.clone()));
     let handler = Arc::new(
         gateway::GatewayHandler::new(
-            gateway,
+            Arc::clone(&deployments),
             upstream::Upstream::new(args.max_response_bytes, target_tls),
         )
         .with_remote(remote)
@@ -490,7 +496,8 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 Arc::new(
                     admin::Admin::new(&token, Arc::clone(&registry), file, path)
                         .with_redis(sync.clone())
-                        .with_ops(Arc::clone(&ops)),
+                        .with_ops(Arc::clone(&ops))
+                        .with_deployments(Arc::clone(&deployments)),
                 ),
             ))
         }
@@ -510,7 +517,8 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     };
 
     let stopped = shutdown_signal();
-    for (base, proxy) in handler.gateway().base_paths() {
+    let first = deployments.current();
+    for (base, proxy) in first.gateway.base_paths() {
         tracing::info!(base_path = base, proxy, "serving");
     }
     {

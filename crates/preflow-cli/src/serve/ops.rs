@@ -21,16 +21,19 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The operator's endpoints.
 #[derive(Debug)]
 pub struct Ops {
-    /// How many bundles are served (start fails on a bundle with errors).
-    bundles: usize,
+    /// The revisions served (start fails on a bundle with errors).
+    deployments: Arc<super::deploy::Deployments>,
     /// The state store the gateway uses, if any (none: process memory).
     state: Option<Arc<super::state::State>>,
 }
 
 impl Ops {
-    /// Endpoints for a gateway serving `bundles` bundles with state in `state`.
-    pub fn new(bundles: usize, state: Option<Arc<super::state::State>>) -> Self {
-        Self { bundles, state }
+    /// Endpoints for a gateway serving `deployments` with state in `state`.
+    pub fn new(
+        deployments: Arc<super::deploy::Deployments>,
+        state: Option<Arc<super::state::State>>,
+    ) -> Self {
+        Self { deployments, state }
     }
 
     /// Answers `head` when it asks for one of the endpoints.
@@ -63,10 +66,17 @@ impl Ops {
     }
 
     async fn ready(&self) -> Response<Bytes> {
-        if self.bundles == 0 {
+        if self
+            .deployments
+            .current()
+            .gateway
+            .base_paths()
+            .next()
+            .is_none()
+        {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: no bundle loaded\n",
+                "not ready: no API proxy deployed\n",
             );
         }
         let Some(state) = &self.state else {
