@@ -70,6 +70,14 @@ pub enum AppsError {
     /// An entry is inconsistent (unknown reference, duplicate, bad value).
     #[error("{0}")]
     Invalid(String),
+    /// An entry of a file is inconsistent.
+    #[error("{path}: {message}")]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and with which entry.
+        message: String,
+    },
     /// The registry refused an entry.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -347,6 +355,29 @@ impl AppsFile {
             path: path.to_owned(),
             message,
         })
+    }
+
+    /// Reads a file and checks its entries ([`AppsFile::validate`]); errors name the file.
+    pub fn load(path: &Path) -> Result<Self, AppsError> {
+        let file = Self::read(path)?;
+        file.validate().map_err(|e| match e {
+            AppsError::Invalid(message) => AppsError::InFile {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(file)
+    }
+
+    /// The apps file of bundles given as `paths`: the first `apps.toml` directly in one
+    /// of the folders.
+    pub fn find(paths: &[PathBuf]) -> Option<PathBuf> {
+        paths
+            .iter()
+            .filter(|p| p.is_dir())
+            .map(|p| p.join("apps.toml"))
+            .find(|p| p.is_file())
     }
 
     /// Parses the TOML text of a file.

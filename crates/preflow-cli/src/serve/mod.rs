@@ -261,14 +261,6 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-fn find_apps_file(paths: &[PathBuf]) -> Option<PathBuf> {
-    paths
-        .iter()
-        .filter(|p| p.is_dir())
-        .map(|p| p.join("apps.toml"))
-        .find(|p| p.is_file())
-}
-
 /// The environment file with the command line's listen addresses applied.
 fn load_environment(args: &Args) -> Result<(environment::Environment, bool), StartError> {
     let path = args.env.clone().or_else(|| environment::find(&args.paths));
@@ -313,14 +305,16 @@ fn load_apps(path: Option<&Path>) -> Result<apps::AppsFile, StartError> {
         tracing::warn!("no apps file: no client can get a token or use an API key");
         return Ok(apps::AppsFile::default());
     };
-    let mut file = apps::AppsFile::read(path)?;
-    file.validate()?;
+    let mut file = apps::AppsFile::load(path)?;
     file.hash_secrets(PasswordHashCost::default())?;
     Ok(file)
 }
 
 async fn serve(args: &Args) -> Result<(), StartError> {
-    let apps_path = args.apps.clone().or_else(|| find_apps_file(&args.paths));
+    let apps_path = args
+        .apps
+        .clone()
+        .or_else(|| apps::AppsFile::find(&args.paths));
     let admin_token = match args.admin {
         Some(_) => {
             let token = std::env::var(admin::TOKEN_VARIABLE).unwrap_or_default();
