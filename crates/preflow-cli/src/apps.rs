@@ -503,10 +503,31 @@ impl AppsFile {
         Ok(registry)
     }
 
+    /// The TOML text of the file written over `old` (the file's current text): the
+    /// entries keep their place, comments and layout, changed values are replaced, new
+    /// entries are added at the end and removed ones dropped. Entries are matched by
+    /// `client_id`, `id`, `email` or `name`. Falls back to [`AppsFile::to_toml`] when
+    /// `old` is not TOML.
+    pub fn to_toml_over(&self, old: &str) -> Result<String, AppsError> {
+        let Ok(mut doc) = old.parse::<toml_edit::DocumentMut>() else {
+            return self.to_toml();
+        };
+        let body = toml::to_string(self).map_err(|e| AppsError::Serialize(e.to_string()))?;
+        let new = body
+            .parse::<toml_edit::DocumentMut>()
+            .map_err(|e| AppsError::Serialize(e.to_string()))?;
+        merge_table(doc.as_table_mut(), new.as_table());
+        Ok(doc.to_string())
+    }
+
     /// Writes the file atomically: a temporary file beside it, fsync, rename over the
-    /// old one, fsync of the folder.
+    /// old one, fsync of the folder. The current file's comments and layout are kept
+    /// ([`AppsFile::to_toml_over`]).
     pub fn write_atomic(&self, path: &Path) -> Result<(), AppsError> {
-        let text = self.to_toml()?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(old) => self.to_toml_over(&old)?,
+            Err(_) => self.to_toml()?,
+        };
         let io = |source| AppsError::Io {
             path: path.to_owned(),
             source,
@@ -536,6 +557,88 @@ impl AppsFile {
             let _ = std::fs::remove_file(&tmp);
         }
         result.map_err(io)
+    }
+}
+
+/// Keys that identify an entry of an array of tables, in order of preference.
+const ENTRY_KEYS: &[&str] = &["client_id", "id", "email", "name"];
+
+fn entry_key(t: &toml_edit::Table) -> Option<(&'static str, String)> {
+    ENTRY_KEYS.iter().find_map(|k| {
+        t.get(k)
+            .and_then(toml_edit::Item::as_str)
+            .map(|v| (*k, v.to_owned()))
+    })
+}
+
+/// Makes `old` hold what `new` holds, keeping the comments, order and layout of what
+/// both hold.
+fn merge_table(old: &mut toml_edit::Table, new: &toml_edit::Table) {
+    let gone: Vec<String> = old
+        .iter()
+        .map(|(k, _)| k.to_owned())
+        .filter(|k| !new.contains_key(k))
+        .collect();
+    for k in gone {
+        old.remove(&k);
+    }
+    for (k, item) in new.iter() {
+        match (old.get_mut(k), item) {
+            (Some(toml_edit::Item::ArrayOfTables(o)), toml_edit::Item::ArrayOfTables(n)) => {
+                merge_entries(o, n);
+            }
+            (Some(toml_edit::Item::Table(o)), toml_edit::Item::Table(n)) => merge_table(o, n),
+            (Some(toml_edit::Item::Value(o)), toml_edit::Item::Value(n)) => {
+                if !same_value(o, n) {
+                    let decor = o.decor().clone();
+                    *o = n.clone();
+                    *o.decor_mut() = decor;
+                }
+            }
+            _ => {
+                old.insert(k, item.clone());
+            }
+        }
+    }
+}
+
+/// Entries of `new` in its order: each merged into the entry of `old` with the same key
+/// (keeping its place and comments), or added.
+fn merge_entries(old: &mut toml_edit::ArrayOfTables, new: &toml_edit::ArrayOfTables) {
+    let mut before: Vec<Option<toml_edit::Table>> = old.iter().cloned().map(Some).collect();
+    let mut merged = Vec::with_capacity(new.len());
+    for n in new.iter() {
+        let key = entry_key(n);
+        let found = key.as_ref().and_then(|key| {
+            before
+                .iter_mut()
+                .find(|o| o.as_ref().and_then(entry_key).as_ref() == Some(key))
+                .and_then(Option::take)
+        });
+        match found {
+            Some(mut o) => {
+                merge_table(&mut o, n);
+                merged.push(o);
+            }
+            None => merged.push(n.clone()),
+        }
+    }
+    old.clear();
+    for t in merged {
+        old.push(t);
+    }
+}
+
+/// Whether two values are equal, whatever their layout.
+fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
+    let parse = |v: &toml_edit::Value| {
+        let mut v = v.clone();
+        v.decor_mut().clear();
+        toml::from_str::<toml::Table>(&format!("v = {v}")).ok()
+    };
+    match (parse(a), parse(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
     }
 }
 
@@ -634,6 +737,54 @@ pub fn install_credential(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewriting_keeps_comments_and_layout() {
+        let old = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/seed/apps.toml"
+        ))
+        .unwrap();
+        let mut file = AppsFile::parse(&old).unwrap();
+        let cost = PasswordHashCost::insecure_for_tests();
+        file.hash_secrets(cost).unwrap();
+        // A new app, a revoked one, a developer's name changed.
+        let mut added = file.apps[0].clone();
+        added.id = "new-app".into();
+        added.name = "new-app".into();
+        added.credentials[0].client_id = "new-client".into();
+        file.apps.push(added);
+        file.apps[1].status = Status::Revoked;
+        file.developers[0].first_name = "Renamed".into();
+        let text = file.to_toml_over(&old).unwrap();
+
+        // Every comment line of the old file is still there, in the same order.
+        let comments = |t: &str| {
+            t.lines()
+                .filter(|l| l.trim_start().starts_with('#'))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(comments(&text), comments(&old), "{text}");
+        // The entries kept their order: the rfc-app still comes before the tenant's developer.
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text}"))
+        };
+        assert!(at("id = \"rfc-app\"") < at("email = \"integration@example.com\""));
+        assert!(at("email = \"integration@example.com\"") < at("id = \"new-app\""));
+        // The file means what the changed one does; clear secrets became hashes.
+        let back = AppsFile::parse(&text).unwrap();
+        assert_eq!(back, file);
+        assert!(!text.contains("demo-secret"), "{text}");
+        // Unchanged values keep their layout.
+        assert!(
+            text.contains("proxies = [\"oauth\", \"hello-api\"]"),
+            "{text}"
+        );
+        // Not TOML: written afresh.
+        assert_eq!(file.to_toml_over("[[[").unwrap(), file.to_toml().unwrap());
+    }
 
     const SAMPLE: &str = r#"
 [[developer]]
