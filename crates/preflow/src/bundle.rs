@@ -540,8 +540,17 @@ fn name_matches_file(
 
 /// Steps must name policies of the bundle; route rules must name its target endpoints.
 fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
+    // A policy whose file did not load was reported there: its steps are not "missing".
+    // (`policies/NAME.xml`, or SAP's `Policy/NAME.xml`.)
+    let broken = |policy: &str| {
+        let file = format!("/{policy}.xml");
+        diags
+            .iter()
+            .any(|d| d.severity == Severity::Error && d.location.file.ends_with(&file))
+    };
+    let mut missing = Vec::new();
     for step in bundle.all_steps() {
-        if !bundle.policies.contains_key(&step.policy) {
+        if !bundle.policies.contains_key(&step.policy) && !broken(&step.policy) {
             // Build scripts often add policies before deployment: a warning, and a
             // runtime fault (`PolicyNotFound`) if the step is reached.
             let mut d = Diagnostic::at(
@@ -557,9 +566,10 @@ fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
             } else {
                 d = d.with_hint(format!("add `policies/{}.xml`", step.policy));
             }
-            diags.push(d);
+            missing.push(d);
         }
     }
+    diags.append(&mut missing);
     for ep in &bundle.proxy_endpoints {
         for rule in &ep.route_rules {
             if let RouteTarget::TargetEndpoint(t) = &rule.target

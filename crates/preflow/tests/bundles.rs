@@ -609,3 +609,32 @@ fn gateway_is_send_and_sync_and_exchange_is_send() {
     send::<preflow::StoreOp>();
     send::<preflow::StoreReply>();
 }
+
+/// A policy file that is not well-formed is reported once, where it is broken: the steps
+/// naming it do not also warn that the policy is missing.
+#[test]
+fn a_broken_policy_file_is_not_also_a_missing_policy() {
+    let loaded = preflow::load_files(
+        [
+            (
+                "apiproxy/proxies/default.xml",
+                r#"<ProxyEndpoint name="default">
+  <PreFlow><Request><Step><Name>SA</Name></Step></Request></PreFlow>
+  <HTTPProxyConnection><BasePath>/v1</BasePath></HTTPProxyConnection>
+  <RouteRule name="none"/>
+</ProxyEndpoint>"#,
+            ),
+            (
+                "apiproxy/policies/SA.xml",
+                r#"<SpikeArrest name="SA"><Rate>10ps</Rate>"#,
+            ),
+        ],
+        &preflow::LoadOptions::default(),
+    );
+    let all: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert!(
+        all[0].contains("SA.xml") && all[0].contains("never closed"),
+        "{all:#?}"
+    );
+}
