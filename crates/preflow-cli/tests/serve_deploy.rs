@@ -293,3 +293,106 @@ fn deploys_under_load_lose_no_request() {
     );
     eprintln!("deploys under load: {ok} requests, 0 failed");
 }
+
+/// A request in flight when a revision is deployed finishes on the revision it began on:
+/// its response flow is the old one's.
+#[test]
+fn a_request_in_flight_finishes_on_its_revision() {
+    use std::io::Read as _;
+    // A back end that answers each request after 1.5 s.
+    let back = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let back_addr = back.local_addr().unwrap();
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for conn in back.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let arrived_tx = arrived_tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = arrived_tx.send(());
+                std::thread::sleep(Duration::from_millis(1500));
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow",
+                );
+            });
+        }
+    });
+    let front = |stamp: &str| -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "apiproxy/front.xml",
+                r#"<APIProxy name="front"/>"#.to_owned(),
+            ),
+            (
+                "apiproxy/proxies/default.xml",
+                r#"<ProxyEndpoint name="default">
+  <PostFlow><Response><Step><Name>Stamp</Name></Step></Response></PostFlow>
+  <HTTPProxyConnection><BasePath>/front</BasePath></HTTPProxyConnection>
+  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#
+                    .to_owned(),
+            ),
+            (
+                "apiproxy/targets/default.xml",
+                format!(
+                    r#"<TargetEndpoint name="default"><HTTPTargetConnection><URL>http://{back_addr}/</URL></HTTPTargetConnection></TargetEndpoint>"#
+                ),
+            ),
+            (
+                "apiproxy/policies/Stamp.xml",
+                format!(
+                    r#"<AssignMessage name="Stamp"><Set><Headers><Header name="X-Revision">{stamp}</Header></Headers></Set><AssignTo createNew="false" type="response"/></AssignMessage>"#
+                ),
+            ),
+        ]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in front("old") {
+        let path = dir.path().join("bundles/front").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    let apps = dir.path().join("apps.toml");
+    std::fs::copy(seed().join("apps.toml"), &apps).unwrap();
+    let gw = Gateway::start_with_env(
+        &[
+            dir.path().join("bundles").to_str().unwrap(),
+            "--apps",
+            apps.to_str().unwrap(),
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &[("PREFLOW_ADMIN_TOKEN", TOKEN)],
+    );
+    let addr = gw.addr;
+    let in_flight = std::thread::spawn(move || raw_get(addr, "/front/x", ""));
+    // Deploy while the request waits on its back end.
+    arrived.recv_timeout(Duration::from_secs(20)).unwrap();
+    let r = admin_post(
+        gw.admin.unwrap(),
+        "/admin/deployments",
+        &zip_of(&front("new")),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let old = in_flight.join().unwrap();
+    assert_eq!(
+        (old.status, old.body.as_str()),
+        (200, "slow"),
+        "{}",
+        old.head
+    );
+    assert_eq!(
+        old.header("x-revision").as_deref(),
+        Some("old"),
+        "{}",
+        old.head
+    );
+    let new = raw_get(addr, "/front/x", "");
+    assert_eq!(
+        new.header("x-revision").as_deref(),
+        Some("new"),
+        "{}",
+        new.head
+    );
+}
