@@ -25,13 +25,25 @@ fn drive(
     uri: &str,
     body: &str,
 ) -> (Vec<&'static str>, u16, Option<Bytes>) {
-    let (head, _) = http::Request::builder()
+    drive_declared(g, method, uri, body, None)
+}
+
+/// As [`drive`], the head declaring `Content-Length: declared` when given.
+fn drive_declared(
+    g: &Gateway,
+    method: &str,
+    uri: &str,
+    body: &str,
+    declared: Option<usize>,
+) -> (Vec<&'static str>, u16, Option<Bytes>) {
+    let mut b = http::Request::builder()
         .method(method)
         .uri(uri)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(())
-        .unwrap()
-        .into_parts();
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(n) = declared {
+        b = b.header("content-length", n);
+    }
+    let (head, _) = b.body(()).unwrap().into_parts();
     let mut ex = g.begin_head(
         head,
         Client::http("192.0.2.7:4000".parse().unwrap()),
@@ -159,4 +171,28 @@ fn a_head_only_raise_fault_answers_without_the_body() {
     let (asked, status, _) = drive(&g, "POST", "/api/items", "a=1");
     assert_eq!(status, 403);
     assert!(asked.is_empty(), "asked for {asked:?}");
+}
+
+/// A token request declaring a body larger than the token endpoint's form limit is
+/// refused on its head (`413`, `protocol.http.TooBigBody`), its body never read; one
+/// within the limit is read as usual.
+#[test]
+fn a_token_request_over_the_form_limit_is_refused_unread() {
+    let g = gateway(&[
+        (
+            "apiproxy/proxies/default.xml",
+            &proxy("<Step><Name>Token</Name></Step>", ""),
+        ),
+        TARGET,
+        (
+            "apiproxy/policies/Token.xml",
+            r#"<OAuthV2 name="Token"><Operation>GenerateAccessToken</Operation><SupportedGrantTypes><GrantType>client_credentials</GrantType></SupportedGrantTypes><GenerateResponse enabled="true"/></OAuthV2>"#,
+        ),
+    ]);
+    let limit = preflow_oauth::form::MAX_BODY;
+    let (asked, status, _) = drive_declared(&g, "POST", "/api/token", "", Some(limit + 1));
+    assert_eq!((asked.as_slice(), status), (&[][..], 413));
+    let body = "grant_type=client_credentials&client_id=x&client_secret=y";
+    let (asked, status, _) = drive_declared(&g, "POST", "/api/token", body, Some(body.len()));
+    assert_eq!((asked.as_slice(), status), (&["body"][..], 401));
 }

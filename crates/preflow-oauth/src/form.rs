@@ -9,8 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 
 /// Most parameters accepted in one form body or query.
 pub const MAX_PARAMS: usize = 64;
-/// Largest accepted form body, in bytes.
-pub const MAX_BODY: usize = 64 * 1024;
+/// Largest accepted form body, in bytes: token, introspection and revocation requests are
+/// a few hundred bytes; a JWT bearer assertion a few KiB.
+pub const MAX_BODY: usize = 16 * 1024;
 
 /// Why form or Basic decoding failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

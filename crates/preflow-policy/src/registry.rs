@@ -133,6 +133,14 @@ pub(crate) trait PolicyType {
         true
     }
 
+    /// The largest request body the policy accepts, when it has a limit of its own
+    /// below the host's: the engine refuses a larger declared body (`413`,
+    /// `protocol.http.TooBigBody`) before asking the host to read it.
+    fn max_request_body(config: &Self::Config) -> Option<usize> {
+        let _ = config;
+        None
+    }
+
     /// Whether the policy sets the verified token's variables (`client_id`,
     /// `developer.*`, `apiproduct.*`…), for lint.
     fn sets_token_variables(config: &Self::Config) -> bool {
@@ -257,6 +265,14 @@ macro_rules! registry {
                 }
             }
 
+            /// The largest request body the policy accepts, when it limits it.
+            pub fn max_request_body(&self) -> Option<usize> {
+                match self {
+                    $(PolicyConfig::$variant(c) => <$module::$ty as PolicyType>::max_request_body(c),)+
+                    PolicyConfig::Unsupported { .. } => None,
+                }
+            }
+
             /// The shared flow bundle the policy calls (a FlowCallout), if any.
             pub fn shared_flow(&self) -> Option<&str> {
                 match self {
@@ -360,6 +376,7 @@ pub struct CompiledPolicy {
     enabled: bool,
     continue_on_error: bool,
     reads_body: bool,
+    max_body: Option<usize>,
     exec: Exec,
 }
 
@@ -376,6 +393,7 @@ impl CompiledPolicy {
             enabled: policy.enabled,
             continue_on_error: policy.continue_on_error,
             reads_body: policy.config.reads_request_body(),
+            max_body: policy.config.max_request_body(),
             exec: compile_exec(&policy.config, cx)?,
         })
     }
@@ -388,6 +406,7 @@ impl CompiledPolicy {
             enabled: true,
             continue_on_error: false,
             reads_body: false,
+            max_body: None,
             exec: Exec::Missing,
         }
     }
@@ -410,6 +429,11 @@ impl CompiledPolicy {
     /// Whether running it reads the request body.
     pub fn reads_request_body(&self) -> bool {
         self.reads_body
+    }
+
+    /// The largest request body it accepts, when it limits it (a token endpoint's form).
+    pub fn max_request_body(&self) -> Option<usize> {
+        self.max_body
     }
 
     /// Whether a failure lets the flow go on (`continueOnError`).

@@ -140,6 +140,7 @@ impl Cx<'_> {
                     policy,
                     cond,
                     needs_body,
+                    max_body: policy_ref.and_then(CompiledPolicy::max_request_body),
                     touches_response_body,
                     calls_shared_flow,
                 }

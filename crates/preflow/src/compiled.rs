@@ -39,6 +39,9 @@ pub(crate) struct CStep {
     /// Whether its condition or policy reads the request body: the engine asks the host
     /// for the body before such a step, and only then.
     pub needs_body: bool,
+    /// The largest request body its policy accepts, when it limits it: a larger
+    /// declared body is refused before it is read.
+    pub max_body: Option<usize>,
     /// Whether, on the response side, it may read or replace the response body (decides
     /// whether the back end's response body can stream to the client).
     pub touches_response_body: bool,

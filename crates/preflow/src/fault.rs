@@ -51,6 +51,18 @@ pub(crate) mod faults {
         f
     }
 
+    /// A request body larger than the policy about to read it accepts (Apigee's fault
+    /// for a payload over its limit).
+    pub fn too_big_body(max: usize) -> Fault {
+        let mut f = Fault::new(
+            "protocol.http.TooBigBody",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body larger than {max} bytes, the most this request accepts"),
+        );
+        f.source = "apigee";
+        f
+    }
+
     pub fn service_unavailable() -> Fault {
         let mut f = Fault::new(
             "messaging.adaptors.http.flow.ServiceUnavailable",

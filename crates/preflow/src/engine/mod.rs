@@ -206,6 +206,18 @@ fn next_seg(seg: Seg) -> Option<Seg> {
 }
 
 /// Enters the error state with `fault` (spec/policies.md §2.4).
+/// The request's declared `Content-Length`, when it has a valid one.
+fn declared_length(ex: &Exchange) -> Option<usize> {
+    ex.request
+        .headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
     let target = ex.stage.target_side() && ex.target.is_some();
     if fault.state.is_empty() {
@@ -387,8 +399,9 @@ fn fault_seg_done(g: &Inner, ex: &mut Exchange, fs: FaultSeg) {
 enum Next<'g> {
     Step(usize, &'g CStep),
     SegDone,
-    /// The next step reads the request body, which the host has not given yet.
-    NeedBody,
+    /// The next step reads the request body, which the host has not given yet; the
+    /// step's limit on its size, if it has one.
+    NeedBody(Option<usize>),
 }
 
 fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
@@ -399,7 +412,7 @@ fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
             .map_or(&[][..], |b| &b.shared_steps);
         if let Some(s) = steps.get(frame.idx) {
             if s.needs_body && ex.body_pending {
-                return Next::NeedBody;
+                return Next::NeedBody(s.max_body);
             }
             frame.idx += 1;
             return Next::Step(frame.bundle, s);
@@ -420,7 +433,7 @@ fn next<'g>(g: &'g Inner, ex: &mut Exchange) -> Next<'g> {
         _ => return Next::SegDone,
     };
     match steps.get(idx) {
-        Some(s) if s.needs_body && ex.body_pending => Next::NeedBody,
+        Some(s) if s.needs_body && ex.body_pending => Next::NeedBody(s.max_body),
         Some(s) => {
             ex.stage = match ex.stage {
                 Stage::Run(seg, i) => Stage::Run(seg, i + 1),
@@ -747,7 +760,13 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             Some(Step::ReadBody)
         }
         Stage::Run(..) | Stage::Fault(..) | Stage::PostClient(_) => match next(g, ex) {
-            Next::NeedBody => Some(Step::ReadBody),
+            Next::NeedBody(Some(max)) if declared_length(ex).is_some_and(|n| n > max) => {
+                // Refused on its declared length, unread: the error flow sees no body.
+                ex.body_pending = false;
+                enter_error(g, ex, faults::too_big_body(max));
+                None
+            }
+            Next::NeedBody(_) => Some(Step::ReadBody),
             Next::Step(bundle, step) => run_step(g, ex, bundle, step),
             Next::SegDone => {
                 match ex.stage {

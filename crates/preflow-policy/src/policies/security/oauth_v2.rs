@@ -419,6 +419,21 @@ impl PolicyType for OAuthV2Policy {
             _ => true,
         }
     }
+
+    fn max_request_body(o: &OAuthV2) -> Option<usize> {
+        // The token endpoint and authorization codes read a form: no larger than the
+        // form decoder takes, refused before it is read. Verification reads the API's
+        // own request, whose body is the back end's business.
+        match o.operation {
+            Some(
+                OAuthOperation::VerifyAccessToken
+                | OAuthOperation::ValidateToken
+                | OAuthOperation::InvalidateToken
+                | OAuthOperation::VerifyJwtAccessToken,
+            ) => None,
+            _ => Some(preflow_oauth::form::MAX_BODY),
+        }
+    }
 }
 
 fn verify_fault(e: &preflow_oauth::VerifyError, realm: &str) -> Fault {
