@@ -1,0 +1,443 @@
+//! Checks that read the bundle's files as written: the XML declaration's place, target
+//! TLS settings, EventFlows, deprecated elements and types, features of one Apigee
+//! platform only, and resource files. Files that cannot be read again (bundles loaded from
+//! a zip or from memory) are skipped.
+
+use super::{Platform, warn};
+use crate::bundle::Bundle;
+use crate::endpoint::{ProxyEndpoint, TargetEndpoint};
+use preflow_policy::xml::{Element, XmlLimits, parse};
+use preflow_policy::{Diagnostic, Policy, Source};
+use std::collections::{BTreeSet, HashMap};
+
+/// Files larger than this are not read again (the loader's own limit is lower).
+const MAX_FILE: u64 = 16 * 1024 * 1024;
+
+/// A file read again: its text and its root element, when it parses.
+pub(super) struct File {
+    pub source: Source,
+    pub root: Option<Element>,
+}
+
+impl File {
+    fn warning(&self, rule: &'static str, offset: usize, message: String) -> Diagnostic {
+        self.source.warning(offset, message).with_rule(rule)
+    }
+}
+
+/// The files read so far, each read at most once.
+#[derive(Default)]
+pub(super) struct Files {
+    map: HashMap<String, Option<File>>,
+}
+
+impl Files {
+    /// The file `name`, or `None` when it cannot be read.
+    pub fn get(&mut self, name: &str) -> Option<&File> {
+        self.map
+            .entry(name.to_owned())
+            .or_insert_with(|| read(name))
+            .as_ref()
+    }
+}
+
+fn read(name: &str) -> Option<File> {
+    let meta = std::fs::metadata(name).ok()?;
+    if !meta.is_file() || meta.len() > MAX_FILE {
+        return None;
+    }
+    let text = std::fs::read_to_string(name).ok()?;
+    let root = parse(&text, &XmlLimits::default()).ok();
+    Some(File {
+        source: Source::new(name, text),
+        root,
+    })
+}
+
+/// Policy types Apigee deprecated (DEP002).
+const DEPRECATED_TYPES: &[&str] = &[
+    "ConcurrentRatelimit",
+    "OAuthV1",
+    "GetOAuthV1Info",
+    "DeleteOAuthV1Info",
+];
+
+/// Policy types of Apigee Edge only.
+const EDGE_ONLY: &[&str] = &[
+    "ConcurrentRatelimit",
+    "ConnectorCallout",
+    "DeleteOAuthV1Info",
+    "GetOAuthV1Info",
+    "OAuthV1",
+    "StatisticsCollector",
+];
+
+/// Policy types of Apigee X only.
+const X_ONLY: &[&str] = &[
+    "AssertCondition",
+    "CORS",
+    "DataCapture",
+    "ExternalCallout",
+    "GraphQL",
+    "HTTPModifier",
+    "IntegrationCallout",
+    "LLMTokenQuota",
+    "ParseDialogflowRequest",
+    "PromptTokenLimit",
+    "PublishMessage",
+    "ReadPropertySet",
+    "SanitizeModelResponse",
+    "SanitizeUserPrompt",
+    "SemanticCacheLookup",
+    "SemanticCachePopulate",
+    "SetDialogflowResponse",
+    "SetIntegrationRequest",
+    "TraceCapture",
+    "VerifyIAM",
+];
+
+fn listed(list: &[&str], name: &str) -> bool {
+    list.iter().any(|l| l.eq_ignore_ascii_case(name))
+}
+
+/// XML001: the declaration after a comment or white space. Files that do not parse at
+/// all were reported by the loader.
+pub(super) fn xml_declaration(file: &File, out: &mut Vec<Diagnostic>) {
+    let text = file.source.text();
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let skip = text.len() - body.len();
+    let Some(at) = body.find("<?xml") else {
+        return;
+    };
+    let is_declaration = body
+        .get(at + 5..)
+        .and_then(|rest| rest.chars().next())
+        .is_some_and(|c| c.is_ascii_whitespace() || c == '?');
+    if at > 0 && is_declaration {
+        out.push(
+            file.source
+                .error(
+                    skip + at,
+                    "the XML declaration is not at the start of the file",
+                )
+                .with_hint(
+                    "move `<?xml …?>` to the very first line, before any comment or white space",
+                )
+                .with_rule("XML001"),
+        );
+    }
+}
+
+fn text_of<'e>(el: &'e Element, name: &str) -> Option<&'e str> {
+    el.child(name)
+        .and_then(Element::non_empty_text)
+        .map(str::trim)
+}
+
+fn is_true(el: &Element, name: &str) -> bool {
+    text_of(el, name).is_some_and(|t| t.eq_ignore_ascii_case("true"))
+}
+
+/// TLS001–TLS003, TLS005, TLS006 and `<Enforce>` under the Edge profile, for the target
+/// connection `conn`.
+fn target_tls(file: &File, conn: &Element, platform: Platform, out: &mut Vec<Diagnostic>) {
+    let Some(url_el) = conn.child("URL") else {
+        return;
+    };
+    let url = url_el.text().trim().to_ascii_lowercase();
+    let https = url.starts_with("https://");
+    let http = url.starts_with("http://");
+    let infos: Vec<&Element> = conn.children_named("SSLInfo").collect();
+    for extra in infos.iter().skip(1) {
+        out.push(
+            file.warning(
+                "TLS006",
+                extra.offset,
+                "a second `<SSLInfo>` in the target connection; only one is used".to_owned(),
+            )
+            .with_hint("keep one `<SSLInfo>`"),
+        );
+    }
+    let Some(ssl) = infos.first() else {
+        if https {
+            out.push(
+                file.warning(
+                    "TLS001",
+                    url_el.offset,
+                    "`https` target without `<SSLInfo>`: the back end's certificate is not validated"
+                        .to_owned(),
+                )
+                .with_hint("add `<SSLInfo>` with `<Enabled>true</Enabled>`, a `<TrustStore>` and `<Enforce>true</Enforce>`"),
+            );
+        }
+        return;
+    };
+    let enabled = is_true(ssl, "Enabled");
+    if let Some(enforce) = ssl.child("Enforce")
+        && platform == Platform::Edge
+    {
+        out.push(
+            file.warning(
+                "PRF002",
+                enforce.offset,
+                "`<SSLInfo><Enforce>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
+            )
+            .with_hint("remove `<Enforce>` for Edge, or check with `--profile x`"),
+        );
+    }
+    if https && !enabled {
+        out.push(
+            file.warning(
+                "TLS002",
+                ssl.offset,
+                "`https` target whose `<SSLInfo>` is not enabled".to_owned(),
+            )
+            .with_hint("add `<Enabled>true</Enabled>` to `<SSLInfo>`"),
+        );
+    } else if http && enabled {
+        let at = ssl.child("Enabled").map_or(ssl.offset, |e| e.offset);
+        out.push(
+            file.warning(
+                "TLS002",
+                at,
+                "`<SSLInfo><Enabled>true` on an `http` URL".to_owned(),
+            )
+            .with_hint("use an `https` URL, or remove `<SSLInfo>`"),
+        );
+    }
+    if !https || !enabled {
+        return;
+    }
+    if text_of(ssl, "TrustStore").is_none() && !is_true(ssl, "IgnoreValidationErrors") {
+        out.push(
+            file.warning(
+                "TLS003",
+                ssl.offset,
+                "`<SSLInfo>` without a `<TrustStore>`: Apigee does not validate the back end's certificate chain"
+                    .to_owned(),
+            )
+            .with_hint("add `<TrustStore>` naming a trust store that holds the back end's CA"),
+        );
+    }
+    if platform == Platform::X && !is_true(ssl, "Enforce") {
+        out.push(
+            file.warning(
+                "TLS005",
+                ssl.offset,
+                "`<SSLInfo>` without `<Enforce>true</Enforce>`: Apigee X connects despite certificate or host-name errors"
+                    .to_owned(),
+            )
+            .with_hint("add `<Enforce>true</Enforce>` to `<SSLInfo>`"),
+        );
+    }
+}
+
+/// The policies named by steps of an `<EventFlow>` of `root`.
+fn event_flow_steps(root: &Element, used: &mut BTreeSet<String>) {
+    let Some(ev) = root.child("EventFlow") else {
+        return;
+    };
+    for phase in &ev.children {
+        for step in phase.children_named("Step") {
+            if let Some(name) = text_of(step, "Name") {
+                used.insert(name.to_owned());
+            }
+        }
+    }
+}
+
+/// Target endpoint checks; policies of its EventFlow go into `used`.
+pub(super) fn target(
+    file: &File,
+    t: &TargetEndpoint,
+    platform: Platform,
+    used: &mut BTreeSet<String>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let _ = t;
+    let Some(root) = &file.root else {
+        return;
+    };
+    event_flow_steps(root, used);
+    if let Some(ev) = root.child("EventFlow") {
+        out.push(
+            file.warning(
+                "FLOW007",
+                ev.offset,
+                "`<EventFlow>` (server-sent events) is not run by preflow; its steps are ignored"
+                    .to_owned(),
+            ),
+        );
+        if platform == Platform::Edge {
+            out.push(file.warning(
+                "PRF002",
+                ev.offset,
+                "`<EventFlow>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
+            ));
+        }
+    }
+    if let Some(conn) = root.child("HTTPTargetConnection") {
+        target_tls(file, conn, platform, out);
+    }
+    if platform == Platform::X {
+        for name in ["HostedTarget", "ScriptTarget"] {
+            if let Some(el) = root.child(name) {
+                out.push(file.warning(
+                    "PRF001",
+                    el.offset,
+                    format!("`<{name}>` is an Apigee Edge feature; Apigee X has no hosted targets"),
+                ));
+            }
+        }
+    }
+}
+
+/// Proxy endpoint checks; policies of its EventFlow go into `used`.
+pub(super) fn proxy(
+    file: &File,
+    p: &ProxyEndpoint,
+    platform: Platform,
+    used: &mut BTreeSet<String>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let _ = p;
+    let Some(root) = &file.root else {
+        return;
+    };
+    event_flow_steps(root, used);
+    if platform == Platform::Edge
+        && let Some(ev) = root.child("EventFlow")
+    {
+        out.push(file.warning(
+            "PRF002",
+            ev.offset,
+            "`<EventFlow>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
+        ));
+    }
+    if platform == Platform::X
+        && let Some(conn) = root.child("HTTPProxyConnection")
+    {
+        for vh in conn.children_named("VirtualHost") {
+            out.push(
+                file.warning(
+                    "PRF001",
+                    vh.offset,
+                    "`<VirtualHost>` is an Apigee Edge element; Apigee X ignores it (environment groups route instead)"
+                        .to_owned(),
+                )
+                .with_hint("remove `<VirtualHost>` for Apigee X"),
+            );
+        }
+    }
+}
+
+/// Policy checks: deprecated types and elements, platform-only types, resource files,
+/// and the policy module's own advice.
+pub(super) fn policy(
+    file: Option<&File>,
+    bundle: &Bundle,
+    p: &Policy,
+    platform: Platform,
+    out: &mut Vec<Diagnostic>,
+) {
+    let root = file.and_then(|f| f.root.as_ref());
+    // The module's advice, at the element it names when the file can be read again.
+    for advice in p.config.advice() {
+        let offset = root.and_then(|r| {
+            let el = advice.element.and_then(|e| r.child(e)).unwrap_or(r);
+            Some(el.offset)
+        });
+        let d = match (file, offset) {
+            (Some(f), Some(at)) => f.warning(advice.rule, at, advice.message),
+            _ => warn(advice.rule, &p.location, advice.message),
+        };
+        out.push(d);
+    }
+    let (Some(file), Some(root)) = (file, root) else {
+        return;
+    };
+    let ty = root.name.as_str();
+    if listed(DEPRECATED_TYPES, ty) {
+        out.push(
+            file.warning(
+                "DEP002",
+                root.offset,
+                format!("`{ty}` is a deprecated policy type"),
+            )
+            .with_hint(if ty.eq_ignore_ascii_case("ConcurrentRatelimit") {
+                "use SpikeArrest or Quota"
+            } else {
+                "use OAuthV2"
+            }),
+        );
+    }
+    match platform {
+        Platform::X if listed(EDGE_ONLY, ty) => out.push(file.warning(
+            "PRF001",
+            root.offset,
+            format!("`{ty}` is a policy type of Apigee Edge only; Apigee X rejects it"),
+        )),
+        Platform::Edge if listed(X_ONLY, ty) => out.push(file.warning(
+            "PRF002",
+            root.offset,
+            format!("`{ty}` is a policy type of Apigee X only; Apigee Edge rejects it"),
+        )),
+        _ => {}
+    }
+    deprecated_elements(file, root, 0, out);
+    resources(file, bundle, root, out);
+}
+
+/// DEP001: `<ExpirySettings><TimeoutInSec>` anywhere in the policy.
+fn deprecated_elements(file: &File, el: &Element, depth: usize, out: &mut Vec<Diagnostic>) {
+    if depth > 32 {
+        return;
+    }
+    if el.name == "ExpirySettings"
+        && let Some(old) = el.child("TimeoutInSec")
+    {
+        out.push(
+            file.warning(
+                "DEP001",
+                old.offset,
+                "`<TimeoutInSec>` is deprecated".to_owned(),
+            )
+            .with_hint("write `<TimeoutInSeconds>` instead"),
+        );
+    }
+    for c in &el.children {
+        deprecated_elements(file, c, depth + 1, out);
+    }
+}
+
+/// REF002: `<ResourceURL>` and `<IncludeURL>` naming files the bundle does not hold.
+/// Checked only for bundles read from a folder.
+fn resources(file: &File, bundle: &Bundle, root: &Element, out: &mut Vec<Diagnostic>) {
+    let dir = std::path::Path::new(&bundle.root);
+    if !dir.is_dir() {
+        return;
+    }
+    for el in root
+        .children
+        .iter()
+        .filter(|c| c.name == "ResourceURL" || c.name == "IncludeURL")
+    {
+        let url = el.text().trim();
+        let Some((scheme, name)) = url.split_once("://") else {
+            continue;
+        };
+        if scheme.is_empty() || name.is_empty() || name.contains("..") || name.contains('{') {
+            continue;
+        }
+        if !dir.join("resources").join(scheme).join(name).is_file() {
+            out.push(
+                file.warning(
+                    "REF002",
+                    el.offset,
+                    format!("`{url}` names a resource file that is not in the bundle"),
+                )
+                .with_hint(format!("add `resources/{scheme}/{name}`")),
+            );
+        }
+    }
+}
