@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// The Apigee platform the bundles are for: features of the other are reported
-    /// (default: x, or the config file's `profile`).
+    /// (default: the config file's `profile`, else none: no platform checks).
     #[arg(long, value_enum)]
     pub profile: Option<ProfileArg>,
     /// Missing policies, resource files, target servers and shared flows are errors, as
@@ -173,7 +173,8 @@ impl Settings {
         }
         let platform = match args.profile.or(config.profile) {
             Some(ProfileArg::Edge) => Platform::Edge,
-            Some(ProfileArg::X) | None => Platform::X,
+            Some(ProfileArg::X) => Platform::X,
+            None => Platform::Any,
         };
         Ok(Self {
             platform,
@@ -402,7 +403,7 @@ fn sort(diagnostics: &mut Vec<Diagnostic>) {
     diagnostics.dedup();
 }
 
-/// Loads and lints `paths` for Apigee X with default severities.
+/// Loads and lints `paths` with default settings.
 #[cfg(test)]
 fn check(paths: &[PathBuf]) -> Report {
     check_settings(paths, None, &Settings::default())

@@ -17,10 +17,12 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The Apigee platform a bundle is meant for: features of the other one are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Platform {
-    /// Apigee Edge (and hybrid's Edge-compatible features).
-    Edge,
-    /// Apigee X (the default).
+    /// Not said (the default): features of one platform only are not reported.
     #[default]
+    Any,
+    /// Apigee Edge.
+    Edge,
+    /// Apigee X (and hybrid).
     X,
 }
 
@@ -39,7 +41,7 @@ impl LintOptions {
     }
 }
 
-/// Lints `bundles` for Apigee X; see [`lint_with`].
+/// Lints `bundles` for no platform in particular; see [`lint_with`].
 pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
     lint_with(bundles, &LintOptions::default())
 }

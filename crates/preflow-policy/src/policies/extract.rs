@@ -412,29 +412,6 @@ impl PolicyType for ExtractVariablesPolicy {
         run(rt, c)
     }
 
-    fn advice(e: &ExtractVariables) -> Vec<crate::Advice> {
-        let extracts = !e.uri_paths.is_empty()
-            || [&e.query_params, &e.headers, &e.form_params, &e.variables]
-                .iter()
-                .any(|list| list.iter().any(|n| !n.patterns.is_empty()))
-            || e.json_payload
-                .as_ref()
-                .is_some_and(|j| !j.variables.is_empty())
-            || e.xml_payload
-                .as_ref()
-                .is_some_and(|x| !x.variables.is_empty());
-        if extracts {
-            Vec::new()
-        } else {
-            vec![crate::Advice::new(
-                "POL001",
-                None,
-                "ExtractVariables extracts nothing: add a `<URIPath>`, `<QueryParam>`, `<Header>`, \
-                 `<FormParam>`, `<Variable>`, `<JSONPayload>` or `<XMLPayload>` with a pattern or path",
-            )]
-        }
-    }
-
     fn variables_set(e: &ExtractVariables) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         for pattern in e

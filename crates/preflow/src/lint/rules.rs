@@ -128,7 +128,7 @@ pub const RULES: &[Rule] = &[
         "TLS005",
         Warning,
         false,
-        "Apigee X: `<SSLInfo>` for an `https` target without `<Enforce>true</Enforce>`.",
+        "With `--profile x`: `<SSLInfo>` for an `https` target without `<Enforce>true</Enforce>`.",
         "Without `Enforce`, Apigee X logs certificate and host-name mismatches but still connects.",
     ),
     rule(
@@ -296,6 +296,8 @@ pub fn rule_of(d: &Diagnostic) -> &'static str {
         "REF001"
     } else if m.starts_with("invalid condition") {
         "COND003"
+    } else if m.contains("has nothing to extract") {
+        "POL001"
     } else if m.starts_with("unknown element") {
         "SCH001"
     } else if m.contains("`<EventFlow>`") {
