@@ -224,8 +224,8 @@ fn text_output_shows_the_rule_the_line_and_a_caret_for_warnings() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(
-            "bad/apiproxy/targets/default.xml:3:5: warning[TLS001]: `https` target without `<SSLInfo>`"
-        ) && text.contains("3 |     <URL>https://backend.example/</URL>\n  |     ^"),
+            "bad/apiproxy/targets/default.xml:2:3: warning[TLS001]: `https` target without `<SSLInfo>`"
+        ) && text.contains("2 |   <HTTPTargetConnection>\n  |   ^"),
         "{text}"
     );
 }

@@ -4,7 +4,8 @@
 use super::warn;
 use crate::bundle::{Bundle, BundleKind};
 use crate::endpoint::{Condition, FaultRule, Flow, RouteTarget, Step};
-use preflow_policy::Diagnostic;
+use preflow_condition::ast::{Expr, Operand};
+use preflow_policy::{Diagnostic, Location};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Every ordered list of steps of the bundle: each flow's request and response, each
@@ -73,23 +74,123 @@ pub(super) fn after_raise_fault(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// The condition text with white space collapsed, for comparing.
+/// POL007: a Quota that one list of steps runs twice under the same condition counts
+/// each request twice. Reported at the policy, once per policy.
+pub(super) fn quota_twice(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
+    let mut reported = BTreeSet::new();
+    for steps in step_lists(bundle) {
+        let mut seen = BTreeSet::new();
+        for s in steps {
+            let Some(p) = bundle.policy(&s.policy) else {
+                continue;
+            };
+            if p.type_name != "Quota" || !p.enabled {
+                continue;
+            }
+            let key = (s.policy.as_str(), s.condition.as_ref().map(normalised));
+            if !seen.insert(key) && reported.insert(s.policy.as_str()) {
+                out.push(
+                    warn(
+                        "POL007",
+                        &p.location,
+                        format!(
+                            "Quota `{}` runs twice in one flow under the same condition, so each request counts twice",
+                            p.name
+                        ),
+                    )
+                    .with_hint("remove one of the steps, or use two Quota policies with their own identifiers"),
+                );
+            }
+        }
+    }
+}
+
+/// A form of the condition in which equivalent spellings agree: operators in their
+/// canonical spelling, the operands of `AND` and `OR` chains sorted, redundant
+/// parentheses and white space gone. Text that does not parse is compared as written,
+/// white space collapsed.
 fn normalised(c: &Condition) -> String {
-    c.text.split_whitespace().collect::<Vec<_>>().join(" ")
+    match c.ast().and_then(|a| a.expr.as_ref()) {
+        Some(e) => canonical(e, 0),
+        None => c.text.split_whitespace().collect::<Vec<_>>().join(" "),
+    }
+}
+
+fn operand(o: &Operand) -> String {
+    match o {
+        Operand::Variable(v) => v.name.clone(),
+        Operand::Literal { value, .. } => format!("{value:?}"),
+    }
+}
+
+/// Conditions nest far less deeply; past this the text stands for itself.
+const MAX_DEPTH: usize = 64;
+
+fn canonical(e: &Expr, depth: usize) -> String {
+    if depth > MAX_DEPTH {
+        return format!("{e:?}");
+    }
+    match e {
+        Expr::Or { .. } | Expr::And { .. } => {
+            let is_and = matches!(e, Expr::And { .. });
+            let mut parts = Vec::new();
+            let mut stack = vec![e];
+            while let Some(x) = stack.pop() {
+                match x {
+                    Expr::And { lhs, rhs, .. } if is_and => {
+                        stack.push(rhs);
+                        stack.push(lhs);
+                    }
+                    Expr::Or { lhs, rhs, .. } if !is_and => {
+                        stack.push(rhs);
+                        stack.push(lhs);
+                    }
+                    other => parts.push(canonical(other, depth + 1)),
+                }
+            }
+            parts.sort();
+            parts.dedup();
+            format!("({})", parts.join(if is_and { " and " } else { " or " }))
+        }
+        Expr::Not { operand, .. } => format!("not {}", canonical(operand, depth + 1)),
+        Expr::Compare(c) => format!(
+            "{} {}{} {}",
+            c.lhs.name,
+            if c.negated { "not " } else { "" },
+            c.op.canonical(),
+            operand(&c.rhs)
+        ),
+        Expr::Operand(o) => operand(o),
+    }
 }
 
 /// Reports each item whose condition repeats an earlier item's.
 fn repeated<'a, T>(
     items: impl Iterator<Item = &'a T>,
     what: &str,
-    parts: impl Fn(&'a T) -> Option<(&'a str, &'a Condition)>,
+    parts: impl Fn(&'a T) -> (&'a str, Option<&'a Condition>, Option<&'a Location>),
     out: &mut Vec<Diagnostic>,
 ) where
     T: 'a,
 {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
     for item in items {
-        let Some((name, cond)) = parts(item) else {
+        let (name, cond, loc) = parts(item);
+        let Some(loc) = loc.or(cond.map(|c| &c.location)) else {
+            continue;
+        };
+        if !name.is_empty() && !names.insert(name) {
+            out.push(
+                warn(
+                    "FLOW008",
+                    loc,
+                    format!("a second {what} named `{name}`"),
+                )
+                .with_hint("give each its own name: traces, analytics and fault handling tell them apart by name"),
+            );
+        }
+        let Some(cond) = cond else {
             continue;
         };
         let key = normalised(cond);
@@ -97,7 +198,7 @@ fn repeated<'a, T>(
             Some(first) => out.push(
                 warn(
                     "FLOW004",
-                    &cond.location,
+                    loc,
                     format!(
                         "{what} `{name}` has the same condition as {what} `{first}`; only the one tried first can run"
                     ),
@@ -111,22 +212,23 @@ fn repeated<'a, T>(
     }
 }
 
-fn flow_parts(f: &Flow) -> Option<(&str, &Condition)> {
-    Some((f.name.as_str(), f.condition.as_ref()?))
+fn flow_parts(f: &Flow) -> (&str, Option<&Condition>, Option<&Location>) {
+    (f.name.as_str(), f.condition.as_ref(), f.location.as_ref())
 }
 
-fn fault_parts(r: &FaultRule) -> Option<(&str, &Condition)> {
-    Some((r.name.as_str(), r.condition.as_ref()?))
+fn fault_parts(r: &FaultRule) -> (&str, Option<&Condition>, Option<&Location>) {
+    (r.name.as_str(), r.condition.as_ref(), Some(&r.location))
 }
 
-/// FLOW004: conditions repeated on flows, route rules and fault rules of one endpoint.
+/// FLOW004 and FLOW008: conditions and names repeated on flows, route rules and fault
+/// rules of one endpoint.
 pub(super) fn duplicate_conditions(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
     for p in &bundle.proxy_endpoints {
         repeated(p.flows.iter(), "flow", flow_parts, out);
         repeated(
             p.route_rules.iter(),
             "route rule",
-            |r| Some((r.name.as_str(), r.condition.as_ref()?)),
+            |r| (r.name.as_str(), r.condition.as_ref(), Some(&r.location)),
             out,
         );
         repeated(p.fault_rules.iter(), "fault rule", fault_parts, out);

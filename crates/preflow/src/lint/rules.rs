@@ -188,6 +188,20 @@ pub const RULES: &[Rule] = &[
         "preflow does not run EventFlow steps; their policies count as used, but they do not run under preflow.",
     ),
     rule(
+        "FLOW008",
+        Warning,
+        false,
+        "Two flows, route rules or fault rules of one endpoint with the same name.",
+        "Traces, analytics and the `current.flow.name` variable tell them apart by name; tools that edit bundles by name change the wrong one.",
+    ),
+    rule(
+        "FLOW009",
+        Warning,
+        false,
+        "A `<Request>` in `<PostClientFlow>`.",
+        "PostClientFlow runs after the response is sent and has no request phase; its request steps never run.",
+    ),
+    rule(
         "COND001",
         Warning,
         false,
@@ -249,6 +263,27 @@ pub const RULES: &[Rule] = &[
         false,
         "A policy that no step uses (steps in EventFlows count).",
         "Dead configuration; often a step that was meant to run it is missing.",
+    ),
+    rule(
+        "POL007",
+        Warning,
+        false,
+        "A Quota that one flow runs twice under the same condition.",
+        "Each request is counted twice, so clients get half the quota they pay for.",
+    ),
+    rule(
+        "POL008",
+        Warning,
+        false,
+        "A ServiceCallout whose `<Request variable>` is `request` or whose `<Response>` is `response`.",
+        "The callout overwrites the proxy's own request or response message.",
+    ),
+    rule(
+        "TGT001",
+        Warning,
+        false,
+        "A `<LoadBalancer>` without `<MaxFailures>` (and without a `<HealthMonitor>`).",
+        "A server that fails stays in rotation, so a share of requests keeps failing.",
     ),
     rule(
         "DEP001",

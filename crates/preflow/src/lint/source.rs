@@ -158,12 +158,15 @@ fn target_tls(file: &File, conn: &Element, platform: Platform, out: &mut Vec<Dia
             .with_hint("keep one `<SSLInfo>`"),
         );
     }
+    for info in &infos {
+        ssl_children(file, info, out);
+    }
     let Some(ssl) = infos.first() else {
         if https {
             out.push(
                 file.warning(
                     "TLS001",
-                    url_el.offset,
+                    conn.offset,
                     "`https` target without `<SSLInfo>`: the back end's certificate is not validated"
                         .to_owned(),
                 )
@@ -232,6 +235,52 @@ fn target_tls(file: &File, conn: &Element, platform: Platform, out: &mut Vec<Dia
     }
 }
 
+/// Children of `<SSLInfo>`.
+const SSL_CHILDREN: &[&str] = &[
+    "Enabled",
+    "Enforce",
+    "ClientAuthEnabled",
+    "KeyStore",
+    "KeyAlias",
+    "TrustStore",
+    "IgnoreValidationErrors",
+    "Protocols",
+    "Ciphers",
+    "CommonName",
+];
+
+/// SCH001 for `<SSLInfo>`: a misspelt child (`IgnoreValidationError`) silently keeps the
+/// default.
+fn ssl_children(file: &File, ssl: &Element, out: &mut Vec<Diagnostic>) {
+    for c in &ssl.children {
+        if !SSL_CHILDREN.contains(&c.name.as_str()) {
+            out.push(file.warning(
+                "SCH001",
+                c.offset,
+                format!("unknown element `<{}>` in `<SSLInfo>`", c.name),
+            ));
+        }
+    }
+}
+
+/// TGT001: a load balancer without `<MaxFailures>` or a health monitor.
+fn load_balancer(file: &File, conn: &Element, out: &mut Vec<Diagnostic>) {
+    if let Some(lb) = conn.child("LoadBalancer")
+        && lb.child("MaxFailures").is_none()
+        && conn.child("HealthMonitor").is_none()
+    {
+        out.push(
+            file.warning(
+                "TGT001",
+                lb.offset,
+                "load balancer without `<MaxFailures>`: a failing server is never taken out of rotation"
+                    .to_owned(),
+            )
+            .with_hint("add `<MaxFailures>` (and a `<HealthMonitor>` to bring servers back)"),
+        );
+    }
+}
+
 /// The policies named by steps of an `<EventFlow>` of `root`.
 fn event_flow_steps(root: &Element, used: &mut BTreeSet<String>) {
     let Some(ev) = root.child("EventFlow") else {
@@ -278,6 +327,7 @@ pub(super) fn target(
     }
     if let Some(conn) = root.child("HTTPTargetConnection") {
         target_tls(file, conn, platform, out);
+        load_balancer(file, conn, out);
     }
     if platform == Platform::X {
         for name in ["HostedTarget", "ScriptTarget"] {
@@ -313,6 +363,22 @@ pub(super) fn proxy(
             ev.offset,
             "`<EventFlow>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
         ));
+    }
+    if let Some(request) = root
+        .child("PostClientFlow")
+        .and_then(|f| f.child("Request"))
+    {
+        out.push(
+            file.warning(
+                "FLOW009",
+                request.offset,
+                "`<PostClientFlow>` has no request phase; a `<Request>` there never runs"
+                    .to_owned(),
+            )
+            .with_hint(
+                "remove `<Request>` from `<PostClientFlow>`; its steps belong in `<Response>`",
+            ),
+        );
     }
     if platform == Platform::X
         && let Some(conn) = root.child("HTTPProxyConnection")
@@ -384,8 +450,76 @@ pub(super) fn policy(
         )),
         _ => {}
     }
+    if platform == Platform::Edge {
+        x_only_elements(file, root, out);
+    }
+    if ty == "ServiceCallout" {
+        service_callout(file, root, out);
+    }
     deprecated_elements(file, root, 0, out);
     resources(file, bundle, root, out);
+}
+
+/// PRF002: elements of Apigee X only inside policies that Edge has too.
+fn x_only_elements(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
+    let mut found: Vec<&Element> = Vec::new();
+    match root.name.as_str() {
+        "Quota" => found.extend(
+            root.children
+                .iter()
+                .filter(|c| matches!(c.name.as_str(), "CountOnly" | "EnforceOnly" | "SharedName")),
+        ),
+        "AssignMessage" => found.extend(
+            root.children_named("AssignVariable")
+                .flat_map(|v| v.children_named("ResourceURL")),
+        ),
+        _ => {}
+    }
+    for el in found {
+        out.push(file.warning(
+            "PRF002",
+            el.offset,
+            format!(
+                "`<{}>` in `<{}>` is an Apigee X element; Apigee Edge rejects it",
+                el.name, root.name
+            ),
+        ));
+    }
+}
+
+/// POL008: a ServiceCallout whose request or response is the proxy's own message, and
+/// SCH001 for its `<SSLInfo>`.
+fn service_callout(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
+    if let Some(req) = root.child("Request")
+        && req.attr("variable").is_some_and(|v| v.trim() == "request")
+    {
+        out.push(
+            file.warning(
+                "POL008",
+                req.offset,
+                "the callout's request is the variable `request`: building it overwrites the proxy's own request".to_owned(),
+            )
+            .with_hint("name the callout request something else, such as `calloutRequest`"),
+        );
+    }
+    if let Some(resp) = root.child("Response")
+        && resp.text().trim() == "response"
+    {
+        out.push(
+            file.warning(
+                "POL008",
+                resp.offset,
+                "the callout's response goes to `response`, overwriting the response the proxy is building".to_owned(),
+            )
+            .with_hint("name the callout response something else, such as `calloutResponse`"),
+        );
+    }
+    if let Some(ssl) = root
+        .child("HTTPTargetConnection")
+        .and_then(|c| c.child("SSLInfo"))
+    {
+        ssl_children(file, ssl, out);
+    }
 }
 
 /// DEP001: `<ExpirySettings><TimeoutInSec>` anywhere in the policy.
