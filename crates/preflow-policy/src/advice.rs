@@ -10,6 +10,8 @@ pub struct Advice {
     /// The element to point at (a child of the policy root, first of that name), or
     /// `None` for the root.
     pub element: Option<&'static str>,
+    /// Which element of that name, counted from 0 in document order.
+    pub nth: usize,
     /// What is wrong and what to change.
     pub message: String,
 }
@@ -24,7 +26,15 @@ impl Advice {
         Self {
             rule,
             element,
+            nth: 0,
             message: message.into(),
         }
+    }
+
+    /// About the `nth` element of that name (from 0) rather than the first.
+    #[must_use]
+    pub fn nth(mut self, nth: usize) -> Self {
+        self.nth = nth;
+        self
     }
 }

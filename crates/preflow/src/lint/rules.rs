@@ -62,6 +62,13 @@ pub const RULES: &[Rule] = &[
         "Apigee ignores or rejects unknown elements; usually a typo or an element in the wrong parent, so the setting meant has no effect.",
     ),
     rule(
+        "SCH002",
+        Warning,
+        false,
+        "An element that must appear once is missing or repeated (`<BasePath>`, `<AssignVariable><Name>`…).",
+        "Apigee rejects the bundle or uses only the first; the others are silently ignored.",
+    ),
+    rule(
         "XML001",
         Error,
         false,
@@ -226,15 +233,15 @@ pub const RULES: &[Rule] = &[
         "POL001",
         Warning,
         false,
-        "An ExtractVariables that extracts nothing.",
+        "An ExtractVariables that extracts nothing, or a parameter, header or variable of it without a `<Pattern>`.",
         "The policy costs time and sets no variable; a pattern or path is missing.",
     ),
     rule(
         "POL002",
         Warning,
         false,
-        "An AssignMessage `<AssignVariable>` with neither `<Ref>`, `<Value>` nor `<Template>`.",
-        "The variable is not assigned a value.",
+        "An `<AssignVariable>` with neither `<Ref>`, `<Value>` nor `<Template>`, or a `<Ref>` written with braces.",
+        "The variable is not assigned the value meant.",
     ),
     rule(
         "POL003",

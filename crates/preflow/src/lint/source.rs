@@ -295,6 +295,30 @@ fn event_flow_steps(root: &Element, used: &mut BTreeSet<String>) {
     }
 }
 
+/// SCH001: elements inside a step's `<Name>` (the name is text only).
+fn step_names(file: &File, el: &Element, depth: usize, out: &mut Vec<Diagnostic>) {
+    if depth > 32 {
+        return;
+    }
+    if el.name == "Step"
+        && let Some(name) = el.child("Name")
+    {
+        for c in &name.children {
+            out.push(file.warning(
+                "SCH001",
+                c.offset,
+                format!(
+                    "unknown element `<{}>` in `<Name>`; a step's name is text only",
+                    c.name
+                ),
+            ));
+        }
+    }
+    for c in &el.children {
+        step_names(file, c, depth + 1, out);
+    }
+}
+
 /// Target endpoint checks; policies of its EventFlow go into `used`.
 pub(super) fn target(
     file: &File,
@@ -308,6 +332,7 @@ pub(super) fn target(
         return;
     };
     event_flow_steps(root, used);
+    step_names(file, root, 0, out);
     if let Some(ev) = root.child("EventFlow") {
         out.push(
             file.warning(
@@ -364,14 +389,14 @@ pub(super) fn proxy(
             "`<EventFlow>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
         ));
     }
-    if let Some(request) = root
+    if let Some(flow) = root
         .child("PostClientFlow")
-        .and_then(|f| f.child("Request"))
+        .filter(|f| f.child("Request").is_some())
     {
         out.push(
             file.warning(
                 "FLOW009",
-                request.offset,
+                flow.offset,
                 "`<PostClientFlow>` has no request phase; a `<Request>` there never runs"
                     .to_owned(),
             )
@@ -380,6 +405,26 @@ pub(super) fn proxy(
             ),
         );
     }
+    if let Some(conn) = root.child("HTTPProxyConnection") {
+        let paths: Vec<&Element> = conn.children_named("BasePath").collect();
+        match paths.as_slice() {
+            [] => out.push(
+                file.warning(
+                    "SCH002",
+                    conn.offset,
+                    "`<HTTPProxyConnection>` without a `<BasePath>`".to_owned(),
+                )
+                .with_hint("add `<BasePath>`, such as `<BasePath>/orders/v1</BasePath>`"),
+            ),
+            [_] => {}
+            [_, second, ..] => out.push(file.warning(
+                "SCH002",
+                second.offset,
+                "a second `<BasePath>`; a proxy endpoint has one".to_owned(),
+            )),
+        }
+    }
+    step_names(file, root, 0, out);
     if platform == Platform::X
         && let Some(conn) = root.child("HTTPProxyConnection")
     {
@@ -409,9 +454,12 @@ pub(super) fn policy(
     let root = file.and_then(|f| f.root.as_ref());
     // The module's advice, at the element it names when the file can be read again.
     for advice in p.config.advice() {
-        let offset = root.and_then(|r| {
-            let el = advice.element.and_then(|e| r.child(e)).unwrap_or(r);
-            Some(el.offset)
+        let offset = root.map(|r| {
+            advice
+                .element
+                .and_then(|e| r.children_named(e).nth(advice.nth))
+                .unwrap_or(r)
+                .offset
         });
         let d = match (file, offset) {
             (Some(f), Some(at)) => f.warning(advice.rule, at, advice.message),
@@ -453,11 +501,62 @@ pub(super) fn policy(
     if platform == Platform::Edge {
         x_only_elements(file, root, out);
     }
+    if matches!(ty, "AssignMessage" | "RaiseFault") {
+        assign_variables(file, root, out);
+    }
     if ty == "ServiceCallout" {
         service_callout(file, root, out);
     }
     deprecated_elements(file, root, 0, out);
     resources(file, bundle, root, out);
+}
+
+/// Children of `<AssignVariable>`.
+const ASSIGN_VARIABLE_CHILDREN: &[&str] = &[
+    "Name",
+    "Ref",
+    "Value",
+    "Template",
+    "PropertySetRef",
+    "ResourceURL",
+];
+
+/// `<AssignVariable>`: unknown children (SCH001), repeated ones (SCH002), and a `<Ref>`
+/// written as a template (POL002).
+fn assign_variables(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
+    for v in root.children_named("AssignVariable") {
+        for c in &v.children {
+            if !ASSIGN_VARIABLE_CHILDREN.contains(&c.name.as_str()) {
+                out.push(file.warning(
+                    "SCH001",
+                    c.offset,
+                    format!("unknown element `<{}>` in `<AssignVariable>`", c.name),
+                ));
+            }
+        }
+        for name in ["Name", "Ref", "Value", "Template"] {
+            if let Some(second) = v.children_named(name).nth(1) {
+                out.push(file.warning(
+                    "SCH002",
+                    second.offset,
+                    format!("a second `<{name}>` in `<AssignVariable>`; only one is used"),
+                ));
+            }
+        }
+        if let Some(r) = v.child("Ref")
+            && r.text().trim().starts_with('{')
+        {
+            out.push(
+                file.warning(
+                    "POL002",
+                    r.offset,
+                    "`<Ref>` names a variable; with braces it names a variable that does not exist"
+                        .to_owned(),
+                )
+                .with_hint("write the variable name without `{}`, or use `<Template>`"),
+            );
+        }
+    }
 }
 
 /// PRF002: elements of Apigee X only inside policies that Edge has too.
@@ -469,9 +568,10 @@ fn x_only_elements(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
                 .iter()
                 .filter(|c| matches!(c.name.as_str(), "CountOnly" | "EnforceOnly" | "SharedName")),
         ),
-        "AssignMessage" => found.extend(
+        "AssignMessage" | "RaiseFault" => found.extend(
             root.children_named("AssignVariable")
-                .flat_map(|v| v.children_named("ResourceURL")),
+                .flat_map(|v| &v.children)
+                .filter(|c| c.name == "ResourceURL" || c.name == "PropertySetRef"),
         ),
         _ => {}
     }

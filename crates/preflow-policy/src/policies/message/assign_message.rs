@@ -53,7 +53,7 @@ impl PolicyType for AssignMessagePolicy {
 
     fn advice(a: &AssignMessage) -> Vec<crate::Advice> {
         let mut out = Vec::new();
-        for v in &a.ops.assign_variables {
+        for (i, v) in a.ops.assign_variables.iter().enumerate() {
             if v.reference.is_none()
                 && v.value.is_none()
                 && v.template.is_none()
@@ -66,7 +66,7 @@ impl PolicyType for AssignMessagePolicy {
                         "`<AssignVariable>` for `{}` has no `<Ref>`, `<Value>` or `<Template>`; it assigns nothing",
                         v.name
                     ),
-                ));
+                ).nth(i));
             }
         }
         if let Some(p) = a.ops.set.as_ref().and_then(|s| s.payload.as_ref())
