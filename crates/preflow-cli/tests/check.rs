@@ -114,6 +114,15 @@ fn every_rule_has_a_bad_and_a_good_fixture_and_flags_exactly_the_bad_one() {
     let mut sorted_rules = rules.clone();
     sorted_rules.sort();
     assert_eq!(dirs, sorted_rules, "one fixture folder per rule");
+    let catalogue =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md"))
+            .expect("docs/rules.md");
+    for rule in &rules {
+        assert!(
+            catalogue.contains(&format!("### {rule}\n")),
+            "docs/rules.md lacks {rule}: run scripts/rules-doc.py"
+        );
+    }
 
     for rule in &rules {
         let dir = root.join(rule);
