@@ -90,6 +90,7 @@ pub fn lint_with(bundles: &[Bundle], options: &LintOptions) -> Vec<Diagnostic> {
         reach::duplicate_conditions(bundle, &mut out);
         reach::unreferenced_targets(bundle, &mut out);
         reach::quota_twice(bundle, &mut out);
+        reach::cors_policies(bundle, &mut out);
         ignored_validation(bundle, &mut out);
         unreferenced_policies(bundle, &event_flow_policies, &mut out);
         if !shared_flows.is_empty() {

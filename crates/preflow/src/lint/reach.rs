@@ -74,6 +74,38 @@ pub(super) fn after_raise_fault(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// POL009: several CORS policies attached, one of them without a condition: only one
+/// CORS policy answers a request, so the others never apply as meant.
+pub(super) fn cors_policies(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
+    let cors: Vec<&Step> = bundle
+        .all_steps()
+        .into_iter()
+        .filter(|s| {
+            bundle
+                .policy(&s.policy)
+                .is_some_and(|p| p.type_name == "CORS" && p.enabled)
+        })
+        .collect();
+    let distinct: BTreeSet<&str> = cors.iter().map(|s| s.policy.as_str()).collect();
+    if distinct.len() < 2 {
+        return;
+    }
+    for s in cors.iter().filter(|s| s.condition.is_none()) {
+        out.push(
+            warn(
+                "POL009",
+                &s.location,
+                format!(
+                    "CORS policy `{}` runs without a condition while {} other CORS policies are attached; only one applies",
+                    s.policy,
+                    distinct.len() - 1
+                ),
+            )
+            .with_hint("keep one CORS policy, or give each a condition that excludes the others"),
+        );
+    }
+}
+
 /// POL007: a Quota that one list of steps runs twice under the same condition counts
 /// each request twice. Reported at the policy, once per policy.
 pub(super) fn quota_twice(bundle: &Bundle, out: &mut Vec<Diagnostic>) {

@@ -230,6 +230,13 @@ pub const RULES: &[Rule] = &[
         "The bundle loads, but evaluating the condition raises the `ConditionInvalid` fault instead of deciding true or false.",
     ),
     rule(
+        "COND004",
+        Warning,
+        false,
+        "An empty `<Condition>` element.",
+        "It counts as no condition, so the step, flow or rule always runs; usually a condition was meant.",
+    ),
+    rule(
         "POL001",
         Warning,
         false,
@@ -284,6 +291,13 @@ pub const RULES: &[Rule] = &[
         false,
         "A ServiceCallout whose `<Request variable>` is `request` or whose `<Response>` is `response`.",
         "The callout overwrites the proxy's own request or response message.",
+    ),
+    rule(
+        "POL009",
+        Warning,
+        false,
+        "Several CORS policies attached, at least one of them without a condition.",
+        "Only one CORS policy answers a request; the unconditional one shadows the others.",
     ),
     rule(
         "TGT001",

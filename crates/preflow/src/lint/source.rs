@@ -295,10 +295,21 @@ fn event_flow_steps(root: &Element, used: &mut BTreeSet<String>) {
     }
 }
 
-/// SCH001: elements inside a step's `<Name>` (the name is text only).
+/// SCH001: elements inside a step's `<Name>` (the name is text only); COND004: empty
+/// `<Condition>` elements.
 fn step_names(file: &File, el: &Element, depth: usize, out: &mut Vec<Diagnostic>) {
     if depth > 32 {
         return;
+    }
+    if el.name == "Condition" && el.children.is_empty() && el.text().trim().is_empty() {
+        out.push(
+            file.warning(
+                "COND004",
+                el.offset,
+                "an empty `<Condition>`: it counts as no condition, so this always runs".to_owned(),
+            )
+            .with_hint("write the condition meant, or remove the element"),
+        );
     }
     if el.name == "Step"
         && let Some(name) = el.child("Name")
@@ -535,11 +546,12 @@ fn assign_variables(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
             }
         }
         for name in ["Name", "Ref", "Value", "Template"] {
-            if let Some(second) = v.children_named(name).nth(1) {
+            let n = v.children_named(name).count();
+            if n > 1 {
                 out.push(file.warning(
                     "SCH002",
-                    second.offset,
-                    format!("a second `<{name}>` in `<AssignVariable>`; only one is used"),
+                    v.offset,
+                    format!("`<AssignVariable>` has {n} `<{name}>` elements; only one is used"),
                 ));
             }
         }
