@@ -205,7 +205,7 @@ pub const RULES: &[Rule] = &[
         "FLOW009",
         Warning,
         false,
-        "A `<Request>` in `<PostClientFlow>`.",
+        "Steps in the `<Request>` of a `<PostClientFlow>`.",
         "PostClientFlow runs after the response is sent and has no request phase; its request steps never run.",
     ),
     rule(

@@ -400,15 +400,15 @@ pub(super) fn proxy(
             "`<EventFlow>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
         ));
     }
-    if let Some(flow) = root
-        .child("PostClientFlow")
-        .filter(|f| f.child("Request").is_some())
-    {
+    if let Some(flow) = root.child("PostClientFlow").filter(|f| {
+        f.child("Request")
+            .is_some_and(|r| r.child("Step").is_some())
+    }) {
         out.push(
             file.warning(
                 "FLOW009",
                 flow.offset,
-                "`<PostClientFlow>` has no request phase; a `<Request>` there never runs"
+                "`<PostClientFlow>` has no request phase; the steps of its `<Request>` never run"
                     .to_owned(),
             )
             .with_hint(
