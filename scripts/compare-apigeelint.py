@@ -6,6 +6,10 @@ are left out, see STYLE), looks for a `preflow check` finding in the same file w
 lines, and prints a table per rule. Also times both per bundle.
 
 Usage: scripts/compare-apigeelint.py [--profile edge|x] [--preflow BIN] [BUNDLES_DIR]
+       scripts/compare-apigeelint.py --time-corpus [--preflow BIN]
+
+`--time-corpus` instead times `preflow check` (one process per bundle) on the 242 real
+corpus bundles outside apigeelint's fixtures and lists every error it reports.
 
 apigeelint 2.85 is installed with npm under $CARGO_TARGET_DIR/apigeelint (default
 target/apigeelint) the first time; it is never committed. BUNDLES_DIR defaults to
@@ -80,17 +84,37 @@ def bundles(root: Path):
     return sorted(out)
 
 
+def time_corpus(root: Path, preflow: str):
+    found = [b for b in bundles(root) if "apigee__apigeelint" not in b.parts]
+    errors = []
+    total = 0.0
+    for b in found:
+        t0 = time.perf_counter()
+        r = run([preflow, "check", "--format", "json", str(b)])
+        total += time.perf_counter() - t0
+        for f in json.loads(r.stdout)["findings"]:
+            if f["severity"] == "error":
+                errors.append(f"{f['file']}:{f['line']}: [{f['rule']}] {f['message']}")
+    print(f"{len(found)} bundles, {1000 * total / len(found):.2f} ms per bundle (one process each), {len(errors)} errors")
+    for e in errors:
+        print(e)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", choices=["edge", "x"], default="edge")
     ap.add_argument("--preflow", default=None)
+    ap.add_argument("--time-corpus", action="store_true")
     ap.add_argument("bundles", nargs="?", default=None)
     args = ap.parse_args()
     shared = Path(os.environ.get("PREFLOW_SHARED", ROOT.parent / "shared"))
     bundle_root = Path(args.bundles or shared / "apigee-corpus/bundles/apigee__apigeelint")
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    cli = ensure_apigeelint(target_dir)
     preflow = args.preflow or str(target_dir / "debug" / "preflow")
+    if args.time_corpus:
+        time_corpus(shared / "apigee-corpus/bundles", preflow)
+        return
+    cli = ensure_apigeelint(target_dir)
     lint_profile = "apigeex" if args.profile == "x" else "apigee"
 
     # (file, line) of preflow findings; apigeelint findings by rule.
