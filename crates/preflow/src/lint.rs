@@ -64,6 +64,22 @@ pub fn lint_with(bundles: &[Bundle], options: &LintOptions) -> Vec<Diagnostic> {
         for p in &bundle.proxy_endpoints {
             unreachable_flows(&p.flows, &mut out);
             unreachable_routes(&p.route_rules, &mut out);
+            if bundle.kind == crate::BundleKind::ApiProxy
+                && !p.route_rules.is_empty()
+                && p.route_rules.iter().all(|r| r.condition.is_some())
+            {
+                out.push(
+                    warn(
+                        "FLOW010",
+                        &p.location,
+                        format!(
+                            "proxy endpoint `{}` has no route rule without a condition: a request no condition matches is not routed",
+                            p.name
+                        ),
+                    )
+                    .with_hint("add a last `<RouteRule>` without a `<Condition>` (with no `<TargetEndpoint>` for a null route)"),
+                );
+            }
             unreachable_fault_rules(&p.fault_rules, true, &mut out);
             conditions.extend(p.conditions());
         }

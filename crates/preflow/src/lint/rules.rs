@@ -65,7 +65,7 @@ pub const RULES: &[Rule] = &[
         "SCH002",
         Warning,
         false,
-        "An element that must appear once is missing or repeated (`<BasePath>`, `<AssignVariable><Name>`…).",
+        "An element that must appear once is missing, empty or repeated (`<BasePath>`, `<RouteRule><TargetEndpoint>`, `<AssignVariable><Name>`…).",
         "Apigee rejects the bundle or uses only the first; the others are silently ignored.",
     ),
     rule(
@@ -209,6 +209,13 @@ pub const RULES: &[Rule] = &[
         "PostClientFlow runs after the response is sent and has no request phase; its request steps never run.",
     ),
     rule(
+        "FLOW010",
+        Warning,
+        false,
+        "A proxy endpoint whose route rules all have conditions.",
+        "A request that no route rule's condition matches gets no route; the fallback should be explicit.",
+    ),
+    rule(
         "COND001",
         Warning,
         false,
@@ -310,7 +317,7 @@ pub const RULES: &[Rule] = &[
         "DEP001",
         Warning,
         false,
-        "A deprecated element, such as `<ExpirySettings><TimeoutInSec>` (now `<TimeoutInSeconds>`).",
+        "A deprecated element, such as `<ExpirySettings><TimeoutInSec>` (now `<TimeoutInSeconds>`) or KeyValueMapOperations' `<ExclusiveCache>`.",
         "Deprecated elements may stop being accepted; the replacement says the same.",
     ),
     rule(

@@ -428,14 +428,31 @@ pub(super) fn proxy(
                 .with_hint("add `<BasePath>`, such as `<BasePath>/orders/v1</BasePath>`"),
             ),
             [_] => {}
-            [_, second, ..] => out.push(file.warning(
+            more => out.push(file.warning(
                 "SCH002",
-                second.offset,
-                "a second `<BasePath>`; a proxy endpoint has one".to_owned(),
+                conn.offset,
+                format!(
+                    "`<HTTPProxyConnection>` has {} `<BasePath>` elements; a proxy endpoint has one",
+                    more.len()
+                ),
             )),
         }
     }
     step_names(file, root, 0, out);
+    for rule in root.children_named("RouteRule") {
+        if let Some(t) = rule.child("TargetEndpoint")
+            && t.text().trim().is_empty()
+        {
+            out.push(
+                file.warning(
+                    "SCH002",
+                    t.offset,
+                    "an empty `<TargetEndpoint>`: the route rule calls no target".to_owned(),
+                )
+                .with_hint("name a target endpoint, or remove the element for a null route"),
+            );
+        }
+    }
     if platform == Platform::X
         && let Some(conn) = root.child("HTTPProxyConnection")
     {
@@ -638,6 +655,18 @@ fn service_callout(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
 fn deprecated_elements(file: &File, el: &Element, depth: usize, out: &mut Vec<Diagnostic>) {
     if depth > 32 {
         return;
+    }
+    if el.name == "KeyValueMapOperations"
+        && let Some(old) = el.child("ExclusiveCache")
+    {
+        out.push(
+            file.warning(
+                "DEP001",
+                old.offset,
+                "`<ExclusiveCache>` is deprecated and has no effect".to_owned(),
+            )
+            .with_hint("remove `<ExclusiveCache>`"),
+        );
     }
     if el.name == "ExpirySettings"
         && let Some(old) = el.child("TimeoutInSec")
