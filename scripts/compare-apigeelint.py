@@ -43,6 +43,7 @@ STYLE = {
     "FR002": "DefaultFaultRule style",
     "FR003": "single fault rule style",
     "PD004": "proxy name attribute vs file name",
+    "PO034-faultrules": "an empty <FaultRules/> in a policy, as Edge's UI writes it (no effect)",
     "PD006-empty": "an empty <Request/> in PostClientFlow (apigeelint warns; it does nothing)",
     "PO012": "an AssignTo naming no message is redundant (no effect)",
     "ST003": "advice to guard a JSON-reading step with a content-type condition",
@@ -141,6 +142,9 @@ def main():
                     # PostClientFlow and errs (2) when it holds steps.
                     if rule == "PD006" and m.get("severity") == 1 and m.get("message", "").startswith("Request is not"):
                         rule = "PD006-empty"
+                    # Edge's UI writes an empty <FaultRules/> into every policy.
+                    if rule == "PO034" and "<FaultRules> is not allowed" in m.get("message", ""):
+                        rule = "PO034-faultrules"
                     theirs[rule].append((os.path.realpath(f["filePath"]), int(m.get("line") or 0), m.get("message", "")))
         t0 = time.perf_counter()
         r = run([preflow, "check", "--format", "json", "--profile", args.profile, str(b)])

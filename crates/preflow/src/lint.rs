@@ -223,27 +223,41 @@ fn within(c: &Condition, at: usize) -> Location {
     loc
 }
 
+/// FLOW001, reported once at the unconditional flow: that is where the fix goes.
 fn unreachable_flows(flows: &[Flow], out: &mut Vec<Diagnostic>) {
-    if let Some(first) = flows.iter().position(|f| f.condition.is_none()) {
-        let Some(cover) = flows.get(first) else {
-            return;
-        };
-        for f in flows.iter().skip(first + 1) {
-            if let Some(loc) = &f.location {
-                out.push(
-                    warn(
-                        "FLOW001",
-                        loc,
-                        format!(
-                            "flow `{}` can never run: flow `{}` before it has no condition",
-                            f.name, cover.name
-                        ),
-                    )
-                    .with_hint("only the first flow whose condition holds runs; move the unconditional flow last"),
-                );
-            }
-        }
+    let Some(first) = flows.iter().position(|f| f.condition.is_none()) else {
+        return;
+    };
+    let Some(cover) = flows.get(first) else {
+        return;
+    };
+    let hidden: Vec<&Flow> = flows.iter().skip(first + 1).collect();
+    let Some(loc) = cover
+        .location
+        .as_ref()
+        .or_else(|| hidden.iter().find_map(|f| f.location.as_ref()))
+    else {
+        return;
+    };
+    if hidden.is_empty() {
+        return;
     }
+    let names: Vec<String> = hidden.iter().map(|f| format!("`{}`", f.name)).collect();
+    let noun = if hidden.len() == 1 { "flow" } else { "flows" };
+    out.push(
+        warn(
+            "FLOW001",
+            loc,
+            format!(
+                "flow `{}` has no condition and is not last: {noun} {} after it can never run",
+                cover.name,
+                names.join(", ")
+            ),
+        )
+        .with_hint(
+            "only the first flow whose condition holds runs; move the unconditional flow last",
+        ),
+    );
 }
 
 fn unreachable_routes(rules: &[RouteRule], out: &mut Vec<Diagnostic>) {

@@ -66,8 +66,9 @@ fn unreachable_flows_routes_and_fault_rules() {
     );
     let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
     assert!(
-        w.iter()
-            .any(|w| w.contains("flow `late` can never run: flow `catch-all`")),
+        w.iter().any(|w| w.contains(
+            "flow `catch-all` has no condition and is not last: flow `late` after it can never run"
+        )),
         "{w:?}"
     );
     assert!(

@@ -307,6 +307,13 @@ pub const RULES: &[Rule] = &[
         "Only one CORS policy answers a request; the unconditional one shadows the others.",
     ),
     rule(
+        "POL010",
+        Warning,
+        false,
+        "A Quota whose `<UseQuotaConfigInAPIProduct stepName>` names no VerifyAPIKey or OAuthV2 policy of the bundle.",
+        "The Quota reads its limits from the API product that step verified; with another step it finds none and fails or uses its defaults.",
+    ),
+    rule(
         "TGT001",
         Warning,
         false,

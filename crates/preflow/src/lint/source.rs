@@ -535,6 +535,9 @@ pub(super) fn policy(
     if ty == "ServiceCallout" {
         service_callout(file, root, out);
     }
+    if ty == "Quota" {
+        quota_product_step(file, bundle, p, root, out);
+    }
     deprecated_elements(file, root, 0, out);
     resources(file, bundle, root, out);
 }
@@ -648,6 +651,41 @@ fn service_callout(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
         .and_then(|c| c.child("SSLInfo"))
     {
         ssl_children(file, ssl, out);
+    }
+}
+
+/// POL010: `<UseQuotaConfigInAPIProduct stepName>` must name the VerifyAPIKey or OAuthV2
+/// policy whose API product holds the quota settings.
+fn quota_product_step(
+    file: &File,
+    bundle: &Bundle,
+    p: &Policy,
+    root: &Element,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(el) = root.child("UseQuotaConfigInAPIProduct") else {
+        return;
+    };
+    let Some(step) = el.attr("stepName").map(str::trim) else {
+        return;
+    };
+    let problem = match bundle.policy(step) {
+        _ if step == p.name => Some("names the Quota itself".to_owned()),
+        None => Some(format!("names `{step}`, which is not in the bundle")),
+        Some(other) if !matches!(other.type_name.as_str(), "VerifyAPIKey" | "OAuthV2") => {
+            Some(format!("names `{step}`, a {} policy", other.type_name))
+        }
+        Some(_) => None,
+    };
+    if let Some(problem) = problem {
+        out.push(
+            file.warning(
+                "POL010",
+                el.offset,
+                format!("`<UseQuotaConfigInAPIProduct stepName>` {problem}; the quota settings of the API product are not found"),
+            )
+            .with_hint("name the VerifyAPIKey or OAuthV2 (VerifyAccessToken) policy that runs before the Quota"),
+        );
     }
 }
 
