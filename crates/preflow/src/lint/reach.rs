@@ -222,18 +222,27 @@ fn repeated<'a, T>(
                 .with_hint("give each its own name: traces, analytics and fault handling tell them apart by name"),
             );
         }
-        let Some(cond) = cond else {
-            continue;
+        // Flows without a condition repeat each other too (route and fault rules after
+        // an unconditional one are FLOW002 and FLOW003 already).
+        let key = match cond {
+            Some(c) => normalised(c),
+            None if what == "flow" => String::new(),
+            None => continue,
         };
-        let key = normalised(cond);
         match seen.get(key.as_str()) {
             Some(first) => out.push(
                 warn(
                     "FLOW004",
                     loc,
-                    format!(
-                        "{what} `{name}` has the same condition as {what} `{first}`; only the one tried first can run"
-                    ),
+                    if key.is_empty() {
+                        format!(
+                            "{what} `{name}` has no condition, like {what} `{first}` before it; only the first can run"
+                        )
+                    } else {
+                        format!(
+                            "{what} `{name}` has the same condition as {what} `{first}`; only the one tried first can run"
+                        )
+                    },
                 )
                 .with_hint("merge the two, or change one of the conditions"),
             ),
