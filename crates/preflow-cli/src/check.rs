@@ -378,18 +378,24 @@ fn level(s: Severity) -> &'static str {
     }
 }
 
-/// A file name as a SARIF URI reference: relative to the current folder when it is under
-/// it, `/`-separated, spaces and `%` escaped.
+/// A file name as a SARIF URI: relative to the current folder when it is under it, else a
+/// `file://` URI; `/`-separated, spaces and `%` escaped.
 fn uri(file: &str) -> String {
     let path = Path::new(file);
     let rel = std::env::current_dir()
         .ok()
         .and_then(|cwd| path.strip_prefix(&cwd).ok().map(Path::to_path_buf))
         .unwrap_or_else(|| path.to_path_buf());
-    rel.to_string_lossy()
+    let text = rel
+        .to_string_lossy()
         .replace('\\', "/")
         .replace('%', "%25")
-        .replace(' ', "%20")
+        .replace(' ', "%20");
+    if rel.is_absolute() {
+        format!("file://{text}")
+    } else {
+        text
+    }
 }
 
 fn sort(diagnostics: &mut Vec<Diagnostic>) {
