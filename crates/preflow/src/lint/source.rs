@@ -542,6 +542,16 @@ pub(super) fn policy(
     resources(file, bundle, root, out);
 }
 
+/// The `<AssignVariable>` elements of an AssignMessage, or of a RaiseFault's
+/// `<FaultResponse>`.
+fn assign_variable_elements(root: &Element) -> impl Iterator<Item = &Element> {
+    root.children_named("AssignVariable").chain(
+        root.child("FaultResponse")
+            .into_iter()
+            .flat_map(|f| f.children_named("AssignVariable")),
+    )
+}
+
 /// Children of `<AssignVariable>`.
 const ASSIGN_VARIABLE_CHILDREN: &[&str] = &[
     "Name",
@@ -555,7 +565,7 @@ const ASSIGN_VARIABLE_CHILDREN: &[&str] = &[
 /// `<AssignVariable>`: unknown children (SCH001), repeated ones (SCH002), and a `<Ref>`
 /// written as a template (POL002).
 fn assign_variables(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
-    for v in root.children_named("AssignVariable") {
+    for v in assign_variable_elements(root) {
         for c in &v.children {
             if !ASSIGN_VARIABLE_CHILDREN.contains(&c.name.as_str()) {
                 out.push(file.warning(
@@ -601,7 +611,7 @@ fn x_only_elements(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
                 .filter(|c| matches!(c.name.as_str(), "CountOnly" | "EnforceOnly" | "SharedName")),
         ),
         "AssignMessage" | "RaiseFault" => found.extend(
-            root.children_named("AssignVariable")
+            assign_variable_elements(root)
                 .flat_map(|v| &v.children)
                 .filter(|c| c.name == "ResourceURL" || c.name == "PropertySetRef"),
         ),
