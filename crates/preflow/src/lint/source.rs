@@ -281,6 +281,44 @@ fn load_balancer(file: &File, conn: &Element, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// SCH001/SCH002 for `<HealthMonitor>`: one monitor, one kind of probe, known children of
+/// `<SuccessResponse>`.
+fn health_monitor(file: &File, conn: &Element, out: &mut Vec<Diagnostic>) {
+    let monitors: Vec<&Element> = conn.children_named("HealthMonitor").collect();
+    if let Some(second) = monitors.get(1) {
+        out.push(file.warning(
+            "SCH002",
+            second.offset,
+            "a second `<HealthMonitor>`; only the first is used".to_owned(),
+        ));
+    }
+    let Some(m) = monitors.first() else {
+        return;
+    };
+    if let (Some(_), Some(tcp)) = (m.child("HTTPMonitor"), m.child("TCPMonitor")) {
+        out.push(file.warning(
+            "SCH002",
+            tcp.offset,
+            "`<HealthMonitor>` with both `<HTTPMonitor>` and `<TCPMonitor>`; only the HTTP monitor is used"
+                .to_owned(),
+        ));
+    }
+    if let Some(success) = m
+        .child("HTTPMonitor")
+        .and_then(|h| h.child("SuccessResponse"))
+    {
+        for c in &success.children {
+            if !matches!(c.name.as_str(), "ResponseCode" | "Header") {
+                out.push(file.warning(
+                    "SCH001",
+                    c.offset,
+                    format!("unknown element `<{}>` in `<SuccessResponse>`", c.name),
+                ));
+            }
+        }
+    }
+}
+
 /// The policies named by steps of an `<EventFlow>` of `root`.
 fn event_flow_steps(root: &Element, used: &mut BTreeSet<String>) {
     let Some(ev) = root.child("EventFlow") else {
@@ -364,6 +402,7 @@ pub(super) fn target(
     if let Some(conn) = root.child("HTTPTargetConnection") {
         target_tls(file, conn, platform, out);
         load_balancer(file, conn, out);
+        health_monitor(file, conn, out);
     }
     if platform == Platform::X {
         for name in ["HostedTarget", "ScriptTarget"] {
