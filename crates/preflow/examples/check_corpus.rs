@@ -44,19 +44,24 @@ fn main() {
             let found = lint_with(&loaded.bundles, &lint);
             let took = start.elapsed();
             if round == 2 {
-                times.push(took);
+                times.push((took, dir));
                 errors += loaded.errors().count() + found.iter().filter(|d| d.is_error()).count();
             }
         }
     }
     times.sort();
-    let total: std::time::Duration = times.iter().sum();
+    let total: std::time::Duration = times.iter().map(|(t, _)| *t).sum();
     let n = u32::try_from(times.len().max(1)).unwrap_or(u32::MAX);
     println!(
-        "{} bundles: mean {:?}, median {:?}, max {:?} per bundle (load and lint), {errors} errors",
+        "{} bundles: mean {:?}, median {:?} per bundle (load and lint), {errors} errors; slowest:",
         times.len(),
         total / n,
-        times.get(times.len() / 2).copied().unwrap_or_default(),
-        times.last().copied().unwrap_or_default(),
+        times
+            .get(times.len() / 2)
+            .map(|(t, _)| *t)
+            .unwrap_or_default(),
     );
+    for (t, dir) in times.iter().rev().take(3) {
+        println!("  {t:?} {}", dir.display());
+    }
 }
