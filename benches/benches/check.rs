@@ -38,7 +38,11 @@ fn corpus_bundles() -> Vec<PathBuf> {
 
 fn check(c: &mut Criterion) {
     let bundles = corpus_bundles();
-    assert_eq!(bundles.len(), 242, "the corpus bundles outside apigeelint's fixtures");
+    assert_eq!(
+        bundles.len(),
+        242,
+        "the corpus bundles outside apigeelint's fixtures"
+    );
     let options = LoadOptions::default();
     let lint = LintOptions::default();
     let mut group = c.benchmark_group("check");
