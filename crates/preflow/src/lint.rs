@@ -93,6 +93,7 @@ pub fn lint_with(bundles: &[Bundle], options: &LintOptions) -> Vec<Diagnostic> {
         }
         for c in &conditions {
             and_or_mix(c, &mut out);
+            never_true(c, &mut out);
         }
         let mut event_flow_policies = BTreeSet::new();
         raw_checks(
@@ -380,6 +381,41 @@ fn parenthesised(text: &str, start: usize, end: usize) -> bool {
     let open = before.len() - 1;
     let close = to + (after.len() - after.trim_start().len());
     matching_close(text, open) == Some(close)
+}
+
+/// Whether `e` is false whatever the request: the literal `false`, or an `AND` with such
+/// an operand, or an `OR` of such operands.
+fn is_never_true(e: &Expr, depth: usize) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    match e {
+        Expr::Operand(Operand::Literal {
+            value: preflow_condition::ast::Literal::Boolean(false),
+            ..
+        }) => true,
+        Expr::And { lhs, rhs, .. } => {
+            is_never_true(lhs, depth + 1) || is_never_true(rhs, depth + 1)
+        }
+        Expr::Or { lhs, rhs, .. } => is_never_true(lhs, depth + 1) && is_never_true(rhs, depth + 1),
+        _ => false,
+    }
+}
+
+/// COND005: a condition that can never hold, so what it guards never runs.
+fn never_true(c: &Condition, out: &mut Vec<Diagnostic>) {
+    if let Some(e) = c.ast().and_then(|a| a.expr.as_ref())
+        && is_never_true(e, 0)
+    {
+        out.push(
+            warn(
+                "COND005",
+                &c.location,
+                "the condition is false whatever the request (a literal `false` in an `AND`); what it guards never runs".to_owned(),
+            )
+            .with_hint("remove the `false` term, or the step, flow or rule it guards"),
+        );
+    }
 }
 
 fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {

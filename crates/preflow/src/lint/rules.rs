@@ -244,6 +244,13 @@ pub const RULES: &[Rule] = &[
         "It counts as no condition, so the step, flow or rule always runs; usually a condition was meant.",
     ),
     rule(
+        "COND005",
+        Warning,
+        false,
+        "A condition that is false whatever the request, such as one with `false AND` in it.",
+        "The step, flow or rule it guards never runs: dead configuration, or a switch left off by mistake.",
+    ),
+    rule(
         "POL001",
         Warning,
         false,

@@ -339,6 +339,18 @@ fn step_names(file: &File, el: &Element, depth: usize, out: &mut Vec<Diagnostic>
     if depth > 32 {
         return;
     }
+    if el.name == "Condition" {
+        for c in &el.children {
+            out.push(file.warning(
+                "SCH001",
+                c.offset,
+                format!(
+                    "unknown element `<{}>` in `<Condition>`; a condition is text only",
+                    c.name
+                ),
+            ));
+        }
+    }
     if el.name == "Condition" && el.children.is_empty() && el.text().trim().is_empty() {
         out.push(
             file.warning(
