@@ -7,7 +7,6 @@ mod serve;
 mod trace;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// preflow: run Apigee-style API proxies as a Rust library.
@@ -23,16 +22,9 @@ enum Command {
     /// Parse and evaluate one condition; prints `true` or `false`.
     Cond(cond::Args),
     /// Load bundles (an `apiproxy/` or `sharedflowbundle/` folder, a folder holding them,
-    /// or a zip) and report every problem with file:line:column. Exits 1 on errors.
-    Check {
-        /// Bundles to check.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Environment file to check targets against (API providers, target servers,
-        /// trust and key stores). Default: `environment.toml` in a PATH folder, if any.
-        #[arg(long = "env", value_name = "FILE")]
-        env: Option<PathBuf>,
-    },
+    /// or a zip) and report every problem with its rule id, file:line:column, source line
+    /// and caret. Exits 1 on errors, 2 on usage problems.
+    Check(check::Args),
     /// Run one request through bundles (local state, no target called) and print each
     /// flow, condition and policy with its result.
     Trace(trace::Args),
@@ -49,7 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Cond(args) => cond::run(&args),
-        Command::Check { paths, env } => check::run(&paths, env.as_deref()),
+        Command::Check(args) => check::run(&args),
         Command::Trace(args) => trace::run(&args),
         Command::Serve(args) => serve::run(&args),
     }

@@ -151,6 +151,9 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// The source line holding the location (empty when there is none).
     pub line_text: String,
+    /// The stable id of the check that found it (`TLS001`…), when it has one; see the
+    /// rule catalogue of `preflow check`.
+    pub rule: Option<&'static str>,
 }
 
 impl Diagnostic {
@@ -169,6 +172,7 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             line_text,
+            rule: None,
         }
     }
 
@@ -184,6 +188,7 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             line_text: String::new(),
+            rule: None,
         }
     }
 
@@ -195,6 +200,7 @@ impl Diagnostic {
             message: message.into(),
             hint: None,
             line_text: String::new(),
+            rule: None,
         }
     }
 
@@ -205,27 +211,28 @@ impl Diagnostic {
         self
     }
 
+    /// Sets the id of the rule that found it.
+    #[must_use]
+    pub fn with_rule(mut self, rule: &'static str) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
     /// Whether this is an error.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
 
     /// The one-line form, then the source line with a caret under the column, then the hint.
+    /// Control characters and other non-printable characters of the line are shown
+    /// escaped (`\u{1b}`), and the caret still points at the right character.
     pub fn render(&self) -> String {
         let mut out = self.to_string();
         if !self.line_text.is_empty() {
             let gutter = self.location.line.to_string();
             let pad = " ".repeat(gutter.len());
-            let lead: String = self
-                .line_text
-                .chars()
-                .take(self.location.column.saturating_sub(1))
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
-            out.push_str(&format!(
-                "\n{pad} |\n{gutter} | {}\n{pad} | {lead}^",
-                self.line_text
-            ));
+            let (line, lead) = escaped_line(&self.line_text, self.location.column);
+            out.push_str(&format!("\n{pad} |\n{gutter} | {line}\n{pad} | {lead}^"));
         }
         if let Some(hint) = &self.hint {
             out.push_str("\n  = hint: ");
@@ -235,9 +242,40 @@ impl Diagnostic {
     }
 }
 
+/// `line` with non-printable characters escaped, and the white space that puts a caret
+/// under its 1-based character `column`.
+fn escaped_line(line: &str, column: usize) -> (String, String) {
+    let mut shown = String::with_capacity(line.len());
+    let mut lead = String::new();
+    for (i, c) in line.chars().enumerate() {
+        let piece = if c == '\t' || !(c.is_control() || is_invisible(c)) {
+            c.to_string()
+        } else {
+            c.escape_unicode().to_string()
+        };
+        if i + 1 < column {
+            lead.extend(piece.chars().map(|p| if p == '\t' { '\t' } else { ' ' }));
+        }
+        shown.push_str(&piece);
+    }
+    (shown, lead)
+}
+
+/// Characters that print as nothing and would hide what the line holds.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.location, self.severity, self.message)
+        match self.rule {
+            Some(rule) => write!(
+                f,
+                "{}: {}[{rule}]: {}",
+                self.location, self.severity, self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.location, self.severity, self.message),
+        }
     }
 }
 
@@ -254,6 +292,24 @@ mod tests {
         let d = src.error(7, "bad").with_hint("fix it");
         assert_eq!(d.to_string(), "a.xml:2:4: error: bad");
         assert!(d.render().contains("2 | cé d\n  |    ^"), "{}", d.render());
+    }
+
+    #[test]
+    fn non_printable_bytes_are_escaped_and_the_caret_follows() {
+        let src = Source::new("a.xml", "a\u{1b}b\u{feff}c");
+        let d = src.warning(6, "here").with_rule("XML001");
+        let text = d.render();
+        assert!(
+            text.starts_with("a.xml:1:5: warning[XML001]: here"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(&format!(
+                "1 | a\\u{{1b}}b\\u{{feff}}c\n  | {}^",
+                " ".repeat(16)
+            )),
+            "{text}"
+        );
     }
 
     #[test]

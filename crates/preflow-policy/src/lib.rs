@@ -32,6 +32,7 @@
 // Faults are the cold path: carried by value in `Result`s rather than boxed.
 #![allow(clippy::result_large_err)]
 
+pub mod advice;
 mod diag;
 pub mod jsonpath;
 mod parse;
@@ -45,6 +46,7 @@ pub mod vars;
 pub mod xml;
 pub mod xpath;
 
+pub use advice::Advice;
 pub use diag::{Diagnostic, Location, Severity, Source};
 pub use parse::{Cx as ParseContext, is_placeholder};
 pub use placeholder::{find_placeholders, warn_placeholders};

@@ -154,6 +154,12 @@ pub(crate) trait PolicyType {
         None
     }
 
+    /// Advice about a configuration that loads but is wrong or risky, for lint.
+    fn advice(config: &Self::Config) -> Vec<crate::Advice> {
+        let _ = config;
+        Vec::new()
+    }
+
     /// A variable of this type's prefix: `{prefix}.{policy}.{field}` (other than
     /// `failed`), for the policy at `at`.
     fn variable(at: PolicyRef, field: &str) -> Option<Slot> {
@@ -270,6 +276,14 @@ macro_rules! registry {
                 match self {
                     $(PolicyConfig::$variant(c) => <$module::$ty as PolicyType>::max_request_body(c),)+
                     PolicyConfig::Unsupported { .. } => None,
+                }
+            }
+
+            /// Advice about a configuration that loads but is wrong or risky, for lint.
+            pub fn advice(&self) -> Vec<crate::Advice> {
+                match self {
+                    $(PolicyConfig::$variant(c) => <$module::$ty as PolicyType>::advice(c),)+
+                    PolicyConfig::Unsupported { .. } => Vec::new(),
                 }
             }
 

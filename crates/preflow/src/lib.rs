@@ -138,7 +138,7 @@ pub use endpoint::{
 pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
 pub use exchange::{Exchange, Phase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
-pub use lint::{lint, lint_environment};
+pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use path::PathError;
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::runtime::{

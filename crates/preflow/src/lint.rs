@@ -1,6 +1,12 @@
 //! Checks beyond loading, for `preflow check`: conditions that mix `AND` and `OR` without
-//! parentheses, flows and rules that can never run, policies no step uses, and conditions
-//! that read variables nothing sets.
+//! parentheses, flows, rules and steps that can never run, policies no step uses,
+//! conditions that read variables nothing sets, target TLS, the policy modules' advice,
+//! deprecated and platform-only features. Every finding carries a rule id of the
+//! catalogue in [`rules`].
+
+mod reach;
+pub mod rules;
+mod source;
 
 use crate::bundle::Bundle;
 use crate::endpoint::{Condition, FaultRule, Flow, RouteRule};
@@ -8,10 +14,45 @@ use preflow_condition::ast::{Expr, Operand};
 use preflow_policy::{Diagnostic, Location, Severity};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Lints `bundles` (loaded together, so that variables set by shared flows count for the
-/// proxies that call them). Every finding is a warning.
+/// The Apigee platform a bundle is meant for: features of the other one are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Platform {
+    /// Not said (the default): features of one platform only are not reported.
+    #[default]
+    Any,
+    /// Apigee Edge.
+    Edge,
+    /// Apigee X (and hybrid).
+    X,
+}
+
+/// What [`lint_with`] checks for.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LintOptions {
+    /// The platform the bundles are meant for.
+    pub platform: Platform,
+}
+
+impl LintOptions {
+    /// Options for `platform`.
+    pub fn for_platform(platform: Platform) -> Self {
+        Self { platform }
+    }
+}
+
+/// Lints `bundles` for no platform in particular; see [`lint_with`].
 pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
+    lint_with(bundles, &LintOptions::default())
+}
+
+/// Lints `bundles` (loaded together, so that variables set by shared flows count for the
+/// proxies that call them). Findings are warnings except XML001; each carries its rule id.
+/// Checks of the files as written read the files again from disk; for bundles loaded
+/// from a zip or from memory those are skipped.
+pub fn lint_with(bundles: &[Bundle], options: &LintOptions) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    let mut files = source::Files::default();
     let set = VariablesSet::of(bundles);
     let shared_flows: BTreeMap<&str, &Bundle> = bundles
         .iter()
@@ -23,6 +64,22 @@ pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
         for p in &bundle.proxy_endpoints {
             unreachable_flows(&p.flows, &mut out);
             unreachable_routes(&p.route_rules, &mut out);
+            if bundle.kind == crate::BundleKind::ApiProxy
+                && !p.route_rules.is_empty()
+                && p.route_rules.iter().all(|r| r.condition.is_some())
+            {
+                out.push(
+                    warn(
+                        "FLOW010",
+                        &p.location,
+                        format!(
+                            "proxy endpoint `{}` has no route rule without a condition: a request no condition matches is not routed",
+                            p.name
+                        ),
+                    )
+                    .with_hint("add a last `<RouteRule>` without a `<Condition>` (with no `<TargetEndpoint>` for a null route)"),
+                );
+            }
             unreachable_fault_rules(&p.fault_rules, true, &mut out);
             conditions.extend(p.conditions());
         }
@@ -36,8 +93,23 @@ pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
         }
         for c in &conditions {
             and_or_mix(c, &mut out);
+            never_true(c, &mut out);
         }
-        unreferenced_policies(bundle, &mut out);
+        let mut event_flow_policies = BTreeSet::new();
+        raw_checks(
+            bundle,
+            options.platform,
+            &mut files,
+            &mut event_flow_policies,
+            &mut out,
+        );
+        reach::after_raise_fault(bundle, &mut out);
+        reach::duplicate_conditions(bundle, &mut out);
+        reach::unreferenced_targets(bundle, &mut out);
+        reach::quota_twice(bundle, &mut out);
+        reach::cors_policies(bundle, &mut out);
+        ignored_validation(bundle, &mut out);
+        unreferenced_policies(bundle, &event_flow_policies, &mut out);
         if !shared_flows.is_empty() {
             missing_shared_flows(bundle, &shared_flows, &mut out);
         }
@@ -50,8 +122,91 @@ pub fn lint(bundles: &[Bundle]) -> Vec<Diagnostic> {
     out
 }
 
-fn warn(location: &Location, message: String) -> Diagnostic {
-    Diagnostic::at(location.clone(), Severity::Warning, message)
+fn warn(rule: &'static str, location: &Location, message: String) -> Diagnostic {
+    Diagnostic::at(location.clone(), Severity::Warning, message).with_rule(rule)
+}
+
+/// The checks of the files as written (see [`source`]).
+fn raw_checks(
+    bundle: &Bundle,
+    platform: Platform,
+    files: &mut source::Files,
+    event_flow_policies: &mut BTreeSet<String>,
+    out: &mut Vec<Diagnostic>,
+) {
+    // Descriptors at the bundle root are not part of the model; check their declaration.
+    let mut names: Vec<String> = std::fs::read_dir(&bundle.root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml") && p.is_file())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in &names {
+        if let Some(f) = files.get(name) {
+            source::xml_declaration(f, out);
+        }
+    }
+    for p in &bundle.proxy_endpoints {
+        if let Some(f) = files.get(&p.location.file) {
+            source::xml_declaration(f, out);
+            source::proxy(f, p, platform, event_flow_policies, out);
+        }
+    }
+    for t in &bundle.target_endpoints {
+        if let Some(f) = files.get(&t.location.file) {
+            source::xml_declaration(f, out);
+            source::target(f, t, platform, event_flow_policies, out);
+        }
+    }
+    for s in &bundle.shared_flows {
+        if let Some(f) = files.get(&s.location.file) {
+            source::xml_declaration(f, out);
+        }
+    }
+    for p in bundle.policies.values() {
+        let f = files.get(&p.location.file);
+        if let Some(f) = f {
+            source::xml_declaration(f, out);
+        }
+        source::policy(f, bundle, p, platform, out);
+    }
+}
+
+const IGNORES_VALIDATION: &str =
+    "does not verify the back end's certificate (`<IgnoreValidationErrors>true`)";
+
+/// TLS004: targets that accept any certificate. The same finding as [`lint_environment`]'s,
+/// so that running both reports it once.
+fn ignored_validation(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
+    for t in &bundle.target_endpoints {
+        if let crate::endpoint::TargetConnection::Http(h) = &t.connection
+            && let Some(d) = ignores_validation(t, h)
+        {
+            out.push(d);
+        }
+    }
+}
+
+fn ignores_validation(
+    t: &crate::endpoint::TargetEndpoint,
+    h: &crate::endpoint::HttpTargetConnection,
+) -> Option<Diagnostic> {
+    let tls = h.ssl_info.as_ref()?;
+    let url = h.url.as_deref().map(str::trim).unwrap_or_default();
+    (tls.ignore_validation_errors && (url.starts_with("https://") || tls.enabled || url.is_empty()))
+        .then(|| {
+            warn(
+                "TLS004",
+                &t.location,
+                format!("target endpoint `{}` {IGNORES_VALIDATION}", t.name),
+            )
+            .with_hint(
+                "anyone on the path can impersonate the back end; name a `<TrustStore>` instead",
+            )
+        })
 }
 
 /// The location of byte `at` of a condition's text.
@@ -69,26 +224,41 @@ fn within(c: &Condition, at: usize) -> Location {
     loc
 }
 
+/// FLOW001, reported once at the unconditional flow: that is where the fix goes.
 fn unreachable_flows(flows: &[Flow], out: &mut Vec<Diagnostic>) {
-    if let Some(first) = flows.iter().position(|f| f.condition.is_none()) {
-        let Some(cover) = flows.get(first) else {
-            return;
-        };
-        for f in flows.iter().skip(first + 1) {
-            if let Some(loc) = &f.location {
-                out.push(
-                    warn(
-                        loc,
-                        format!(
-                            "flow `{}` can never run: flow `{}` before it has no condition",
-                            f.name, cover.name
-                        ),
-                    )
-                    .with_hint("only the first flow whose condition holds runs; move the unconditional flow last"),
-                );
-            }
-        }
+    let Some(first) = flows.iter().position(|f| f.condition.is_none()) else {
+        return;
+    };
+    let Some(cover) = flows.get(first) else {
+        return;
+    };
+    let hidden: Vec<&Flow> = flows.iter().skip(first + 1).collect();
+    let Some(loc) = cover
+        .location
+        .as_ref()
+        .or_else(|| hidden.iter().find_map(|f| f.location.as_ref()))
+    else {
+        return;
+    };
+    if hidden.is_empty() {
+        return;
     }
+    let names: Vec<String> = hidden.iter().map(|f| format!("`{}`", f.name)).collect();
+    let noun = if hidden.len() == 1 { "flow" } else { "flows" };
+    out.push(
+        warn(
+            "FLOW001",
+            loc,
+            format!(
+                "flow `{}` has no condition and is not last: {noun} {} after it can never run",
+                cover.name,
+                names.join(", ")
+            ),
+        )
+        .with_hint(
+            "only the first flow whose condition holds runs; move the unconditional flow last",
+        ),
+    );
 }
 
 fn unreachable_routes(rules: &[RouteRule], out: &mut Vec<Diagnostic>) {
@@ -99,6 +269,7 @@ fn unreachable_routes(rules: &[RouteRule], out: &mut Vec<Diagnostic>) {
         for r in rules.iter().skip(first + 1) {
             out.push(
                 warn(
+                    "FLOW002",
                     &r.location,
                     format!(
                         "route rule `{}` can never apply: route rule `{}` before it has no condition",
@@ -124,6 +295,7 @@ fn unreachable_fault_rules(rules: &[FaultRule], proxy: bool, out: &mut Vec<Diagn
         };
         for r in order.iter().skip(first + 1) {
             out.push(warn(
+                "FLOW003",
                 &r.location,
                 format!(
                     "fault rule `{}` can never run: fault rule `{}`, tried before it, has no condition",
@@ -211,6 +383,41 @@ fn parenthesised(text: &str, start: usize, end: usize) -> bool {
     matching_close(text, open) == Some(close)
 }
 
+/// Whether `e` is false whatever the request: the literal `false`, or an `AND` with such
+/// an operand, or an `OR` of such operands.
+fn is_never_true(e: &Expr, depth: usize) -> bool {
+    if depth > 64 {
+        return false;
+    }
+    match e {
+        Expr::Operand(Operand::Literal {
+            value: preflow_condition::ast::Literal::Boolean(false),
+            ..
+        }) => true,
+        Expr::And { lhs, rhs, .. } => {
+            is_never_true(lhs, depth + 1) || is_never_true(rhs, depth + 1)
+        }
+        Expr::Or { lhs, rhs, .. } => is_never_true(lhs, depth + 1) && is_never_true(rhs, depth + 1),
+        _ => false,
+    }
+}
+
+/// COND005: a condition that can never hold, so what it guards never runs.
+fn never_true(c: &Condition, out: &mut Vec<Diagnostic>) {
+    if let Some(e) = c.ast().and_then(|a| a.expr.as_ref())
+        && is_never_true(e, 0)
+    {
+        out.push(
+            warn(
+                "COND005",
+                &c.location,
+                "the condition is false whatever the request (a literal `false` in an `AND`); what it guards never runs".to_owned(),
+            )
+            .with_hint("remove the `false` term, or the step, flow or rule it guards"),
+        );
+    }
+}
+
 fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
     let Some(root) = c.ast().and_then(|a| a.expr.as_ref()) else {
         return;
@@ -243,6 +450,7 @@ fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
     if let Some(at) = first {
         out.push(
             warn(
+                "COND001",
                 &within(c, at),
                 "`AND` and `OR` mixed without parentheses; Apigee Edge and Apigee X group them \
                  differently"
@@ -253,18 +461,27 @@ fn and_or_mix(c: &Condition, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn unreferenced_policies(bundle: &Bundle, out: &mut Vec<Diagnostic>) {
+fn unreferenced_policies(
+    bundle: &Bundle,
+    event_flow_policies: &BTreeSet<String>,
+    out: &mut Vec<Diagnostic>,
+) {
     let used: BTreeSet<&str> = bundle
         .all_steps()
         .iter()
         .map(|s| s.policy.as_str())
+        .chain(event_flow_policies.iter().map(String::as_str))
         .collect();
     for p in bundle.policies.values() {
         if !used.contains(p.name.as_str()) {
-            out.push(warn(
-                &p.location,
-                format!("policy `{}` is not used by any step", p.name),
-            ));
+            out.push(
+                warn(
+                    "POL006",
+                    &p.location,
+                    format!("policy `{}` is not used by any step", p.name),
+                )
+                .with_hint("attach it with a `<Step>`, or remove the file"),
+            );
         }
     }
 }
@@ -281,6 +498,7 @@ fn missing_shared_flows(
             && !shared_flows.contains_key(name)
         {
             out.push(warn(
+                "REF004",
                 &p.location,
                 format!(
                     "{} `{}` calls shared flow `{name}`, which is not among the loaded bundles",
@@ -449,6 +667,7 @@ fn unset_variables(c: &Condition, set: &VariablesSet, out: &mut Vec<Diagnostic>)
         if !set.sets(&v.name) && reported.insert(v.name.clone()) {
             out.push(
                 warn(
+                    "COND002",
                     &within(c, v.span.start),
                     format!(
                         "condition reads `{}`, which no policy of the loaded bundles sets",
@@ -477,6 +696,7 @@ pub fn lint_environment(bundles: &[Bundle], env: &crate::Environment) -> Vec<Dia
                 let name = rest.split('/').next().unwrap_or_default();
                 if env.find_provider(name).is_none() {
                     out.push(warn(
+                        "REF003",
                         at,
                         format!(
                             "target endpoint `{}` goes through API provider `{name}`, which the environment does not define",
@@ -488,6 +708,7 @@ pub fn lint_environment(bundles: &[Bundle], env: &crate::Environment) -> Vec<Dia
             for s in h.load_balancer.iter().flat_map(|lb| &lb.servers) {
                 if env.find_target_server(&s.name).is_none() {
                     out.push(warn(
+                        "REF003",
                         at,
                         format!(
                             "target endpoint `{}` balances over target server `{}`, which the environment does not define",
@@ -496,23 +717,12 @@ pub fn lint_environment(bundles: &[Bundle], env: &crate::Environment) -> Vec<Dia
                     ));
                 }
             }
+            if let Some(d) = ignores_validation(t, h) {
+                out.push(d);
+            }
             let Some(tls) = &h.ssl_info else {
                 continue;
             };
-            if tls.ignore_validation_errors
-                && (url.starts_with("https://") || tls.enabled || url.is_empty())
-            {
-                out.push(
-                    warn(
-                        at,
-                        format!(
-                            "target endpoint `{}` does not verify the back end's certificate (`<IgnoreValidationErrors>true`)",
-                            t.name
-                        ),
-                    )
-                    .with_hint("anyone on the path can impersonate the back end; name a `<TrustStore>` instead"),
-                );
-            }
             for (kind, name, known) in [
                 ("trust store", &tls.truststore, &env.truststores),
                 ("key store", &tls.keystore, &env.keystores),
@@ -521,6 +731,7 @@ pub fn lint_environment(bundles: &[Bundle], env: &crate::Environment) -> Vec<Dia
                     && !known.iter().any(|k| k == n)
                 {
                     out.push(warn(
+                        "REF003",
                         at,
                         format!(
                             "target endpoint `{}` names {kind} `{n}`, which the environment does not define",

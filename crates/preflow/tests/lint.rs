@@ -66,8 +66,9 @@ fn unreachable_flows_routes_and_fault_rules() {
     );
     let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM]);
     assert!(
-        w.iter()
-            .any(|w| w.contains("flow `late` can never run: flow `catch-all`")),
+        w.iter().any(|w| w.contains(
+            "flow `catch-all` has no condition and is not last: flow `late` after it can never run"
+        )),
         "{w:?}"
     );
     assert!(
@@ -104,7 +105,7 @@ fn flow_callouts_to_shared_flows_not_loaded() {
     assert_eq!(
         w,
         [
-            "apiproxy/policies/FC2.xml:1:1: warning: FlowCallout `FC2` calls shared flow `other`, which is not among the loaded bundles"
+            "apiproxy/policies/FC2.xml:1:1: warning[REF004]: FlowCallout `FC2` calls shared flow `other`, which is not among the loaded bundles"
         ]
     );
     // Alone, a proxy calling shared flows deployed elsewhere is fine.
@@ -126,7 +127,7 @@ fn unreferenced_policies_and_unset_variables() {
     let w = lint_of(&[("apiproxy/proxies/default.xml", &p), AM, unused]);
     assert!(
         w.contains(
-            &"apiproxy/policies/Unused.xml:1:1: warning: policy `Unused` is not used by any step"
+            &"apiproxy/policies/Unused.xml:1:1: warning[POL006]: policy `Unused` is not used by any step"
                 .to_owned()
         ),
         "{w:?}"

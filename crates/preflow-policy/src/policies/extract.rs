@@ -412,6 +412,33 @@ impl PolicyType for ExtractVariablesPolicy {
         run(rt, c)
     }
 
+    fn advice(e: &ExtractVariables) -> Vec<crate::Advice> {
+        let mut out = Vec::new();
+        for (element, list) in [
+            ("QueryParam", &e.query_params),
+            ("Header", &e.headers),
+            ("FormParam", &e.form_params),
+            ("Variable", &e.variables),
+        ] {
+            for (i, n) in list.iter().enumerate() {
+                if n.patterns.is_empty() {
+                    out.push(
+                        crate::Advice::new(
+                            "POL001",
+                            Some(element),
+                            format!(
+                                "`<{element} name=\"{}\">` has no `<Pattern>`; it extracts nothing",
+                                n.name
+                            ),
+                        )
+                        .nth(i),
+                    );
+                }
+            }
+        }
+        out
+    }
+
     fn variables_set(e: &ExtractVariables) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         for pattern in e

@@ -191,4 +191,15 @@ impl PolicyType for ResponseCachePolicy {
     fn run<R: Runtime>(c: &Self::Compiled, rt: &mut R) -> Outcome {
         run(rt, &c.name, c)
     }
+
+    fn advice(r: &ResponseCache) -> Vec<crate::Advice> {
+        if r.exclude_error_response {
+            return Vec::new();
+        }
+        vec![crate::Advice::new(
+            "POL003",
+            None,
+            "ResponseCache also caches error responses: add `<ExcludeErrorResponse>true</ExcludeErrorResponse>`",
+        )]
+    }
 }

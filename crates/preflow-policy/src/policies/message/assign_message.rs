@@ -51,6 +51,47 @@ impl PolicyType for AssignMessagePolicy {
         }
     }
 
+    fn advice(a: &AssignMessage) -> Vec<crate::Advice> {
+        let mut out = Vec::new();
+        for (i, v) in a.ops.assign_variables.iter().enumerate() {
+            if v.reference.is_none()
+                && v.value.is_none()
+                && v.template.is_none()
+                && v.template_ref.is_none()
+            {
+                out.push(crate::Advice::new(
+                    "POL002",
+                    Some("AssignVariable"),
+                    format!(
+                        "`<AssignVariable>` for `{}` has no `<Ref>`, `<Value>` or `<Template>`; it assigns nothing",
+                        v.name
+                    ),
+                ).nth(i));
+            }
+        }
+        if let Some(p) = a.ops.set.as_ref().and_then(|s| s.payload.as_ref())
+            && let (Some(ct), Some(body)) = (&p.content_type, p.template.as_literal())
+        {
+            let body = body.trim();
+            let ct = ct.to_ascii_lowercase();
+            let mismatch = if ct.contains("json") {
+                !body.is_empty() && serde_json::from_str::<serde_json::Value>(body).is_err()
+            } else if ct.contains("xml") {
+                !body.is_empty() && !body.starts_with('<')
+            } else {
+                false
+            };
+            if mismatch {
+                out.push(crate::Advice::new(
+                    "POL005",
+                    Some("Set"),
+                    format!("`<Payload contentType=\"{ct}\">` holds a payload that is not of that type; fix the payload or the content type"),
+                ));
+            }
+        }
+        out
+    }
+
     fn variables_set(config: &AssignMessage) -> Vec<String> {
         config.ops.variables_set()
     }

@@ -72,6 +72,7 @@ fn data_capture(cx: &mut Cx<'_>, el: &Element) -> DataCapture {
     let captures = el
         .children_named("Capture")
         .map(|c| {
+            capture_structure(cx, c);
             let data_collector = c
                 .child("DataCollector")
                 .and_then(Element::non_empty_text)
@@ -123,6 +124,102 @@ fn data_capture(cx: &mut Cx<'_>, el: &Element) -> DataCapture {
         captures,
         ignore_unresolved_variables: cx.child_bool(el, "IgnoreUnresolvedVariables", false),
         throw_exception_on_limit: cx.child_bool(el, "ThrowExceptionOnLimit", false),
+    }
+}
+
+/// Lint findings about the shape of a `<Capture>` (each once-only element once, no
+/// stray attributes or children), with their rule ids; they do not change the config.
+fn capture_structure(cx: &mut Cx<'_>, c: &Element) {
+    let mut push = |rule: &'static str, at: usize, message: String| {
+        cx.diags.push(cx.src.warning(at, message).with_rule(rule));
+    };
+    let collects: Vec<&Element> = c.children_named("Collect").collect();
+    if collects.is_empty() {
+        push(
+            "SCH002",
+            c.offset,
+            "`<Capture>` without a `<Collect>`; it captures nothing".to_owned(),
+        );
+    }
+    for (name, list) in [
+        ("Collect", collects.clone()),
+        ("DataCollector", c.children_named("DataCollector").collect()),
+    ] {
+        if list.len() > 1 {
+            push(
+                "SCH002",
+                c.offset,
+                format!(
+                    "`<Capture>` has {} `<{name}>` elements; only the first is used",
+                    list.len()
+                ),
+            );
+        }
+    }
+    for d in c.children_named("DataCollector") {
+        for a in d.attributes.iter().filter(|a| a.name != "scope") {
+            push(
+                "SCH001",
+                d.offset,
+                format!("unknown attribute `{}` on `<DataCollector>`", a.name),
+            );
+        }
+    }
+    for k in collects {
+        for a in k
+            .attributes
+            .iter()
+            .filter(|a| !matches!(a.name.as_str(), "ref" | "default" | "type"))
+        {
+            push(
+                "SCH001",
+                k.offset,
+                format!("unknown attribute `{}` on `<Collect>`", a.name),
+            );
+        }
+        if k.attr("ref").is_some() && k.attr("default").is_none() {
+            push(
+                "SCH002",
+                k.offset,
+                "`<Collect ref>` without the required `default` attribute".to_owned(),
+            );
+        }
+        let sources: Vec<&Element> = k.children_named("Source").collect();
+        if sources.len() > 1 {
+            push(
+                "SCH002",
+                k.offset,
+                format!(
+                    "`<Collect>` has {} `<Source>` elements; only the first is used",
+                    sources.len()
+                ),
+            );
+        }
+        for src in sources {
+            if let Some(a) = src.attributes.first() {
+                push(
+                    "SCH001",
+                    src.offset,
+                    format!("unknown attribute `{}` on `<Source>`", a.name),
+                );
+            }
+            if let Some(child) = src.children.first() {
+                push(
+                    "SCH001",
+                    child.offset,
+                    format!(
+                        "unknown element `<{}>` in `<Source>`; it holds a variable name",
+                        child.name
+                    ),
+                );
+            } else if src.text().trim().is_empty() {
+                push(
+                    "SCH002",
+                    src.offset,
+                    "an empty `<Source>`; name the message variable or leave it out".to_owned(),
+                );
+            }
+        }
     }
 }
 

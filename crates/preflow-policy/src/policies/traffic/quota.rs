@@ -462,6 +462,18 @@ impl PolicyType for QuotaPolicy {
         run(q, rt)
     }
 
+    fn advice(q: &Quota) -> Vec<crate::Advice> {
+        if q.distributed {
+            return Vec::new();
+        }
+        vec![crate::Advice::new(
+            "POL004",
+            Some("Distributed"),
+            "Quota is not distributed: each gateway node counts on its own, so clients get \
+             the limit once per node; add `<Distributed>true</Distributed>`",
+        )]
+    }
+
     fn resume<R: Runtime>(
         _: &Self::Compiled,
         rt: &mut R,
