@@ -15,7 +15,7 @@ use preflow_oauth::Registry;
 
 use crate::parse::Cx;
 use crate::policies::{
-    cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service, traffic,
+    cache, callout, cors, extract, format, javascript, jwt, kvm, message, protect, security, service, traffic,
 };
 use crate::runtime::{
     Outcome, PolicyRef, Runtime, Settings, StateMode, StoreReply, TargetError, Waiting, faults,
@@ -338,6 +338,8 @@ registry! {
     JsonToXml(format::JsonToXml) = format::JsonToXmlPolicy, ["JSONToXML"], [];
     /// `<XMLToJSON>`.
     XmlToJson(format::XmlToJson) = format::XmlToJsonPolicy, ["XMLToJSON"], [];
+    /// `<Javascript>`.
+    Javascript(Box<javascript::Javascript>) = javascript::JavascriptPolicy, ["Javascript"], ["javascript"];
 }
 
 impl PolicyConfig {

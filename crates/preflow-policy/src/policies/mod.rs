@@ -8,6 +8,7 @@ pub(crate) mod condition;
 pub mod cors;
 pub mod extract;
 pub mod format;
+pub mod javascript;
 pub mod jwt;
 pub mod kvm;
 pub mod message;
