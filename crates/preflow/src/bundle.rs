@@ -712,8 +712,13 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
 /// scripts and specs policies run (`resources/jsc/`, `resources/oas/`).
 fn wanted_file(path: &str) -> bool {
     let parts: Vec<&str> = path.split('/').collect();
-    match parts.iter().position(|p| *p == "resources") {
-        Some(i) => matches!(parts.get(i + 1), Some(&"jsc" | &"oas")) && parts.len() > i + 2,
+    // Only a `resources/` inside the bundle counts (fixtures often sit in such folders).
+    let root = parts.iter().position(|p| ROOTS.contains(p)).unwrap_or(0);
+    let in_bundle = parts.get(root..).unwrap_or_default();
+    match in_bundle.iter().position(|p| *p == "resources") {
+        Some(i) => {
+            matches!(in_bundle.get(i + 1), Some(&"jsc" | &"oas")) && in_bundle.len() > i + 2
+        }
         None => path.to_ascii_lowercase().ends_with(".xml"),
     }
 }
