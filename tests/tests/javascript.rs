@@ -252,3 +252,21 @@ fn scripts_load_from_a_folder() {
     let out = run(&g, "Fine");
     assert_eq!(g.variable(&out.exchange, "ok").as_deref(), Some("disk"));
 }
+
+#[test]
+fn rhino_only_constructs_are_warnings_at_their_place() {
+    let files = bundle(
+        &[("E4x", &js("E4x", "e4x.js", 200))],
+        &[("e4x.js", "var x = context.proxyResponse.content.asXML;\nvar s = new java.lang.String('a');\n")],
+    );
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let loaded = load_files(refs.iter().copied(), &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let w: Vec<String> = loaded
+        .warnings()
+        .map(|w| format!("{}:{}:{} {}", w.location.file, w.location.line, w.location.column, w.message))
+        .collect();
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w[0].starts_with("apiproxy/resources/jsc/e4x.js:1:38 E4X"), "{w:#?}");
+    assert!(w[1].starts_with("apiproxy/resources/jsc/e4x.js:2:13 Java"), "{w:#?}");
+}

@@ -258,7 +258,8 @@ where
     loaded
 }
 
-/// Gives Javascript policies their scripts from `resources/jsc/`: a script that is not
+/// Gives Javascript policies their scripts from `resources/jsc/` and OASValidation
+/// policies their specifications from `resources/oas/`: a file that is not
 /// there is a warning (the policy faults when reached), one that does not compile is
 /// an error at its line and column.
 fn attach_resources(
@@ -274,8 +275,35 @@ fn attach_resources(
                 .map(|name| (name, (path.as_str(), bytes.as_slice())))
         })
         .collect();
+    let specs: BTreeMap<&str, &[u8]> = files
+        .iter()
+        .filter_map(|(rel, _, bytes)| {
+            rel.strip_prefix("resources/oas/")
+                .map(|name| (name, bytes.as_slice()))
+        })
+        .collect();
     let mut checked: Vec<&str> = Vec::new();
     for policy in bundle.policies.values_mut() {
+        if let PolicyConfig::OasValidation(oas) = &mut policy.config {
+            let attached = oas.attach(|name| {
+                specs
+                    .get(name)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            });
+            if let Err(why) = attached {
+                let severity = if why.contains("does not parse") {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                diags.push(Diagnostic::for_file(
+                    policy.location.file.clone(),
+                    severity,
+                    format!("OASValidation policy `{}`: {why}", policy.name),
+                ));
+            }
+            continue;
+        }
         let PolicyConfig::Javascript(js) = &mut policy.config else {
             continue;
         };
@@ -302,14 +330,20 @@ fn attach_resources(
                 continue;
             }
             checked.push(path);
-            if let Err((message, line, column)) =
-                preflow_policy::javascript::check_syntax(&script.text)
-            {
-                let Some(src) = decode(path, bytes, diags) else {
-                    continue;
-                };
+            let syntax = preflow_policy::javascript::check_syntax(&script.text);
+            let unsupported = preflow_policy::javascript::unsupported_constructs(&script.text);
+            if syntax.is_ok() && unsupported.is_empty() {
+                continue;
+            }
+            let Some(src) = decode(path, bytes, diags) else {
+                continue;
+            };
+            if let Err((message, line, column)) = syntax {
                 let offset = line_col_offset(src.text(), line, column);
                 diags.push(src.error(offset, message));
+            }
+            for (offset, what) in unsupported {
+                diags.push(src.warning(offset, what));
             }
         }
     }

@@ -132,7 +132,8 @@ pub(crate) struct SyntaxError {
 struct Engine {
     // Field order is drop order: JS values before the context, the context before the
     // runtime.
-    scripts: HashMap<u64, Persistent<Function<'static>>>,
+    /// Compiled scripts by id, with their frozen `properties` object.
+    scripts: HashMap<u64, (Persistent<Function<'static>>, Option<Persistent<Object<'static>>>)>,
     run: Persistent<Function<'static>>,
     frame: Rc<RefCell<Frame>>,
     fuel: Rc<Cell<u64>>,
@@ -508,7 +509,7 @@ pub(crate) fn compile(id: u64, source: &str, limits: &Limits) -> Result<(), Synt
     let r = with_engine(limits, |e| {
         e.ctx.with(|ctx| {
             let f = compile_in(&ctx, source)?;
-            e.scripts.insert(id, Persistent::save(&ctx, f));
+            e.scripts.insert(id, (Persistent::save(&ctx, f), None));
             Ok(())
         })
     });
@@ -528,6 +529,7 @@ pub(crate) fn run(
     source: &str,
     properties: &[(String, String)],
     seed: u32,
+    thorough: bool,
     limits: &Limits,
     frame: Frame,
 ) -> (RunEnd, Frame) {
@@ -539,7 +541,7 @@ pub(crate) fn run(
         e.rt.set_memory_limit(e.memory.saturating_add(limits.memory));
         let end = e.ctx.with(|ctx| -> RunEnd {
             let f = match e.scripts.get(&id) {
-                Some(p) => p.clone().restore(&ctx).map_err(|e| SyntaxError {
+                Some((p, _)) => p.clone().restore(&ctx).map_err(|e| SyntaxError {
                     message: e.to_string(),
                     line: None,
                     column: None,
@@ -548,7 +550,7 @@ pub(crate) fn run(
                     if e.scripts.len() >= MAX_CACHED {
                         e.scripts.clear();
                     }
-                    e.scripts.insert(id, Persistent::save(&ctx, f.clone()));
+                    e.scripts.insert(id, (Persistent::save(&ctx, f.clone()), None));
                 }),
             };
             let f = match f {
@@ -569,12 +571,25 @@ pub(crate) fn run(
                     };
                 }
             };
-            let props = Object::new(ctx.clone()).and_then(|o| {
-                for (k, v) in properties {
-                    o.set(k.as_str(), v.as_str())?;
-                }
-                Ok(o)
-            });
+            let cached = e
+                .scripts
+                .get(&id)
+                .and_then(|(_, p)| p.clone())
+                .and_then(|p| p.restore(&ctx).ok());
+            let props = match cached {
+                Some(p) => Ok(p),
+                None => Object::new(ctx.clone()).and_then(|o| {
+                    for (k, v) in properties {
+                        o.set(k.as_str(), v.as_str())?;
+                    }
+                    let freeze: Function = ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
+                    freeze.call::<_, ()>((o.clone(),))?;
+                    if let Some(entry) = e.scripts.get_mut(&id) {
+                        entry.1 = Some(Persistent::save(&ctx, o.clone()));
+                    }
+                    Ok(o)
+                }),
+            };
             let props = match props {
                 Ok(p) => p,
                 Err(err) => {
@@ -584,7 +599,7 @@ pub(crate) fn run(
                     };
                 }
             };
-            match run.call::<_, ()>((f, props, seed)) {
+            match run.call::<_, ()>((f, props, seed, thorough)) {
                 Ok(()) => {
                     if e.abort.get() {
                         RunEnd::Missing

@@ -148,6 +148,30 @@ pub fn check_syntax(text: &str) -> Result<(), (String, Option<u32>, Option<u32>)
     engine::compile(id, text, &limits(None)).map_err(|e| (e.message, e.line, e.column))
 }
 
+/// Constructs of Apigee's Rhino that QuickJS cannot run, found in `text`: byte offset
+/// and a message for each (E4X XML literals and `.asXML`, Java classes).
+pub fn unsupported_constructs(text: &str) -> Vec<(usize, String)> {
+    const CONSTRUCTS: &[(&str, &str)] = &[
+        (".asXML", "E4X (`.asXML`) is not supported: the value is undefined here; parse the XML with the XMLToJSON policy"),
+        ("new XML(", "E4X (`new XML`) is not supported"),
+        ("new XMLList(", "E4X (`new XMLList`) is not supported"),
+        ("importPackage(", "Java classes (`importPackage`) are not available"),
+        ("importClass(", "Java classes (`importClass`) are not available"),
+        ("Packages.", "Java classes (`Packages.`) are not available"),
+        ("java.lang.", "Java classes (`java.lang`) are not available"),
+        ("java.util.", "Java classes (`java.util`) are not available"),
+        ("JavaImporter(", "Java classes (`JavaImporter`) are not available"),
+    ];
+    let mut out = Vec::new();
+    for (needle, message) in CONSTRUCTS {
+        if let Some(at) = text.find(needle) {
+            out.push((at, (*message).to_owned()));
+        }
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
+}
+
 fn javascript(cx: &mut Cx<'_>, el: &Element) -> Javascript {
     cx.known_policy(el, &["ResourceURL", "IncludeURL", "Source", "SSLInfo"]);
     let time_limit_ms = cx.attr_number::<u64>(el, "timeLimit");
@@ -196,6 +220,8 @@ pub(crate) struct CompiledJavascript {
     limits: engine::Limits,
     prefetch: Vec<(String, Slot)>,
     messages: bool,
+    /// The script may define globals other than by assignment: compare all of them.
+    thorough: bool,
 }
 
 /// What an execution remembers across its callouts.
@@ -311,7 +337,7 @@ impl CompiledJavascript {
         for _ in 0..MAX_ATTEMPTS {
             let frame = self.frame(rt, &replay);
             let (end, frame) =
-                engine::run(self.id, source, &self.properties, seed, &self.limits, frame);
+                engine::run(self.id, source, &self.properties, seed, self.thorough, &self.limits, frame);
             match end {
                 RunEnd::Done => {
                     if let Some(call) = frame.calls.get(replay.responses.len()) {
@@ -592,6 +618,7 @@ impl PolicyType for JavascriptPolicy {
         let source: Option<Arc<str>> = have.then(|| Arc::from(text.as_str()));
         let mut prefetch = Vec::new();
         let mut messages = false;
+        let mut thorough = true;
         if let Some(src) = &source {
             if let Err(e) = engine::compile(id, src, &limits) {
                 let cj = CompiledJavascript {
@@ -604,6 +631,7 @@ impl PolicyType for JavascriptPolicy {
                     limits,
                     prefetch,
                     messages,
+                    thorough: true,
                 };
                 return Err(CompileError::new(format!(
                     "syntax error in {}: {}",
@@ -619,6 +647,9 @@ impl PolicyType for JavascriptPolicy {
                 })
                 .collect();
             messages = uses_messages(src);
+            thorough = ["defineProperty", "globalThis", "Reflect", "__proto__", "eval", "Function("]
+                .iter()
+                .any(|w| src.contains(w));
         }
         Ok(CompiledJavascript {
             name: cx.name.to_owned(),
@@ -630,6 +661,7 @@ impl PolicyType for JavascriptPolicy {
             limits,
             prefetch,
             messages,
+            thorough,
         })
     }
 

@@ -140,9 +140,9 @@
     proxyResponse: response,
     targetResponse: response
   };
-  var session = new Session();
+  var session = null;
   Object.defineProperty(context, 'flow', { get: function () { return pf.flow(); }, enumerable: true });
-  Object.defineProperty(context, 'session', { get: function () { return session; }, enumerable: true });
+  Object.defineProperty(context, 'session', { get: function () { if (session === null) session = new Session(); return session; }, enumerable: true });
   Object.defineProperty(context, 'messages', { get: function () { return { request: request, response: response }; } });
 
   function Hash(alg, key) { this.alg = alg; this.key = key; this.data = ''; }
@@ -279,16 +279,21 @@
   protos.forEach(Object.freeze);
   Object.freeze(Object.getPrototypeOf(function* () {}));
   var baseline = Object.getOwnPropertyNames(G).length;
+  var keys = Object.keys;
+  var names = Object.getOwnPropertyNames;
 
   // One execution: reset the per-run state, run the script, drop globals it created.
-  return function (fn, properties, rnd) {
+  // Globals made by assignment are enumerable, which `Object.keys` sees cheaply (every
+  // standard global is non-enumerable); a script that can define properties some other
+  // way (`thorough`) gets the full comparison.
+  return function (fn, properties, rnd, thorough) {
     msgs[0] = null; msgs[1] = null; calls = []; props = properties; seed = rnd | 0 || 1;
-    session = new Session();
+    session = null;
     try {
       fn.call(G);
     } finally {
-      var now = Object.getOwnPropertyNames(G);
-      if (now.length !== baseline) {
+      var now = thorough ? names(G) : keys(G);
+      if (thorough ? now.length !== baseline : now.length !== 0) {
         for (var i = 0; i < now.length; i++) {
           var d = Object.getOwnPropertyDescriptor(G, now[i]);
           if (d && d.configurable) delete G[now[i]];
