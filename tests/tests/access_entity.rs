@@ -16,9 +16,7 @@ fn registry() -> (Arc<Registry>, String) {
     dev.attributes = vec![("tier".into(), "gold & co".into())];
     reg.put_developer(dev);
     reg.put_product(ApiProduct::new("Orders").with_proxies(["api"]));
-    let app = reg
-        .add_app("ada@example.com", App::new("ada-app"))
-        .unwrap();
+    let app = reg.add_app("ada@example.com", App::new("ada-app")).unwrap();
     reg.add_credential(
         &app,
         NewCredential {
@@ -58,7 +56,10 @@ fn developer_profile_by_consumer_key_as_xml() {
     );
     assert_eq!(out.status(), 200);
     let p = g.variable(&out.exchange, "AccessEntity.AE").unwrap();
-    assert!(p.starts_with(r#"<Developer email="ada@example.com">"#), "{p}");
+    assert!(
+        p.starts_with(r#"<Developer email="ada@example.com">"#),
+        "{p}"
+    );
     assert!(p.contains("<FirstName>Ada</FirstName>"), "{p}");
     assert!(p.contains("<Value>gold &amp; co</Value>"), "{p}");
 }
@@ -73,7 +74,10 @@ fn app_profile_as_json_lists_keys_but_no_secret() {
     let v: serde_json::Value = serde_json::from_str(&p).unwrap();
     assert_eq!(v["App"]["name"], "ada-app");
     assert_eq!(v["App"]["credentials"][0]["consumerKey"], "key-1");
-    assert_eq!(v["App"]["credentials"][0]["apiProducts"][0]["apiproduct"], "Orders");
+    assert_eq!(
+        v["App"]["credentials"][0]["apiProducts"][0]["apiproduct"],
+        "Orders"
+    );
     assert!(!p.to_ascii_lowercase().contains("secret"), "{p}");
 }
 
@@ -91,7 +95,10 @@ fn app_by_name_and_developer_product_and_consumer_key() {
         &[("x-key", "key-1")],
     );
     let p = g.variable(&out.exchange, "AccessEntity.AE").unwrap();
-    assert!(p.starts_with("<Credential><ConsumerKey>key-1</ConsumerKey><Status>approved</Status>"), "{p}");
+    assert!(
+        p.starts_with("<Credential><ConsumerKey>key-1</ConsumerKey><Status>approved</Status>"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -114,7 +121,9 @@ fn a_bad_entity_type_is_a_load_error() {
         &preflow::LoadOptions::default(),
     );
     assert!(
-        loaded.errors().any(|e| e.message.contains("unknown entity type `planet`")),
+        loaded
+            .errors()
+            .any(|e| e.message.contains("unknown entity type `planet`")),
         "{:#?}",
         loaded.diagnostics
     );

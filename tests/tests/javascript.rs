@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{at, request, run_at};
-use preflow::{LoadOptions, PolicyResources, load_files};
 use preflow::policies::service::MemorySink;
+use preflow::{LoadOptions, PolicyResources, load_files};
 
 fn bundle(policies: &[(&str, &str)], scripts: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = vec![
@@ -39,12 +39,17 @@ fn bundle(policies: &[(&str, &str)], scripts: &[(&str, &str)]) -> Vec<(String, S
 }
 
 fn gateway(files: &[(String, String)]) -> preflow::Gateway {
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     common::gateway(&refs)
 }
 
 fn js(name: &str, script: &str, time_limit: u32) -> String {
-    format!(r#"<Javascript name="{name}" timeLimit="{time_limit}"><ResourceURL>jsc://{script}</ResourceURL></Javascript>"#)
+    format!(
+        r#"<Javascript name="{name}" timeLimit="{time_limit}"><ResourceURL>jsc://{script}</ResourceURL></Javascript>"#
+    )
 }
 
 fn run(g: &preflow::Gateway, policy: &str) -> common::Outcome {
@@ -62,13 +67,20 @@ fn limits_end_in_the_fault_and_the_gateway_stays_healthy() {
         ],
         &[
             ("loop.js", "var i = 0;\nwhile (true) { i++; }\n"),
-            ("alloc.js", "var keep = [];\nfor (;;) { keep.push('x'.repeat(1 << 20) + keep.length); }\n"),
+            (
+                "alloc.js",
+                "var keep = [];\nfor (;;) { keep.push('x'.repeat(1 << 20) + keep.length); }\n",
+            ),
             ("deep.js", "function f(n) { return f(n + 1) + 1; }\nf(0);\n"),
             ("fine.js", "context.setVariable('ok', 'yes');\n"),
         ],
     );
     let g = gateway(&files);
-    for (policy, want) in [("Loop", "exceeded limit of 100ms"), ("Alloc", "out of memory"), ("Deep", "(deep.js:1)")] {
+    for (policy, want) in [
+        ("Loop", "exceeded limit of 100ms"),
+        ("Alloc", "out of memory"),
+        ("Deep", "(deep.js:1)"),
+    ] {
         let out = run(&g, policy);
         assert_eq!(out.status(), 500, "{policy}: {}", out.body());
         assert_eq!(out.errorcode(), "steps.javascript.ScriptExecutionFailed");
@@ -83,7 +95,10 @@ fn limits_end_in_the_fault_and_the_gateway_stays_healthy() {
 #[test]
 fn no_exchange_sees_another_exchanges_data() {
     let files = bundle(
-        &[("Write", &js("Write", "write.js", 200)), ("Read", &js("Read", "read.js", 200))],
+        &[
+            ("Write", &js("Write", "write.js", 200)),
+            ("Read", &js("Read", "read.js", 200)),
+        ],
         &[
             (
                 "write.js",
@@ -96,7 +111,12 @@ fn no_exchange_sees_another_exchanges_data() {
         ],
     );
     let g = gateway(&files);
-    let w = common::run(&g, "GET", "/api/x", &[("x-run", "Write"), ("x-secret", "s3cr3t")]);
+    let w = common::run(
+        &g,
+        "GET",
+        "/api/x",
+        &[("x-run", "Write"), ("x-secret", "s3cr3t")],
+    );
     assert_eq!(w.status(), 200, "{}", w.body());
     let r = run(&g, "Read");
     assert_eq!(r.status(), 200, "{}", r.body());
@@ -136,8 +156,14 @@ context.setVariable("auth.second", second.getResponse().content);
 context.setVariable("auth.ok", String(ex.isSuccess()));
 print("checked " + token);
 "#;
-    let files = bundle(&[("Auth", &js("Auth", "auth.js", 200))], &[("auth.js", script)]);
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let files = bundle(
+        &[("Auth", &js("Auth", "auth.js", 200))],
+        &[("auth.js", script)],
+    );
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let loaded = load_files(refs.iter().copied(), &LoadOptions::default());
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
     let sink = Arc::new(MemorySink::default());
@@ -155,20 +181,29 @@ print("checked " + token);
                 Some("auth.local") if req.uri().path() == "/check" => format!(
                     "{} {} {}",
                     req.uri().query().unwrap_or(""),
-                    req.headers().get("x-from").map_or("", |v| v.to_str().unwrap()),
+                    req.headers()
+                        .get("x-from")
+                        .map_or("", |v| v.to_str().unwrap()),
                     String::from_utf8_lossy(req.body())
                 ),
                 Some("auth.local") => "second".to_owned(),
                 _ => "backend".to_owned(),
             };
-            Ok(http::Response::builder().status(200).body(Bytes::from(body)).unwrap())
+            Ok(http::Response::builder()
+                .status(200)
+                .body(Bytes::from(body))
+                .unwrap())
         },
     );
     assert_eq!(out.status(), 200, "{}", out.body());
     let uris: Vec<String> = out.forwarded.iter().map(|r| r.uri().to_string()).collect();
     assert_eq!(
         uris,
-        ["http://auth.local/check?t=t1", "http://auth.local/second", "http://backend/base/x"]
+        [
+            "http://auth.local/check?t=t1",
+            "http://auth.local/second",
+            "http://backend/base/x"
+        ]
     );
     assert_eq!(out.forwarded[0].method(), "POST");
     let v = |n: &str| g.variable(&out.exchange, n);
@@ -184,7 +219,10 @@ print("checked " + token);
 #[test]
 fn http_client_errors_reach_the_script() {
     let script = "var ex = httpClient.get('http://down.local/');\nex.waitForComplete();\ncontext.setVariable('e', String(ex.isSuccess()) + ':' + ex.getError());\n";
-    let files = bundle(&[("Down", &js("Down", "down.js", 200))], &[("down.js", script)]);
+    let files = bundle(
+        &[("Down", &js("Down", "down.js", 200))],
+        &[("down.js", script)],
+    );
     let g = gateway(&files);
     let out = run_at(
         &g,
@@ -208,7 +246,10 @@ fn a_syntax_error_is_reported_at_its_line_and_column() {
         &[("Bad", &js("Bad", "bad.js", 200))],
         &[("bad.js", "var a = 1;\nvar b = {;\n")],
     );
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let loaded = load_files(refs.iter().copied(), &LoadOptions::default());
     let err = loaded.errors().next().expect("a syntax error");
     assert_eq!(&*err.location.file, "apiproxy/resources/jsc/bad.js");
@@ -221,11 +262,16 @@ fn a_syntax_error_is_reported_at_its_line_and_column() {
 #[test]
 fn a_missing_script_is_a_warning_and_faults_when_reached() {
     let files = bundle(&[("Gone", &js("Gone", "gone.js", 200))], &[]);
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let loaded = load_files(refs.iter().copied(), &LoadOptions::default());
     assert!(!loaded.has_errors());
     assert!(
-        loaded.warnings().any(|w| w.message.contains("jsc://gone.js")),
+        loaded
+            .warnings()
+            .any(|w| w.message.contains("jsc://gone.js")),
         "{:#?}",
         loaded.diagnostics
     );
@@ -238,7 +284,10 @@ fn a_missing_script_is_a_warning_and_faults_when_reached() {
 #[test]
 fn scripts_load_from_a_folder() {
     let dir = std::env::temp_dir().join(format!("preflow-js-{}", std::process::id()));
-    let files = bundle(&[("Fine", &js("Fine", "fine.js", 200))], &[("fine.js", "context.setVariable('ok', 'disk');\n")]);
+    let files = bundle(
+        &[("Fine", &js("Fine", "fine.js", 200))],
+        &[("fine.js", "context.setVariable('ok', 'disk');\n")],
+    );
     for (path, text) in &files {
         let p = dir.join(path);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -247,7 +296,11 @@ fn scripts_load_from_a_folder() {
     let loaded = preflow::load_path(&dir, &LoadOptions::default());
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-    assert!(loaded.warnings().next().is_none(), "{:#?}", loaded.diagnostics);
+    assert!(
+        loaded.warnings().next().is_none(),
+        "{:#?}",
+        loaded.diagnostics
+    );
     let g = preflow::Gateway::builder().bundles(loaded).build().unwrap();
     let out = run(&g, "Fine");
     assert_eq!(g.variable(&out.exchange, "ok").as_deref(), Some("disk"));
@@ -257,16 +310,33 @@ fn scripts_load_from_a_folder() {
 fn rhino_only_constructs_are_warnings_at_their_place() {
     let files = bundle(
         &[("E4x", &js("E4x", "e4x.js", 200))],
-        &[("e4x.js", "var x = context.proxyResponse.content.asXML;\nvar s = new java.lang.String('a');\n")],
+        &[(
+            "e4x.js",
+            "var x = context.proxyResponse.content.asXML;\nvar s = new java.lang.String('a');\n",
+        )],
     );
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let loaded = load_files(refs.iter().copied(), &LoadOptions::default());
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
     let w: Vec<String> = loaded
         .warnings()
-        .map(|w| format!("{}:{}:{} {}", w.location.file, w.location.line, w.location.column, w.message))
+        .map(|w| {
+            format!(
+                "{}:{}:{} {}",
+                w.location.file, w.location.line, w.location.column, w.message
+            )
+        })
         .collect();
     assert_eq!(w.len(), 2, "{w:#?}");
-    assert!(w[0].starts_with("apiproxy/resources/jsc/e4x.js:1:38 E4X"), "{w:#?}");
-    assert!(w[1].starts_with("apiproxy/resources/jsc/e4x.js:2:13 Java"), "{w:#?}");
+    assert!(
+        w[0].starts_with("apiproxy/resources/jsc/e4x.js:1:38 E4X"),
+        "{w:#?}"
+    );
+    assert!(
+        w[1].starts_with("apiproxy/resources/jsc/e4x.js:2:13 Java"),
+        "{w:#?}"
+    );
 }

@@ -15,7 +15,8 @@ use preflow_oauth::Registry;
 
 use crate::parse::Cx;
 use crate::policies::{
-    access_entity, cache, callout, cors, extract, format, javascript, jwt, kvm, message, oas_validation, protect, security, service, traffic,
+    access_entity, cache, callout, cors, extract, format, javascript, jwt, kvm, message,
+    oas_validation, protect, security, service, traffic,
 };
 use crate::runtime::{
     Outcome, PolicyRef, Runtime, Settings, StateMode, StoreReply, TargetError, Waiting, faults,

@@ -750,9 +750,7 @@ fn wanted_file(path: &str) -> bool {
     let root = parts.iter().position(|p| ROOTS.contains(p)).unwrap_or(0);
     let in_bundle = parts.get(root..).unwrap_or_default();
     match in_bundle.iter().position(|p| *p == "resources") {
-        Some(i) => {
-            matches!(in_bundle.get(i + 1), Some(&"jsc" | &"oas")) && in_bundle.len() > i + 2
-        }
+        Some(i) => matches!(in_bundle.get(i + 1), Some(&"jsc" | &"oas")) && in_bundle.len() > i + 2,
         None => path.to_ascii_lowercase().ends_with(".xml"),
     }
 }

@@ -103,7 +103,10 @@ fn identifier(cx: &mut Cx<'_>, el: &Element) -> Option<Identifier> {
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
     let Some(reference) = reference else {
-        cx.error(el.offset, format!("`<{}>` needs a `ref` attribute", el.name));
+        cx.error(
+            el.offset,
+            format!("`<{}>` needs a `ref` attribute", el.name),
+        );
         return None;
     };
     let kind = el.attr("type").and_then(identifier_type);
@@ -144,18 +147,26 @@ fn access_entity(cx: &mut Cx<'_>, el: &Element) -> AccessEntity {
             t
         }
         None => {
-            cx.error(el.offset, "AccessEntity needs `<EntityType value=\"...\"/>`");
+            cx.error(
+                el.offset,
+                "AccessEntity needs `<EntityType value=\"...\"/>`",
+            );
             None
         }
     };
     let primary = match el.child("EntityIdentifier") {
         Some(e) => identifier(cx, e),
         None => {
-            cx.error(el.offset, "AccessEntity needs `<EntityIdentifier ref type/>`");
+            cx.error(
+                el.offset,
+                "AccessEntity needs `<EntityIdentifier ref type/>`",
+            );
             None
         }
     };
-    let secondary = el.child("SecondaryIdentifier").and_then(|e| identifier(cx, e));
+    let secondary = el
+        .child("SecondaryIdentifier")
+        .and_then(|e| identifier(cx, e));
     let json = cx
         .child_text(el, "OutputFormat")
         .is_some_and(|f| f.eq_ignore_ascii_case("json"));
@@ -348,7 +359,8 @@ pub fn profile(
                     .developer_email
                     .clone(),
             };
-            reg.developer(&email).map(|d| developer_profile(&d, ae.json))
+            reg.developer(&email)
+                .map(|d| developer_profile(&d, ae.json))
         }
         EntityType::App => {
             find_app(reg, kind, &id, secondary.as_deref()).map(|a| app_profile(reg, &a, ae.json))
@@ -356,7 +368,9 @@ pub fn profile(
         EntityType::ApiProduct => {
             let name = match kind {
                 IdentifierType::ApiProductName => id,
-                IdentifierType::ConsumerKey => reg.credential(&id)?.approved_products().next()?.to_owned(),
+                IdentifierType::ConsumerKey => {
+                    reg.credential(&id)?.approved_products().next()?.to_owned()
+                }
                 _ => {
                     let app = find_app(reg, kind, &id, secondary.as_deref())?;
                     reg.credentials()

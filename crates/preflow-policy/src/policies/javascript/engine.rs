@@ -133,7 +133,13 @@ struct Engine {
     // Field order is drop order: JS values before the context, the context before the
     // runtime.
     /// Compiled scripts by id, with their frozen `properties` object.
-    scripts: HashMap<u64, (Persistent<Function<'static>>, Option<Persistent<Object<'static>>>)>,
+    scripts: HashMap<
+        u64,
+        (
+            Persistent<Function<'static>>,
+            Option<Persistent<Object<'static>>>,
+        ),
+    >,
     run: Persistent<Function<'static>>,
     frame: Rc<RefCell<Frame>>,
     fuel: Rc<Cell<u64>>,
@@ -214,20 +220,25 @@ fn install_natives<'js>(
     let (fr, ab) = (frame.clone(), abort.clone());
     pf.set(
         "gv",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Value<'js>> {
-            let mut f = fr.borrow_mut();
-            match f.vars.get(&name) {
-                Some(JsVal::Null) => Ok(Value::new_null(ctx)),
-                Some(JsVal::Str(s)) => rquickjs::String::from_str(ctx, s).map(|s| s.into_value()),
-                Some(JsVal::Num(n)) => Ok(Value::new_number(ctx, *n)),
-                Some(JsVal::Bool(b)) => Ok(Value::new_bool(ctx, *b)),
-                None => {
-                    f.missing_vars.push(name);
-                    ab.set(true);
-                    Ok(Value::new_undefined(ctx))
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Value<'js>> {
+                let mut f = fr.borrow_mut();
+                match f.vars.get(&name) {
+                    Some(JsVal::Null) => Ok(Value::new_null(ctx)),
+                    Some(JsVal::Str(s)) => {
+                        rquickjs::String::from_str(ctx, s).map(|s| s.into_value())
+                    }
+                    Some(JsVal::Num(n)) => Ok(Value::new_number(ctx, *n)),
+                    Some(JsVal::Bool(b)) => Ok(Value::new_bool(ctx, *b)),
+                    None => {
+                        f.missing_vars.push(name);
+                        ab.set(true);
+                        Ok(Value::new_undefined(ctx))
+                    }
                 }
-            }
-        })?,
+            },
+        )?,
     )?;
     let fr = frame.clone();
     pf.set(
@@ -270,44 +281,61 @@ fn install_natives<'js>(
     let (fr, ab) = (frame.clone(), abort.clone());
     pf.set(
         "msg",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, kind: i32| -> rquickjs::Result<Value<'js>> {
-            let k = usize::from(kind == 1);
-            let mut f = fr.borrow_mut();
-            let json = match f.messages.get(k) {
-                Some(Some(Some(m))) => snapshot_json(m),
-                Some(Some(None)) => return Ok(Value::new_undefined(ctx)),
-                _ => {
-                    if let Some(m) = f.missing_messages.get_mut(k) {
-                        *m = true;
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, kind: i32| -> rquickjs::Result<Value<'js>> {
+                let k = usize::from(kind == 1);
+                let mut f = fr.borrow_mut();
+                let json = match f.messages.get(k) {
+                    Some(Some(Some(m))) => snapshot_json(m),
+                    Some(Some(None)) => return Ok(Value::new_undefined(ctx)),
+                    _ => {
+                        if let Some(m) = f.missing_messages.get_mut(k) {
+                            *m = true;
+                        }
+                        ab.set(true);
+                        return Ok(Value::new_undefined(ctx));
                     }
-                    ab.set(true);
-                    return Ok(Value::new_undefined(ctx));
-                }
-            };
-            drop(f);
-            ctx.json_parse(json)
-        })?,
+                };
+                drop(f);
+                ctx.json_parse(json)
+            },
+        )?,
     )?;
     let fr = frame.clone();
     pf.set(
         "mop",
-        Function::new(ctx.clone(), move |kind: i32, field: String, a: String, b: String, set: i32| {
-            fr.borrow_mut().ops.push(Op::Message {
-                kind: u8::from(kind == 1),
-                field,
-                a,
-                b,
-                set: set != 0,
-            });
-        })?,
+        Function::new(
+            ctx.clone(),
+            move |kind: i32, field: String, a: String, b: String, set: i32| {
+                fr.borrow_mut().ops.push(Op::Message {
+                    kind: u8::from(kind == 1),
+                    field,
+                    a,
+                    b,
+                    set: set != 0,
+                });
+            },
+        )?,
     )?;
     pf.set(
         "hash",
         Function::new(
             ctx.clone(),
-            |alg: String, data: String, key: Option<String>, enc: String| -> rquickjs::Result<String> {
-                let bytes = super::crypto::digest(&alg, data.as_bytes(), key.as_deref().map(str::as_bytes))
-                    .ok_or_else(|| rquickjs::Error::new_from_js_message("string", "hash", format!("unknown algorithm {alg}")))?;
+            |alg: String,
+             data: String,
+             key: Option<String>,
+             enc: String|
+             -> rquickjs::Result<String> {
+                let bytes =
+                    super::crypto::digest(&alg, data.as_bytes(), key.as_deref().map(str::as_bytes))
+                        .ok_or_else(|| {
+                            rquickjs::Error::new_from_js_message(
+                                "string",
+                                "hash",
+                                format!("unknown algorithm {alg}"),
+                            )
+                        })?;
                 Ok(if enc == "base64" {
                     base64::engine::general_purpose::STANDARD.encode(bytes)
                 } else {
@@ -328,7 +356,8 @@ fn install_natives<'js>(
         Function::new(
             ctx.clone(),
             move |method: String, url: String, headers: String, body: String| -> i32 {
-                let headers: Vec<(String, String)> = serde_json::from_str(&headers).unwrap_or_default();
+                let headers: Vec<(String, String)> =
+                    serde_json::from_str(&headers).unwrap_or_default();
                 let mut f = fr.borrow_mut();
                 f.calls.push(HttpCall {
                     method,
@@ -355,32 +384,31 @@ fn install_natives<'js>(
     let (fr, ab) = (frame.clone(), abort.clone());
     pf.set(
         "res",
-        Function::new(ctx.clone(), move |ctx: Ctx<'js>, i: i32| -> rquickjs::Result<Value<'js>> {
-            let mut f = fr.borrow_mut();
-            let r = usize::try_from(i).ok().and_then(|i| f.responses.get(i));
-            match r {
-                Some(r) => {
-                    let json = result_json(r);
-                    drop(f);
-                    ctx.json_parse(json)
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, i: i32| -> rquickjs::Result<Value<'js>> {
+                let mut f = fr.borrow_mut();
+                let r = usize::try_from(i).ok().and_then(|i| f.responses.get(i));
+                match r {
+                    Some(r) => {
+                        let json = result_json(r);
+                        drop(f);
+                        ctx.json_parse(json)
+                    }
+                    None => {
+                        f.wants_call = true;
+                        ab.set(true);
+                        Ok(Value::new_undefined(ctx))
+                    }
                 }
-                None => {
-                    f.wants_call = true;
-                    ab.set(true);
-                    Ok(Value::new_undefined(ctx))
-                }
-            }
-        })?,
+            },
+        )?,
     )?;
     Ok(())
 }
 
 fn pairs(v: &[(String, String)]) -> serde_json::Value {
-    serde_json::Value::Array(
-        v.iter()
-            .map(|(k, v)| serde_json::json!([k, v]))
-            .collect(),
-    )
+    serde_json::Value::Array(v.iter().map(|(k, v)| serde_json::json!([k, v])).collect())
 }
 
 fn snapshot_json(m: &MessageSnap) -> String {
@@ -434,7 +462,12 @@ fn describe(ctx: &Ctx<'_>, e: rquickjs::Error) -> (String, Option<u32>, Option<u
             let s = ex
                 .as_string()
                 .and_then(|s| s.to_string().ok())
-                .or_else(|| ctx.json_stringify(ex.clone()).ok().flatten().and_then(|s| s.to_string().ok()))
+                .or_else(|| {
+                    ctx.json_stringify(ex.clone())
+                        .ok()
+                        .flatten()
+                        .and_then(|s| s.to_string().ok())
+                })
                 .unwrap_or_else(|| "uncaught exception".to_owned());
             (s, String::new())
         }
@@ -454,7 +487,11 @@ fn position(stack: &str) -> (Option<u32>, Option<u32>) {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<u32>().ok());
     let line = nums.next().flatten();
-    let col = if rest.starts_with(':') { nums.next().flatten() } else { None };
+    let col = if rest.starts_with(':') {
+        nums.next().flatten()
+    } else {
+        None
+    };
     (line, col)
 }
 
@@ -483,7 +520,9 @@ fn compile_in<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, Syntax
 /// Runs `f` with this thread's engine, creating it first if needed.
 fn with_engine<T>(limits: &Limits, f: impl FnOnce(&mut Engine) -> T) -> Result<T, String> {
     ENGINE.with(|cell| {
-        let mut slot = cell.try_borrow_mut().map_err(|_| "the script engine is busy".to_owned())?;
+        let mut slot = cell
+            .try_borrow_mut()
+            .map_err(|_| "the script engine is busy".to_owned())?;
         if slot.is_none() {
             *slot = Some(engine_new(limits)?);
         }
@@ -550,7 +589,8 @@ pub(crate) fn run(
                     if e.scripts.len() >= MAX_CACHED {
                         e.scripts.clear();
                     }
-                    e.scripts.insert(id, (Persistent::save(&ctx, f.clone()), None));
+                    e.scripts
+                        .insert(id, (Persistent::save(&ctx, f.clone()), None));
                 }),
             };
             let f = match f {
@@ -582,7 +622,8 @@ pub(crate) fn run(
                     for (k, v) in properties {
                         o.set(k.as_str(), v.as_str())?;
                     }
-                    let freeze: Function = ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
+                    let freeze: Function =
+                        ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
                     freeze.call::<_, ()>((o.clone(),))?;
                     if let Some(entry) = e.scripts.get_mut(&id) {
                         entry.1 = Some(Persistent::save(&ctx, o.clone()));

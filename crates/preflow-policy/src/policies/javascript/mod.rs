@@ -152,15 +152,27 @@ pub fn check_syntax(text: &str) -> Result<(), (String, Option<u32>, Option<u32>)
 /// and a message for each (E4X XML literals and `.asXML`, Java classes).
 pub fn unsupported_constructs(text: &str) -> Vec<(usize, String)> {
     const CONSTRUCTS: &[(&str, &str)] = &[
-        (".asXML", "E4X (`.asXML`) is not supported: the value is undefined here; parse the XML with the XMLToJSON policy"),
+        (
+            ".asXML",
+            "E4X (`.asXML`) is not supported: the value is undefined here; parse the XML with the XMLToJSON policy",
+        ),
         ("new XML(", "E4X (`new XML`) is not supported"),
         ("new XMLList(", "E4X (`new XMLList`) is not supported"),
-        ("importPackage(", "Java classes (`importPackage`) are not available"),
-        ("importClass(", "Java classes (`importClass`) are not available"),
+        (
+            "importPackage(",
+            "Java classes (`importPackage`) are not available",
+        ),
+        (
+            "importClass(",
+            "Java classes (`importClass`) are not available",
+        ),
         ("Packages.", "Java classes (`Packages.`) are not available"),
         ("java.lang.", "Java classes (`java.lang`) are not available"),
         ("java.util.", "Java classes (`java.util`) are not available"),
-        ("JavaImporter(", "Java classes (`JavaImporter`) are not available"),
+        (
+            "JavaImporter(",
+            "Java classes (`JavaImporter`) are not available",
+        ),
     ];
     let mut out = Vec::new();
     for (needle, message) in CONSTRUCTS {
@@ -182,7 +194,10 @@ fn javascript(cx: &mut Cx<'_>, el: &Element) -> Javascript {
         .collect();
     let source = el.child("Source").map(|s| s.text().to_owned());
     if resource_url.is_none() && source.is_none() {
-        cx.error(el.offset, "Javascript policy has neither <ResourceURL> nor <Source>");
+        cx.error(
+            el.offset,
+            "Javascript policy has neither <ResourceURL> nor <Source>",
+        );
     }
     Javascript {
         time_limit_ms,
@@ -239,7 +254,11 @@ fn literal_names(source: &str) -> Vec<String> {
     while let Some(at) = rest.find("getVariable(") {
         rest = rest.get(at + "getVariable(".len()..).unwrap_or("");
         let trimmed = rest.trim_start();
-        let Some(q) = trimmed.chars().next().filter(|c| matches!(c, '"' | '\'' | '`')) else {
+        let Some(q) = trimmed
+            .chars()
+            .next()
+            .filter(|c| matches!(c, '"' | '\'' | '`'))
+        else {
             continue;
         };
         let body = trimmed.get(1..).unwrap_or("");
@@ -278,7 +297,9 @@ fn fault(name: &str, file: &str, what: &str) -> Fault {
     Fault::new(
         "steps.javascript.ScriptExecutionFailed",
         StatusCode::INTERNAL_SERVER_ERROR,
-        format!("Execution of {name} failed with error: Javascript runtime error: \"{what}. ({file})\""),
+        format!(
+            "Execution of {name} failed with error: Javascript runtime error: \"{what}. ({file})\""
+        ),
     )
 }
 
@@ -336,8 +357,15 @@ impl CompiledJavascript {
         let seed = (rt.now_ns() as u32) ^ (rt.policy().policy as u32).wrapping_mul(0x9e37_79b9);
         for _ in 0..MAX_ATTEMPTS {
             let frame = self.frame(rt, &replay);
-            let (end, frame) =
-                engine::run(self.id, source, &self.properties, seed, self.thorough, &self.limits, frame);
+            let (end, frame) = engine::run(
+                self.id,
+                source,
+                &self.properties,
+                seed,
+                self.thorough,
+                &self.limits,
+                frame,
+            );
             match end {
                 RunEnd::Done => {
                     if let Some(call) = frame.calls.get(replay.responses.len()) {
@@ -411,9 +439,10 @@ impl CompiledJavascript {
             .filter(|r| r.uri().scheme().is_some() && r.uri().authority().is_some());
         let Some(request) = request else {
             let mut replay = replay;
-            replay
-                .responses
-                .push(HttpResult::Error(format!("invalid request URL `{}`", call.url)));
+            replay.responses.push(HttpResult::Error(format!(
+                "invalid request URL `{}`",
+                call.url
+            )));
             return self.execute(rt, replay);
         };
         let at = rt.policy();
@@ -564,7 +593,9 @@ fn snapshot<R: Runtime>(rt: &R, m: &Message, request: bool) -> MessageSnap {
             .and_then(|h| h.to_str().ok())
             .or_else(|| uri.authority().map(http::uri::Authority::as_str))
             .unwrap_or("localhost");
-        let pq = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+        let pq = uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
         (
             format!("{}://{host}{pq}", rt.client().scheme.as_str()),
             rt.variable("request.path").unwrap_or_default(),
@@ -647,9 +678,16 @@ impl PolicyType for JavascriptPolicy {
                 })
                 .collect();
             messages = uses_messages(src);
-            thorough = ["defineProperty", "globalThis", "Reflect", "__proto__", "eval", "Function("]
-                .iter()
-                .any(|w| src.contains(w));
+            thorough = [
+                "defineProperty",
+                "globalThis",
+                "Reflect",
+                "__proto__",
+                "eval",
+                "Function(",
+            ]
+            .iter()
+            .any(|w| src.contains(w));
         }
         Ok(CompiledJavascript {
             name: cx.name.to_owned(),

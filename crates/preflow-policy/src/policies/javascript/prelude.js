@@ -245,6 +245,19 @@
   // Tamper-proofing: the standard objects are frozen so a script cannot leave a trace
   // in them for the next exchange. Assigning `toString`, `constructor`… on an object
   // still works (they would otherwise hit the frozen prototype's read-only property).
+  // Globals a script creates by assignment (`x = 1`, `this.x = 1`) miss the global
+  // object and reach its prototype's [[Set]]: a proxy there records their names, so no
+  // run has to list every global to find them.
+  var created = [];
+  var rset = Reflect.set;
+  var own = Object.prototype.hasOwnProperty;
+  Object.setPrototypeOf(G, new Proxy(Object.prototype, {
+    set: function (t, k, v, r) {
+      if (r === G && typeof k === 'string' && !own.call(G, k)) created.push(k);
+      return rset(t, k, v, r);
+    }
+  }));
+
   var protos = [Object.prototype, Array.prototype, Function.prototype, String.prototype,
     Number.prototype, Boolean.prototype, RegExp.prototype, Error.prototype,
     RealDate.prototype, Promise.prototype, Map.prototype, Set.prototype];
@@ -279,20 +292,19 @@
   protos.forEach(Object.freeze);
   Object.freeze(Object.getPrototypeOf(function* () {}));
   var baseline = Object.getOwnPropertyNames(G).length;
-  var keys = Object.keys;
   var names = Object.getOwnPropertyNames;
 
   // One execution: reset the per-run state, run the script, drop globals it created.
-  // Globals made by assignment are enumerable, which `Object.keys` sees cheaply (every
-  // standard global is non-enumerable); a script that can define properties some other
-  // way (`thorough`) gets the full comparison.
+  // A script that can define globals other than by assignment (`thorough`) gets the
+  // full comparison.
   return function (fn, properties, rnd, thorough) {
     msgs[0] = null; msgs[1] = null; calls = []; props = properties; seed = rnd | 0 || 1;
+    created.length = 0;
     session = null;
     try {
       fn.call(G);
     } finally {
-      var now = thorough ? names(G) : keys(G);
+      var now = thorough ? names(G) : created;
       if (thorough ? now.length !== baseline : now.length !== 0) {
         for (var i = 0; i < now.length; i++) {
           var d = Object.getOwnPropertyDescriptor(G, now[i]);

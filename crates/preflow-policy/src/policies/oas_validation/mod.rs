@@ -79,7 +79,10 @@ fn oas_validation(cx: &mut Cx<'_>, el: &Element) -> OasValidation {
     cx.known_policy(el, &["Source", "OASResource", "Options"]);
     let resource = cx.child_text(el, "OASResource");
     if resource.is_none() {
-        cx.error(el.offset, "OASValidation needs `<OASResource>oas://...</OASResource>`");
+        cx.error(
+            el.offset,
+            "OASValidation needs `<OASResource>oas://...</OASResource>`",
+        );
     }
     let options = el.child("Options");
     let allow = options.and_then(|o| o.child("AllowUnspecifiedParameters"));
@@ -131,7 +134,9 @@ fn check(spec: &Json, schema: &Json, value: &Json, at: &str, depth: usize) -> Re
     for key in ["anyOf", "oneOf"] {
         if let Some(any) = schema.get(key).and_then(Json::as_array)
             && !any.is_empty()
-            && !any.iter().any(|s| check(spec, s, value, at, depth + 1).is_ok())
+            && !any
+                .iter()
+                .any(|s| check(spec, s, value, at, depth + 1).is_ok())
         {
             return Err(format!("{at}: matches none of the {key} schemas"));
         }
@@ -157,31 +162,58 @@ fn check(spec: &Json, schema: &Json, value: &Json, at: &str, depth: usize) -> Re
     if let Some(e) = schema.get("enum").and_then(Json::as_array)
         && !e.contains(value)
     {
-        return Err(format!("{at}: {value} is not one of {}", Json::Array(e.clone())));
+        return Err(format!(
+            "{at}: {value} is not one of {}",
+            Json::Array(e.clone())
+        ));
     }
     if let Some(s) = value.as_str() {
         let n = s.chars().count() as u64;
-        if schema.get("minLength").and_then(Json::as_u64).is_some_and(|m| n < m) {
+        if schema
+            .get("minLength")
+            .and_then(Json::as_u64)
+            .is_some_and(|m| n < m)
+        {
             return Err(format!("{at}: shorter than minLength"));
         }
-        if schema.get("maxLength").and_then(Json::as_u64).is_some_and(|m| n > m) {
+        if schema
+            .get("maxLength")
+            .and_then(Json::as_u64)
+            .is_some_and(|m| n > m)
+        {
             return Err(format!("{at}: longer than maxLength"));
         }
     }
     if let Some(x) = value.as_f64() {
-        if schema.get("minimum").and_then(Json::as_f64).is_some_and(|m| x < m) {
+        if schema
+            .get("minimum")
+            .and_then(Json::as_f64)
+            .is_some_and(|m| x < m)
+        {
             return Err(format!("{at}: {x} is less than the minimum"));
         }
-        if schema.get("maximum").and_then(Json::as_f64).is_some_and(|m| x > m) {
+        if schema
+            .get("maximum")
+            .and_then(Json::as_f64)
+            .is_some_and(|m| x > m)
+        {
             return Err(format!("{at}: {x} is greater than the maximum"));
         }
     }
     if let Some(items) = value.as_array() {
         let n = items.len() as u64;
-        if schema.get("minItems").and_then(Json::as_u64).is_some_and(|m| n < m) {
+        if schema
+            .get("minItems")
+            .and_then(Json::as_u64)
+            .is_some_and(|m| n < m)
+        {
             return Err(format!("{at}: fewer items than minItems"));
         }
-        if schema.get("maxItems").and_then(Json::as_u64).is_some_and(|m| n > m) {
+        if schema
+            .get("maxItems")
+            .and_then(Json::as_u64)
+            .is_some_and(|m| n > m)
+        {
             return Err(format!("{at}: more items than maxItems"));
         }
         if let Some(s) = schema.get("items") {
@@ -191,7 +223,12 @@ fn check(spec: &Json, schema: &Json, value: &Json, at: &str, depth: usize) -> Re
         }
     }
     if let Some(obj) = value.as_object() {
-        for r in schema.get("required").and_then(Json::as_array).into_iter().flatten() {
+        for r in schema
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some(r) = r.as_str()
                 && !obj.contains_key(r)
             {
@@ -292,7 +329,10 @@ pub fn validate(spec: &Json, config: &OasValidation, req: &RequestView<'_>) -> R
         .iter()
         .find_map(|(t, item)| match_path(t, req.path).map(|p| (t, item, p)));
     let Some((template, item, path_params)) = found else {
-        return Err(format!("no path of the specification matches `{}`", req.path));
+        return Err(format!(
+            "no path of the specification matches `{}`",
+            req.path
+        ));
     };
     let item = deref(spec, item);
     let method = req.method.to_ascii_lowercase();
@@ -304,21 +344,39 @@ pub fn validate(spec: &Json, config: &OasValidation, req: &RequestView<'_>) -> R
         .and_then(Json::as_array)
         .into_iter()
         .flatten()
-        .chain(op.get("parameters").and_then(Json::as_array).into_iter().flatten())
+        .chain(
+            op.get("parameters")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten(),
+        )
         .map(|p| deref(spec, p))
         .collect();
     let mut known_query = Vec::new();
     for p in &params {
         let name = p.get("name").and_then(Json::as_str).unwrap_or("");
         let location = p.get("in").and_then(Json::as_str).unwrap_or("");
-        let required = p.get("required").and_then(Json::as_bool).unwrap_or(location == "path");
+        let required = p
+            .get("required")
+            .and_then(Json::as_bool)
+            .unwrap_or(location == "path");
         let values: Vec<String> = match location {
-            "path" => path_params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect(),
+            "path" => path_params
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .collect(),
             "query" => {
                 known_query.push(name);
-                req.query.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+                req.query
+                    .iter()
+                    .filter(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+                    .collect()
             }
-            "header" => (req.header)(&name.to_ascii_lowercase()).into_iter().collect(),
+            "header" => (req.header)(&name.to_ascii_lowercase())
+                .into_iter()
+                .collect(),
             _ => continue,
         };
         if values.is_empty() {
@@ -330,17 +388,29 @@ pub fn validate(spec: &Json, config: &OasValidation, req: &RequestView<'_>) -> R
         if let Some(schema) = p.get("schema") {
             for v in &values {
                 let value = typed(spec, Some(schema), v);
-                check(spec, schema, &value, &format!("{location} parameter `{name}`"), 0)?;
+                check(
+                    spec,
+                    schema,
+                    &value,
+                    &format!("{location} parameter `{name}`"),
+                    0,
+                )?;
             }
         }
     }
     if !config.allow_unspecified_query
-        && let Some((k, _)) = req.query.iter().find(|(k, _)| !known_query.contains(&k.as_str()))
+        && let Some((k, _)) = req
+            .query
+            .iter()
+            .find(|(k, _)| !known_query.contains(&k.as_str()))
     {
         return Err(format!("query parameter `{k}` is not in the specification"));
     }
     if let Some(body) = op.get("requestBody").map(|b| deref(spec, b)) {
-        let required = body.get("required").and_then(Json::as_bool).unwrap_or(false);
+        let required = body
+            .get("required")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
         if req.body.is_empty() {
             if required {
                 return Err("the request body is required".to_owned());
