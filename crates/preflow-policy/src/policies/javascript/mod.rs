@@ -194,9 +194,9 @@ fn javascript(cx: &mut Cx<'_>, el: &Element) -> Javascript {
         .collect();
     let source = el.child("Source").map(|s| s.text().to_owned());
     if resource_url.is_none() && source.is_none() {
-        cx.error(
+        cx.warning(
             el.offset,
-            "Javascript policy has neither <ResourceURL> nor <Source>",
+            "Javascript policy has neither <ResourceURL> nor <Source>; it faults when reached",
         );
     }
     Javascript {
@@ -347,11 +347,18 @@ impl CompiledJavascript {
             return Outcome::Fault(Fault::new(
                 "steps.javascript.ScriptExecutionFailed",
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "Execution of {} failed with error: resource {} is not in the bundle's resources/jsc/",
-                    self.name,
-                    self.missing.join(", ")
-                ),
+                if self.missing.is_empty() {
+                    format!(
+                        "Execution of {} failed with error: the policy has no script",
+                        self.name
+                    )
+                } else {
+                    format!(
+                        "Execution of {} failed with error: resource {} is not in the bundle's resources/jsc/",
+                        self.name,
+                        self.missing.join(", ")
+                    )
+                },
             ));
         };
         let seed = (rt.now_ns() as u32) ^ (rt.policy().policy as u32).wrapping_mul(0x9e37_79b9);
