@@ -546,6 +546,9 @@ fn reset() {
 /// this thread.
 pub(crate) fn compile(id: u64, source: &str, limits: &Limits) -> Result<(), SyntaxError> {
     let r = with_engine(limits, |e| {
+        // Compiling runs no script code; it must not inherit a spent budget.
+        e.fuel.set(u64::MAX);
+        e.abort.set(false);
         e.ctx.with(|ctx| {
             let f = compile_in(&ctx, source)?;
             e.scripts.insert(id, (Persistent::save(&ctx, f), None));
