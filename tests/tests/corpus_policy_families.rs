@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 const FAMILIES: &[&str] = &[
+    "Javascript",
+    "OASValidation",
+    "AccessEntity",
     "VerifyJWT",
     "GenerateJWT",
     "DecodeJWT",

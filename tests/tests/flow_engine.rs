@@ -530,7 +530,7 @@ fn missing_and_unsupported_policies_fault_when_reached() {
     let files = [
         file(
             "apiproxy/policies/JS.xml",
-            r#"<Javascript name="JS"><ResourceURL>jsc://x.js</ResourceURL></Javascript>"#,
+            r#"<JavaCallout name="JS"><ClassName>x.Y</ClassName><ResourceURL>java://x.jar</ResourceURL></JavaCallout>"#,
         ),
         proxy(&format!(
             r#"<PreFlow><Request>
@@ -551,7 +551,7 @@ fn missing_and_unsupported_policies_fault_when_reached() {
     assert!(out.body().contains("NotThere"), "{}", out.body());
     let out = run(&g, "GET", "/p", &[("b", "1")]);
     assert_eq!(out.status(), 500);
-    assert!(out.body().contains("Javascript"), "{}", out.body());
+    assert!(out.body().contains("JavaCallout"), "{}", out.body());
 }
 
 #[test]

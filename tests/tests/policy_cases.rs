@@ -36,6 +36,9 @@ struct Case {
     response_steps: Vec<String>,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// Other bundle files by path inside `apiproxy/` (scripts in `resources/jsc/`).
+    #[serde(default)]
+    files: BTreeMap<String, String>,
     #[serde(default)]
     request: Request,
     #[serde(default)]
@@ -165,6 +168,9 @@ fn run_case(case: &Case) -> Result<(), String> {
             setup_policy(&case.vars),
         ));
         request_steps.insert(0, "CaseSetup".into());
+    }
+    for (path, text) in &case.files {
+        files.push((format!("apiproxy/{path}"), text.clone()));
     }
     for p in &case.policies {
         files.push((

@@ -51,7 +51,8 @@ pub use diag::{Diagnostic, Location, Severity, Source};
 pub use parse::{Cx as ParseContext, is_placeholder};
 pub use placeholder::{find_placeholders, warn_placeholders};
 pub use policies::{
-    cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service, traffic,
+    access_entity, cache, callout, cors, extract, format, javascript, jwt, kvm, message,
+    oas_validation, protect, security, service, traffic,
 };
 pub use policy::{Policy, Setting, parse_policy, policy_from_element};
 pub use registry::{

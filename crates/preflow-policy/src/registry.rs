@@ -15,7 +15,8 @@ use preflow_oauth::Registry;
 
 use crate::parse::Cx;
 use crate::policies::{
-    cache, callout, cors, extract, format, jwt, kvm, message, protect, security, service, traffic,
+    access_entity, cache, callout, cors, extract, format, javascript, jwt, kvm, message,
+    oas_validation, protect, security, service, traffic,
 };
 use crate::runtime::{
     Outcome, PolicyRef, Runtime, Settings, StateMode, StoreReply, TargetError, Waiting, faults,
@@ -368,6 +369,12 @@ registry! {
     JsonToXml(format::JsonToXml) = format::JsonToXmlPolicy, ["JSONToXML"], [];
     /// `<XMLToJSON>`.
     XmlToJson(format::XmlToJson) = format::XmlToJsonPolicy, ["XMLToJSON"], [];
+    /// `<AccessEntity>`.
+    AccessEntity(access_entity::AccessEntity) = access_entity::AccessEntityPolicy, ["AccessEntity"], [];
+    /// `<OASValidation>`.
+    OasValidation(Box<oas_validation::OasValidation>) = oas_validation::OasValidationPolicy, ["OASValidation"], [];
+    /// `<Javascript>`.
+    Javascript(Box<javascript::Javascript>) = javascript::JavascriptPolicy, ["Javascript"], ["javascript"];
 }
 
 impl PolicyConfig {

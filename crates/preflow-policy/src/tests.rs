@@ -613,13 +613,12 @@ fn flow_callout() {
 
 #[test]
 fn unsupported_types_and_unknown_elements_warn() {
-    let (p, diags) =
-        load(r#"<Javascript name="P"><ResourceURL>jsc://a.js</ResourceURL></Javascript>"#);
+    let (p, diags) = load(r#"<XSL name="P"><ResourceURL>xsl://a.xsl</ResourceURL></XSL>"#);
     let p = p.unwrap();
     assert_eq!(
         p.config,
         PolicyConfig::Unsupported {
-            type_name: "Javascript".into()
+            type_name: "XSL".into()
         }
     );
     assert_eq!(diags.len(), 1);

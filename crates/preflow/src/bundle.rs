@@ -258,6 +258,117 @@ where
     loaded
 }
 
+/// Gives Javascript policies their scripts from `resources/jsc/` and OASValidation
+/// policies their specifications from `resources/oas/`: a file that is not
+/// there is a warning (the policy faults when reached), one that does not compile is
+/// an error at its line and column.
+fn attach_resources(
+    bundle: &mut Bundle,
+    files: &[(String, String, Vec<u8>)],
+    diags: &mut Vec<Diagnostic>,
+) {
+    use preflow_policy::PolicyConfig;
+    let scripts: BTreeMap<&str, (&str, &[u8])> = files
+        .iter()
+        .filter_map(|(rel, path, bytes)| {
+            rel.strip_prefix("resources/jsc/")
+                .map(|name| (name, (path.as_str(), bytes.as_slice())))
+        })
+        .collect();
+    let specs: BTreeMap<&str, &[u8]> = files
+        .iter()
+        .filter_map(|(rel, _, bytes)| {
+            rel.strip_prefix("resources/oas/")
+                .map(|name| (name, bytes.as_slice()))
+        })
+        .collect();
+    let mut checked: Vec<&str> = Vec::new();
+    for policy in bundle.policies.values_mut() {
+        if let PolicyConfig::OasValidation(oas) = &mut policy.config {
+            let attached = oas.attach(|name| {
+                specs
+                    .get(name)
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            });
+            if let Err(why) = attached {
+                let severity = if why.contains("does not parse") {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                diags.push(Diagnostic::for_file(
+                    policy.location.file.clone(),
+                    severity,
+                    format!("OASValidation policy `{}`: {why}", policy.name),
+                ));
+            }
+            continue;
+        }
+        let PolicyConfig::Javascript(js) = &mut policy.config else {
+            continue;
+        };
+        let missing = js.attach(|name| {
+            scripts
+                .get(name)
+                .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        });
+        for url in missing {
+            diags.push(Diagnostic::for_file(
+                policy.location.file.clone(),
+                Severity::Warning,
+                format!(
+                    "Javascript policy `{}` names `{url}`, which is not in the bundle's resources/jsc/; the policy faults when reached",
+                    policy.name
+                ),
+            ));
+        }
+        for script in &js.scripts {
+            let Some((path, bytes)) = scripts.get(script.name.as_str()) else {
+                continue;
+            };
+            if checked.contains(path) {
+                continue;
+            }
+            checked.push(path);
+            let syntax = preflow_policy::javascript::check_syntax(&script.text);
+            let unsupported = preflow_policy::javascript::unsupported_constructs(&script.text);
+            if syntax.is_ok() && unsupported.is_empty() {
+                continue;
+            }
+            let Some(src) = decode(path, bytes, diags) else {
+                continue;
+            };
+            if let Err((message, line, column)) = syntax {
+                let offset = line_col_offset(src.text(), line, column);
+                diags.push(src.error(offset, message));
+            }
+            for (offset, what) in unsupported {
+                diags.push(src.warning(offset, what));
+            }
+        }
+    }
+}
+
+/// The byte offset of a 1-based line and column in `text` (the start when unknown).
+fn line_col_offset(text: &str, line: Option<u32>, column: Option<u32>) -> usize {
+    let Some(line) = line else {
+        return 0;
+    };
+    let mut offset = 0usize;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line as usize {
+            let col = column.unwrap_or(1).saturating_sub(1) as usize;
+            let within = l
+                .char_indices()
+                .nth(col)
+                .map_or(l.trim_end_matches('\n').len(), |(b, _)| b);
+            return offset + within;
+        }
+        offset += l.len();
+    }
+    offset
+}
+
 /// What a file of a bundle holds, by its path inside the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -379,6 +490,7 @@ fn load_bundle(
         }
         bundle.policies.insert(policy.name.clone(), policy);
     }
+    attach_resources(&mut bundle, &files, diags);
     for (rel, path, bytes) in &files {
         let role = role(rel);
         match role {
@@ -640,6 +752,19 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
     loaded
 }
 
+/// Whether a loader reads the file at `path`: XML files outside `resources/`, and the
+/// scripts and specs policies run (`resources/jsc/`, `resources/oas/`).
+fn wanted_file(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    // Only a `resources/` inside the bundle counts (fixtures often sit in such folders).
+    let root = parts.iter().position(|p| ROOTS.contains(p)).unwrap_or(0);
+    let in_bundle = parts.get(root..).unwrap_or_default();
+    match in_bundle.iter().position(|p| *p == "resources") {
+        Some(i) => matches!(in_bundle.get(i + 1), Some(&"jsc" | &"oas")) && in_bundle.len() > i + 2,
+        None => path.to_ascii_lowercase().ends_with(".xml"),
+    }
+}
+
 /// Gathers the files of every bundle folder under `path`, as `(display path, bytes)`
 /// where the display path starts with `path`. Only XML files outside `resources/` are
 /// read.
@@ -680,10 +805,7 @@ fn read_folder(
             };
             let entry_path = entry.path();
             if file_type.is_dir() {
-                if name.starts_with('.')
-                    || name == "node_modules"
-                    || (inside && name == "resources")
-                {
+                if name.starts_with('.') || name == "node_modules" {
                     continue;
                 }
                 if depth + 1 > limits.max_dir_depth {
@@ -702,7 +824,10 @@ fn read_folder(
                     depth + 1,
                     inside || ROOTS.contains(&name.as_str()),
                 ));
-            } else if file_type.is_file() && inside && name.to_ascii_lowercase().ends_with(".xml") {
+            } else if file_type.is_file()
+                && inside
+                && wanted_file(&entry_path.to_string_lossy().replace('\\', "/"))
+            {
                 seen += 1;
                 let shown = entry_path.to_string_lossy().into_owned();
                 if seen > limits.max_files {
@@ -805,9 +930,7 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
         }
         let entry_name = entry.name().replace('\\', "/");
         let shown = format!("{name}!/{entry_name}");
-        let wanted = entry_name.to_ascii_lowercase().ends_with(".xml")
-            && !entry_name.split('/').any(|p| p == "resources");
-        if !wanted {
+        if !wanted_file(&entry_name) {
             continue;
         }
         if entry.size() > u64::try_from(limits.max_file_size).unwrap_or(u64::MAX) {

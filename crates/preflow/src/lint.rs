@@ -609,7 +609,8 @@ impl VariablesSet {
                 continue;
             }
             for p in b.policies.values() {
-                if !p.config.is_supported() {
+                // A script may set variables by names computed at run time.
+                if !p.config.is_supported() || p.type_name == "Javascript" {
                     return false;
                 }
                 if let Some(name) = p.config.shared_flow() {

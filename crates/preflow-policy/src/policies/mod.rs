@@ -2,15 +2,18 @@
 //! configuration and XML parsing, its compile and run steps, the variables it sets and
 //! its faults; [`registry`](crate::registry) lists them.
 
+pub mod access_entity;
 pub mod cache;
 pub mod callout;
 pub(crate) mod condition;
 pub mod cors;
 pub mod extract;
 pub mod format;
+pub mod javascript;
 pub mod jwt;
 pub mod kvm;
 pub mod message;
+pub mod oas_validation;
 pub mod protect;
 pub mod security;
 pub mod service;

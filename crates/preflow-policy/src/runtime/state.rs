@@ -15,6 +15,8 @@ pub struct ExchangeState {
     pub(crate) quotas: Vec<(PolicyRef, QuotaDecision, String)>,
     /// Headers a policy asked to add to the final response (CORS on an allowed request).
     pub(crate) response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Javascript executions waiting for an `httpClient` response.
+    pub(crate) javascript: Vec<(PolicyRef, crate::policies::javascript::Replay)>,
 }
 
 impl ExchangeState {

@@ -140,6 +140,20 @@ pub struct LogRecord {
     pub level: String,
 }
 
+impl LogRecord {
+    /// A line a Javascript policy's script printed with `print()`.
+    pub(crate) fn print(policy: &str, message: String) -> Self {
+        LogRecord {
+            policy: policy.to_owned(),
+            destination: LogDestination::File { file_name: None },
+            log_name: Some("print".to_owned()),
+            labels: Vec::new(),
+            message,
+            level: "INFO".to_owned(),
+        }
+    }
+}
+
 /// Receives MessageLogging records; the host decides where they go. Implementations must
 /// not block: the engine calls `log` inline.
 pub trait LogSink: Send + Sync + std::fmt::Debug {
