@@ -371,6 +371,8 @@ pub fn rule_of(d: &Diagnostic) -> &'static str {
     let m = d.message.as_str();
     if m.starts_with("step names policy") {
         "REF001"
+    } else if m.contains("is not in the bundle's resources/") {
+        "REF002"
     } else if m.starts_with("invalid condition") {
         "COND003"
     } else if m.contains("has nothing to extract") {

@@ -803,6 +803,14 @@ fn resources(file: &File, bundle: &Bundle, root: &Element, out: &mut Vec<Diagnos
         if scheme.is_empty() || name.is_empty() || name.contains("..") || name.contains('{') {
             continue;
         }
+        // The loader reports the Javascript and OASValidation policies' own files (also
+        // for zips): once is enough.
+        if matches!(
+            (root.name.as_str(), scheme),
+            ("Javascript", "jsc") | ("OASValidation", "oas")
+        ) {
+            continue;
+        }
         if !dir.join("resources").join(scheme).join(name).is_file() {
             out.push(
                 file.warning(
