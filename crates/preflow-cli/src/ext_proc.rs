@@ -82,7 +82,18 @@ pub fn run(args: &Args) -> ExitCode {
             let _ = writeln!(out, "preflow ext-proc listening on {bound}");
             let _ = out.flush();
         }
+        // SIGINT or SIGTERM stop the processor; open streams end with it.
         let stop = async {
+            #[cfg(unix)]
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
             let _ = tokio::signal::ctrl_c().await;
         };
         match preflow_envoy::ExtProc::new(host)

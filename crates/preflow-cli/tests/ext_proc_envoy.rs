@@ -6,7 +6,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::string_slice
 )]
 
 mod hosts;
@@ -17,7 +18,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use hosts::{Backend, free_port, hello_api, not_run, root, scenario, seed, wait_listening};
+use hosts::{
+    Backend, free_port, hello_api, not_run, root, scenario, seed, wait_listening, whole_api,
+    whole_scenario,
+};
 
 /// A child process killed when dropped, its output kept.
 struct Proc {
@@ -76,12 +80,13 @@ fn envoy() -> Option<PathBuf> {
 }
 
 /// Starts `preflow ext-proc` on a free port: the process and its gRPC address.
-fn ext_proc(api: &std::path::Path) -> (Proc, SocketAddr) {
+fn ext_proc(api: &std::path::Path, whole: &std::path::Path) -> (Proc, SocketAddr) {
     let seed = seed();
     let mut p = Proc::spawn(
         Command::new(env!("CARGO_BIN_EXE_preflow"))
             .arg("ext-proc")
             .arg(api)
+            .arg(whole)
             .arg(seed.join("oauth"))
             .arg("--apps")
             .arg(seed.join("apps.toml"))
@@ -114,7 +119,8 @@ fn envoy_with_the_ext_proc_runs_the_seed_scenario() {
     let backend = Backend::start();
     let dir = tempfile::tempdir().unwrap();
     let api = hello_api(dir.path(), backend.addr);
-    let (processor, grpc) = ext_proc(&api);
+    let whole = whole_api(dir.path(), backend.addr);
+    let (processor, grpc) = ext_proc(&api, &whole);
 
     let listen = free_port();
     let admin = free_port();
@@ -145,6 +151,7 @@ fn envoy_with_the_ext_proc_runs_the_seed_scenario() {
     };
     wait_listening(addr, "envoy", &log);
     scenario("envoy", addr, &backend, &log);
+    whole_scenario("envoy", addr, &backend, &log);
     let processed = processor.log();
     assert!(
         processed.contains("host=\"envoy\"") && processed.contains("proxy=\"hello-api\""),

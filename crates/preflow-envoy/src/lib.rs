@@ -32,7 +32,6 @@ mod mutation;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -459,6 +458,3 @@ fn message_name(r: &processing_request::Request) -> &'static str {
         R::ResponseTrailers(_) => "response_trailers",
     }
 }
-
-/// Boxed future of the shutdown signal, for callers that pick one at run time.
-pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -318,12 +318,12 @@ mod tests {
 
     #[test]
     fn target_request_becomes_path_authority_and_cluster() {
-        let request = http::Request::get("http://127.0.0.1:9000/http/v1/test/hello?q=1")
+        let req = http::Request::get("http://127.0.0.1:9000/http/v1/test/hello?q=1")
             .header("x-new", "v")
             .body(Bytes::new())
             .unwrap();
         let target = Target {
-            request,
+            request: req,
             timeouts: Default::default(),
             endpoint: "default".into(),
             tls: None,

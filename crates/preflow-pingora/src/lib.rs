@@ -109,6 +109,15 @@ fn internal(why: &'static str) -> Box<Error> {
     Error::explain(ErrorType::InternalError, why)
 }
 
+/// The answer to a request body over the limit.
+fn too_big() -> http::Response<Bytes> {
+    preflow_host::fault(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
+        "protocol.http.TooBigBody",
+        "Request body is larger than the gateway accepts",
+    )
+}
+
 /// Writes a whole response.
 async fn write(session: &mut Session, resp: http::Response<Bytes>) -> Result<u16> {
     let (parts, body) = resp.into_parts();
@@ -132,11 +141,11 @@ async fn write(session: &mut Session, resp: http::Response<Bytes>) -> Result<u16
 
 impl PreflowProxy {
     /// Reads the whole request body, within the limit; past it, the answer.
-    async fn read_body(&self, session: &mut Session) -> Result<std::result::Result<Bytes, u16>> {
+    async fn read_body(&self, session: &mut Session) -> Result<std::result::Result<Bytes, ()>> {
         let mut body = Vec::new();
         while let Some(chunk) = session.read_request_body().await? {
             if body.len() + chunk.len() > self.max_body_bytes {
-                return Ok(Err(413));
+                return Ok(Err(()));
             }
             body.extend_from_slice(&chunk);
         }
@@ -177,22 +186,27 @@ impl ProxyHttp for PreflowProxy {
                     session.enable_retry_buffering();
                     match self.read_body(session).await? {
                         Ok(body) => ex.request_body(body),
-                        Err(status) => {
-                            let resp = preflow_host::fault(
-                                http::StatusCode::from_u16(status)
-                                    .unwrap_or(http::StatusCode::PAYLOAD_TOO_LARGE),
-                                "protocol.http.TooBigBody",
-                                "Request body is larger than the gateway accepts",
-                            );
-                            ctx.status = write(session, resp).await?;
+                        Err(()) => {
+                            ctx.status = write(session, too_big()).await?;
                             ctx.answered = true;
                             return Ok(true);
                         }
                     }
                     read = true;
                 }
-                Next::Forward(target) if !target.stream_response_body => {
-                    // A response policy needs the body: the call is made whole here.
+                Next::Forward(mut target) if !target.stream_response_body => {
+                    // A response policy needs the body: the call is made whole here, with
+                    // the client's body if the engine left it unread.
+                    if target.stream_request_body {
+                        match self.read_body(session).await? {
+                            Ok(body) => *target.request.body_mut() = body,
+                            Err(_) => {
+                                ctx.status = write(session, too_big()).await?;
+                                ctx.answered = true;
+                                return Ok(true);
+                            }
+                        }
+                    }
                     let result = self.host.call(target).await;
                     ex.target_response(result);
                 }
@@ -241,16 +255,16 @@ impl ProxyHttp for PreflowProxy {
                 .unwrap_or(preflow_host::DEFAULT_CONNECT_TIMEOUT),
         );
         peer.options.read_timeout = Some(timeouts.io.unwrap_or(preflow_host::DEFAULT_IO_TIMEOUT));
-        if let Some(t) = &target.tls {
-            if t.ignore_validation_errors {
-                tracing::warn!(
-                    host = "pingora",
-                    target = %host,
-                    "back-end certificate not verified (IgnoreValidationErrors)"
-                );
-                peer.options.verify_cert = false;
-                peer.options.verify_hostname = false;
-            }
+        if let Some(t) = &target.tls
+            && t.ignore_validation_errors
+        {
+            tracing::warn!(
+                host = "pingora",
+                target = %host,
+                "back-end certificate not verified (IgnoreValidationErrors)"
+            );
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
         }
         Ok(Box::new(peer))
     }

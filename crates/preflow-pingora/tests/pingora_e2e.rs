@@ -5,7 +5,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::string_slice
 )]
 
 #[path = "../../preflow-cli/tests/hosts/mod.rs"]
@@ -15,7 +16,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hosts::{Backend, free_port, hello_api, scenario, seed, wait_listening};
+use hosts::{
+    Backend, free_port, get, hello_api, scenario, seed, wait_listening, whole_api, whole_scenario,
+};
 use pingora::server::Server;
 use preflow_cli::hosted;
 use preflow_pingora::PreflowProxy;
@@ -46,8 +49,35 @@ fn pingora_with_preflow_runs_the_seed_scenario() {
     let backend = Backend::start();
     let dir = tempfile::tempdir().unwrap();
     let api = hello_api(dir.path(), backend.addr);
+    // A proxy whose back end is down: nothing listens on its port.
+    let down = dir.path().join("down/apiproxy");
+    std::fs::create_dir_all(down.join("proxies")).unwrap();
+    std::fs::create_dir_all(down.join("targets")).unwrap();
+    std::fs::write(
+        down.join("proxies/default.xml"),
+        r#"<ProxyEndpoint name="default">
+  <HTTPProxyConnection><BasePath>/down</BasePath></HTTPProxyConnection>
+  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        down.join("targets/default.xml"),
+        format!(
+            r#"<TargetEndpoint name="default">
+  <HTTPTargetConnection><URL>http://127.0.0.1:{}/x</URL></HTTPTargetConnection>
+</TargetEndpoint>"#,
+            free_port()
+        ),
+    )
+    .unwrap();
     let options = hosted::Options {
-        paths: vec![api, seed().join("oauth")],
+        paths: vec![
+            api,
+            seed().join("oauth"),
+            dir.path().join("down"),
+            whole_api(dir.path(), backend.addr),
+        ],
         apps: Some(seed().join("apps.toml")),
         redis_timeout: Duration::from_millis(50),
         ..Default::default()
@@ -68,6 +98,17 @@ fn pingora_with_preflow_runs_the_seed_scenario() {
     let show = || String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
     wait_listening(addr, "pingora", &show);
     scenario("pingora", addr, &backend, &show);
+    whole_scenario("pingora", addr, &backend, &show);
+
+    // A back end that cannot be reached: the engine's error flow answers (503).
+    let r = get(addr, "/down/anything", "");
+    assert!(
+        r.status == 503 && r.body.contains("\"fault\""),
+        "pingora: back end down: {}\n{}\n{}",
+        r.head,
+        r.body,
+        show()
+    );
     let logged = show();
     assert!(
         logged.contains("host=\"pingora\"") && logged.contains("proxy=\"hello-api\""),

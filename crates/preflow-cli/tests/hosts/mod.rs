@@ -7,7 +7,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    clippy::string_slice
 )]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -55,6 +56,7 @@ pub fn not_run(what: &str, why: &str) {
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Method, path and body of every request received.
     pub paths: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -110,7 +112,11 @@ fn serve_conn(conn: TcpStream, hits: &AtomicUsize, paths: &std::sync::Mutex<Vec<
             return;
         }
         hits.fetch_add(1, Ordering::SeqCst);
-        paths.lock().unwrap().push(path.clone());
+        let method = line.split(' ').next().unwrap_or("");
+        paths.lock().unwrap().push(format!(
+            "{method} {path} {}",
+            String::from_utf8_lossy(&body)
+        ));
         let (status, text) = if path.split('?').next() == Some("/http/v1/test/hello") {
             ("200 OK", HELLO)
         } else {
@@ -148,6 +154,80 @@ fn copy_dir(from: &Path, to: &Path, edit: &dyn Fn(String) -> String) {
         } else {
             std::fs::write(&dest, edit(std::fs::read_to_string(&path).unwrap())).unwrap();
         }
+    }
+}
+
+/// A proxy at `/whole` in `dir` forwarding to `backend`'s `/http/v1/test`, whose response
+/// flow may set the payload (an AssignMessage): the engine then takes the back end's
+/// response whole.
+pub fn whole_api(dir: &Path, backend: SocketAddr) -> PathBuf {
+    let root = dir.join("whole");
+    let api = root.join("apiproxy");
+    for sub in ["proxies", "targets", "policies"] {
+        std::fs::create_dir_all(api.join(sub)).unwrap();
+    }
+    std::fs::write(
+        api.join("proxies/default.xml"),
+        r#"<ProxyEndpoint name="default">
+  <PostFlow name="PostFlow"><Response><Step><Name>AM-Whole</Name></Step></Response></PostFlow>
+  <HTTPProxyConnection><BasePath>/whole</BasePath></HTTPProxyConnection>
+  <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        api.join("targets/default.xml"),
+        format!(
+            r#"<TargetEndpoint name="default">
+  <HTTPTargetConnection><URL>http://{backend}/http/v1/test</URL></HTTPTargetConnection>
+</TargetEndpoint>"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        api.join("policies/AM-Whole.xml"),
+        r#"<AssignMessage name="AM-Whole">
+  <Set><Headers><Header name="X-Whole">{response.content}</Header></Headers></Set>
+  <AssignTo createNew="false" transport="http" type="response"/>
+</AssignMessage>"#,
+    )
+    .unwrap();
+    root
+}
+
+/// Through the `/whole` proxy ([`whole_api`]): the response flow reads the back end's
+/// body, and a request body reaches the back end.
+pub fn whole_scenario(host: &str, addr: SocketAddr, backend: &Backend, log: &dyn Fn() -> String) {
+    let fail = |step: &str, detail: String| -> ! {
+        panic!("{host}: {step}: {detail}\n--- {host} log ---\n{}", log())
+    };
+    let r = get(addr, "/whole/hello", "");
+    if r.status != 200 || r.body != HELLO || r.header("x-whole").as_deref() != Some(HELLO) {
+        fail(
+            "response flow reading the body",
+            format!("{}\n{}", r.head, r.body),
+        );
+    }
+    let body = "a=1&b=2";
+    let r = raw(
+        addr,
+        &format!(
+            "POST /whole/hello HTTP/1.1\r\nHost: api.test\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let last = backend
+        .paths
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    if r.status != 200 || last != format!("POST /http/v1/test/hello {body}") {
+        fail(
+            "request body with a whole response",
+            format!("{}\n{}\nback end got: {last}", r.head, r.body),
+        );
     }
 }
 
@@ -347,6 +427,30 @@ pub fn scenario(host: &str, addr: SocketAddr, backend: &Backend, log: &dyn Fn() 
     }
     if r.header("x-backend").as_deref() != Some("seed") {
         fail("back end's headers kept", r.head.clone());
+    }
+    pace();
+
+    // A request body no policy reads goes through to the back end as sent.
+    let body = "{\"order\":42}";
+    let r = raw(
+        addr,
+        &format!(
+            "POST /v1/test/hello HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    let last = backend
+        .paths
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    if r.status != 200 || last != format!("POST /http/v1/test/hello {body}") {
+        fail(
+            "request body to the back end",
+            format!("{}\n{}\nback end got: {last}", r.head, r.body),
+        );
     }
     pace();
 
