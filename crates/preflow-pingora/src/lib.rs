@@ -432,6 +432,10 @@ impl ProxyHttp for PreflowProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // Looking variables up costs: only when the line is written.
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
         let status = session
             .response_written()
             .map_or(ctx.status, |r| r.status.as_u16());
