@@ -5,7 +5,10 @@
 //!   credentials in TOML).
 //! * [`environment`]: the environment file of `preflow serve` (virtual hosts, trust and
 //!   key stores, target servers, API providers).
+//! * [`hosted`]: bundles, apps, environment and Redis loaded into a gateway for the host
+//!   adapters (`preflow ext-proc`, the Pingora example).
 #![deny(missing_docs)]
 
 pub mod apps;
 pub mod environment;
+pub mod hosted;

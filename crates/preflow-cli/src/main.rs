@@ -1,8 +1,10 @@
 //! The `preflow` command line: `cond` evaluates one condition; `check` and `trace` inspect
-//! bundles; `serve` runs the reference gateway.
+//! bundles; `serve` runs the reference gateway; `ext-proc` runs bundles as an Envoy external
+//! processor.
 
 mod check;
 mod cond;
+mod ext_proc;
 mod serve;
 mod trace;
 
@@ -30,6 +32,8 @@ enum Command {
     Trace(trace::Args),
     /// Serve bundles: the reference gateway (hyper and tokio).
     Serve(Box<serve::Args>),
+    /// Run bundles as an Envoy external processor (ext_proc v3, gRPC).
+    ExtProc(Box<ext_proc::Args>),
 }
 
 // mimalloc returns freed pages to the system after a short delay; glibc's malloc keeps
@@ -44,5 +48,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Trace(args) => trace::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::ExtProc(args) => ext_proc::run(&args),
     }
 }

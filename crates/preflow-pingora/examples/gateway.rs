@@ -1,0 +1,111 @@
+//! Serves bundles with Pingora the way `preflow serve` does:
+//!
+//! ```text
+//! cargo run --release -p preflow-pingora --example gateway -- PATH... --listen ADDR
+//!     [--apps FILE] [--env FILE] [--redis URL]
+//! ```
+//!
+//! `--plain HOST:PORT` runs plain Pingora instead (no preflow), proxying everything to
+//! that back end: the baseline of the benchmark (scripts/bench-hosts.sh).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Parser;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::Server;
+use preflow_cli::hosted;
+use preflow_pingora::PreflowProxy;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Bundles: `apiproxy/` folders, folders holding them, or zips.
+    paths: Vec<PathBuf>,
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Apps file. Default: the first `apps.toml` directly in a PATH folder.
+    #[arg(long)]
+    apps: Option<PathBuf>,
+    /// Environment file.
+    #[arg(long = "env")]
+    env: Option<PathBuf>,
+    /// Redis for shared state (`redis://host:port/db`).
+    #[arg(long)]
+    redis: Option<String>,
+    /// Plain Pingora to this back end, without preflow (benchmark baseline).
+    #[arg(long, value_name = "HOST:PORT")]
+    plain: Option<SocketAddr>,
+    /// Pingora worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Plain Pingora: every request to one back end.
+struct Plain(SocketAddr);
+
+#[async_trait]
+impl ProxyHttp for Plain {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PREFLOW_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let mut server = Server::new(None)?;
+    server.bootstrap();
+    if let Some(conf) = Arc::get_mut(&mut server.configuration) {
+        conf.threads = args.threads;
+    }
+    let listen = args.listen.to_string();
+    match args.plain {
+        Some(backend) => {
+            let mut service =
+                pingora::proxy::http_proxy_service(&server.configuration, Plain(backend));
+            service.add_tcp(&listen);
+            server.add_service(service);
+        }
+        None => {
+            // Loading (and Redis's connection) runs on a runtime of its own, kept alive.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let options = hosted::Options {
+                paths: args.paths.clone(),
+                apps: args.apps.clone(),
+                env: args.env.clone(),
+                redis: args.redis.clone(),
+                redis_timeout: Duration::from_millis(50),
+            };
+            let loaded = runtime.block_on(async { hosted::load(&options) })?;
+            std::mem::forget(runtime);
+            let mut host = preflow_host::Host::new(loaded.gateway)?;
+            if let Some(store) = loaded.store {
+                host = host.with_store(store);
+            }
+            let mut service =
+                pingora::proxy::http_proxy_service(&server.configuration, PreflowProxy::new(host));
+            service.add_tcp(&listen);
+            server.add_service(service);
+        }
+    }
+    println!("preflow-pingora listening on http://{listen}");
+    server.run_forever();
+}

@@ -1,0 +1,460 @@
+//! A Pingora [`ProxyHttp`] that runs preflow API proxies: [`PreflowProxy`] drives one
+//! [`preflow::Exchange`] per request through Pingora's phases.
+//!
+//! * `request_filter`: the exchange begins from the head; a [`Step::Respond`]
+//!   (a missing token, a spike arrest, a RaiseFault, a token endpoint's answer) is
+//!   written here and the back end never sees the request. The body is read only when
+//!   the engine asks (and then forwarded from Pingora's retry buffer, at most 64 KiB;
+//!   larger ones get 413).
+//! * `upstream_peer`: the [`Step::Forward`]'s target: address from its URL, TLS and SNI
+//!   for `https` (certificates verified unless the target's `<SSLInfo>` says
+//!   `IgnoreValidationErrors`), the target's connect and I/O timeouts.
+//! * `upstream_request_filter`: the upstream request becomes the engine's target request
+//!   (method, path and query, headers, `Host`).
+//! * `response_filter`: the response flows run on the back end's head, and the head sent
+//!   to the client is the engine's; the body streams through. When a response policy
+//!   needs the response body (the engine decides when the gateway is built, and says so
+//!   in the Forward step), the target call is made whole from `request_filter` instead
+//!   and the answer written there; when a response flow replaces the answer (a fault),
+//!   `response_body_filter` sends the engine's body in place of the back end's.
+//! * Store steps, pauses and side calls (ServiceCallout, API provider tokens) are
+//!   answered by [`preflow_host::Host`]; store steps go to the same Redis driver as
+//!   `preflow serve --redis`.
+//! * `logging`: one access-log line per request (PostClientFlow has run in the engine
+//!   before the final response was handed over).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pingora::server::Server;
+//! use preflow_pingora::PreflowProxy;
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let loaded = preflow::load_path("examples/envoy/hello-api".as_ref(), &Default::default());
+//! let gateway = Arc::new(preflow::Gateway::builder().bundles(loaded).build()?);
+//! let mut server = Server::new(None)?;
+//! server.bootstrap();
+//! let proxy = PreflowProxy::new(preflow_host::Host::new(gateway)?);
+//! let mut service = pingora::proxy::http_proxy_service(&server.configuration, proxy);
+//! service.add_tcp("127.0.0.1:8080");
+//! server.add_service(service);
+//! server.run_forever();
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorType, Result};
+use preflow::{Client, Exchange, Target, TargetError};
+use preflow_host::{Host, Next};
+
+/// Default limit on request bodies the engine reads: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Largest request body the engine reads that can still be forwarded (Pingora's retry
+/// buffer).
+pub const MAX_FORWARDED_BODY_BYTES: usize = 64 * 1024;
+
+/// Runs a [`Host`]'s gateway in front of the back ends its bundles name.
+#[derive(Debug, Clone)]
+pub struct PreflowProxy {
+    host: Host,
+    max_body_bytes: usize,
+}
+
+impl PreflowProxy {
+    /// A proxy running `host`'s gateway.
+    pub fn new(host: Host) -> Self {
+        Self {
+            host,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// Sets the largest request body the engine reads (larger ones get 413).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+}
+
+/// Where the exchange of one request stands.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    ex: Option<Exchange>,
+    /// The target call Pingora makes.
+    target: Option<Target>,
+    /// The request body the engine read, to send in place of the client's.
+    body: Option<Bytes>,
+    /// The engine's body replacing the back end's (a response flow's fault).
+    replace_body: Option<Bytes>,
+    /// Whether the answer was written by preflow in `request_filter`.
+    answered: bool,
+    status: u16,
+}
+
+fn client_of(session: &Session) -> SocketAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet().copied())
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+}
+
+fn internal(why: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, why)
+}
+
+/// The answer to a request body over the limit.
+fn too_big() -> http::Response<Bytes> {
+    preflow_host::fault(
+        http::StatusCode::PAYLOAD_TOO_LARGE,
+        "protocol.http.TooBigBody",
+        "Request body is larger than the gateway accepts",
+    )
+}
+
+/// Writes a whole response.
+async fn write(session: &mut Session, resp: http::Response<Bytes>) -> Result<u16> {
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    let mut head = ResponseHeader::build(parts.status, Some(parts.headers.len() + 1))?;
+    for (name, value) in &parts.headers {
+        if name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        head.append_header(name.clone(), value.clone())?;
+    }
+    head.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    session
+        .write_response_header(Box::new(head), body.is_empty())
+        .await?;
+    if !body.is_empty() {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(status)
+}
+
+impl PreflowProxy {
+    /// Reads the whole request body, within the limit; past it, the answer.
+    async fn read_body(&self, session: &mut Session) -> Result<std::result::Result<Bytes, ()>> {
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > self.max_body_bytes {
+                return Ok(Err(()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Ok(Bytes::from(body)))
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for PreflowProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let client = Client::http(client_of(session));
+        let head: http::request::Parts = (**session.req_header()).clone();
+        let mut ex = self
+            .host
+            .gateway()
+            .begin_head(head, client, SystemTime::now());
+        ex.enable_streaming();
+        if session.is_body_empty() {
+            ex.request_body(Bytes::new());
+        }
+        let mut read = false;
+        loop {
+            match self.host.advance(&mut ex).await {
+                Next::Respond(resp) => {
+                    ctx.status = write(session, resp).await?;
+                    ctx.answered = true;
+                    ctx.ex = Some(ex);
+                    return Ok(true);
+                }
+                Next::ReadBody => {
+                    // Kept for the upstream: the engine may forward what it read.
+                    session.enable_retry_buffering();
+                    match self.read_body(session).await? {
+                        Ok(body) => ex.request_body(body),
+                        Err(()) => {
+                            ctx.status = write(session, too_big()).await?;
+                            ctx.answered = true;
+                            return Ok(true);
+                        }
+                    }
+                    read = true;
+                }
+                Next::Forward(mut target) if !target.stream_response_body => {
+                    // A response policy needs the body: the call is made whole here, with
+                    // the client's body if the engine left it unread.
+                    if target.stream_request_body {
+                        match self.read_body(session).await? {
+                            Ok(body) => *target.request.body_mut() = body,
+                            Err(_) => {
+                                ctx.status = write(session, too_big()).await?;
+                                ctx.answered = true;
+                                return Ok(true);
+                            }
+                        }
+                    }
+                    let result = self.host.call(target).await;
+                    ex.target_response(result);
+                }
+                Next::Forward(target) => {
+                    if read && !target.stream_request_body {
+                        let body = target.request.body().clone();
+                        if body.len() > MAX_FORWARDED_BODY_BYTES {
+                            let resp = preflow_host::fault(
+                                http::StatusCode::PAYLOAD_TOO_LARGE,
+                                "protocol.http.TooBigBody",
+                                "Request body is larger than this gateway forwards",
+                            );
+                            ctx.status = write(session, resp).await?;
+                            ctx.answered = true;
+                            return Ok(true);
+                        }
+                        ctx.body = Some(body);
+                    }
+                    ctx.target = Some(target);
+                    ctx.ex = Some(ex);
+                    return Ok(false);
+                }
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let target = ctx
+            .target
+            .as_ref()
+            .ok_or_else(|| internal("no target for the upstream"))?;
+        let uri = target.request.uri();
+        let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+            || target.tls.as_ref().is_some_and(|t| t.enabled);
+        let host = uri
+            .host()
+            .ok_or_else(|| internal("the target URL has no host"))?;
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // Bracketed IPv6 literals lose their brackets for the socket address.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let mut peer = HttpPeer::new((bare, port), tls, bare.to_owned());
+        let timeouts = target.timeouts;
+        peer.options.connection_timeout = Some(
+            timeouts
+                .connect
+                .unwrap_or(preflow_host::DEFAULT_CONNECT_TIMEOUT),
+        );
+        peer.options.read_timeout = Some(timeouts.io.unwrap_or(preflow_host::DEFAULT_IO_TIMEOUT));
+        if let Some(t) = &target.tls
+            && t.ignore_validation_errors
+        {
+            tracing::warn!(
+                host = "pingora",
+                target = %host,
+                "back-end certificate not verified (IgnoreValidationErrors)"
+            );
+            peer.options.verify_cert = false;
+            peer.options.verify_hostname = false;
+        }
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(target) = &ctx.target else {
+            return Err(internal("no target for the upstream request"));
+        };
+        let req = &target.request;
+        upstream.set_method(req.method().clone());
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        upstream.set_uri(
+            http::Uri::try_from(path).map_err(|_| internal("the target path is not a URI"))?,
+        );
+        let names: Vec<http::HeaderName> = upstream.headers.keys().cloned().collect();
+        for name in names {
+            upstream.remove_header(&name);
+        }
+        for (name, value) in req.headers() {
+            upstream.append_header(name.clone(), value.clone())?;
+        }
+        if let Some(authority) = req.uri().authority() {
+            upstream.insert_header(http::header::HOST, authority.as_str())?;
+        }
+        if let Some(body) = &ctx.body {
+            upstream.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // The engine read the body (and may have changed it): send its version, once.
+        if ctx.body.is_some() {
+            *body = ctx.body.take();
+        } else if ctx.target.as_ref().is_some_and(|t| !t.stream_request_body) {
+            *body = None;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(ex) = ctx.ex.as_mut() else {
+            return Ok(());
+        };
+        let parts: http::response::Parts = (**upstream).clone();
+        ex.target_response_head(Ok(parts));
+        let answer = match self.host.advance(ex).await {
+            Next::Respond(resp) => resp,
+            Next::ReadBody | Next::Forward(_) => {
+                return Err(internal("the engine asked for a second target call"));
+            }
+        };
+        let streams = ex.streams_response_body();
+        let (parts, body) = answer.into_parts();
+        ctx.status = parts.status.as_u16();
+        let framing: Vec<(http::HeaderName, http::HeaderValue)> = if streams {
+            [
+                http::header::CONTENT_LENGTH,
+                http::header::TRANSFER_ENCODING,
+            ]
+            .into_iter()
+            .filter(|n| !parts.headers.contains_key(n))
+            .flat_map(|n| {
+                upstream
+                    .headers
+                    .get_all(&n)
+                    .iter()
+                    .map(|v| (n.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+        } else {
+            Vec::new()
+        };
+        upstream.set_status(parts.status)?;
+        let names: Vec<http::HeaderName> = upstream.headers.keys().cloned().collect();
+        for name in names {
+            upstream.remove_header(&name);
+        }
+        for (name, value) in &parts.headers {
+            upstream.append_header(name.clone(), value.clone())?;
+        }
+        for (name, value) in framing {
+            upstream.append_header(name, value)?;
+        }
+        if !streams {
+            // The engine's answer replaces the back end's body.
+            upstream.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            ctx.replace_body = Some(body);
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.replace_body.is_some() {
+            *body = if end_of_stream {
+                ctx.replace_body.take()
+            } else {
+                None
+            };
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // A failed target call runs the engine's error flow; its answer goes out.
+        let answer = match (ctx.ex.as_mut(), ctx.target.is_some()) {
+            (Some(ex), true) if !ctx.answered => {
+                let err = match e.etype() {
+                    ErrorType::ConnectTimedout
+                    | ErrorType::ConnectRefused
+                    | ErrorType::ConnectNoRoute
+                    | ErrorType::ConnectError
+                    | ErrorType::ConnectProxyFailure => TargetError::Connect(e.to_string()),
+                    ErrorType::ReadTimedout | ErrorType::WriteTimedout => TargetError::Timeout,
+                    _ => TargetError::Other(e.to_string()),
+                };
+                ex.target_response(Err(err));
+                match self.host.advance(ex).await {
+                    Next::Respond(resp) => Some(resp),
+                    Next::ReadBody | Next::Forward(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let code = match answer {
+            Some(resp) => write(session, resp).await.unwrap_or(0),
+            None => {
+                let _ = session.respond_error(502).await;
+                502
+            }
+        };
+        ctx.status = code;
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // Looking variables up costs: only when the line is written.
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        let status = session
+            .response_written()
+            .map_or(ctx.status, |r| r.status.as_u16());
+        let gateway = self.host.gateway();
+        let (proxy, flow, fault) = ctx.ex.as_ref().map_or_else(Default::default, |ex| {
+            (
+                gateway.variable(ex, "apiproxy.name").unwrap_or_default(),
+                gateway.variable(ex, "proxy.flow.name").unwrap_or_default(),
+                ex.fault_name().unwrap_or_default().to_owned(),
+            )
+        });
+        tracing::info!(
+            host = "pingora",
+            status,
+            proxy,
+            flow,
+            fault,
+            error = e.map(|e| e.to_string()).unwrap_or_default(),
+            "request"
+        );
+    }
+}
