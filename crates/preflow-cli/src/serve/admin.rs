@@ -173,7 +173,7 @@ impl Admin {
             (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
             (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
-            (_, ["admin", "deployments", ..]) => self.deployments(req, &segments[2..]),
+            (_, ["admin", "deployments", rest @ ..]) => self.deployments(req, rest),
             (_, ["admin", "products"]) => not_allowed("GET"),
             (_, ["admin", "apps"]) => not_allowed("GET, POST"),
             (_, ["admin", "credentials", _, "rotate"]) | (_, ["admin", "apps", _, "revoke"]) => {
@@ -233,7 +233,9 @@ impl Admin {
                 match d.upload(&name, req.body()) {
                     Ok(done) => {
                         let mut body = describe(&done.revision, true);
-                        body["warnings"] = json!(done.warnings);
+                        if let Some(fields) = body.as_object_mut() {
+                            fields.insert("warnings".to_owned(), json!(done.warnings));
+                        }
                         json_response(StatusCode::CREATED, &body)
                     }
                     Err(e) => refused(e),
