@@ -14,7 +14,7 @@ use http::StatusCode;
 use preflow_policy::runtime::{Fault, Message, Outcome, PolicyRef, Target, wants_xml};
 
 use crate::compiled::{
-    CCompiled, CCond, CConn, CFlow, CRouteTarget, CStep, Inner, flows_of, join_url,
+    CCompiled, CCond, CConn, CDefaultRule, CFlow, CRouteTarget, CStep, Inner, flows_of, join_url,
 };
 use crate::context::PolicyContext;
 use crate::exchange::{
@@ -287,54 +287,78 @@ fn choose_rule(g: &Inner, ex: &mut Exchange, target: bool) {
     };
     for i in order {
         let Some(rule) = rules.get(i) else { continue };
-        let what = format!("fault rule {}", rule.name);
-        match eval(g, ex, rule.cond.as_ref(), &what) {
-            Ok(true) => {
-                let name = rule.name.clone();
-                ex.current_flow_name = Some(name.clone());
-                ex.record(|| TraceEvent::Flow {
-                    phase: Phase::Error,
-                    name,
-                });
-                ex.stage = Stage::Fault(FaultSeg::Rule { target, rule: i }, 0);
-                return;
-            }
-            Ok(false) => {}
-            Err(f) => {
-                answer_with(ex, f);
-                return;
-            }
+        let seg = FaultSeg::Rule { target, rule: i };
+        if enter_rule(
+            g,
+            ex,
+            &rule.name,
+            rule.cond.as_ref(),
+            "fault rule",
+            seg,
+            true,
+        ) {
+            return;
         }
     }
     goto_default(g, ex, target);
 }
 
-fn goto_default(g: &Inner, ex: &mut Exchange, target: bool) {
-    let b = g.bundles.get(ex.bundle);
-    let rule = if target {
-        b.and_then(|b| ex.target.and_then(|t| b.targets.get(t)))
-            .and_then(|t| t.default_rule.as_ref())
-    } else {
-        b.and_then(|b| b.proxies.get(ex.endpoint))
-            .and_then(|p| p.default_rule.as_ref())
-    };
-    if let Some(rule) = rule {
-        let what = format!("default fault rule {}", rule.name);
-        let holds = match eval(g, ex, rule.cond.as_ref(), &what) {
-            Ok(holds) => holds,
-            Err(f) => {
-                answer_with(ex, f);
-                return;
+/// Enters fault segment `seg` when the condition of its rule `name` holds, naming the
+/// rule in the trace and (when `current`) as the current flow. Returns whether the
+/// exchange moved on: into the rule, or to answering a condition that cannot be
+/// evaluated.
+fn enter_rule(
+    g: &Inner,
+    ex: &mut Exchange,
+    name: &str,
+    cond: Option<&CCond>,
+    kind: &str,
+    seg: FaultSeg,
+    current: bool,
+) -> bool {
+    match eval(g, ex, cond, &format!("{kind} {name}")) {
+        Ok(true) => {
+            if current {
+                ex.current_flow_name = Some(name.to_owned());
             }
-        };
-        if holds {
-            let name = rule.name.clone();
-            ex.current_flow_name = Some(name.clone());
+            let name = name.to_owned();
             ex.record(|| TraceEvent::Flow {
                 phase: Phase::Error,
                 name,
             });
-            ex.stage = Stage::Fault(FaultSeg::Default { target }, 0);
+            ex.stage = Stage::Fault(seg, 0);
+            true
+        }
+        Ok(false) => false,
+        Err(f) => {
+            answer_with(ex, f);
+            true
+        }
+    }
+}
+
+/// The DefaultFaultRule of the target endpoint (`target`) or of the proxy endpoint.
+fn default_rule<'g>(g: &'g Inner, ex: &Exchange, target: bool) -> Option<&'g CDefaultRule> {
+    let b = g.bundles.get(ex.bundle)?;
+    if target {
+        b.targets.get(ex.target?)?.default_rule.as_ref()
+    } else {
+        b.proxies.get(ex.endpoint)?.default_rule.as_ref()
+    }
+}
+
+fn goto_default(g: &Inner, ex: &mut Exchange, target: bool) {
+    if let Some(rule) = default_rule(g, ex, target) {
+        let seg = FaultSeg::Default { target };
+        if enter_rule(
+            g,
+            ex,
+            &rule.name,
+            rule.cond.as_ref(),
+            "default fault rule",
+            seg,
+            true,
+        ) {
             return;
         }
     }
@@ -343,27 +367,18 @@ fn goto_default(g: &Inner, ex: &mut Exchange, target: bool) {
 
 fn after_default(g: &Inner, ex: &mut Exchange, target: bool) {
     if target && g.env.settings.proxy_default_rule_on_target_fault && !ex.rule_raised {
-        let rule = g
-            .bundles
-            .get(ex.bundle)
-            .and_then(|b| b.proxies.get(ex.endpoint))
-            .and_then(|p| p.default_rule.as_ref());
-        if let Some(rule) = rule.filter(|r| r.always_enforce) {
-            let what = format!("default fault rule {}", rule.name);
-            let holds = match eval(g, ex, rule.cond.as_ref(), &what) {
-                Ok(holds) => holds,
-                Err(f) => {
-                    answer_with(ex, f);
-                    return;
-                }
-            };
-            if holds {
-                let name = rule.name.clone();
-                ex.record(|| TraceEvent::Flow {
-                    phase: Phase::Error,
-                    name,
-                });
-                ex.stage = Stage::Fault(FaultSeg::ProxyDefaultAfterTarget, 0);
+        let rule = default_rule(g, ex, false).filter(|r| r.always_enforce);
+        if let Some(rule) = rule {
+            let seg = FaultSeg::ProxyDefaultAfterTarget;
+            if enter_rule(
+                g,
+                ex,
+                &rule.name,
+                rule.cond.as_ref(),
+                "default fault rule",
+                seg,
+                false,
+            ) {
                 return;
             }
         }
@@ -374,14 +389,7 @@ fn after_default(g: &Inner, ex: &mut Exchange, target: bool) {
 fn fault_seg_done(g: &Inner, ex: &mut Exchange, fs: FaultSeg) {
     match fs {
         FaultSeg::Rule { target, .. } => {
-            let b = g.bundles.get(ex.bundle);
-            let rule = if target {
-                b.and_then(|b| ex.target.and_then(|t| b.targets.get(t)))
-                    .and_then(|t| t.default_rule.as_ref())
-            } else {
-                b.and_then(|b| b.proxies.get(ex.endpoint))
-                    .and_then(|p| p.default_rule.as_ref())
-            };
+            let rule = default_rule(g, ex, target);
             // AlwaysEnforce runs the DefaultFaultRule after a FaultRule, unless that
             // FaultRule raised a fault.
             if rule.is_some_and(|r| r.always_enforce) && !ex.rule_raised {
