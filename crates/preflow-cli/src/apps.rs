@@ -370,6 +370,14 @@ impl AppsFile {
         Ok(file)
     }
 
+    /// [`AppsFile::load`], then [`AppsFile::hash_secrets`]: the file as a gateway serves
+    /// it.
+    pub fn load_hashed(path: &Path, cost: PasswordHashCost) -> Result<Self, AppsError> {
+        let mut file = Self::load(path)?;
+        file.hash_secrets(cost)?;
+        Ok(file)
+    }
+
     /// The apps file of bundles given as `paths`: the first `apps.toml` directly in one
     /// of the folders.
     pub fn find(paths: &[PathBuf]) -> Option<PathBuf> {

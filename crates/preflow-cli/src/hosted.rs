@@ -61,21 +61,12 @@ pub enum LoadError {
 
 /// Loads and builds; must run on a tokio runtime when `redis` is given.
 pub fn load(options: &Options) -> Result<Hosted, LoadError> {
-    let apps_path = options.apps.clone().or_else(|| {
-        options
-            .paths
-            .iter()
-            .filter(|p| p.is_dir())
-            .map(|p| p.join("apps.toml"))
-            .find(|p| p.is_file())
-    });
+    let apps_path = options
+        .apps
+        .clone()
+        .or_else(|| apps::AppsFile::find(&options.paths));
     let file = match &apps_path {
-        Some(p) => {
-            let mut f = apps::AppsFile::read(p)?;
-            f.validate()?;
-            f.hash_secrets(PasswordHashCost::default())?;
-            f
-        }
+        Some(p) => apps::AppsFile::load_hashed(p, PasswordHashCost::default())?,
         None => apps::AppsFile::default(),
     };
     let registry = Arc::new(file.to_registry(PasswordHashCost::default())?);
@@ -83,12 +74,7 @@ pub fn load(options: &Options) -> Result<Hosted, LoadError> {
         Some(p) => Some(environment::Environment::read(p)?),
         None => None,
     };
-    let mut loaded = preflow::Loaded::default();
-    for path in &options.paths {
-        let mut one = preflow::load_path(path, &preflow::LoadOptions::default());
-        loaded.bundles.append(&mut one.bundles);
-        loaded.diagnostics.append(&mut one.diagnostics);
-    }
+    let loaded = preflow::load_paths(&options.paths, &preflow::LoadOptions::default());
     if loaded.has_errors() {
         for e in loaded.errors() {
             eprintln!("{e}");

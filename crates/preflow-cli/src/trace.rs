@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use preflow::bytes::Bytes;
-use preflow::{Client, Gateway, LoadOptions, Phase, Step, TraceEvent, load_path};
+use preflow::{Client, Gateway, LoadOptions, Phase, Step, TraceEvent, load_paths};
 use preflow_cli::apps::AppsFile;
 use preflow_cli::environment;
 
@@ -301,23 +301,18 @@ fn access_token(resp: &http::Response<Bytes>) -> Option<String> {
 
 /// The gateway of `args`: its bundles, apps file and environment file.
 fn build_gateway(args: &Args) -> Result<Gateway, String> {
-    let mut builder = Gateway::builder();
-    let mut errors = 0;
-    for p in &args.paths {
-        let loaded = load_path(p, &LoadOptions::default());
-        for d in loaded.errors() {
-            eprintln!("{}", d.render());
-            errors += 1;
-        }
-        builder = builder.bundles(loaded);
+    let loaded = load_paths(&args.paths, &LoadOptions::default());
+    for d in loaded.errors() {
+        eprintln!("{}", d.render());
     }
+    let errors = loaded.errors().count();
     if errors > 0 {
         return Err(format!("the bundles have {errors} error(s)"));
     }
+    let mut builder = Gateway::builder().bundles(loaded);
     if let Some(path) = args.apps.clone().or_else(|| AppsFile::find(&args.paths)) {
-        let mut file = AppsFile::load(&path).map_err(|e| e.to_string())?;
         let cost = preflow_oauth::PasswordHashCost::default();
-        file.hash_secrets(cost).map_err(|e| e.to_string())?;
+        let file = AppsFile::load_hashed(&path, cost).map_err(|e| e.to_string())?;
         let registry = file.to_registry(cost).map_err(|e| e.to_string())?;
         builder = builder.registry(std::sync::Arc::new(registry));
     }

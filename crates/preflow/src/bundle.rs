@@ -709,6 +709,20 @@ fn closest<'a>(name: &str, names: impl Iterator<Item = &'a String>) -> Option<&'
     names.map(String::as_str).find(|n| norm(n) == target)
 }
 
+/// Loads every path of `paths` ([`load_path`]) into one [`Loaded`], in order.
+pub fn load_paths<P: AsRef<Path>>(
+    paths: impl IntoIterator<Item = P>,
+    options: &LoadOptions,
+) -> Loaded {
+    let mut all = Loaded::default();
+    for p in paths {
+        let mut one = load_path(p.as_ref(), options);
+        all.bundles.append(&mut one.bundles);
+        all.diagnostics.append(&mut one.diagnostics);
+    }
+    all
+}
+
 /// Loads `path`: a bundle folder, a folder holding bundles at any depth, or a zip.
 pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
     let display = path.to_string_lossy().into_owned();

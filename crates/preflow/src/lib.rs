@@ -128,7 +128,7 @@ mod vars;
 
 pub use balance::{BalancerError, CheckKind, HealthCheck, HttpCheck};
 pub use bundle::{
-    Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_zip,
+    Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_paths, load_zip,
 };
 pub use endpoint::{
     Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, HealthMonitor, HttpProbe,

@@ -80,11 +80,19 @@ impl Revision {
     }
 }
 
-fn merge(from_paths: &[Bundle], uploads: &[Bundle]) -> Vec<Bundle> {
-    from_paths
+/// `base` with `over` in place of the bundles of the same name: the latest deploy of a
+/// name wins.
+fn merge(base: &[Bundle], over: &[Bundle]) -> Vec<Bundle> {
+    let mut all = without(base, over);
+    all.extend(over.iter().cloned());
+    all
+}
+
+/// The bundles of `bundles` whose names `names` does not hold.
+fn without(bundles: &[Bundle], names: &[Bundle]) -> Vec<Bundle> {
+    bundles
         .iter()
-        .filter(|b| !uploads.iter().any(|u| u.name == b.name))
-        .chain(uploads)
+        .filter(|b| !names.iter().any(|n| n.name == b.name))
         .cloned()
         .collect()
 }
@@ -173,20 +181,12 @@ impl Deployments {
     /// # Errors
     /// [`DeployError`]: the running revision keeps serving.
     pub fn reload(&self) -> Result<Deployed, DeployError> {
-        let mut loaded = Loaded::default();
-        for path in &self.paths {
-            let mut one = preflow::load_path(path, &LoadOptions::default());
-            loaded.bundles.append(&mut one.bundles);
-            loaded.diagnostics.append(&mut one.diagnostics);
-        }
+        let loaded = preflow::load_paths(&self.paths, &LoadOptions::default());
         self.deploy(loaded, Origin::Reload, |current, loaded| {
-            let uploads = current
-                .uploads
-                .iter()
-                .filter(|u| !loaded.bundles.iter().any(|b| b.name == u.name))
-                .cloned()
-                .collect();
-            (loaded.bundles.clone(), uploads)
+            (
+                loaded.bundles.clone(),
+                without(&current.uploads, &loaded.bundles),
+            )
         })
     }
 
@@ -206,14 +206,10 @@ impl Deployments {
             loaded,
             Origin::Upload(name.to_owned()),
             |current, loaded| {
-                let mut uploads: Vec<Bundle> = current
-                    .uploads
-                    .iter()
-                    .filter(|u| !loaded.bundles.iter().any(|b| b.name == u.name))
-                    .cloned()
-                    .collect();
-                uploads.extend(loaded.bundles.iter().cloned());
-                (current.from_paths.clone(), uploads)
+                (
+                    current.from_paths.clone(),
+                    merge(&current.uploads, &loaded.bundles),
+                )
             },
         )
     }

@@ -305,9 +305,10 @@ fn load_apps(path: Option<&Path>) -> Result<apps::AppsFile, StartError> {
         tracing::warn!("no apps file: no client can get a token or use an API key");
         return Ok(apps::AppsFile::default());
     };
-    let mut file = apps::AppsFile::load(path)?;
-    file.hash_secrets(PasswordHashCost::default())?;
-    Ok(file)
+    Ok(apps::AppsFile::load_hashed(
+        path,
+        PasswordHashCost::default(),
+    )?)
 }
 
 async fn serve(args: &Args) -> Result<(), StartError> {
@@ -340,12 +341,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let file = load_apps(apps_path.as_deref())?;
     let registry = Arc::new(file.to_registry(PasswordHashCost::default())?);
 
-    let mut loaded = preflow::Loaded::default();
-    for path in &args.paths {
-        let mut one = preflow::load_path(path, &preflow::LoadOptions::default());
-        loaded.bundles.append(&mut one.bundles);
-        loaded.diagnostics.append(&mut one.diagnostics);
-    }
+    let loaded = preflow::load_paths(&args.paths, &preflow::LoadOptions::default());
     for w in loaded.warnings() {
         tracing::warn!("{w}");
     }
