@@ -289,7 +289,7 @@ impl Deployments {
         let (from_paths, uploads) = pick(&current, &loaded);
         let all = Loaded {
             bundles: merge(&from_paths, &uploads),
-            diagnostics: loaded.diagnostics.clone(),
+            diagnostics: loaded.diagnostics,
         };
         let gateway = current.gateway.redeploy(&all).map_err(|e| {
             tracing::error!(origin = origin.describe(), error = %e, "deploy refused; the running revision keeps serving");
@@ -320,7 +320,7 @@ impl Deployments {
         tracing::info!(
             revision = number,
             origin = revision.origin.describe(),
-            bundles = revision.bundles().len(),
+            bundles = all.bundles.len(),
             "revision deployed"
         );
         for w in &warnings {
