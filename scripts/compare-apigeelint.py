@@ -11,7 +11,7 @@ Usage: scripts/compare-apigeelint.py [--profile edge|x] [--preflow BIN] [BUNDLES
 `--time-corpus` instead times `preflow check` (one process per bundle) on the 242 real
 corpus bundles outside apigeelint's fixtures and lists every error it reports.
 
-apigeelint 2.85 is installed with npm under $CARGO_TARGET_DIR/apigeelint (default
+apigeelint 2.85.1 is installed with npm under $CARGO_TARGET_DIR/apigeelint (default
 target/apigeelint) the first time; it is never committed. BUNDLES_DIR defaults to
 $PREFLOW_SHARED/apigee-corpus/bundles/apigee__apigeelint.
 """
@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APIGEELINT_VERSION = "2.85.0"
+APIGEELINT_VERSION = "2.85.1"
 
 # apigeelint rules about naming, style, size, code style of resources or its own
 # preferences rather than a problem Apigee or the running proxy has.

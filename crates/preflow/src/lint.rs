@@ -64,8 +64,19 @@ pub fn lint_with(bundles: &[Bundle], options: &LintOptions) -> Vec<Diagnostic> {
         for p in &bundle.proxy_endpoints {
             unreachable_flows(&p.flows, &mut out);
             unreachable_routes(&p.route_rules, &mut out);
-            if bundle.kind == crate::BundleKind::ApiProxy
-                && !p.route_rules.is_empty()
+            if bundle.kind == crate::BundleKind::ApiProxy && p.route_rules.is_empty() {
+                out.push(
+                    warn(
+                        "FLOW010",
+                        &p.location,
+                        format!(
+                            "proxy endpoint `{}` has no route rule: no request reaches a target",
+                            p.name
+                        ),
+                    )
+                    .with_hint("add `<RouteRule name=\"default\"><TargetEndpoint>…</TargetEndpoint></RouteRule>`, or `<RouteRule name=\"noroute\"/>` to make the null route explicit"),
+                );
+            } else if bundle.kind == crate::BundleKind::ApiProxy
                 && p.route_rules.iter().all(|r| r.condition.is_some())
             {
                 out.push(
@@ -94,6 +105,7 @@ pub fn lint_with(bundles: &[Bundle], options: &LintOptions) -> Vec<Diagnostic> {
         for c in &conditions {
             and_or_mix(c, &mut out);
             never_true(c, &mut out);
+            bare_variable(c, &mut out);
         }
         let mut event_flow_policies = BTreeSet::new();
         raw_checks(
@@ -289,25 +301,49 @@ fn unreachable_fault_rules(rules: &[FaultRule], proxy: bool, out: &mut Vec<Diagn
     } else {
         rules.iter().collect()
     };
-    if let Some(first) = order.iter().position(|r| r.condition.is_none()) {
-        let Some(cover) = order.get(first) else {
-            return;
-        };
-        for r in order.iter().skip(first + 1) {
-            out.push(warn(
-                "FLOW003",
-                &r.location,
-                format!(
-                    "fault rule `{}` can never run: fault rule `{}`, tried before it, has no condition",
-                    r.name, cover.name
-                ),
-            ).with_hint(if proxy {
-                "proxy endpoint fault rules are tried from the last to the first"
-            } else {
-                "target endpoint fault rules are tried from the first to the last"
-            }));
-        }
+    let Some(first) = order.iter().position(|r| r.condition.is_none()) else {
+        return;
+    };
+    let (Some(cover), Some(shadowed)) = (order.get(first), order.get(first + 1..)) else {
+        return;
+    };
+    if shadowed.is_empty() {
+        return;
     }
+    // Reported at the unconditional rule, where a condition is missing, and at each rule
+    // it shadows, which is dead configuration.
+    for r in shadowed {
+        out.push(warn(
+            "FLOW003",
+            &r.location,
+            format!(
+                "fault rule `{}` can never run: fault rule `{}`, tried before it, has no condition",
+                r.name, cover.name
+            ),
+        ));
+    }
+    let names: Vec<String> = shadowed.iter().map(|r| format!("`{}`", r.name)).collect();
+    let noun = if names.len() == 1 {
+        "fault rule"
+    } else {
+        "fault rules"
+    };
+    out.push(
+        warn(
+            "FLOW003",
+            &cover.location,
+            format!(
+                "fault rule `{}` has no condition, so {noun} {}, tried after it, can never run",
+                cover.name,
+                names.join(", ")
+            ),
+        )
+        .with_hint(if proxy {
+            "proxy endpoint fault rules are tried from the last to the first: give this rule a condition or move it first"
+        } else {
+            "target endpoint fault rules are tried from the first to the last: give this rule a condition or move it last"
+        }),
+    );
 }
 
 /// The index of the `)` that closes the `(` at `open`, skipping string literals.
@@ -415,6 +451,38 @@ fn never_true(c: &Condition, out: &mut Vec<Diagnostic>) {
             )
             .with_hint("remove the `false` term, or the step, flow or rule it guards"),
         );
+    }
+}
+
+/// COND006: a variable standing alone as a boolean, without a comparison.
+fn bare_variable(c: &Condition, out: &mut Vec<Diagnostic>) {
+    let Some(root) = c.ast().and_then(|a| a.expr.as_ref()) else {
+        return;
+    };
+    let mut stack = vec![(root, 0usize)];
+    while let Some((e, depth)) = stack.pop() {
+        match e {
+            Expr::And { lhs, rhs, .. } | Expr::Or { lhs, rhs, .. } if depth < 64 => {
+                stack.push((rhs, depth + 1));
+                stack.push((lhs, depth + 1));
+            }
+            Expr::Not { operand, .. } if depth < 64 => stack.push((operand, depth + 1)),
+            Expr::Operand(Operand::Variable(v)) => {
+                out.push(
+                    warn(
+                        "COND006",
+                        &c.location,
+                        format!(
+                            "`{}` stands alone without a comparison: it holds only when the variable is `true` (or the text `true`)",
+                            v.name
+                        ),
+                    )
+                    .with_hint("compare it: `= true`, `!= null` or `= \"value\"`, whichever is meant"),
+                );
+                return;
+            }
+            _ => {}
+        }
     }
 }
 

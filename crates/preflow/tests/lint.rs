@@ -22,9 +22,15 @@ const AM: (&str, &str) = (
     r#"<AssignMessage name="AM"><AssignVariable><Name>flow.mode</Name><Value>x</Value></AssignVariable></AssignMessage>"#,
 );
 
+/// A proxy endpoint around `body`, with an explicit null route unless `body` routes.
 fn proxy(body: &str) -> String {
+    let route = if body.contains("<RouteRule") {
+        ""
+    } else {
+        r#"<RouteRule name="noroute"/>"#
+    };
     format!(
-        r#"<ProxyEndpoint name="default">{body}<HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection></ProxyEndpoint>"#
+        r#"<ProxyEndpoint name="default">{body}<HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection>{route}</ProxyEndpoint>"#
     )
 }
 
@@ -81,7 +87,14 @@ fn unreachable_flows_routes_and_fault_rules() {
             .any(|w| w.contains("fault rule `early` can never run")),
         "{w:?}"
     );
-    assert_eq!(w.len(), 3, "{w:?}");
+    // Also at the unconditional rule itself, where the condition is missing.
+    assert!(
+        w.iter().any(|w| w.contains(
+            "fault rule `fallback` has no condition, so fault rule `early`, tried after it, can never run"
+        )),
+        "{w:?}"
+    );
+    assert_eq!(w.len(), 4, "{w:?}");
 }
 
 #[test]

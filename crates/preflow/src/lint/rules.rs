@@ -163,8 +163,8 @@ pub const RULES: &[Rule] = &[
         "FLOW003",
         Warning,
         false,
-        "A fault rule tried after a fault rule without a condition.",
-        "The unconditional rule always matches first, so the later rule never runs.",
+        "A fault rule without a condition that is tried before other fault rules (reported at the unconditional rule).",
+        "The unconditional rule always matches first, so the rules tried after it never run.",
     ),
     rule(
         "FLOW004",
@@ -212,7 +212,7 @@ pub const RULES: &[Rule] = &[
         "FLOW010",
         Warning,
         false,
-        "A proxy endpoint whose route rules all have conditions.",
+        "A proxy endpoint without a route rule, or whose route rules all have conditions.",
         "A request that no route rule's condition matches gets no route; the fallback should be explicit.",
     ),
     rule(
@@ -249,6 +249,13 @@ pub const RULES: &[Rule] = &[
         false,
         "A condition that is false whatever the request, such as one with `false AND` in it.",
         "The step, flow or rule it guards never runs: dead configuration, or a switch left off by mistake.",
+    ),
+    rule(
+        "COND006",
+        Warning,
+        false,
+        "A variable standing alone as a condition or operand, without a comparison (`<Condition>flag</Condition>`).",
+        "It holds only when the variable is boolean `true` or the text `true`; Apigee's documented grammar always compares and apigeelint rejects it, so the intent is unclear.",
     ),
     rule(
         "POL001",
@@ -319,6 +326,20 @@ pub const RULES: &[Rule] = &[
         false,
         "A Quota whose `<UseQuotaConfigInAPIProduct stepName>` names no VerifyAPIKey or OAuthV2 policy of the bundle.",
         "The Quota reads its limits from the API product that step verified; with another step it finds none and fails or uses its defaults.",
+    ),
+    rule(
+        "POL011",
+        Warning,
+        false,
+        "An AssignMessage or RaiseFault `<Set><Payload>` without a content type (no `contentType`, no `Content-Type` header), or with both.",
+        "Without one the message keeps the `Content-Type` it had (often the back end's, or none) and clients misread the new payload; with both, two places say it and may disagree.",
+    ),
+    rule(
+        "POL012",
+        Warning,
+        false,
+        "A DataCapture `<Collect>` reading a message its flow does not have: the response in a request flow, or a query parameter or URI path in a response flow without `<Source>request</Source>`.",
+        "The capture never finds its value, so the data collector always records the default.",
     ),
     rule(
         "TGT001",

@@ -182,8 +182,10 @@ fn target_tls(file: &File, conn: &Element, platform: Platform, out: &mut Vec<Dia
         out.push(
             file.warning(
                 "PRF002",
-                enforce.offset,
-                "`<SSLInfo><Enforce>` is an Apigee X element; Apigee Edge rejects it".to_owned(),
+                // At `<SSLInfo>`, like the other findings about the TLS settings as a whole.
+                ssl.offset.min(enforce.offset),
+                "`<SSLInfo>` uses `<Enforce>`, an Apigee X element; Apigee Edge rejects it"
+                    .to_owned(),
             )
             .with_hint("remove `<Enforce>` for Edge, or check with `--profile x`"),
         );
@@ -192,8 +194,9 @@ fn target_tls(file: &File, conn: &Element, platform: Platform, out: &mut Vec<Dia
         out.push(
             file.warning(
                 "TLS002",
-                ssl.offset,
-                "`https` target whose `<SSLInfo>` is not enabled".to_owned(),
+                // At the URL: the scheme and the TLS settings disagree.
+                url_el.offset,
+                "`https` target URL whose `<SSLInfo>` is not enabled".to_owned(),
             )
             .with_hint("add `<Enabled>true</Enabled>` to `<SSLInfo>`"),
         );
@@ -583,14 +586,152 @@ pub(super) fn policy(
     if matches!(ty, "AssignMessage" | "RaiseFault") {
         assign_variables(file, root, out);
     }
+    if matches!(ty, "AssignMessage" | "RaiseFault") {
+        payload_content_type(file, root, out);
+    }
     if ty == "ServiceCallout" {
         service_callout(file, root, out);
+    }
+    if ty == "DataCapture" {
+        data_capture_sources(file, root, attached_phases(bundle, &p.name), out);
     }
     if ty == "Quota" {
         quota_product_step(file, bundle, p, root, out);
     }
     deprecated_elements(file, root, 0, out);
     resources(file, bundle, root, out);
+}
+
+/// POL011: a `<Set><Payload>` whose content type is set by nobody, or twice (by the
+/// `contentType` attribute and by a `Content-Type` header).
+fn payload_content_type(file: &File, root: &Element, out: &mut Vec<Diagnostic>) {
+    let sets = root.children_named("Set").chain(
+        root.child("FaultResponse")
+            .into_iter()
+            .flat_map(|f| f.children_named("Set")),
+    );
+    for set in sets {
+        let Some(payload) = set.child("Payload") else {
+            continue;
+        };
+        let content_type_header = |parent: Option<&Element>| {
+            parent
+                .and_then(|p| p.child("Headers"))
+                .into_iter()
+                .flat_map(|h| h.children_named("Header"))
+                .find(|h| {
+                    h.attr("name")
+                        .is_some_and(|n| n.trim().eq_ignore_ascii_case("content-type"))
+                })
+                .map(|h| h.offset)
+        };
+        let in_set = content_type_header(Some(set));
+        let attribute = payload
+            .attr("contentType")
+            .is_some_and(|c| !c.trim().is_empty());
+        match (attribute, in_set) {
+            (true, Some(at)) => out.push(
+                file.warning(
+                    "POL011",
+                    at,
+                    "`Content-Type` is set twice: by `<Payload contentType>` and by this `<Header>`"
+                        .to_owned(),
+                )
+                .with_hint("keep one of them; `<Payload contentType>` says it next to the payload"),
+            ),
+            (false, None) if payload.non_empty_text().is_some() || !payload.children.is_empty() => {
+                let parent = if root.name == "RaiseFault" {
+                    root.child("FaultResponse")
+                } else {
+                    Some(root)
+                };
+                if content_type_header(parent.and_then(|p| p.child("Add"))).is_none() {
+                    out.push(
+                        file.warning(
+                            "POL011",
+                            payload.offset,
+                            "a payload without a content type: the message keeps the `Content-Type` it had, or has none"
+                                .to_owned(),
+                        )
+                        .with_hint("add `contentType=\"application/json\"` (or the payload's type) to `<Payload>`"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether policy `name` is attached to a request flow and to a response flow of an
+/// endpoint (fault rules and shared flows do not say which message they run on).
+fn attached_phases(bundle: &Bundle, name: &str) -> (bool, bool) {
+    let names = |steps: &[crate::endpoint::Step]| steps.iter().any(|s| s.policy == name);
+    let (mut request, mut response) = (false, false);
+    let mut flows: Vec<&crate::endpoint::Flow> = Vec::new();
+    for p in &bundle.proxy_endpoints {
+        flows.extend([&p.pre_flow, &p.post_flow]);
+        flows.extend(&p.flows);
+        flows.extend(&p.post_client_flow);
+    }
+    for t in &bundle.target_endpoints {
+        flows.extend([&t.pre_flow, &t.post_flow]);
+        flows.extend(&t.flows);
+    }
+    for f in flows {
+        request |= names(&f.request);
+        response |= names(&f.response);
+    }
+    (request, response)
+}
+
+/// POL012: a DataCapture `<Collect>` reading a message its flow does not have: the
+/// response in a request flow, or a query parameter or URI path of a response (only
+/// requests have them) in a response flow.
+fn data_capture_sources(
+    file: &File,
+    root: &Element,
+    (request, response): (bool, bool),
+    out: &mut Vec<Diagnostic>,
+) {
+    for capture in root.children_named("Capture") {
+        for collect in capture.children_named("Collect") {
+            let source = collect
+                .child("Source")
+                .map(|s| s.text().trim().to_ascii_lowercase());
+            let of_request_only = ["QueryParam", "URIPath"]
+                .into_iter()
+                .find(|n| collect.child(n).is_some());
+            let reads_response = match source.as_deref() {
+                Some("response") => true,
+                // Without a source, `message`: the response in a response flow.
+                None | Some("message") => response,
+                _ => false,
+            };
+            let problem = if request && source.as_deref() == Some("response") {
+                Some(
+                    "reads the response in a request flow, where there is no response yet"
+                        .to_owned(),
+                )
+            } else if let (Some(what), true) = (of_request_only, response && reads_response) {
+                Some(format!(
+                    "captures a `<{what}>` of the response in a response flow; responses have no {}",
+                    if what == "URIPath" {
+                        "URI path"
+                    } else {
+                        "query parameters"
+                    }
+                ))
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                out.push(
+                    file.warning("POL012", capture.offset, format!("this `<Capture>` {problem}"))
+                        .with_hint("set `<Source>request</Source>` in `<Collect>`, or attach the policy to the flow whose message it reads"),
+                );
+            }
+        }
+    }
 }
 
 /// The `<AssignVariable>` elements of an AssignMessage, or of a RaiseFault's

@@ -294,33 +294,48 @@ fn claims(cx: &mut Cx<'_>, el: &Element, item: &str) -> Vec<Claim> {
 }
 
 pub(crate) fn jwt(cx: &mut Cx<'_>, el: &Element, operation: JwtOperation) -> Jwt {
-    cx.known_policy(
-        el,
-        &[
-            "Algorithm",
-            "Algorithms",
-            "Type",
-            "Source",
-            "SecretKey",
-            "PublicKey",
-            "PrivateKey",
-            "Issuer",
-            "Subject",
-            "Audience",
-            "Id",
-            "AdditionalClaims",
-            "AdditionalHeaders",
-            "TimeAllowance",
-            "IgnoreIssuedAt",
-            "IssuedAt",
-            "IgnoreUnresolvedVariables",
-            "IgnoreCriticalHeaders",
-            "ExpiresIn",
-            "NotBefore",
-            "OutputVariable",
-            "CriticalHeaders",
-        ],
-    );
+    // The reference pages list different children per operation: a generated token
+    // takes its `iat` from the clock (there is no `<IssuedAt>`), and only verification
+    // reads a `<Source>` or allows clock skew.
+    const COMMON: &[&str] = &[
+        "Algorithm",
+        "Algorithms",
+        "Type",
+        "SecretKey",
+        "Issuer",
+        "Subject",
+        "Audience",
+        "Id",
+        "AdditionalClaims",
+        "AdditionalHeaders",
+        "IgnoreUnresolvedVariables",
+    ];
+    const GENERATE: &[&str] = &[
+        "PrivateKey",
+        "ExpiresIn",
+        "NotBefore",
+        "OutputVariable",
+        "CriticalHeaders",
+    ];
+    const VERIFY: &[&str] = &[
+        "Source",
+        "PublicKey",
+        "TimeAllowance",
+        "IgnoreIssuedAt",
+        "IssuedAt",
+        "IgnoreCriticalHeaders",
+        "CriticalHeaders",
+        "ExpiresIn",
+        "NotBefore",
+        "OutputVariable",
+        "PrivateKey",
+    ];
+    let own = match operation {
+        JwtOperation::Generate => GENERATE,
+        JwtOperation::Verify | JwtOperation::Decode => VERIFY,
+    };
+    let known: Vec<&str> = COMMON.iter().chain(own).copied().collect();
+    cx.known_policy(el, &known);
     let mut algorithms = Vec::new();
     if let Some(a) = el.child("Algorithm") {
         for name in a.text().split(',').map(str::trim).filter(|n| !n.is_empty()) {
