@@ -37,6 +37,9 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, JsonPathError> {
             }
             segs.push(Seg::Descend(name.to_owned()));
             rest = after;
+        } else if let Some(r) = rest.strip_prefix(".[") {
+            // `$.[0]` and `$.['a']`: Jayway, Apigee's JSONPath, reads the dot as nothing.
+            rest = rest.get(1..).unwrap_or(r);
         } else if let Some(r) = rest.strip_prefix('.') {
             let end = r.find(['.', '[']).unwrap_or(r.len());
             let (name, after) = r.split_at(end);
@@ -80,6 +83,14 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, JsonPathError> {
         }
     }
     Ok(segs)
+}
+
+/// Checks that `expr` is in the supported subset, without evaluating it.
+///
+/// # Errors
+/// An expression outside the subset.
+pub fn check_path(expr: &str) -> Result<(), JsonPathError> {
+    parse_path(expr).map(drop)
 }
 
 fn descend<'v>(

@@ -115,13 +115,56 @@ fn extracted(cx: &mut Cx<'_>, el: &Element, path: &str) -> Vec<ExtractedVariable
     el.children_named("Variable")
         .map(|v| {
             cx.known(v, &[path]);
+            let expr = cx.child_text(v, path).unwrap_or_default();
+            // A path that does not compile extracts nothing at run time: say so at load.
+            if !expr.is_empty() && !crate::is_placeholder(&expr) {
+                let problem = if path == "JSONPath" {
+                    crate::jsonpath::check_path(&expr).err().map(|e| e.to_string())
+                } else {
+                    crate::xpath::check_expression(&expr)
+                        .err()
+                        .map(|e| e.to_string())
+                };
+                if let (Some(problem), Some(at)) = (problem, v.child(path)) {
+                    // Filters, slices and unions are valid JSONPath that preflow's subset
+                    // does not evaluate: a difference from Apigee, not a mistake.
+                    let d = if path == "JSONPath" && beyond_json_path_subset(&expr) {
+                        cx.src
+                            .warning(
+                                at.offset,
+                                "`<JSONPath>` uses a filter, slice or union, which preflow does not evaluate: the variable stays unset under preflow",
+                            )
+                            .with_rule("LOAD002")
+                    } else {
+                        cx.src
+                            .warning(at.offset, format!("`<{path}>` does not compile: {problem}"))
+                            .with_rule("POL013")
+                    };
+                    cx.diags.push(d);
+                }
+            }
             ExtractedVariable {
                 name: v.attr("name").unwrap_or_default().trim().to_owned(),
                 value_type: v.attr("type").map(|t| t.trim().to_owned()),
-                path: cx.child_text(v, path).unwrap_or_default(),
+                path: expr,
             }
         })
         .collect()
+}
+
+/// Whether a JSONPath uses the parts of the language beyond preflow's subset: filters
+/// `[?(…)]`, slices `[a:b]` and unions `[a,b]`.
+fn beyond_json_path_subset(expr: &str) -> bool {
+    expr.matches('[').count() == expr.matches(']').count()
+        && expr
+            .split('[')
+            .skip(1)
+            .filter_map(|s| s.split(']').next())
+            .any(|inner| {
+                let inner = inner.trim();
+                inner.starts_with('?')
+                    || (!inner.starts_with(['\'', '"']) && inner.contains([':', ',']))
+            })
 }
 
 fn parse(cx: &mut Cx<'_>, el: &Element) -> ExtractVariables {
@@ -494,5 +537,21 @@ mod tests {
         assert_eq!(json_text(&v, "$.a.b[1].c").as_deref(), Some("x"));
         assert_eq!(json_text(&v, "$.a.b[0]").as_deref(), Some("1"));
         assert_eq!(json_text(&v, "$.a.z"), None);
+        // A dot before a bracket reads as nothing, as in Jayway.
+        let top: serde_json::Value = serde_json::json!([{"name":"n0"},{"name":"n1"}]);
+        assert_eq!(json_text(&top, "$.[1].name").as_deref(), Some("n1"));
+        assert_eq!(json_text(&top, "$.['0']"), None);
+    }
+
+    #[test]
+    fn json_paths_beyond_the_subset_are_told_from_broken_ones() {
+        assert!(beyond_json_path_subset(
+            "$.[?(@.customer == {id})].accounts"
+        ));
+        assert!(beyond_json_path_subset("$.items[0:2]"));
+        assert!(beyond_json_path_subset("$.items[0,2]"));
+        assert!(!beyond_json_path_subset("$.items[?(@.id == 1)"));
+        assert!(!beyond_json_path_subset("$.items['a,b']"));
+        assert!(!beyond_json_path_subset("$.items[0]"));
     }
 }

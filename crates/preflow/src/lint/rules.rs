@@ -342,6 +342,13 @@ pub const RULES: &[Rule] = &[
         "The capture never finds its value, so the data collector always records the default.",
     ),
     rule(
+        "POL013",
+        Warning,
+        false,
+        "An ExtractVariables `<JSONPath>` or `<XPath>` that does not compile. (A valid JSONPath filter, slice or union, which preflow does not evaluate, is LOAD002.)",
+        "The variable is never extracted; with `IgnoreUnresolvedVariables` false every request faults.",
+    ),
+    rule(
         "TGT001",
         Warning,
         false,
