@@ -211,9 +211,22 @@ print("checked " + token);
     assert_eq!(v("auth.body").as_deref(), Some("t=t1 js body-t1"));
     assert_eq!(v("auth.second").as_deref(), Some("second"));
     assert_eq!(v("auth.ok").as_deref(), Some("true"));
-    // Printed once: only the run that finished counts.
+    // Printed once: only the run that finished counts, in the log and in the trace.
     let prints: Vec<String> = sink.records().into_iter().map(|r| r.message).collect();
     assert_eq!(prints, ["checked t1"]);
+    let traced: Vec<&preflow::TraceEvent> = out
+        .exchange
+        .trace()
+        .iter()
+        .filter(|e| matches!(e, preflow::TraceEvent::Print { .. }))
+        .collect();
+    assert_eq!(
+        traced,
+        [&preflow::TraceEvent::Print {
+            policy: "Auth".to_owned(),
+            line: "checked t1".to_owned()
+        }]
+    );
 }
 
 #[test]

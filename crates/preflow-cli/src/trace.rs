@@ -147,6 +147,7 @@ pub fn render_event(e: &TraceEvent) -> String {
             format!("fault     {name} ({code}), status {status}")
         }
         TraceEvent::Store { op } => format!("  store   {op}"),
+        TraceEvent::Print { policy, line } => format!("  print   {policy}: {line}"),
         other => format!("{other:?}"),
     }
 }

@@ -10,7 +10,7 @@ use preflow_policy::vars::{Slot, resolve_name};
 
 use crate::compiled::Inner;
 use crate::exchange::Exchange;
-use crate::vars::{View, set_variable};
+use crate::vars::{View, remove_variable, set_variable};
 
 /// One policy running on one exchange.
 pub(crate) struct PolicyContext<'a> {
@@ -83,6 +83,23 @@ impl Runtime for PolicyContext<'_> {
 
     fn set_variable(&mut self, name: &str, value: String) {
         set_variable(self.g, self.ex, self.at.bundle, name, value);
+    }
+
+    fn remove_variable(&mut self, name: &str) {
+        remove_variable(self.g, self.ex, self.at.bundle, name);
+    }
+
+    fn print(&mut self, line: &str) {
+        let (g, at) = (self.g, self.at);
+        self.ex.record(|| crate::TraceEvent::Print {
+            policy: g
+                .bundles
+                .get(at.bundle)
+                .and_then(|b| b.policies.get(at.policy))
+                .map(|p| p.name().to_owned())
+                .unwrap_or_default(),
+            line: line.to_owned(),
+        });
     }
 
     fn request(&self) -> &Message {

@@ -104,6 +104,13 @@ pub enum TraceEvent {
         /// The status.
         status: u16,
     },
+    /// A script printed a line (`print()` in a Javascript policy).
+    Print {
+        /// The policy that printed.
+        policy: String,
+        /// What it printed.
+        line: String,
+    },
     /// A store operation was performed.
     Store {
         /// A short description.

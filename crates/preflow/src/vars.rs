@@ -350,6 +350,35 @@ pub(crate) fn set_variable(g: &Inner, ex: &mut Exchange, bundle: usize, name: &s
     }
 }
 
+/// Removes variable `name`: a header is removed from its message, a variable kept by
+/// name is forgotten; other message parts cannot be removed and are left as they are.
+pub(crate) fn remove_variable(g: &Inner, ex: &mut Exchange, bundle: usize, name: &str) {
+    ex.materialize();
+    let empty = HashMap::new();
+    let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
+    match resolve_name(name, bundle, index) {
+        Slot::Msg(which, Field::Header(h)) => {
+            let response_side = ex.stage.is_response_side();
+            let m = match which {
+                Which::Request => Some(&mut ex.request),
+                Which::Message if !response_side => Some(&mut ex.request),
+                _ => ex.response.as_mut(),
+            };
+            if let Some(m) = m {
+                m.headers.remove(&h);
+                ex.invalidate_params();
+            }
+        }
+        Slot::Msg(..) => {
+            ex.vars.remove(name);
+        }
+        Slot::TargetUrl => ex.target_url = None,
+        _ => {
+            ex.vars.remove(name);
+        }
+    }
+}
+
 /// The text of variable `name` in `ex`.
 pub(crate) fn variable_text(g: &Inner, ex: &Exchange, name: &str) -> Option<String> {
     let empty = std::collections::HashMap::new();

@@ -103,6 +103,11 @@ pub trait Runtime {
     fn eval(&self, condition: &Compiled<Box<str>>) -> bool;
     /// Sets a variable: message parts are written to the message, the rest kept by name.
     fn set_variable(&mut self, name: &str, value: String);
+    /// Removes a variable, so that it reads null again (a header is removed from its
+    /// message).
+    fn remove_variable(&mut self, name: &str);
+    /// Records a line a script printed, for the exchange's trace.
+    fn print(&mut self, line: &str);
     /// The request. Its `path` and `query` may not be filled in until
     /// [`request_mut`](Self::request_mut) is called: read them as variables.
     fn request(&self) -> &Message;

@@ -17,6 +17,9 @@ pub struct ExchangeState {
     pub(crate) response_headers: Vec<(HeaderName, HeaderValue)>,
     /// Javascript executions waiting for an `httpClient` response.
     pub(crate) javascript: Vec<(PolicyRef, crate::policies::javascript::Replay)>,
+    /// `context.session` of the Javascript policies: attribute name and value as JSON,
+    /// shared by every script of the exchange.
+    pub(crate) javascript_session: Vec<(String, String)>,
 }
 
 impl ExchangeState {

@@ -58,6 +58,8 @@ pub(crate) enum Op {
     Set(String, String),
     /// `context.removeVariable`.
     Remove(String),
+    /// `context.session.setAttribute` (the value as JSON) or `removeAttribute` (`None`).
+    Session(String, Option<String>),
     /// A change to message `kind` (0 request, 1 response): field, name or value, values.
     Message {
         kind: u8,
@@ -96,6 +98,8 @@ pub(crate) struct Frame {
     /// Per message: not taken yet (`None`), absent (`Some(None)`) or its snapshot.
     pub messages: [Option<Option<MessageSnap>>; 2],
     pub responses: Vec<HttpResult>,
+    /// `context.session` as the exchange holds it: name and value as JSON.
+    pub session: Vec<(String, String)>,
     pub now_ms: f64,
     pub flow: &'static str,
     // Outputs.
@@ -256,6 +260,31 @@ fn install_natives<'js>(
             let mut f = fr.borrow_mut();
             f.vars.insert(name.clone(), JsVal::Null);
             f.ops.push(Op::Remove(name));
+        })?,
+    )?;
+    let fr = frame.clone();
+    pf.set(
+        "sess",
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>| -> rquickjs::Result<Object<'js>> {
+                let out = Object::new(ctx.clone())?;
+                let f = fr.borrow();
+                for (name, json) in &f.session {
+                    // A value that no longer parses is left out rather than failing the run.
+                    if let Ok(v) = ctx.json_parse(json.as_str()) {
+                        out.set(name.as_str(), v)?;
+                    }
+                }
+                Ok(out)
+            },
+        )?,
+    )?;
+    let fr = frame.clone();
+    pf.set(
+        "sset",
+        Function::new(ctx.clone(), move |name: String, json: Option<String>| {
+            fr.borrow_mut().ops.push(Op::Session(name, json));
         })?,
     )?;
     let fr = frame.clone();

@@ -339,6 +339,7 @@ impl CompiledJavascript {
             f.messages[1] = Some(rt.response().map(|m| snapshot(rt, m, false)));
         }
         f.responses = replay.responses.clone();
+        f.session = rt.state().javascript_session.clone();
         f
     }
 
@@ -468,18 +469,28 @@ impl CompiledJavascript {
     }
 
     fn apply<R: Runtime>(&self, rt: &mut R, frame: Frame) {
-        if !frame.prints.is_empty()
-            && let Some(sink) = rt.env().resources.log_sink.clone()
-        {
-            for p in frame.prints {
-                sink.log(crate::service::LogRecord::print(&self.name, p));
+        if !frame.prints.is_empty() {
+            for p in &frame.prints {
+                rt.print(p);
+            }
+            if let Some(sink) = rt.env().resources.log_sink.clone() {
+                for p in frame.prints {
+                    sink.log(crate::service::LogRecord::print(&self.name, p));
+                }
             }
         }
         let mut request_changed = false;
         for op in frame.ops {
             match op {
                 Op::Set(name, value) => rt.set_variable(&name, value),
-                Op::Remove(name) => rt.set_variable(&name, String::new()),
+                Op::Remove(name) => rt.remove_variable(&name),
+                Op::Session(name, json) => {
+                    let session = &mut rt.state_mut().javascript_session;
+                    session.retain(|(n, _)| *n != name);
+                    if let Some(json) = json {
+                        session.push((name, json));
+                    }
+                }
                 Op::Message {
                     kind,
                     field,

@@ -123,10 +123,25 @@
   var response = new Message(1);
 
   function Flow() {}
-  function Session() { this.__v = {}; }
-  Session.prototype.getAttribute = function (n) { return this.__v[n]; };
-  Session.prototype.setAttribute = function (n, v) { this.__v[n] = v; };
-  Session.prototype.removeAttribute = function (n) { delete this.__v[n]; };
+  // `context.session` lives as long as the exchange: the attributes a script set reach
+  // later scripts as JSON, taken when the script ends (functions and cycles do not cross).
+  function Session() {
+    Object.defineProperty(this, '__v', { value: pf.sess() });
+    Object.defineProperty(this, '__d', { value: [] });
+  }
+  Session.prototype.getAttribute = function (n) { return this.__v[String(n)]; };
+  Session.prototype.setAttribute = function (n, v) {
+    n = String(n);
+    if (v === undefined) delete this.__v[n]; else this.__v[n] = v;
+    if (this.__d.indexOf(n) < 0) this.__d.push(n);
+  };
+  Session.prototype.removeAttribute = function (n) { this.setAttribute(n, undefined); };
+  Session.prototype.__flush = function () {
+    for (var i = 0; i < this.__d.length; i++) {
+      var n = this.__d[i];
+      pf.sset(n, n in this.__v ? JSON.stringify(this.__v[n]) : undefined);
+    }
+  };
 
   var context = {
     getVariable: function (n) { return pf.gv(String(n)); },
@@ -303,6 +318,7 @@
     session = null;
     try {
       fn.call(G);
+      if (session !== null) session.__flush();
     } finally {
       var now = thorough ? names(G) : created;
       if (thorough ? now.length !== baseline : now.length !== 0) {
