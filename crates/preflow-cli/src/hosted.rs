@@ -37,6 +37,9 @@ pub struct Hosted {
     pub gateway: Arc<preflow::Gateway>,
     /// Redis state, when asked for (the gateway is then built with remote state).
     pub store: Option<Arc<RemoteState>>,
+    /// The environment file's trust and key stores, for hosts that make the target call
+    /// with their own TLS client.
+    pub tls: preflow_host::TlsStores,
 }
 
 /// Why the gateway could not be loaded.
@@ -102,11 +105,26 @@ pub fn load(options: &Options) -> Result<Hosted, LoadError> {
         } else {
             preflow::StateMode::Local
         });
+    let mut tls = preflow_host::TlsStores::default();
     if let Some(env) = env {
+        tls.truststores = env
+            .truststores
+            .iter()
+            .map(|(name, certs)| (name.clone(), certs.iter().map(|c| c.to_vec()).collect()))
+            .collect();
+        tls.keystores = env
+            .keystores
+            .iter()
+            .map(|(name, (chain, key))| {
+                let chain = chain.iter().map(|c| c.to_vec()).collect();
+                (name.clone(), (chain, key.secret_der().to_vec()))
+            })
+            .collect();
         builder = builder.environment(env.engine);
     }
     Ok(Hosted {
         gateway: Arc::new(builder.build()?),
         store,
+        tls,
     })
 }

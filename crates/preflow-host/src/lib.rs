@@ -38,6 +38,27 @@ pub enum HostError {
     Client(#[source] reqwest::Error),
 }
 
+/// The trust and key stores that targets name in `<SSLInfo>` (`<TrustStore>`,
+/// `<KeyStore>`), as DER, for hosts that make the target call with their own TLS client
+/// (Pingora's upstream). Loaded from the environment file.
+#[derive(Clone, Default)]
+pub struct TlsStores {
+    /// CA certificates by trust store name.
+    pub truststores: std::collections::BTreeMap<String, Vec<Vec<u8>>>,
+    /// Certificate chain (leaf first) and private key by key store name.
+    pub keystores: std::collections::BTreeMap<String, (Vec<Vec<u8>>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsStores {
+    // Names only: a key store holds a private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStores")
+            .field("truststores", &self.truststores.keys().collect::<Vec<_>>())
+            .field("keystores", &self.keystores.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
 /// What the host's proxy must do next with an exchange.
 #[derive(Debug)]
 pub enum Next {
@@ -57,6 +78,7 @@ pub struct Host {
     gateway: Arc<Gateway>,
     store: Option<Arc<RemoteState>>,
     client: reqwest::Client,
+    tls: Arc<TlsStores>,
 }
 
 impl Host {
@@ -71,6 +93,7 @@ impl Host {
             gateway,
             store: None,
             client,
+            tls: Arc::default(),
         })
     }
 
@@ -79,6 +102,17 @@ impl Host {
     pub fn with_store(mut self, store: Arc<RemoteState>) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// The trust and key stores targets may name.
+    pub fn with_tls_stores(mut self, stores: TlsStores) -> Self {
+        self.tls = Arc::new(stores);
+        self
+    }
+
+    /// The trust and key stores targets may name.
+    pub fn tls_stores(&self) -> &TlsStores {
+        &self.tls
     }
 
     /// The gateway run.

@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let loaded = runtime.block_on(async { hosted::load(&options) })?;
             std::mem::forget(runtime);
-            let mut host = preflow_host::Host::new(loaded.gateway)?;
+            let mut host = preflow_host::Host::new(loaded.gateway)?.with_tls_stores(loaded.tls);
             if let Some(store) = loaded.store {
                 host = host.with_store(store);
             }

@@ -8,7 +8,9 @@
 //!   larger ones get 413).
 //! * `upstream_peer`: the [`Step::Forward`]'s target: address from its URL, TLS and SNI
 //!   for `https` (certificates verified unless the target's `<SSLInfo>` says
-//!   `IgnoreValidationErrors`), the target's connect and I/O timeouts.
+//!   `IgnoreValidationErrors`; against the `<TrustStore>` it names, presenting the
+//!   `<KeyStore>` it names, from the host's [`preflow_host::TlsStores`]), the target's
+//!   connect and I/O timeouts.
 //! * `upstream_request_filter`: the upstream request becomes the engine's target request
 //!   (method, path and query, headers, `Host`).
 //! * `response_filter`: the response flows run on the back end's head, and the head sent
@@ -42,14 +44,18 @@
 //! ```
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
+use pingora::protocols::tls::CaType;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::utils::tls::{CertKey, WrappedX509, parse_x509};
 use pingora::{Error, ErrorType, Result};
 use preflow::{Client, Exchange, Target, TargetError};
 use preflow_host::{Host, Next};
@@ -61,18 +67,68 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_FORWARDED_BODY_BYTES: usize = 64 * 1024;
 
 /// Runs a [`Host`]'s gateway in front of the back ends its bundles name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PreflowProxy {
     host: Host,
     max_body_bytes: usize,
+    /// The host's trust stores as Pingora's per-peer CA lists.
+    cas: HashMap<String, Arc<CaType>>,
+    /// The host's key stores as Pingora's client certificates.
+    identities: HashMap<String, Arc<CertKey>>,
+}
+
+impl std::fmt::Debug for PreflowProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreflowProxy")
+            .field("host", &self.host)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("truststores", &self.cas.keys().collect::<Vec<_>>())
+            .field("keystores", &self.identities.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Whether `der` parses as an X.509 certificate (Pingora's own parsing panics otherwise).
+fn is_certificate(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der).is_ok()
 }
 
 impl PreflowProxy {
-    /// A proxy running `host`'s gateway.
+    /// A proxy running `host`'s gateway. The host's trust and key stores
+    /// ([`preflow_host::TlsStores`]) become the CA lists and client certificates of the
+    /// targets whose `<SSLInfo>` names them; a store whose certificates or key do not
+    /// parse is left out (and a target naming it fails), with an error logged.
     pub fn new(host: Host) -> Self {
+        let stores = host.tls_stores();
+        let mut cas = HashMap::new();
+        for (name, certs) in &stores.truststores {
+            if certs.is_empty() || !certs.iter().all(|c| is_certificate(c)) {
+                tracing::error!(truststore = %name, "a certificate of the trust store does not parse; left out");
+                continue;
+            }
+            let list: Vec<WrappedX509> = certs
+                .iter()
+                .map(|c| WrappedX509::new(c.clone(), parse_x509))
+                .collect();
+            cas.insert(name.clone(), Arc::<CaType>::from(list));
+        }
+        let mut identities = HashMap::new();
+        for (name, (chain, key)) in &stores.keystores {
+            let key_ok = pingora::tls::PrivateKeyDer::try_from(key.clone()).is_ok();
+            if chain.is_empty() || !chain.iter().all(|c| is_certificate(c)) || !key_ok {
+                tracing::error!(keystore = %name, "the key store's certificate or key does not parse; left out");
+                continue;
+            }
+            identities.insert(
+                name.clone(),
+                Arc::new(CertKey::new(chain.clone(), key.clone())),
+            );
+        }
         Self {
             host,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            cas,
+            identities,
         }
     }
 
@@ -255,6 +311,27 @@ impl ProxyHttp for PreflowProxy {
                 .unwrap_or(preflow_host::DEFAULT_CONNECT_TIMEOUT),
         );
         peer.options.read_timeout = Some(timeouts.io.unwrap_or(preflow_host::DEFAULT_IO_TIMEOUT));
+        if let Some(t) = &target.tls {
+            // A store the target names but the host lacks: no connection without it.
+            if let Some(name) = &t.truststore {
+                let ca = self.cas.get(name).ok_or_else(|| {
+                    Error::explain(
+                        ErrorType::InternalError,
+                        format!("no trust store named `{name}`"),
+                    )
+                })?;
+                peer.options.ca = Some(Arc::clone(ca));
+            }
+            if let Some(name) = &t.keystore {
+                let id = self.identities.get(name).ok_or_else(|| {
+                    Error::explain(
+                        ErrorType::InternalError,
+                        format!("no key store named `{name}`"),
+                    )
+                })?;
+                peer.client_cert_key = Some(Arc::clone(id));
+            }
+        }
         if let Some(t) = &target.tls
             && t.ignore_validation_errors
         {

@@ -115,3 +115,126 @@ fn pingora_with_preflow_runs_the_seed_scenario() {
         "pingora: access log:\n{logged}"
     );
 }
+
+#[path = "../../preflow-cli/tests/tls_backend/mod.rs"]
+mod tls_backend;
+
+/// A bundle at `/tls` forwarding to `https://localhost:PORT/back` with `ssl_info`.
+fn tls_bundle(dir: &std::path::Path, port: u16, ssl_info: &str) -> std::path::PathBuf {
+    let api = dir.join("tls-api/apiproxy");
+    std::fs::create_dir_all(api.join("proxies")).unwrap();
+    std::fs::create_dir_all(api.join("targets")).unwrap();
+    std::fs::write(
+        api.join("proxies/default.xml"),
+        r#"<ProxyEndpoint name="default">
+  <HTTPProxyConnection><BasePath>/tls</BasePath></HTTPProxyConnection>
+  <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        api.join("targets/default.xml"),
+        format!(
+            r#"<TargetEndpoint name="default">
+  <HTTPTargetConnection><URL>https://localhost:{port}/back</URL>{ssl_info}</HTTPTargetConnection>
+</TargetEndpoint>"#
+        ),
+    )
+    .unwrap();
+    dir.join("tls-api")
+}
+
+/// Pingora with `PreflowProxy` over `paths` and the environment file `env`.
+fn start_pingora(paths: Vec<std::path::PathBuf>, env: std::path::PathBuf) -> SocketAddr {
+    let options = hosted::Options {
+        paths,
+        env: Some(env),
+        redis_timeout: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let loaded = hosted::load(&options).unwrap();
+    let host = preflow_host::Host::new(loaded.gateway)
+        .unwrap()
+        .with_tls_stores(loaded.tls);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    std::thread::spawn(move || {
+        let mut server = Server::new(None).unwrap();
+        server.bootstrap();
+        let mut service =
+            pingora::proxy::http_proxy_service(&server.configuration, PreflowProxy::new(host));
+        service.add_tcp(&addr.to_string());
+        server.add_service(service);
+        server.run_forever();
+    });
+    wait_listening(addr, "pingora", &String::new);
+    addr
+}
+
+#[test]
+fn pingora_verifies_https_targets_against_the_trust_store_and_presents_the_key_store() {
+    use std::sync::atomic::Ordering;
+    use tls_backend::{Ca, https_backend};
+
+    let backend_ca = Ca::new("back end CA");
+    let (cert, key) = backend_ca.issue(&["localhost"]);
+    let client_ca = Ca::new("client CA");
+    let (client_cert, client_key) = client_ca.issue(&["gateway.example"]);
+    // The back end requires a client certificate from the client CA.
+    let (backend, seen, _h) = https_backend(&cert, &key, Some(&client_ca.pem()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    file("backend-ca.pem", &backend_ca.pem());
+    file("other-ca.pem", &Ca::new("some other CA").pem());
+    file("client.pem", &client_cert);
+    file("client-key.pem", &client_key);
+    let env = file(
+        "environment.toml",
+        "[[truststore]]\nname = \"backends\"\nca = \"backend-ca.pem\"\n\n[[truststore]]\nname = \"others\"\nca = \"other-ca.pem\"\n\n[[keystore]]\nname = \"gateway\"\ncert = \"client.pem\"\nkey = \"client-key.pem\"\n",
+    );
+
+    // Trust store and key store named by the target's SSLInfo: verified, mutual TLS.
+    let good = tempfile::tempdir().unwrap();
+    let api = tls_bundle(
+        good.path(),
+        backend.port(),
+        "<SSLInfo><Enabled>true</Enabled><TrustStore>ref://backends</TrustStore><KeyStore>ref://gateway</KeyStore><KeyAlias>gateway</KeyAlias><ClientAuthEnabled>true</ClientAuthEnabled></SSLInfo>",
+    );
+    let addr = start_pingora(vec![api], env.clone());
+    let r = get(addr, "/tls/x", "");
+    assert_eq!(
+        r.status, 200,
+        "pingora: https target with trust and key stores: {}\n{}",
+        r.head, r.body
+    );
+    assert!(
+        r.body.contains("client certificate: yes") && r.body.contains("path /back/x"),
+        "pingora: the back end saw the gateway's certificate: {}",
+        r.body
+    );
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+
+    // A trust store that does not hold the back end's CA: no request reaches it.
+    let bad = tempfile::tempdir().unwrap();
+    let api = tls_bundle(
+        bad.path(),
+        backend.port(),
+        "<SSLInfo><Enabled>true</Enabled><TrustStore>ref://others</TrustStore><KeyStore>ref://gateway</KeyStore></SSLInfo>",
+    );
+    let addr = start_pingora(vec![api], env);
+    let r = get(addr, "/tls/x", "");
+    assert!(
+        r.status >= 500,
+        "pingora: a back end the trust store does not vouch for must fail: {}\n{}",
+        r.head,
+        r.body
+    );
+    assert_eq!(
+        seen.requests.load(Ordering::SeqCst),
+        1,
+        "no request reached the back end"
+    );
+}
