@@ -500,7 +500,7 @@ impl AppsFile {
         self.validate()?;
         let registry = Registry::with_password_hash_cost(cost);
         for d in &self.developers {
-            registry.put_developer(developer(d));
+            registry.put_developer(developer_record(d));
         }
         for p in &self.products {
             registry.put_product(product(p)?);
@@ -650,7 +650,8 @@ fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
     }
 }
 
-fn developer(d: &DeveloperEntry) -> Developer {
+/// The registry's record of a developer entry.
+pub fn developer_record(d: &DeveloperEntry) -> Developer {
     let mut dev = Developer::new(d.email.clone());
     dev.first_name.clone_from(&d.first_name);
     dev.last_name.clone_from(&d.last_name);
