@@ -459,3 +459,41 @@ pub fn get() -> Option<&'static Metrics> {
 pub fn enabled() -> bool {
     METRICS.get().is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use preflow_oauth::QuotaTimeUnit as U;
+
+    #[test]
+    fn app_usage_rolls_its_windows_and_is_bounded() {
+        let u = AppUsage::default();
+        let t = 60_000_000; // a minute's start, not an hour's
+        u.count("a", false, t);
+        u.count("a", true, t + 30);
+        u.count("a", false, t + 61);
+        let got = u.get("a");
+        assert_eq!((got.requests, got.errors), (3, 1));
+        assert_eq!(got.last(1, U::Minute, t + 61), Some(1));
+        assert_eq!(got.last(2, U::Minute, t + 61), Some(3));
+        assert_eq!(got.last(1, U::Hour, t + 61), Some(3));
+        assert_eq!(got.last(1, U::Week, t + 61), Some(3));
+        assert_eq!(got.last(60, U::Minute, t + 7200), Some(0));
+        assert_eq!(got.last(61, U::Minute, t), None, "longer than kept");
+        assert_eq!(got.last(3, U::Month, t), None, "longer than kept");
+        // After a pause the old slots are cleared, not added to.
+        u.count("a", false, t + 7200);
+        assert_eq!(u.get("a").last(60, U::Minute, t + 7200), Some(1));
+        assert_eq!(u.get("a").last(48, U::Hour, t + 7200), Some(4));
+        // A request counted late (its slot older than the newest) still counts.
+        u.count("a", false, t + 7200 - 60);
+        assert_eq!(u.get("a").last(2, U::Minute, t + 7200), Some(2));
+        for i in 0..MAX_USAGE_APPS {
+            u.count(&i.to_string(), false, t);
+        }
+        assert_eq!(u.get("late").requests, 0);
+        u.count("late", false, t);
+        assert_eq!(u.get("late").requests, 0, "no more apps than the bound");
+        assert_eq!(u.get("a").requests, 5);
+    }
+}
