@@ -11,6 +11,8 @@
 //! | `POST /admin/apps` `{"name","developer","products":[…]}` | creates an app subscribed to the products; answers its client id and secret, once |
 //! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
 //! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
+//! | `POST /admin/developers/{email}/activate` | approves a developer who signed up in the portal (with `approval = true`), or reactivates one |
+//! | `POST /admin/developers/{email}/deactivate` | deactivates a developer: their apps are refused and they cannot sign in to the portal |
 //! | `GET /admin/deployments` | lists the kept revisions of the deployed bundles, the active one marked |
 //! | `POST /admin/deployments[?name=N]` with a bundle zip as body | checks the zip's bundles and deploys them as a new revision (replacing bundles of the same name); `422` with the errors when they do not load or build, and the running revision keeps serving |
 //! | `POST /admin/deployments/{revision}/activate` | makes a kept revision active again |
@@ -172,10 +174,15 @@ impl Admin {
             (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
             (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
+            (&Method::POST, ["admin", "developers", email, action @ ("activate" | "deactivate")]) => {
+                self.developer_status(email, *action == "activate")
+            }
             (_, ["admin", "deployments", rest @ ..]) => self.deployments(req, rest),
             (_, ["admin", "products"]) => not_allowed("GET"),
             (_, ["admin", "apps"]) => not_allowed("GET, POST"),
-            (_, ["admin", "credentials", _, "rotate"]) | (_, ["admin", "apps", _, "revoke"]) => {
+            (_, ["admin", "credentials", _, "rotate"])
+            | (_, ["admin", "apps", _, "revoke"])
+            | (_, ["admin", "developers", _, "activate" | "deactivate"]) => {
                 not_allowed("POST")
             }
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
@@ -320,6 +327,18 @@ impl Admin {
         }
     }
 
+    fn developer_status(&self, email: &str, active: bool) -> Response<Bytes> {
+        // The email arrives percent-encoded in the path (`@` as `%40`).
+        let email = percent_encoding::percent_decode_str(email).decode_utf8_lossy();
+        match self.writer.set_developer_status(&email, active) {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &json!({ "developer": email, "status": if active { "active" } else { "inactive" } }),
+            ),
+            Err(e) => change_refused(&e),
+        }
+    }
+
     fn revoke(&self, app_id: &str) -> Response<Bytes> {
         match self.writer.revoke(app_id) {
             Ok(()) => json_response(
@@ -334,7 +353,9 @@ impl Admin {
 /// The admin API's answer to a refused change.
 fn change_refused(e: &ChangeError) -> Response<Bytes> {
     let (status, code) = match e {
-        ChangeError::NoSuchApp | ChangeError::NoSuchClient => (StatusCode::NOT_FOUND, "not_found"),
+        ChangeError::NoSuchApp | ChangeError::NoSuchClient | ChangeError::NoSuchDeveloper => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
         ChangeError::AppExists { .. } => (StatusCode::CONFLICT, "app_exists"),
         ChangeError::DeveloperExists => (StatusCode::CONFLICT, "developer_exists"),
         ChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
@@ -354,6 +375,9 @@ pub enum ChangeError {
     /// No credential has this client id.
     #[error("no such client id")]
     NoSuchClient,
+    /// No developer has this email.
+    #[error("no such developer")]
+    NoSuchDeveloper,
     /// The developer already has an app of this name.
     #[error("developer {developer} already has an app named `{name}`; choose another name")]
     AppExists {
@@ -610,6 +634,43 @@ impl AppsWriter {
             |registry, _| set(registry, hash),
         )?;
         Ok(secret)
+    }
+
+    /// Activates or deactivates developer `email`. Like [`AppsWriter::rotate`], a
+    /// developer only in the registry is changed there.
+    pub fn set_developer_status(&self, email: &str, active: bool) -> Result<(), ChangeError> {
+        let (entry, record) = if active {
+            (super::apps::DevStatus::Active, preflow_oauth::DeveloperStatus::Active)
+        } else {
+            (super::apps::DevStatus::Inactive, preflow_oauth::DeveloperStatus::Inactive)
+        };
+        let set = |registry: &Registry| {
+            registry
+                .set_developer_status(email, record)
+                .map_err(|e| e.to_string())
+        };
+        if !self
+            .file
+            .lock()
+            .is_ok_and(|f| f.developers.iter().any(|d| d.email == email))
+        {
+            if self.registry.developer(email).is_none() {
+                return Err(ChangeError::NoSuchDeveloper);
+            }
+            return set(&self.registry).map_err(|_| ChangeError::NotApplied);
+        }
+        self.commit(
+            |file| {
+                let d = file
+                    .developers
+                    .iter_mut()
+                    .find(|d| d.email == email)
+                    .ok_or(ChangeError::NoSuchDeveloper)?;
+                d.status = entry;
+                Ok(())
+            },
+            |registry, _| set(registry),
+        )
     }
 
     /// Revokes app `app_id`: its credentials and tokens stop working. Like
@@ -895,6 +956,25 @@ products = ["hello"]
             .to_registry(PasswordHashCost::insecure_for_tests())
             .unwrap();
         assert_eq!(restarted.app(app_id).unwrap().status, Approval::Revoked);
+    }
+
+    #[test]
+    fn developers_are_activated_and_deactivated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, registry, path) = admin(dir.path());
+        let (status, body) = call(&admin, "POST", "/admin/developers/demo%40example.com/deactivate", "");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "inactive");
+        let inactive = preflow_oauth::DeveloperStatus::Inactive;
+        assert_eq!(registry.developer("demo@example.com").unwrap().status, inactive);
+        let reread = AppsFile::read(&path).unwrap();
+        assert_eq!(reread.developers[0].status, super::super::apps::DevStatus::Inactive);
+        let (status, _) = call(&admin, "POST", "/admin/developers/demo@example.com/activate", "");
+        assert_eq!(status, 200);
+        let active = preflow_oauth::DeveloperStatus::Active;
+        assert_eq!(registry.developer("demo@example.com").unwrap().status, active);
+        assert_eq!(call(&admin, "POST", "/admin/developers/nobody%40x.org/activate", "").0, 404);
+        assert_eq!(call(&admin, "GET", "/admin/developers/demo%40example.com/activate", "").0, 405);
     }
 
     #[test]
