@@ -32,7 +32,10 @@ fn screenshot_dir() -> PathBuf {
     let target = exe
         .ancestors()
         .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        .map_or_else(|| exe.ancestors().nth(3).unwrap().to_owned(), Path::to_owned);
+        .map_or_else(
+            || exe.ancestors().nth(3).unwrap().to_owned(),
+            Path::to_owned,
+        );
     target.join("portal-screenshots")
 }
 

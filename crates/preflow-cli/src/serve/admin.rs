@@ -174,17 +174,21 @@ impl Admin {
             (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
             (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
-            (&Method::POST, ["admin", "developers", email, action @ ("activate" | "deactivate")]) => {
-                self.developer_status(email, *action == "activate")
-            }
+            (
+                &Method::POST,
+                [
+                    "admin",
+                    "developers",
+                    email,
+                    action @ ("activate" | "deactivate"),
+                ],
+            ) => self.developer_status(email, *action == "activate"),
             (_, ["admin", "deployments", rest @ ..]) => self.deployments(req, rest),
             (_, ["admin", "products"]) => not_allowed("GET"),
             (_, ["admin", "apps"]) => not_allowed("GET, POST"),
             (_, ["admin", "credentials", _, "rotate"])
             | (_, ["admin", "apps", _, "revoke"])
-            | (_, ["admin", "developers", _, "activate" | "deactivate"]) => {
-                not_allowed("POST")
-            }
+            | (_, ["admin", "developers", _, "activate" | "deactivate"]) => not_allowed("POST"),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
         }
     }
@@ -442,7 +446,10 @@ impl AppsWriter {
 
     /// The API products of the apps file (which the registry lacks descriptions of).
     pub fn products(&self) -> Vec<super::apps::ProductEntry> {
-        self.file.lock().map(|f| f.products.clone()).unwrap_or_default()
+        self.file
+            .lock()
+            .map(|f| f.products.clone())
+            .unwrap_or_default()
     }
 
     /// Applies `change` to a copy of the file, writes it, then installs it with `apply`.
@@ -640,9 +647,15 @@ impl AppsWriter {
     /// developer only in the registry is changed there.
     pub fn set_developer_status(&self, email: &str, active: bool) -> Result<(), ChangeError> {
         let (entry, record) = if active {
-            (super::apps::DevStatus::Active, preflow_oauth::DeveloperStatus::Active)
+            (
+                super::apps::DevStatus::Active,
+                preflow_oauth::DeveloperStatus::Active,
+            )
         } else {
-            (super::apps::DevStatus::Inactive, preflow_oauth::DeveloperStatus::Inactive)
+            (
+                super::apps::DevStatus::Inactive,
+                preflow_oauth::DeveloperStatus::Inactive,
+            )
         };
         let set = |registry: &Registry| {
             registry
@@ -962,19 +975,56 @@ products = ["hello"]
     fn developers_are_activated_and_deactivated() {
         let dir = tempfile::tempdir().unwrap();
         let (admin, registry, path) = admin(dir.path());
-        let (status, body) = call(&admin, "POST", "/admin/developers/demo%40example.com/deactivate", "");
+        let (status, body) = call(
+            &admin,
+            "POST",
+            "/admin/developers/demo%40example.com/deactivate",
+            "",
+        );
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["status"], "inactive");
         let inactive = preflow_oauth::DeveloperStatus::Inactive;
-        assert_eq!(registry.developer("demo@example.com").unwrap().status, inactive);
+        assert_eq!(
+            registry.developer("demo@example.com").unwrap().status,
+            inactive
+        );
         let reread = AppsFile::read(&path).unwrap();
-        assert_eq!(reread.developers[0].status, super::super::apps::DevStatus::Inactive);
-        let (status, _) = call(&admin, "POST", "/admin/developers/demo@example.com/activate", "");
+        assert_eq!(
+            reread.developers[0].status,
+            super::super::apps::DevStatus::Inactive
+        );
+        let (status, _) = call(
+            &admin,
+            "POST",
+            "/admin/developers/demo@example.com/activate",
+            "",
+        );
         assert_eq!(status, 200);
         let active = preflow_oauth::DeveloperStatus::Active;
-        assert_eq!(registry.developer("demo@example.com").unwrap().status, active);
-        assert_eq!(call(&admin, "POST", "/admin/developers/nobody%40x.org/activate", "").0, 404);
-        assert_eq!(call(&admin, "GET", "/admin/developers/demo%40example.com/activate", "").0, 405);
+        assert_eq!(
+            registry.developer("demo@example.com").unwrap().status,
+            active
+        );
+        assert_eq!(
+            call(
+                &admin,
+                "POST",
+                "/admin/developers/nobody%40x.org/activate",
+                ""
+            )
+            .0,
+            404
+        );
+        assert_eq!(
+            call(
+                &admin,
+                "GET",
+                "/admin/developers/demo%40example.com/activate",
+                ""
+            )
+            .0,
+            405
+        );
     }
 
     #[test]

@@ -757,7 +757,8 @@ async fn answer<H: Handler>(
         .insert(super::request_id::X_REQUEST_ID.clone(), request_id.clone());
     let elapsed = started.elapsed();
     if let Some(m) = super::metrics::get()
-        && (handled.summary.is_some() || (refused_here && name != "admin" && name != "metrics" && name != "portal"))
+        && (handled.summary.is_some()
+            || (refused_here && name != "admin" && name != "metrics" && name != "portal"))
     {
         m.observe(&super::metrics::Observed {
             summary: handled.summary.as_deref(),

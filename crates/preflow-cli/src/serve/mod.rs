@@ -345,10 +345,11 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     if args.portal.is_some() && apps_path.is_none() {
         return Err(StartError::PortalWithoutApps);
     }
-    let portal_settings = match args
-        .portal
-        .and(args.portal_config.clone().or_else(|| portal::Settings::find(&args.paths)))
-    {
+    let portal_settings = match args.portal.and(
+        args.portal_config
+            .clone()
+            .or_else(|| portal::Settings::find(&args.paths)),
+    ) {
         Some(path) => portal::Settings::read(&path)?,
         None => portal::Settings::default(),
     };

@@ -19,9 +19,9 @@
 
 mod pages;
 mod sessions;
-mod throttle;
 #[cfg(test)]
 mod tests;
+mod throttle;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -525,9 +525,7 @@ impl Portal {
             (&Method::GET | &Method::HEAD, [""]) => self.catalogue(&v).into(),
             (&Method::GET | &Method::HEAD, ["static", file]) => match *file {
                 "portal.css" => asset(CSS, "text/css; charset=utf-8").into(),
-                "redoc.standalone.js" => {
-                    asset(REDOC, "text/javascript; charset=utf-8").into()
-                }
+                "redoc.standalone.js" => asset(REDOC, "text/javascript; charset=utf-8").into(),
                 "redoc.LICENSE" => asset(REDOC_LICENSE, "text/plain; charset=utf-8").into(),
                 _ => self.not_found(&v).into(),
             },
@@ -546,7 +544,9 @@ impl Portal {
                 }
                 None => self.not_found(&v).into(),
             },
-            (&Method::GET | &Method::HEAD, ["signup"]) => self.signup_page(&v, None, &Form::default()).into(),
+            (&Method::GET | &Method::HEAD, ["signup"]) => {
+                self.signup_page(&v, None, &Form::default()).into()
+            }
             (&Method::GET | &Method::HEAD, ["signin"]) => self.signin_page(&v, None, "").into(),
             (&Method::GET | &Method::HEAD, ["apps"]) => match &v.developer {
                 Some(d) => self.apps_page(&v, d, None, StatusCode::OK).into(),
@@ -670,7 +670,12 @@ impl Portal {
                 },
                 description: p.description.clone(),
                 scopes: p.scopes.clone(),
-                quota: quota_words(self.writer.registry().product(&p.name).and_then(|p| p.quota)),
+                quota: quota_words(
+                    self.writer
+                        .registry()
+                        .product(&p.name)
+                        .and_then(|p| p.quota),
+                ),
                 apis: p
                     .proxies
                     .iter()
@@ -734,7 +739,12 @@ impl Portal {
         )
     }
 
-    fn signin_page(&self, v: &Visitor, error: Option<(StatusCode, String)>, email: &str) -> Response<Bytes> {
+    fn signin_page(
+        &self,
+        v: &Visitor,
+        error: Option<(StatusCode, String)>,
+        email: &str,
+    ) -> Response<Bytes> {
         let status = error.as_ref().map_or(StatusCode::OK, |(s, _)| *s);
         html(
             status,
@@ -768,7 +778,11 @@ impl Portal {
         }
         if form.first_name.chars().count() > 100 || form.last_name.chars().count() > 100 {
             return self
-                .signup_page(v, Some("Names are at most 100 characters.".to_owned()), form)
+                .signup_page(
+                    v,
+                    Some("Names are at most 100 characters.".to_owned()),
+                    form,
+                )
                 .into();
         }
         let hash = match SecretHash::custom(&form.password, self.cost) {
@@ -794,7 +808,9 @@ impl Portal {
             } else {
                 DevStatus::Active
             },
-            attributes: [(PASSWORD_ATTRIBUTE.to_owned(), hash)].into_iter().collect(),
+            attributes: [(PASSWORD_ATTRIBUTE.to_owned(), hash)]
+                .into_iter()
+                .collect(),
         };
         match self.writer.add_developer(entry) {
             Ok(()) => {}
@@ -803,7 +819,10 @@ impl Portal {
                 return self
                     .signup_page(
                         v,
-                        Some("A developer with this email is registered already; sign in instead.".to_owned()),
+                        Some(
+                            "A developer with this email is registered already; sign in instead."
+                                .to_owned(),
+                        ),
                         form,
                     )
                     .into();
@@ -937,7 +956,9 @@ impl Portal {
                                 q.interval,
                                 q.time_unit.as_str()
                             ),
-                            None => format!("{} per {} {}", q.limit, q.interval, q.time_unit.as_str()),
+                            None => {
+                                format!("{} per {} {}", q.limit, q.interval, q.time_unit.as_str())
+                            }
                         },
                     );
                 let active = a.status == Approval::Approved;
@@ -954,7 +975,7 @@ impl Portal {
                 }
             })
             .collect();
-        apps.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        apps.sort_by_key(|a| a.name.to_lowercase());
         apps
     }
 

@@ -66,16 +66,14 @@ fn text(r: &Response<Bytes>) -> String {
 }
 
 fn csrf_of(page: &str) -> String {
-    let start = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let rest = &page[start..];
-    rest[..rest.find('"').unwrap()].to_owned()
+    let after = page.split("name=\"csrf\" value=\"").nth(1).unwrap();
+    after.split('"').next().unwrap().to_owned()
 }
 
 /// The text of the element with `id`.
 fn element(page: &str, id: &str) -> String {
-    let start = page.find(&format!("id=\"{id}\">")).unwrap() + id.len() + 6;
-    let rest = &page[start..];
-    rest[..rest.find('<').unwrap()].to_owned()
+    let after = page.split(&format!("id=\"{id}\">")).nth(1).unwrap();
+    after.split('<').next().unwrap().to_owned()
 }
 
 impl<'a> Browser<'a> {
@@ -115,7 +113,12 @@ impl<'a> Browser<'a> {
     }
 
     /// Posts `fields` with the CSRF token of the form at `form_page`.
-    fn submit(&mut self, form_page: &str, action: &str, fields: &[(&str, &str)]) -> Response<Bytes> {
+    fn submit(
+        &mut self,
+        form_page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> Response<Bytes> {
         let page = text(&self.get(form_page));
         let token = csrf_of(&page);
         let body: String = form_urlencoded::Serializer::new(String::new())
@@ -129,7 +132,11 @@ impl<'a> Browser<'a> {
         self.submit(
             "/signup",
             "/signup",
-            &[("email", email), ("first_name", "F"), ("password", PASSWORD)],
+            &[
+                ("email", email),
+                ("first_name", "F"),
+                ("password", PASSWORD),
+            ],
         )
     }
 
@@ -149,7 +156,12 @@ impl<'a> Browser<'a> {
         let page = text(&r);
         let client_id = element(&page, "client-id");
         let secret = element(&page, "client-secret");
-        let app_id = writer.registry().credential(&client_id).unwrap().app_id.clone();
+        let app_id = writer
+            .registry()
+            .credential(&client_id)
+            .unwrap()
+            .app_id
+            .clone();
         (app_id, client_id, secret)
     }
 }
@@ -182,7 +194,10 @@ fn every_form_needs_its_csrf_token() {
     }
     let r = ada.send("POST", "/apps", "name=other&product=hello");
     assert_eq!(r.status(), 403);
-    assert_eq!(writer.registry().app(&app_id).unwrap().status, Approval::Approved);
+    assert_eq!(
+        writer.registry().app(&app_id).unwrap().status,
+        Approval::Approved
+    );
     assert_eq!(writer.registry().credentials().len(), 2, "{client_id}");
     // The token issued before sign-in (another cookie) is dead after it.
     assert_eq!(ada.send("POST", "/signout", &forged).status(), 403);
@@ -204,12 +219,18 @@ fn the_cookie_is_httponly_samesite_and_secure_over_https() {
     let before = plain.cookie.clone();
     let r = plain.sign_up("ada@example.com");
     let signed_in = r.headers()["set-cookie"].to_str().unwrap();
-    assert!(signed_in.contains("; HttpOnly; SameSite=Lax"), "{signed_in}");
+    assert!(
+        signed_in.contains("; HttpOnly; SameSite=Lax"),
+        "{signed_in}"
+    );
     assert_ne!(plain.cookie, before, "a new session id at sign-in");
 
     let mut tls = Browser::new(&portal);
     tls.https = true;
-    let cookie = tls.get("/").headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = tls.get("/").headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.ends_with("; Secure"), "{cookie}");
     let dir = tempfile::tempdir().unwrap();
     let behind_proxy = Settings {
@@ -239,7 +260,11 @@ fn every_answer_carries_the_security_headers() {
         b.send("DELETE", "/signup", ""),
         b.send("POST", "/signin", "csrf=x"),
     ];
-    assert_eq!(b.get("/apps").status(), 303, "signed out: to the sign-in page");
+    assert_eq!(
+        b.get("/apps").status(),
+        303,
+        "signed out: to the sign-in page"
+    );
     b.sign_up("ada@example.com");
     answers.push(b.get("/apps"));
     let (app_id, _, _) = b.create_app("mine", &writer);
@@ -257,18 +282,36 @@ fn every_answer_carries_the_security_headers() {
     assert_eq!(answers[0].headers()["cache-control"], "no-store");
     assert_eq!(answers[9].headers()["cache-control"], "no-store");
     assert!(text(&answers[9]).contains("id=\"client-secret\""));
-    assert!(answers[2].headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(
+        answers[2].headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
     assert_eq!(answers[4].status(), 404);
     assert_eq!(answers[6].status(), 405);
     assert!(answers[6].headers().contains_key("allow"));
     // Every input of every form has a label.
-    for page in [text(&answers[1]), text(&answers[8]), text(&b.get("/signup"))] {
+    for page in [
+        text(&answers[1]),
+        text(&answers[8]),
+        text(&b.get("/signup")),
+    ] {
         for input in page.split("<input").skip(1) {
             if input.contains("type=\"hidden\"") {
                 continue;
             }
-            let id = input.split("id=\"").nth(1).unwrap().split('"').next().unwrap();
-            assert!(page.contains(&format!("<label for=\"{id}\">")), "no label for {id}");
+            let id = input
+                .split("id=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            assert!(
+                page.contains(&format!("<label for=\"{id}\">")),
+                "no label for {id}"
+            );
         }
     }
 }
@@ -288,25 +331,56 @@ fn a_developer_never_sees_or_changes_another_developers_apps() {
     let mut eve = Browser::new(&portal);
     eve.sign_up("eve@example.com");
     let page = text(&eve.get("/apps"));
-    assert!(!page.contains("weather") && !page.contains(&client_id), "{page}");
+    assert!(
+        !page.contains("weather") && !page.contains(&client_id),
+        "{page}"
+    );
     for action in ["rotate", "revoke"] {
         let r = eve.submit("/apps", &format!("/apps/{app_id}/{action}"), &[]);
         assert_eq!(r.status(), 404, "{action}: {}", text(&r));
         assert!(!text(&r).contains(&client_id));
     }
     // The seed developer's app neither (its id is known).
-    assert_eq!(eve.submit("/apps", "/apps/demo-app/revoke", &[]).status(), 404);
-    assert_eq!(writer.registry().app(&app_id).unwrap().status, Approval::Approved);
-    assert_eq!(writer.registry().app("demo-app").unwrap().status, Approval::Approved);
-    assert!(writer.registry().credential(&client_id).unwrap().secret.verify(secret.as_bytes()));
+    assert_eq!(
+        eve.submit("/apps", "/apps/demo-app/revoke", &[]).status(),
+        404
+    );
+    assert_eq!(
+        writer.registry().app(&app_id).unwrap().status,
+        Approval::Approved
+    );
+    assert_eq!(
+        writer.registry().app("demo-app").unwrap().status,
+        Approval::Approved
+    );
+    assert!(
+        writer
+            .registry()
+            .credential(&client_id)
+            .unwrap()
+            .secret
+            .verify(secret.as_bytes())
+    );
 
     // Ada's own changes work: rotate (old secret refused), revoke.
     let r = ada.submit("/apps", &format!("/apps/{app_id}/rotate"), &[]);
     let new_secret = element(&text(&r), "client-secret");
-    let stored = writer.registry().credential(&client_id).unwrap().secret.clone();
+    let stored = writer
+        .registry()
+        .credential(&client_id)
+        .unwrap()
+        .secret
+        .clone();
     assert!(stored.verify(new_secret.as_bytes()) && !stored.verify(secret.as_bytes()));
-    assert_eq!(ada.submit("/apps", &format!("/apps/{app_id}/revoke"), &[]).status(), 303);
-    assert_eq!(writer.registry().app(&app_id).unwrap().status, Approval::Revoked);
+    assert_eq!(
+        ada.submit("/apps", &format!("/apps/{app_id}/revoke"), &[])
+            .status(),
+        303
+    );
+    assert_eq!(
+        writer.registry().app(&app_id).unwrap().status,
+        Approval::Revoked
+    );
     // Persisted, hashes only.
     let saved = std::fs::read_to_string(dir.path().join("apps.toml")).unwrap();
     assert!(saved.contains("weather") && !saved.contains(&new_secret));
@@ -340,7 +414,12 @@ fn sign_in_failures_are_throttled_per_source_and_account() {
     Browser::new(&portal).sign_up("ada@example.com");
     let mut mallory = Browser::new(&portal);
     for _ in 0..super::throttle::PER_ACCOUNT_AND_SOURCE {
-        assert_eq!(mallory.sign_in("ada@example.com", "guess guess guess").status(), 401);
+        assert_eq!(
+            mallory
+                .sign_in("ada@example.com", "guess guess guess")
+                .status(),
+            401
+        );
     }
     // Now even the right password waits, from this source.
     let r = mallory.sign_in("ada@example.com", PASSWORD);
@@ -394,19 +473,31 @@ fn the_reference_page_serves_the_bundles_openapi_document() {
     let mut file = AppsFile::parse(FILE).unwrap();
     file.hash_secrets(cost).unwrap();
     let registry = Arc::new(file.to_registry(cost).unwrap());
-    let writer = Arc::new(AppsWriter::new(registry, file, dir.path().join("apps.toml")));
+    let writer = Arc::new(AppsWriter::new(
+        registry,
+        file,
+        dir.path().join("apps.toml"),
+    ));
     let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
     let portal = Portal::new(writer, Settings::default(), &[seed], cost).unwrap();
     assert_eq!(portal.documented_apis().collect::<Vec<_>>(), ["hello-api"]);
     let mut b = Browser::new(&portal);
     let catalogue = text(&b.get("/"));
-    assert!(catalogue.contains("<a href=\"/apis/hello-api\">hello-api</a>"), "{catalogue}");
+    assert!(
+        catalogue.contains("<a href=\"/apis/hello-api\">hello-api</a>"),
+        "{catalogue}"
+    );
     let r = b.get("/apis/hello-api");
     assert_eq!(r.status(), 200);
     let page = text(&r);
     assert!(page.contains("<redoc spec-url=\"/apis/hello-api/openapi\""));
     assert!(page.contains("<script src=\"/static/redoc.standalone.js\">"));
-    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("script-src 'self'"));
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
     let doc = b.get("/apis/hello-api/openapi");
     assert_eq!(doc.headers()["content-type"], "application/yaml");
     assert!(text(&doc).starts_with("openapi: 3"));

@@ -56,7 +56,10 @@ impl Throttle {
         for (k, _) in keys(email, source) {
             if !map.contains_key(&k)
                 && map.len() >= MAX_ENTRIES
-                && let Some(oldest) = map.iter().min_by_key(|(_, c)| c.since).map(|(k, _)| k.clone())
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, c)| c.since)
+                    .map(|(k, _)| k.clone())
             {
                 map.remove(&oldest);
             }

@@ -442,12 +442,18 @@ mod gateway_attributes {
         let mut d = Developer::new("ada@example.com");
         d.attributes = vec![
             ("team".to_owned(), "blue".to_owned()),
-            ("preflow.portal.password".to_owned(), "$argon2id$v=19$x".to_owned()),
+            (
+                "preflow.portal.password".to_owned(),
+                "$argon2id$v=19$x".to_owned(),
+            ),
         ];
         for json in [true, false] {
             let profile = developer_profile(&d, json);
             assert!(profile.contains("blue"), "{profile}");
-            assert!(!profile.contains("argon2") && !profile.contains("preflow."), "{profile}");
+            assert!(
+                !profile.contains("argon2") && !profile.contains("preflow."),
+                "{profile}"
+            );
         }
     }
 }
