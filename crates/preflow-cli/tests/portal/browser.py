@@ -101,6 +101,7 @@ def sign_out(driver):
 
 
 def secret_page(driver):
+    WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.ID, "client-secret")))
     client_id = driver.find_element(By.ID, "client-id").text.strip()
     secret = driver.find_element(By.ID, "client-secret").text.strip()
     check(len(client_id) >= 16 and len(secret) >= 32, "key and secret shown")
@@ -158,7 +159,8 @@ def run(driver):
     fill(driver, "Email", "ada@example.com")
     fill(driver, "Password", "not the password")
     press(driver, "Sign in")
-    check("wrong" in driver.find_element(By.CSS_SELECTOR, ".error").text, "a wrong password is refused")
+    error = WebDriverWait(driver, 10).until(ec.presence_of_element_located((By.CSS_SELECTOR, ".error")))
+    check("wrong" in error.text, "a wrong password is refused")
     fill(driver, "Email", "ada@example.com")
     fill(driver, "Password", PASSWORD)
     shot(driver, "sign-in")
@@ -203,8 +205,13 @@ def run(driver):
 
     # Revoke: the key and its tokens stop working, everywhere.
     driver.get(f"{PORTAL}/apps")
-    press(driver, "Revoke", app_row(driver, "weather-station"))
-    WebDriverWait(driver, 10).until(ec.url_to_be(f"{PORTAL}/apps"))
+    rotate_action = app_row(driver, "weather-station").find_element(
+        By.XPATH, ".//form[button[normalize-space()='Rotate secret']]"
+    ).get_attribute("action")
+    before = app_row(driver, "weather-station")
+    press(driver, "Revoke", before)
+    # Back on /apps (where it started): wait for the new page, not the URL.
+    WebDriverWait(driver, 10).until(ec.staleness_of(before))
     row = app_row(driver, "weather-station")
     check(row.find_element(By.CSS_SELECTOR, ".status").text == "revoked", "listed as revoked")
     check(not row.find_elements(By.XPATH, ".//button"), "a revoked app has no actions")
@@ -218,6 +225,17 @@ def run(driver):
     sign_up(driver, "grace@example.com", "Grace")
     check(app_row(driver, "weather-station") is None, "another developer does not see the app")
     check(client_id not in driver.page_source, "nor its key")
+    # Nor can she act on it over HTTP with her own session and CSRF token: 404, as for
+    # an app that does not exist.
+    cookie = driver.get_cookie("preflow_portal")["value"]
+    csrf = driver.find_element(By.NAME, "csrf").get_attribute("value")
+    status, body = http(
+        "POST",
+        rotate_action,
+        {"Cookie": f"preflow_portal={cookie}", "Content-Type": "application/x-www-form-urlencoded"},
+        f"csrf={csrf}".encode(),
+    )
+    check(status == 404 and "client-secret" not in body, f"another developer's rotate: {status}")
     shot(driver, "other-developer")
 
 

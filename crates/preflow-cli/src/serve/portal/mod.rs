@@ -247,7 +247,12 @@ pub struct Portal {
     /// A password hash verified when the email is unknown, so the time taken does not
     /// tell which developers exist.
     dummy: SecretHash,
+    /// Argon2id takes 19 MiB and tens of milliseconds a hash: at most this many at once.
+    hashing: tokio::sync::Semaphore,
 }
+
+/// Password hashes computed at once (sign-ups and sign-ins); further ones wait.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
 
 /// One request as the portal sees it.
 #[derive(Debug)]
@@ -458,6 +463,7 @@ impl Portal {
             throttle: throttle::Throttle::default(),
             cost,
             dummy,
+            hashing: tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES),
         })
     }
 
@@ -1156,6 +1162,13 @@ impl Handler for Portal {
             https: client.scheme == preflow::Scheme::Https,
         };
         // Password hashing and the apps file's write block: keep them off the workers.
+        let hashes = visit.request.method() == Method::POST
+            && matches!(visit.request.uri().path(), "/signin" | "/signup");
+        let _permit = if hashes {
+            self.hashing.acquire().await.ok()
+        } else {
+            None
+        };
         let answer = tokio::task::block_in_place(|| self.respond(&visit));
         if answer.changed
             && let Some(redis) = &self.redis

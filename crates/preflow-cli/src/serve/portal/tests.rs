@@ -438,6 +438,31 @@ fn sign_in_failures_are_throttled_per_source_and_account() {
 }
 
 #[test]
+fn developers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = portal(dir.path(), Settings::default());
+    assert_eq!(
+        Browser::new(&first).sign_up("ada@example.com").status(),
+        303
+    );
+    drop(first);
+    // A new process: the apps file as written is all it has.
+    let cost = PasswordHashCost::insecure_for_tests();
+    let path = dir.path().join("apps.toml");
+    let file = AppsFile::load_hashed(&path, cost).unwrap();
+    let registry = Arc::new(file.to_registry(cost).unwrap());
+    let writer = Arc::new(AppsWriter::new(registry, file, path));
+    let again = Portal::new(writer, Settings::default(), &[], cost).unwrap();
+    let mut ada = Browser::new(&again);
+    assert_eq!(
+        ada.sign_in("ada@example.com", "wrong wrong wrong").status(),
+        401
+    );
+    assert_eq!(ada.sign_in("ada@example.com", PASSWORD).status(), 303);
+    assert_eq!(ada.get("/apps").status(), 200);
+}
+
+#[test]
 fn with_approval_new_developers_wait() {
     let dir = tempfile::tempdir().unwrap();
     let settings = Settings {
