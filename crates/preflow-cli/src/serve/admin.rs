@@ -766,7 +766,7 @@ impl Handler for Admin {
     async fn handle(
         &self,
         head: http::request::Parts,
-        mut body: super::listener::Body,
+        body: super::listener::Body,
         _client: preflow::Client,
     ) -> (Response<Bytes>, Handled) {
         if let Some(ops) = &self.ops
@@ -778,15 +778,9 @@ impl Handler for Admin {
             };
             return (resp, handled);
         }
-        let request = match body.read().await {
-            Ok(bytes) => Request::from_parts(head, bytes),
-            Err(resp) => {
-                let handled = Handled {
-                    close: true,
-                    ..Handled::default()
-                };
-                return (resp, handled);
-            }
+        let request = match body.request(head).await {
+            Ok(r) => r,
+            Err(refused) => return refused,
         };
         // Writing the apps file blocks briefly; keep it off the async workers.
         let resp = tokio::task::block_in_place(|| self.respond(&request));

@@ -1093,22 +1093,19 @@ impl Portal {
                 )
                 .into();
         }
+        let failed = |e: ChangeError, what: &str| -> Answer {
+            tracing::error!(error = %e, "portal: {what} failed");
+            let text = format!("The app could not be changed ({what}). Try again later.");
+            self.apps_page(v, developer, Some(text), StatusCode::INTERNAL_SERVER_ERROR)
+                .into()
+        };
         if action == "revoke" {
             return match self.writer.revoke(app_id) {
                 Ok(()) => Answer {
                     response: redirect("/apps"),
                     changed: true,
                 },
-                Err(e) => {
-                    tracing::error!(error = %e, "portal: app not revoked");
-                    self.apps_page(
-                        v,
-                        developer,
-                        Some("The app could not be revoked. Try again later.".to_owned()),
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                    )
-                    .into()
-                }
+                Err(e) => failed(e, "revoke"),
             };
         }
         let Some(key) = registry
@@ -1125,16 +1122,7 @@ impl Portal {
                 response: self.secret_page(v, "Secret rotated", &app.name, &key, &secret),
                 changed: true,
             },
-            Err(e) => {
-                tracing::error!(error = %e, "portal: secret not rotated");
-                self.apps_page(
-                    v,
-                    developer,
-                    Some("The secret could not be rotated. Try again later.".to_owned()),
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                )
-                .into()
-            }
+            Err(e) => failed(e, "rotate"),
         }
     }
 }
@@ -1143,18 +1131,12 @@ impl Handler for Portal {
     async fn handle(
         &self,
         head: http::request::Parts,
-        mut body: super::listener::Body,
+        body: super::listener::Body,
         client: preflow::Client,
     ) -> (Response<Bytes>, Handled) {
-        let request = match body.read().await {
-            Ok(bytes) => Request::from_parts(head, bytes),
-            Err(resp) => {
-                let handled = Handled {
-                    close: true,
-                    ..Handled::default()
-                };
-                return (resp, handled);
-            }
+        let request = match body.request(head).await {
+            Ok(r) => r,
+            Err(refused) => return refused,
         };
         let visit = Visit {
             request,

@@ -42,14 +42,23 @@ products = ["hello"]
 const PASSWORD: &str = "a long enough password";
 
 fn portal(dir: &std::path::Path, settings: Settings) -> (Portal, Arc<AppsWriter>) {
-    let cost = PasswordHashCost::insecure_for_tests();
-    let mut file = AppsFile::parse(FILE).unwrap();
-    file.hash_secrets(cost).unwrap();
-    let registry = Arc::new(file.to_registry(cost).unwrap());
     let path = dir.join("apps.toml");
     std::fs::write(&path, FILE).unwrap();
-    let writer = Arc::new(AppsWriter::new(registry, file, path));
-    let portal = Portal::new(Arc::clone(&writer), settings, &[], cost).unwrap();
+    portal_over(&path, settings, &[])
+}
+
+/// A portal over the apps file at `path` as a starting gateway loads it, with the
+/// OpenAPI documents of the bundles in `paths`.
+fn portal_over(
+    path: &std::path::Path,
+    settings: Settings,
+    paths: &[std::path::PathBuf],
+) -> (Portal, Arc<AppsWriter>) {
+    let cost = PasswordHashCost::insecure_for_tests();
+    let file = AppsFile::load_hashed(path, cost).unwrap();
+    let registry = Arc::new(file.to_registry(cost).unwrap());
+    let writer = Arc::new(AppsWriter::new(registry, file, path.to_owned()));
+    let portal = Portal::new(Arc::clone(&writer), settings, paths, cost).unwrap();
     (portal, writer)
 }
 
@@ -447,12 +456,7 @@ fn developers_survive_a_restart() {
     );
     drop(first);
     // A new process: the apps file as written is all it has.
-    let cost = PasswordHashCost::insecure_for_tests();
-    let path = dir.path().join("apps.toml");
-    let file = AppsFile::load_hashed(&path, cost).unwrap();
-    let registry = Arc::new(file.to_registry(cost).unwrap());
-    let writer = Arc::new(AppsWriter::new(registry, file, path));
-    let again = Portal::new(writer, Settings::default(), &[], cost).unwrap();
+    let (again, _) = portal_over(&dir.path().join("apps.toml"), Settings::default(), &[]);
     let mut ada = Browser::new(&again);
     assert_eq!(
         ada.sign_in("ada@example.com", "wrong wrong wrong").status(),
@@ -494,17 +498,10 @@ fn with_approval_new_developers_wait() {
 #[test]
 fn the_reference_page_serves_the_bundles_openapi_document() {
     let dir = tempfile::tempdir().unwrap();
-    let cost = PasswordHashCost::insecure_for_tests();
-    let mut file = AppsFile::parse(FILE).unwrap();
-    file.hash_secrets(cost).unwrap();
-    let registry = Arc::new(file.to_registry(cost).unwrap());
-    let writer = Arc::new(AppsWriter::new(
-        registry,
-        file,
-        dir.path().join("apps.toml"),
-    ));
+    let path = dir.path().join("apps.toml");
+    std::fs::write(&path, FILE).unwrap();
     let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed");
-    let portal = Portal::new(writer, Settings::default(), &[seed], cost).unwrap();
+    let (portal, _) = portal_over(&path, Settings::default(), &[seed]);
     assert_eq!(portal.documented_apis().collect::<Vec<_>>(), ["hello-api"]);
     let mut b = Browser::new(&portal);
     let catalogue = text(&b.get("/"));
