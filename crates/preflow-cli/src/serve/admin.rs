@@ -601,50 +601,62 @@ impl AppsWriter {
         })
     }
 
+    /// Changes one record with `edit` in the file (false when the file lacks it), then
+    /// with `set` in the registry. A record another instance created (in the registry
+    /// through Redis, not in this file) is changed in the registry only; Redis keeps it.
+    fn change_record(
+        &self,
+        in_registry: bool,
+        missing: fn() -> ChangeError,
+        edit: impl FnOnce(&mut AppsFile) -> bool,
+        set: impl Fn(&Registry) -> Result<(), String>,
+    ) -> Result<(), ChangeError> {
+        let mut outside = false;
+        let result = self.commit(
+            |file| {
+                if edit(file) {
+                    Ok(())
+                } else {
+                    outside = true;
+                    Err(missing())
+                }
+            },
+            |registry, _| set(registry),
+        );
+        match (outside, in_registry) {
+            (false, _) => result,
+            (true, false) => Err(missing()),
+            (true, true) => set(&self.registry).map_err(|_| ChangeError::NotApplied),
+        }
+    }
+
     /// Replaces the secret of credential `key`; returns the new one in clear, this once.
-    /// A credential another instance created (in the registry, not in this file) is
-    /// changed in the registry only; Redis keeps it.
     pub fn rotate(&self, key: &str) -> Result<String, ChangeError> {
         let secret = random_token(32);
         let hash = SecretHash::generated(&secret);
         let stored = format_hash(&hash);
-        let in_file = |file: &AppsFile| {
-            file.apps
-                .iter()
-                .flat_map(|a| a.credentials.iter())
-                .any(|c| c.client_id == key)
-        };
-        let set = |registry: &Registry, hash: SecretHash| {
-            registry
-                .set_credential_secret(key, SecretSpec::Hashed(hash))
-                .map(drop)
-                .map_err(|e| e.to_string())
-        };
-        if !self.file.lock().is_ok_and(|f| in_file(&f)) {
-            if self.registry.credential(key).is_none() {
-                return Err(ChangeError::NoSuchClient);
-            }
-            set(&self.registry, hash).map_err(|_| ChangeError::NotApplied)?;
-            return Ok(secret);
-        }
-        self.commit(
+        self.change_record(
+            self.registry.credential(key).is_some(),
+            || ChangeError::NoSuchClient,
             |file| {
-                let cred = file
-                    .apps
+                file.apps
                     .iter_mut()
                     .flat_map(|a| a.credentials.iter_mut())
                     .find(|c| c.client_id == key)
-                    .ok_or(ChangeError::NoSuchClient)?;
-                cred.secret_hash = Some(stored);
-                Ok(())
+                    .map(|c| c.secret_hash = Some(stored))
+                    .is_some()
             },
-            |registry, _| set(registry, hash),
+            |registry| {
+                registry
+                    .set_credential_secret(key, SecretSpec::Hashed(hash.clone()))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
         )?;
         Ok(secret)
     }
 
-    /// Activates or deactivates developer `email`. Like [`AppsWriter::rotate`], a
-    /// developer only in the registry is changed there.
+    /// Activates or deactivates developer `email`.
     pub fn set_developer_status(&self, email: &str, active: bool) -> Result<(), ChangeError> {
         let (entry, record) = if active {
             (
@@ -657,64 +669,41 @@ impl AppsWriter {
                 preflow_oauth::DeveloperStatus::Inactive,
             )
         };
-        let set = |registry: &Registry| {
-            registry
-                .set_developer_status(email, record)
-                .map_err(|e| e.to_string())
-        };
-        if !self
-            .file
-            .lock()
-            .is_ok_and(|f| f.developers.iter().any(|d| d.email == email))
-        {
-            if self.registry.developer(email).is_none() {
-                return Err(ChangeError::NoSuchDeveloper);
-            }
-            return set(&self.registry).map_err(|_| ChangeError::NotApplied);
-        }
-        self.commit(
+        self.change_record(
+            self.registry.developer(email).is_some(),
+            || ChangeError::NoSuchDeveloper,
             |file| {
-                let d = file
-                    .developers
+                file.developers
                     .iter_mut()
                     .find(|d| d.email == email)
-                    .ok_or(ChangeError::NoSuchDeveloper)?;
-                d.status = entry;
-                Ok(())
+                    .map(|d| d.status = entry)
+                    .is_some()
             },
-            |registry, _| set(registry),
+            |registry| {
+                registry
+                    .set_developer_status(email, record)
+                    .map_err(|e| e.to_string())
+            },
         )
     }
 
-    /// Revokes app `app_id`: its credentials and tokens stop working. Like
-    /// [`AppsWriter::rotate`], an app only in the registry is changed there.
+    /// Revokes app `app_id`: its credentials and tokens stop working.
     pub fn revoke(&self, app_id: &str) -> Result<(), ChangeError> {
-        let set = |registry: &Registry| {
-            registry
-                .set_app_status(app_id, Approval::Revoked)
-                .map_err(|e| e.to_string())
-        };
-        if !self
-            .file
-            .lock()
-            .is_ok_and(|f| f.apps.iter().any(|a| a.id == app_id))
-        {
-            if self.registry.app(app_id).is_none() {
-                return Err(ChangeError::NoSuchApp);
-            }
-            return set(&self.registry).map_err(|_| ChangeError::NotApplied);
-        }
-        self.commit(
+        self.change_record(
+            self.registry.app(app_id).is_some(),
+            || ChangeError::NoSuchApp,
             |file| {
-                let app = file
-                    .apps
+                file.apps
                     .iter_mut()
                     .find(|a| a.id == app_id)
-                    .ok_or(ChangeError::NoSuchApp)?;
-                app.status = Status::Revoked;
-                Ok(())
+                    .map(|a| a.status = Status::Revoked)
+                    .is_some()
             },
-            |registry, _| set(registry),
+            |registry| {
+                registry
+                    .set_app_status(app_id, Approval::Revoked)
+                    .map_err(|e| e.to_string())
+            },
         )
     }
 }
@@ -963,6 +952,46 @@ products = ["hello"]
             .to_registry(PasswordHashCost::insecure_for_tests())
             .unwrap();
         assert_eq!(restarted.app(app_id).unwrap().status, Approval::Revoked);
+    }
+
+    #[test]
+    fn records_of_other_instances_change_in_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, registry, path) = admin(dir.path());
+        // An app another instance created: in the registry (through Redis), not here.
+        let mut file = AppsFile::parse(FILE).unwrap();
+        file.hash_secrets(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        let mut elsewhere = file.apps[0].clone();
+        elsewhere.id = "elsewhere".into();
+        elsewhere.name = "elsewhere".into();
+        elsewhere.credentials[0].client_id = "elsewhere-client".into();
+        install_app(&registry, &elsewhere).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap();
+        let (status, rotated) = call(
+            &admin,
+            "POST",
+            "/admin/credentials/elsewhere-client/rotate",
+            "",
+        );
+        assert_eq!(status, 200, "{rotated}");
+        let secret = rotated["client_secret"].as_str().unwrap();
+        let stored = registry
+            .credential("elsewhere-client")
+            .unwrap()
+            .secret
+            .clone();
+        assert!(stored.verify(secret.as_bytes()) && !stored.verify(b"demo-secret"));
+        assert_eq!(
+            call(&admin, "POST", "/admin/apps/elsewhere/revoke", "").0,
+            200
+        );
+        assert_eq!(registry.app("elsewhere").unwrap().status, Approval::Revoked);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            before,
+            "this file is left alone"
+        );
     }
 
     #[test]
