@@ -1,5 +1,5 @@
 //! The developer portal in a real browser: two `preflow serve` instances of the seed
-//! sharing Redis, the first with `--portal`; `tests/portal/browser.py` drives headless
+//! sharing Redis, each with `--portal`; `tests/portal/browser.py` drives headless
 //! Chromium through sign-up, the catalogue, an API reference, an app's key and secret,
 //! rotation and revocation, against both gateways. Screenshots of each page go to
 //! `target/portal-screenshots/`.
@@ -85,8 +85,10 @@ fn a_developer_gets_a_working_key_in_the_browser_on_every_instance() {
     std::fs::copy(seed.join("apps.toml"), &other_apps).unwrap();
     let mut b_args = common_args.to_vec();
     b_args[2] = other_apps.to_str().unwrap();
+    b_args.extend(["--portal", "127.0.0.1:0"]);
     let b = Gateway::start(&b_args);
     let portal = a.portal.expect("the portal's address");
+    let other_portal = b.portal.expect("the other portal's address");
 
     let shots = screenshot_dir();
     let _ = std::fs::remove_dir_all(&shots);
@@ -97,6 +99,7 @@ fn a_developer_gets_a_working_key_in_the_browser_on_every_instance() {
         .arg(a.url(""))
         .arg(b.url(""))
         .arg(&shots)
+        .arg(format!("http://{other_portal}"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

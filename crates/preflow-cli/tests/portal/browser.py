@@ -3,10 +3,11 @@ chromium-driver and python3-selenium; nothing is downloaded).
 
 Run by crates/preflow-cli/tests/serve_portal.rs with the system python3:
 
-    browser.py PORTAL_URL GATEWAY_URL OTHER_GATEWAY_URL SCREENSHOT_DIR
+    browser.py PORTAL_URL GATEWAY_URL OTHER_GATEWAY_URL SCREENSHOT_DIR OTHER_PORTAL_URL
 
 OTHER_GATEWAY_URL is a second gateway sharing the first one's state through Redis: a key
-created in the portal must work there at once, and stop working there at once.
+created in the portal must work there at once, and stop working there at once; its
+portal (OTHER_PORTAL_URL) knows the developer and the app.
 Exits non-zero (with the reason) at the first check that fails.
 """
 
@@ -25,7 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-PORTAL, GATEWAY, OTHER, SHOTS = sys.argv[1:5]
+PORTAL, GATEWAY, OTHER, SHOTS, OTHER_PORTAL = sys.argv[1:6]
 PASSWORD = "correct horse battery staple"
 SEEN = []
 
@@ -236,6 +237,18 @@ def run(driver):
         f"csrf={csrf}".encode(),
     )
     check(status == 404 and "client-secret" not in body, f"another developer's rotate: {status}")
+
+    # The other instance's portal: the developer signs in there (a registry record
+    # shared through Redis) and finds the app as this one left it.
+    driver.get(f"{OTHER_PORTAL}/signin")
+    fill(driver, "Email", "ada@example.com")
+    fill(driver, "Password", PASSWORD)
+    press(driver, "Sign in")
+    WebDriverWait(driver, 10).until(ec.url_to_be(f"{OTHER_PORTAL}/apps"))
+    row = app_row(driver, "weather-station")
+    check(row is not None, "the other instance's portal lists the app")
+    check(row.find_element(By.CSS_SELECTOR, ".status").text == "revoked", "as revoked")
+    shot(driver, "other-instance")
     shot(driver, "other-developer")
 
 
