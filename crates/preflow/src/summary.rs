@@ -62,6 +62,8 @@ pub struct ExchangeSummary {
     /// verified. Unlike the other fields its values grow with the apps registered: a
     /// metric label only by the operator's choice.
     pub app: Option<String>,
+    /// The id of that app (unique, where names are unique per developer only).
+    pub app_id: Option<String>,
 }
 
 /// Fault names of a token endpoint refusing a request (RFC 6749 §5.2 as Apigee names them).
@@ -96,17 +98,17 @@ impl Gateway {
             .variable(ex, "proxy.flow.name")
             .filter(|f| !f.is_empty());
         let status = ex.response.as_ref().map(|m| m.status.as_u16());
-        let app = ex
+        let verified_app = ex
             .state
             .verified_token()
             .map(|v| &v.client.app)
-            .or_else(|| ex.state.last_api_key().map(|k| &k.client.app))
-            .map(|a| a.name.clone());
+            .or_else(|| ex.state.last_api_key().map(|k| &k.client.app));
         let mut summary = ExchangeSummary {
             proxy,
             flow,
             status,
-            app,
+            app: verified_app.map(|a| a.name.clone()),
+            app_id: verified_app.map(|a| a.id.clone()),
             ..ExchangeSummary::default()
         };
         match ex.fault.as_deref() {

@@ -11,6 +11,8 @@
 //! | `POST /admin/apps` `{"name","developer","products":[…]}` | creates an app subscribed to the products; answers its client id and secret, once |
 //! | `POST /admin/credentials/{client_id}/rotate` | replaces a secret; answers the new one, once |
 //! | `POST /admin/apps/{app_id}/revoke` | revokes an app: its tokens and credentials stop working |
+//! | `POST /admin/developers/{email}/activate` | approves a developer who signed up in the portal (with `approval = true`), or reactivates one |
+//! | `POST /admin/developers/{email}/deactivate` | deactivates a developer: their apps are refused and they cannot sign in to the portal |
 //! | `GET /admin/deployments` | lists the kept revisions of the deployed bundles, the active one marked |
 //! | `POST /admin/deployments[?name=N]` with a bundle zip as body | checks the zip's bundles and deploys them as a new revision (replacing bundles of the same name); `422` with the errors when they do not load or build, and the running revision keeps serving |
 //! | `POST /admin/deployments/{revision}/activate` | makes a kept revision active again |
@@ -47,9 +49,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 #[derive(Debug)]
 pub struct Admin {
     token_digest: [u8; 32],
-    registry: Arc<Registry>,
-    file: Mutex<AppsFile>,
-    path: PathBuf,
+    writer: Arc<AppsWriter>,
     redis: Option<preflow_redis::RegistrySync>,
     ops: Option<Arc<super::ops::Ops>>,
     deployments: Option<Arc<super::deploy::Deployments>>,
@@ -63,9 +63,6 @@ struct NewApp {
     #[serde(default)]
     products: Vec<String>,
 }
-
-/// A refused change: the response to send.
-type Refusal = Box<Response<Bytes>>;
 
 fn json_response(status: StatusCode, body: &Value) -> Response<Bytes> {
     let mut resp = Response::new(Bytes::from(body.to_string()));
@@ -101,12 +98,16 @@ fn not_allowed(allow: &'static str) -> Response<Bytes> {
 impl Admin {
     /// The admin API over `registry`, persisting to `path`, whose current content is
     /// `file` (secrets already hashed).
+    #[cfg(test)]
     pub fn new(token: &str, registry: Arc<Registry>, file: AppsFile, path: PathBuf) -> Self {
+        Self::over(token, Arc::new(AppsWriter::new(registry, file, path)))
+    }
+
+    /// The admin API changing apps through `writer` (which the portal may share).
+    pub fn over(token: &str, writer: Arc<AppsWriter>) -> Self {
         Self {
             token_digest: Sha256::digest(token.as_bytes()).into(),
-            registry,
-            file: Mutex::new(file),
-            path,
+            writer,
             redis: None,
             ops: None,
             deployments: None,
@@ -173,12 +174,21 @@ impl Admin {
             (&Method::POST, ["admin", "apps"]) => self.create_app(req.body()),
             (&Method::POST, ["admin", "credentials", key, "rotate"]) => self.rotate(key),
             (&Method::POST, ["admin", "apps", id, "revoke"]) => self.revoke(id),
+            (
+                &Method::POST,
+                [
+                    "admin",
+                    "developers",
+                    email,
+                    action @ ("activate" | "deactivate"),
+                ],
+            ) => self.developer_status(email, *action == "activate"),
             (_, ["admin", "deployments", rest @ ..]) => self.deployments(req, rest),
             (_, ["admin", "products"]) => not_allowed("GET"),
             (_, ["admin", "apps"]) => not_allowed("GET, POST"),
-            (_, ["admin", "credentials", _, "rotate"]) | (_, ["admin", "apps", _, "revoke"]) => {
-                not_allowed("POST")
-            }
+            (_, ["admin", "credentials", _, "rotate"])
+            | (_, ["admin", "apps", _, "revoke"])
+            | (_, ["admin", "developers", _, "activate" | "deactivate"]) => not_allowed("POST"),
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such admin resource"),
         }
     }
@@ -253,7 +263,7 @@ impl Admin {
     }
 
     fn list_products(&self) -> Response<Bytes> {
-        let Ok(file) = self.file.lock() else {
+        let Ok(file) = self.writer.file.lock() else {
             return poisoned();
         };
         let products: Vec<Value> = file
@@ -274,49 +284,11 @@ impl Admin {
     }
 
     fn list_apps(&self) -> Response<Bytes> {
-        let Ok(file) = self.file.lock() else {
+        let Ok(file) = self.writer.file.lock() else {
             return poisoned();
         };
         let apps: Vec<Value> = file.apps.iter().map(app_json).collect();
         json_response(StatusCode::OK, &json!({ "apps": apps }))
-    }
-
-    /// Applies `change` to a copy of the file, writes it, then installs it with `apply`.
-    fn commit(
-        &self,
-        change: impl FnOnce(&mut AppsFile) -> Result<(), Refusal>,
-        apply: impl FnOnce(&Registry, &AppsFile) -> Result<(), String>,
-    ) -> Result<(), Refusal> {
-        let Ok(mut file) = self.file.lock() else {
-            return Err(Box::new(poisoned()));
-        };
-        let mut next = file.clone();
-        change(&mut next)?;
-        if let Err(e) = next.validate() {
-            return Err(Box::new(error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                &e.to_string(),
-            )));
-        }
-        if let Err(e) = next.write_atomic(&self.path) {
-            tracing::error!(error = %e, "cannot persist the apps file");
-            return Err(Box::new(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the change could not be saved; nothing was changed",
-            )));
-        }
-        if let Err(e) = apply(&self.registry, &next) {
-            tracing::error!(error = %e, "saved change not applied to the running gateway");
-            return Err(Box::new(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the change was saved but takes effect at the next start",
-            )));
-        }
-        *file = next;
-        Ok(())
     }
 
     fn create_app(&self, body: &Bytes) -> Response<Bytes> {
@@ -330,20 +302,228 @@ impl Admin {
                 );
             }
         };
-        if new.name.trim().is_empty() || new.developer.trim().is_empty() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "name and developer must not be empty",
-            );
+        match self
+            .writer
+            .create_app(&new.name, &new.developer, &new.products)
+        {
+            Ok(created) => json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "app_id": created.app_id,
+                    "name": new.name,
+                    "developer": new.developer,
+                    "products": new.products,
+                    "client_id": created.client_id,
+                    "client_secret": created.client_secret,
+                }),
+            ),
+            Err(e) => change_refused(&e),
+        }
+    }
+
+    fn rotate(&self, key: &str) -> Response<Bytes> {
+        match self.writer.rotate(key) {
+            Ok(secret) => json_response(
+                StatusCode::OK,
+                &json!({ "client_id": key, "client_secret": secret }),
+            ),
+            Err(e) => change_refused(&e),
+        }
+    }
+
+    fn developer_status(&self, email: &str, active: bool) -> Response<Bytes> {
+        // The email arrives percent-encoded in the path (`@` as `%40`).
+        let email = percent_encoding::percent_decode_str(email).decode_utf8_lossy();
+        match self.writer.set_developer_status(&email, active) {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &json!({ "developer": email, "status": if active { "active" } else { "inactive" } }),
+            ),
+            Err(e) => change_refused(&e),
+        }
+    }
+
+    fn revoke(&self, app_id: &str) -> Response<Bytes> {
+        match self.writer.revoke(app_id) {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &json!({ "app_id": app_id, "status": "revoked" }),
+            ),
+            Err(e) => change_refused(&e),
+        }
+    }
+}
+
+/// The admin API's answer to a refused change.
+fn change_refused(e: &ChangeError) -> Response<Bytes> {
+    let (status, code) = match e {
+        ChangeError::NoSuchApp | ChangeError::NoSuchClient | ChangeError::NoSuchDeveloper => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        ChangeError::AppExists { .. } => (StatusCode::CONFLICT, "app_exists"),
+        ChangeError::DeveloperExists => (StatusCode::CONFLICT, "developer_exists"),
+        ChangeError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        ChangeError::NotSaved | ChangeError::NotApplied | ChangeError::Unavailable => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+        }
+    };
+    error(status, code, &e.to_string())
+}
+
+/// Why a change of the apps was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// No app has this id.
+    #[error("no such app")]
+    NoSuchApp,
+    /// No credential has this client id.
+    #[error("no such client id")]
+    NoSuchClient,
+    /// No developer has this email.
+    #[error("no such developer")]
+    NoSuchDeveloper,
+    /// The developer already has an app of this name.
+    #[error("developer {developer} already has an app named `{name}`; choose another name")]
+    AppExists {
+        /// The developer's email.
+        developer: String,
+        /// The app name asked for.
+        name: String,
+    },
+    /// A developer with this email is registered already.
+    #[error("a developer with this email is registered already")]
+    DeveloperExists,
+    /// The changed file would not be valid (an unknown product, an empty name…).
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing the apps file failed; nothing changed.
+    #[error("the change could not be saved; nothing was changed")]
+    NotSaved,
+    /// The file was written but the running registry refused the change.
+    #[error("the change was saved but takes effect at the next start")]
+    NotApplied,
+    /// An earlier failure left the state unusable.
+    #[error("the admin state is unavailable after an earlier failure")]
+    Unavailable,
+}
+
+/// An app just created: its credential, the secret in clear for this once.
+#[derive(Debug)]
+pub struct Created {
+    /// The app's id.
+    pub app_id: String,
+    /// The credential's client id (API key).
+    pub client_id: String,
+    /// The secret in clear; only its hash is kept.
+    pub client_secret: String,
+}
+
+/// Changes of developers and apps, shared by the admin API and the portal: each is
+/// written to the apps file (atomically, secrets as hashes) and then applied to the
+/// running registry. Sharing the change through Redis is the caller's step afterwards.
+#[derive(Debug)]
+pub struct AppsWriter {
+    registry: Arc<Registry>,
+    file: Mutex<AppsFile>,
+    path: PathBuf,
+}
+
+impl AppsWriter {
+    /// Writes to `path`, whose current content is `file` (secrets already hashed), and
+    /// applies to `registry`.
+    pub fn new(registry: Arc<Registry>, file: AppsFile, path: PathBuf) -> Self {
+        Self {
+            registry,
+            file: Mutex::new(file),
+            path,
+        }
+    }
+
+    /// The registry changes are applied to (every instance's truth with `--redis`).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The API products of the apps file (which the registry lacks descriptions of).
+    pub fn products(&self) -> Vec<super::apps::ProductEntry> {
+        self.file
+            .lock()
+            .map(|f| f.products.clone())
+            .unwrap_or_default()
+    }
+
+    /// Applies `change` to a copy of the file, writes it, then installs it with `apply`.
+    fn commit(
+        &self,
+        change: impl FnOnce(&mut AppsFile) -> Result<(), ChangeError>,
+        apply: impl FnOnce(&Registry, &AppsFile) -> Result<(), String>,
+    ) -> Result<(), ChangeError> {
+        let Ok(mut file) = self.file.lock() else {
+            return Err(ChangeError::Unavailable);
+        };
+        let mut next = file.clone();
+        change(&mut next)?;
+        if let Err(e) = next.validate() {
+            return Err(ChangeError::Invalid(e.to_string()));
+        }
+        if let Err(e) = next.write_atomic(&self.path) {
+            tracing::error!(error = %e, "cannot persist the apps file");
+            return Err(ChangeError::NotSaved);
+        }
+        if let Err(e) = apply(&self.registry, &next) {
+            tracing::error!(error = %e, "saved change not applied to the running gateway");
+            return Err(ChangeError::NotApplied);
+        }
+        *file = next;
+        Ok(())
+    }
+
+    /// Registers a new developer (refused when the email is known to the file or the
+    /// registry, which holds other instances' developers too).
+    pub fn add_developer(&self, entry: DeveloperEntry) -> Result<(), ChangeError> {
+        if self.registry.developer(&entry.email).is_some() {
+            return Err(ChangeError::DeveloperExists);
+        }
+        let record = super::apps::developer_record(&entry);
+        self.commit(
+            |file| {
+                if file
+                    .developers
+                    .iter()
+                    .any(|d| d.email.eq_ignore_ascii_case(&entry.email))
+                {
+                    return Err(ChangeError::DeveloperExists);
+                }
+                file.developers.push(entry);
+                Ok(())
+            },
+            |registry, _| {
+                registry.put_developer(record);
+                Ok(())
+            },
+        )
+    }
+
+    /// Creates an app of `developer` (registered if new) subscribed to `products`, with
+    /// one credential whose secret is returned in clear this once.
+    pub fn create_app(
+        &self,
+        name: &str,
+        developer: &str,
+        products: &[String],
+    ) -> Result<Created, ChangeError> {
+        if name.trim().is_empty() || developer.trim().is_empty() {
+            return Err(ChangeError::Invalid(
+                "name and developer must not be empty".to_owned(),
+            ));
         }
         let app_id = random_token(16);
         let client_id = random_token(24);
         let secret = random_token(32);
         let entry = AppEntry {
             id: app_id.clone(),
-            name: new.name.clone(),
-            developer: new.developer.clone(),
+            name: name.to_owned(),
+            developer: developer.to_owned(),
             status: Status::Approved,
             callback_url: None,
             client_secret_post: true,
@@ -354,7 +534,7 @@ impl Admin {
                 client_id: client_id.clone(),
                 client_secret: None,
                 secret_hash: Some(format_hash(&SecretHash::generated(&secret))),
-                products: new.products.clone(),
+                products: products.to_vec(),
                 product_status: Default::default(),
                 status: Status::Approved,
                 issued_at: now_secs(),
@@ -362,12 +542,26 @@ impl Admin {
             }],
         };
         let installed = entry.clone();
-        let developer = new.developer.clone();
-        let result = self.commit(
+        // Apigee keeps app names unique per developer: a second app of the same name
+        // would be ambiguous in every console and report. Other instances' apps are in
+        // the registry only.
+        let taken = |n: &str| n.trim().eq_ignore_ascii_case(name.trim());
+        if self
+            .registry
+            .apps()
+            .iter()
+            .any(|a| a.developer_email.eq_ignore_ascii_case(developer) && taken(&a.name))
+        {
+            return Err(ChangeError::AppExists {
+                developer: developer.to_owned(),
+                name: name.trim().to_owned(),
+            });
+        }
+        self.commit(
             |file| {
                 if !file.developers.iter().any(|d| d.email == developer) {
                     file.developers.push(DeveloperEntry {
-                        email: developer.clone(),
+                        email: developer.to_owned(),
                         first_name: String::new(),
                         last_name: String::new(),
                         user_name: String::new(),
@@ -375,20 +569,15 @@ impl Admin {
                         attributes: Default::default(),
                     });
                 }
-                // Apigee keeps app names unique per developer: a second app of the
-                // same name would be ambiguous in every console and report.
-                if file.apps.iter().any(|a| {
-                    a.developer.eq_ignore_ascii_case(&developer)
-                        && a.name.trim().eq_ignore_ascii_case(entry.name.trim())
-                }) {
-                    return Err(Box::new(error(
-                        StatusCode::CONFLICT,
-                        "app_exists",
-                        &format!(
-                            "developer {developer} already has an app named `{}`; choose another name",
-                            entry.name.trim()
-                        ),
-                    )));
+                if file
+                    .apps
+                    .iter()
+                    .any(|a| a.developer.eq_ignore_ascii_case(developer) && taken(&a.name))
+                {
+                    return Err(ChangeError::AppExists {
+                        developer: developer.to_owned(),
+                        name: name.trim().to_owned(),
+                    });
                 }
                 file.apps.push(entry);
                 Ok(())
@@ -404,86 +593,118 @@ impl Admin {
                 }
                 install_app(registry, &installed).map_err(|e| e.to_string())
             },
+        )?;
+        Ok(Created {
+            app_id,
+            client_id,
+            client_secret: secret,
+        })
+    }
+
+    /// Changes one record with `edit` in the file (false when the file lacks it), then
+    /// with `set` in the registry. A record another instance created (in the registry
+    /// through Redis, not in this file) is changed in the registry only; Redis keeps it.
+    fn change_record(
+        &self,
+        in_registry: bool,
+        missing: fn() -> ChangeError,
+        edit: impl FnOnce(&mut AppsFile) -> bool,
+        set: impl Fn(&Registry) -> Result<(), String>,
+    ) -> Result<(), ChangeError> {
+        let mut outside = false;
+        let result = self.commit(
+            |file| {
+                if edit(file) {
+                    Ok(())
+                } else {
+                    outside = true;
+                    Err(missing())
+                }
+            },
+            |registry, _| set(registry),
         );
-        match result {
-            Ok(()) => json_response(
-                StatusCode::CREATED,
-                &json!({
-                    "app_id": app_id,
-                    "name": new.name,
-                    "developer": new.developer,
-                    "products": new.products,
-                    "client_id": client_id,
-                    "client_secret": secret,
-                }),
-            ),
-            Err(resp) => *resp,
+        match (outside, in_registry) {
+            (false, _) => result,
+            (true, false) => Err(missing()),
+            (true, true) => set(&self.registry).map_err(|_| ChangeError::NotApplied),
         }
     }
 
-    fn rotate(&self, key: &str) -> Response<Bytes> {
+    /// Replaces the secret of credential `key`; returns the new one in clear, this once.
+    pub fn rotate(&self, key: &str) -> Result<String, ChangeError> {
         let secret = random_token(32);
         let hash = SecretHash::generated(&secret);
         let stored = format_hash(&hash);
-        let result = self.commit(
+        self.change_record(
+            self.registry.credential(key).is_some(),
+            || ChangeError::NoSuchClient,
             |file| {
-                let cred = file
-                    .apps
+                file.apps
                     .iter_mut()
                     .flat_map(|a| a.credentials.iter_mut())
                     .find(|c| c.client_id == key)
-                    .ok_or_else(|| {
-                        Box::new(error(
-                            StatusCode::NOT_FOUND,
-                            "not_found",
-                            "no such client id",
-                        ))
-                    })?;
-                cred.secret_hash = Some(stored);
-                Ok(())
+                    .map(|c| c.secret_hash = Some(stored))
+                    .is_some()
             },
-            |registry, _| {
+            |registry| {
                 registry
-                    .set_credential_secret(key, SecretSpec::Hashed(hash))
+                    .set_credential_secret(key, SecretSpec::Hashed(hash.clone()))
                     .map(drop)
                     .map_err(|e| e.to_string())
             },
-        );
-        match result {
-            Ok(()) => json_response(
-                StatusCode::OK,
-                &json!({ "client_id": key, "client_secret": secret }),
-            ),
-            Err(resp) => *resp,
-        }
+        )?;
+        Ok(secret)
     }
 
-    fn revoke(&self, app_id: &str) -> Response<Bytes> {
-        let result = self.commit(
+    /// Activates or deactivates developer `email`.
+    pub fn set_developer_status(&self, email: &str, active: bool) -> Result<(), ChangeError> {
+        let (entry, record) = if active {
+            (
+                super::apps::DevStatus::Active,
+                preflow_oauth::DeveloperStatus::Active,
+            )
+        } else {
+            (
+                super::apps::DevStatus::Inactive,
+                preflow_oauth::DeveloperStatus::Inactive,
+            )
+        };
+        self.change_record(
+            self.registry.developer(email).is_some(),
+            || ChangeError::NoSuchDeveloper,
             |file| {
-                let app = file
-                    .apps
+                file.developers
+                    .iter_mut()
+                    .find(|d| d.email == email)
+                    .map(|d| d.status = entry)
+                    .is_some()
+            },
+            |registry| {
+                registry
+                    .set_developer_status(email, record)
+                    .map_err(|e| e.to_string())
+            },
+        )
+    }
+
+    /// Revokes app `app_id`: its credentials and tokens stop working.
+    pub fn revoke(&self, app_id: &str) -> Result<(), ChangeError> {
+        self.change_record(
+            self.registry.app(app_id).is_some(),
+            || ChangeError::NoSuchApp,
+            |file| {
+                file.apps
                     .iter_mut()
                     .find(|a| a.id == app_id)
-                    .ok_or_else(|| {
-                        Box::new(error(StatusCode::NOT_FOUND, "not_found", "no such app"))
-                    })?;
-                app.status = Status::Revoked;
-                Ok(())
+                    .map(|a| a.status = Status::Revoked)
+                    .is_some()
             },
-            |registry, _| {
+            |registry| {
                 registry
                     .set_app_status(app_id, Approval::Revoked)
                     .map_err(|e| e.to_string())
             },
-        );
-        match result {
-            Ok(()) => json_response(
-                StatusCode::OK,
-                &json!({ "app_id": app_id, "status": "revoked" }),
-            ),
-            Err(resp) => *resp,
-        }
+        )
     }
 }
 
@@ -534,7 +755,7 @@ impl Handler for Admin {
     async fn handle(
         &self,
         head: http::request::Parts,
-        mut body: super::listener::Body,
+        body: super::listener::Body,
         _client: preflow::Client,
     ) -> (Response<Bytes>, Handled) {
         if let Some(ops) = &self.ops
@@ -546,15 +767,9 @@ impl Handler for Admin {
             };
             return (resp, handled);
         }
-        let request = match body.read().await {
-            Ok(bytes) => Request::from_parts(head, bytes),
-            Err(resp) => {
-                let handled = Handled {
-                    close: true,
-                    ..Handled::default()
-                };
-                return (resp, handled);
-            }
+        let request = match body.request(head).await {
+            Ok(r) => r,
+            Err(refused) => return refused,
         };
         // Writing the apps file blocks briefly; keep it off the async workers.
         let resp = tokio::task::block_in_place(|| self.respond(&request));
@@ -737,6 +952,102 @@ products = ["hello"]
             .to_registry(PasswordHashCost::insecure_for_tests())
             .unwrap();
         assert_eq!(restarted.app(app_id).unwrap().status, Approval::Revoked);
+    }
+
+    #[test]
+    fn records_of_other_instances_change_in_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, registry, path) = admin(dir.path());
+        // An app another instance created: in the registry (through Redis), not here.
+        let mut file = AppsFile::parse(FILE).unwrap();
+        file.hash_secrets(PasswordHashCost::insecure_for_tests())
+            .unwrap();
+        let mut elsewhere = file.apps[0].clone();
+        elsewhere.id = "elsewhere".into();
+        elsewhere.name = "elsewhere".into();
+        elsewhere.credentials[0].client_id = "elsewhere-client".into();
+        install_app(&registry, &elsewhere).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap();
+        let (status, rotated) = call(
+            &admin,
+            "POST",
+            "/admin/credentials/elsewhere-client/rotate",
+            "",
+        );
+        assert_eq!(status, 200, "{rotated}");
+        let secret = rotated["client_secret"].as_str().unwrap();
+        let stored = registry
+            .credential("elsewhere-client")
+            .unwrap()
+            .secret
+            .clone();
+        assert!(stored.verify(secret.as_bytes()) && !stored.verify(b"demo-secret"));
+        assert_eq!(
+            call(&admin, "POST", "/admin/apps/elsewhere/revoke", "").0,
+            200
+        );
+        assert_eq!(registry.app("elsewhere").unwrap().status, Approval::Revoked);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            before,
+            "this file is left alone"
+        );
+    }
+
+    #[test]
+    fn developers_are_activated_and_deactivated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, registry, path) = admin(dir.path());
+        let (status, body) = call(
+            &admin,
+            "POST",
+            "/admin/developers/demo%40example.com/deactivate",
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "inactive");
+        let inactive = preflow_oauth::DeveloperStatus::Inactive;
+        assert_eq!(
+            registry.developer("demo@example.com").unwrap().status,
+            inactive
+        );
+        let reread = AppsFile::read(&path).unwrap();
+        assert_eq!(
+            reread.developers[0].status,
+            super::super::apps::DevStatus::Inactive
+        );
+        let (status, _) = call(
+            &admin,
+            "POST",
+            "/admin/developers/demo@example.com/activate",
+            "",
+        );
+        assert_eq!(status, 200);
+        let active = preflow_oauth::DeveloperStatus::Active;
+        assert_eq!(
+            registry.developer("demo@example.com").unwrap().status,
+            active
+        );
+        assert_eq!(
+            call(
+                &admin,
+                "POST",
+                "/admin/developers/nobody%40x.org/activate",
+                ""
+            )
+            .0,
+            404
+        );
+        assert_eq!(
+            call(
+                &admin,
+                "GET",
+                "/admin/developers/demo%40example.com/activate",
+                ""
+            )
+            .0,
+            405
+        );
     }
 
     #[test]

@@ -219,6 +219,24 @@ impl Body {
         }
     }
 
+    /// The whole request with `head`; the answer to send instead when its body cannot
+    /// be read (the connection then closes).
+    pub async fn request(
+        mut self,
+        head: http::request::Parts,
+    ) -> Result<http::Request<Bytes>, (Response<Bytes>, Handled)> {
+        match self.read().await {
+            Ok(bytes) => Ok(http::Request::from_parts(head, bytes)),
+            Err(resp) => Err((
+                resp,
+                Handled {
+                    close: true,
+                    ..Handled::default()
+                },
+            )),
+        }
+    }
+
     /// The whole body; the response to send instead when it cannot be read.
     pub async fn read(&mut self) -> Result<Bytes, Response<Bytes>> {
         let state = std::mem::replace(&mut self.state, BodyState::Read(Bytes::new()));
@@ -757,7 +775,8 @@ async fn answer<H: Handler>(
         .insert(super::request_id::X_REQUEST_ID.clone(), request_id.clone());
     let elapsed = started.elapsed();
     if let Some(m) = super::metrics::get()
-        && (handled.summary.is_some() || (refused_here && name != "admin" && name != "metrics"))
+        && (handled.summary.is_some()
+            || (refused_here && name != "admin" && name != "metrics" && name != "portal"))
     {
         m.observe(&super::metrics::Observed {
             summary: handled.summary.as_deref(),

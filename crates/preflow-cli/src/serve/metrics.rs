@@ -96,6 +96,8 @@ pub struct Metrics {
     apps: Option<Family<AppLabels, Counter>>,
     deployments: Family<DeployLabels, Counter>,
     revision: Gauge,
+    /// Requests by app id for the portal's usage figures (not exported).
+    usage: AppUsage,
 }
 
 /// One answered request, as the listener saw it.
@@ -191,7 +193,13 @@ impl Metrics {
             store,
             deployments,
             revision,
+            usage: AppUsage::default(),
         }
+    }
+
+    /// What this gateway counted for app `app_id` since it started.
+    pub fn app_usage(&self, app_id: &str) -> Usage {
+        self.usage.get(app_id)
     }
 
     /// Counts a deploy from `origin` (`startup`, `upload`, `reload`, `activate`); `active` is the
@@ -241,6 +249,9 @@ impl Metrics {
                 .observe(t.as_secs_f64());
         }
         let Some(s) = o.summary else { return };
+        if let Some(app_id) = &s.app_id {
+            self.usage.count(app_id, o.status >= 400, unix_secs());
+        }
         if let (Some(apps), Some(app)) = (&self.apps, &s.app) {
             apps.get_or_create(&AppLabels {
                 proxy: proxy.clone(),
@@ -307,6 +318,130 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The most apps whose usage is kept; requests of further apps are not counted (a
+/// gateway with this many self-service apps reads usage from its metrics instead).
+pub const MAX_USAGE_APPS: usize = 10_000;
+
+/// Per-app request counts: totals and rolling windows (60 minutes, 48 hours, 62 days)
+/// from which the portal shows how much of a quota an app used. About 700 bytes an app.
+#[derive(Debug, Default)]
+struct AppUsage(std::sync::Mutex<std::collections::HashMap<String, Usage>>);
+
+impl AppUsage {
+    fn count(&self, app_id: &str, error: bool, now: u64) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if !map.contains_key(app_id) && map.len() >= MAX_USAGE_APPS {
+            return;
+        }
+        let u = map.entry(app_id.to_owned()).or_default();
+        u.requests += 1;
+        u.errors += u64::from(error);
+        u.minutes.add(now / 60);
+        u.hours.add(now / 3600);
+        u.days.add(now / 86_400);
+    }
+
+    fn get(&self, app_id: &str) -> Usage {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(app_id).cloned())
+            .unwrap_or_default()
+    }
+}
+
+/// One app's counted requests.
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    /// Requests whose credential was this app's.
+    pub requests: u64,
+    /// Those answered with a status of 400 or more.
+    pub errors: u64,
+    minutes: Ring<60>,
+    hours: Ring<48>,
+    days: Ring<62>,
+}
+
+impl Usage {
+    /// Requests in the last `n` units (a rolling window) ending now; `None` when the
+    /// window is longer than what is kept.
+    pub fn last(&self, n: u64, unit: preflow_oauth::QuotaTimeUnit, now: u64) -> Option<u64> {
+        use preflow_oauth::QuotaTimeUnit as U;
+        match unit {
+            U::Minute => self.minutes.sum(now / 60, n),
+            U::Hour => self.hours.sum(now / 3600, n),
+            U::Day => self.days.sum(now / 86_400, n),
+            U::Week => self.days.sum(now / 86_400, n.checked_mul(7)?),
+            U::Month => self.days.sum(now / 86_400, n.checked_mul(30)?),
+        }
+    }
+}
+
+/// Counts per time slot for the last `N` slots.
+#[derive(Debug, Clone, Copy)]
+struct Ring<const N: usize> {
+    slots: [u32; N],
+    /// The newest slot counted (slot numbers since the epoch).
+    newest: u64,
+}
+
+impl<const N: usize> Default for Ring<N> {
+    fn default() -> Self {
+        Self {
+            slots: [0; N],
+            newest: 0,
+        }
+    }
+}
+
+impl<const N: usize> Ring<N> {
+    const LEN: u64 = N as u64;
+
+    fn add(&mut self, slot: u64) {
+        if slot > self.newest {
+            // Clear the slots skipped since the newest (all of them after a long pause).
+            for s in (self.newest + 1)..=slot.min(self.newest + Self::LEN) {
+                if let Some(c) = self.slot_mut(s) {
+                    *c = 0;
+                }
+            }
+            self.newest = slot;
+        }
+        if self.newest - slot < Self::LEN
+            && let Some(c) = self.slot_mut(slot)
+        {
+            *c = c.saturating_add(1);
+        }
+    }
+
+    fn slot_mut(&mut self, slot: u64) -> Option<&mut u32> {
+        let i = usize::try_from(slot % Self::LEN).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    /// The counts of the `n` slots ending at `now`.
+    fn sum(&self, now: u64, n: u64) -> Option<u64> {
+        if n == 0 || n > Self::LEN {
+            return None;
+        }
+        let first = now.saturating_sub(n - 1);
+        Some(
+            (first..=now)
+                .filter(|s| *s <= self.newest && self.newest - s < Self::LEN)
+                .filter_map(|s| usize::try_from(s % Self::LEN).ok())
+                .filter_map(|i| self.slots.get(i))
+                .map(|c| u64::from(*c))
+                .sum(),
+        )
+    }
+}
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// Starts counting (once per process), with a per-app counter when `app_labels`; the
@@ -323,4 +458,42 @@ pub fn get() -> Option<&'static Metrics> {
 /// Whether requests are counted.
 pub fn enabled() -> bool {
     METRICS.get().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use preflow_oauth::QuotaTimeUnit as U;
+
+    #[test]
+    fn app_usage_rolls_its_windows_and_is_bounded() {
+        let u = AppUsage::default();
+        let t = 60_000_000; // a minute's start, not an hour's
+        u.count("a", false, t);
+        u.count("a", true, t + 30);
+        u.count("a", false, t + 61);
+        let got = u.get("a");
+        assert_eq!((got.requests, got.errors), (3, 1));
+        assert_eq!(got.last(1, U::Minute, t + 61), Some(1));
+        assert_eq!(got.last(2, U::Minute, t + 61), Some(3));
+        assert_eq!(got.last(1, U::Hour, t + 61), Some(3));
+        assert_eq!(got.last(1, U::Week, t + 61), Some(3));
+        assert_eq!(got.last(60, U::Minute, t + 7200), Some(0));
+        assert_eq!(got.last(61, U::Minute, t), None, "longer than kept");
+        assert_eq!(got.last(3, U::Month, t), None, "longer than kept");
+        // After a pause the old slots are cleared, not added to.
+        u.count("a", false, t + 7200);
+        assert_eq!(u.get("a").last(60, U::Minute, t + 7200), Some(1));
+        assert_eq!(u.get("a").last(48, U::Hour, t + 7200), Some(4));
+        // A request counted late (its slot older than the newest) still counts.
+        u.count("a", false, t + 7200 - 60);
+        assert_eq!(u.get("a").last(2, U::Minute, t + 7200), Some(2));
+        for i in 0..MAX_USAGE_APPS {
+            u.count(&i.to_string(), false, t);
+        }
+        assert_eq!(u.get("late").requests, 0);
+        u.count("late", false, t);
+        assert_eq!(u.get("late").requests, 0, "no more apps than the bound");
+        assert_eq!(u.get("a").requests, 5);
+    }
 }

@@ -15,6 +15,7 @@ mod health;
 mod listener;
 mod metrics;
 mod ops;
+mod portal;
 mod redis;
 mod request_id;
 mod state;
@@ -87,6 +88,14 @@ pub struct Args {
     /// `PREFLOW_ADMIN_TOKEN` environment variable and an apps file.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// Address of the developer portal (catalogue, API references, sign-up, apps with
+    /// their keys and secrets); off unless given. Needs an apps file to save changes to.
+    #[arg(long, value_name = "ADDR")]
+    pub portal: Option<SocketAddr>,
+    /// The portal's settings file (TOML: title, developer approval, OpenAPI documents).
+    /// Default: the first `portal.toml` found directly in a PATH folder.
+    #[arg(long, value_name = "FILE", requires = "portal")]
+    pub portal_config: Option<PathBuf>,
     /// Address serving only `/metrics` (Prometheus), `/healthz` and `/readyz`, without
     /// the admin API. The admin listener serves them too.
     #[arg(long, value_name = "ADDR")]
@@ -207,6 +216,10 @@ enum StartError {
     AdminToken,
     #[error("the admin API needs an apps file to save changes to (--apps)")]
     AdminWithoutApps,
+    #[error("the portal needs an apps file to save developers and apps to (--apps)")]
+    PortalWithoutApps,
+    #[error("portal: {0}")]
+    Portal(#[from] portal::PortalError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -328,6 +341,17 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             Some(token.trim().to_owned())
         }
         None => None,
+    };
+    if args.portal.is_some() && apps_path.is_none() {
+        return Err(StartError::PortalWithoutApps);
+    }
+    let portal_settings = match args.portal.and(
+        args.portal_config
+            .clone()
+            .or_else(|| portal::Settings::find(&args.paths)),
+    ) {
+        Some(path) => portal::Settings::read(&path)?,
+        None => portal::Settings::default(),
     };
     let (mut env, env_given) = load_environment(args)?;
     // Bound first: a provider may name a virtual host of this gateway (port 0 included).
@@ -460,7 +484,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     deployments.start_probes(target_tls.clone());
     #[cfg(unix)]
     let _hangup = deploy::reload_on_hangup(Arc::clone(&deployments)).map_err(StartError::Signal)?;
-    if args.admin.is_some() || args.metrics.is_some() {
+    if args.admin.is_some() || args.metrics.is_some() || args.portal.is_some() {
         metrics::install(args.metrics_app_labels).deployed("startup", true, 1);
     }
     let ops = Arc::new(ops::Ops::new(Arc::clone(&deployments), remote.clone()));
@@ -472,8 +496,34 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         .with_remote(remote)
         .with_retry_after(!args.no_retry_after),
     );
-    let admin_listener = match (args.admin, admin_token, apps_path.clone()) {
-        (Some(addr), Some(token), Some(path)) => {
+    // The admin API and the portal change apps through one writer (one apps file).
+    let writer = apps_path
+        .clone()
+        .map(|path| Arc::new(admin::AppsWriter::new(Arc::clone(&registry), file, path)));
+    let portal_listener = match (args.portal, &writer) {
+        (Some(addr), Some(writer)) => {
+            let p = portal::Portal::new(
+                Arc::clone(writer),
+                portal_settings,
+                &args.paths,
+                PasswordHashCost::default(),
+            )?
+            .with_redis(sync.clone());
+            for api in p.documented_apis() {
+                tracing::info!(api, "portal: API reference");
+            }
+            let l = listener::Listener::bind(addr, "portal")
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            Some((l, bound, Arc::new(p)))
+        }
+        _ => None,
+    };
+    let admin_listener = match (args.admin, admin_token, writer) {
+        (Some(addr), Some(token), Some(writer)) => {
             let l = listener::Listener::bind(addr, "admin")
                 .await
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -484,7 +534,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
                 l,
                 bound,
                 Arc::new(
-                    admin::Admin::new(&token, Arc::clone(&registry), file, path)
+                    admin::Admin::over(&token, writer)
                         .with_redis(sync.clone())
                         .with_ops(Arc::clone(&ops))
                         .with_deployments(Arc::clone(&deployments)),
@@ -533,6 +583,9 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         if let Some((_, bound)) = &metrics_listener {
             let _ = writeln!(out, "preflow metrics listening on http://{bound}");
         }
+        if let Some((_, bound, _)) = &portal_listener {
+            let _ = writeln!(out, "preflow portal listening on http://{bound}");
+        }
         let _ = out.flush();
     }
 
@@ -547,6 +600,15 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     if let Some((l, _, admin)) = admin_listener {
         tasks.spawn(l.serve(
             vec![listener::Route::plain(admin)],
+            limits,
+            budgets.clone(),
+            stop_rx.clone(),
+            grace,
+        ));
+    }
+    if let Some((l, _, portal)) = portal_listener {
+        tasks.spawn(l.serve(
+            vec![listener::Route::plain(portal)],
             limits,
             budgets.clone(),
             stop_rx.clone(),

@@ -27,6 +27,8 @@ pub struct Gateway {
     pub admin: Option<SocketAddr>,
     /// The `--metrics` listener.
     pub metrics: Option<SocketAddr>,
+    /// The `--portal` listener.
+    pub portal: Option<SocketAddr>,
     /// The `secure` virtual host (HTTPS) of an environment file that has one.
     pub secure: Option<SocketAddr>,
     /// Every virtual host's address, by name.
@@ -125,10 +127,12 @@ impl Gateway {
         let mut addr = None;
         let mut admin = None;
         let mut metrics = None;
+        let mut portal = None;
         let mut secure = None;
         let mut vhosts = std::collections::HashMap::new();
         let wants_admin = args.contains(&"--admin");
         let wants_metrics = args.contains(&"--metrics");
+        let wants_portal = args.contains(&"--portal");
         while let Some(Ok(line)) = lines.next() {
             if let Some(rest) = line.strip_prefix("preflow virtual host ")
                 && let Some((name, url)) = rest.split_once(" listening on ")
@@ -145,6 +149,9 @@ impl Gateway {
             if let Some(a) = line.strip_prefix("preflow metrics listening on http://") {
                 metrics = Some(a.parse().unwrap());
             }
+            if let Some(a) = line.strip_prefix("preflow portal listening on http://") {
+                portal = Some(a.parse().unwrap());
+            }
             if let Some(a) = line.strip_prefix("preflow virtual host secure listening on https://")
             {
                 secure = Some(a.parse().unwrap());
@@ -152,6 +159,7 @@ impl Gateway {
             if addr.is_some()
                 && (admin.is_some() || !wants_admin)
                 && (metrics.is_some() || !wants_metrics)
+                && (portal.is_some() || !wants_portal)
                 && (secure.is_some() || !wants_secure)
                 && vhost_names.iter().all(|n| vhosts.contains_key(n))
             {
@@ -170,6 +178,7 @@ impl Gateway {
             addr,
             admin,
             metrics,
+            portal,
             secure,
             vhosts,
             stderr,

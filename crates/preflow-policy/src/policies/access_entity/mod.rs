@@ -196,9 +196,15 @@ fn find_app(
     }
 }
 
+/// Attributes under `preflow.` are the gateway's own (the developer portal keeps a
+/// password hash there): never returned.
+fn shown(attrs: &[(String, String)]) -> impl Iterator<Item = &(String, String)> {
+    attrs.iter().filter(|(k, _)| !k.starts_with("preflow."))
+}
+
 fn attrs_xml(out: &mut String, attrs: &[(String, String)]) {
     out.push_str("<Attributes>");
-    for (k, v) in attrs {
+    for (k, v) in shown(attrs) {
         out.push_str(&format!(
             "<Attribute><Name>{}</Name><Value>{}</Value></Attribute>",
             escape(k),
@@ -210,8 +216,7 @@ fn attrs_xml(out: &mut String, attrs: &[(String, String)]) {
 
 fn attrs_json(attrs: &[(String, String)]) -> serde_json::Value {
     serde_json::Value::Array(
-        attrs
-            .iter()
+        shown(attrs)
             .map(|(k, v)| serde_json::json!({ "name": k, "value": v }))
             .collect(),
     )
@@ -425,5 +430,30 @@ impl PolicyType for AccessEntityPolicy {
 
     fn reads_request_body(_: &AccessEntity) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod gateway_attributes {
+    use super::*;
+
+    #[test]
+    fn attributes_under_preflow_are_never_returned() {
+        let mut d = Developer::new("ada@example.com");
+        d.attributes = vec![
+            ("team".to_owned(), "blue".to_owned()),
+            (
+                "preflow.portal.password".to_owned(),
+                "$argon2id$v=19$x".to_owned(),
+            ),
+        ];
+        for json in [true, false] {
+            let profile = developer_profile(&d, json);
+            assert!(profile.contains("blue"), "{profile}");
+            assert!(
+                !profile.contains("argon2") && !profile.contains("preflow."),
+                "{profile}"
+            );
+        }
     }
 }
