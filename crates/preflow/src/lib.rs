@@ -119,8 +119,10 @@ mod exchange;
 mod fault;
 mod gateway;
 mod guard;
+mod layout;
 mod lint;
 pub mod path;
+mod policy_template;
 mod provider;
 mod sap;
 mod summary;
@@ -140,6 +142,7 @@ pub use exchange::{Exchange, Phase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
 pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use path::PathError;
+pub use policy_template::{Applied, ApplyError, OnClash, PolicyTemplate};
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::runtime::{
     Client, KvOp, KvReply, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
@@ -147,7 +150,7 @@ pub use preflow_policy::runtime::{
 };
 pub use preflow_policy::{
     CompileError, Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template,
-    template, xml::XmlLimits,
+    printable, template, xml::XmlLimits,
 };
 pub use summary::{Answerer, ExchangeSummary, TokenOutcome};
 pub use {bytes, http, preflow_oauth, preflow_ratelimit};
