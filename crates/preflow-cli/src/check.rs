@@ -1,5 +1,6 @@
-//! `preflow check PATH...`: loads bundles (an `apiproxy/` or `sharedflowbundle/` folder, a
-//! folder holding them, or a zip), runs the lints, and prints every problem with its rule
+//! `preflow check PATH...`: loads bundles (an `apiproxy/` or `sharedflowbundle/` folder,
+//! SAP's `APIProxy/` under any folder name, an SAP policy template, a folder holding them,
+//! or a zip), runs the lints, and prints every problem with its rule
 //! id, source line and caret (`--format text`, the default), as JSON (`--format json`) or
 //! as SARIF 2.1.0 (`--format sarif`). The rule catalogue is `docs/rules.md`.
 //!
@@ -219,6 +220,8 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// The bundles loaded.
     pub bundles: Vec<Bundle>,
+    /// The SAP policy templates loaded.
+    pub templates: Vec<preflow::PolicyTemplate>,
 }
 
 impl Report {
@@ -246,8 +249,18 @@ impl Report {
             .flat_map(|b| b.policies.values())
             .collect();
         let supported = policies.iter().filter(|p| p.config.is_supported()).count();
+        let templates = if self.templates.is_empty() {
+            String::new()
+        } else {
+            let policies: usize = self.templates.iter().map(|t| t.policies.len()).sum();
+            format!(
+                ", {} ({})",
+                count(self.templates.len(), "policy template", "policy templates"),
+                count(policies, "policy", "policies")
+            )
+        };
         format!(
-            "checked {}, {} ({supported} supported, {} unsupported): {}, {}",
+            "checked {}{templates}, {} ({supported} supported, {} unsupported): {}, {}",
             count(self.bundles.len(), "bundle", "bundles")
                 + &format!(
                     " ({}, {})",
@@ -427,6 +440,7 @@ pub fn check_settings(
     for path in paths {
         let loaded = load_path(path, &options);
         report.bundles.extend(loaded.bundles);
+        report.templates.extend(loaded.templates);
         report.diagnostics.extend(loaded.diagnostics);
     }
     report.diagnostics.extend(lint_with(

@@ -6,6 +6,7 @@ mod check;
 mod cond;
 mod ext_proc;
 mod serve;
+mod template;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,9 @@ enum Command {
     Serve(Box<serve::Args>),
     /// Run bundles as an Envoy external processor (ext_proc v3, gRPC).
     ExtProc(Box<ext_proc::Args>),
+    /// SAP policy templates: `template apply TEMPLATE PROXY -o OUT` adds a template's
+    /// policies to a proxy and attaches its steps to the flows it names.
+    Template(template::Args),
 }
 
 // mimalloc returns freed pages to the system after a short delay; glibc's malloc keeps
@@ -49,5 +53,6 @@ fn main() -> ExitCode {
         Command::Trace(args) => trace::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::ExtProc(args) => ext_proc::run(&args),
+        Command::Template(args) => template::run(&args),
     }
 }

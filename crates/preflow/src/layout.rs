@@ -44,7 +44,7 @@ pub(crate) const NO_BUNDLE: &str = "no bundle found: expected an Apigee `apiprox
 
 /// Whether `path` is macOS metadata that archivers add beside real files: anything under
 /// `__MACOSX/`, AppleDouble `._name` files and `.DS_Store`.
-pub(crate) fn is_macos_metadata(path: &str) -> bool {
+pub fn is_macos_metadata(path: &str) -> bool {
     let mut parts = path.split(['/', '\\']);
     let last = path.rsplit(['/', '\\']).next().unwrap_or(path);
     parts.any(|p| p == "__MACOSX") || last.starts_with("._") || last == ".DS_Store"

@@ -24,7 +24,9 @@
 //! the template's policies and scripts are added to the proxy, and its steps are appended
 //! at the end of the flows they name (PreFlow, PostFlow, PostClientFlow, conditional
 //! flows by name, fault rules by name, the DefaultFaultRule) of every proxy endpoint and
-//! every target endpoint; a conditional flow or fault rule the proxy lacks is added. The
+//! every target endpoint; a conditional flow or fault rule the proxy lacks is added (a
+//! new conditional flow goes before a catch-all flow without condition, where it can
+//! still be selected, else last). The
 //! files are edited in place as text, so everything else in them stays as written.
 
 use crate::bundle::{Bundle, BundleKind, LoadOptions};

@@ -86,6 +86,16 @@ impl Edits {
         entry.2.push_str(content);
     }
 
+    /// Inserts `content` just before `el`.
+    fn insert_before(&mut self, el: &Element, content: &str) {
+        let at = el.offset;
+        self.at
+            .entry(at)
+            .or_insert_with(|| (at, String::new(), String::new(), String::new()))
+            .2
+            .push_str(content);
+    }
+
     fn apply(self, src: &str) -> String {
         let mut out = src.to_owned();
         for (start, (end, open, body, close)) in self.at.into_iter().rev() {
@@ -206,6 +216,9 @@ pub(super) fn apply(
     }
     let mut additions: Vec<(String, Vec<u8>, String)> = Vec::new();
     for (name, bytes) in t.policy_files() {
+        if clashes.contains(name) {
+            continue;
+        }
         if kept.contains(name) {
             applied
                 .changes
@@ -491,9 +504,21 @@ fn endpoint(
             }
         }
         if !container_new.is_empty() {
-            match container {
-                Some(c) => edits.append(src, c, &container_new),
-                None => root_new.push_str(&format!("<{0}>{container_new}</{0}>", n.flows)),
+            // Before a catch-all flow (no condition), where the new flows can still run.
+            let catch_all = container.and_then(|c| {
+                c.children_named(n.flow).find(|f| {
+                    let cond = if n.sap {
+                        f.child("conditions").or_else(|| f.child("condition"))
+                    } else {
+                        f.child("Condition")
+                    };
+                    cond.is_none_or(|c| c.text().is_empty())
+                })
+            });
+            match (container, catch_all) {
+                (_, Some(last)) => edits.insert_before(last, &container_new),
+                (Some(c), None) => edits.append(src, c, &container_new),
+                (None, None) => root_new.push_str(&format!("<{0}>{container_new}</{0}>", n.flows)),
             }
         }
     }
