@@ -294,7 +294,11 @@ fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read(&p).unwrap()));
             }
         }
@@ -310,7 +314,8 @@ fn macos_zip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default();
     // AppleDouble header, then bytes a terminal would act on.
-    let apple_double = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02\x1b[31m\x1b]0;pwned\x07\xff\xfe";
+    let apple_double =
+        b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02\x1b[31m\x1b]0;pwned\x07\xff\xfe";
     for (name, bytes) in files {
         zip.start_file(name.as_str(), options).unwrap();
         zip.write_all(bytes).unwrap();
@@ -320,7 +325,10 @@ fn macos_zip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
         zip.write_all(apple_double).unwrap();
     }
     let top = files[0].0.split('/').next().unwrap();
-    for extra in [format!("{top}/.DS_Store"), format!("{top}/Policy/._spikeArrest.xml")] {
+    for extra in [
+        format!("{top}/.DS_Store"),
+        format!("{top}/Policy/._spikeArrest.xml"),
+    ] {
         zip.start_file(extra, options).unwrap();
         zip.write_all(apple_double).unwrap();
     }
@@ -343,7 +351,11 @@ fn a_renamed_sap_export_is_found_by_its_content() {
     let b = &loaded.bundles[0];
     assert_eq!(b.name, "OAuthTokenGeneration");
     assert_eq!(b.display_name.as_deref(), Some("OAuth Token Generation"));
-    assert!(b.root.ends_with("OAuthTokenGeneration-APIProxy"), "{}", b.root);
+    assert!(
+        b.root.ends_with("OAuthTokenGeneration-APIProxy"),
+        "{}",
+        b.root
+    );
     assert_eq!(b.base_paths().collect::<Vec<_>>(), ["/oauth-gen"]);
     // The folder itself, too.
     let same = load(&data("provider-target/OAuthTokenGeneration-APIProxy"));
@@ -449,18 +461,27 @@ fn provider_targets_load_check_and_route_through_the_provider() {
     // `check` with an environment that lacks the provider says so.
     let missing = preflow::lint_environment(&loaded.bundles, &preflow::Environment::new());
     assert!(
-        missing.iter().any(|d| d.message.contains("API provider `CPI`")),
+        missing
+            .iter()
+            .any(|d| d.message.contains("API provider `CPI`")),
         "{missing:#?}"
     );
-    let env = preflow::Environment::new()
-        .provider(preflow::Provider::new("CPI", "http://cpi.internal:8080/base"));
+    let env = preflow::Environment::new().provider(preflow::Provider::new(
+        "CPI",
+        "http://cpi.internal:8080/base",
+    ));
     assert!(preflow::lint_environment(&loaded.bundles, &env).is_empty());
     let g = Gateway::builder()
         .bundles(loaded)
         .environment(env)
         .build()
         .unwrap();
-    let out = run_at(&g, request("POST", "/oauth-gen/x?a=1", &[], ""), at(0.0), ok_target);
+    let out = run_at(
+        &g,
+        request("POST", "/oauth-gen/x?a=1", &[], ""),
+        at(0.0),
+        ok_target,
+    );
     assert_eq!(out.status(), 200, "{}", out.body());
     assert_eq!(
         out.forwarded[0].uri().to_string(),

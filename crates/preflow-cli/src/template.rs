@@ -116,10 +116,9 @@ pub fn read_tree(path: &Path) -> Result<Vec<(String, Vec<u8>)>, TreeError> {
         }
         return Ok(out);
     }
-    let base = path.file_name().map_or_else(
-        || "proxy".to_owned(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let base = path
+        .file_name()
+        .map_or_else(|| "proxy".to_owned(), |n| n.to_string_lossy().into_owned());
     let mut stack = vec![(path.to_path_buf(), base, 0usize)];
     while let Some((dir, shown, depth)) = stack.pop() {
         let mut entries: Vec<_> = std::fs::read_dir(&dir)
@@ -168,9 +167,10 @@ pub fn write_tree(out: &Path, files: &[(String, Vec<u8>)]) -> Result<(), TreeErr
     for (name, bytes) in files {
         // Paths come from a folder walk or zip entries: keep them inside `out`.
         let rel = Path::new(name);
-        if rel.components().any(|c| {
-            !matches!(c, std::path::Component::Normal(_))
-        }) {
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
             continue;
         }
         let path = out.join(rel);
@@ -296,5 +296,96 @@ fn apply(args: &ApplyArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/data/sap")
+            .join(rel)
+    }
+
+    fn zip_of(dir: &Path, out: &Path, macos: bool) {
+        let mut files = read_tree(dir).unwrap();
+        if macos {
+            let extra: Vec<(String, Vec<u8>)> = files
+                .iter()
+                .map(|(p, _)| {
+                    let (d, f) = p.rsplit_once('/').unwrap();
+                    (
+                        format!("__MACOSX/{d}/._{f}"),
+                        b"\x00\x05\x16\x07\x1b[31m".to_vec(),
+                    )
+                })
+                .collect();
+            files.extend(extra);
+        }
+        write_tree(out, &files).unwrap();
+    }
+
+    fn args(template: PathBuf, proxy: PathBuf, out: PathBuf) -> ApplyArgs {
+        ApplyArgs {
+            template,
+            proxy,
+            out,
+            rename: false,
+            force: false,
+        }
+    }
+
+    #[test]
+    fn applies_folders_and_zips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let a = args(
+            data("templates/ConnectToCPI"),
+            data("regex-protection"),
+            out.clone(),
+        );
+        assert_eq!(apply(&a), ExitCode::SUCCESS);
+        assert!(out.join("APIProxy/Policy/cpiSetSender.xml").is_file());
+        let loaded = load_path(&out, &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        let steps: Vec<&str> = loaded.bundles[0].proxy_endpoints[0]
+            .pre_flow
+            .request
+            .iter()
+            .map(|s| s.policy.as_str())
+            .collect();
+        assert_eq!(steps, ["RegexProtection", "cpiSetSender"]);
+        // OUT exists: refused unless --force.
+        assert_eq!(apply(&a), ExitCode::from(2));
+
+        // Zips made on macOS in, a zip out; the renamed SAP folder found by content.
+        let template_zip = tmp.path().join("template.zip");
+        zip_of(&data("templates/ConnectToCPI"), &template_zip, true);
+        let proxy_zip = tmp.path().join("proxy.zip");
+        zip_of(
+            &data("provider-target/OAuthTokenGeneration-APIProxy"),
+            &proxy_zip,
+            true,
+        );
+        let out_zip = tmp.path().join("applied.zip");
+        assert_eq!(
+            apply(&args(template_zip, proxy_zip, out_zip.clone())),
+            ExitCode::SUCCESS
+        );
+        let loaded = load_path(&out_zip, &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+        let b = &loaded.bundles[0];
+        assert_eq!(b.name, "OAuthTokenGeneration");
+        assert_eq!(
+            b.target_endpoints[0].pre_flow.request[0].policy,
+            "cpiTargetHeader"
+        );
+        let names = read_tree(&out_zip).unwrap();
+        assert!(
+            names.iter().all(|(n, _)| !n.contains("__MACOSX")),
+            "{names:?}"
+        );
     }
 }

@@ -5,13 +5,13 @@
 //! `(path, bytes)` pairs within the limits and hand them over.
 
 use crate::endpoint::{Ecx, ProxyEndpoint, RouteTarget, SharedFlow, Step, TargetEndpoint};
+use crate::layout::{self, RootKind};
 use preflow_condition::ParseOptions;
 use preflow_policy::xml::{self, XmlLimits};
 use preflow_policy::{
     Diagnostic, ParseContext, Policy, Severity, Source, parse_policy, policy_from_element,
     warn_placeholders,
 };
-use crate::layout::{self, RootKind};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -246,10 +246,11 @@ where
             );
             break;
         }
-        groups
-            .entry(root.to_owned())
-            .or_default()
-            .push((rel.to_owned(), path.clone(), bytes.to_vec()));
+        groups.entry(root.to_owned()).or_default().push((
+            rel.to_owned(),
+            path.clone(),
+            bytes.to_vec(),
+        ));
     }
     for (root, files) in groups {
         let kind = roots.get(&root).copied().unwrap_or(RootKind::Proxy);
@@ -810,8 +811,7 @@ fn folder_kind(dir: &Path, entries: &[std::fs::DirEntry]) -> Option<RootKind> {
         if signs.descriptor.is_some() || layout::is_macos_metadata(&name) {
             break;
         }
-        if e.file_type().is_ok_and(|t| t.is_file()) && name.to_ascii_lowercase().ends_with(".xml")
-        {
+        if e.file_type().is_ok_and(|t| t.is_file()) && name.to_ascii_lowercase().ends_with(".xml") {
             let mut head = Vec::new();
             if let Ok(f) = std::fs::File::open(dir.join(&name)) {
                 let _ = f.take(4096).read_to_end(&mut head);

@@ -168,10 +168,7 @@ pub(crate) fn roots<B: AsRef<[u8]>>(files: &[(String, B)]) -> BTreeMap<String, R
         }
         let parent = parts.get(..dirs).unwrap_or_default().join("/");
         let file = parts.last().copied().unwrap_or_default();
-        signs
-            .entry(parent)
-            .or_default()
-            .file(file, bytes.as_ref());
+        signs.entry(parent).or_default().file(file, bytes.as_ref());
     }
     for (dir, s) in signs {
         if let Some(kind) = s.kind() {
@@ -205,7 +202,10 @@ mod tests {
     fn root_elements() {
         let xml = b"\xEF\xBB\xBF<?xml version=\"1.0\"?>\n<!-- c --><!DOCTYPE x>\n<sap:APIProxy xmlns:sap=\"u\">";
         assert_eq!(root_element(xml), Some("APIProxy"));
-        assert_eq!(root_element(b"<PolicyTemplateContainer/>"), Some("PolicyTemplateContainer"));
+        assert_eq!(
+            root_element(b"<PolicyTemplateContainer/>"),
+            Some("PolicyTemplateContainer")
+        );
         assert_eq!(root_element(b"\x00\x05\x16\x07"), None);
         assert_eq!(root_element(b"<!-- unterminated"), None);
     }
@@ -224,7 +224,10 @@ mod tests {
             ("a/apiproxy/proxies/d.xml".into(), b"<ProxyEndpoint/>"),
             ("OAuth-APIProxy/OAuth.xml".into(), b"<APIProxy/>"),
             ("OAuth-APIProxy/Policy/p.xml".into(), b"<Quota/>"),
-            ("Renamed/APIProxyEndPoint/default.xml".into(), b"<ProxyEndPoint/>"),
+            (
+                "Renamed/APIProxyEndPoint/default.xml".into(),
+                b"<ProxyEndPoint/>",
+            ),
             ("notes/policies/x.xml".into(), b"<Quota/>"),
             ("t/T.xml".into(), b"<PolicyTemplateContainer/>"),
             ("t/Policy/p.xml".into(), b"<Quota/>"),

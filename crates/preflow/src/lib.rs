@@ -140,8 +140,8 @@ pub use endpoint::{
 pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
 pub use exchange::{Exchange, Phase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
-pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use layout::is_macos_metadata;
+pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use path::PathError;
 pub use policy_template::{Applied, ApplyError, OnClash, PolicyTemplate};
 pub use preflow_condition::{Dialect, ParseOptions};

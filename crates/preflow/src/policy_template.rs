@@ -148,13 +148,22 @@ pub(crate) fn load(
                 };
                 if layout::descriptor_kind(&el.name) != Some(RootKind::Template) {
                     diags.push(
-                        src.warning(el.offset, format!("unexpected `<{}>` in a policy template; it is ignored", el.name))
-                            .with_hint("a template's descriptor is `<PolicyTemplateContainer>`"),
+                        src.warning(
+                            el.offset,
+                            format!(
+                                "unexpected `<{}>` in a policy template; it is ignored",
+                                el.name
+                            ),
+                        )
+                        .with_hint("a template's descriptor is `<PolicyTemplateContainer>`"),
                     );
                     continue;
                 }
                 if descriptor_seen {
-                    diags.push(src.warning(el.offset, "a second descriptor in the template; it is ignored"));
+                    diags.push(src.warning(
+                        el.offset,
+                        "a second descriptor in the template; it is ignored",
+                    ));
                     continue;
                 }
                 descriptor_seen = true;
@@ -203,9 +212,19 @@ pub(crate) fn load(
     let before = diags.len();
     crate::bundle::check_references(&as_bundle, diags);
     for d in diags.iter_mut().skip(before) {
-        d.message = d.message.replace("not in the bundle", "not in the template");
-        if d.hint.as_deref().is_some_and(|h| h.starts_with("add `policies/")) {
-            d.hint = Some(d.hint.take().unwrap_or_default().replace("add `policies/", "add `Policy/"));
+        d.message = d
+            .message
+            .replace("not in the bundle", "not in the template");
+        if d.hint
+            .as_deref()
+            .is_some_and(|h| h.starts_with("add `policies/"))
+        {
+            d.hint = Some(
+                d.hint
+                    .take()
+                    .unwrap_or_default()
+                    .replace("add `policies/", "add `Policy/"),
+            );
         }
     }
     Some(t)
@@ -264,16 +283,19 @@ fn descriptor(
         if !DESCRIPTOR_CHILDREN.contains(&c.name.as_str()) {
             diags.push(src.warning(
                 c.offset,
-                format!("unknown element `<{}>` in the template descriptor; it is ignored", c.name),
+                format!(
+                    "unknown element `<{}>` in the template descriptor; it is ignored",
+                    c.name
+                ),
             ));
         }
     }
     for (kind, is_proxy) in [("ProxyEndPoint", true), ("TargetEndPoint", false)] {
-        let Some(part) = el
-            .children
-            .iter()
-            .find(|c| c.name.to_ascii_lowercase().starts_with(&kind.to_ascii_lowercase()))
-        else {
+        let Some(part) = el.children.iter().find(|c| {
+            c.name
+                .to_ascii_lowercase()
+                .starts_with(&kind.to_ascii_lowercase())
+        }) else {
             continue;
         };
         match endpoint_element(part, kind) {
@@ -323,9 +345,15 @@ fn endpoint_element(part: &Element, kind: &str) -> Option<Element> {
         return endpoint_element(inner, kind).or_else(|| Some(inner.clone()));
     }
     let mut e = part.clone();
-    let apigee = ["PreFlow", "PostFlow", "Flows", "FaultRules", "DefaultFaultRule"]
-        .iter()
-        .any(|n| e.child(n).is_some());
+    let apigee = [
+        "PreFlow",
+        "PostFlow",
+        "Flows",
+        "FaultRules",
+        "DefaultFaultRule",
+    ]
+    .iter()
+    .any(|n| e.child(n).is_some());
     e.name = if apigee {
         kind.replace("EndPoint", "Endpoint")
     } else {
@@ -336,9 +364,12 @@ fn endpoint_element(part: &Element, kind: &str) -> Option<Element> {
 
 /// Messages about what a template's endpoints need not have.
 fn connection_notice(d: &Diagnostic) -> bool {
-    d.message.starts_with("proxy endpoint has no `<HTTPProxyConnection>`")
-        || d.message.starts_with("target endpoint has no `<HTTPTargetConnection>`")
-        || d.message.starts_with("`<HTTPTargetConnection>` needs a `<URL>`")
+    d.message
+        .starts_with("proxy endpoint has no `<HTTPProxyConnection>`")
+        || d.message
+            .starts_with("target endpoint has no `<HTTPTargetConnection>`")
+        || d.message
+            .starts_with("`<HTTPTargetConnection>` needs a `<URL>`")
         || d.message.starts_with("`<ProxyEndpoint>` has no `name`")
         || d.message.starts_with("`<TargetEndpoint>` has no `name`")
 }

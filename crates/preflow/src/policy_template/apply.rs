@@ -75,7 +75,12 @@ impl Edits {
                 .take_while(|c| !c.is_whitespace())
                 .collect();
             self.at.entry(el.offset).or_insert_with(|| {
-                (tag_end, format!("{open}>"), String::new(), format!("</{qname}>"))
+                (
+                    tag_end,
+                    format!("{open}>"),
+                    String::new(),
+                    format!("</{qname}>"),
+                )
             })
         } else {
             let at = el.inner.end;
@@ -147,12 +152,19 @@ pub(super) fn apply(
         .collect();
     let root = match proxies.as_slice() {
         [one] => (*one).clone(),
-        [] => return Err(ApplyError::NoProxy(layout::NO_BUNDLE.replace("no bundle found", "no API proxy found"))),
+        [] => {
+            return Err(ApplyError::NoProxy(
+                layout::NO_BUNDLE.replace("no bundle found", "no API proxy found"),
+            ));
+        }
         more => {
             return Err(ApplyError::NoProxy(format!(
                 "{} API proxies found ({}); apply the template to one",
                 more.len(),
-                more.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+                more.iter()
+                    .map(|r| format!("`{r}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     };
@@ -236,7 +248,9 @@ pub(super) fn apply(
         let what = if name == final_name {
             format!("added policy `{name}` as {folder}/{final_name}.xml")
         } else {
-            format!("added policy `{name}` as `{final_name}` ({folder}/{final_name}.xml): the proxy has another `{name}`")
+            format!(
+                "added policy `{name}` as `{final_name}` ({folder}/{final_name}.xml): the proxy has another `{name}`"
+            )
         };
         additions.push((path, text, what));
     }
@@ -257,7 +271,14 @@ pub(super) fn apply(
         match out.get(&path) {
             Some(b) if same_text(b, bytes) => {}
             Some(_) => clashes.push(path.strip_prefix(&prefix).unwrap_or(&path).to_owned()),
-            None => additions.push((path.clone(), bytes.clone(), format!("added script {}", path.strip_prefix(&prefix).unwrap_or(&path)))),
+            None => additions.push((
+                path.clone(),
+                bytes.clone(),
+                format!(
+                    "added script {}",
+                    path.strip_prefix(&prefix).unwrap_or(&path)
+                ),
+            )),
         }
     }
     if !clashes.is_empty() {
@@ -290,7 +311,9 @@ pub(super) fn apply(
             None
         };
         let Some(attach) = part else { continue };
-        let Some(bytes) = out.get(&path) else { continue };
+        let Some(bytes) = out.get(&path) else {
+            continue;
+        };
         let text = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
             .map_err(|_| ApplyError::Xml {
                 file: path.clone(),
@@ -302,13 +325,25 @@ pub(super) fn apply(
         })?;
         let mut edits = Edits::default();
         let label = rel.clone();
-        endpoint(text, &root_el, &attach, names, &rename, &mut edits, &mut |what| {
-            applied.changes.push(format!("{label}: {what}"));
-        });
+        endpoint(
+            text,
+            &root_el,
+            &attach,
+            names,
+            &rename,
+            &mut edits,
+            &mut |what| {
+                applied.changes.push(format!("{label}: {what}"));
+            },
+        );
         let edited = edits.apply(text);
         out.insert(path, edited.into_bytes());
     }
-    if targets == 0 && t.target_endpoint.as_ref().is_some_and(|e| !e.all_steps().is_empty()) {
+    if targets == 0
+        && t.target_endpoint
+            .as_ref()
+            .is_some_and(|e| !e.all_steps().is_empty())
+    {
         applied.warnings.push(
             "the template's target-endpoint steps are not attached: the proxy has no target endpoint".to_owned(),
         );
@@ -348,7 +383,11 @@ fn policy_text(bytes: &[u8], name: &str, renamed: bool, sap: bool) -> Vec<u8> {
         }
     } else if !sap {
         let tag = text.get(root.offset + 1..).unwrap_or_default();
-        let at = root.offset + 1 + tag.find(|c: char| c.is_whitespace() || c == '>' || c == '/').unwrap_or(tag.len());
+        let at = root.offset
+            + 1
+            + tag
+                .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
+                .unwrap_or(tag.len());
         edits.push((at, at, format!(" name=\"{}\"", escape(name))));
     }
     if renamed
@@ -370,7 +409,9 @@ fn policy_text(bytes: &[u8], name: &str, renamed: bool, sap: bool) -> Vec<u8> {
 /// The name of a flow or fault rule element.
 fn name_of(el: &Element, n: &Names) -> String {
     if n.sap {
-        el.child("name").map(|c| c.text().to_owned()).unwrap_or_default()
+        el.child("name")
+            .map(|c| c.text().to_owned())
+            .unwrap_or_default()
     } else {
         el.attr("name").unwrap_or_default().trim().to_owned()
     }
@@ -380,17 +421,31 @@ fn name_of(el: &Element, n: &Names) -> String {
 fn next_sequence(steps: &Element) -> u64 {
     steps
         .children_named("step")
-        .filter_map(|s| s.child("sequence").and_then(|q| q.text().parse::<u64>().ok()))
+        .filter_map(|s| {
+            s.child("sequence")
+                .and_then(|q| q.text().parse::<u64>().ok())
+        })
         .max()
         .map_or(1, |m| m.saturating_add(1))
 }
 
 /// Steps appended inside `holder` (SAP: into its `<steps>`).
-fn append_steps(src: &str, holder: &Element, steps: &[Step], n: &Names, rename: &BTreeMap<String, String>, edits: &mut Edits) {
+fn append_steps(
+    src: &str,
+    holder: &Element,
+    steps: &[Step],
+    n: &Names,
+    rename: &BTreeMap<String, String>,
+    edits: &mut Edits,
+) {
     if n.sap {
         match holder.child("steps") {
             Some(s) => edits.append(src, s, &steps_xml(steps, true, next_sequence(s), rename)),
-            None => edits.append(src, holder, &format!("<steps>{}</steps>", steps_xml(steps, true, 1, rename))),
+            None => edits.append(
+                src,
+                holder,
+                &format!("<steps>{}</steps>", steps_xml(steps, true, 1, rename)),
+            ),
         }
     } else {
         edits.append(src, holder, &steps_xml(steps, false, 0, rename));
@@ -398,7 +453,13 @@ fn append_steps(src: &str, holder: &Element, steps: &[Step], n: &Names, rename: 
 }
 
 /// A new `<request>`/`<response>` part holding `steps`.
-fn part_xml(tag: &str, is_request: bool, steps: &[Step], n: &Names, rename: &BTreeMap<String, String>) -> String {
+fn part_xml(
+    tag: &str,
+    is_request: bool,
+    steps: &[Step],
+    n: &Names,
+    rename: &BTreeMap<String, String>,
+) -> String {
     if n.sap {
         format!(
             "<{tag}><isRequest>{is_request}</isRequest><steps>{}</steps></{tag}>",
@@ -418,9 +479,18 @@ fn condition_xml(c: Option<&Condition>, n: &Names, sap_tag: &str) -> String {
 }
 
 /// A new flow element (`tag`) named `name` holding the template flow's steps.
-fn flow_xml(tag: &str, name: &str, flow: &Flow, n: &Names, rename: &BTreeMap<String, String>) -> String {
+fn flow_xml(
+    tag: &str,
+    name: &str,
+    flow: &Flow,
+    n: &Names,
+    rename: &BTreeMap<String, String>,
+) -> String {
     let mut body = condition_xml(flow.condition.as_ref(), n, "conditions");
-    for (steps, part, req) in [(&flow.request, n.request, true), (&flow.response, n.response, false)] {
+    for (steps, part, req) in [
+        (&flow.request, n.request, true),
+        (&flow.response, n.response, false),
+    ] {
         if !steps.is_empty() {
             body.push_str(&part_xml(part, req, steps, n, rename));
         }
@@ -433,9 +503,19 @@ fn flow_xml(tag: &str, name: &str, flow: &Flow, n: &Names, rename: &BTreeMap<Str
 }
 
 /// Appends the template flow's steps to the flow element `el`.
-fn attach_flow(src: &str, el: &Element, flow: &Flow, n: &Names, rename: &BTreeMap<String, String>, edits: &mut Edits) {
+fn attach_flow(
+    src: &str,
+    el: &Element,
+    flow: &Flow,
+    n: &Names,
+    rename: &BTreeMap<String, String>,
+    edits: &mut Edits,
+) {
     let mut new_parts = String::new();
-    for (steps, part, req) in [(&flow.request, n.request, true), (&flow.response, n.response, false)] {
+    for (steps, part, req) in [
+        (&flow.request, n.request, true),
+        (&flow.response, n.response, false),
+    ] {
         if steps.is_empty() {
             continue;
         }
@@ -483,7 +563,10 @@ fn endpoint(
         }
         for (steps, part) in [(&flow.request, "request"), (&flow.response, "response")] {
             if !steps.is_empty() {
-                changes(format!("{shown} {part}: appended {}", policies_of(steps, rename)));
+                changes(format!(
+                    "{shown} {part}: appended {}",
+                    policies_of(steps, rename)
+                ));
             }
         }
     }
@@ -491,15 +574,30 @@ fn endpoint(
         let container = root.child(n.flows);
         let mut container_new = String::new();
         for f in a.flows {
-            let existing = container.and_then(|c| c.children_named(n.flow).find(|x| name_of(x, n) == f.name));
+            let existing =
+                container.and_then(|c| c.children_named(n.flow).find(|x| name_of(x, n) == f.name));
             match existing {
                 Some(el) => {
                     attach_flow(src, el, f, n, rename, edits);
-                    changes(format!("flow `{}`: appended {}", f.name, policies_of(&[f.request.as_slice(), f.response.as_slice()].concat(), rename)));
+                    changes(format!(
+                        "flow `{}`: appended {}",
+                        f.name,
+                        policies_of(
+                            &[f.request.as_slice(), f.response.as_slice()].concat(),
+                            rename
+                        )
+                    ));
                 }
                 None => {
                     container_new.push_str(&flow_xml(n.flow, &f.name, f, n, rename));
-                    changes(format!("flow `{}`: added, with {}", f.name, policies_of(&[f.request.as_slice(), f.response.as_slice()].concat(), rename)));
+                    changes(format!(
+                        "flow `{}`: added, with {}",
+                        f.name,
+                        policies_of(
+                            &[f.request.as_slice(), f.response.as_slice()].concat(),
+                            rename
+                        )
+                    ));
                 }
             }
         }
@@ -526,7 +624,10 @@ fn endpoint(
         let container = root.child(n.fault_rules);
         let mut container_new = String::new();
         for r in a.fault_rules {
-            let existing = container.and_then(|c| c.children_named(n.fault_rule).find(|x| name_of(x, n) == r.name));
+            let existing = container.and_then(|c| {
+                c.children_named(n.fault_rule)
+                    .find(|x| name_of(x, n) == r.name)
+            });
             match existing {
                 Some(el) => append_steps(src, el, &r.steps, n, rename, edits),
                 None => {
@@ -537,13 +638,25 @@ fn endpoint(
                         steps_xml(&r.steps, false, 0, rename)
                     };
                     container_new.push_str(&if n.sap {
-                        format!("<{0}><name>{1}</name>{cond}{steps}</{0}>", n.fault_rule, escape(&r.name))
+                        format!(
+                            "<{0}><name>{1}</name>{cond}{steps}</{0}>",
+                            n.fault_rule,
+                            escape(&r.name)
+                        )
                     } else {
-                        format!("<{0} name=\"{1}\">{steps}{cond}</{0}>", n.fault_rule, escape(&r.name))
+                        format!(
+                            "<{0} name=\"{1}\">{steps}{cond}</{0}>",
+                            n.fault_rule,
+                            escape(&r.name)
+                        )
                     });
                 }
             }
-            changes(format!("fault rule `{}`: appended {}", r.name, policies_of(&r.steps, rename)));
+            changes(format!(
+                "fault rule `{}`: appended {}",
+                r.name,
+                policies_of(&r.steps, rename)
+            ));
         }
         if !container_new.is_empty() {
             match container {
@@ -564,7 +677,10 @@ fn endpoint(
                 steps_xml(a.default_steps, false, 0, rename)
             )),
         }
-        changes(format!("DefaultFaultRule: appended {}", policies_of(a.default_steps, rename)));
+        changes(format!(
+            "DefaultFaultRule: appended {}",
+            policies_of(a.default_steps, rename)
+        ));
     }
     if !root_new.is_empty() {
         edits.append(src, root, &root_new);
