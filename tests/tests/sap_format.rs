@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{at, ok_target, request, run_at};
+use common::{at, files_of, ok_target, request, run_at};
 use preflow::{Bundle, Gateway, LoadOptions, Loaded, load_path};
 use std::path::{Path, PathBuf};
 
@@ -281,30 +281,6 @@ fn sap_policies_are_named_by_a_name_element_or_their_file() {
         "{:#?}",
         loaded.diagnostics
     );
-}
-
-/// Every file under `dir`, as `(path under dir's parent, bytes)`.
-fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let base = dir.parent().unwrap();
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// A zip of `files`, with what macOS's Archive Utility adds: an AppleDouble `._NAME`

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{at, ok_target, request, run_at};
+use common::{at, files_of, ok_target, request, run_at};
 use preflow::{Gateway, LoadOptions, Loaded, OnClash, PolicyTemplate, load_files, load_path};
 use std::path::{Path, PathBuf};
 
@@ -12,30 +12,6 @@ fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("data/sap")
         .join(rel)
-}
-
-/// Every file under `dir`, as `(path under dir's parent, bytes)`.
-fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let base = dir.parent().unwrap();
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .unwrap()
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn template() -> PolicyTemplate {

@@ -424,7 +424,7 @@ fn stem(rel: &str) -> &str {
 }
 
 /// Decodes a file to text: UTF-8 with an optional byte order mark.
-fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Source> {
+pub(crate) fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Source> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) => Some(Source::new(path, text)),
@@ -491,17 +491,7 @@ fn load_bundle(
                 .with_hint(format!("name the file `{}.xml`", policy.name)),
             );
         }
-        if let Some(first) = bundle.policies.get(&policy.name) {
-            diags.push(
-                src.error(
-                    policy.location.offset,
-                    format!("a second policy named `{}`", policy.name),
-                )
-                .with_hint(format!("the first is at {}", first.location)),
-            );
-            continue;
-        }
-        bundle.policies.insert(policy.name.clone(), policy);
+        insert_policy(&mut bundle.policies, &src, policy, diags);
     }
     attach_resources(&mut bundle, &files, diags);
     for (rel, path, bytes) in &files {
@@ -641,6 +631,28 @@ fn load_bundle(
         _ => {}
     }
     Some(bundle)
+}
+
+/// Adds `policy` to `policies`, or reports a second policy of its name; whether it was
+/// added.
+pub(crate) fn insert_policy(
+    policies: &mut BTreeMap<String, Policy>,
+    src: &Source,
+    policy: Policy,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    if let Some(first) = policies.get(&policy.name) {
+        diags.push(
+            src.error(
+                policy.location.offset,
+                format!("a second policy named `{}`", policy.name),
+            )
+            .with_hint(format!("the first is at {}", first.location)),
+        );
+        return false;
+    }
+    policies.insert(policy.name.clone(), policy);
+    true
 }
 
 fn name_matches_file(

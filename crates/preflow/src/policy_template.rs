@@ -29,7 +29,7 @@
 //! still be selected, else last). The
 //! files are edited in place as text, so everything else in them stays as written.
 
-use crate::bundle::{Bundle, BundleKind, LoadOptions};
+use crate::bundle::{Bundle, BundleKind, LoadOptions, decode};
 use crate::endpoint::{Ecx, FaultRule, Flow, ProxyEndpoint, Step, TargetEndpoint};
 use crate::layout::{self, RootKind};
 use preflow_policy::xml::{self, Element};
@@ -122,18 +122,10 @@ pub(crate) fn load(
                 let Some(policy) = crate::sap::parse_policy(&src, rel, limits, diags) else {
                     continue;
                 };
-                if let Some(first) = t.policies.get(&policy.name) {
-                    diags.push(
-                        src.error(
-                            policy.location.offset,
-                            format!("a second policy named `{}`", policy.name),
-                        )
-                        .with_hint(format!("the first is at {}", first.location)),
-                    );
-                    continue;
+                let name = policy.name.clone();
+                if crate::bundle::insert_policy(&mut t.policies, &src, policy, diags) {
+                    t.policy_files.insert(name, bytes.clone());
                 }
-                t.policy_files.insert(policy.name.clone(), bytes.clone());
-                t.policies.insert(policy.name.clone(), policy);
             }
             [_] if is_xml => {
                 let Some(src) = decode(path, bytes, diags) else {
@@ -228,18 +220,6 @@ pub(crate) fn load(
         }
     }
     Some(t)
-}
-
-fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Source> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Some(Source::new(path, text)),
-        Err(e) => {
-            let src = Source::new(path, String::from_utf8_lossy(bytes).into_owned());
-            diags.push(src.error(e.valid_up_to(), "file is not valid UTF-8"));
-            None
-        }
-    }
 }
 
 fn parse_file(
@@ -380,18 +360,9 @@ fn proxy_part(
     options: &LoadOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> ProxyEndpoint {
-    let el = crate::sap::normalize(el);
-    let mut local = Vec::new();
-    let ep = Ecx {
-        cx: ParseContext {
-            src,
-            diags: &mut local,
-        },
-        options: &options.conditions,
-    }
-    .proxy_endpoint(&el);
-    diags.extend(local.into_iter().filter(|d| !connection_notice(d)));
-    ep
+    read_part(src, crate::sap::normalize(el), options, diags, |cx, el| {
+        cx.proxy_endpoint(el)
+    })
 }
 
 fn target_part(
@@ -404,17 +375,28 @@ fn target_part(
     // A template's target part has no connection of its own.
     el.children
         .retain(|c| c.name != "HTTPTargetConnection" || !c.children.is_empty());
+    read_part(src, el, options, diags, |cx, el| cx.target_endpoint(el))
+}
+
+/// Reads an endpoint part with `read`, leaving out what a template need not have.
+fn read_part<T>(
+    src: &Source,
+    el: Element,
+    options: &LoadOptions,
+    diags: &mut Vec<Diagnostic>,
+    read: impl FnOnce(&mut Ecx<'_>, &Element) -> T,
+) -> T {
     let mut local = Vec::new();
-    let ep = Ecx {
+    let mut cx = Ecx {
         cx: ParseContext {
             src,
             diags: &mut local,
         },
         options: &options.conditions,
-    }
-    .target_endpoint(&el);
+    };
+    let out = read(&mut cx, &el);
     diags.extend(local.into_iter().filter(|d| !connection_notice(d)));
-    ep
+    out
 }
 
 impl PolicyTemplate {
