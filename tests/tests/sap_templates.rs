@@ -203,6 +203,7 @@ fn applied_to_an_sap_proxy_the_template_runs_where_it_attached_its_steps() {
         names(&b.target_endpoints[0].pre_flow.request),
         ["cpiTargetHeader"]
     );
+    assert!(p.default_fault_rule.as_ref().unwrap().always_enforce);
     // The proxy's own fault rule is untouched; policies land in `Policy/`.
     assert_eq!(p.fault_rules[0].name, "regex-threat");
     assert!(
@@ -322,4 +323,38 @@ fn a_proxy_without_target_endpoints_gets_the_proxy_steps_and_a_warning() {
         .apply(Vec::new(), OnClash::Fail, &LoadOptions::default())
         .unwrap_err();
     assert!(err.to_string().contains("no API proxy found"), "{err}");
+}
+
+#[test]
+fn descriptor_flows_may_be_escaped_xml_text() {
+    let endpoint = "<ProxyEndPoint><name>default</name><postFlow><name>PostFlow</name><request><isRequest>true</isRequest><steps><step><policy_name>P</policy_name><condition>request.verb = \"GET\"</condition><sequence>1</sequence></step></steps></request></postFlow></ProxyEndPoint>";
+    let escaped = endpoint
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let descriptor = format!(
+        "<PolicyTemplateContainer><name>T</name><createdBy>someone</createdBy><proxyEndPoints><proxyEndPoint>default</proxyEndPoint></proxyEndPoints><proxyEndPointxml>{escaped}</proxyEndPointxml><targetEndPointxml/></PolicyTemplateContainer>"
+    );
+    let files = [
+        ("PolicyTemplateContainer/T.xml", descriptor.as_str()),
+        (
+            "PolicyTemplateContainer/Policy/P.xml",
+            "<AssignMessage xmlns=\"http://www.sap.com/apimgmt\"><Set><Headers><Header name=\"x-p\">1</Header></Headers></Set></AssignMessage>",
+        ),
+    ];
+    let loaded = load_files(files, &LoadOptions::default());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let t = &loaded.templates[0];
+    let post = &t.proxy_endpoint.as_ref().unwrap().post_flow;
+    assert_eq!(names(&post.request), ["P"]);
+    assert_eq!(
+        post.request[0].condition.as_ref().unwrap().text,
+        "request.verb = \"GET\""
+    );
+    assert!(
+        post.request[0]
+            .location
+            .file
+            .ends_with("T.xml#proxyEndPointxml")
+    );
 }

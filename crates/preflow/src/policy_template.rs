@@ -64,28 +64,6 @@ pub struct PolicyTemplate {
     resources: BTreeMap<String, Vec<u8>>,
 }
 
-/// Descriptor children read or tolerated.
-const DESCRIPTOR_CHILDREN: &[&str] = &[
-    "name",
-    "title",
-    "description",
-    "version",
-    "proxyEndPoint",
-    "proxyEndPointxml",
-    "proxyEndpoint",
-    "targetEndPoint",
-    "targetEndPointxml",
-    "targetEndpoint",
-    "policies",
-    "fileResources",
-    "life_cycle",
-    "lifeCycle",
-    "createdBy",
-    "createdAt",
-    "changedBy",
-    "changedAt",
-];
-
 /// Loads the template in `files` (`(path inside the template, path shown, bytes)`).
 pub(crate) fn load(
     root: &str,
@@ -259,55 +237,73 @@ fn descriptor(
     t.title = text("title");
     t.description = text("description");
     t.version = text("version");
-    for c in &el.children {
-        if !DESCRIPTOR_CHILDREN.contains(&c.name.as_str()) {
-            diags.push(src.warning(
-                c.offset,
-                format!(
-                    "unknown element `<{}>` in the template descriptor; it is ignored",
-                    c.name
-                ),
-            ));
-        }
-    }
-    for (kind, is_proxy) in [("ProxyEndPoint", true), ("TargetEndPoint", false)] {
-        let Some(part) = el.children.iter().find(|c| {
-            c.name
-                .to_ascii_lowercase()
-                .starts_with(&kind.to_ascii_lowercase())
-        }) else {
-            continue;
-        };
-        match endpoint_element(part, kind) {
-            Some(e) => {
-                if is_proxy {
-                    t.proxy_endpoint = Some(proxy_part(src, e, options, diags));
-                } else {
-                    t.target_endpoint = Some(target_part(src, e, options, diags));
-                }
-            }
-            None => {
-                let inner = part.text();
-                if !inner.starts_with('<') {
-                    continue;
-                }
-                // The endpoint as escaped XML text: its own source, named after the field.
-                let name = format!("{}#{}", src.name(), part.name);
-                let inner_src = Source::new(name, inner);
-                match xml::parse(inner_src.text(), &options.limits.xml) {
+    // The fields are SAP's entity's; other children (dates, authors) are left alone.
+    t.proxy_endpoint = best_part(src, el, "ProxyEndPoint", options, diags, proxy_part, |e| {
+        !e.all_steps().is_empty()
+    });
+    t.target_endpoint = best_part(
+        src,
+        el,
+        "TargetEndPoint",
+        options,
+        diags,
+        target_part,
+        |e| !e.all_steps().is_empty(),
+    );
+}
+
+/// The endpoint of kind `kind` among the descriptor's children named after it
+/// (`proxyEndPoint`, `proxyEndPointxml`, `proxyEndPoints`…), as nested elements or as
+/// escaped XML text: the first that attaches any step, else the first that reads.
+fn best_part<T>(
+    src: &Source,
+    el: &Element,
+    kind: &str,
+    options: &LoadOptions,
+    diags: &mut Vec<Diagnostic>,
+    read: impl Fn(&Source, Element, &LoadOptions, &mut Vec<Diagnostic>) -> T,
+    has_steps: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let prefix = kind.to_ascii_lowercase();
+    let mut best: Option<(T, Vec<Diagnostic>)> = None;
+    for part in el
+        .children
+        .iter()
+        .filter(|c| c.name.to_ascii_lowercase().starts_with(&prefix))
+    {
+        let mut local = Vec::new();
+        let found = match endpoint_element(part, kind) {
+            Some(e) => read(src, e, options, &mut local),
+            None if part.text().starts_with('<') => {
+                // Its own source, named after the field, so positions point into the text.
+                let inner = Source::new(format!("{}#{}", src.name(), part.name), part.text());
+                match xml::parse(inner.text(), &options.limits.xml) {
                     Ok(e) => {
                         let e = endpoint_element(&e, kind).unwrap_or(e);
-                        if is_proxy {
-                            t.proxy_endpoint = Some(proxy_part(&inner_src, e, options, diags));
-                        } else {
-                            t.target_endpoint = Some(target_part(&inner_src, e, options, diags));
-                        }
+                        read(&inner, e, options, &mut local)
                     }
-                    Err(e) => diags.push(inner_src.error(e.offset, e.message)),
+                    Err(e) => {
+                        local.push(inner.error(e.offset, e.message));
+                        if best.is_none() {
+                            diags.append(&mut local);
+                        }
+                        continue;
+                    }
                 }
             }
+            None => continue,
+        };
+        let steps = has_steps(&found);
+        if best.is_none() || steps {
+            best = Some((found, local));
+        }
+        if steps {
+            break;
         }
     }
+    let (found, mut local) = best?;
+    diags.append(&mut local);
+    Some(found)
 }
 
 /// The endpoint element in a descriptor part: the part itself, or its `kind` child, as
@@ -520,6 +516,8 @@ pub(crate) struct Attach<'a> {
     pub flows: &'a [Flow],
     pub fault_rules: &'a [FaultRule],
     pub default_steps: &'a [Step],
+    /// The template's DefaultFaultRule `AlwaysEnforce`, for a rule the proxy lacks.
+    pub always_enforce: bool,
 }
 
 impl<'a> Attach<'a> {
@@ -534,6 +532,10 @@ impl<'a> Attach<'a> {
                 .default_fault_rule
                 .as_ref()
                 .map_or(&[], |d| d.steps.as_slice()),
+            always_enforce: p
+                .default_fault_rule
+                .as_ref()
+                .is_some_and(|d| d.always_enforce),
         }
     }
 
@@ -548,6 +550,10 @@ impl<'a> Attach<'a> {
                 .default_fault_rule
                 .as_ref()
                 .map_or(&[], |d| d.steps.as_slice()),
+            always_enforce: t
+                .default_fault_rule
+                .as_ref()
+                .is_some_and(|d| d.always_enforce),
         }
     }
 }

@@ -669,11 +669,13 @@ fn endpoint(
         match root.child(n.default_fault_rule) {
             Some(el) => append_steps(src, el, a.default_steps, n, rename, edits),
             None if n.sap => root_new.push_str(&format!(
-                "<defaultFaultRule><name>DefaultFaultRule</name><steps>{}</steps></defaultFaultRule>",
+                "<defaultFaultRule><name>DefaultFaultRule</name><alwaysEnforce>{}</alwaysEnforce><steps>{}</steps></defaultFaultRule>",
+                a.always_enforce,
                 steps_xml(a.default_steps, true, 1, rename)
             )),
             None => root_new.push_str(&format!(
-                "<DefaultFaultRule name=\"DefaultFaultRule\">{}</DefaultFaultRule>",
+                "<DefaultFaultRule name=\"DefaultFaultRule\"><AlwaysEnforce>{}</AlwaysEnforce>{}</DefaultFaultRule>",
+                a.always_enforce,
                 steps_xml(a.default_steps, false, 0, rename)
             )),
         }
