@@ -396,8 +396,9 @@ fn read_part<T>(
 }
 
 impl PolicyTemplate {
-    /// The template as a bundle, for reference checks.
-    fn as_bundle(&self) -> Bundle {
+    /// The template as an API proxy bundle without base path or routes (its endpoints and
+    /// policies), for the checks of policies and references.
+    pub fn as_bundle(&self) -> Bundle {
         Bundle {
             kind: BundleKind::ApiProxy,
             name: self.name.clone(),
