@@ -498,3 +498,23 @@ fn provider_references_in_both_formats() {
         .collect();
     assert_eq!(urls, ["https://example.com/x", "provider://S4/sap/opu"]);
 }
+
+#[test]
+fn sap_scripts_come_from_file_resource() {
+    let files = [
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint><name>default</name><base_path>/js</base_path><preFlow><name>PreFlow</name><request><steps><step><policy_name>JS</policy_name></step></steps></request></preFlow><routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>",
+        ),
+        (
+            "APIProxy/Policy/JS.xml",
+            "<Javascript xmlns=\"http://www.sap.com/apimgmt\" timeLimit=\"200\"><ResourceURL>jsc://set.js</ResourceURL></Javascript>",
+        ),
+        (
+            "APIProxy/FileResource/set.js",
+            "context.setVariable('response.header.x-js', 'ran');",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+}
