@@ -358,3 +358,49 @@ fn descriptor_flows_may_be_escaped_xml_text() {
             .ends_with("T.xml#proxyEndPointxml")
     );
 }
+
+#[test]
+fn template_scripts_reach_the_proxy_from_a_zip() {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    let entries = [
+        (
+            "PolicyTemplateContainer/X.xml",
+            "<PolicyTemplateContainer><name>X</name><proxyEndPoint><ProxyEndPoint><preFlow><request><steps><step><policy_name>xsl</policy_name></step></steps></request></preFlow></ProxyEndPoint></proxyEndPoint></PolicyTemplateContainer>",
+        ),
+        (
+            "PolicyTemplateContainer/Policy/xsl.xml",
+            "<XSL xmlns=\"http://www.sap.com/apimgmt\"><ResourceURL>xsl://t.xsl</ResourceURL><Source>request</Source></XSL>",
+        ),
+        (
+            "PolicyTemplateContainer/FileResource/t.xsl",
+            "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\"/>",
+        ),
+    ];
+    for (name, text) in entries {
+        zip.start_file(name, options).unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    let bytes = zip.finish().unwrap().into_inner();
+    let loaded = preflow::load_zip(
+        "x.zip",
+        std::io::Cursor::new(bytes),
+        &LoadOptions::default(),
+    );
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let applied = loaded.templates[0]
+        .apply(
+            files_of(&data("regex-protection")),
+            OnClash::Fail,
+            &LoadOptions::default(),
+        )
+        .unwrap();
+    let script = applied
+        .files
+        .iter()
+        .find(|(p, _)| p == "regex-protection/APIProxy/FileResource/t.xsl")
+        .expect("the script is copied");
+    assert!(String::from_utf8_lossy(&script.1).contains("xsl:stylesheet"));
+    load_applied(&applied.files);
+}

@@ -789,7 +789,8 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
 /// Whether a loader reads the file at `rel`, a path inside a bundle (or anywhere, for
 /// zips, whose bundles are found afterwards): XML files outside `resources/`, and the
 /// scripts and specs policies run (`resources/jsc/`, `resources/oas/`, SAP's
-/// `FileResource/`). Never macOS metadata.
+/// `FileResource/`, whose scripts a policy template carries to the proxy). Never macOS
+/// metadata.
 fn wanted_file(rel: &str) -> bool {
     if layout::is_macos_metadata(rel) {
         return false;
@@ -799,8 +800,7 @@ fn wanted_file(rel: &str) -> bool {
         Some(i) => matches!(parts.get(i + 1), Some(&"jsc" | &"oas")) && parts.len() > i + 2,
         None => {
             let lower = rel.to_ascii_lowercase();
-            lower.ends_with(".xml")
-                || (parts.iter().rev().nth(1) == Some(&"FileResource") && lower.ends_with(".js"))
+            lower.ends_with(".xml") || parts.iter().rev().nth(1) == Some(&"FileResource")
         }
     }
 }
