@@ -1,6 +1,6 @@
 //! The `preflow` command line: `cond` evaluates one condition; `check` and `trace` inspect
 //! bundles; `serve` runs the reference gateway; `ext-proc` runs bundles as an Envoy external
-//! processor.
+//! processor; `template apply` applies an SAP policy template to a proxy.
 
 mod check;
 mod cond;
@@ -24,9 +24,10 @@ struct Cli {
 enum Command {
     /// Parse and evaluate one condition; prints `true` or `false`.
     Cond(cond::Args),
-    /// Load bundles (an `apiproxy/` or `sharedflowbundle/` folder, a folder holding them,
-    /// or a zip) and report every problem with its rule id, file:line:column, source line
-    /// and caret. Exits 1 on errors, 2 on usage problems.
+    /// Load bundles (an `apiproxy/` or `sharedflowbundle/` folder, an SAP export or policy
+    /// template, a folder holding them, or a zip) and report every problem with its rule
+    /// id, file:line:column, source line and caret. Exits 1 on errors, 2 on usage
+    /// problems.
     Check(check::Args),
     /// Run one request through bundles (local state, no target called) and print each
     /// flow, condition and policy with its result.
