@@ -4,7 +4,9 @@
 //! reads a bundle folder, a folder of bundles or a zip; [`load_files`] does the same from
 //! files in memory. Every condition is parsed at load time and every policy becomes a typed
 //! [`PolicyConfig`]. Problems are [`Diagnostic`]s naming file, line and column; [`lint`]
-//! adds the checks of `preflow check`.
+//! adds the checks of `preflow check`. Bundles are found by folder name or by content
+//! (SAP exports under any folder name); SAP policy templates load as [`PolicyTemplate`]s
+//! and [`PolicyTemplate::apply`] applies one to a proxy's files.
 //!
 //! A [`Gateway`] compiles loaded bundles for execution and runs one request at a time as
 //! an [`Exchange`], sans-IO: the host passes the request and the time, and performs
