@@ -518,3 +518,23 @@ fn sap_scripts_come_from_file_resource() {
     let loaded = preflow::load_files(files, &LoadOptions::default());
     assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
 }
+
+#[test]
+fn a_bundle_without_descriptor_is_named_after_its_folder() {
+    let endpoint = "<ProxyEndPoint><name>default</name><base_path>/o</base_path><routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>";
+    let loaded = preflow::load_files(
+        [
+            (
+                "exports/Orders-APIProxy/APIProxyEndPoint/default.xml",
+                endpoint,
+            ),
+            (
+                "exports/Items/APIProxy/APIProxyEndPoint/default.xml",
+                endpoint,
+            ),
+        ],
+        &LoadOptions::default(),
+    );
+    let names: Vec<&str> = loaded.bundles.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["Items", "Orders-APIProxy"]);
+}

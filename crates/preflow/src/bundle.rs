@@ -445,12 +445,17 @@ fn load_bundle(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Bundle> {
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let folder_name = root
-        .rsplit('/')
-        .nth(1)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(root)
-        .to_owned();
+    // `x/apiproxy` is named `x`; a folder found by content (`Orders-APIProxy`) by itself.
+    let own = root.rsplit('/').next().unwrap_or(root);
+    let folder_name = if layout::named(own).is_some() {
+        root.rsplit('/')
+            .nth(1)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(root)
+    } else {
+        own
+    }
+    .to_owned();
     let mut bundle = Bundle {
         kind,
         name: folder_name,
