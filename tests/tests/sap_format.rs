@@ -538,3 +538,27 @@ fn a_bundle_without_descriptor_is_named_after_its_folder() {
     let names: Vec<&str> = loaded.bundles.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["Items", "Orders-APIProxy"]);
 }
+
+#[test]
+fn sap_service_callouts_through_an_api_provider_load_with_a_warning() {
+    let files = [
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint><name>default</name><base_path>/sc</base_path><preFlow><name>PreFlow</name><request><steps><step><policy_name>scCSRF</policy_name></step></steps></request></preFlow><routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>",
+        ),
+        (
+            "APIProxy/Policy/scCSRF.xml",
+            "<ServiceCallout xmlns=\"http://www.sap.com/apimgmt\"><Request><Set><Headers><Header name=\"x-csrf-token\">fetch</Header></Headers><Verb>GET</Verb></Set></Request><Response>callOutResponse</Response><HTTPTargetConnection><APIProvider>ES5</APIProvider><Path>sap/opu/odata/IWFND/CATALOGSERVICE/ServiceCollection</Path></HTTPTargetConnection></ServiceCallout>",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let [w] = loaded.diagnostics.as_slice() else {
+        panic!("{:#?}", loaded.diagnostics)
+    };
+    assert!(
+        w.message
+            .contains("`provider://ES5/sap/opu/odata/IWFND/CATALOGSERVICE/ServiceCollection`"),
+        "{w}"
+    );
+}
