@@ -502,11 +502,15 @@ pub(crate) fn escape(text: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
             _ => out.push(c),
         }
     }
     out
+}
+
+/// `text` escaped for a double-quoted attribute value.
+pub(crate) fn escape_attr(text: &str) -> String {
+    escape(text).replace('"', "&quot;")
 }
 
 /// The template flows to attach, by where they go.

@@ -1,7 +1,7 @@
 //! Applying a template: policies and scripts added, steps appended to the flows, by text
 //! edits that leave the rest of each file as written.
 
-use super::{Applied, ApplyError, Attach, OnClash, PolicyTemplate, escape, steps_xml};
+use super::{Applied, ApplyError, Attach, OnClash, PolicyTemplate, escape, escape_attr, steps_xml};
 use crate::bundle::LoadOptions;
 use crate::endpoint::{Condition, Flow, Step};
 use crate::layout::{self, RootKind};
@@ -64,6 +64,8 @@ impl Edits {
         let Some((tag_end, self_closing)) = start_tag_end(src, el.offset) else {
             return;
         };
+        // On its own line, one level in, where the file is laid out in lines.
+        let unit = indent_unit(src);
         let entry = if self_closing {
             let open = src
                 .get(el.offset..tag_end.saturating_sub(2))
@@ -74,31 +76,43 @@ impl Edits {
                 .skip(1)
                 .take_while(|c| !c.is_whitespace())
                 .collect();
-            self.at.entry(el.offset).or_insert_with(|| {
-                (
-                    tag_end,
-                    format!("{open}>"),
-                    String::new(),
-                    format!("</{qname}>"),
-                )
-            })
+            let indent = line_indent(src, el.offset);
+            let entry = self.at.entry(el.offset).or_insert_with(|| {
+                let close = match indent {
+                    Some(i) => format!("\n{i}</{qname}>"),
+                    None => format!("</{qname}>"),
+                };
+                (tag_end, format!("{open}>"), String::new(), close)
+            });
+            if let Some(i) = indent {
+                entry.2.push_str(&format!("\n{i}{unit}"));
+            }
+            entry.2.push_str(content);
+            return;
         } else {
             let at = el.inner.end;
             self.at
                 .entry(at)
                 .or_insert_with(|| (at, String::new(), String::new(), String::new()))
         };
-        entry.2.push_str(content);
+        match line_indent(src, el.inner.end).filter(|_| !el.inner.is_empty()) {
+            Some(i) => entry.2.push_str(&format!("{unit}{content}\n{i}")),
+            None => entry.2.push_str(content),
+        }
     }
 
-    /// Inserts `content` just before `el`.
-    fn insert_before(&mut self, el: &Element, content: &str) {
+    /// Inserts `content` just before `el` (on a line of its own when `el` starts one).
+    fn insert_before(&mut self, src: &str, el: &Element, content: &str) {
         let at = el.offset;
+        let piece = match line_indent(src, at) {
+            Some(i) => format!("{content}\n{i}"),
+            None => content.to_owned(),
+        };
         self.at
             .entry(at)
             .or_insert_with(|| (at, String::new(), String::new(), String::new()))
             .2
-            .push_str(content);
+            .push_str(&piece);
     }
 
     fn apply(self, src: &str) -> String {
@@ -111,6 +125,27 @@ impl Edits {
         }
         out
     }
+}
+
+/// One level of indentation in `src`: the white space that starts its first indented
+/// line (four spaces when none is).
+fn indent_unit(src: &str) -> &str {
+    src.lines()
+        .filter_map(|l| l.get(..l.len() - l.trim_start_matches([' ', '\t']).len()))
+        .find(|w| !w.is_empty())
+        .unwrap_or("    ")
+}
+
+/// The white space that starts the line up to `at`, when only white space precedes `at`
+/// on its line.
+fn line_indent(src: &str, at: usize) -> Option<&str> {
+    let head = src.get(..at)?;
+    let start = head.rfind('\n')? + 1;
+    let indent = head.get(start..)?;
+    indent
+        .chars()
+        .all(|c| c == ' ' || c == '\t')
+        .then_some(indent)
 }
 
 /// The offset just past the `>` of the start tag at `offset`, and whether it is `/>`.
@@ -379,7 +414,7 @@ fn policy_text(bytes: &[u8], name: &str, renamed: bool, sap: bool) -> Vec<u8> {
                 .get(a.offset..)
                 .and_then(|rest| rest.bytes().position(|b| Some(b) == quote))
                 .map_or(a.offset, |i| a.offset + i);
-            edits.push((a.offset, end, escape(name)));
+            edits.push((a.offset, end, escape_attr(name)));
         }
     } else if !sap {
         let tag = text.get(root.offset + 1..).unwrap_or_default();
@@ -388,7 +423,7 @@ fn policy_text(bytes: &[u8], name: &str, renamed: bool, sap: bool) -> Vec<u8> {
             + tag
                 .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
                 .unwrap_or(tag.len());
-        edits.push((at, at, format!(" name=\"{}\"", escape(name))));
+        edits.push((at, at, format!(" name=\"{}\"", escape_attr(name))));
     }
     if renamed
         && let Some(n) = root.child("name")
@@ -498,7 +533,7 @@ fn flow_xml(
     if n.sap {
         format!("<{tag}><name>{}</name>{body}</{tag}>", escape(name))
     } else {
-        format!("<{tag} name=\"{}\">{body}</{tag}>", escape(name))
+        format!("<{tag} name=\"{}\">{body}</{tag}>", escape_attr(name))
     }
 }
 
@@ -614,7 +649,7 @@ fn endpoint(
                 })
             });
             match (container, catch_all) {
-                (_, Some(last)) => edits.insert_before(last, &container_new),
+                (_, Some(last)) => edits.insert_before(src, last, &container_new),
                 (Some(c), None) => edits.append(src, c, &container_new),
                 (None, None) => root_new.push_str(&format!("<{0}>{container_new}</{0}>", n.flows)),
             }
@@ -647,7 +682,7 @@ fn endpoint(
                         format!(
                             "<{0} name=\"{1}\">{steps}{cond}</{0}>",
                             n.fault_rule,
-                            escape(&r.name)
+                            escape_attr(&r.name)
                         )
                     });
                 }
@@ -703,5 +738,19 @@ mod tests {
         e.append(src, &root.children[1], "3");
         e.append(src, &root, "4");
         assert_eq!(e.apply(src), "<a x=\"/>\"><b>12</b><c>3</c>4</a>");
+    }
+
+    #[test]
+    fn edits_keep_the_layout_of_indented_files() {
+        let src = "<a>\n    <b/>\n    <c>\n        <d/>\n    </c>\n</a>";
+        let root = xml::parse(src, &xml::XmlLimits::default()).unwrap();
+        let mut e = Edits::default();
+        e.append(src, &root.children[0], "<x/>");
+        e.append(src, &root.children[1], "<y/>");
+        e.append(src, &root.children[1], "<z/>");
+        assert_eq!(
+            e.apply(src),
+            "<a>\n    <b>\n        <x/>\n    </b>\n    <c>\n        <d/>\n        <y/>\n        <z/>\n    </c>\n</a>"
+        );
     }
 }
