@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{at, ok_target, request, run_at};
+use common::{at, files_of, ok_target, request, run_at};
 use preflow::{Bundle, Gateway, LoadOptions, Loaded, load_path};
 use std::path::{Path, PathBuf};
 
@@ -280,5 +280,285 @@ fn sap_policies_are_named_by_a_name_element_or_their_file() {
             .any(|d| d.message.contains("unknown element `<name>`")),
         "{:#?}",
         loaded.diagnostics
+    );
+}
+
+/// A zip of `files`, with what macOS's Archive Utility adds: an AppleDouble `._NAME`
+/// under `__MACOSX/` for every file, and `.DS_Store` files.
+fn macos_zip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    // AppleDouble header, then bytes a terminal would act on.
+    let apple_double =
+        b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02\x1b[31m\x1b]0;pwned\x07\xff\xfe";
+    for (name, bytes) in files {
+        zip.start_file(name.as_str(), options).unwrap();
+        zip.write_all(bytes).unwrap();
+        let (dir, file) = name.rsplit_once('/').unwrap();
+        zip.start_file(format!("__MACOSX/{dir}/._{file}"), options)
+            .unwrap();
+        zip.write_all(apple_double).unwrap();
+    }
+    let top = files[0].0.split('/').next().unwrap();
+    for extra in [
+        format!("{top}/.DS_Store"),
+        format!("{top}/Policy/._spikeArrest.xml"),
+    ] {
+        zip.start_file(extra, options).unwrap();
+        zip.write_all(apple_double).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+fn assert_printable(loaded: &Loaded) {
+    for d in &loaded.diagnostics {
+        let text = d.render();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control characters in {text:?}"
+        );
+    }
+}
+
+#[test]
+fn a_renamed_sap_export_is_found_by_its_content() {
+    let loaded = load(&data("provider-target"));
+    let b = &loaded.bundles[0];
+    assert_eq!(b.name, "OAuthTokenGeneration");
+    assert_eq!(b.display_name.as_deref(), Some("OAuth Token Generation"));
+    assert!(
+        b.root.ends_with("OAuthTokenGeneration-APIProxy"),
+        "{}",
+        b.root
+    );
+    assert_eq!(b.base_paths().collect::<Vec<_>>(), ["/oauth-gen"]);
+    // The folder itself, too.
+    let same = load(&data("provider-target/OAuthTokenGeneration-APIProxy"));
+    assert_eq!(model(&same.bundles[0]), model(b));
+    // `defaultRaiseFaultPolicy`, in every SAP export, is not reported as unused.
+    let lints = preflow::lint(&loaded.bundles);
+    assert!(lints.is_empty(), "{lints:#?}");
+}
+
+#[test]
+fn a_macos_zip_loads_one_bundle_and_its_metadata_is_never_shown() {
+    let files = files_of(&data("provider-target/OAuthTokenGeneration-APIProxy"));
+    let zip = macos_zip(&files);
+    let loaded = preflow::load_zip(
+        "OAuthTokenGeneration.zip",
+        std::io::Cursor::new(zip),
+        &LoadOptions::default(),
+    );
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.bundles.len(), 1);
+    assert_eq!(loaded.bundles[0].name, "OAuthTokenGeneration");
+    assert_eq!(
+        loaded.bundles[0].policies.keys().collect::<Vec<_>>(),
+        ["defaultRaiseFaultPolicy", "spikeArrest"]
+    );
+    // The same files in memory, as an unzipped macOS folder would hold them.
+    let mut with_metadata = files.clone();
+    with_metadata.push((
+        "OAuthTokenGeneration-APIProxy/APIProxyEndPoint/._default.xml".into(),
+        b"\x00\x05\x16\x07\x1b[2J".to_vec(),
+    ));
+    let loaded = preflow::load_files(with_metadata, &LoadOptions::default());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+}
+
+#[test]
+fn names_and_bytes_in_diagnostics_are_escaped() {
+    let files = [
+        (
+            "APIProxy/Policy/bad\u{1b}[31m\u{7}.xml",
+            "<SpikeArrest xmlns=\"http://www.sap.com/apimgmt\"><Rate>1ps</Rate>\u{1b}]0;x\u{7}<Rate>",
+        ),
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint><name>default</name><base_path>/x</base_path></ProxyEndPoint>",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(loaded.has_errors());
+    assert_printable(&loaded);
+    let text: String = loaded.diagnostics.iter().map(|d| d.render()).collect();
+    assert!(text.contains("bad\\u{1b}[31m\\u{7}.xml"), "{text}");
+    // Non-UTF-8 bytes of a file are shown replaced, never raw.
+    let loaded = preflow::load_files(
+        [(
+            "APIProxy/Policy/p.xml".to_owned(),
+            b"<Quota>\xff\x1b[2J</Quota>".to_vec(),
+        )],
+        &LoadOptions::default(),
+    );
+    assert!(loaded.has_errors());
+    assert_printable(&loaded);
+}
+
+#[test]
+fn a_place_without_bundles_names_every_accepted_layout() {
+    let dir = std::env::temp_dir().join(format!("preflow-sap-none-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("docs")).unwrap();
+    std::fs::write(dir.join("docs/readme.xml"), "<doc/>").unwrap();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("docs/readme.xml", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let from_folder = load_path(&dir, &LoadOptions::default());
+    let from_zip = preflow::load_zip("x.zip", std::io::Cursor::new(zip), &LoadOptions::default());
+    std::fs::remove_dir_all(&dir).unwrap();
+    for loaded in [from_folder, from_zip] {
+        let [d] = loaded.diagnostics.as_slice() else {
+            panic!("{:#?}", loaded.diagnostics)
+        };
+        for layout in [
+            "`apiproxy/`",
+            "`sharedflowbundle/`",
+            "`APIProxy/`",
+            "`APIProxyEndPoint/`",
+            "OAuthTokenGeneration-APIProxy/",
+            "`PolicyTemplateContainer/`",
+            "zip",
+        ] {
+            assert!(d.message.contains(layout), "{layout} in {}", d.message);
+        }
+    }
+}
+
+#[test]
+fn provider_targets_load_check_and_route_through_the_provider() {
+    let loaded = load(&data("provider-target"));
+    let target = &loaded.bundles[0].target_endpoints[0];
+    let preflow::TargetConnection::Http(http) = &target.connection else {
+        panic!("{:?}", target.connection)
+    };
+    assert_eq!(http.url.as_deref(), Some("provider://CPI/http/token"));
+    // `check` with an environment that lacks the provider says so.
+    let missing = preflow::lint_environment(&loaded.bundles, &preflow::Environment::new());
+    assert!(
+        missing
+            .iter()
+            .any(|d| d.message.contains("API provider `CPI`")),
+        "{missing:#?}"
+    );
+    let env = preflow::Environment::new().provider(preflow::Provider::new(
+        "CPI",
+        "http://cpi.internal:8080/base",
+    ));
+    assert!(preflow::lint_environment(&loaded.bundles, &env).is_empty());
+    let g = Gateway::builder()
+        .bundles(loaded)
+        .environment(env)
+        .build()
+        .unwrap();
+    let out = run_at(
+        &g,
+        request("POST", "/oauth-gen/x?a=1", &[], ""),
+        at(0.0),
+        ok_target,
+    );
+    assert_eq!(out.status(), 200, "{}", out.body());
+    assert_eq!(
+        out.forwarded[0].uri().to_string(),
+        "http://cpi.internal:8080/base/http/token/x?a=1"
+    );
+}
+
+#[test]
+fn provider_references_in_both_formats() {
+    let files = [
+        (
+            "apiproxy/proxies/default.xml",
+            r#"<ProxyEndpoint name="default"><HTTPProxyConnection><BasePath>/p</BasePath></HTTPProxyConnection>
+               <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule></ProxyEndpoint>"#,
+        ),
+        (
+            "apiproxy/targets/default.xml",
+            r#"<TargetEndpoint name="default"><HTTPTargetConnection><Provider>S4</Provider><Path>/sap/opu</Path></HTTPTargetConnection></TargetEndpoint>"#,
+        ),
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint><name>default</name><base_path>/q</base_path><routeRules><routeRule><name>r</name><targetEndPointName>default</targetEndPointName></routeRule></routeRules></ProxyEndPoint>",
+        ),
+        (
+            "APIProxy/APITargetEndPoint/default.xml",
+            "<TargetEndPoint><name>default</name><url>https://example.com/x</url><provider_id>NONE</provider_id><additionalAPIProviders/></TargetEndPoint>",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let urls: Vec<String> = loaded
+        .bundles
+        .iter()
+        .map(|b| match &b.target_endpoints[0].connection {
+            preflow::TargetConnection::Http(h) => h.url.clone().unwrap(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(urls, ["https://example.com/x", "provider://S4/sap/opu"]);
+}
+
+#[test]
+fn sap_scripts_come_from_file_resource() {
+    let files = [
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint><name>default</name><base_path>/js</base_path><preFlow><name>PreFlow</name><request><steps><step><policy_name>JS</policy_name></step></steps></request></preFlow><routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>",
+        ),
+        (
+            "APIProxy/Policy/JS.xml",
+            "<Javascript xmlns=\"http://www.sap.com/apimgmt\" timeLimit=\"200\"><ResourceURL>jsc://set.js</ResourceURL></Javascript>",
+        ),
+        (
+            "APIProxy/FileResource/set.js",
+            "context.setVariable('response.header.x-js', 'ran');",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+}
+
+#[test]
+fn a_bundle_without_descriptor_is_named_after_its_folder() {
+    let endpoint = "<ProxyEndPoint><name>default</name><base_path>/o</base_path><routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>";
+    let loaded = preflow::load_files(
+        [
+            (
+                "exports/Orders-APIProxy/APIProxyEndPoint/default.xml",
+                endpoint,
+            ),
+            (
+                "exports/Items/APIProxy/APIProxyEndPoint/default.xml",
+                endpoint,
+            ),
+        ],
+        &LoadOptions::default(),
+    );
+    let names: Vec<&str> = loaded.bundles.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["Items", "Orders-APIProxy"]);
+}
+
+#[test]
+fn sap_service_callouts_through_an_api_provider_load_with_a_warning() {
+    let files = [
+        (
+            "APIProxy/APIProxyEndPoint/default.xml",
+            "<ProxyEndPoint><name>default</name><base_path>/sc</base_path><preFlow><name>PreFlow</name><request><steps><step><policy_name>scCSRF</policy_name></step></steps></request></preFlow><routeRules><routeRule><name>none</name></routeRule></routeRules></ProxyEndPoint>",
+        ),
+        (
+            "APIProxy/Policy/scCSRF.xml",
+            "<ServiceCallout xmlns=\"http://www.sap.com/apimgmt\"><Request><Set><Headers><Header name=\"x-csrf-token\">fetch</Header></Headers><Verb>GET</Verb></Set></Request><Response>callOutResponse</Response><HTTPTargetConnection><APIProvider>ES5</APIProvider><Path>sap/opu/odata/IWFND/CATALOGSERVICE/ServiceCollection</Path></HTTPTargetConnection></ServiceCallout>",
+        ),
+    ];
+    let loaded = preflow::load_files(files, &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let [w] = loaded.diagnostics.as_slice() else {
+        panic!("{:#?}", loaded.diagnostics)
+    };
+    assert!(
+        w.message
+            .contains("`provider://ES5/sap/opu/odata/IWFND/CATALOGSERVICE/ServiceCollection`"),
+        "{w}"
     );
 }

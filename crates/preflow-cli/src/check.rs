@@ -1,5 +1,6 @@
-//! `preflow check PATH...`: loads bundles (an `apiproxy/` or `sharedflowbundle/` folder, a
-//! folder holding them, or a zip), runs the lints, and prints every problem with its rule
+//! `preflow check PATH...`: loads bundles (an `apiproxy/` or `sharedflowbundle/` folder,
+//! SAP's `APIProxy/` under any folder name, an SAP policy template, a folder holding them,
+//! or a zip), runs the lints, and prints every problem with its rule
 //! id, source line and caret (`--format text`, the default), as JSON (`--format json`) or
 //! as SARIF 2.1.0 (`--format sarif`). The rule catalogue is `docs/rules.md`.
 //!
@@ -219,6 +220,8 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// The bundles loaded.
     pub bundles: Vec<Bundle>,
+    /// The SAP policy templates loaded.
+    pub templates: Vec<preflow::PolicyTemplate>,
 }
 
 impl Report {
@@ -246,8 +249,18 @@ impl Report {
             .flat_map(|b| b.policies.values())
             .collect();
         let supported = policies.iter().filter(|p| p.config.is_supported()).count();
+        let templates = if self.templates.is_empty() {
+            String::new()
+        } else {
+            let policies: usize = self.templates.iter().map(|t| t.policies.len()).sum();
+            format!(
+                ", {} ({})",
+                count(self.templates.len(), "policy template", "policy templates"),
+                count(policies, "policy", "policies")
+            )
+        };
         format!(
-            "checked {}, {} ({supported} supported, {} unsupported): {}, {}",
+            "checked {}{templates}, {} ({supported} supported, {} unsupported): {}, {}",
             count(self.bundles.len(), "bundle", "bundles")
                 + &format!(
                     " ({}, {})",
@@ -427,12 +440,23 @@ pub fn check_settings(
     for path in paths {
         let loaded = load_path(path, &options);
         report.bundles.extend(loaded.bundles);
+        report.templates.extend(loaded.templates);
         report.diagnostics.extend(loaded.diagnostics);
     }
-    report.diagnostics.extend(lint_with(
-        &report.bundles,
-        &LintOptions::for_platform(settings.platform),
-    ));
+    let lint_options = LintOptions::for_platform(settings.platform);
+    report
+        .diagnostics
+        .extend(lint_with(&report.bundles, &lint_options));
+    // A template's policies get the policy checks; its flows are only fragments of a
+    // proxy's, so the flow and route checks do not apply.
+    for t in &report.templates {
+        let policy_files: Vec<&str> = t.policies.values().map(|p| &*p.location.file).collect();
+        report.diagnostics.extend(
+            lint_with(&[t.as_bundle()], &lint_options)
+                .into_iter()
+                .filter(|d| policy_files.contains(&&*d.location.file)),
+        );
+    }
     if let Some(env) = env {
         report
             .diagnostics
@@ -515,6 +539,31 @@ fn count(n: usize, one: &str, many: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_get_the_policy_checks() {
+        let dir = std::env::temp_dir().join(format!("preflow-check-tpl-{}", std::process::id()));
+        let root = dir.join("PolicyTemplateContainer");
+        std::fs::create_dir_all(root.join("Policy")).unwrap();
+        std::fs::write(
+            root.join("T.xml"),
+            "<PolicyTemplateContainer><name>T</name><proxyEndPoint><ProxyEndPoint><preFlow><request><steps><step><policy_name>AV</policy_name></step></steps></request></preFlow></ProxyEndPoint></proxyEndPoint></PolicyTemplateContainer>",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("Policy/AV.xml"),
+            "<AssignMessage><AssignVariable><Name>x</Name></AssignVariable></AssignMessage>",
+        )
+        .unwrap();
+        let report = check(std::slice::from_ref(&dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let text = report.render();
+        assert!(text.contains("Policy/AV.xml:1:"), "{text}");
+        assert!(
+            text.ends_with("1 policy template (1 policy), 0 policies (0 supported, 0 unsupported): 0 errors, 1 warning\n"),
+            "{text}"
+        );
+    }
 
     fn bundle(dir: &std::path::Path, proxy: &str) {
         let root = dir.join("apiproxy");

@@ -112,9 +112,33 @@ impl Location {
 }
 
 impl fmt::Display for Location {
+    /// `file:line:column`, the file name with non-printable characters escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+        write!(f, "{}:{}:{}", printable(&self.file), self.line, self.column)
     }
+}
+
+/// `text` as it may be shown on a terminal: control characters (line breaks and tabs
+/// included) and invisible formatting characters escaped as `\u{1b}`. Every diagnostic
+/// goes through it when displayed, since file names, zip entry names and element text can
+/// hold any bytes.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || is_invisible(c)
 }
 
 /// How bad a problem is.
@@ -236,7 +260,7 @@ impl Diagnostic {
         }
         if let Some(hint) = &self.hint {
             out.push_str("\n  = hint: ");
-            out.push_str(hint);
+            out.push_str(&printable(hint));
         }
         out
     }
@@ -272,9 +296,17 @@ impl fmt::Display for Diagnostic {
             Some(rule) => write!(
                 f,
                 "{}: {}[{rule}]: {}",
-                self.location, self.severity, self.message
+                self.location,
+                self.severity,
+                printable(&self.message)
             ),
-            None => write!(f, "{}: {}: {}", self.location, self.severity, self.message),
+            None => write!(
+                f,
+                "{}: {}: {}",
+                self.location,
+                self.severity,
+                printable(&self.message)
+            ),
         }
     }
 }
@@ -310,6 +342,23 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn file_names_messages_and_hints_are_escaped() {
+        let d = Diagnostic::for_file(
+            "z.zip!/__MACOSX/._a\u{0}\u{7}\u{1b}[31m.xml",
+            Severity::Error,
+            "bad `\u{1b}]0;x\u{7}` here\nnext",
+        )
+        .with_hint("\u{202e}fix");
+        let text = d.render();
+        assert_eq!(
+            text,
+            "z.zip!/__MACOSX/._a\\u{0}\\u{7}\\u{1b}[31m.xml:1:1: error: bad `\\u{1b}]0;x\\u{7}` here\\u{a}next\n  = hint: \\u{202e}fix"
+        );
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text}");
+        assert_eq!(printable("plain ✓"), "plain ✓");
     }
 
     #[test]

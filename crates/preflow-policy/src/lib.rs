@@ -47,7 +47,7 @@ pub mod xml;
 pub mod xpath;
 
 pub use advice::Advice;
-pub use diag::{Diagnostic, Location, Severity, Source};
+pub use diag::{Diagnostic, Location, Severity, Source, printable};
 pub use parse::{Cx as ParseContext, is_placeholder};
 pub use placeholder::{find_placeholders, warn_placeholders};
 pub use policies::{

@@ -5,6 +5,7 @@
 //! `(path, bytes)` pairs within the limits and hand them over.
 
 use crate::endpoint::{Ecx, ProxyEndpoint, RouteTarget, SharedFlow, Step, TargetEndpoint};
+use crate::layout::{self, RootKind};
 use preflow_condition::ParseOptions;
 use preflow_policy::xml::{self, XmlLimits};
 use preflow_policy::{
@@ -130,6 +131,9 @@ pub struct Loaded {
     pub bundles: Vec<Bundle>,
     /// Errors and warnings.
     pub diagnostics: Vec<Diagnostic>,
+    /// SAP policy templates (`PolicyTemplateContainer/`), which are not served but can be
+    /// applied to a proxy ([`crate::PolicyTemplate::apply`]).
+    pub templates: Vec<crate::PolicyTemplate>,
 }
 
 impl Loaded {
@@ -153,10 +157,6 @@ impl Loaded {
             .push(Diagnostic::for_file(file, Severity::Error, message));
     }
 }
-
-/// Bundle folders: Apigee's `apiproxy` and `sharedflowbundle`, and SAP API Management's
-/// `APIProxy` (see [`crate::sap`]).
-const ROOTS: &[&str] = &["apiproxy", "sharedflowbundle", "APIProxy"];
 
 /// Children of `<APIProxy>` and `<SharedFlowBundle>` descriptors. Only the name, revision,
 /// description and display name are used: endpoints and policies are found by scanning.
@@ -187,22 +187,24 @@ const DESCRIPTOR_CHILDREN: &[&str] = &[
 
 /// Loads the bundles among `files`, given as `(path, bytes)` with `/`-separated paths.
 ///
-/// Each file belongs to the bundle named by the first `apiproxy` or `sharedflowbundle`
-/// folder in its path; files outside any bundle are ignored, as is everything under
-/// `resources/`. Paths appear in messages as given.
+/// Each file belongs to the outermost bundle folder in its path: one named `apiproxy`,
+/// `sharedflowbundle`, `APIProxy` or `PolicyTemplateContainer`, or one holding a
+/// descriptor and the folders of a bundle under any name. Files outside any bundle are
+/// ignored, as are macOS metadata (`__MACOSX/`, `._*`, `.DS_Store`) and everything under
+/// `resources/` but scripts and specifications. Paths appear in messages as given.
 pub fn load_files<P, B>(files: impl IntoIterator<Item = (P, B)>, options: &LoadOptions) -> Loaded
 where
     P: AsRef<str>,
     B: AsRef<[u8]>,
 {
     let mut loaded = Loaded::default();
-    let mut groups: BTreeMap<String, Vec<(String, String, Vec<u8>)>> = BTreeMap::new();
-    let mut count = 0usize;
-    let mut total = 0usize;
+    let mut all: Vec<(String, B)> = Vec::new();
     for (path, bytes) in files {
         let path = path.as_ref().replace('\\', "/");
-        count += 1;
-        if count > options.limits.max_files {
+        if layout::is_macos_metadata(&path) {
+            continue;
+        }
+        if all.len() >= options.limits.max_files {
             loaded.file_error(
                 &path,
                 format!(
@@ -212,20 +214,19 @@ where
             );
             break;
         }
-        let parts: Vec<&str> = path.split('/').collect();
-        let Some(root_at) = parts
-            .iter()
-            .take(parts.len().saturating_sub(1))
-            .position(|p| ROOTS.contains(p))
-        else {
+        all.push((path, bytes));
+    }
+    let roots = layout::roots(&all);
+    let mut groups: BTreeMap<String, Vec<(String, String, Vec<u8>)>> = BTreeMap::new();
+    let mut total = 0usize;
+    for (path, bytes) in &all {
+        let Some((root, rel)) = layout::root_of(path, &roots) else {
             continue;
         };
-        let root = parts.get(..=root_at).unwrap_or_default().join("/");
-        let rel = parts.get(root_at + 1..).unwrap_or_default().join("/");
         let bytes = bytes.as_ref();
         if bytes.len() > options.limits.max_file_size {
             loaded.file_error(
-                &path,
+                path,
                 format!(
                     "file is {} bytes, larger than the limit of {} bytes",
                     bytes.len(),
@@ -237,7 +238,7 @@ where
         total = total.saturating_add(bytes.len());
         if total > options.limits.max_total_size {
             loaded.file_error(
-                &path,
+                path,
                 format!(
                     "the files add up to more than the limit of {} bytes; the rest are not read",
                     options.limits.max_total_size
@@ -245,13 +246,27 @@ where
             );
             break;
         }
-        groups
-            .entry(root)
-            .or_default()
-            .push((rel, path, bytes.to_vec()));
+        groups.entry(root.to_owned()).or_default().push((
+            rel.to_owned(),
+            path.clone(),
+            bytes.to_vec(),
+        ));
     }
     for (root, files) in groups {
-        if let Some(bundle) = load_bundle(&root, files, options, &mut loaded.diagnostics) {
+        let kind = roots.get(&root).copied().unwrap_or(RootKind::Proxy);
+        let kind = match kind {
+            RootKind::Proxy => BundleKind::ApiProxy,
+            RootKind::SharedFlow => BundleKind::SharedFlow,
+            RootKind::Template => {
+                if let Some(t) =
+                    crate::policy_template::load(&root, files, options, &mut loaded.diagnostics)
+                {
+                    loaded.templates.push(t);
+                }
+                continue;
+            }
+        };
+        if let Some(bundle) = load_bundle(&root, kind, files, options, &mut loaded.diagnostics) {
             loaded.bundles.push(bundle);
         }
     }
@@ -271,7 +286,9 @@ fn attach_resources(
     let scripts: BTreeMap<&str, (&str, &[u8])> = files
         .iter()
         .filter_map(|(rel, path, bytes)| {
+            // SAP exports keep scripts in `FileResource/`.
             rel.strip_prefix("resources/jsc/")
+                .or_else(|| rel.strip_prefix("FileResource/"))
                 .map(|name| (name, (path.as_str(), bytes.as_slice())))
         })
         .collect();
@@ -407,7 +424,7 @@ fn stem(rel: &str) -> &str {
 }
 
 /// Decodes a file to text: UTF-8 with an optional byte order mark.
-fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Source> {
+pub(crate) fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Source> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) => Some(Source::new(path, text)),
@@ -422,22 +439,23 @@ fn decode(path: &str, bytes: &[u8], diags: &mut Vec<Diagnostic>) -> Option<Sourc
 
 fn load_bundle(
     root: &str,
+    kind: BundleKind,
     mut files: Vec<(String, String, Vec<u8>)>,
     options: &LoadOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Bundle> {
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    let kind = if root.ends_with("sharedflowbundle") {
-        BundleKind::SharedFlow
+    // `x/apiproxy` is named `x`; a folder found by content (`Orders-APIProxy`) by itself.
+    let own = root.rsplit('/').next().unwrap_or(root);
+    let folder_name = if layout::named(own).is_some() {
+        root.rsplit('/')
+            .nth(1)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(root)
     } else {
-        BundleKind::ApiProxy
-    };
-    let folder_name = root
-        .rsplit('/')
-        .nth(1)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(root)
-        .to_owned();
+        own
+    }
+    .to_owned();
     let mut bundle = Bundle {
         kind,
         name: folder_name,
@@ -478,17 +496,7 @@ fn load_bundle(
                 .with_hint(format!("name the file `{}.xml`", policy.name)),
             );
         }
-        if let Some(first) = bundle.policies.get(&policy.name) {
-            diags.push(
-                src.error(
-                    policy.location.offset,
-                    format!("a second policy named `{}`", policy.name),
-                )
-                .with_hint(format!("the first is at {}", first.location)),
-            );
-            continue;
-        }
-        bundle.policies.insert(policy.name.clone(), policy);
+        insert_policy(&mut bundle.policies, &src, policy, diags);
     }
     attach_resources(&mut bundle, &files, diags);
     for (rel, path, bytes) in &files {
@@ -630,6 +638,28 @@ fn load_bundle(
     Some(bundle)
 }
 
+/// Adds `policy` to `policies`, or reports a second policy of its name; whether it was
+/// added.
+pub(crate) fn insert_policy(
+    policies: &mut BTreeMap<String, Policy>,
+    src: &Source,
+    policy: Policy,
+    diags: &mut Vec<Diagnostic>,
+) -> bool {
+    if let Some(first) = policies.get(&policy.name) {
+        diags.push(
+            src.error(
+                policy.location.offset,
+                format!("a second policy named `{}`", policy.name),
+            )
+            .with_hint(format!("the first is at {}", first.location)),
+        );
+        return false;
+    }
+    policies.insert(policy.name.clone(), policy);
+    true
+}
+
 fn name_matches_file(
     src: &Source,
     el: &xml::Element,
@@ -651,7 +681,7 @@ fn name_matches_file(
 }
 
 /// Steps must name policies of the bundle; route rules must name its target endpoints.
-fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
+pub(crate) fn check_references(bundle: &Bundle, diags: &mut Vec<Diagnostic>) {
     // A policy whose file did not load was reported there: its steps are not "missing".
     // (`policies/NAME.xml`, or SAP's `Policy/NAME.xml`.)
     let broken = |policy: &str| {
@@ -719,6 +749,7 @@ pub fn load_paths<P: AsRef<Path>>(
         let mut one = load_path(p.as_ref(), options);
         all.bundles.append(&mut one.bundles);
         all.diagnostics.append(&mut one.diagnostics);
+        all.templates.append(&mut one.templates);
     }
     all
 }
@@ -751,32 +782,61 @@ pub fn load_path(path: &Path, options: &LoadOptions) -> Loaded {
     }
     let mut problems = Vec::new();
     let files = read_folder(path, options, &mut problems);
-    let mut loaded = if files.is_empty() && problems.is_empty() {
-        let mut l = Loaded::default();
-        l.file_error(
-            &display,
-            "no `apiproxy/` or `sharedflowbundle/` folder found",
-        );
-        l
-    } else {
-        load_files(files, options)
-    };
+    let mut loaded = load_files(files, options);
+    if loaded.bundles.is_empty() && loaded.templates.is_empty() && problems.is_empty() {
+        loaded.file_error(&display, layout::NO_BUNDLE);
+    }
     problems.append(&mut loaded.diagnostics);
     loaded.diagnostics = problems;
     loaded
 }
 
-/// Whether a loader reads the file at `path`: XML files outside `resources/`, and the
-/// scripts and specs policies run (`resources/jsc/`, `resources/oas/`).
-fn wanted_file(path: &str) -> bool {
-    let parts: Vec<&str> = path.split('/').collect();
-    // Only a `resources/` inside the bundle counts (fixtures often sit in such folders).
-    let root = parts.iter().position(|p| ROOTS.contains(p)).unwrap_or(0);
-    let in_bundle = parts.get(root..).unwrap_or_default();
-    match in_bundle.iter().position(|p| *p == "resources") {
-        Some(i) => matches!(in_bundle.get(i + 1), Some(&"jsc" | &"oas")) && in_bundle.len() > i + 2,
-        None => path.to_ascii_lowercase().ends_with(".xml"),
+/// Whether a loader reads the file at `rel`, a path inside a bundle (or anywhere, for
+/// zips, whose bundles are found afterwards): XML files outside `resources/`, and the
+/// scripts and specs policies run (`resources/jsc/`, `resources/oas/`, SAP's
+/// `FileResource/`, whose scripts a policy template carries to the proxy). Never macOS
+/// metadata.
+fn wanted_file(rel: &str) -> bool {
+    if layout::is_macos_metadata(rel) {
+        return false;
     }
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.iter().position(|p| *p == "resources") {
+        Some(i) => matches!(parts.get(i + 1), Some(&"jsc" | &"oas")) && parts.len() > i + 2,
+        None => {
+            let lower = rel.to_ascii_lowercase();
+            lower.ends_with(".xml") || parts.iter().rev().nth(1) == Some(&"FileResource")
+        }
+    }
+}
+
+/// What `dir` is by its entries' names and its XML files' root elements.
+fn folder_kind(dir: &Path, entries: &[std::fs::DirEntry]) -> Option<RootKind> {
+    let mut signs = layout::FolderSigns::default();
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => signs.folder(&name),
+            _ => {}
+        }
+    }
+    if !signs.parts {
+        return None;
+    }
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if signs.descriptor.is_some() || layout::is_macos_metadata(&name) {
+            break;
+        }
+        if e.file_type().is_ok_and(|t| t.is_file()) && name.to_ascii_lowercase().ends_with(".xml") {
+            let mut head = Vec::new();
+            if let Ok(f) = std::fs::File::open(dir.join(&name)) {
+                let _ = f.take(4096).read_to_end(&mut head);
+            }
+            signs.file(&name, &head);
+        }
+    }
+    signs.kind()
 }
 
 /// Gathers the files of every bundle folder under `path`, as `(display path, bytes)`
@@ -789,15 +849,12 @@ fn read_folder(
 ) -> Vec<(String, Vec<u8>)> {
     let limits = &options.limits;
     let mut out = Vec::new();
-    // (folder, depth, inside a bundle)
-    let inside_root = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| ROOTS.contains(&n));
-    let mut stack = vec![(path.to_path_buf(), 0usize, inside_root)];
+    // (folder, depth, the bundle folder holding it)
+    let mut stack: Vec<(std::path::PathBuf, usize, Option<std::rc::Rc<Path>>)> =
+        vec![(path.to_path_buf(), 0usize, None)];
     let mut seen = 0usize;
     let mut total = 0usize;
-    while let Some((dir, depth, inside)) = stack.pop() {
+    while let Some((dir, depth, mut root)) = stack.pop() {
         let shown = dir.to_string_lossy().into_owned();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -812,12 +869,24 @@ fn read_folder(
         };
         let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
         entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
+        if root.is_none() {
+            let by_name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(layout::named);
+            if by_name.or_else(|| folder_kind(&dir, &entries)).is_some() {
+                root = Some(std::rc::Rc::from(dir.as_path()));
+            }
+        }
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(file_type) = entry.file_type() else {
                 continue;
             };
             let entry_path = entry.path();
+            if layout::is_macos_metadata(&name) {
+                continue;
+            }
             if file_type.is_dir() {
                 if name.starts_with('.') || name == "node_modules" {
                     continue;
@@ -833,14 +902,16 @@ fn read_folder(
                     ));
                     continue;
                 }
-                stack.push((
-                    entry_path,
-                    depth + 1,
-                    inside || ROOTS.contains(&name.as_str()),
-                ));
+                stack.push((entry_path, depth + 1, root.clone()));
             } else if file_type.is_file()
-                && inside
-                && wanted_file(&entry_path.to_string_lossy().replace('\\', "/"))
+                && let Some(root) = &root
+                && wanted_file(
+                    &entry_path
+                        .strip_prefix(root)
+                        .unwrap_or(&entry_path)
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                )
             {
                 seen += 1;
                 let shown = entry_path.to_string_lossy().into_owned();
@@ -944,6 +1015,8 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
         }
         let entry_name = entry.name().replace('\\', "/");
         let shown = format!("{name}!/{entry_name}");
+        // Bundles are found afterwards, by name or content: read what any bundle might
+        // need (a `resources/` above a bundle is rare in a zip).
         if !wanted_file(&entry_name) {
             continue;
         }
@@ -978,11 +1051,12 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
         }
     }
     let mut loaded = load_files(files, options);
-    if loaded.bundles.is_empty() && problems.is_empty() && !loaded.has_errors() {
-        loaded.file_error(
-            name,
-            "no `apiproxy/` or `sharedflowbundle/` folder in the zip",
-        );
+    if loaded.bundles.is_empty()
+        && loaded.templates.is_empty()
+        && problems.is_empty()
+        && !loaded.has_errors()
+    {
+        loaded.file_error(name, layout::NO_BUNDLE);
     }
     problems.append(&mut loaded.diagnostics);
     loaded.diagnostics = problems;

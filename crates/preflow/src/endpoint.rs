@@ -855,6 +855,7 @@ impl Ecx<'_> {
                 "HealthMonitor",
                 "Authentication",
                 "APIProvider",
+                "Provider",
                 "RelativePath",
             ],
         );
@@ -900,9 +901,14 @@ impl Ecx<'_> {
             .child("HealthMonitor")
             .map(|m| Box::new(self.health_monitor(m)));
         // SAP's `<provider_id>` and `<relativePath>` (see `sap`): a provider URL.
+        // `<Provider>` is accepted for `<APIProvider>`; without `<RelativePath>`, `<Path>`
+        // is the path on the provider, as in SAP's ServiceCallout.
         let url = Self::text_of(c, "URL").or_else(|| {
-            Self::text_of(c, "APIProvider").map(|p| {
-                let rel = Self::text_of(c, "RelativePath").unwrap_or_default();
+            let provider = Self::text_of(c, "APIProvider").or_else(|| Self::text_of(c, "Provider"));
+            provider.map(|p| {
+                let rel = Self::text_of(c, "RelativePath")
+                    .or_else(|| Self::text_of(c, "Path"))
+                    .unwrap_or_default();
                 let sep = if rel.is_empty() || rel.starts_with('/') {
                     ""
                 } else {

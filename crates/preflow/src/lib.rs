@@ -4,7 +4,9 @@
 //! reads a bundle folder, a folder of bundles or a zip; [`load_files`] does the same from
 //! files in memory. Every condition is parsed at load time and every policy becomes a typed
 //! [`PolicyConfig`]. Problems are [`Diagnostic`]s naming file, line and column; [`lint`]
-//! adds the checks of `preflow check`.
+//! adds the checks of `preflow check`. Bundles are found by folder name or by content
+//! (SAP exports under any folder name); SAP policy templates load as [`PolicyTemplate`]s
+//! and [`PolicyTemplate::apply`] applies one to a proxy's files.
 //!
 //! A [`Gateway`] compiles loaded bundles for execution and runs one request at a time as
 //! an [`Exchange`], sans-IO: the host passes the request and the time, and performs
@@ -119,8 +121,10 @@ mod exchange;
 mod fault;
 mod gateway;
 mod guard;
+mod layout;
 mod lint;
 pub mod path;
+mod policy_template;
 mod provider;
 mod sap;
 mod summary;
@@ -138,8 +142,10 @@ pub use endpoint::{
 pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
 pub use exchange::{Exchange, Phase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
+pub use layout::is_macos_metadata;
 pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use path::PathError;
+pub use policy_template::{Applied, ApplyError, OnClash, PolicyTemplate};
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::runtime::{
     Client, KvOp, KvReply, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
@@ -147,7 +153,7 @@ pub use preflow_policy::runtime::{
 };
 pub use preflow_policy::{
     CompileError, Diagnostic, Location, Policy, PolicyConfig, Setting, Severity, Template,
-    template, xml::XmlLimits,
+    printable, template, xml::XmlLimits,
 };
 pub use summary::{Answerer, ExchangeSummary, TokenOutcome};
 pub use {bytes, http, preflow_oauth, preflow_ratelimit};

@@ -541,7 +541,10 @@ fn unreferenced_policies(
         .chain(event_flow_policies.iter().map(String::as_str))
         .collect();
     for p in bundle.policies.values() {
-        if !used.contains(p.name.as_str()) {
+        // SAP puts `defaultRaiseFaultPolicy` in every export, used or not.
+        let sap_default =
+            p.name == "defaultRaiseFaultPolicy" && p.location.file.contains("/Policy/");
+        if !used.contains(p.name.as_str()) && !sap_default {
             out.push(
                 warn(
                     "POL006",

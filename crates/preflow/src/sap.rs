@@ -240,8 +240,14 @@ fn target_endpoint(sap: &Element) -> Element {
     let mut conn = element("HTTPTargetConnection", sap);
     if let Some(u) = sap.child("url").filter(|u| !u.text().is_empty()) {
         conn.children.push(renamed(u, "URL"));
-    } else if let Some(p) = sap.child("provider_id").filter(|p| !p.text().is_empty()) {
-        // A target through an API provider: `provider://ID/relativePath`.
+    } else if let Some(p) = sap
+        .child("provider_id")
+        .or_else(|| sap.child("providerId"))
+        .filter(|p| !p.text().is_empty() && p.text() != "NONE")
+    {
+        // A target through an API provider: `provider://ID/relativePath`. `NONE` is what
+        // SAP writes for a target with a URL. (`<additionalAPIProviders>` and
+        // `<loadBalancerConfigurations>` balance between providers: not read yet.)
         conn.children.push(renamed(p, "APIProvider"));
         if let Some(r) = sap.child("relativePath").filter(|r| !r.text().is_empty()) {
             conn.children.push(renamed(r, "RelativePath"));

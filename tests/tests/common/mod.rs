@@ -129,3 +129,27 @@ pub fn ok_target(_: &http::Request<Bytes>) -> Result<http::Response<Bytes>, pref
 pub fn run(g: &Gateway, method: &str, uri: &str, headers: &[(&str, &str)]) -> Outcome {
     run_at(g, request(method, uri, headers, ""), at(0.0), ok_target)
 }
+
+/// Every file under `dir`, as `(path under dir's parent, bytes)`.
+pub fn files_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let base = dir.parent().unwrap();
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -290,6 +290,7 @@ impl Deployments {
         let all = Loaded {
             bundles: merge(&from_paths, &uploads),
             diagnostics: loaded.diagnostics,
+            ..Loaded::default()
         };
         let gateway = current.gateway.redeploy(&all).map_err(|e| {
             tracing::error!(origin = origin.describe(), error = %e, "deploy refused; the running revision keeps serving");

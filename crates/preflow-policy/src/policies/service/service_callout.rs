@@ -87,7 +87,27 @@ fn service_callout(cx: &mut Cx<'_>, el: &Element) -> ServiceCallout {
         ignore_unresolved_variables: cx.child_bool(r, "IgnoreUnresolvedVariables", false),
     });
     let connection = if let Some(h) = el.child("HTTPTargetConnection") {
-        let url = cx.child_text(h, "URL");
+        let mut url = cx.child_text(h, "URL");
+        // SAP API Management: `<APIProvider>` and `<Path>` instead of a URL (its CSRF-token
+        // callout). Kept as a provider URL; callouts do not go through providers yet.
+        if url.is_none()
+            && let Some(provider) = cx.child_text(h, "APIProvider")
+        {
+            let path = cx.child_text(h, "Path").unwrap_or_default();
+            let sep = if path.is_empty() || path.starts_with('/') {
+                ""
+            } else {
+                "/"
+            };
+            let url_text = format!("provider://{provider}{sep}{path}");
+            cx.warning(
+                h.offset,
+                format!(
+                    "the callout goes through API provider `{provider}`, which preflow resolves for target endpoints only: the callout is sent to `{url_text}` as it is"
+                ),
+            );
+            url = Some(url_text);
+        }
         if url.is_none() {
             cx.error(
                 h.offset,
