@@ -136,7 +136,7 @@ pub use endpoint::{
     RouteTarget, Server, SharedFlow, Step as FlowStep, TargetConnection, TargetEndpoint,
 };
 pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
-pub use exchange::{Exchange, Phase, Step, TraceEvent};
+pub use exchange::{Exchange, Phase, ReasonPhrase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
 pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use path::PathError;

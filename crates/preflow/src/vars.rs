@@ -277,7 +277,10 @@ impl<'a> View<'a> {
                 .as_ref()
                 .map_or(Value::Null, |f| Value::String(f.state)),
             Slot::IsError => Value::Boolean(ex.fault.is_some()),
-            Slot::Failed(at) => Value::Boolean(ex.failed.contains(at)),
+            // Null for a policy that never ran, as Apigee's flow variables are unset.
+            Slot::Failed(at) if ex.failed.contains(at) => Value::Boolean(true),
+            Slot::Failed(at) if ex.ran.contains(at) => Value::Boolean(false),
+            Slot::Failed(_) => Value::Null,
             Slot::Custom(name) => ex
                 .vars
                 .get(&**name)
