@@ -144,9 +144,13 @@ struct Expect {
 }
 
 fn policy_name(xml: &str) -> String {
-    let at = xml.find("name=\"").expect("a policy has a name attribute") + 6;
+    let (at, quote) = [('"', "name=\""), ('\'', "name='")]
+        .iter()
+        .filter_map(|(q, pat)| xml.find(pat).map(|i| (i + 6, *q)))
+        .min()
+        .expect("a policy has a name attribute");
     let rest = &xml[at..];
-    rest[..rest.find('"').expect("closing quote")].to_owned()
+    rest[..rest.find(quote).expect("closing quote")].to_owned()
 }
 
 fn steps(names: &[String]) -> String {
