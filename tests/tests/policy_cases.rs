@@ -139,6 +139,9 @@ struct Expect {
     vars: BTreeMap<String, String>,
     #[serde(default)]
     unset_vars: Vec<String>,
+    /// Variables whose value must match a regular expression (random values).
+    #[serde(default)]
+    vars_like: BTreeMap<String, String>,
     /// The request the target received; `forwarded = false` when none may reach it.
     forwarded: Option<toml::Value>,
 }
@@ -164,6 +167,10 @@ fn setup_policy(vars: &BTreeMap<String, String>) -> String {
     let assigns: String = vars
         .iter()
         .map(|(k, v)| {
+            let v = v
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
             format!("<AssignVariable><Name>{k}</Name><Value>{v}</Value></AssignVariable>")
         })
         .collect();
@@ -344,6 +351,13 @@ fn run_case(case: &Case) -> Result<(), String> {
             g.variable(&out.exchange, k),
             Some(v),
         );
+    }
+    for (k, re) in &e.vars_like {
+        let re = regex::Regex::new(&format!("^(?:{re})$")).expect("vars_like regex");
+        match g.variable(&out.exchange, k) {
+            Some(v) if re.is_match(&v) => {}
+            other => problems.push(format!("variable {k}: got {other:?}, want /{re}/")),
+        }
     }
     for k in &e.unset_vars {
         check(

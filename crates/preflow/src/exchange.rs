@@ -272,6 +272,8 @@ pub struct Exchange {
     pub(crate) form_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) client_ip_cache: std::sync::OnceLock<String>,
     pub(crate) target_url_cache: std::sync::OnceLock<String>,
+    /// `system.time`, built when first read.
+    pub(crate) system_time_cache: std::sync::OnceLock<String>,
     pub(crate) callouts: Vec<Frame>,
     pub(crate) rule_raised: bool,
     /// The request path and query are still only in `original_uri` (no copy made).

@@ -267,7 +267,10 @@ fn run<R: Runtime>(rt: &mut R, e: &ExtractVariables) -> Outcome {
     let payload: Option<bytes::Bytes> = if named {
         let m = rt.state().named_message(source).map(|m| m.body.clone());
         let v = m
-            .or_else(|| rt.variable(&format!("{source}.content")).map(bytes::Bytes::from))
+            .or_else(|| {
+                rt.variable(&format!("{source}.content"))
+                    .map(bytes::Bytes::from)
+            })
             .or_else(|| rt.variable(source).map(bytes::Bytes::from));
         if v.is_none() {
             return Outcome::Fault(Fault::new(

@@ -146,6 +146,8 @@ pub struct Env {
     pub kvm: dashmap::DashMap<String, Vec<String>>,
     /// Caches, the log sink and JWKS documents.
     pub resources: PolicyResources,
+    /// This gateway instance's UUID (`system.uuid`), random at start.
+    pub instance_uuid: String,
 }
 
 impl Env {
@@ -163,6 +165,7 @@ impl Env {
             tokens: preflow_oauth::MemoryStore::new(),
             kvm: dashmap::DashMap::new(),
             resources,
+            instance_uuid: uuid::Uuid::new_v4().to_string(),
         }
     }
 }

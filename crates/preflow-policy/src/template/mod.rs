@@ -10,6 +10,8 @@
 mod functions;
 mod time_format;
 
+pub(crate) use time_format::format_time;
+
 use std::fmt;
 
 use crate::runtime::Runtime;

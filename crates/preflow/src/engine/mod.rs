@@ -1336,6 +1336,7 @@ pub(crate) fn begin_in(
         form_cache: std::sync::OnceLock::new(),
         client_ip_cache: std::sync::OnceLock::new(),
         target_url_cache: std::sync::OnceLock::new(),
+        system_time_cache: std::sync::OnceLock::new(),
         callouts: Vec::new(),
         rule_raised: false,
         callout: None,

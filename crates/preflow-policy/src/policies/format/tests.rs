@@ -136,7 +136,8 @@ fn json_paths() {
     assert_eq!(json_path(&v, "$.a.b[-1].c").unwrap()[0], 2);
     assert_eq!(json_path(&v, "$['x']['c']").unwrap()[0], 3);
     assert_eq!(json_path(&v, "$..c").unwrap().len(), 3);
-    assert!(json_path(&v, "$.a[?(@.c)]").is_err());
+    assert!(json_path(&v, "$.a[0:1]").is_err());
+    assert_eq!(json_path(&v, "$.a.b[?(@.c > 1)].c").unwrap()[0], 2);
 }
 
 #[test]

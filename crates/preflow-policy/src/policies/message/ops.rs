@@ -485,7 +485,10 @@ fn publish<R: Runtime>(rt: &mut R, name: &str, m: &Message) {
         _ => "1.1",
     };
     vars.extend([
-        (format!("{name}.content"), String::from_utf8_lossy(&m.body).into_owned()),
+        (
+            format!("{name}.content"),
+            String::from_utf8_lossy(&m.body).into_owned(),
+        ),
         (format!("{name}.verb"), m.method.to_string()),
         (format!("{name}.path"), m.path.clone()),
         (format!("{name}.querystring"), query),
