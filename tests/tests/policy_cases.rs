@@ -59,6 +59,10 @@ struct Case {
     /// `<FaultRule>` and `<DefaultFaultRule>` elements of the ProxyEndpoint.
     #[serde(default)]
     fault_rules: String,
+    /// `false`: the proxy has no target (a route rule without one), as a token
+    /// endpoint has.
+    #[serde(default = "yes")]
+    route: bool,
     expect: Expect,
 }
 
@@ -89,6 +93,10 @@ impl Default for Request {
             seconds: 0.0,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn get() -> String {
@@ -223,10 +231,15 @@ fn run_case(case: &Case) -> Result<(), String> {
     files.push((
         "apiproxy/proxies/default.xml".into(),
         format!(
-            r#"<ProxyEndpoint name="default"><FaultRules>{}</FaultRules><PreFlow><Request>{}</Request><Response>{}</Response></PreFlow><HTTPProxyConnection><BasePath>/api</BasePath></HTTPProxyConnection><RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule></ProxyEndpoint>"#,
+            r#"<ProxyEndpoint name="default"><FaultRules>{}</FaultRules><PreFlow><Request>{}</Request><Response>{}</Response></PreFlow><HTTPProxyConnection><BasePath>/api</BasePath></HTTPProxyConnection>{}</ProxyEndpoint>"#,
             case.fault_rules,
             steps(&request_steps),
-            steps(&response_steps)
+            steps(&response_steps),
+            if case.route {
+                r#"<RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>"#
+            } else {
+                r#"<RouteRule name="none"/>"#
+            }
         ),
     ));
     let refs: Vec<(&str, &str)> = files

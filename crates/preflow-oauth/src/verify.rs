@@ -481,7 +481,8 @@ impl ApiKeyError {
             Self::InvalidApiKey => "InvalidApiKey",
             Self::NotApproved(ClientRefusal::CredentialExpired) => "consumer_key_expired",
             Self::NotApproved(ClientRefusal::CredentialNotApproved) => "ApiKeyNotApproved",
-            Self::NotApproved(ClientRefusal::AppNotApproved) => "app_not_approved",
+            // The name the reference page gives a revoked app's key.
+            Self::NotApproved(ClientRefusal::AppNotApproved) => "invalid_client-app_not_approved",
             Self::NotApproved(ClientRefusal::DeveloperInactive) => "DeveloperStatusNotActive",
             Self::NoProductMatch { .. } => "InvalidApiKeyForGivenResource",
         }

@@ -51,6 +51,19 @@ pub enum SpikeArg {
     X,
 }
 
+/// Shape of the token endpoint's responses (OAuthV2 GenerateAccessToken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenResponseArg {
+    /// RFC 6749 only: `token_type` `Bearer`, numeric `expires_in`, `error` objects.
+    Rfc,
+    /// RFC 6749 members plus Apigee's (`issued_at`, `client_id`, `application_name`,
+    /// `api_product_list`, `status`, …).
+    RfcPlusApigee,
+    /// Apigee Edge's own shape: `BearerToken`, string numbers, `ErrorCode`/`Error`
+    /// errors; for clients migrated from Apigee or SAP API Management.
+    Apigee,
+}
+
 /// Format of the log on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -135,6 +148,10 @@ pub struct Args {
     /// SpikeArrest algorithm.
     #[arg(long, value_enum, default_value_t = SpikeArg::Edge)]
     pub spike_arrest: SpikeArg,
+    /// Shape of token responses: RFC 6749 (default), RFC plus Apigee's extra members,
+    /// or Apigee's own. A policy with `<RFCCompliantRequestResponse>true` stays RFC.
+    #[arg(long, value_enum, default_value_t = TokenResponseArg::Rfc)]
+    pub token_response: TokenResponseArg,
     /// Leave out the `Retry-After` header that 429 answers of Quota, SpikeArrest and
     /// ConcurrentRatelimit policies otherwise carry.
     #[arg(long)]
@@ -365,6 +382,11 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             SpikeArg::X => preflow::preflow_ratelimit::SpikeBehaviour::ApigeeX,
         },
         environment: args.environment.clone(),
+        token_response: match args.token_response {
+            TokenResponseArg::Rfc => preflow::preflow_oauth::ResponseMode::Rfc,
+            TokenResponseArg::RfcPlusApigee => preflow::preflow_oauth::ResponseMode::RfcPlusApigee,
+            TokenResponseArg::Apigee => preflow::preflow_oauth::ResponseMode::Apigee,
+        },
         ..preflow::Settings::default()
     };
     let (remote, sync) = match &args.redis {
