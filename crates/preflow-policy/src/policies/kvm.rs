@@ -243,7 +243,9 @@ fn kvm_fault(name: &'static str, why: String) -> Outcome {
     ))
 }
 
-/// Sets `assign_to` to the value at `index` (1-based), or to all values joined by commas.
+/// Sets `assign_to` to the value at `index` (1-based), or to all values as Java prints
+/// the `java.util.List` the reference page says it assigns (`[val1, val2]`); a single
+/// value is assigned as is.
 fn assign<R: Runtime>(
     rt: &mut R,
     assign_to: &str,
@@ -255,7 +257,11 @@ fn assign<R: Runtime>(
             Some(v) => v.clone(),
             None => return Err(kvm_fault("InvalidIndex", format!("Invalid index {i}"))),
         },
-        None => values.join(","),
+        // One value reads as itself (the common `<Get assignTo>` of a single entry).
+        None => match values {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        },
     };
     rt.set_variable(assign_to.trim(), value);
     Ok(())
