@@ -280,3 +280,6 @@ mod ord {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -55,7 +55,10 @@ fn recognise(text: &str, o: &XmlToJsonOptions) -> Value {
                 .chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E' | '+'));
         if numeric {
-            if let Ok(i) = text.parse::<i64>() {
+            // Only numbers that print back as written (`-0`, `+5` stay text).
+            if let Ok(i) = text.parse::<i64>()
+                && i.to_string() == text
+            {
                 return Value::from(i);
             }
             // A number only when it prints back as written, so no digit is lost.
