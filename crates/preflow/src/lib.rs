@@ -142,7 +142,7 @@ pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
 pub use path::PathError;
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::runtime::{
-    Client, KvOp, KvReply, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
+    Client, KvOp, KvReply, KvmMap, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
     StoreReply, Target, TargetError, Timeouts,
 };
 pub use preflow_policy::{
