@@ -94,7 +94,7 @@ pub(crate) fn format_time(pattern: &str, millis: i64) -> Option<String> {
             n += 1;
         }
         i += n;
-        let hour12 = |h: u32| if h % 12 == 0 { 12 } else { h % 12 };
+        let hour12 = |h: u32| if h.is_multiple_of(12) { 12 } else { h % 12 };
         match c {
             'G' => out.push_str(if t.year() > 0 { "AD" } else { "BC" }),
             'y' | 'Y' if n == 2 => number(&mut out, i64::from(t.year().rem_euclid(100)), 2),

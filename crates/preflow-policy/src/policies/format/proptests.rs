@@ -233,8 +233,8 @@ proptest! {
         let mut got = Vec::new();
         leaves(&v, &mut got);
         let mut want: Vec<String> = facts_of(&xml)
-            .into_iter()
-            .flat_map(|(_, vs)| vs)
+            .into_values()
+            .flatten()
             .filter(|t| !t.is_empty())
             .collect();
         got.retain(|t| !t.is_empty() && t != "null");

@@ -80,12 +80,12 @@ fn finish(mut open: Open, o: &XmlToJsonOptions) -> Value {
     let mut texts: Vec<Value> = open.texts.iter().map(|t| recognise(t, o)).collect();
     let mut map = open.map;
     // An element holding only unwrapped children becomes their array.
-    if texts.is_empty() && map.len() == 1 {
-        if let Some(key) = open.unwrapped.first()
-            && let Some(Value::Array(items)) = map.get_mut(key)
-        {
-            return Value::Array(std::mem::take(items));
-        }
+    if texts.is_empty()
+        && map.len() == 1
+        && let Some(key) = open.unwrapped.first()
+        && let Some(Value::Array(items)) = map.get_mut(key)
+    {
+        return Value::Array(std::mem::take(items));
     }
     let only_text = map.len() == usize::from(!texts.is_empty());
     if only_text && !o.text_always_as_property {
@@ -111,11 +111,11 @@ fn finish(mut open: Open, o: &XmlToJsonOptions) -> Value {
 /// siblings (`arrays` lists the keys that already hold such an array, so that a child
 /// whose own value is an array stays one item).
 fn insert(map: &mut Map, arrays: &mut Vec<String>, key: String, value: Value, as_array: bool) {
-    if arrays.contains(&key) {
-        if let Some(Value::Array(items)) = map.get_mut(&key) {
-            items.push(value);
-            return;
-        }
+    if arrays.contains(&key)
+        && let Some(Value::Array(items)) = map.get_mut(&key)
+    {
+        items.push(value);
+        return;
     }
     if let Some(existing) = map.get_mut(&key) {
         let first = std::mem::take(existing);
