@@ -224,6 +224,8 @@ enum StartError {
     AdminToken,
     #[error("the admin API needs an apps file to save changes to (--apps)")]
     AdminWithoutApps,
+    #[error("PREFLOW_KVM_KEY must be 64 hexadecimal digits (a 256-bit key)")]
+    KvmKey,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -425,6 +427,19 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let mut resources = preflow::PolicyResources::default();
     if let Some(key) = remote.as_deref().and_then(state::throttle_key) {
         resources = resources.with_throttle_key(key);
+    }
+    for m in &env.kvms {
+        resources = resources.with_kvm(m.clone());
+    }
+    // Encrypted maps are sealed under PREFLOW_KVM_KEY (64 hex digits) when it is set, so
+    // that what policies put survives restarts and is shared by instances; else under a
+    // random key per start.
+    if let Ok(hex_key) = std::env::var("PREFLOW_KVM_KEY") {
+        let mut key = [0u8; 32];
+        match hex::decode_to_slice(hex_key.trim(), &mut key) {
+            Ok(()) => resources = resources.with_kvm_key(key),
+            Err(_) => return Err(StartError::KvmKey),
+        }
     }
     let gateway = preflow::Gateway::builder()
         .resources(resources)

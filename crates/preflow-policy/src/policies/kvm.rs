@@ -531,17 +531,28 @@ fn resume<R: Runtime>(
     let op = step
         .checked_sub(k.initial_entries.len())
         .and_then(|i| k.operations.get(i));
-    if let (
-        Some(KvmOperation::Get {
-            assign_to, index, ..
-        }),
-        KvReply::Value(Some(stored)),
-    ) = (op, reply)
+    if let Some(KvmOperation::Get {
+        assign_to,
+        index,
+        key,
+    }) = op
     {
-        let values = decode_values(stored);
-        let encrypted = is_encrypted(rt, policy, k);
-        if let Err(fault) = assign(rt, assign_to, *index, &values, encrypted) {
-            return fault;
+        // Not in the store: the host's environment maps are in memory.
+        let values = match reply {
+            KvReply::Value(Some(stored)) => Some(decode_values(stored)),
+            _ => kvm_key(rt, key).and_then(|key| {
+                let map = kvm_map(rt, policy, k);
+                rt.env()
+                    .kvm
+                    .get(&format!("{map}\u{2}{key}"))
+                    .map(|v| v.clone())
+            }),
+        };
+        if let Some(values) = values {
+            let encrypted = is_encrypted(rt, policy, k);
+            if let Err(fault) = assign(rt, assign_to, *index, &values, encrypted) {
+                return fault;
+            }
         }
     }
     remote_from(rt, policy, k, step.saturating_add(1))
