@@ -1,6 +1,6 @@
 //! The message-template functions of Apigee's reference ("Message templates", function
 //! reference): case, escaping, substrings and regular expressions, JSONPath and XPath,
-//! time formatting, Base64, hashes, random numbers and UUIDs.
+//! time formatting, Base64, hashes, random numbers, UUIDs and `xeger`.
 //!
 //! An argument in single or double quotes is literal text. Any other argument is a
 //! variable name when it names a set variable; otherwise its text is used as written
@@ -211,6 +211,15 @@ fn random_long(min: Option<&str>, max: Option<&str>) -> Option<String> {
     (min < max).then(|| rand::rng().random_range(min..max).to_string())
 }
 
+/// `xeger(regex)`: a random string the regular expression matches, repetitions
+/// bounded at 16 so that the text stays short.
+fn xeger(pattern: &str) -> Option<String> {
+    use rand::Rng as _;
+    let generator = rand_regex::Regex::compile(pattern, 16).ok()?;
+    let s: String = rand::rng().sample(&generator);
+    (s.len() <= MAX_RESULT).then_some(s)
+}
+
 /// A random (version 4) UUID.
 fn create_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -270,6 +279,7 @@ pub(crate) fn call<R: Runtime + ?Sized>(rt: &R, name: &str, args: &[String]) -> 
         "sha512Base64" => B64.encode(digest::<sha2::Sha512>(&value(0)?)),
         "randomLong" => random_long(spec_at(0).as_deref(), spec_at(1).as_deref())?,
         "createUuid" => create_uuid(),
+        "xeger" => xeger(&spec_at(0)?)?,
         _ => return None,
     };
     Some(out)
