@@ -19,7 +19,8 @@ use crate::token::{TokenKind, TokenRecord};
 /// Whether a token needs any or all of the required scopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScopeMatch {
-    /// At least one required scope must be present (Apigee X wording; default).
+    /// At least one required scope must be present (Apigee X wording; the default of a
+    /// bare [`ApiCall`]).
     #[default]
     Any,
     /// Every required scope must be present (SAP wording).

@@ -64,6 +64,15 @@ pub enum TokenResponseArg {
     Apigee,
 }
 
+/// What VerifyAccessToken's `<Scope>` list asks of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyScopeArg {
+    /// Every listed scope (SAP's Verify Access Tokens page).
+    All,
+    /// At least one listed scope (Apigee X's reference).
+    Any,
+}
+
 /// Format of the log on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -152,6 +161,9 @@ pub struct Args {
     /// or Apigee's own. A policy with `<RFCCompliantRequestResponse>true` stays RFC.
     #[arg(long, value_enum, default_value_t = TokenResponseArg::Rfc)]
     pub token_response: TokenResponseArg,
+    /// VerifyAccessToken `<Scope>`: the token needs every listed scope (default) or any.
+    #[arg(long, value_enum, default_value_t = VerifyScopeArg::All)]
+    pub verify_scope: VerifyScopeArg,
     /// Leave out the `Retry-After` header that 429 answers of Quota, SpikeArrest and
     /// ConcurrentRatelimit policies otherwise carry.
     #[arg(long)]
@@ -388,6 +400,10 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             TokenResponseArg::Rfc => preflow::preflow_oauth::ResponseMode::Rfc,
             TokenResponseArg::RfcPlusApigee => preflow::preflow_oauth::ResponseMode::RfcPlusApigee,
             TokenResponseArg::Apigee => preflow::preflow_oauth::ResponseMode::Apigee,
+        },
+        scope_match: match args.verify_scope {
+            VerifyScopeArg::All => preflow::preflow_oauth::ScopeMatch::All,
+            VerifyScopeArg::Any => preflow::preflow_oauth::ScopeMatch::Any,
         },
         ..preflow::Settings::default()
     };

@@ -55,6 +55,10 @@ pub struct Settings {
     pub connect_timeout: Option<Duration>,
     /// Default target I/O timeout, when the target endpoint sets none.
     pub io_timeout: Option<Duration>,
+    /// What VerifyAccessToken's `<Scope>` list asks of a token: every listed scope
+    /// (default, as SAP's Verify Access Tokens page states) or at least one (Apigee X's
+    /// reference).
+    pub scope_match: preflow_oauth::ScopeMatch,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
             max_callout_depth: 8,
             connect_timeout: None,
             io_timeout: None,
+            scope_match: preflow_oauth::ScopeMatch::All,
         }
     }
 }
