@@ -7,6 +7,10 @@
 //! policy, in order) on the request and `response_steps` on the response. The target is
 //! `http://backend/base` and answers `target` (default: 200, `x-backend: yes`,
 //! `Hello world from IFlow`). `vars` are set before the first step.
+//!
+//! The files in `tests/data/documented/` hold the examples of Apigee's policy reference
+//! pages; each of their cases names its page (`page`). `apps = true` gives a case the
+//! registry of [`registry`] (products, apps and keys for the security policies).
 
 mod common;
 
@@ -43,6 +47,22 @@ struct Case {
     request: Request,
     #[serde(default)]
     target: Option<Answer>,
+    /// The reference page the example comes from (required under `documented/`).
+    #[serde(default)]
+    page: Option<String>,
+    /// Run with the fixed registry of [`registry`].
+    #[serde(default)]
+    apps: bool,
+    /// `response`: every policy runs in the response PreFlow (instead of the request's).
+    #[serde(default)]
+    flow: Option<String>,
+    /// `<FaultRule>` and `<DefaultFaultRule>` elements of the ProxyEndpoint.
+    #[serde(default)]
+    fault_rules: String,
+    /// `false`: the proxy has no target (a route rule without one), as a token
+    /// endpoint has.
+    #[serde(default = "yes")]
+    route: bool,
     expect: Expect,
 }
 
@@ -73,6 +93,10 @@ impl Default for Request {
             seconds: 0.0,
         }
     }
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn get() -> String {
@@ -108,6 +132,13 @@ struct Expect {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     absent_headers: Vec<String>,
+    /// Texts the response body must hold, and must not hold.
+    #[serde(default)]
+    body_contains: Vec<String>,
+    #[serde(default)]
+    body_lacks: Vec<String>,
+    /// A reason phrase other than the status's canonical one.
+    reason: Option<String>,
     errorcode: Option<String>,
     faultstring: Option<String>,
     faultstring_contains: Option<String>,
@@ -116,14 +147,21 @@ struct Expect {
     vars: BTreeMap<String, String>,
     #[serde(default)]
     unset_vars: Vec<String>,
+    /// Variables whose value must match a regular expression (random values).
+    #[serde(default)]
+    vars_like: BTreeMap<String, String>,
     /// The request the target received; `forwarded = false` when none may reach it.
     forwarded: Option<toml::Value>,
 }
 
 fn policy_name(xml: &str) -> String {
-    let at = xml.find("name=\"").expect("a policy has a name attribute") + 6;
+    let (at, quote) = [('"', "name=\""), ('\'', "name='")]
+        .iter()
+        .filter_map(|(q, pat)| xml.find(pat).map(|i| (i + 6, *q)))
+        .min()
+        .expect("a policy has a name attribute");
     let rest = &xml[at..];
-    rest[..rest.find('"').expect("closing quote")].to_owned()
+    rest[..rest.find(quote).expect("closing quote")].to_owned()
 }
 
 fn steps(names: &[String]) -> String {
@@ -137,6 +175,10 @@ fn setup_policy(vars: &BTreeMap<String, String>) -> String {
     let assigns: String = vars
         .iter()
         .map(|(k, v)| {
+            let v = v
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
             format!("<AssignVariable><Name>{k}</Name><Value>{v}</Value></AssignVariable>")
         })
         .collect();
@@ -158,10 +200,18 @@ fn run_case(case: &Case) -> Result<(), String> {
             r#"<TargetEndpoint name="default"><HTTPTargetConnection><URL>http://backend/base</URL></HTTPTargetConnection></TargetEndpoint>"#.into(),
         ),
     ];
-    let mut request_steps: Vec<String> = case
-        .request_steps
-        .clone()
-        .unwrap_or_else(|| case.policies.iter().map(|p| policy_name(p)).collect());
+    let all: Vec<String> = case.policies.iter().map(|p| policy_name(p)).collect();
+    let on_response = case.flow.as_deref() == Some("response");
+    let mut request_steps: Vec<String> = match (&case.request_steps, on_response) {
+        (Some(s), _) => s.clone(),
+        (None, true) => Vec::new(),
+        (None, false) => all.clone(),
+    };
+    let response_steps = if on_response && case.response_steps.is_empty() {
+        all
+    } else {
+        case.response_steps.clone()
+    };
     if !case.vars.is_empty() {
         files.push((
             "apiproxy/policies/CaseSetup.xml".into(),
@@ -181,16 +231,31 @@ fn run_case(case: &Case) -> Result<(), String> {
     files.push((
         "apiproxy/proxies/default.xml".into(),
         format!(
-            r#"<ProxyEndpoint name="default"><PreFlow><Request>{}</Request><Response>{}</Response></PreFlow><HTTPProxyConnection><BasePath>/api</BasePath></HTTPProxyConnection><RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule></ProxyEndpoint>"#,
+            r#"<ProxyEndpoint name="default"><FaultRules>{}</FaultRules><PreFlow><Request>{}</Request><Response>{}</Response></PreFlow><HTTPProxyConnection><BasePath>/api</BasePath></HTTPProxyConnection>{}</ProxyEndpoint>"#,
+            case.fault_rules,
             steps(&request_steps),
-            steps(&case.response_steps)
+            steps(&response_steps),
+            if case.route {
+                r#"<RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>"#
+            } else {
+                r#"<RouteRule name="none"/>"#
+            }
         ),
     ));
     let refs: Vec<(&str, &str)> = files
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    let g = common::gateway(&refs);
+    let g = if case.apps {
+        common::gateway_with(
+            &refs,
+            registry(),
+            preflow::Settings::default(),
+            preflow::StateMode::Local,
+        )
+    } else {
+        common::gateway(&refs)
+    };
     let r = &case.request;
     let headers: Vec<(&str, &str)> = r
         .headers
@@ -228,6 +293,27 @@ fn run_case(case: &Case) -> Result<(), String> {
     }
     if let Some(b) = &e.body {
         check(&mut problems, "body", Some(out.body()), Some(b));
+    }
+    for t in &e.body_contains {
+        if !out.body().contains(t.as_str()) {
+            problems.push(format!("body {:?} does not contain {t:?}", out.body()));
+        }
+    }
+    for t in &e.body_lacks {
+        if out.body().contains(t.as_str()) {
+            problems.push(format!("body {:?} contains {t:?}", out.body()));
+        }
+    }
+    if let Some(r) = &e.reason {
+        check(
+            &mut problems,
+            "reason phrase",
+            out.response
+                .extensions()
+                .get::<preflow::ReasonPhrase>()
+                .map(|p| p.0.clone()),
+            Some(r),
+        );
     }
     if let Some(j) = &e.json {
         // Compared as values: key order does not matter.
@@ -278,6 +364,13 @@ fn run_case(case: &Case) -> Result<(), String> {
             g.variable(&out.exchange, k),
             Some(v),
         );
+    }
+    for (k, re) in &e.vars_like {
+        let re = regex::Regex::new(&format!("^(?:{re})$")).expect("vars_like regex");
+        match g.variable(&out.exchange, k) {
+            Some(v) if re.is_match(&v) => {}
+            other => problems.push(format!("variable {k}: got {other:?}, want /{re}/")),
+        }
     }
     for k in &e.unset_vars {
         check(
@@ -363,26 +456,112 @@ fn case_files() -> Vec<PathBuf> {
     if let Ok(f) = std::env::var("PREFLOW_POLICY_CASES") {
         return vec![PathBuf::from(f)];
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/policies");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/data/policies")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
+    let mut files = Vec::new();
+    for sub in ["data/policies", "data/documented"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(sub);
+        files.extend(
+            std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml")),
+        );
+    }
     files.sort();
     files
+}
+
+fn documented(path: &Path) -> bool {
+    path.parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "documented")
+}
+
+/// The registry of `apps = true` cases. Products: `all` (resource `/**`, scopes `READ`
+/// and `WRITE`), `items` (resource `/items/*`, scope `READ`), `root` (resource `/`).
+/// Keys (secret `secret-` + key): `key-all` (app `app-all` on `all`), `key-items`
+/// (`app-items` on `items`), `key-root` (`app-root` on `root`), `key-revoked-app` (app
+/// `app-revoked`, revoked), `key-revoked` (credential revoked, app `app-cred-revoked`),
+/// `key-expired` (expired at the tests' start time), `key-pending` (product `all`
+/// waiting for approval).
+fn registry() -> std::sync::Arc<preflow::preflow_oauth::Registry> {
+    use preflow::preflow_oauth::{
+        ApiProduct, App, Approval, Developer, NewCredential, PasswordHashCost, Registry, SecretSpec,
+    };
+    let r = Registry::with_password_hash_cost(PasswordHashCost::insecure_for_tests());
+    r.put_developer(Developer::new("dev@example.com"));
+    r.put_product(
+        ApiProduct::new("all")
+            .with_resources(["/**"])
+            .expect("resources")
+            .with_scopes(["READ", "WRITE"])
+            .expect("scopes"),
+    );
+    r.put_product(
+        ApiProduct::new("items")
+            .with_resources(["/items/*"])
+            .expect("resources")
+            .with_scopes(["READ"])
+            .expect("scopes"),
+    );
+    r.put_product(
+        ApiProduct::new("root")
+            .with_resources(["/"])
+            .expect("resources"),
+    );
+    let add = |app: &str, key: &str, product: &str, expires_at: Option<u64>| {
+        let mut a = App::new(app);
+        a.id = app.to_owned();
+        let id = r.add_app("dev@example.com", a).expect("app");
+        r.add_credential(
+            &id,
+            NewCredential {
+                key: Some(key.to_owned()),
+                secret: SecretSpec::Custom(format!("secret-{key}")),
+                products: vec![product.to_owned()],
+                expires_at,
+                issued_at: common::T0 - 100,
+            },
+        )
+        .expect("credential");
+        id
+    };
+    add("app-all", "key-all", "all", None);
+    add("app-items", "key-items", "items", None);
+    add("app-root", "key-root", "root", None);
+    let revoked = add("app-revoked", "key-revoked-app", "all", None);
+    r.set_app_status(&revoked, Approval::Revoked)
+        .expect("revoke app");
+    add("app-cred-revoked", "key-revoked", "all", None);
+    r.set_credential_status("key-revoked", Approval::Revoked)
+        .expect("revoke key");
+    add("app-expired", "key-expired", "all", Some(common::T0));
+    add("app-pending", "key-pending", "all", None);
+    r.set_credential_product("key-pending", "all", Approval::Pending)
+        .expect("pending");
+    std::sync::Arc::new(r)
 }
 
 #[test]
 fn policy_cases() {
     let mut failures = Vec::new();
     let mut count = 0;
+    let mut from_docs = 0;
     for path in case_files() {
         let text = std::fs::read_to_string(&path).expect("readable case file");
         let file: File =
             toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for case in &file.cases {
             count += 1;
+            if documented(&path) {
+                from_docs += 1;
+                if case.page.as_deref().is_none_or(str::is_empty) {
+                    failures.push(format!(
+                        "{}: {}\n    names no reference page (`page`)",
+                        path.display(),
+                        case.name
+                    ));
+                }
+            }
             if let Err(why) = run_case(case) {
                 failures.push(format!("{}: {}\n    {why}", path.display(), case.name));
             }
@@ -397,4 +576,10 @@ fn policy_cases() {
         failures.len(),
         failures.join("\n")
     );
+    if std::env::var_os("PREFLOW_POLICY_CASES").is_none() {
+        assert!(
+            from_docs >= 150,
+            "only {from_docs} documented examples were found"
+        );
+    }
 }

@@ -72,6 +72,38 @@ pub struct EnvironmentFile {
     /// `[[provider]]`.
     #[serde(default)]
     pub provider: Vec<Spanned<Provider>>,
+    /// `[[kvm]]`.
+    #[serde(default)]
+    pub kvm: Vec<Spanned<Kvm>>,
+}
+
+/// An environment key value map, read by KeyValueMapOperations with
+/// `<Scope>environment</Scope>`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kvm {
+    /// The map's name (`mapIdentifier`).
+    pub name: Spanned<String>,
+    /// Keep the values encrypted; policies read them into `private.` variables only.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// Entries: a value or a list of values per key.
+    #[serde(default)]
+    pub entries: BTreeMap<String, KvmValue>,
+    /// Entries whose value is read from an environment variable (secrets stay out of
+    /// the file): key = variable name.
+    #[serde(default)]
+    pub entries_env: BTreeMap<String, Spanned<String>>,
+}
+
+/// One value or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum KvmValue {
+    /// `key = "value"`.
+    One(String),
+    /// `key = ["a", "b"]`.
+    Many(Vec<String>),
 }
 
 /// A listener with a name that ProxyEndpoints refer to.
@@ -266,6 +298,8 @@ pub struct Environment {
     /// Providers served by a virtual host of this gateway: index in `engine.providers`,
     /// and the host's name; their URLs are known once the hosts are bound.
     pub vhost_providers: Vec<(usize, String)>,
+    /// Environment key value maps.
+    pub kvms: Vec<preflow::KvmMap>,
 }
 
 /// A client certificate chain and its key.
@@ -619,6 +653,42 @@ impl Environment {
             }
             env.engine.providers.push(provider);
         }
+        let mut maps = HashSet::new();
+        for m in &file.kvm {
+            let m = m.get_ref();
+            if !maps.insert(m.name.get_ref().clone()) {
+                return Err(r.at(
+                    m.name.span().start,
+                    format!("kvm `{}` is defined twice", m.name.get_ref()),
+                ));
+            }
+            let mut entries: Vec<(String, Vec<String>)> = m
+                .entries
+                .iter()
+                .map(|(k, v)| {
+                    let values = match v {
+                        KvmValue::One(one) => vec![one.clone()],
+                        KvmValue::Many(many) => many.clone(),
+                    };
+                    (k.clone(), values)
+                })
+                .collect();
+            for (k, var) in &m.entries_env {
+                // The variable's name may be shown, never its value.
+                let value = std::env::var(var.get_ref()).map_err(|_| {
+                    r.at(
+                        var.span().start,
+                        format!("environment variable `{}` is not set", var.get_ref()),
+                    )
+                })?;
+                entries.push((k.clone(), vec![value]));
+            }
+            env.kvms.push(preflow::KvmMap {
+                name: m.name.get_ref().clone(),
+                encrypted: m.encrypted,
+                entries,
+            });
+        }
         env.engine.truststores = trust.keys().cloned().collect();
         env.engine.keystores = keys.keys().cloned().collect();
         env.engine.virtual_hosts = env.hosts.iter().map(|h| h.name.clone()).collect();
@@ -792,6 +862,39 @@ mod tests {
             .to_string();
         assert!(e.starts_with("/nonexistent/environment.toml:4:"), "{e}");
         assert!(e.contains("unknown field `port`"), "{e}");
+    }
+
+    #[test]
+    fn key_value_maps_are_read() {
+        let env = parse(
+            "[[kvm]]\nname = \"secrets\"\nencrypted = true\nentries = { a = \"1\", b = [\"x\", \"y\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(env.kvms.len(), 1);
+        assert!(env.kvms[0].encrypted);
+        assert_eq!(
+            env.kvms[0].entries,
+            [
+                ("a".to_owned(), vec!["1".to_owned()]),
+                ("b".to_owned(), vec!["x".to_owned(), "y".to_owned()])
+            ]
+        );
+        let e = parse("[[kvm]]\nname = \"m\"\n[[kvm]]\nname = \"m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("kvm `m` is defined twice") && e.contains(":4:"),
+            "{e}"
+        );
+        let e = parse(
+            "[[kvm]]\nname = \"m\"\nentries_env = { pw = \"PREFLOW_TEST_SURELY_UNSET_VAR\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("PREFLOW_TEST_SURELY_UNSET_VAR` is not set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! * `/` alone matches every path;
 //! * `*` matches within one segment (`[^/]*`);
-//! * `**` is allowed only as a suffix and matches anything to the end (`.*`);
+//! * `**` is allowed only as a suffix and matches anything to the end (`.*`); `/**`
+//!   also matches the empty suffix of a request to the base path itself;
 //! * everything else matches exactly.
 
 use crate::error::RegistryError;
@@ -97,7 +98,11 @@ impl ResourcePattern {
         match &self.kind {
             PatternKind::Any => true,
             PatternKind::Exact => path == self.source,
-            PatternKind::LiteralPrefix(prefix) => path.starts_with(prefix.as_str()),
+            // `/**` also matches the base path itself (an empty suffix), as a request to
+            // `/v1/catalogservice` is one to `/v1/catalogservice/`.
+            PatternKind::LiteralPrefix(prefix) => {
+                path.starts_with(prefix.as_str()) || (path.is_empty() && prefix == "/")
+            }
             PatternKind::Segments(segs) => {
                 let mut parts = path.split('/');
                 for seg in segs {

@@ -19,7 +19,8 @@ use crate::token::{TokenKind, TokenRecord};
 /// Whether a token needs any or all of the required scopes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScopeMatch {
-    /// At least one required scope must be present (Apigee X wording; default).
+    /// At least one required scope must be present (Apigee X wording; the default of a
+    /// bare [`ApiCall`]).
     #[default]
     Any,
     /// Every required scope must be present (SAP wording).
@@ -481,7 +482,8 @@ impl ApiKeyError {
             Self::InvalidApiKey => "InvalidApiKey",
             Self::NotApproved(ClientRefusal::CredentialExpired) => "consumer_key_expired",
             Self::NotApproved(ClientRefusal::CredentialNotApproved) => "ApiKeyNotApproved",
-            Self::NotApproved(ClientRefusal::AppNotApproved) => "app_not_approved",
+            // The name the reference page gives a revoked app's key.
+            Self::NotApproved(ClientRefusal::AppNotApproved) => "invalid_client-app_not_approved",
             Self::NotApproved(ClientRefusal::DeveloperInactive) => "DeveloperStatusNotActive",
             Self::NoProductMatch { .. } => "InvalidApiKeyForGivenResource",
         }

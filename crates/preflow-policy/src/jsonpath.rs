@@ -19,6 +19,98 @@ enum Seg {
     Index(i64),
     Wildcard,
     Descend(String),
+    Filter(Filter),
+}
+
+/// `[?(@.a.b)]` or `[?(@.a.b OP literal)]`.
+#[derive(Debug, Clone, PartialEq)]
+struct Filter {
+    path: Vec<String>,
+    test: Option<(Op, serde_json::Value)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+fn parse_filter(inner: &str) -> Result<Filter, JsonPathError> {
+    let bad = || JsonPathError(format!("unsupported filter `[{inner}]`"));
+    let body = inner
+        .strip_prefix("?(")
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(bad)?
+        .trim();
+    let (lhs, test) = match ["==", "!=", "<=", ">=", "<", ">"]
+        .iter()
+        .find_map(|op| body.split_once(op).map(|(l, r)| (l, *op, r)))
+    {
+        Some((l, op, r)) => {
+            let op = match op {
+                "==" => Op::Eq,
+                "!=" => Op::Ne,
+                "<=" => Op::Le,
+                ">=" => Op::Ge,
+                "<" => Op::Lt,
+                _ => Op::Gt,
+            };
+            let r = r.trim();
+            let lit = match r
+                .strip_prefix('\'')
+                .and_then(|x| x.strip_suffix('\''))
+                .or_else(|| r.strip_prefix('"').and_then(|x| x.strip_suffix('"')))
+            {
+                Some(q) => serde_json::Value::String(q.to_owned()),
+                None => serde_json::from_str(r).map_err(|_| bad())?,
+            };
+            (l.trim(), Some((op, lit)))
+        }
+        None => (body, None),
+    };
+    let path = lhs.strip_prefix("@.").ok_or_else(bad)?;
+    Ok(Filter {
+        path: path.split('.').map(str::to_owned).collect(),
+        test,
+    })
+}
+
+fn compare(a: &serde_json::Value, op: Op, b: &serde_json::Value) -> bool {
+    use std::cmp::Ordering;
+    let ord = match (a, b) {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => x
+            .as_f64()
+            .zip(y.as_f64())
+            .and_then(|(x, y)| x.partial_cmp(&y)),
+        (serde_json::Value::String(x), serde_json::Value::String(y)) => Some(x.cmp(y)),
+        _ => (a == b).then_some(Ordering::Equal),
+    };
+    match op {
+        Op::Eq => ord == Some(Ordering::Equal),
+        Op::Ne => ord != Some(Ordering::Equal),
+        Op::Lt => ord == Some(Ordering::Less),
+        Op::Le => matches!(ord, Some(Ordering::Less | Ordering::Equal)),
+        Op::Gt => ord == Some(Ordering::Greater),
+        Op::Ge => matches!(ord, Some(Ordering::Greater | Ordering::Equal)),
+    }
+}
+
+impl Filter {
+    fn accepts(&self, item: &serde_json::Value) -> bool {
+        let mut v = Some(item);
+        for k in &self.path {
+            v = v.and_then(|x| x.get(k.as_str()));
+        }
+        match (v, &self.test) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(x), Some((op, lit))) => compare(x, *op, lit),
+        }
+    }
 }
 
 fn parse_path(expr: &str) -> Result<Vec<Seg>, JsonPathError> {
@@ -59,6 +151,8 @@ fn parse_path(expr: &str) -> Result<Vec<Seg>, JsonPathError> {
             let inner = inner.trim();
             segs.push(if inner == "*" {
                 Seg::Wildcard
+            } else if inner.starts_with('?') {
+                Seg::Filter(parse_filter(inner)?)
             } else if let Some(q) = inner
                 .strip_prefix('\'')
                 .and_then(|s| s.strip_suffix('\''))
@@ -121,7 +215,8 @@ fn descend<'v>(
 }
 
 /// Evaluates a JSONPath expression: the subset `$`, `.name`, `['name']`, `[n]` (negative
-/// counts from the end), `[*]`, `.*` and `..name`. Filters, slices and unions are not
+/// counts from the end), `[*]`, `.*`, `..name` and filters `[?(@.a.b)]` and
+/// `[?(@.a.b OP literal)]` (OP one of `== != < <= > >=`). Slices and unions are not
 /// supported and are errors.
 ///
 /// # Errors
@@ -162,6 +257,13 @@ pub fn json_path<'v>(
                     _ => {}
                 },
                 Seg::Descend(n) => descend(v, n, &mut next, 0),
+                Seg::Filter(f) => match v {
+                    serde_json::Value::Array(a) => next.extend(a.iter().filter(|x| f.accepts(x))),
+                    serde_json::Value::Object(m) => {
+                        next.extend(m.values().filter(|x| f.accepts(x)));
+                    }
+                    _ => {}
+                },
             }
         }
         current = next;

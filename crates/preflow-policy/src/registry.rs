@@ -340,11 +340,11 @@ registry! {
     /// `<VerifyJWT>`, `<GenerateJWT>` or `<DecodeJWT>` (see [`jwt::Jwt::operation`]).
     Jwt(Box<jwt::Jwt>) = jwt::JwtPolicy, ["VerifyJWT", "GenerateJWT", "DecodeJWT"], [];
     /// `<JSONThreatProtection>`.
-    JsonThreatProtection(protect::JsonThreatProtection) = protect::JsonThreatProtectionPolicy, ["JSONThreatProtection"], [];
+    JsonThreatProtection(protect::JsonThreatProtection) = protect::JsonThreatProtectionPolicy, ["JSONThreatProtection"], ["jsonattack"];
     /// `<XMLThreatProtection>`.
-    XmlThreatProtection(protect::XmlThreatProtection) = protect::XmlThreatProtectionPolicy, ["XMLThreatProtection"], [];
+    XmlThreatProtection(protect::XmlThreatProtection) = protect::XmlThreatProtectionPolicy, ["XMLThreatProtection"], ["xmlattack"];
     /// `<RegularExpressionProtection>`.
-    RegularExpressionProtection(Box<protect::RegularExpressionProtection>) = protect::RegularExpressionProtectionPolicy, ["RegularExpressionProtection"], [];
+    RegularExpressionProtection(Box<protect::RegularExpressionProtection>) = protect::RegularExpressionProtectionPolicy, ["RegularExpressionProtection"], ["regularexpressionprotection"];
     /// `<CORS>`.
     Cors(cors::Cors) = cors::CorsPolicy, ["CORS"], [];
     /// `<ResponseCache>`.
@@ -356,7 +356,7 @@ registry! {
     /// `<InvalidateCache>`.
     InvalidateCache(cache::InvalidateCache) = cache::InvalidateCachePolicy, ["InvalidateCache"], [];
     /// `<ServiceCallout>`.
-    ServiceCallout(Box<service::ServiceCallout>) = service::ServiceCalloutPolicy, ["ServiceCallout"], [];
+    ServiceCallout(Box<service::ServiceCallout>) = service::ServiceCalloutPolicy, ["ServiceCallout"], ["servicecallout"];
     /// `<MessageLogging>`.
     MessageLogging(service::MessageLogging) = service::MessageLoggingPolicy, ["MessageLogging"], [];
     /// `<StatisticsCollector>`.
@@ -366,9 +366,9 @@ registry! {
     /// `<AssertCondition>`.
     AssertCondition(service::AssertCondition) = service::AssertConditionPolicy, ["AssertCondition"], [];
     /// `<JSONToXML>`.
-    JsonToXml(format::JsonToXml) = format::JsonToXmlPolicy, ["JSONToXML"], [];
+    JsonToXml(format::JsonToXml) = format::JsonToXmlPolicy, ["JSONToXML"], ["jsontoxml"];
     /// `<XMLToJSON>`.
-    XmlToJson(format::XmlToJson) = format::XmlToJsonPolicy, ["XMLToJSON"], [];
+    XmlToJson(format::XmlToJson) = format::XmlToJsonPolicy, ["XMLToJSON"], ["xmltojson"];
     /// `<AccessEntity>`.
     AccessEntity(access_entity::AccessEntity) = access_entity::AccessEntityPolicy, ["AccessEntity"], [];
     /// `<OASValidation>`.

@@ -65,6 +65,55 @@ pub enum Field {
     ReasonPhrase,
 }
 
+/// A part of `system.time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePart {
+    /// The whole text.
+    Text,
+    /// `year`.
+    Year,
+    /// `month` (1-12).
+    Month,
+    /// `day` of the month.
+    Day,
+    /// `dayofweek` (Sunday 1 to Saturday 7, as Java's `Calendar`).
+    DayOfWeek,
+    /// `hour` (0-23).
+    Hour,
+    /// `minute`.
+    Minute,
+    /// `second`.
+    Second,
+    /// `millisecond`.
+    Millisecond,
+}
+
+impl TimePart {
+    /// The part of the time `millis` (since the epoch, UTC) as a number; the text for
+    /// [`TimePart::Text`] is [`system_time_text`].
+    pub fn number(self, millis: i64) -> Option<i32> {
+        use chrono::{Datelike as _, Timelike as _};
+        let t = chrono::DateTime::from_timestamp_millis(millis)?;
+        let n = match self {
+            TimePart::Text => return None,
+            TimePart::Year => t.year(),
+            TimePart::Month => i32::try_from(t.month()).ok()?,
+            TimePart::Day => i32::try_from(t.day()).ok()?,
+            TimePart::DayOfWeek => i32::try_from(t.weekday().number_from_sunday()).ok()?,
+            TimePart::Hour => i32::try_from(t.hour()).ok()?,
+            TimePart::Minute => i32::try_from(t.minute()).ok()?,
+            TimePart::Second => i32::try_from(t.second()).ok()?,
+            TimePart::Millisecond => i32::try_from(t.timestamp_subsec_millis()).ok()?,
+        };
+        Some(n)
+    }
+}
+
+/// `system.time` for `millis` since the epoch: `Wed, 21 Aug 2013 19:16:47 UTC`.
+pub fn system_time_text(millis: i64) -> String {
+    crate::template::format_time("EEE, d MMM yyyy HH:mm:ss z", millis).unwrap_or_default()
+}
+
 /// A resolved variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
@@ -110,6 +159,12 @@ pub enum Slot {
     MessageId,
     /// `system.timestamp`.
     SystemTimestamp,
+    /// `system.time` (`Wed, 21 Aug 2013 19:16:47 UTC`) and its parts.
+    SystemTime(TimePart),
+    /// `system.uuid`: this gateway instance's UUID (also `router.uuid`).
+    SystemUuid,
+    /// `system.time.zone`, `system.pod.name`, `system.region.name`: fixed texts.
+    SystemText(&'static str),
     /// `fault.name`.
     FaultName,
     /// `error.message`.
@@ -194,6 +249,19 @@ pub fn resolve_name(name: &str, bundle: usize, policies: &HashMap<String, usize>
         "organization.name" => Some(Slot::OrganizationName),
         "messageid" => Some(Slot::MessageId),
         "system.timestamp" => Some(Slot::SystemTimestamp),
+        "system.time" => Some(Slot::SystemTime(TimePart::Text)),
+        "system.time.year" => Some(Slot::SystemTime(TimePart::Year)),
+        "system.time.month" => Some(Slot::SystemTime(TimePart::Month)),
+        "system.time.day" => Some(Slot::SystemTime(TimePart::Day)),
+        "system.time.dayofweek" => Some(Slot::SystemTime(TimePart::DayOfWeek)),
+        "system.time.hour" => Some(Slot::SystemTime(TimePart::Hour)),
+        "system.time.minute" => Some(Slot::SystemTime(TimePart::Minute)),
+        "system.time.second" => Some(Slot::SystemTime(TimePart::Second)),
+        "system.time.millisecond" => Some(Slot::SystemTime(TimePart::Millisecond)),
+        "system.time.zone" => Some(Slot::SystemText("UTC")),
+        "system.uuid" | "router.uuid" => Some(Slot::SystemUuid),
+        "system.pod.name" => Some(Slot::SystemText("preflow")),
+        "system.region.name" => Some(Slot::SystemText("local")),
         "fault.name" => Some(Slot::FaultName),
         "error.message" => Some(Slot::ErrorMessage),
         "error.state" => Some(Slot::ErrorState),

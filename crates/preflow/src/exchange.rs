@@ -31,6 +31,13 @@ pub enum Step {
     Pause(std::time::Duration),
 }
 
+/// A reason phrase other than the status's canonical one, set by a policy
+/// (`<Set><ReasonPhrase>`, RaiseFault, `response.reason.phrase`): carried in the
+/// extensions of the response [`Step::Respond`] gives, for hosts that can write it
+/// (HTTP/1.1 only; HTTP/2 has no reason phrase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonPhrase(pub String);
+
 /// Which part of the execution a trace event belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -262,6 +269,8 @@ pub struct Exchange {
     pub(crate) fault: Option<Box<Fault>>,
     pub(crate) vars: HashMap<String, OwnedValue>,
     pub(crate) failed: Vec<PolicyRef>,
+    /// Policies that ran (a policy that never ran has no `{policy}.failed`).
+    pub(crate) ran: Vec<PolicyRef>,
     /// What policies recorded: verified tokens and keys, quota decisions.
     pub(crate) state: ExchangeState,
     pub(crate) trace: Option<Vec<TraceEvent>>,
@@ -270,6 +279,8 @@ pub struct Exchange {
     pub(crate) form_cache: std::sync::OnceLock<Vec<(String, String)>>,
     pub(crate) client_ip_cache: std::sync::OnceLock<String>,
     pub(crate) target_url_cache: std::sync::OnceLock<String>,
+    /// `system.time`, built when first read.
+    pub(crate) system_time_cache: std::sync::OnceLock<String>,
     pub(crate) callouts: Vec<Frame>,
     pub(crate) rule_raised: bool,
     /// The request path and query are still only in `original_uri` (no copy made).

@@ -140,7 +140,7 @@ pub use endpoint::{
     RouteTarget, Server, SharedFlow, Step as FlowStep, TargetConnection, TargetEndpoint,
 };
 pub use environment::{Environment, Provider, ProviderAuth, Secret, TargetServer, TlsSettings};
-pub use exchange::{Exchange, Phase, Step, TraceEvent};
+pub use exchange::{Exchange, Phase, ReasonPhrase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
 pub use layout::is_macos_metadata;
 pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
@@ -148,7 +148,7 @@ pub use path::PathError;
 pub use policy_template::{Applied, ApplyError, OnClash, PolicyTemplate};
 pub use preflow_condition::{Dialect, ParseOptions};
 pub use preflow_policy::runtime::{
-    Client, KvOp, KvReply, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
+    Client, KvOp, KvReply, KvmMap, PolicyResources, Profile, Scheme, Settings, StateMode, StoreOp,
     StoreReply, Target, TargetError, Timeouts,
 };
 pub use preflow_policy::{

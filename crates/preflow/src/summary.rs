@@ -53,6 +53,13 @@ pub struct ExchangeSummary {
     pub fault: Option<String>,
     /// The policy that raised that fault.
     pub fault_policy: Option<String>,
+    /// The error code of that fault (`steps.raisefault.RaiseFault`).
+    pub fault_code: Option<String>,
+    /// Where the fault arose: `policy`, `target` or `proxy`.
+    pub fault_source: Option<String>,
+    /// The flow that was running when it arose (`current.flow.name`, else the
+    /// conditional flow of the ProxyEndpoint).
+    pub fault_flow: Option<String>,
     /// The rate-limit policy (Quota, SpikeArrest, ConcurrentRatelimit) that rejected the
     /// request.
     pub rate_limited_by: Option<String>,
@@ -64,6 +71,31 @@ pub struct ExchangeSummary {
     pub app: Option<String>,
     /// The id of that app (unique, where names are unique per developer only).
     pub app_id: Option<String>,
+}
+
+impl ExchangeSummary {
+    /// The error headers Apigee attaches to an error response for its debug sessions
+    /// and access logs (`X-Apigee.fault-code`, `-source`, `-policy`, `-flow`), as the
+    /// documented trace shows them. They are not sent to the client (Apigee's are not
+    /// either); hosts put them in their logs. Empty when the exchange ended without a
+    /// fault.
+    pub fn fault_headers(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.fault.is_none() {
+            return out;
+        }
+        for (name, value) in [
+            ("X-Apigee.fault-code", &self.fault_code),
+            ("X-Apigee.fault-source", &self.fault_source),
+            ("X-Apigee.fault-policy", &self.fault_policy),
+            ("X-Apigee.fault-flow", &self.fault_flow),
+        ] {
+            if let Some(v) = value {
+                out.push((name, v.clone()));
+            }
+        }
+        out
+    }
 }
 
 /// Fault names of a token endpoint refusing a request (RFC 6749 §5.2 as Apigee names them).
@@ -114,6 +146,19 @@ impl Gateway {
         match ex.fault.as_deref() {
             Some(fault) => {
                 summary.fault = Some(fault.name.to_string());
+                summary.fault_code = Some(fault.code.to_string());
+                summary.fault_source = Some(
+                    if fault.policy.is_some() && fault.source == "proxy" {
+                        "policy"
+                    } else {
+                        fault.source
+                    }
+                    .to_owned(),
+                );
+                summary.fault_flow = self
+                    .variable(ex, "current.flow.name")
+                    .filter(|f| !f.is_empty())
+                    .or_else(|| summary.flow.clone());
                 summary.answered_by = Some(match fault.source {
                     "policy" => Answerer::Policy,
                     "target" => Answerer::Target,

@@ -264,6 +264,18 @@ impl<'a> View<'a> {
             Slot::SystemTimestamp => {
                 Value::Long(i64::try_from(ex.now_ns / 1_000_000).unwrap_or(i64::MAX))
             }
+            Slot::SystemTime(preflow_policy::vars::TimePart::Text) => {
+                Value::String(ex.system_time_cache.get_or_init(|| {
+                    preflow_policy::vars::system_time_text(
+                        i64::try_from(ex.now_ns / 1_000_000).unwrap_or(0),
+                    )
+                }))
+            }
+            Slot::SystemTime(part) => part
+                .number(i64::try_from(ex.now_ns / 1_000_000).unwrap_or(0))
+                .map_or(Value::Null, Value::Integer),
+            Slot::SystemUuid => Value::String(&g.env.instance_uuid),
+            Slot::SystemText(t) => Value::String(t),
             Slot::FaultName => ex
                 .fault
                 .as_ref()
@@ -277,7 +289,10 @@ impl<'a> View<'a> {
                 .as_ref()
                 .map_or(Value::Null, |f| Value::String(f.state)),
             Slot::IsError => Value::Boolean(ex.fault.is_some()),
-            Slot::Failed(at) => Value::Boolean(ex.failed.contains(at)),
+            // Null for a policy that never ran, as Apigee's flow variables are unset.
+            Slot::Failed(at) if ex.failed.contains(at) => Value::Boolean(true),
+            Slot::Failed(at) if ex.ran.contains(at) => Value::Boolean(false),
+            Slot::Failed(_) => Value::Null,
             Slot::Custom(name) => ex
                 .vars
                 .get(&**name)

@@ -130,6 +130,20 @@ fn raise_fault_is_a_policy_answer() {
     assert_eq!(s.rate_limited_by, None);
     assert_eq!(s.token, None);
     assert_eq!(retry_after(&g, "/v1/teapot", 2), None);
+    // The error headers Apigee's trace shows for the fault.
+    assert_eq!(
+        s.fault_headers(),
+        [
+            (
+                "X-Apigee.fault-code",
+                "steps.raisefault.RaiseFault".to_owned()
+            ),
+            ("X-Apigee.fault-source", "policy".to_owned()),
+            ("X-Apigee.fault-policy", "RF".to_owned()),
+            ("X-Apigee.fault-flow", "teapot".to_owned()),
+        ]
+    );
+    assert!(run(&g, "/v1/items", 3).fault_headers().is_empty());
 }
 
 #[test]

@@ -165,6 +165,12 @@ impl GatewayHandler {
                 }
             };
             let mut resp = resp;
+            // A policy's reason phrase goes on the status line (HTTP/1.1).
+            if let Some(p) = resp.extensions_mut().remove::<preflow::ReasonPhrase>()
+                && let Ok(r) = hyper::ext::ReasonPhrase::try_from(p.0.into_bytes())
+            {
+                resp.extensions_mut().insert(r);
+            }
             if self.retry_after
                 && resp.status() == http::StatusCode::TOO_MANY_REQUESTS
                 && !resp.headers().contains_key(http::header::RETRY_AFTER)

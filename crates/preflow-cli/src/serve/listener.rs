@@ -808,6 +808,11 @@ async fn answer<H: Handler>(
             ms = millis(elapsed),
             target_ms = handled.target_time.map(millis),
             fault = handled.summary.as_ref().and_then(|s| s.fault.as_deref()),
+            // Apigee's x_apigee_fault_* access-log fields.
+            fault_code = handled.summary.as_ref().and_then(|s| s.fault_code.as_deref()),
+            fault_source = handled.summary.as_ref().and_then(|s| s.fault_source.as_deref()),
+            fault_policy = handled.summary.as_ref().and_then(|s| s.fault_policy.as_deref()),
+            fault_flow = handled.summary.as_ref().and_then(|s| s.fault_flow.as_deref()),
             request_id = request_id.to_str().unwrap_or("-"),
         );
     }

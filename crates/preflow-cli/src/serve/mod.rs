@@ -52,6 +52,28 @@ pub enum SpikeArg {
     X,
 }
 
+/// Shape of the token endpoint's responses (OAuthV2 GenerateAccessToken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenResponseArg {
+    /// RFC 6749 only: `token_type` `Bearer`, numeric `expires_in`, `error` objects.
+    Rfc,
+    /// RFC 6749 members plus Apigee's (`issued_at`, `client_id`, `application_name`,
+    /// `api_product_list`, `status`, …).
+    RfcPlusApigee,
+    /// Apigee Edge's own shape: `BearerToken`, string numbers, `ErrorCode`/`Error`
+    /// errors; for clients migrated from Apigee or SAP API Management.
+    Apigee,
+}
+
+/// What VerifyAccessToken's `<Scope>` list asks of a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyScopeArg {
+    /// Every listed scope (SAP's Verify Access Tokens page).
+    All,
+    /// At least one listed scope (Apigee X's reference).
+    Any,
+}
+
 /// Format of the log on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -144,6 +166,13 @@ pub struct Args {
     /// SpikeArrest algorithm.
     #[arg(long, value_enum, default_value_t = SpikeArg::Edge)]
     pub spike_arrest: SpikeArg,
+    /// Shape of token responses: RFC 6749 (default), RFC plus Apigee's extra members,
+    /// or Apigee's own. A policy with `<RFCCompliantRequestResponse>true` stays RFC.
+    #[arg(long, value_enum, default_value_t = TokenResponseArg::Rfc)]
+    pub token_response: TokenResponseArg,
+    /// VerifyAccessToken `<Scope>`: the token needs every listed scope (default) or any.
+    #[arg(long, value_enum, default_value_t = VerifyScopeArg::All)]
+    pub verify_scope: VerifyScopeArg,
     /// Leave out the `Retry-After` header that 429 answers of Quota, SpikeArrest and
     /// ConcurrentRatelimit policies otherwise carry.
     #[arg(long)]
@@ -220,6 +249,8 @@ enum StartError {
     PortalWithoutApps,
     #[error("portal: {0}")]
     Portal(#[from] portal::PortalError),
+    #[error("PREFLOW_KVM_KEY must be 64 hexadecimal digits (a 256-bit key)")]
+    KvmKey,
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -389,6 +420,15 @@ async fn serve(args: &Args) -> Result<(), StartError> {
             SpikeArg::X => preflow::preflow_ratelimit::SpikeBehaviour::ApigeeX,
         },
         environment: args.environment.clone(),
+        token_response: match args.token_response {
+            TokenResponseArg::Rfc => preflow::preflow_oauth::ResponseMode::Rfc,
+            TokenResponseArg::RfcPlusApigee => preflow::preflow_oauth::ResponseMode::RfcPlusApigee,
+            TokenResponseArg::Apigee => preflow::preflow_oauth::ResponseMode::Apigee,
+        },
+        scope_match: match args.verify_scope {
+            VerifyScopeArg::All => preflow::preflow_oauth::ScopeMatch::All,
+            VerifyScopeArg::Any => preflow::preflow_oauth::ScopeMatch::Any,
+        },
         ..preflow::Settings::default()
     };
     let (remote, sync) = match &args.redis {
@@ -427,6 +467,19 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     let mut resources = preflow::PolicyResources::default();
     if let Some(key) = remote.as_deref().and_then(state::throttle_key) {
         resources = resources.with_throttle_key(key);
+    }
+    for m in &env.kvms {
+        resources = resources.with_kvm(m.clone());
+    }
+    // Encrypted maps are sealed under PREFLOW_KVM_KEY (64 hex digits) when it is set, so
+    // that what policies put survives restarts and is shared by instances; else under a
+    // random key per start.
+    if let Ok(hex_key) = std::env::var("PREFLOW_KVM_KEY") {
+        let mut key = [0u8; 32];
+        match hex::decode_to_slice(hex_key.trim(), &mut key) {
+            Ok(()) => resources = resources.with_kvm_key(key),
+            Err(_) => return Err(StartError::KvmKey),
+        }
     }
     let gateway = preflow::Gateway::builder()
         .resources(resources)

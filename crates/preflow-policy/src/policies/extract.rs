@@ -304,13 +304,56 @@ fn run<R: Runtime>(rt: &mut R, e: &ExtractVariables) -> Outcome {
     let response_side = rt.is_response_side();
     let source = e.source.trim();
     let use_response = source == "response" || (source == "message" && response_side);
+    // Another message (AssignMessage's `CustomReq`, a ServiceCallout response) or a
+    // variable holding the payload (`AccessEntity.…`).
+    let named = !matches!(source, "request" | "response" | "message" | "");
+    let payload: Option<bytes::Bytes> = if named {
+        let m = rt.state().named_message(source).map(|m| m.body.clone());
+        let v = m
+            .or_else(|| {
+                rt.variable(&format!("{source}.content"))
+                    .map(bytes::Bytes::from)
+            })
+            .or_else(|| rt.variable(source).map(bytes::Bytes::from));
+        if v.is_none() {
+            return Outcome::Fault(Fault::new(
+                "steps.extractvariables.SourceMessageNotAvailable",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{source} message is not available for ExtractVariable"),
+            ));
+        }
+        v
+    } else if use_response {
+        match rt.response() {
+            Some(m) => Some(m.body.clone()),
+            None => {
+                return Outcome::Fault(Fault::new(
+                    "steps.extractvariables.SourceMessageNotAvailable",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "response message is not available for ExtractVariable",
+                ));
+            }
+        }
+    } else {
+        None
+    };
+    let body_of = |rt: &R| match &payload {
+        Some(b) => b.clone(),
+        None => rt.request().body.clone(),
+    };
     for p in &e.uri_paths {
         if let Some(c) = match_pattern(p, rt.path_suffix()) {
             out.extend(c);
             break;
         }
     }
-    let prefix = if use_response { "response" } else { "request" };
+    let prefix = if named {
+        source
+    } else if use_response {
+        "response"
+    } else {
+        "request"
+    };
     for (list, kind) in [
         (&e.query_params, "queryparam"),
         (&e.headers, "header"),
@@ -340,11 +383,7 @@ fn run<R: Runtime>(rt: &mut R, e: &ExtractVariables) -> Outcome {
         }
     }
     if let Some(j) = &e.json_payload {
-        let body = if use_response {
-            rt.response().map(|m| m.body.clone()).unwrap_or_default()
-        } else {
-            rt.request().body.clone()
-        };
+        let body = body_of(rt);
         match serde_json::from_slice::<serde_json::Value>(&body) {
             Ok(doc) => {
                 for v in &j.variables {
@@ -366,11 +405,7 @@ fn run<R: Runtime>(rt: &mut R, e: &ExtractVariables) -> Outcome {
         }
     }
     if let Some(x) = &e.xml_payload {
-        let body = if use_response {
-            rt.response().map(|m| m.body.clone()).unwrap_or_default()
-        } else {
-            rt.request().body.clone()
-        };
+        let body = body_of(rt);
         match extract_xml(x, &body, e.ignore_unresolved_variables) {
             Ok(found) => out.extend(found),
             Err(f) => return Outcome::Fault(*f),
@@ -385,8 +420,8 @@ fn run<R: Runtime>(rt: &mut R, e: &ExtractVariables) -> Outcome {
 
 /// The values of ExtractVariables' `<XMLPayload><Variable><XPath>`s over `body`: for each
 /// variable, the string value of the first node (or the value of a non-node-set
-/// expression); a variable whose path selects nothing is left unset. An empty body
-/// extracts nothing.
+/// expression). A path that selects nothing is a fault, or leaves the variable unset
+/// with `ignore_errors`. An empty body extracts nothing.
 fn extract_xml(
     x: &XmlPayload,
     body: &[u8],
@@ -420,8 +455,17 @@ fn extract_xml(
                 } else {
                     value.first()
                 };
-                if let Some(f) = found {
-                    out.push((v.name.clone(), f));
+                match found {
+                    Some(f) => out.push((v.name.clone(), f)),
+                    // The reference page: an XPath that does not resolve is an error
+                    // unless IgnoreUnresolvedVariables (or continueOnError) is set.
+                    None if ignore_errors => {}
+                    None => {
+                        return Err(fail(format!(
+                            "the XPath `{}` of variable `{}` does not resolve",
+                            v.path, v.name
+                        )));
+                    }
                 }
             }
             Err(_) if ignore_errors => {}

@@ -229,9 +229,82 @@ fn kvm_map<R: Runtime>(rt: &R, policy: &str, k: &KeyValueMapOperations) -> Strin
     let bundle_name = rt.bundle_name();
     match k.scope {
         KvmScope::Organization => format!("org\u{1}{map}"),
-        KvmScope::Environment => format!("env\u{1}{}\u{1}{map}", rt.env().settings.environment),
+        KvmScope::Environment => environment_map(&rt.env().settings.environment, &map),
         KvmScope::ApiProxy => format!("proxy\u{1}{bundle_name}\u{1}{map}"),
         KvmScope::Policy => format!("policy\u{1}{bundle_name}\u{1}{policy}\u{1}{map}"),
+    }
+}
+
+/// The stored-name prefix of environment map `map` (as [`kvm_map`] names it).
+pub(crate) fn environment_map(environment: &str, map: &str) -> String {
+    format!("env\u{1}{environment}\u{1}{map}")
+}
+
+/// Whether the policy's map is an encrypted environment map.
+fn is_encrypted<R: Runtime>(rt: &R, policy: &str, k: &KeyValueMapOperations) -> bool {
+    let map = kvm_map(rt, policy, k);
+    rt.env().encrypted_kvms.contains(&map)
+}
+
+/// Seals and opens the values of encrypted maps: XChaCha20-Poly1305 with a random
+/// 192-bit nonce per value, stored as `enc:v1:` and Base64 of nonce and ciphertext.
+/// Values written in clear (InitialEntries, which Apigee also stores unencrypted) read
+/// as they are.
+pub(crate) struct KvmCipher(chacha20poly1305::XChaCha20Poly1305);
+
+impl std::fmt::Debug for KvmCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KvmCipher(..)")
+    }
+}
+
+const SEALED: &str = "enc:v1:";
+
+impl KvmCipher {
+    /// A cipher under `key`, or under a random key (per deployment).
+    pub(crate) fn new(key: Option<[u8; 32]>) -> Self {
+        use chacha20poly1305::KeyInit as _;
+        let key = key.unwrap_or_else(|| {
+            use rand::RngCore as _;
+            let mut k = [0u8; 32];
+            rand::rng().fill_bytes(&mut k);
+            k
+        });
+        Self(chacha20poly1305::XChaCha20Poly1305::new(&key.into()))
+    }
+
+    pub(crate) fn seal(&self, plain: &str) -> String {
+        use base64::Engine as _;
+        use chacha20poly1305::aead::Aead as _;
+        use rand::RngCore as _;
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        match self.0.encrypt(&nonce.into(), plain.as_bytes()) {
+            Ok(ct) => {
+                let mut all = nonce.to_vec();
+                all.extend_from_slice(&ct);
+                format!(
+                    "{SEALED}{}",
+                    base64::engine::general_purpose::STANDARD.encode(all)
+                )
+            }
+            // Encryption of an in-memory buffer does not fail; never store clear text.
+            Err(_) => String::new(),
+        }
+    }
+
+    /// The clear text of a stored value; `None` when a sealed value does not open.
+    pub(crate) fn open(&self, stored: &str) -> Option<String> {
+        use base64::Engine as _;
+        use chacha20poly1305::aead::Aead as _;
+        let Some(b64) = stored.strip_prefix(SEALED) else {
+            return Some(stored.to_owned());
+        };
+        let all = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        let (nonce, ct) = all.split_at_checked(24)?;
+        let nonce: [u8; 24] = nonce.try_into().ok()?;
+        let plain = self.0.decrypt(&nonce.into(), ct).ok()?;
+        String::from_utf8(plain).ok()
     }
 }
 
@@ -243,26 +316,65 @@ fn kvm_fault(name: &'static str, why: String) -> Outcome {
     ))
 }
 
-/// Sets `assign_to` to the value at `index` (1-based), or to all values joined by commas.
+/// Sets `assign_to` to the value at `index` (1-based), or to all values as Java prints
+/// the `java.util.List` the reference page says it assigns (`[val1, val2]`); a single
+/// value is assigned as is.
 fn assign<R: Runtime>(
     rt: &mut R,
     assign_to: &str,
     index: Option<u32>,
     values: &[String],
+    encrypted: bool,
 ) -> Result<(), Outcome> {
+    let opened: Vec<String>;
+    let values = if encrypted {
+        // An encrypted map's values go only to `private.` variables, which traces and
+        // debug output never show.
+        if !assign_to.trim().starts_with("private.") {
+            return Err(kvm_fault(
+                "PrivateVariableRequired",
+                format!(
+                    "the map is encrypted: assign its values to a `private.` variable, not `{}`",
+                    assign_to.trim()
+                ),
+            ));
+        }
+        let Some(v) = values
+            .iter()
+            .map(|v| rt.env().kvm_cipher.open(v))
+            .collect::<Option<Vec<String>>>()
+        else {
+            return Err(kvm_fault(
+                "DecryptionFailed",
+                "an encrypted value could not be decrypted with this deployment's key".into(),
+            ));
+        };
+        opened = v;
+        &opened
+    } else {
+        values
+    };
     let value = match index {
         Some(i) => match values.get(usize::try_from(i).unwrap_or(0).saturating_sub(1)) {
             Some(v) => v.clone(),
             None => return Err(kvm_fault("InvalidIndex", format!("Invalid index {i}"))),
         },
-        None => values.join(","),
+        // One value reads as itself (the common `<Get assignTo>` of a single entry).
+        None => match values {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        },
     };
     rt.set_variable(assign_to.trim(), value);
     Ok(())
 }
 
 /// The values of a `<Put>`, resolved.
-fn put_values<R: Runtime>(rt: &R, values: &[Setting<String>]) -> Result<Vec<String>, Outcome> {
+fn put_values<R: Runtime>(
+    rt: &R,
+    values: &[Setting<String>],
+    encrypted: bool,
+) -> Result<Vec<String>, Outcome> {
     let mut vals = Vec::with_capacity(values.len());
     for v in values {
         match v
@@ -271,6 +383,7 @@ fn put_values<R: Runtime>(rt: &R, values: &[Setting<String>]) -> Result<Vec<Stri
             .and_then(|r| rt.variable(r))
             .or_else(|| v.value.clone())
         {
+            Some(x) if encrypted => vals.push(rt.env().kvm_cipher.seal(&x)),
             Some(x) => vals.push(x),
             None => return Err(kvm_fault("ValueIsMissing", "Value is missing".to_owned())),
         }
@@ -382,7 +495,7 @@ fn remote_from<R: Runtime>(
             values,
             ..
         } => {
-            let values = match put_values(rt, values) {
+            let values = match put_values(rt, values, is_encrypted(rt, policy, k)) {
                 Ok(v) => v,
                 Err(fault) => return fault,
             };
@@ -418,16 +531,28 @@ fn resume<R: Runtime>(
     let op = step
         .checked_sub(k.initial_entries.len())
         .and_then(|i| k.operations.get(i));
-    if let (
-        Some(KvmOperation::Get {
-            assign_to, index, ..
-        }),
-        KvReply::Value(Some(stored)),
-    ) = (op, reply)
+    if let Some(KvmOperation::Get {
+        assign_to,
+        index,
+        key,
+    }) = op
     {
-        let values = decode_values(stored);
-        if let Err(fault) = assign(rt, assign_to, *index, &values) {
-            return fault;
+        // Not in the store: the host's environment maps are in memory.
+        let values = match reply {
+            KvReply::Value(Some(stored)) => Some(decode_values(stored)),
+            _ => kvm_key(rt, key).and_then(|key| {
+                let map = kvm_map(rt, policy, k);
+                rt.env()
+                    .kvm
+                    .get(&format!("{map}\u{2}{key}"))
+                    .map(|v| v.clone())
+            }),
+        };
+        if let Some(values) = values {
+            let encrypted = is_encrypted(rt, policy, k);
+            if let Err(fault) = assign(rt, assign_to, *index, &values, encrypted) {
+                return fault;
+            }
         }
     }
     remote_from(rt, policy, k, step.saturating_add(1))
@@ -437,6 +562,7 @@ fn resume<R: Runtime>(
 /// first use of the map.
 fn run_local<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) -> Outcome {
     let map = kvm_map(rt, policy, k);
+    let encrypted = rt.env().encrypted_kvms.contains(&map);
     let seeded = format!("{map}\u{2}seeded");
     if !rt.env().kvm.contains_key(&seeded) {
         for e in &k.initial_entries {
@@ -465,7 +591,7 @@ fn run_local<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) ->
                     .get(&format!("{map}\u{2}{key}"))
                     .map(|v| v.clone());
                 let Some(values) = values else { continue };
-                if let Err(fault) = assign(rt, assign_to, *index, &values) {
+                if let Err(fault) = assign(rt, assign_to, *index, &values, encrypted) {
                     return fault;
                 }
             }
@@ -477,7 +603,7 @@ fn run_local<R: Runtime>(rt: &mut R, policy: &str, k: &KeyValueMapOperations) ->
                 let Some(key) = kvm_key(rt, key) else {
                     return kvm_fault("KeyIsMissing", "Key is missing".to_owned());
                 };
-                let vals = match put_values(rt, values) {
+                let vals = match put_values(rt, values, encrypted) {
                     Ok(v) => v,
                     Err(fault) => return fault,
                 };
@@ -537,5 +663,49 @@ impl PolicyType for KeyValueMapPolicy {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod encryption_tests {
+    use super::KvmCipher;
+    use crate::runtime::{Env, KvmMap, PolicyResources, Settings, StateMode};
+
+    #[test]
+    fn sealed_values_open_only_under_their_key() {
+        let a = KvmCipher::new(Some([1; 32]));
+        let b = KvmCipher::new(Some([2; 32]));
+        let sealed = a.seal("s3cret");
+        assert!(sealed.starts_with("enc:v1:") && !sealed.contains("s3cret"));
+        assert_ne!(sealed, a.seal("s3cret"), "a fresh nonce per value");
+        assert_eq!(a.open(&sealed).as_deref(), Some("s3cret"));
+        assert_eq!(b.open(&sealed), None);
+        assert_eq!(a.open("clear").as_deref(), Some("clear"));
+        assert_eq!(a.open("enc:v1:!!"), None);
+    }
+
+    #[test]
+    fn environment_maps_are_stored_sealed() {
+        let env = Env::new(
+            Settings::default(),
+            StateMode::Local,
+            Default::default(),
+            PolicyResources::default()
+                .with_kvm(KvmMap {
+                    name: "secrets".into(),
+                    encrypted: true,
+                    entries: vec![("k".into(), vec!["s3cret".into()])],
+                })
+                .with_kvm(KvmMap {
+                    name: "plain".into(),
+                    encrypted: false,
+                    entries: vec![("k".into(), vec!["visible".into()])],
+                }),
+        );
+        let values: Vec<String> = env.kvm.iter().flat_map(|e| e.value().clone()).collect();
+        assert_eq!(values.len(), 2);
+        assert!(values.iter().any(|v| v == "visible"));
+        assert!(values.iter().all(|v| !v.contains("s3cret")));
+        assert_eq!(env.encrypted_kvms.len(), 1);
     }
 }

@@ -55,6 +55,10 @@ pub struct Settings {
     pub connect_timeout: Option<Duration>,
     /// Default target I/O timeout, when the target endpoint sets none.
     pub io_timeout: Option<Duration>,
+    /// What VerifyAccessToken's `<Scope>` list asks of a token: every listed scope
+    /// (default, as SAP's Verify Access Tokens page states) or at least one (Apigee X's
+    /// reference).
+    pub scope_match: preflow_oauth::ScopeMatch,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
             max_callout_depth: 8,
             connect_timeout: None,
             io_timeout: None,
+            scope_match: preflow_oauth::ScopeMatch::All,
         }
     }
 }
@@ -81,6 +86,23 @@ pub struct PolicyResources {
     pub(crate) log_sink: Option<Arc<dyn LogSink>>,
     pub(crate) jwks: HashMap<String, String>,
     throttle_key: Option<SecretKey>,
+    /// Environment key value maps the host defines (an environment file's).
+    pub(crate) kvms: Vec<KvmMap>,
+    kvm_key: Option<SecretKey>,
+}
+
+/// An environment-scoped key value map the host provides, as Apigee's management API
+/// creates them. Values of an `encrypted` map are kept encrypted (XChaCha20-Poly1305
+/// under the deployment's key, see [`PolicyResources::with_kvm_key`]) and
+/// KeyValueMapOperations reads them only into `private.` variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvmMap {
+    /// The map's name (`mapIdentifier`).
+    pub name: String,
+    /// Whether its values are encrypted at rest.
+    pub encrypted: bool,
+    /// Entries: key and values.
+    pub entries: Vec<(String, Vec<String>)>,
 }
 
 /// A key that never shows in `Debug` output.
@@ -101,7 +123,22 @@ impl PolicyResources {
             log_sink: None,
             jwks: HashMap::new(),
             throttle_key: None,
+            kvms: Vec::new(),
+            kvm_key: None,
         }
+    }
+
+    /// Adds an environment key value map.
+    pub fn with_kvm(mut self, map: KvmMap) -> Self {
+        self.kvms.push(map);
+        self
+    }
+
+    /// Encrypts the values of encrypted key value maps under `key` instead of a random
+    /// per-deployment key: instances that share a store must share it.
+    pub fn with_kvm_key(mut self, key: [u8; 32]) -> Self {
+        self.kvm_key = Some(SecretKey(key));
+        self
     }
 
     /// Derives the token endpoints' client-authentication throttle keys under `key`
@@ -146,6 +183,12 @@ pub struct Env {
     pub kvm: dashmap::DashMap<String, Vec<String>>,
     /// Caches, the log sink and JWKS documents.
     pub resources: PolicyResources,
+    /// This gateway instance's UUID (`system.uuid`), random at start.
+    pub instance_uuid: String,
+    /// The stored-name prefixes (`env\u{1}{env}\u{1}{map}`) of encrypted maps.
+    pub(crate) encrypted_kvms: Vec<String>,
+    /// The key encrypted map values are sealed with.
+    pub(crate) kvm_cipher: crate::policies::kvm::KvmCipher,
 }
 
 impl Env {
@@ -156,13 +199,33 @@ impl Env {
         registry: Arc<Registry>,
         resources: PolicyResources,
     ) -> Self {
+        let kvm_cipher = crate::policies::kvm::KvmCipher::new(resources.kvm_key.map(|k| k.0));
+        let kvm = dashmap::DashMap::new();
+        let mut encrypted_kvms = Vec::new();
+        for m in &resources.kvms {
+            let prefix = crate::policies::kvm::environment_map(&settings.environment, &m.name);
+            if m.encrypted {
+                encrypted_kvms.push(prefix.clone());
+            }
+            for (k, vs) in &m.entries {
+                let stored = if m.encrypted {
+                    vs.iter().map(|v| kvm_cipher.seal(v)).collect()
+                } else {
+                    vs.clone()
+                };
+                kvm.insert(format!("{prefix}\u{2}{k}"), stored);
+            }
+        }
         Env {
             settings,
             state,
             registry,
             tokens: preflow_oauth::MemoryStore::new(),
-            kvm: dashmap::DashMap::new(),
+            kvm,
             resources,
+            instance_uuid: uuid::Uuid::new_v4().to_string(),
+            encrypted_kvms,
+            kvm_cipher,
         }
     }
 }

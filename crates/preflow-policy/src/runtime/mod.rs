@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use preflow_condition::{Compiled, Value};
 
-pub use env::{Env, PolicyResources, Profile, Settings, StateMode};
+pub use env::{Env, KvmMap, PolicyResources, Profile, Settings, StateMode};
 pub use fault::{Fault, faults, wants_xml};
 pub use message::{
     Client, KvOp, KvReply, Message, Scheme, StoreOp, StoreReply, Target, TargetError, Timeouts,

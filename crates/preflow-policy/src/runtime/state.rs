@@ -20,9 +20,34 @@ pub struct ExchangeState {
     /// `context.session` of the Javascript policies: attribute name and value as JSON,
     /// shared by every script of the exchange.
     pub(crate) javascript_session: Vec<(String, String)>,
+    /// Messages AssignMessage built under a name of their own (`<AssignTo>CustomReq`).
+    pub(crate) messages: Vec<(String, super::Message)>,
 }
 
+/// Most named messages one exchange keeps; more replace the oldest.
+const MAX_NAMED_MESSAGES: usize = 32;
+
 impl ExchangeState {
+    /// The message AssignMessage built as `name`.
+    pub fn named_message(&self, name: &str) -> Option<&super::Message> {
+        self.messages
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m)
+    }
+
+    /// Keeps `m` as the message `name`.
+    pub(crate) fn set_named_message(&mut self, name: &str, m: super::Message) {
+        if let Some(slot) = self.messages.iter_mut().find(|(n, _)| n == name) {
+            slot.1 = m;
+            return;
+        }
+        if self.messages.len() >= MAX_NAMED_MESSAGES {
+            self.messages.remove(0);
+        }
+        self.messages.push((name.to_owned(), m));
+    }
+
     /// The token the last VerifyAccessToken or ValidateToken accepted.
     pub fn verified_token(&self) -> Option<&VerifiedToken> {
         self.verified.as_ref()

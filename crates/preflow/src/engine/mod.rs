@@ -493,6 +493,9 @@ fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option
         bundle,
         policy: step.policy,
     };
+    if !ex.ran.contains(&at) {
+        ex.ran.push(at);
+    }
     let outcome = policy.run(&mut PolicyContext { g, ex, at });
     handle(g, ex, at, outcome)
 }
@@ -660,6 +663,12 @@ fn to_response(m: Message) -> http::Response<Bytes> {
     let mut r = http::Response::new(m.body);
     let status = m.status;
     *r.status_mut() = status;
+    if let Some(reason) = m
+        .reason
+        .filter(|p| Some(p.as_str()) != status.canonical_reason())
+    {
+        r.extensions_mut().insert(crate::ReasonPhrase(reason));
+    }
     *r.headers_mut() = m.headers;
     let allow_body = !(status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -1319,6 +1328,7 @@ pub(crate) fn begin_in(
         fault: None,
         vars: std::collections::HashMap::new(),
         failed: Vec::new(),
+        ran: Vec::new(),
         state: preflow_policy::runtime::ExchangeState::default(),
         trace: None,
         message_id: inner.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -1326,6 +1336,7 @@ pub(crate) fn begin_in(
         form_cache: std::sync::OnceLock::new(),
         client_ip_cache: std::sync::OnceLock::new(),
         target_url_cache: std::sync::OnceLock::new(),
+        system_time_cache: std::sync::OnceLock::new(),
         callouts: Vec::new(),
         rule_raised: false,
         callout: None,

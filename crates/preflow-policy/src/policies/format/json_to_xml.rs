@@ -7,8 +7,11 @@ use crate::xml::Element;
 
 use super::*;
 
+/// `name` as an XML name: each run of characters a name may not hold becomes one
+/// `InvalidCharsReplacement` (`First%%%Name` becomes `First_Name`, as documented).
 fn xml_name(name: &str, o: &JsonToXmlOptions) -> String {
     let mut out = String::with_capacity(name.len());
+    let mut replaced = false;
     for (i, c) in name.chars().enumerate() {
         let ok = c.is_alphabetic()
             || c == '_'
@@ -16,8 +19,10 @@ fn xml_name(name: &str, o: &JsonToXmlOptions) -> String {
             || (c == ':' && o.namespace_separator.is_some());
         if ok {
             out.push(c);
-        } else {
+            replaced = false;
+        } else if !replaced {
             out.push_str(&o.invalid_chars_replacement);
+            replaced = true;
         }
     }
     if out.is_empty() {
@@ -34,9 +39,11 @@ fn wrap(v: &Value) -> Value {
     }
 }
 
+/// The text of a scalar: `null`, and a string equal to `NullValue`, are empty.
 fn scalar_text(v: &Value, o: &JsonToXmlOptions) -> String {
     match v {
-        Value::Null => o.null_value.clone(),
+        Value::Null => String::new(),
+        Value::String(s) if o.null_value.as_deref() == Some(s.as_str()) => String::new(),
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
@@ -76,7 +83,6 @@ fn write_element(
         Value::Object(map) => {
             let mut attrs = String::new();
             let mut body = String::new();
-            let mut text = String::new();
             for (k, val) in map.iter() {
                 if o.attribute_block_name.as_deref() == Some(k.as_str()) {
                     if let Value::Object(a) = val {
@@ -93,11 +99,17 @@ fn write_element(
                         for (prefix, uri) in ns.iter() {
                             let uri = quick_xml::escape::escape(scalar_text(uri, o).as_str())
                                 .into_owned();
-                            if o.default_namespace_node_name.as_deref() == Some(prefix.as_str()) {
+                            let default = o
+                                .default_namespace_node_name
+                                .as_deref()
+                                .unwrap_or("$default");
+                            // The docs write the default both as the configured name
+                            // and as `$default`; prefixes with or without `xmlns:`.
+                            if prefix == default || prefix == "$default" {
                                 attrs.push_str(&format!(" xmlns=\"{uri}\""));
                             } else {
-                                attrs
-                                    .push_str(&format!(" xmlns:{}=\"{uri}\"", xml_name(prefix, o)));
+                                let p = prefix.strip_prefix("xmlns:").unwrap_or(prefix);
+                                attrs.push_str(&format!(" xmlns:{}=\"{uri}\"", xml_name(p, o)));
                             }
                         }
                     }
@@ -113,12 +125,13 @@ fn write_element(
                         quick_xml::escape::escape(scalar_text(val, o).as_str())
                     ));
                 } else if o.text_node_name.as_deref() == Some(k.as_str()) {
-                    text.push_str(&quick_xml::escape::escape(scalar_text(val, o).as_str()));
+                    // Text stays where the key stands among the children.
+                    write_text(&mut body, val, o);
                 } else {
                     write_element(&mut body, k, val, o, depth + 1)?;
                 }
             }
-            out.push_str(&format!("<{tag}{attrs}>{text}{body}</{tag}>"));
+            out.push_str(&format!("<{tag}{attrs}>{body}</{tag}>"));
         }
         scalar => {
             let text = scalar_text(scalar, o);
@@ -129,6 +142,18 @@ fn write_element(
         }
     }
     Ok(())
+}
+
+/// The text of a `TextNodeName` value; an array gives one run of text per item.
+fn write_text(out: &mut String, v: &Value, o: &JsonToXmlOptions) {
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                out.push_str(&quick_xml::escape::escape(scalar_text(item, o).as_str()));
+            }
+        }
+        other => out.push_str(&quick_xml::escape::escape(scalar_text(other, o).as_str())),
+    }
 }
 
 /// Converts a JSON document to XML (JSONToXML).
@@ -172,8 +197,8 @@ pub fn json_to_xml_text(json: &[u8], o: &JsonToXmlOptions) -> Result<String, Con
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JsonToXmlOptions {
-    /// `<NullValue>`: the text written for `null` (default empty).
-    pub null_value: String,
+    /// `<NullValue>`: a string value written as an empty element, like `null`.
+    pub null_value: Option<String>,
     /// `<NamespaceBlockName>`: a key holding `prefix: uri` declarations.
     pub namespace_block_name: Option<String>,
     /// `<DefaultNamespaceNodeName>`: the key of the default namespace in that block.
@@ -199,7 +224,7 @@ pub struct JsonToXmlOptions {
 impl Default for JsonToXmlOptions {
     fn default() -> Self {
         Self {
-            null_value: String::new(),
+            null_value: None,
             namespace_block_name: None,
             default_namespace_node_name: None,
             namespace_separator: None,
@@ -252,7 +277,7 @@ fn json_to_xml(cx: &mut Cx<'_>, el: &Element) -> JsonToXml {
         source: cx.child_text(el, "Source"),
         output_variable: cx.child_text(el, "OutputVariable"),
         options: JsonToXmlOptions {
-            null_value: opt_text(cx, o, "NullValue").unwrap_or(d.null_value),
+            null_value: opt_text(cx, o, "NullValue").or(d.null_value),
             namespace_block_name: opt_text(cx, o, "NamespaceBlockName"),
             default_namespace_node_name: opt_text(cx, o, "DefaultNamespaceNodeName"),
             namespace_separator: opt_text(cx, o, "NamespaceSeparator"),

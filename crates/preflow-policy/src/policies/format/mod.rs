@@ -71,8 +71,15 @@ fn convert<R: Runtime>(
     f: impl Fn(&[u8]) -> Result<String, ConvertError>,
 ) -> Outcome {
     let prefix = if to_xml { "json2xml" } else { "xml2json" };
+    let kind = if to_xml { "JSONToXML" } else { "XMLToJSON" };
     let Some(body) = source_body(rt, source) else {
-        return Outcome::Fault(source_unavailable(prefix, source.unwrap_or("message")));
+        // As the reference pages print it: `XMLToJSON[name]: Source xyz is not available`.
+        let mut f = source_unavailable(prefix, source.unwrap_or("message"));
+        f.faultstring = format!(
+            "{kind}[{name}]: Source {} is not available",
+            source.unwrap_or("message")
+        );
+        return Outcome::Fault(f);
     };
     let text = match f(&body) {
         Ok(t) => t,
@@ -80,10 +87,7 @@ fn convert<R: Runtime>(
             return Outcome::Fault(Fault::new(
                 format!("steps.{prefix}.ExecutionFailed"),
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "{}[{name}]: Execution failed. reason: {e}",
-                    if to_xml { "JSONToXML" } else { "XMLToJSON" }
-                ),
+                format!("{kind}[{name}]: Execution failed. reason: {e}"),
             ));
         }
     };
@@ -276,3 +280,6 @@ mod ord {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -13,14 +13,14 @@ fn xml_to_json_defaults() {
         serde_json::from_str(&xml_to_json_text(xml, &o).unwrap()).unwrap();
     assert_eq!(
         json,
-        serde_json::json!({"root":{"@a":"1","item":["x","y"],"n":"42","e":"","t":{"@b":"2","#text":"txt"}}})
+        serde_json::json!({"root":{"a":1,"item":["x","y"],"n":42,"e":{},"t":{"b":2,"#text":"txt"}}})
     );
     let o = XmlToJsonOptions {
         recognize_number: true,
         recognize_boolean: true,
         recognize_null: true,
         attribute_block_name: Some("attrs".into()),
-        treat_as_array: vec![("/root/n".into(), false)],
+        treat_as_array: vec![("root/n".into(), false)],
         strip_levels: 1,
         ..XmlToJsonOptions::default()
     };
@@ -71,7 +71,7 @@ fn json_to_xml_defaults() {
     );
     assert_eq!(
         xml_to_json_text(b"<z><b>1</b><a>2</a></z>", &XmlToJsonOptions::default()).unwrap(),
-        r#"{"z":{"b":"1","a":"2"}}"#
+        r#"{"z":{"b":1,"a":2}}"#
     );
 }
 
@@ -136,7 +136,8 @@ fn json_paths() {
     assert_eq!(json_path(&v, "$.a.b[-1].c").unwrap()[0], 2);
     assert_eq!(json_path(&v, "$['x']['c']").unwrap()[0], 3);
     assert_eq!(json_path(&v, "$..c").unwrap().len(), 3);
-    assert!(json_path(&v, "$.a[?(@.c)]").is_err());
+    assert!(json_path(&v, "$.a[0:1]").is_err());
+    assert_eq!(json_path(&v, "$.a.b[?(@.c > 1)].c").unwrap()[0], 2);
 }
 
 #[test]

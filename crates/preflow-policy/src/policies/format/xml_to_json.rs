@@ -10,11 +10,36 @@ use super::*;
 struct Open {
     name: String,
     map: Map,
+    /// Text runs between child elements, trimmed and non-empty.
+    texts: Vec<String>,
+    /// The text run being read (text, CDATA and references since the last tag).
     text: String,
     path: String,
+    /// Keys of children written by an unwrapping `TreatAsArray` path.
+    unwrapped: Vec<String>,
+    /// Keys holding an array of same-named children.
+    arrays: Vec<String>,
+}
+
+impl Open {
+    /// Ends the current text run. The first run reserves the text key's place so that
+    /// text written before the children stays before them.
+    fn end_text(&mut self, o: &XmlToJsonOptions) {
+        let t = self.text.trim();
+        if !t.is_empty() {
+            if self.texts.is_empty() && self.map.get_mut(&o.text_node_name).is_none() {
+                self.map.insert(o.text_node_name.clone(), Value::Null);
+            }
+            self.texts.push(t.to_owned());
+        }
+        self.text.clear();
+    }
 }
 
 fn recognise(text: &str, o: &XmlToJsonOptions) -> Value {
+    if o.recognize_null && o.null_value.as_deref() == Some(text) {
+        return Value::Null;
+    }
     if o.recognize_boolean {
         match text {
             "true" => return Value::Bool(true),
@@ -30,13 +55,18 @@ fn recognise(text: &str, o: &XmlToJsonOptions) -> Value {
                 .chars()
                 .all(|c| c.is_ascii_digit() || matches!(c, '-' | '.' | 'e' | 'E' | '+'));
         if numeric {
-            if let Ok(i) = text.parse::<i64>() {
+            // Only numbers that print back as written (`-0`, `+5` stay text).
+            if let Ok(i) = text.parse::<i64>()
+                && i.to_string() == text
+            {
                 return Value::from(i);
             }
+            // A number only when it prints back as written, so no digit is lost.
             if let Some(n) = text
                 .parse::<f64>()
                 .ok()
                 .and_then(serde_json::Number::from_f64)
+                .filter(|n| n.to_string() == text)
             {
                 return Value::Number(n);
             }
@@ -45,52 +75,75 @@ fn recognise(text: &str, o: &XmlToJsonOptions) -> Value {
     Value::String(text.to_owned())
 }
 
-fn null_value(o: &XmlToJsonOptions) -> Value {
-    o.null_value
-        .as_ref()
-        .map_or(Value::Null, |n| Value::String(n.clone()))
-}
-
-fn finish(open: Open, o: &XmlToJsonOptions) -> Value {
-    let text = open.text.trim();
+fn finish(mut open: Open, o: &XmlToJsonOptions) -> Value {
+    open.end_text(o);
+    let mut texts: Vec<Value> = open.texts.iter().map(|t| recognise(t, o)).collect();
     let mut map = open.map;
-    if map.is_empty() && !o.text_always_as_property {
-        if text.is_empty() {
-            return if o.recognize_null {
-                null_value(o)
-            } else {
-                Value::String(String::new())
-            };
-        }
-        return recognise(text, o);
+    // An element holding only unwrapped children becomes their array.
+    if texts.is_empty()
+        && map.len() == 1
+        && let Some(key) = open.unwrapped.first()
+        && let Some(Value::Array(items)) = map.get_mut(key)
+    {
+        return Value::Array(std::mem::take(items));
     }
-    if !text.is_empty() {
-        map.insert(o.text_node_name.clone(), recognise(text, o));
+    let only_text = map.len() == usize::from(!texts.is_empty());
+    if only_text && !o.text_always_as_property {
+        return match texts.len() {
+            0 if o.recognize_null => Value::Null,
+            0 => Value::Object(Map::new()),
+            1 => texts.pop().unwrap_or(Value::Null),
+            _ => Value::Array(texts),
+        };
+    }
+    if !texts.is_empty() {
+        let v = if texts.len() == 1 {
+            texts.pop().unwrap_or(Value::Null)
+        } else {
+            Value::Array(texts)
+        };
+        map.insert(o.text_node_name.clone(), v);
     }
     Value::Object(map)
 }
 
-fn insert(map: &mut Map, key: String, value: Value, as_array: bool) {
-    match map.get_mut(&key) {
-        Some(Value::Array(items)) => items.push(value),
-        Some(existing) => {
-            let first = std::mem::take(existing);
-            *existing = Value::Array(vec![first, value]);
-        }
-        None => {
-            let v = if as_array {
-                Value::Array(vec![value])
-            } else {
-                value
-            };
-            map.insert(key, v);
-        }
+/// Adds a child's value under `key`: a repeated name turns into an array of the
+/// siblings (`arrays` lists the keys that already hold such an array, so that a child
+/// whose own value is an array stays one item).
+fn insert(map: &mut Map, arrays: &mut Vec<String>, key: String, value: Value, as_array: bool) {
+    if arrays.contains(&key)
+        && let Some(Value::Array(items)) = map.get_mut(&key)
+    {
+        items.push(value);
+        return;
+    }
+    if let Some(existing) = map.get_mut(&key) {
+        let first = std::mem::take(existing);
+        *existing = Value::Array(vec![first, value]);
+        arrays.push(key);
+    } else if as_array {
+        map.insert(key.clone(), Value::Array(vec![value]));
+        arrays.push(key);
+    } else {
+        map.insert(key, value);
+    }
+}
+
+/// The key of an element or attribute name: the prefix kept with `NamespaceSeparator`
+/// between, or dropped when no separator is configured.
+fn key_of(qname: &[u8], o: &XmlToJsonOptions) -> String {
+    let name = String::from_utf8_lossy(qname);
+    match (name.split_once(':'), &o.namespace_separator) {
+        (Some((p, l)), Some(sep)) => format!("{p}{sep}{l}"),
+        (Some((_, l)), None) => l.to_owned(),
+        (None, _) => name.into_owned(),
     }
 }
 
 /// Converts an XML document to JSON text (XMLToJSON), with [`MAX_DEPTH`] as the depth
-/// limit. Repeated elements become arrays; attributes become `AttributePrefix` keys (or an
-/// `AttributeBlockName` object); mixed text goes under `TextNodeName`.
+/// limit. Repeated elements become arrays; attributes become `AttributePrefix` keys (in
+/// an `AttributeBlockName` object when one is set); text beside child elements goes under
+/// `TextNodeName`, one string per run of text.
 ///
 /// # Errors
 /// Input that is not well-formed or nests too deeply.
@@ -102,13 +155,6 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
     let mut stack: Vec<Open> = Vec::new();
     let mut root = Map::new();
     let bad = |e: String| ConvertError::InvalidXml(e);
-    let key_of = |qname: &[u8]| -> String {
-        let name = String::from_utf8_lossy(qname);
-        match name.split_once(':') {
-            Some((p, l)) => format!("{p}{}{l}", o.namespace_separator),
-            None => name.into_owned(),
-        }
-    };
     loop {
         let event = reader
             .read_event_into(&mut buf)
@@ -119,7 +165,10 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
                 if stack.len() >= MAX_DEPTH {
                     return Err(ConvertError::TooDeep);
                 }
-                let name = key_of(s.name().as_ref());
+                if let Some(parent) = stack.last_mut() {
+                    parent.end_text(o);
+                }
+                let name = key_of(s.name().as_ref(), o);
                 let path = format!(
                     "{}/{}",
                     stack.last().map_or("", |p| p.path.as_str()),
@@ -144,7 +193,8 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
                             Value::String(value),
                         );
                     } else {
-                        attrs.insert(key_of(key), recognise(&value, o));
+                        let k = format!("{}{}", o.attribute_prefix, key_of(key, o));
+                        attrs.insert(k, recognise(&value, o));
                     }
                 }
                 if let Some(block) = &o.namespace_block_name
@@ -159,15 +209,18 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
                     Some(_) => {}
                     None => {
                         for (k, v) in attrs.into_entries() {
-                            map.insert(format!("{}{k}", o.attribute_prefix), v);
+                            map.insert(k, v);
                         }
                     }
                 }
                 let open = Open {
                     name,
                     map,
+                    texts: Vec::new(),
                     text: String::new(),
                     path,
+                    unwrapped: Vec::new(),
+                    arrays: Vec::new(),
                 };
                 if empty {
                     close(open, &mut stack, &mut root, o);
@@ -233,33 +286,30 @@ pub fn xml_to_json_text(xml: &[u8], o: &XmlToJsonOptions) -> Result<String, Conv
     Ok(format!("{}{value}{}", o.output_prefix, o.output_suffix))
 }
 
+/// A `TreatAsArray` path as the docs write it (`a/b/c`, with or without a leading `/`)
+/// against an element's path of local names.
+fn path_matches(configured: &str, path: &str) -> bool {
+    configured.trim().trim_start_matches('/') == path.trim_start_matches('/')
+}
+
 fn close(open: Open, stack: &mut [Open], root: &mut Map, o: &XmlToJsonOptions) {
-    let treat = o.treat_as_array.iter().find(|(p, _)| *p == open.path);
+    let treat = o
+        .treat_as_array
+        .iter()
+        .filter(|(p, _)| path_matches(p, &open.path))
+        .map(|(_, unwrap)| *unwrap)
+        .reduce(|a, b| a || b);
     let name = open.name.clone();
     let value = finish(open, o);
-    let parent = match stack.last_mut() {
-        Some(p) => &mut p.map,
-        None => root,
-    };
-    match treat {
-        Some((_, true)) => {
-            // unwrap: the element's own children replace it in an array.
-            let items = match value {
-                Value::Object(m) if m.len() == 1 => m
-                    .into_entries()
-                    .next()
-                    .map(|(_, v)| v)
-                    .unwrap_or(Value::Null),
-                other => other,
-            };
-            let items = match items {
-                Value::Array(a) => a,
-                other => vec![other],
-            };
-            parent.insert(name, Value::Array(items));
+    match stack.last_mut() {
+        Some(p) => {
+            if treat == Some(true) && !p.unwrapped.contains(&name) {
+                // Remembered so that the parent becomes the array when nothing else is in it.
+                p.unwrapped.push(name.clone());
+            }
+            insert(&mut p.map, &mut p.arrays, name, value, treat.is_some());
         }
-        Some((_, false)) => insert(parent, name, value, true),
-        None => insert(parent, name, value, false),
+        None => insert(root, &mut Vec::new(), name, value, treat.is_some()),
     }
 }
 
@@ -267,27 +317,31 @@ fn close(open: Open, stack: &mut [Open], root: &mut Map, o: &XmlToJsonOptions) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct XmlToJsonOptions {
-    /// `<RecognizeNumber>` (default false): numeric text becomes a JSON number.
+    /// `<RecognizeNumber>` (default true, as the reference page states): numeric text
+    /// becomes a JSON number when it prints back unchanged.
     pub recognize_number: bool,
-    /// `<RecognizeBoolean>` (default false): `true`/`false` text becomes a JSON boolean.
+    /// `<RecognizeBoolean>` (default true): `true`/`false` text becomes a JSON boolean.
     pub recognize_boolean: bool,
-    /// `<RecognizeNull>` (default false): empty elements become `null` (or `NullValue`).
+    /// `<RecognizeNull>` (default false): empty elements (and text equal to `NullValue`)
+    /// become `null`; without it an empty element becomes `{}`.
     pub recognize_null: bool,
-    /// `<NullValue>`: the value written for a recognised null (default JSON `null`).
+    /// `<NullValue>`: element text read as `null` when `RecognizeNull` is on.
     pub null_value: Option<String>,
     /// `<NamespaceBlockName>`: when set, namespace declarations are kept under this key.
     pub namespace_block_name: Option<String>,
     /// `<DefaultNamespaceNodeName>` (default `$default`).
     pub default_namespace_node_name: String,
-    /// `<NamespaceSeparator>` (default `:`): between prefix and local name in keys.
-    pub namespace_separator: String,
+    /// `<NamespaceSeparator>`: between prefix and local name in keys; without one,
+    /// keys are local names (the prefix is dropped).
+    pub namespace_separator: Option<String>,
     /// `<TextAlwaysAsProperty>` (default false).
     pub text_always_as_property: bool,
     /// `<TextNodeName>` (default `#text`).
     pub text_node_name: String,
     /// `<AttributeBlockName>`: when set, attributes go in an object under this key.
     pub attribute_block_name: Option<String>,
-    /// `<AttributePrefix>` (default `@`).
+    /// `<AttributePrefix>` (default none: the reference page's output without options
+    /// shows attributes by their bare names).
     pub attribute_prefix: String,
     /// `<OutputPrefix>`: text before the JSON.
     pub output_prefix: String,
@@ -302,17 +356,17 @@ pub struct XmlToJsonOptions {
 impl Default for XmlToJsonOptions {
     fn default() -> Self {
         Self {
-            recognize_number: false,
-            recognize_boolean: false,
+            recognize_number: true,
+            recognize_boolean: true,
             recognize_null: false,
             null_value: None,
             namespace_block_name: None,
             default_namespace_node_name: "$default".into(),
-            namespace_separator: ":".into(),
+            namespace_separator: None,
             text_always_as_property: false,
             text_node_name: "#text".into(),
             attribute_block_name: None,
-            attribute_prefix: "@".into(),
+            attribute_prefix: String::new(),
             output_prefix: String::new(),
             output_suffix: String::new(),
             strip_levels: 0,
@@ -329,10 +383,16 @@ impl XmlToJsonOptions {
     /// always as a property, attributes `@`, namespaces under `@xmlns` with `$` as the
     /// default). Names are matched without regard to case.
     pub fn preset(format: &str) -> Option<Self> {
-        let d = Self::default();
+        // A format names the whole option set: what it does not list is off.
+        let d = Self {
+            recognize_number: false,
+            recognize_boolean: false,
+            ..Self::default()
+        };
         Some(match format.trim().to_ascii_lowercase().as_str() {
             "xml.com" => Self {
                 recognize_null: true,
+                namespace_separator: Some(":".into()),
                 text_node_name: "#text".into(),
                 attribute_prefix: "@".into(),
                 ..d
@@ -346,7 +406,7 @@ impl XmlToJsonOptions {
             },
             "google" => Self {
                 text_node_name: "$t".into(),
-                namespace_separator: "$".into(),
+                namespace_separator: Some("$".into()),
                 text_always_as_property: true,
                 ..d
             },
@@ -354,7 +414,7 @@ impl XmlToJsonOptions {
                 text_node_name: "$".into(),
                 text_always_as_property: true,
                 attribute_prefix: "@".into(),
-                namespace_separator: ":".into(),
+                namespace_separator: Some(":".into()),
                 namespace_block_name: Some("@xmlns".into()),
                 default_namespace_node_name: "$".into(),
                 ..d
@@ -428,7 +488,7 @@ fn xml_to_json(cx: &mut Cx<'_>, el: &Element) -> XmlToJson {
         namespace_block_name: opt_text(cx, o, "NamespaceBlockName").or(d.namespace_block_name),
         default_namespace_node_name: opt_text(cx, o, "DefaultNamespaceNodeName")
             .unwrap_or(d.default_namespace_node_name),
-        namespace_separator: opt_text(cx, o, "NamespaceSeparator").unwrap_or(d.namespace_separator),
+        namespace_separator: opt_text(cx, o, "NamespaceSeparator").or(d.namespace_separator),
         text_always_as_property: cx.child_bool(
             oe,
             "TextAlwaysAsProperty",

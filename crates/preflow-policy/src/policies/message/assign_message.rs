@@ -34,20 +34,26 @@ pub(crate) struct AssignMessagePolicy;
 
 impl PolicyType for AssignMessagePolicy {
     type Config = AssignMessage;
-    type Compiled = AssignMessage;
+    type Compiled = (String, AssignMessage);
 
     fn parse(cx: &mut Cx<'_>, el: &Element) -> AssignMessage {
         parse(cx, el)
     }
 
-    fn compile(config: &AssignMessage, _: &BuildCx<'_>) -> Result<AssignMessage, CompileError> {
-        Ok(config.clone())
+    fn compile(
+        config: &AssignMessage,
+        cx: &BuildCx<'_>,
+    ) -> Result<(String, AssignMessage), CompileError> {
+        Ok((cx.name.to_owned(), config.clone()))
     }
 
-    fn run<R: Runtime>(a: &AssignMessage, rt: &mut R) -> Outcome {
+    fn run<R: Runtime>((name, a): &(String, AssignMessage), rt: &mut R) -> Outcome {
         match apply_ops(rt, &a.ops, a.ignore_unresolved_variables, None) {
             Ok(()) => Outcome::Continue,
-            Err(f) => Outcome::Fault(f),
+            Err(mut f) => {
+                f.faultstring = format!("AssignMessage[{name}]: {}", f.faultstring);
+                Outcome::Fault(f)
+            }
         }
     }
 

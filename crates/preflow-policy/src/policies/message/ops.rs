@@ -430,15 +430,82 @@ fn assign_variable(cx: &mut Cx<'_>, el: &Element) -> AssignVariable {
 // ---------------------------------------------------------------------------------------
 // Applying the operations
 
+/// `steps.assignmessage.UnresolvedVariable` for `name`. The policy's run puts
+/// `AssignMessage[policy]: ` before the text, as Apigee prints it.
+fn unresolved(name: &str) -> Fault {
+    Fault::new(
+        "steps.assignmessage.UnresolvedVariable",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("unable to resolve variable {name}"),
+    )
+}
+
 /// Renders a template; an unresolved reference is a fault unless `ignore`.
 pub(crate) fn render<R: Runtime>(rt: &R, t: &Template, ignore: bool) -> Result<String, Fault> {
-    t.render_on(rt, ignore).map_err(|u| {
-        Fault::new(
-            "steps.assignmessage.UnresolvedVariable",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Unresolved variable : {}", u.0),
-        )
-    })
+    t.render_on(rt, ignore).map_err(|u| unresolved(&u.0))
+}
+
+/// Sets the variables a named message's fields read as (`{name}.header.{h}`,
+/// `{name}.queryparam.{q}`, `{name}.formparam.{f}`, `{name}.content`, `{name}.verb`,
+/// `{name}.path`, `{name}.querystring`, `{name}.uri`, `{name}.version`,
+/// `{name}.status.code`, `{name}.reason.phrase`).
+fn publish<R: Runtime>(rt: &mut R, name: &str, m: &Message) {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for key in m.headers.keys() {
+        let values: Vec<&str> = m
+            .headers
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        vars.push((format!("{name}.header.{}", key.as_str()), values.join(",")));
+    }
+    for (k, v) in params_of(m.query.as_deref()) {
+        vars.push((format!("{name}.queryparam.{k}"), v));
+    }
+    let form = m
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        for (k, v) in params_of(std::str::from_utf8(&m.body).ok()) {
+            vars.push((format!("{name}.formparam.{k}"), v));
+        }
+    }
+    let query = m.query.clone().unwrap_or_default();
+    let uri = if query.is_empty() {
+        m.path.clone()
+    } else {
+        format!("{}?{query}", m.path)
+    };
+    let version = match m.version {
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2.0",
+        _ => "1.1",
+    };
+    vars.extend([
+        (
+            format!("{name}.content"),
+            String::from_utf8_lossy(&m.body).into_owned(),
+        ),
+        (format!("{name}.verb"), m.method.to_string()),
+        (format!("{name}.path"), m.path.clone()),
+        (format!("{name}.querystring"), query),
+        (format!("{name}.uri"), uri),
+        (format!("{name}.version"), version.to_owned()),
+        (format!("{name}.status.code"), m.status.as_u16().to_string()),
+        (
+            format!("{name}.reason.phrase"),
+            m.reason
+                .clone()
+                .or_else(|| m.status.canonical_reason().map(str::to_owned))
+                .unwrap_or_default(),
+        ),
+    ]);
+    for (k, v) in vars {
+        rt.set_variable(&k, v);
+    }
 }
 
 /// Renders name and value of each entry.
@@ -505,12 +572,20 @@ fn select(sel: &Selection, name: &str) -> bool {
 }
 
 /// Where AssignMessage operations apply.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Target {
     Request,
     Response,
-    /// A new message that is not the request or response: built, then dropped.
+    /// A message variable other than `request` and `response` (`CustomReq`): kept on the
+    /// exchange for later policies, its fields readable as `CustomReq.header.…`.
+    Named(String),
+    /// RaiseFault's or ServiceCallout's message.
     Detached,
+}
+
+/// A new, empty message (a `GET` without path, or a `200` response).
+fn new_message() -> Message {
+    Message::response(StatusCode::OK)
 }
 
 /// Applies Copy, Remove, Add, Set, AssignVariable in that order. With `raise`, the
@@ -522,55 +597,71 @@ pub(crate) fn apply_ops<R: Runtime>(
     mut raise: Option<&mut Message>,
 ) -> Result<(), Fault> {
     rt.request_mut();
-    let target = match (&raise, &ops.assign_to) {
-        (Some(_), _) => Target::Detached,
-        (
-            None,
-            Some(AssignTo {
-                variable,
-                create_new,
-                message_type,
-            }),
-        ) => match variable.as_deref().map(str::trim) {
-            Some("request") => Target::Request,
-            Some("response") => Target::Response,
-            Some(_) => Target::Detached,
-            None if *create_new => Target::Detached,
-            None => match message_type {
-                MessageType::Request => Target::Request,
-                MessageType::Response => Target::Response,
-            },
-        },
-        (None, None) => {
-            if rt.is_response_side() {
-                Target::Response
-            } else {
-                Target::Request
-            }
-        }
+    let current = if rt.is_response_side() {
+        Target::Response
+    } else {
+        Target::Request
     };
-    // Render everything first (reads), then write.
-    let mut scratch = Message::response(StatusCode::OK);
+    let (target, create_new) = match (&raise, &ops.assign_to) {
+        (Some(_), _) => (Target::Detached, false),
+        (None, Some(a)) => {
+            let t = match a.variable.as_deref().map(str::trim) {
+                Some("request") => Target::Request,
+                Some("response") => Target::Response,
+                Some("message") => current,
+                Some(name) => Target::Named(name.to_owned()),
+                None => match a.message_type {
+                    MessageType::Request => Target::Request,
+                    MessageType::Response => Target::Response,
+                },
+            };
+            (t, a.create_new)
+        }
+        (None, None) => (current, false),
+    };
+    // A named message starts from its last state unless a new one is created.
+    let mut scratch = match &target {
+        Target::Named(name) if !create_new => rt
+            .state()
+            .named_message(name)
+            .cloned()
+            .unwrap_or_else(new_message),
+        Target::Named(_) => new_message(),
+        _ => Message::response(StatusCode::OK),
+    };
+    // `createNew` builds a new request or response that replaces the current one
+    // completely when the policy is done (reads until then see the old one).
+    let replace = create_new && matches!(target, Target::Request | Target::Response);
+    if replace && target == Target::Request {
+        // The path stays so that the target call still has one.
+        scratch.path = rt.request().path.clone();
+    }
     if target == Target::Response && rt.response().is_none() {
         *rt.response_mut() = Some(Message::response(StatusCode::OK));
     }
     macro_rules! msg {
         () => {
-            match (&mut raise, target) {
+            match (&mut raise, &target) {
                 (Some(m), _) => &mut **m,
+                (None, _) if replace => &mut scratch,
                 (None, Target::Request) => rt.request_mut(),
                 (None, Target::Response) => rt.response_mut().as_mut().unwrap_or(&mut scratch),
-                (None, Target::Detached) => &mut scratch,
+                (None, Target::Named(_) | Target::Detached) => &mut scratch,
             }
         };
     }
     if let Some(copy) = &ops.copy {
         let source = match copy.source.as_deref().map(str::trim) {
-            Some("response") => rt
-                .response()
-                .cloned()
-                .unwrap_or_else(|| Message::response(StatusCode::OK)),
-            _ => rt.request().clone(),
+            Some("response") => rt.response().cloned(),
+            None | Some("request") => Some(rt.request().clone()),
+            Some("message") if rt.is_response_side() => rt.response().cloned(),
+            Some("message") => Some(rt.request().clone()),
+            Some(name) => rt.state().named_message(name).cloned(),
+        };
+        let source = match source {
+            Some(m) => m,
+            None if ignore => Message::response(StatusCode::OK),
+            None => return Err(unresolved(copy.source.as_deref().unwrap_or("response"))),
         };
         let m = msg!();
         for (k, v) in source.headers.iter() {
@@ -607,7 +698,24 @@ pub(crate) fn apply_ops<R: Runtime>(
             m.status = source.status;
         }
         if copy.reason_phrase {
-            m.reason = source.reason.clone();
+            m.reason = source
+                .reason
+                .clone()
+                .or_else(|| source.status.canonical_reason().map(str::to_owned));
+        }
+        if !copy.form_params.is_none() {
+            let mut mine = params_of(std::str::from_utf8(&m.body).ok());
+            for (k, v) in params_of(std::str::from_utf8(&source.body).ok()) {
+                if select(&copy.form_params, &k) {
+                    mine.retain(|(x, _)| x != &k);
+                    mine.push((k, v));
+                }
+            }
+            m.body = Bytes::from(encode_params(&mine));
+            m.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
         }
     }
     if let Some(rm) = &ops.remove {
@@ -655,6 +763,10 @@ pub(crate) fn apply_ops<R: Runtime>(
             let mut f = params_of(std::str::from_utf8(&m.body).ok());
             f.extend(fs);
             m.body = Bytes::from(encode_params(&f));
+            m.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
         }
     }
     if let Some(set) = &ops.set {
@@ -669,6 +781,7 @@ pub(crate) fn apply_ops<R: Runtime>(
             t.as_ref().map(|t| render(rt, t, ignore)).transpose()
         };
         let verb = opt(&set.verb)?;
+        let version = opt(&set.version)?;
         let path = opt(&set.path)?;
         let status = opt(&set.status_code)?;
         let reason = opt(&set.reason_phrase)?;
@@ -691,6 +804,10 @@ pub(crate) fn apply_ops<R: Runtime>(
                 f.push((k, v));
             }
             m.body = Bytes::from(encode_params(&f));
+            m.headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
         }
         if let Some((body, ct)) = payload {
             m.body = Bytes::from(body);
@@ -703,6 +820,12 @@ pub(crate) fn apply_ops<R: Runtime>(
         }
         if let Some(p) = path {
             m.path = p;
+        }
+        match version.as_deref().map(str::trim) {
+            Some("1.0" | "HTTP/1.0") => m.version = http::Version::HTTP_10,
+            Some("1.1" | "HTTP/1.1") => m.version = http::Version::HTTP_11,
+            Some("2" | "2.0" | "HTTP/2" | "HTTP/2.0") => m.version = http::Version::HTTP_2,
+            _ => {}
         }
         if let Some(s) = status {
             match s
@@ -743,6 +866,15 @@ pub(crate) fn apply_ops<R: Runtime>(
         if let Some(v) = value {
             rt.set_variable(av.name.trim(), v);
         }
+    }
+    if let Target::Named(name) = &target {
+        publish(rt, name, &scratch);
+        rt.state_mut().set_named_message(name, scratch);
+    } else if replace && target == Target::Request {
+        *rt.request_mut() = scratch;
+        rt.invalidate_params();
+    } else if replace {
+        *rt.response_mut() = Some(scratch);
     }
     Ok(())
 }

@@ -305,17 +305,14 @@ impl PolicyType for JsonThreatProtectionPolicy {
         }
         match scan_json(cfg, name, &body) {
             Ok(()) => Outcome::Continue,
-            Err(t) => Outcome::Fault(
-                Fault::new(
-                    "steps.jsonthreatprotection.ExecutionFailed",
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!(
-                        "JSONThreatProtection[{name}]: Execution failed. reason: {}",
-                        t.message
-                    ),
-                )
-                .named(t.fault_name()),
-            ),
+            Err(t) => Outcome::Fault(Fault::new(
+                "steps.jsonthreatprotection.ExecutionFailed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!(
+                    "JSONThreatProtection[{name}]: Execution failed. reason: {}",
+                    t.message
+                ),
+            )),
         }
     }
 }

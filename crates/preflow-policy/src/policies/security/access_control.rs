@@ -130,6 +130,22 @@ fn parse(cx: &mut Cx<'_>, el: &Element) -> AccessControl {
     }
 }
 
+/// A rule's address. Dotted IPv4 octets may carry leading zeros (`20.10.10.09`, as
+/// the reference page writes one), read as decimal.
+fn rule_address(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let octets: Vec<u8> = s
+        .split('.')
+        .map(|o| o.parse::<u8>().ok())
+        .collect::<Option<Vec<u8>>>()?;
+    match octets.as_slice() {
+        [a, b, c, d] => Some(IpAddr::V4(std::net::Ipv4Addr::new(*a, *b, *c, *d))),
+        _ => None,
+    }
+}
+
 fn in_cidr(ip: IpAddr, net: IpAddr, mask: u32) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
@@ -207,7 +223,7 @@ fn run<R: Runtime>(rt: &mut R, a: &AccessControl) -> Outcome {
                     .ok()
                     .and_then(|m| m.trim().parse::<u32>().ok())
                     .unwrap_or(if net.contains(':') { 128 } else { 32 });
-                if let Ok(net) = net.trim().parse::<IpAddr>()
+                if let Some(net) = rule_address(net.trim())
                     && in_cidr(ip, net, mask)
                 {
                     hit = true;

@@ -34,7 +34,7 @@ pub(crate) fn api_call<'a, R: Runtime>(rt: &'a R, scopes: &'a [&'a str]) -> ApiC
         path_suffix: rt.path_suffix(),
         environment: &rt.env().settings.environment,
         required_scopes: scopes,
-        scope_match: preflow_oauth::ScopeMatch::Any,
+        scope_match: rt.env().settings.scope_match,
         locations: preflow_oauth::BearerLocations::default(),
         now: rt.now_secs(),
     }

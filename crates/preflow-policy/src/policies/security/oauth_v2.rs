@@ -215,12 +215,17 @@ fn parse(cx: &mut Cx<'_>, el: &Element) -> OAuthV2 {
     let expires_in = cx.setting(el.child("ExpiresIn"), "milliseconds", ms);
     let refresh_token_expires_in =
         cx.setting(el.child("RefreshTokenExpiresIn"), "milliseconds", ms);
-    let generate_response = el
-        .child("GenerateResponse")
-        .map(|g| cx.attr_bool(g, "enabled", true));
-    let generate_error_response = el
-        .child("GenerateErrorResponse")
-        .map(|g| cx.attr_bool(g, "enabled", true));
+    // `<GenerateResponse enabled="true"/>`, or the element's text as SAP's page writes
+    // it (`<GenerateResponse>false</GenerateResponse>`).
+    let switch = |cx: &mut Cx<'_>, g: &Element| match g.attr("enabled") {
+        Some(_) => cx.attr_bool(g, "enabled", true),
+        None => match g.text().trim() {
+            "" => true,
+            t => !t.eq_ignore_ascii_case("false"),
+        },
+    };
+    let generate_response = el.child("GenerateResponse").map(|g| switch(cx, g));
+    let generate_error_response = el.child("GenerateErrorResponse").map(|g| switch(cx, g));
     let mut tokens = Vec::new();
     if let Some(t) = el.child("Tokens") {
         for token in t.children_named("Token") {
@@ -359,6 +364,12 @@ impl PolicyType for OAuthV2Policy {
 
     fn compile(o: &OAuthV2, cx: &BuildCx<'_>) -> Result<Box<OAuth>, CompileError> {
         let mut config = server_config(o, cx.settings);
+        // A response that only fills variables carries Apigee's members too, so that
+        // `oauthv2accesstoken.{policy}.client_id`, `.issued_at`, `.status`… are set
+        // whatever shape the client would get.
+        if !o.generate_response.unwrap_or(false) && config.response_mode == ResponseMode::Rfc {
+            config.response_mode = ResponseMode::RfcPlusApigee;
+        }
         // With remote state the throttle's counts live in the store, shared by every
         // instance on it.
         config.throttle_in_store = cx.state == StateMode::Remote;
@@ -534,10 +545,32 @@ fn finish_verify<R: Runtime>(
     match result {
         Ok(v) => {
             rt.state_mut().verified = Some(v);
+            // The documented `access_token` flow variable: the token just verified.
+            if let Some(t) = presented_token(rt, o) {
+                rt.set_variable("access_token", t);
+            }
             Outcome::Continue
         }
-        Err(e) => Outcome::Fault(verify_fault(&e, &realm(rt, o))),
+        Err(e) => verify_failed(rt, o, verify_fault(&e, &realm(rt, o))),
     }
+}
+
+/// A failed verification: the fault, with `oauthV2.{policy}.fault.name` (prefixed
+/// `keymanagement.service.` as the reference page shows for VerifyAccessToken) and
+/// `oauthV2.{policy}.fault.cause`.
+fn verify_failed<R: Runtime>(rt: &mut R, o: &OAuth, f: Fault) -> Outcome {
+    set_fault_variables(
+        rt,
+        o,
+        &format!("keymanagement.service.{}", f.name),
+        &f.faultstring,
+    );
+    Outcome::Fault(f)
+}
+
+fn set_fault_variables<R: Runtime>(rt: &mut R, o: &OAuth, name: &str, cause: &str) {
+    rt.set_variable(&format!("oauthV2.{}.fault.name", o.name), name.to_owned());
+    rt.set_variable(&format!("oauthV2.{}.fault.cause", o.name), cause.to_owned());
 }
 
 /// The access token a VerifyAccessToken reads: the `<AccessToken>` variable, else the
@@ -601,7 +634,8 @@ fn verify_access_token<R: Runtime>(rt: &mut R, o: &OAuth) -> Outcome {
         presented_token(rt, o).map(|t| TokenHash::of(t.as_bytes()))
     };
     let Some(hash) = hash else {
-        return Outcome::Fault(missing_token_fault(rt, o));
+        let f = missing_token_fault(rt, o);
+        return verify_failed(rt, o, f);
     };
     look_up_and_verify(rt, o, hash)
 }
@@ -686,7 +720,7 @@ fn token_outcome<R: Runtime>(rt: &mut R, o: &OAuth, outcome: preflow_oauth::Outc
     if o.generate_response || o.config.generate_error_response.unwrap_or(false) {
         f = f.with_response(m);
     }
-    rt.set_variable(&format!("oauthV2.{}.fault.name", o.name), name.to_owned());
+    set_fault_variables(rt, o, name, &f.faultstring.clone());
     Outcome::Fault(f)
 }
 

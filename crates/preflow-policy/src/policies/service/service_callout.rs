@@ -165,8 +165,17 @@ fn start<R: Runtime>(rt: &mut R, name: &str, sc: &ServiceCallout) -> Outcome {
             ));
         }
     };
-    let mut m = Message::response(StatusCode::OK);
-    m.method = http::Method::GET;
+    // A request AssignMessage built under the variable's name is the starting point.
+    let named = sc
+        .request
+        .as_ref()
+        .and_then(|r| r.variable.as_deref())
+        .and_then(|v| rt.state().named_message(v).cloned());
+    let mut m = named.unwrap_or_else(|| {
+        let mut m = Message::response(StatusCode::OK);
+        m.method = http::Method::GET;
+        m
+    });
     if let Some(req) = &sc.request {
         if let Err(f) = apply_ops(rt, &req.ops, req.ignore_unresolved_variables, Some(&mut m)) {
             return Outcome::Fault(f);

@@ -7,6 +7,11 @@
 //! JSON payload, stays literal. The delimiters default to `{` and `}`; AssignMessage and
 //! RaiseFault payloads can change them with `variablePrefix` and `variableSuffix`.
 
+mod functions;
+mod time_format;
+
+pub(crate) use time_format::format_time;
+
 use std::fmt;
 
 use crate::runtime::Runtime;
@@ -186,8 +191,9 @@ impl Template {
 
 impl Template {
     /// Renders against an exchange: variables resolve for the running policy's bundle,
-    /// functions are the template functions Apigee documents (`firstnonnull`,
-    /// `escapeJSON`, `escapeXML`, `toLowerCase`, `toUpperCase`).
+    /// functions are the template functions Apigee documents (see the `functions`
+    /// module: `firstnonnull`, escaping, case, `substring`, `replaceAll`, `jsonPath`,
+    /// `xPath`, `timeFormat…`, Base64, hashes, `randomLong`, `createUuid`).
     ///
     /// # Errors
     /// The first unresolved reference, unless `ignore_unresolved`.
@@ -212,39 +218,12 @@ impl Template {
 
 /// A template function's result, appended to `out`; false when it does not resolve.
 fn function<R: Runtime + ?Sized>(rt: &R, name: &str, args: &[String], out: &mut String) -> bool {
-    let arg = |a: &str, buf: &mut String| {
-        if let Some(lit) = a.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
-            buf.push_str(lit);
-            true
-        } else {
-            write_value(rt.value(&rt.resolve(a)), buf)
-        }
-    };
-    match name {
-        "firstnonnull" => args.iter().any(|a| arg(a, out)),
-        "escapeJSON" | "escapeXML" | "toLowerCase" | "toUpperCase" => {
-            let mut s = String::new();
-            if !args.first().is_some_and(|a| arg(a, &mut s)) {
-                return false;
-            }
-            let t = match name {
-                "escapeJSON" => {
-                    let q = serde_json::Value::String(s).to_string();
-                    q.get(1..q.len().saturating_sub(1)).unwrap_or("").to_owned()
-                }
-                "escapeXML" => s
-                    .replace('&', "&amp;")
-                    .replace('<', "&lt;")
-                    .replace('>', "&gt;")
-                    .replace('"', "&quot;")
-                    .replace('\'', "&apos;"),
-                "toLowerCase" => s.to_lowercase(),
-                _ => s.to_uppercase(),
-            };
-            out.push_str(&t);
+    match functions::call(rt, name, args) {
+        Some(v) => {
+            out.push_str(&v);
             true
         }
-        _ => false,
+        None => false,
     }
 }
 
@@ -280,11 +259,7 @@ fn reference(inner: &str) -> Option<Part> {
     if !ok_name || args.contains(['{', '}']) {
         return None;
     }
-    let args = if args.trim().is_empty() {
-        Vec::new()
-    } else {
-        args.split(',').map(|a| a.trim().to_owned()).collect()
-    };
+    let args = functions::split_args(args);
     Some(Part::Function {
         name: name.to_owned(),
         args,
