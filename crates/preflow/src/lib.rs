@@ -123,6 +123,7 @@ mod lint;
 pub mod path;
 mod provider;
 mod sap;
+mod select;
 mod summary;
 mod vars;
 
