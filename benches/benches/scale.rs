@@ -212,7 +212,9 @@ fn gateway_build(c: &mut Criterion) {
         "gateway_build/corpus: {} of the 242 corpus bundles build together",
         corpus.len()
     );
-    let generated = generated(1000, 20);
+    // In test mode (`cargo test --benches`, a debug build) a tenth of the proxies.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let generated = generated(if benchmarking { 1000 } else { 100 }, 20);
     let mut group = c.benchmark_group("gateway_build");
     group.sample_size(10);
     group.bench_function("corpus", |b| {
