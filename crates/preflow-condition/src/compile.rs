@@ -89,6 +89,12 @@ enum Node<H> {
     Truthy(H),
     /// `=`, `!=`, `>`, `>=`, `<`, `<=` with type adaptation and the null table.
     Relate { lhs: H, rel: Rel, rhs: Arg<H> },
+    /// `= "literal"`: a String compares bytes directly; other values go through
+    /// [`relate`] (numbers by their Java string form).
+    EqText { lhs: H, text: Box<str> },
+    /// `= null` (`negate: false`) or `!= null` (`negate: true`): whether the value is
+    /// null, which is all the null table decides for a null literal.
+    IsNull { lhs: H, negate: bool },
     /// `:=`: like `=`, comparing string forms case-insensitively.
     EqIgnoreCase { lhs: H, rhs: Arg<H> },
     /// `=|`: plain, case-sensitive string prefix. Null on either side is false.
@@ -171,6 +177,11 @@ impl<H> Node<H> {
             Node::Not(inner) => !inner.eval(vars),
             Node::Truthy(h) => truthy(vars.get(h)),
             Node::Relate { lhs, rel, rhs } => relate(*rel, vars.get(lhs), rhs.get(vars)),
+            Node::EqText { lhs, text } => match vars.get(lhs) {
+                Value::String(s) => pattern::bytes_eq(s.as_bytes(), text.as_bytes()),
+                other => relate(Rel::Eq, other, Value::String(text)),
+            },
+            Node::IsNull { lhs, negate } => matches!(vars.get(lhs), Value::Null) != *negate,
             Node::EqIgnoreCase { lhs, rhs } => eq_ignore_case_values(vars.get(lhs), rhs.get(vars)),
             Node::StartsWith { lhs, rhs, negate } => {
                 starts_with(vars.get(lhs), rhs.get(vars)) != *negate
@@ -368,10 +379,12 @@ impl<R: Resolve> Compiler<'_, '_, R> {
     }
 
     fn relate(&self, lhs: R::Handle, rel: Rel, c: &Comparison) -> Node<R::Handle> {
-        Node::Relate {
-            lhs,
-            rel,
-            rhs: self.arg(&c.rhs),
+        // The common shapes against a literal get nodes that skip type adaptation.
+        match (rel, self.arg(&c.rhs)) {
+            (Rel::Eq, Arg::Lit(Lit::String(text))) => Node::EqText { lhs, text },
+            (Rel::Eq, Arg::Lit(Lit::Null)) => Node::IsNull { lhs, negate: false },
+            (Rel::Ne, Arg::Lit(Lit::Null)) => Node::IsNull { lhs, negate: true },
+            (rel, rhs) => Node::Relate { lhs, rel, rhs },
         }
     }
 

@@ -182,6 +182,8 @@ impl Cx<'_> {
     }
 
     fn proxy(&mut self, p: &ProxyEndpoint, targets: &[TargetEndpoint]) -> CProxy {
+        let pre = self.flow(&p.pre_flow, "PreFlow");
+        let flows: Vec<CFlow> = p.flows.iter().map(|f| self.flow(f, "")).collect();
         CProxy {
             name: p.name.clone(),
             base_path: crate::path::normalize_base(p.base_path.as_deref().unwrap_or("/")),
@@ -190,8 +192,9 @@ impl Cx<'_> {
                 .iter()
                 .map(|v| v.trim().to_ascii_lowercase())
                 .collect(),
-            pre: self.flow(&p.pre_flow, "PreFlow"),
-            flows: p.flows.iter().map(|f| self.flow(f, "")).collect(),
+            pre,
+            flow_index: crate::select::FlowIndex::build(&flows),
+            flows,
             post: self.flow(&p.post_flow, "PostFlow"),
             post_client: p
                 .post_client_flow
@@ -317,11 +320,14 @@ impl Cx<'_> {
                 CConn::Unusable("the target endpoint has no connection".to_owned())
             }
         };
+        let pre = self.flow(&t.pre_flow, "PreFlow");
+        let flows: Vec<CFlow> = t.flows.iter().map(|f| self.flow(f, "")).collect();
         Ok(CTarget {
             name: t.name.clone(),
             name_arc: Arc::from(t.name.as_str()),
-            pre: self.flow(&t.pre_flow, "PreFlow"),
-            flows: t.flows.iter().map(|f| self.flow(f, "")).collect(),
+            pre,
+            flow_index: crate::select::FlowIndex::build(&flows),
+            flows,
             post: self.flow(&t.post_flow, "PostFlow"),
             fault_rules: self.rules(&t.fault_rules),
             default_rule: self.default_rule(t.default_fault_rule.as_ref()),
@@ -335,6 +341,7 @@ impl Cx<'_> {
             // Decided once every endpoint is compiled.
             stream_request: false,
             stream_response: false,
+            move_request_headers: false,
             conn,
             timeouts,
         })
@@ -440,6 +447,27 @@ fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
     (reads_request, touches_response)
 }
 
+/// Whether nothing of these endpoints runs after a target call: no response-side step,
+/// no PostClientFlow step, no fault rule or default fault rule (whose conditions could
+/// read the request). Then the request's headers can move into the forwarded request
+/// instead of being copied.
+fn nothing_after_call(proxies: &[CProxy], targets: &[CTarget]) -> bool {
+    let quiet = |pre: &CFlow, flows: &[CFlow], post: &CFlow| {
+        std::iter::once(pre)
+            .chain(flows)
+            .chain(std::iter::once(post))
+            .all(|f| f.response.is_empty())
+    };
+    proxies.iter().all(|p| {
+        quiet(&p.pre, &p.flows, &p.post)
+            && p.post_client.as_ref().is_none_or(|f| f.response.is_empty())
+            && p.fault_rules.is_empty()
+            && p.default_rule.is_none()
+    }) && targets.iter().all(|t| {
+        quiet(&t.pre, &t.flows, &t.post) && t.fault_rules.is_empty() && t.default_rule.is_none()
+    })
+}
+
 /// Compiles bundle `b`, the `bi`th of the gateway.
 /// What every bundle of a gateway is compiled against.
 pub(crate) struct Common<'a> {
@@ -529,6 +557,15 @@ pub(crate) fn compile_bundle(
         let s = streaming(b, t, reads_request, touches_response);
         ct.stream_request = s.request;
         ct.stream_response = s.response;
+    }
+    // A URL target without provider credentials is called once per exchange (no load
+    // balancer retry, no second call with a new token): its request can take the
+    // client's headers when nothing after the call reads them.
+    let quiet_after = nothing_after_call(&proxies, &targets);
+    for ct in &mut targets {
+        ct.move_request_headers = quiet_after
+            && matches!(ct.conn, CConn::Url { .. })
+            && matches!(ct.auth, crate::provider::TargetAuth::None);
     }
     let shared_steps = b
         .shared_flows

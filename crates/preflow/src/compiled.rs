@@ -97,6 +97,8 @@ pub(crate) struct CProxy {
     pub virtual_hosts: Vec<String>,
     pub pre: CFlow,
     pub flows: Vec<CFlow>,
+    /// `flows` bucketed for selection.
+    pub flow_index: crate::select::FlowIndex,
     pub post: CFlow,
     pub post_client: Option<CFlow>,
     pub routes: Vec<CRoute>,
@@ -158,6 +160,8 @@ pub(crate) struct CTarget {
     pub name_arc: Arc<str>,
     pub pre: CFlow,
     pub flows: Vec<CFlow>,
+    /// `flows` bucketed for selection.
+    pub flow_index: crate::select::FlowIndex,
     pub post: CFlow,
     pub fault_rules: Vec<CFaultRule>,
     pub default_rule: Option<CDefaultRule>,
@@ -171,6 +175,9 @@ pub(crate) struct CTarget {
     pub stream_request: bool,
     /// The back end's response body may stream to the client (decided at build time).
     pub stream_response: bool,
+    /// The forwarded request takes the client request's headers instead of a copy:
+    /// nothing after the call reads them (decided at build time).
+    pub move_request_headers: bool,
 }
 
 #[derive(Debug)]
@@ -194,6 +201,8 @@ pub(crate) struct Inner {
     pub bundles: Vec<CBundle>,
     /// Normalised base paths, longest first.
     pub bases: Vec<Base>,
+    /// `bases` as a segment trie: proxy selection without a scan.
+    pub base_trie: crate::select::BaseTrie,
     /// Settings, registry, stores and resources the policies share; shared with the
     /// gateway's later revisions ([`Gateway::redeploy`](crate::Gateway::redeploy)).
     pub env: Arc<Env>,

@@ -301,6 +301,9 @@ pub struct Exchange {
     pub(crate) response_streamed: bool,
     /// Whether a target answered the exchange's target call.
     pub(crate) target_answered: bool,
+    /// Set when the request's headers moved into the forwarded request: whether faults
+    /// render as XML (read off `Accept` before the move).
+    pub(crate) xml_faults: Option<bool>,
 }
 
 impl Exchange {

@@ -159,43 +159,50 @@ fn assemble(all: &[Loaded], kept: Kept) -> Result<Gateway, BuildError> {
         )?);
     }
     resolve_local_targets(&mut compiled);
-    let mut bases: Vec<Base> = Vec::new();
-    for (bi, b) in compiled.iter().enumerate() {
-        for (ei, e) in b.proxies.iter().enumerate() {
-            let base = Base {
+    let mut bases: Vec<Base> = compiled
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, b)| {
+            b.proxies.iter().enumerate().map(move |(ei, e)| Base {
                 path: e.base_path.clone(),
                 bundle: bi,
                 endpoint: ei,
                 hosts: e.virtual_hosts.clone(),
-            };
-            if let Some(other) = bases
-                .iter()
-                .find(|o| o.path == base.path && o.overlaps(&base))
-            {
-                let name = |b: usize, e: usize| {
-                    let bundle = compiled.get(b);
-                    format!(
-                        "{}/{}",
-                        bundle.map_or("", |x| x.name.as_str()),
-                        bundle
-                            .and_then(|x| x.proxies.get(e))
-                            .map_or("", |x| x.name.as_str())
-                    )
-                };
-                return Err(BuildError::DuplicateBasePath {
-                    base_path: e.base_path.clone(),
-                    first: name(other.bundle, other.endpoint),
-                    second: name(bi, ei),
-                });
-            }
-            bases.push(base);
-        }
-    }
+            })
+        })
+        .collect();
+    // Longest first (stable: declaration order among equals), for `base_paths`.
     bases.sort_by_key(|b| std::cmp::Reverse(b.path.len()));
+    let base_trie = match crate::select::BaseTrie::build(&bases) {
+        Ok(t) => t,
+        Err((first, second)) => {
+            let name = |i: usize| {
+                let Some(base) = bases.get(i) else {
+                    return String::new();
+                };
+                let bundle = compiled.get(base.bundle);
+                format!(
+                    "{}/{}",
+                    bundle.map_or("", |x| x.name.as_str()),
+                    bundle
+                        .and_then(|x| x.proxies.get(base.endpoint))
+                        .map_or("", |x| x.name.as_str())
+                )
+            };
+            // Bases of one path keep their declaration order: `first` came first.
+            let (a, b) = (first, second);
+            return Err(BuildError::DuplicateBasePath {
+                base_path: bases.get(a).map(|b| b.path.clone()).unwrap_or_default(),
+                first: name(a),
+                second: name(b),
+            });
+        }
+    };
     Ok(Gateway {
         inner: Arc::new(Inner {
             bundles: compiled,
             bases,
+            base_trie,
             env: kept.env,
             ids: kept.ids,
             provider_tokens: kept.provider_tokens,
@@ -341,23 +348,26 @@ impl Gateway {
 /// (and ProxyEndpoint) they name.
 fn resolve_local_targets(bundles: &mut [crate::compiled::CBundle]) {
     use crate::compiled::CConn;
-    let bases: Vec<(String, String, String)> = bundles
-        .iter()
-        .flat_map(|b| {
-            b.proxies
-                .iter()
-                .map(|p| (b.name.clone(), p.name.clone(), p.base_path.clone()))
-        })
-        .collect();
+    // Proxy name to its endpoints' (name, base path), in order: one lookup per target.
+    let mut bases: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for b in bundles.iter() {
+        for p in &b.proxies {
+            bases
+                .entry(b.name.clone())
+                .or_default()
+                .push((p.name.clone(), p.base_path.clone()));
+        }
+    }
     for t in bundles.iter_mut().flat_map(|b| b.targets.iter_mut()) {
         let CConn::LocalProxy { proxy, endpoint } = &t.conn else {
             continue;
         };
-        let found = bases
-            .iter()
-            .find(|(b, e, _)| b == proxy && endpoint.as_ref().is_none_or(|want| want == e));
+        let found = bases.get(proxy).and_then(|eps| {
+            eps.iter()
+                .find(|(e, _)| endpoint.as_ref().is_none_or(|want| want == e))
+        });
         t.conn = match found {
-            Some((_, _, base)) => CConn::Local(base.clone()),
+            Some((_, base)) => CConn::Local(base.clone()),
             None => CConn::Unusable(format!(
                 "the LocalTargetConnection names API proxy `{proxy}`{}, which is not deployed",
                 endpoint

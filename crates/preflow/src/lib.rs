@@ -127,6 +127,7 @@ pub mod path;
 mod policy_template;
 mod provider;
 mod sap;
+mod select;
 mod summary;
 mod vars;
 

@@ -170,7 +170,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
 }
 
 /// Whether `path` lies under `base` (a normalised base path without trailing slash, or
-/// `/`): equal, or followed by `/`. Returns the suffix (`proxy.pathsuffix`).
+/// `/`): equal, or followed by `/`. Returns the suffix (`proxy.pathsuffix`). The
+/// reference the base-path trie (`select::BaseTrie`) is tested against.
+#[cfg(test)]
 pub(crate) fn strip_base<'a>(path: &'a str, base: &str) -> Option<&'a str> {
     if base == "/" || base.is_empty() {
         return Some(path);
@@ -179,7 +181,8 @@ pub(crate) fn strip_base<'a>(path: &'a str, base: &str) -> Option<&'a str> {
     (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
-/// A base path as written, brought to the form [`strip_base`] expects.
+/// A base path as written, brought to the form base-path matching expects: normalised,
+/// without trailing slash (or `/`).
 pub(crate) fn normalize_base(base: &str) -> String {
     let trimmed = base.trim();
     let n = normalize(if trimmed.starts_with('/') {

@@ -131,9 +131,15 @@ pub fn wants_xml(headers: &HeaderMap) -> bool {
         .get(http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| {
-            let a = a.to_ascii_lowercase();
-            let xml = a.find("xml");
-            let json = a.find("json");
+            // Case-insensitive, without a lower-case copy (the engine asks on every
+            // forwarded request whose headers it hands over).
+            let find = |what: &[u8]| {
+                a.as_bytes()
+                    .windows(what.len())
+                    .position(|w| w.eq_ignore_ascii_case(what))
+            };
+            let xml = find(b"xml");
+            let json = find(b"json");
             match (xml, json) {
                 (Some(x), Some(j)) => x < j,
                 (Some(_), None) => true,

@@ -109,14 +109,18 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
     // Select the conditional flow once per endpoint, on the request side.
     if let Seg::ProxyReq(Part::Flow) | Seg::TargetReq(Part::Flow) = seg {
         let target = matches!(seg, Seg::TargetReq(_));
-        let flows: &[CFlow] = match g.bundles.get(ex.bundle) {
-            Some(b) if target => ex
-                .target
-                .and_then(|t| b.targets.get(t))
-                .map_or(&[], |t| &t.flows),
-            Some(b) => b.proxies.get(ex.endpoint).map_or(&[], |p| &p.flows),
-            None => &[],
-        };
+        let (flows, index): (&[CFlow], Option<&crate::select::FlowIndex>) =
+            match g.bundles.get(ex.bundle) {
+                Some(b) if target => ex
+                    .target
+                    .and_then(|t| b.targets.get(t))
+                    .map_or((&[], None), |t| (&t.flows, Some(&t.flow_index))),
+                Some(b) => b
+                    .proxies
+                    .get(ex.endpoint)
+                    .map_or((&[], None), |p| (&p.flows, Some(&p.flow_index))),
+                None => (&[], None),
+            };
         let mut selected = None;
         let tracing = ex.trace.is_some();
         let mut from = 0;
@@ -124,22 +128,21 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
             // A failing guard decides without evaluating (or tracing) the condition: the
             // flows it rules out are skipped in one scan, with the path suffix and verb
             // read once.
-            let next = if tracing {
-                Some(from).filter(|&i| i < flows.len())
-            } else {
-                let (suffix, verb) = (ex.path_suffix(), &ex.request.method);
-                flows
-                    .iter()
-                    .enumerate()
-                    .skip(from)
-                    .find(|(_, f)| {
-                        !f.cond.as_ref().is_some_and(|c| {
-                            matches!(c.compiled, CCompiled::Valid(_))
-                                && !c.guard.is_empty()
-                                && !c.guard.holds(suffix, verb)
+            let next = match index {
+                Some(index) if !tracing => {
+                    // Only the flows the index leaves for this path suffix.
+                    let (suffix, verb) = (ex.path_suffix(), &ex.request.method);
+                    index.candidates(suffix, from).find(|&i| {
+                        flows.get(i).is_some_and(|f| {
+                            !f.cond.as_ref().is_some_and(|c| {
+                                matches!(c.compiled, CCompiled::Valid(_))
+                                    && !c.guard.is_empty()
+                                    && !c.guard.holds(suffix, verb)
+                            })
                         })
                     })
-                    .map(|(i, _)| i)
+                }
+                _ => Some(from).filter(|&i| i < flows.len()),
             };
             let Some((i, f)) = next.and_then(|i| flows.get(i).map(|f| (i, f))) else {
                 break;
@@ -230,7 +233,7 @@ pub(crate) fn enter_error(g: &Inner, ex: &mut Exchange, mut fault: Fault) {
         answer_with(ex, fault);
         return;
     }
-    ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+    ex.response = Some(fault.render(faults_as_xml(ex)));
     record_fault(ex, &fault);
     ex.fault = Some(Box::new(fault));
     ex.callouts.clear();
@@ -246,7 +249,7 @@ fn answer_with(ex: &mut Exchange, mut fault: Fault) {
     if fault.state.is_empty() {
         fault.state = ex.stage.state_name();
     }
-    ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+    ex.response = Some(fault.render(faults_as_xml(ex)));
     record_fault(ex, &fault);
     ex.fault = Some(Box::new(fault));
     ex.callouts.clear();
@@ -592,7 +595,7 @@ fn handle(g: &Inner, ex: &mut Exchange, at: PolicyRef, outcome: Outcome) -> Opti
                     // response; the rule's remaining steps still run.
                     result(ex, &|| format!("raised {}", fault.name));
                     ex.rule_raised = true;
-                    ex.response = Some(fault.render(wants_xml(&ex.request.headers)));
+                    ex.response = Some(fault.render(faults_as_xml(ex)));
                     return None;
                 }
             }
@@ -941,7 +944,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
         },
         Err(e) => {
             let f = faults::bad_path(&e);
-            ex.response = Some(f.render(wants_xml(&ex.request.headers)));
+            ex.response = Some(f.render(faults_as_xml(ex)));
             record_fault(ex, &f);
             ex.fault = Some(Box::new(f));
             ex.stage = Stage::Respond;
@@ -954,13 +957,10 @@ fn start(g: &Inner, ex: &mut Exchange) {
     }
     let path = ex.req_path();
     let vhost = ex.virtual_host.as_deref();
-    let found = g.bases.iter().find_map(|base| {
-        if !base.serves_on(vhost) {
-            return None;
-        }
-        crate::path::strip_base(path, &base.path)
-            .map(|suffix| (path.len() - suffix.len(), base.bundle, base.endpoint))
-    });
+    let found = g
+        .base_trie
+        .find(&g.bases, path, vhost)
+        .and_then(|(i, len)| g.bases.get(i).map(|b| (len, b.bundle, b.endpoint)));
     let Some((base_len, b, e)) = found else {
         let host = ex
             .request
@@ -972,7 +972,7 @@ fn start(g: &Inner, ex: &mut Exchange) {
             .unwrap_or("default")
             .to_owned();
         let f = faults::application_not_found(&host, path);
-        ex.response = Some(f.render(wants_xml(&ex.request.headers)));
+        ex.response = Some(f.render(faults_as_xml(ex)));
         record_fault(ex, &f);
         ex.fault = Some(Box::new(f));
         ex.stage = Stage::Respond;
@@ -1137,22 +1137,17 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             let suffix = ex.path_suffix();
             let query = ex.req_query();
             let empty = base.is_empty() && suffix.is_empty();
-            let len =
-                base.len() + suffix.len() + query.map_or(0, |q| q.len() + 1) + usize::from(empty);
-            let mut pq = String::with_capacity(len);
-            pq.push_str(base);
-            pq.push_str(suffix);
-            if empty {
-                pq.push('/');
-            }
-            if let Some(q) = query {
-                pq.push('?');
-                pq.push_str(q);
-            }
+            let pq = path_and_query(&[
+                base,
+                suffix,
+                if empty { "/" } else { "" },
+                if query.is_some() { "?" } else { "" },
+                query.unwrap_or(""),
+            ]);
             let mut parts = http::uri::Parts::default();
             parts.scheme = Some(scheme.clone());
             parts.authority = Some(authority.clone());
-            parts.path_and_query = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(pq)).ok();
+            parts.path_and_query = http::uri::PathAndQuery::from_maybe_shared(pq).ok();
             match http::Uri::from_parts(parts) {
                 Ok(u) => u,
                 Err(_) => {
@@ -1206,7 +1201,13 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     let mut req = http::Request::new(ex.request.body.clone());
     *req.method_mut() = ex.request.method.clone();
     *req.uri_mut() = uri;
-    let mut headers = ex.request.headers.clone();
+    let mut headers = if target.is_some_and(|t| t.move_request_headers) && ex.trace.is_none() {
+        // Nothing after the call reads them (decided at build time): moved, not copied.
+        ex.xml_faults = Some(wants_xml(&ex.request.headers));
+        std::mem::take(&mut ex.request.headers)
+    } else {
+        ex.request.headers.clone()
+    };
     let (mut host, mut content_length) = (false, false);
     for k in headers.keys() {
         host |= *k == http::header::HOST;
@@ -1256,6 +1257,45 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
         stream_request_body: stream_request,
         stream_response_body: ex.streaming && target.is_some_and(|t| t.stream_response),
     }))
+}
+
+/// Bytes of [`path_and_query`] are carved from a per-thread chunk of this size.
+const PATH_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The chunk forwarded paths are written into. A path is split off as a `Bytes`
+    /// sharing the chunk, so building the forwarded request allocates nothing; a chunk is
+    /// reused in place once every path cut from it is dropped, and a new one is taken only
+    /// when it is full while some are still in flight (one allocation per many requests).
+    static PATHS: std::cell::RefCell<bytes::BytesMut> =
+        std::cell::RefCell::new(bytes::BytesMut::new());
+}
+
+/// The concatenation of `pieces` as `Bytes`, for a forwarded request's path and query.
+fn path_and_query(pieces: &[&str]) -> Bytes {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
+    let write = |buf: &mut bytes::BytesMut| {
+        for p in pieces {
+            buf.extend_from_slice(p.as_bytes());
+        }
+    };
+    let carved = PATHS.try_with(|chunk| {
+        let mut chunk = chunk.try_borrow_mut().ok()?;
+        if chunk.capacity() < len {
+            chunk.reserve(PATH_CHUNK.max(len));
+        }
+        write(&mut chunk);
+        Some(chunk.split().freeze())
+    });
+    match carved {
+        Ok(Some(b)) => b,
+        // Thread-local storage torn down (thread exit): a plain allocation.
+        _ => {
+            let mut buf = bytes::BytesMut::with_capacity(len);
+            write(&mut buf);
+            buf.freeze()
+        }
+    }
 }
 
 /// `scheme://authority{base}{suffix}?{query}` for a server a load balancer chose.
@@ -1357,5 +1397,12 @@ pub(crate) fn begin_in(
         streaming: false,
         request_streamed: false,
         response_streamed: false,
+        xml_faults: None,
     }
+}
+
+/// Whether faults of `ex` render as XML (the client's `Accept`).
+fn faults_as_xml(ex: &Exchange) -> bool {
+    ex.xml_faults
+        .unwrap_or_else(|| wants_xml(&ex.request.headers))
 }
