@@ -599,7 +599,7 @@ mod tests {
 
         bundle(
             &dir.join("bad"),
-            "<ProxyEndpoint name=\"default\">\n<PreFlow><Request><Step><Name>Nope</Name></Step>\n<Step><Condition>a = \"1\" and b = \"2\" or c = \"3\"</Condition><Name>SA</Name></Step></Request></PreFlow>\n<HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection></ProxyEndpoint>",
+            "<ProxyEndpoint name=\"default\">\n<PreFlow><Request><Step><Name>Nope</Name></Step>\n<Step><Condition>a = \"1\" and b = \"2\" or c = \"3\"</Condition><Name>SA</Name></Step></Request></PreFlow>\n<HTTPProxyConnection><BasePath>/a</BasePath></HTTPProxyConnection><RouteRule name=\"r\"/></ProxyEndpoint>",
         );
         let report = check(&[dir.join("bad")]);
         let text = report.render();
