@@ -163,6 +163,9 @@ pub enum Slot {
     SystemTime(TimePart),
     /// `system.uuid`: this gateway instance's UUID (also `router.uuid`).
     SystemUuid,
+    /// `access_token`: the token VerifyAccessToken verified. Read from the request's
+    /// `Authorization: Bearer` header when it came from there, so verifying copies nothing.
+    AccessToken,
     /// `system.time.zone`, `system.pod.name`, `system.region.name`: fixed texts.
     SystemText(&'static str),
     /// `fault.name`.
@@ -260,6 +263,7 @@ pub fn resolve_name(name: &str, bundle: usize, policies: &HashMap<String, usize>
         "system.time.millisecond" => Some(Slot::SystemTime(TimePart::Millisecond)),
         "system.time.zone" => Some(Slot::SystemText("UTC")),
         "system.uuid" | "router.uuid" => Some(Slot::SystemUuid),
+        "access_token" => Some(Slot::AccessToken),
         "system.pod.name" => Some(Slot::SystemText("preflow")),
         "system.region.name" => Some(Slot::SystemText("local")),
         "fault.name" => Some(Slot::FaultName),

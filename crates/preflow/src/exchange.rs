@@ -270,7 +270,8 @@ pub struct Exchange {
     pub(crate) vars: HashMap<String, OwnedValue>,
     pub(crate) failed: Vec<PolicyRef>,
     /// Policies that ran (a policy that never ran has no `{policy}.failed`).
-    pub(crate) ran: Vec<PolicyRef>,
+    /// Inline for the usual handful, so a request allocates nothing for it.
+    pub(crate) ran: smallvec::SmallVec<[PolicyRef; 8]>,
     /// What policies recorded: verified tokens and keys, quota decisions.
     pub(crate) state: ExchangeState,
     pub(crate) trace: Option<Vec<TraceEvent>>,

@@ -275,6 +275,13 @@ impl<'a> View<'a> {
                 .number(i64::try_from(ex.now_ns / 1_000_000).unwrap_or(0))
                 .map_or(Value::Null, Value::Integer),
             Slot::SystemUuid => Value::String(&g.env.instance_uuid),
+            Slot::AccessToken => match ex.vars.get("access_token") {
+                Some(v) => v.as_value(),
+                None if ex.state.verified_token().is_some() => {
+                    bearer_token(&ex.request.headers).map_or(Value::Null, Value::String)
+                }
+                None => Value::Null,
+            },
             Slot::SystemText(t) => Value::String(t),
             Slot::FaultName => ex
                 .fault
@@ -450,4 +457,18 @@ impl Exchange {
         self.query_cache = std::sync::OnceLock::new();
         self.form_cache = std::sync::OnceLock::new();
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|s| {
+            let s = s.trim();
+            let (scheme, token) = s.split_once(' ')?;
+            (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+                .then(|| token.trim())
+        })
 }

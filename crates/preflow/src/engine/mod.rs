@@ -1368,7 +1368,7 @@ pub(crate) fn begin_in(
         fault: None,
         vars: std::collections::HashMap::new(),
         failed: Vec::new(),
-        ran: Vec::new(),
+        ran: smallvec::SmallVec::new(),
         state: preflow_policy::runtime::ExchangeState::default(),
         trace: None,
         message_id: inner.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed),

@@ -545,8 +545,14 @@ fn finish_verify<R: Runtime>(
     match result {
         Ok(v) => {
             rt.state_mut().verified = Some(v);
-            // The documented `access_token` flow variable: the token just verified.
-            if let Some(t) = presented_token(rt, o) {
+            // The documented `access_token` flow variable: the token just verified. A
+            // bearer token is read from its header when asked for (no copy here).
+            let bearer = o.config.access_token.is_none()
+                && o.config
+                    .access_token_prefix
+                    .as_deref()
+                    .is_none_or(|p| p.eq_ignore_ascii_case("Bearer"));
+            if !bearer && let Some(t) = presented_token(rt, o) {
                 rt.set_variable("access_token", t);
             }
             Outcome::Continue
