@@ -2,15 +2,12 @@
 //! request's `Authorization` header (nothing is copied when the token is verified).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use preflow::*;
-use preflow_oauth::{
-    ApiProduct, App, Developer, GrantId, GrantType, NewCredential, Registry, TokenHash, TokenKind,
-    TokenRecord, TokenStore,
-};
+
+mod verified;
 
 #[test]
 fn access_token_reads_the_verified_bearer_token() {
@@ -33,55 +30,8 @@ fn access_token_reads_the_verified_bearer_token() {
             r#"<AssignMessage name="Copy"><Set><Headers><Header name="x-token">{access_token}</Header></Headers></Set></AssignMessage>"#,
         ),
     ];
-    let registry = Arc::new(Registry::new());
-    registry.put_developer(Developer::new("dev@example.com"));
-    registry.put_product(
-        ApiProduct::new("P")
-            .with_proxies(["api"])
-            .with_resources(["/**"])
-            .unwrap(),
-    );
-    let app = registry
-        .add_app("dev@example.com", App::new("app-0"))
-        .unwrap();
-    registry
-        .add_credential(
-            &app,
-            NewCredential {
-                key: Some("client-0".into()),
-                products: vec!["P".into()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    let loaded = load_files(files, &LoadOptions::default());
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
-    let gateway = Gateway::builder()
-        .bundles(loaded)
-        .registry(Arc::clone(&registry))
-        .build()
-        .unwrap();
     let token = "tok-0123456789abcdefghijklmnopqrstuvwxyz";
-    let record = TokenRecord {
-        kind: TokenKind::Access,
-        client_id: Arc::from("client-0"),
-        app_id: Arc::from(app.as_str()),
-        app_name: Arc::from("app-0"),
-        developer_email: Arc::from("dev@example.com"),
-        products: Arc::from(vec![Arc::<str>::from("P")]),
-        scope: Arc::from(""),
-        grant_type: GrantType::ClientCredentials,
-        username: None,
-        issued_at: 1_700_000_000,
-        expires_at: None,
-        revoked_at: None,
-        grant_id: GrantId([0; 16]),
-        refresh_count: 0,
-        attributes: Arc::from(Vec::new()),
-    };
-    gateway
-        .token_store()
-        .put_tokens(&[(TokenHash::of(token.as_bytes()), Arc::new(record))]);
+    let gateway = verified::gateway_with_token(files, token);
     let req = http::Request::get("/v1/api/x")
         .header("authorization", format!("bearer {token}"))
         .body(Bytes::new())
