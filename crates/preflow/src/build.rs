@@ -193,7 +193,7 @@ impl Cx<'_> {
                 .map(|v| v.trim().to_ascii_lowercase())
                 .collect(),
             pre,
-            flow_index: crate::select::FlowIndex::build(&flows),
+            flow_index: crate::select::FlowIndex::build(flows.iter().map(CFlow::guard_prefix)),
             flows,
             post: self.flow(&p.post_flow, "PostFlow"),
             post_client: p
@@ -326,7 +326,7 @@ impl Cx<'_> {
             name: t.name.clone(),
             name_arc: Arc::from(t.name.as_str()),
             pre,
-            flow_index: crate::select::FlowIndex::build(&flows),
+            flow_index: crate::select::FlowIndex::build(flows.iter().map(CFlow::guard_prefix)),
             flows,
             post: self.flow(&t.post_flow, "PostFlow"),
             fault_rules: self.rules(&t.fault_rules),

@@ -11,6 +11,7 @@ use preflow_policy::runtime::{Env, Timeouts};
 use preflow_policy::vars::Slot;
 
 use crate::exchange::{Exchange, Part, Seg};
+use crate::select::Base;
 
 /// A condition compiled into slots, with its guard (empty for an invalid condition).
 #[derive(Debug)]
@@ -59,6 +60,17 @@ pub(crate) struct CFlow {
     pub response: Vec<CStep>,
 }
 
+impl CFlow {
+    /// The path prefix its (valid) condition requires, for [`crate::select::FlowIndex`].
+    pub fn guard_prefix(&self) -> Option<&str> {
+        let c = self.cond.as_ref()?;
+        if !matches!(c.compiled, CCompiled::Valid(_)) {
+            return None;
+        }
+        c.guard.prefix.as_deref()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum CRouteTarget {
     Endpoint(usize),
@@ -104,31 +116,6 @@ pub(crate) struct CProxy {
     pub routes: Vec<CRoute>,
     pub fault_rules: Vec<CFaultRule>,
     pub default_rule: Option<CDefaultRule>,
-}
-
-/// A base path served, with the proxy endpoint serving it.
-#[derive(Debug)]
-pub(crate) struct Base {
-    pub path: String,
-    pub bundle: usize,
-    pub endpoint: usize,
-    /// The endpoint's virtual hosts (lower case); empty: every virtual host.
-    pub hosts: Vec<String>,
-}
-
-impl Base {
-    /// Whether it serves on virtual host `vhost` (`None`: the host does not tell, every
-    /// endpoint serves).
-    pub fn serves_on(&self, vhost: Option<&str>) -> bool {
-        self.hosts.is_empty() || vhost.is_none_or(|v| self.hosts.iter().any(|h| h == v))
-    }
-
-    /// Whether a request could reach both: their virtual hosts overlap.
-    pub fn overlaps(&self, other: &Base) -> bool {
-        self.hosts.is_empty()
-            || other.hosts.is_empty()
-            || self.hosts.iter().any(|h| other.hosts.contains(h))
-    }
 }
 
 #[derive(Debug)]

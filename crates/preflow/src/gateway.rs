@@ -13,9 +13,10 @@ use preflow_policy::runtime::{Client, Env, PolicyResources, Settings, StateMode}
 pub use crate::build::BuildError;
 use crate::build::{Common, compile_bundle};
 use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
-use crate::compiled::{Base, Inner};
+use crate::compiled::Inner;
 use crate::environment::Environment;
 use crate::exchange::{Exchange, Step};
+use crate::select::Base;
 
 /// Builds a [`Gateway`].
 #[derive(Debug, Default)]

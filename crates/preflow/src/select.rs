@@ -15,7 +15,30 @@ use std::collections::HashMap;
 
 use foldhash::fast::FixedState;
 
-use crate::compiled::{Base, CCompiled, CFlow};
+/// A base path served, with the proxy endpoint serving it.
+#[derive(Debug)]
+pub(crate) struct Base {
+    pub path: String,
+    pub bundle: usize,
+    pub endpoint: usize,
+    /// The endpoint's virtual hosts (lower case); empty: every virtual host.
+    pub hosts: Vec<String>,
+}
+
+impl Base {
+    /// Whether it serves on virtual host `vhost` (`None`: the host does not tell, every
+    /// endpoint serves).
+    pub fn serves_on(&self, vhost: Option<&str>) -> bool {
+        self.hosts.is_empty() || vhost.is_none_or(|v| self.hosts.iter().any(|h| h == v))
+    }
+
+    /// Whether a request could reach both: their virtual hosts overlap.
+    pub fn overlaps(&self, other: &Base) -> bool {
+        self.hosts.is_empty()
+            || other.hosts.is_empty()
+            || self.hosts.iter().any(|h| other.hosts.contains(h))
+    }
+}
 
 /// A hash map with a fixed fast hash: keys are base path segments and flow prefixes of
 /// the gateway's own bundles, not attacker-chosen keys (lookups of request segments
@@ -123,17 +146,13 @@ fn first_segment(suffix: &str) -> Option<&str> {
 }
 
 impl FlowIndex {
-    /// Buckets `flows`.
-    pub(crate) fn build(flows: &[CFlow]) -> Self {
+    /// Buckets flows by the path prefix each one's condition requires (in flow order;
+    /// `None`: no condition, an invalid one, or one without a prefix).
+    pub(crate) fn build<'a>(prefixes: impl IntoIterator<Item = Option<&'a str>>) -> Self {
         let mut by_segment: HashMap<Box<str>, Vec<usize>, FixedState> = HashMap::default();
         let mut rest = Vec::new();
-        for (i, f) in flows.iter().enumerate() {
-            let seg = f.cond.as_ref().and_then(|c| {
-                if !matches!(c.compiled, CCompiled::Valid(_)) {
-                    return None;
-                }
-                whole_first_segment(c.guard.prefix.as_deref()?)
-            });
+        for (i, prefix) in prefixes.into_iter().enumerate() {
+            let seg = prefix.and_then(whole_first_segment);
             match seg {
                 Some(s) => by_segment.entry(s.into()).or_default().push(i),
                 None => rest.push(i),
