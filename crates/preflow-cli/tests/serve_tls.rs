@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use common::Gateway;
-use tls_backend::{Ca, https_backend};
+use tls_backend::{Ca, https_backend, tls_api};
 
 /// A bundle `tls-api` at `/tls` forwarding to `url` (or, when it starts with `<`, with
 /// that `<HTTPTargetConnection>` content), and a bundle `only-secure` at `/only-secure`
@@ -30,27 +30,7 @@ fn bundles(dir: &Path, url: &str) {
     } else {
         format!("<URL>{url}</URL>")
     };
-    let api = dir.join("tls-api/apiproxy");
-    std::fs::create_dir_all(api.join("proxies")).unwrap();
-    std::fs::create_dir_all(api.join("targets")).unwrap();
-    std::fs::write(api.join("tls-api.xml"), r#"<APIProxy name="tls-api"/>"#).unwrap();
-    std::fs::write(
-        api.join("proxies/default.xml"),
-        r#"<ProxyEndpoint name="default">
-  <HTTPProxyConnection><BasePath>/tls</BasePath></HTTPProxyConnection>
-  <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule>
-</ProxyEndpoint>"#,
-    )
-    .unwrap();
-    std::fs::write(
-        api.join("targets/default.xml"),
-        format!(
-            r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection>{conn}</HTTPTargetConnection>
-</TargetEndpoint>"#
-        ),
-    )
-    .unwrap();
+    tls_api(dir, &conn);
     let only = dir.join("only-secure/apiproxy");
     std::fs::create_dir_all(only.join("proxies")).unwrap();
     std::fs::write(

@@ -121,27 +121,10 @@ mod tls_backend;
 
 /// A bundle at `/tls` forwarding to `https://localhost:PORT/back` with `ssl_info`.
 fn tls_bundle(dir: &std::path::Path, port: u16, ssl_info: &str) -> std::path::PathBuf {
-    let api = dir.join("tls-api/apiproxy");
-    std::fs::create_dir_all(api.join("proxies")).unwrap();
-    std::fs::create_dir_all(api.join("targets")).unwrap();
-    std::fs::write(
-        api.join("proxies/default.xml"),
-        r#"<ProxyEndpoint name="default">
-  <HTTPProxyConnection><BasePath>/tls</BasePath></HTTPProxyConnection>
-  <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule>
-</ProxyEndpoint>"#,
+    tls_backend::tls_api(
+        dir,
+        &format!("<URL>https://localhost:{port}/back</URL>{ssl_info}"),
     )
-    .unwrap();
-    std::fs::write(
-        api.join("targets/default.xml"),
-        format!(
-            r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection><URL>https://localhost:{port}/back</URL>{ssl_info}</HTTPTargetConnection>
-</TargetEndpoint>"#
-        ),
-    )
-    .unwrap();
-    dir.join("tls-api")
 }
 
 /// Pingora with `PreflowProxy` over `paths` and the environment file `env`.

@@ -131,3 +131,30 @@ pub fn https_backend(
     });
     (rx.recv().unwrap(), seen, handle)
 }
+
+/// A bundle `tls-api` under `dir` at base path `/tls`, whose target's
+/// `<HTTPTargetConnection>` holds `connection`; returns the bundle's folder.
+pub fn tls_api(dir: &std::path::Path, connection: &str) -> std::path::PathBuf {
+    let api = dir.join("tls-api/apiproxy");
+    std::fs::create_dir_all(api.join("proxies")).unwrap();
+    std::fs::create_dir_all(api.join("targets")).unwrap();
+    std::fs::write(api.join("tls-api.xml"), r#"<APIProxy name="tls-api"/>"#).unwrap();
+    std::fs::write(
+        api.join("proxies/default.xml"),
+        r#"<ProxyEndpoint name="default">
+  <HTTPProxyConnection><BasePath>/tls</BasePath></HTTPProxyConnection>
+  <RouteRule name="r"><TargetEndpoint>default</TargetEndpoint></RouteRule>
+</ProxyEndpoint>"#,
+    )
+    .unwrap();
+    std::fs::write(
+        api.join("targets/default.xml"),
+        format!(
+            r#"<TargetEndpoint name="default">
+  <HTTPTargetConnection>{connection}</HTTPTargetConnection>
+</TargetEndpoint>"#
+        ),
+    )
+    .unwrap();
+    dir.join("tls-api")
+}
