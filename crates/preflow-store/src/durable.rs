@@ -13,6 +13,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransactio
 
 use crate::StateStore;
 use crate::error::{StoreError, db};
+use crate::token_cache::{DEFAULT_TOKEN_CACHE_ENTRIES, TokenCache};
 use crate::windows::{Fixed, Rolling};
 
 /// The default file name of the state database in the gateway's state folder.
@@ -44,6 +45,8 @@ pub struct DurableStore {
     /// Counter commits made without fsync since the last [`DurableStore::sync`].
     unsynced: AtomicBool,
     revoked_retention: u64,
+    /// Decoded token records, kept exact by the write paths (see [`crate::token_cache`]).
+    tokens: TokenCache,
 }
 
 fn grant_key(grant: &[u8; 16], hash: &[u8; 32]) -> [u8; 48] {
@@ -84,7 +87,15 @@ impl DurableStore {
             throttle: preflow_oauth::Throttle::default(),
             unsynced: AtomicBool::new(false),
             revoked_retention: DEFAULT_REVOKED_RETENTION,
+            tokens: TokenCache::new(DEFAULT_TOKEN_CACHE_ENTRIES),
         })
+    }
+
+    /// Sets how many decoded token records are kept in memory in front of the file
+    /// (default [`DEFAULT_TOKEN_CACHE_ENTRIES`]; 0 reads every token from the file).
+    pub fn with_token_cache(mut self, entries: usize) -> Self {
+        self.tokens = TokenCache::new(entries);
+        self
     }
 
     /// The database file.
@@ -113,10 +124,11 @@ impl DurableStore {
         let retention = self.revoked_retention;
         let txn = self.write(Durability::Immediate)?;
         let mut removed = 0;
+        let mut dead_tokens = Vec::new();
         {
             let mut tokens = txn.open_table(TOKENS).map_err(db("open table"))?;
             let mut grants = txn.open_table(GRANTS).map_err(db("open table"))?;
-            let mut dead = Vec::new();
+            let dead = &mut dead_tokens;
             for row in tokens.iter().map_err(db("scan"))? {
                 let (k, v) = row.map_err(db("scan"))?;
                 let keep = match serde_json::from_slice::<TokenRecord>(v.value()) {
@@ -131,15 +143,20 @@ impl DurableStore {
                     dead.push(*k.value());
                 }
             }
+            let dead_set: std::collections::HashSet<[u8; 32]> = dead.iter().copied().collect();
             let mut dead_grants = Vec::new();
             for row in grants.iter().map_err(db("scan"))? {
                 let (k, _) = row.map_err(db("scan"))?;
                 let key = k.value();
-                if key.get(16..).is_some_and(|h| dead.iter().any(|d| d == h)) {
+                if key
+                    .get(16..)
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .is_some_and(|h| dead_set.contains(&h))
+                {
                     dead_grants.push(key.to_vec());
                 }
             }
-            for k in &dead {
+            for k in dead.iter() {
                 tokens.remove(k).map_err(db("remove"))?;
                 removed += 1;
             }
@@ -204,6 +221,7 @@ impl DurableStore {
             }
         }
         txn.commit().map_err(db("commit"))?;
+        self.tokens.forget(&dead_tokens);
         self.spikes.reclaim(now);
         self.throttle.purge(secs);
         Ok(removed)
@@ -216,10 +234,18 @@ impl DurableStore {
     }
 
     fn get_token(&self, hash: &TokenHash) -> Result<Option<Arc<TokenRecord>>, StoreError> {
+        if let Some(record) = self.tokens.get(hash) {
+            return Ok(Some(record));
+        }
+        let seen = self.tokens.generation();
         let txn = self.db.begin_read().map_err(db("begin"))?;
         let tokens = txn.open_table(TOKENS).map_err(db("open table"))?;
         match tokens.get(&hash.0).map_err(db("read"))? {
-            Some(v) => Ok(Some(Arc::new(serde_json::from_slice(v.value())?))),
+            Some(v) => {
+                let record = Arc::new(serde_json::from_slice(v.value())?);
+                self.tokens.fill(*hash, &record, seen);
+                Ok(Some(record))
+            }
             None => Ok(None),
         }
     }
@@ -239,7 +265,11 @@ impl DurableStore {
                     .map_err(db("write"))?;
             }
         }
-        txn.commit().map_err(db("commit"))
+        txn.commit().map_err(db("commit"))?;
+        for (hash, record) in put {
+            self.tokens.written(*hash, Arc::clone(record));
+        }
+        Ok(())
     }
 
     /// Revokes the tokens `hashes` inside `txn`; how many were live.
@@ -273,6 +303,7 @@ impl DurableStore {
         let txn = self.write(Durability::Immediate)?;
         let n = Self::revoke_in(&txn, &[hash.0], at)?;
         txn.commit().map_err(db("commit"))?;
+        self.tokens.forget([&hash.0]);
         Ok(n)
     }
 
@@ -298,6 +329,7 @@ impl DurableStore {
         };
         let n = Self::revoke_in(&txn, &hashes, at)?;
         txn.commit().map_err(db("commit"))?;
+        self.tokens.forget(&hashes);
         Ok(n)
     }
 
@@ -325,7 +357,9 @@ impl DurableStore {
             record
         };
         txn.commit().map_err(db("commit"))?;
-        Ok(Some(Arc::new(updated)))
+        let updated = Arc::new(updated);
+        self.tokens.written(*hash, Arc::clone(&updated));
+        Ok(Some(updated))
     }
 
     fn put_code(&self, hash: &TokenHash, record: &CodeRecord) -> Result<(), StoreError> {

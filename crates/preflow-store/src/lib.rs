@@ -18,6 +18,12 @@
 //!   entries ([`preflow_oauth::StoreOp::ThrottleCheck`] and its kin) stay in memory
 //!   too: they matter within minutes, and one file serves one gateway.
 //!
+//!   Decoded token records are also kept in memory in front of the file (up to
+//!   [`DEFAULT_TOKEN_CACHE_ENTRIES`], see [`DurableStore::with_token_cache`]), so a
+//!   verification does not read and decode the file each time. Because the file belongs
+//!   to one gateway, every write passes through it and updates the cache after its
+//!   commit: a revocation takes effect on the next request.
+//!
 //! The Redis store of `preflow-redis` answers the same operations; the conformance suite
 //! of this crate (`tests/conformance.rs`) runs one set of cases against all three.
 //!
@@ -42,11 +48,13 @@
 mod durable;
 mod error;
 mod kv;
+mod token_cache;
 mod windows;
 
 pub use durable::{DEFAULT_FILE_NAME, DurableStore};
 pub use error::StoreError;
 pub use kv::MemoryKv;
+pub use token_cache::DEFAULT_TOKEN_CACHE_ENTRIES;
 
 use preflow_oauth::TokenStore as _;
 use preflow_ratelimit::CounterStore as _;

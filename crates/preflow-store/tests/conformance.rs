@@ -127,6 +127,13 @@ async fn revocation(s: &impl Backend) {
         record(TokenKind::Access, GrantId::random(), t),
     )]);
     assert_eq!(s.token(put).await, StoreReply::Done);
+    // Read first, so a store that keeps records in memory holds them when they change.
+    for h in [a, r, other] {
+        assert!(matches!(
+            s.token(StoreOp::GetToken(h)).await,
+            StoreReply::Token(Some(_))
+        ));
+    }
     let revoke = StoreOp::RevokeToken { hash: a, at: t + 1 };
     assert_eq!(s.token(revoke.clone()).await, StoreReply::Count(1));
     assert_eq!(
@@ -470,6 +477,17 @@ async fn redb_conforms() {
     .await;
 }
 
+#[tokio::test]
+async fn redb_without_token_cache_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(&Inline(
+        DurableStore::open(dir.path().join("state.redb"))
+            .unwrap()
+            .with_token_cache(0),
+    ))
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_conforms() {
     let server = preflow_redis::server::RedisServer::start().expect("redis-server");
@@ -614,6 +632,47 @@ fn purge_removes_only_dead_records() {
         store.token(&StoreOp::GetToken(expired)).unwrap(),
         StoreReply::Token(None)
     );
+}
+
+/// Readers racing a revocation: once the revocation has returned, every later read sees
+/// it, whatever the readers filled the token cache with meanwhile.
+#[test]
+fn a_revocation_is_seen_by_every_read_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(DurableStore::open(dir.path().join("state.redb")).unwrap());
+    let t = now_secs();
+    for round in 0..20u64 {
+        let h = hash(&format!("raced-{round}"));
+        let put = StoreOp::PutTokens(vec![(h, record(TokenKind::Access, GrantId::random(), t))]);
+        store.token(&put).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, stop) = (Arc::clone(&store), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        store.token(&StoreOp::GetToken(h)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let revoke = StoreOp::RevokeToken { hash: h, at: t + round };
+        assert_eq!(store.token(&revoke).unwrap(), StoreReply::Count(1));
+        for _ in 0..100 {
+            let StoreReply::Token(Some(got)) = store.token(&StoreOp::GetToken(h)).unwrap() else {
+                panic!("token lost");
+            };
+            assert_eq!(got.revoked_at, Some(t + round), "round {round}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        let StoreReply::Token(Some(got)) = store.token(&StoreOp::GetToken(h)).unwrap() else {
+            panic!("token lost");
+        };
+        assert_eq!(got.revoked_at, Some(t + round), "round {round}, after the readers");
+    }
 }
 
 #[test]

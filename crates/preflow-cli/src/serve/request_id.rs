@@ -21,25 +21,49 @@ pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
         .get(&X_REQUEST_ID)
         .filter(|v| valid_id(v.as_bytes()))
         .cloned();
+    let traced = headers
+        .get(&TRACEPARENT)
+        .is_some_and(|v| valid_traceparent(v.as_bytes()));
+    if let Some(id) = kept.as_ref().filter(|_| traced) {
+        return id.clone();
+    }
+    // One draw for both: 16 bytes of request id, 16 of trace id, 8 of parent id.
+    let mut random = [0u8; 40];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
+    let (id_bytes, trace_bytes) = random.split_at(16);
     let id = match kept {
         Some(id) => id,
         None => {
-            let id =
-                HeaderValue::from_str(&random_hex(16)).unwrap_or(HeaderValue::from_static("-"));
+            let mut hex = [0u8; 32];
+            hex_into(&mut hex, id_bytes);
+            let id = HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"));
             headers.insert(X_REQUEST_ID.clone(), id.clone());
             id
         }
     };
-    let traced = headers
-        .get(&TRACEPARENT)
-        .is_some_and(|v| valid_traceparent(v.as_bytes()));
     if !traced {
-        let value = format!("00-{}-{}-00", random_hex(16), random_hex(8));
-        if let Ok(v) = HeaderValue::from_str(&value) {
+        // 00-<32 hex trace id>-<16 hex parent id>-00
+        let mut value = *b"00-________________________________-________________-00";
+        if let Some(trace) = value.get_mut(3..35) {
+            hex_into(trace, trace_bytes.get(..16).unwrap_or(&[]));
+        }
+        if let Some(parent) = value.get_mut(36..52) {
+            hex_into(parent, trace_bytes.get(16..).unwrap_or(&[]));
+        }
+        if let Ok(v) = HeaderValue::from_bytes(&value) {
             headers.insert(TRACEPARENT.clone(), v);
         }
     }
     id
+}
+
+/// Writes `bytes` as lower-case hex into `out` (two digits per byte, as many as fit).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digit = |n: u8| DIGITS.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0');
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&[digit(b >> 4), digit(*b)]);
+    }
 }
 
 fn valid_id(v: &[u8]) -> bool {
@@ -69,19 +93,6 @@ fn valid_traceparent(v: &[u8]) -> bool {
         && parent.bytes().any(|b| b != b'0')
         && hex(flags, 2)
         && (*version != "00" || parts.len() == 4)
-}
-
-/// `bytes` random bytes (thread-local CSPRNG) as lower-case hex.
-fn random_hex(bytes: usize) -> String {
-    use rand::RngCore as _;
-    let mut buf = [0u8; 16];
-    let slice = buf.get_mut(..bytes.min(16)).unwrap_or(&mut []);
-    rand::rng().fill_bytes(slice);
-    slice.iter().fold(String::with_capacity(32), |mut s, b| {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]
