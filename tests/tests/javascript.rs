@@ -102,11 +102,11 @@ fn no_exchange_sees_another_exchanges_data() {
         &[
             (
                 "write.js",
-                "leaked = context.getVariable('request.header.x-secret');\nthis.viaThis = leaked;\nObject.prototype.polluted = leaked;\nJSON.parse = function () { return 'hijacked'; };\nString.prototype.trim = function () { return 'hijacked'; };\ncontext.session.setAttribute('s', leaked);\n",
+                "leaked = context.getVariable('request.header.x-secret');\nthis.viaThis = leaked;\nObject.prototype.polluted = leaked;\nJSON.parse = function () { return 'hijacked'; };\ncontext.getVariable.leaked = leaked;\ncontext.setVariable.leaked = leaked;\nString.prototype.trim = function () { return 'hijacked'; };\ncontext.session.setAttribute('s', leaked);\n",
             ),
             (
                 "read.js",
-                "context.setVariable('seen', [typeof leaked, typeof viaThis, String(({}).polluted), JSON.parse('1'), ' a '.trim(), String(context.session.getAttribute('s'))].join(','));\n",
+                "context.setVariable('seen', [typeof leaked, typeof viaThis, String(({}).polluted), JSON.parse('1'), ' a '.trim(), String(context.session.getAttribute('s')), typeof context.getVariable.leaked, typeof context.setVariable.leaked].join(','));\n",
             ),
         ],
     );
@@ -122,7 +122,7 @@ fn no_exchange_sees_another_exchanges_data() {
     assert_eq!(r.status(), 200, "{}", r.body());
     assert_eq!(
         g.variable(&r.exchange, "seen").as_deref(),
-        Some("undefined,undefined,undefined,1,a,undefined")
+        Some("undefined,undefined,undefined,1,a,undefined,undefined,undefined")
     );
 }
 
