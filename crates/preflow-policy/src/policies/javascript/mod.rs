@@ -240,6 +240,8 @@ pub(crate) struct CompiledJavascript {
 }
 
 /// How the attempts of an execution ended.
+// Returned once per execution, never stored: boxing the outcome would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Attempts {
     /// With this outcome.
     Done(Outcome),
