@@ -9,6 +9,11 @@
 //! fetches what was missing and runs the script again. Nothing of an aborted run is
 //! applied, and `Date` and `Math.random` are seeded from the exchange, so the re-run
 //! behaves like a single run would have.
+//!
+//! A run is a direct call of the compiled script: no JavaScript runs around it unless
+//! the script opened the session or created globals (see `prelude.js`), and the frame
+//! is reused from run to run, so a warm run allocates nothing of its own on the Rust
+//! heap.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -429,6 +434,21 @@ fn text<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> rquickjs::Result<rquickjs::CStrin
     rquickjs::CString::from_string(s)
 }
 
+/// Installs `pf[name]`: a native returning what `read` takes from the frame.
+fn reader<'js, T: rquickjs::IntoJs<'js> + 'js>(
+    ctx: &Ctx<'js>,
+    pf: &Object<'js>,
+    frame: &Rc<RefCell<Frame>>,
+    name: &str,
+    read: fn(&Frame) -> T,
+) -> rquickjs::Result<()> {
+    let fr = frame.clone();
+    pf.set(
+        name,
+        Function::new(ctx.clone(), move || read(&fr.borrow()))?,
+    )
+}
+
 fn install_natives<'js>(
     ctx: &Ctx<'js>,
     pf: &Object<'js>,
@@ -571,21 +591,9 @@ fn install_natives<'js>(
         "mark",
         Function::new(ctx.clone(), move || fr.borrow_mut().dirty = true)?,
     )?;
-    let fr = frame.clone();
-    pf.set(
-        "seed",
-        Function::new(ctx.clone(), move || fr.borrow().seed)?,
-    )?;
-    let fr = frame.clone();
-    pf.set(
-        "flow",
-        Function::new(ctx.clone(), move || fr.borrow().flow)?,
-    )?;
-    let fr = frame.clone();
-    pf.set(
-        "now",
-        Function::new(ctx.clone(), move || fr.borrow().now_ms)?,
-    )?;
+    reader(ctx, pf, frame, "seed", |f| f.seed)?;
+    reader(ctx, pf, frame, "flow", |f| f.flow)?;
+    reader(ctx, pf, frame, "now", |f| f.now_ms)?;
     let (fr, ab) = (frame.clone(), abort.clone());
     pf.set(
         "msg",
