@@ -102,11 +102,11 @@ fn no_exchange_sees_another_exchanges_data() {
         &[
             (
                 "write.js",
-                "leaked = context.getVariable('request.header.x-secret');\nthis.viaThis = leaked;\nObject.prototype.polluted = leaked;\nJSON.parse = function () { return 'hijacked'; };\nString.prototype.trim = function () { return 'hijacked'; };\ncontext.session.setAttribute('s', leaked);\n",
+                "leaked = context.getVariable('request.header.x-secret');\nthis.viaThis = leaked;\nObject.prototype.polluted = leaked;\nJSON.parse = function () { return 'hijacked'; };\ncontext.getVariable.leaked = leaked;\ncontext.setVariable.leaked = leaked;\nString.prototype.trim = function () { return 'hijacked'; };\ncontext.session.setAttribute('s', leaked);\n",
             ),
             (
                 "read.js",
-                "context.setVariable('seen', [typeof leaked, typeof viaThis, String(({}).polluted), JSON.parse('1'), ' a '.trim(), String(context.session.getAttribute('s'))].join(','));\n",
+                "context.setVariable('seen', [typeof leaked, typeof viaThis, String(({}).polluted), JSON.parse('1'), ' a '.trim(), String(context.session.getAttribute('s')), typeof context.getVariable.leaked, typeof context.setVariable.leaked].join(','));\n",
             ),
         ],
     );
@@ -122,8 +122,39 @@ fn no_exchange_sees_another_exchanges_data() {
     assert_eq!(r.status(), 200, "{}", r.body());
     assert_eq!(
         g.variable(&r.exchange, "seen").as_deref(),
-        Some("undefined,undefined,undefined,1,a,undefined")
+        Some("undefined,undefined,undefined,1,a,undefined,undefined,undefined")
     );
+}
+
+#[test]
+fn per_run_state_starts_afresh_in_every_run() {
+    // Scripts run back to back on this thread's engine: each sees its own `properties`,
+    // a fresh session, `Math.random` seeded anew, and no global of the run before.
+    let policy = |name: &str, p: &str| {
+        format!(
+            r#"<Javascript name="{name}" timeLimit="200"><ResourceURL>jsc://state.js</ResourceURL><Properties><Property name="p">{p}</Property></Properties></Javascript>"#
+        )
+    };
+    let files = bundle(
+        &[("A", &policy("A", "a")), ("B", &policy("B", "b"))],
+        &[(
+            "state.js",
+            "context.setVariable('out', [properties.p, Math.random(), context.session.getAttribute('k'), typeof glob].join(','));\ncontext.session.setAttribute('k', 1);\nglob = 1;\n",
+        )],
+    );
+    let g = gateway(&files);
+    let out = |policy: &str| {
+        let o = run(&g, policy);
+        assert_eq!(o.status(), 200, "{}", o.body());
+        g.variable(&o.exchange, "out").unwrap()
+    };
+    let a1 = out("A");
+    let b = out("B");
+    let a2 = out("A");
+    assert!(a1.starts_with("a,0."), "{a1}");
+    assert!(a1.ends_with(",,undefined"), "{a1}");
+    assert!(b.starts_with("b,0.") && b.ends_with(",,undefined"), "{b}");
+    assert_eq!(a1, a2);
 }
 
 #[test]

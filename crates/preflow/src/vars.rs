@@ -320,11 +320,12 @@ impl Variables for View<'_> {
 /// Sets variable `name`: message parts are written to the message, the rest is kept by
 /// name.
 pub(crate) fn set_variable(g: &Inner, ex: &mut Exchange, bundle: usize, name: &str, value: String) {
-    ex.materialize();
     let empty = HashMap::new();
     let index = g.bundles.get(bundle).map_or(&empty, |b| &b.policy_index);
     match resolve_name(name, bundle, index) {
         Slot::Msg(which, field) => {
+            // Only a write to a message needs its lazily kept path and query.
+            ex.materialize();
             let response_side = ex.stage.is_response_side();
             let m = match which {
                 Which::Request => Some(&mut ex.request),

@@ -9,13 +9,19 @@
 //! fetches what was missing and runs the script again. Nothing of an aborted run is
 //! applied, and `Date` and `Math.random` are seeded from the exchange, so the re-run
 //! behaves like a single run would have.
+//!
+//! A run is a direct call of the compiled script: no JavaScript runs around it unless
+//! the script opened the session or created globals (see `prelude.js`), and the frame
+//! is reused from run to run, so a warm run allocates nothing of its own on the Rust
+//! heap.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use base64::Engine as _;
-use rquickjs::{Context, Ctx, Function, Object, Persistent, Runtime, Value};
+use rquickjs::function::Opt;
+use rquickjs::{Coerced, Context, Ctx, FromJs, Function, Object, Persistent, Runtime, Value};
 
 /// Limits of one execution.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +43,83 @@ pub(crate) enum JsVal {
     Bool(bool),
 }
 
+/// A variable value borrowed from the exchange, copied into a [`JsVal`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum JsValRef<'a> {
+    Null,
+    Str(&'a str),
+    Num(f64),
+    Bool(bool),
+}
+
+impl JsVal {
+    /// Takes `v`, reusing this value's string buffer.
+    fn assign(&mut self, v: JsValRef<'_>) {
+        match (self, v) {
+            (JsVal::Str(s), JsValRef::Str(v)) => {
+                s.clear();
+                s.push_str(v);
+            }
+            (this, v) => {
+                *this = match v {
+                    JsValRef::Null => JsVal::Null,
+                    JsValRef::Str(v) => JsVal::Str(v.to_owned()),
+                    JsValRef::Num(n) => JsVal::Num(n),
+                    JsValRef::Bool(b) => JsVal::Bool(b),
+                }
+            }
+        }
+    }
+}
+
+/// The variables a run can read, by name. A run reads a handful, so a list beats a map;
+/// its entries' buffers are kept from run to run, so filling it allocates nothing once
+/// warm.
+#[derive(Debug, Default)]
+pub(crate) struct Vars {
+    entries: Vec<(String, JsVal)>,
+    len: usize,
+}
+
+impl Vars {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn live(&self) -> &[(String, JsVal)] {
+        self.entries.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The value of `name`, if the run has it.
+    pub(crate) fn get(&self, name: &str) -> Option<&JsVal> {
+        self.live().iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Sets `name` to `value`.
+    pub(crate) fn set(&mut self, name: &str, value: JsValRef<'_>) {
+        let len = self.len;
+        if let Some(live) = self.entries.get_mut(..len)
+            && let Some((_, v)) = live.iter_mut().find(|(n, _)| n == name)
+        {
+            v.assign(value);
+            return;
+        }
+        match self.entries.get_mut(len) {
+            Some((n, v)) => {
+                n.clear();
+                n.push_str(name);
+                v.assign(value);
+            }
+            None => {
+                let mut v = JsVal::Null;
+                v.assign(value);
+                self.entries.push((name.to_owned(), v));
+            }
+        }
+        self.len = len + 1;
+    }
+}
+
 /// A snapshot of a message for the script.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MessageSnap {
@@ -51,23 +134,68 @@ pub(crate) struct MessageSnap {
     pub form: Vec<(String, String)>,
 }
 
+/// What a write does (its texts are in the [`Op`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    /// `context.setVariable(a, b)`.
+    Set,
+    /// `context.removeVariable(a)`.
+    Remove,
+    /// `context.session.setAttribute(a, b)` (`b` the value as JSON), or
+    /// `removeAttribute(a)` when `remove`.
+    Session { remove: bool },
+    /// A change to message `kind` (0 request, 1 response): field `c`, name or value `a`,
+    /// values `b` (joined by NUL); set, or removed.
+    Message { kind: u8, set: bool },
+}
+
 /// A write the script made, applied after the run in order.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Op {
-    /// `context.setVariable`.
-    Set(String, String),
-    /// `context.removeVariable`.
-    Remove(String),
-    /// `context.session.setAttribute` (the value as JSON) or `removeAttribute` (`None`).
-    Session(String, Option<String>),
-    /// A change to message `kind` (0 request, 1 response): field, name or value, values.
-    Message {
-        kind: u8,
-        field: String,
-        a: String,
-        b: String,
-        set: bool,
-    },
+pub(crate) struct Op {
+    pub kind: OpKind,
+    pub a: String,
+    pub b: String,
+    pub c: String,
+}
+
+/// The writes of a run, in order; their buffers are kept from run to run.
+#[derive(Debug, Default)]
+pub(crate) struct Ops {
+    ops: Vec<Op>,
+    len: usize,
+}
+
+impl Ops {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn push(&mut self, kind: OpKind, a: &str, b: &str, c: &str) {
+        let fill = |s: &mut String, v: &str| {
+            s.clear();
+            s.push_str(v);
+        };
+        match self.ops.get_mut(self.len) {
+            Some(op) => {
+                op.kind = kind;
+                fill(&mut op.a, a);
+                fill(&mut op.b, b);
+                fill(&mut op.c, c);
+            }
+            None => self.ops.push(Op {
+                kind,
+                a: a.to_owned(),
+                b: b.to_owned(),
+                c: c.to_owned(),
+            }),
+        }
+        self.len += 1;
+    }
+
+    /// The writes, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Op> {
+        self.ops.get(..self.len).unwrap_or(&[]).iter()
+    }
 }
 
 /// An `httpClient` request the script made.
@@ -91,12 +219,13 @@ pub(crate) enum HttpResult {
     Error(String),
 }
 
-/// What a run reads and writes.
+/// What a run reads and writes. One per thread is reused ([`take_frame`],
+/// [`give_frame`]), so a warm run allocates nothing for it.
 #[derive(Debug, Default)]
 pub(crate) struct Frame {
-    pub vars: HashMap<String, JsVal>,
+    pub vars: Vars,
     /// Per message: not taken yet (`None`), absent (`Some(None)`) or its snapshot.
-    pub messages: [Option<Option<MessageSnap>>; 2],
+    pub messages: [Option<Option<Box<MessageSnap>>>; 2],
     pub responses: Vec<HttpResult>,
     /// `context.session` as the exchange holds it: name and value as JSON.
     pub session: Vec<(String, String)>,
@@ -107,8 +236,54 @@ pub(crate) struct Frame {
     pub missing_messages: [bool; 2],
     pub wants_call: bool,
     pub calls: Vec<HttpCall>,
-    pub ops: Vec<Op>,
+    pub ops: Ops,
     pub prints: Vec<String>,
+    /// The seed of `Math.random`.
+    pub seed: u32,
+    /// The script opened the session or created a global: the prelude's `end` must run.
+    pub dirty: bool,
+}
+
+impl Frame {
+    /// Empties the frame for the next run, keeping its buffers.
+    pub(crate) fn reset(&mut self) {
+        self.vars.clear();
+        self.messages = [None, None];
+        self.responses.clear();
+        self.session.clear();
+        self.now_ms = 0.0;
+        self.flow = "";
+        self.missing_vars.clear();
+        self.missing_messages = [false; 2];
+        self.wants_call = false;
+        self.calls.clear();
+        self.ops.clear();
+        self.prints.clear();
+        self.seed = 0;
+        self.dirty = false;
+    }
+}
+
+thread_local! {
+    static SPARE: RefCell<Option<Frame>> = const { RefCell::new(None) };
+}
+
+/// This thread's spare frame (a new one if it is in use), reset.
+pub(crate) fn take_frame() -> Frame {
+    let mut f = SPARE
+        .with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        .unwrap_or_default();
+    f.reset();
+    f
+}
+
+/// Gives a frame back for the next execution on this thread.
+pub(crate) fn give_frame(frame: Frame) {
+    SPARE.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            *s = Some(frame);
+        }
+    });
 }
 
 /// How a run ended.
@@ -133,24 +308,46 @@ pub(crate) struct SyntaxError {
     pub column: Option<u32>,
 }
 
+/// Compiled scripts by id, with their frozen `properties` object once made.
+type Scripts = HashMap<
+    u64,
+    (
+        Persistent<Function<'static>>,
+        Option<Persistent<Object<'static>>>,
+    ),
+>;
+
 struct Engine {
     // Field order is drop order: JS values before the context, the context before the
     // runtime.
     /// Compiled scripts by id, with their frozen `properties` object.
-    scripts: HashMap<
-        u64,
-        (
-            Persistent<Function<'static>>,
-            Option<Persistent<Object<'static>>>,
-        ),
-    >,
-    run: Persistent<Function<'static>>,
+    scripts: Scripts,
+    /// The prelude's per-run state: `[run number, properties]`.
+    state: Persistent<rquickjs::Array<'static>>,
+    /// The prelude's `end(ok, thorough)`.
+    end: Persistent<Function<'static>>,
+    /// The number of the current run.
+    run_no: i32,
+    /// The script whose `properties` are in `state`.
+    props_of: Option<u64>,
+    /// The prelude's `Values` (header and parameter lists), which `setVariable` stores
+    /// as text rather than JSON. Shared with the native; emptied before the runtime goes.
+    values: Rc<RefCell<Option<Persistent<Function<'static>>>>>,
     frame: Rc<RefCell<Frame>>,
     fuel: Rc<Cell<u64>>,
     abort: Rc<Cell<bool>>,
     memory: usize,
     ctx: Context,
     rt: Runtime,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // A persistent value must not outlive its runtime.
+        if let Ok(mut v) = self.values.try_borrow_mut() {
+            *v = None;
+        }
+    }
 }
 
 thread_local! {
@@ -175,14 +372,23 @@ fn engine_new(limits: &Limits) -> Result<Engine, String> {
     let frame = Rc::new(RefCell::new(Frame::default()));
     let fuel = Rc::new(Cell::new(u64::MAX));
     let abort = Rc::new(Cell::new(false));
-    let run = ctx.with(|ctx| -> rquickjs::Result<Persistent<Function<'static>>> {
+    let values = Rc::new(RefCell::new(None));
+    type Made = (
+        Persistent<rquickjs::Array<'static>>,
+        Persistent<Function<'static>>,
+    );
+    let made = ctx.with(|ctx| -> rquickjs::Result<Made> {
         let pf = Object::new(ctx.clone())?;
-        install_natives(&ctx, &pf, &frame, &abort)?;
+        install_natives(&ctx, &pf, &frame, &abort, &values)?;
         let make: Function = ctx.eval(PRELUDE)?;
-        let run: Function = make.call((pf, ctx.globals()))?;
-        Ok(Persistent::save(&ctx, run))
+        let out: rquickjs::Array = make.call((pf, ctx.globals()))?;
+        let state: rquickjs::Array = out.get(0)?;
+        let end: Function = out.get(1)?;
+        let v: Function = out.get(2)?;
+        *values.borrow_mut() = Some(Persistent::save(&ctx, v));
+        Ok((Persistent::save(&ctx, state), Persistent::save(&ctx, end)))
     });
-    let run = match run {
+    let (state, end) = match made {
         Ok(r) => r,
         Err(e) => return Err(ctx.with(|ctx| describe(&ctx, e).0)),
     };
@@ -205,7 +411,11 @@ fn engine_new(limits: &Limits) -> Result<Engine, String> {
     })));
     Ok(Engine {
         scripts: HashMap::new(),
-        run,
+        state,
+        end,
+        run_no: 0,
+        props_of: None,
+        values,
         frame,
         fuel,
         abort,
@@ -215,20 +425,51 @@ fn engine_new(limits: &Limits) -> Result<Engine, String> {
     })
 }
 
+/// A JS value as a string, without a Rust allocation.
+fn text<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> rquickjs::Result<rquickjs::CString<'js>> {
+    let s = match v.as_string() {
+        Some(s) => s.clone(),
+        None => Coerced::<rquickjs::String>::from_js(ctx, v)?.0,
+    };
+    rquickjs::CString::from_string(s)
+}
+
+/// Installs `pf[name]`: a native returning what `read` takes from the frame.
+fn reader<'js, T: rquickjs::IntoJs<'js> + 'js>(
+    ctx: &Ctx<'js>,
+    pf: &Object<'js>,
+    frame: &Rc<RefCell<Frame>>,
+    name: &str,
+    read: fn(&Frame) -> T,
+) -> rquickjs::Result<()> {
+    let fr = frame.clone();
+    pf.set(
+        name,
+        Function::new(ctx.clone(), move || read(&fr.borrow()))?,
+    )
+}
+
 fn install_natives<'js>(
     ctx: &Ctx<'js>,
     pf: &Object<'js>,
     frame: &Rc<RefCell<Frame>>,
     abort: &Rc<Cell<bool>>,
+    values: &Rc<RefCell<Option<Persistent<Function<'static>>>>>,
 ) -> rquickjs::Result<()> {
+    // `context.getVariable`, `setVariable` and `removeVariable` are these natives
+    // themselves: no JS frame in between, and names are read in place.
     let (fr, ab) = (frame.clone(), abort.clone());
     pf.set(
         "gv",
         Function::new(
             ctx.clone(),
-            move |ctx: Ctx<'js>, name: String| -> rquickjs::Result<Value<'js>> {
+            move |ctx: Ctx<'js>, name: Opt<Value<'js>>| -> rquickjs::Result<Value<'js>> {
+                let name = text(
+                    &ctx,
+                    name.0.unwrap_or_else(|| Value::new_undefined(ctx.clone())),
+                )?;
                 let mut f = fr.borrow_mut();
-                match f.vars.get(&name) {
+                match f.vars.get(name.as_str()) {
                     Some(JsVal::Null) => Ok(Value::new_null(ctx)),
                     Some(JsVal::Str(s)) => {
                         rquickjs::String::from_str(ctx, s).map(|s| s.into_value())
@@ -236,7 +477,7 @@ fn install_natives<'js>(
                     Some(JsVal::Num(n)) => Ok(Value::new_number(ctx, *n)),
                     Some(JsVal::Bool(b)) => Ok(Value::new_bool(ctx, *b)),
                     None => {
-                        f.missing_vars.push(name);
+                        f.missing_vars.push(name.as_str().to_owned());
                         ab.set(true);
                         Ok(Value::new_undefined(ctx))
                     }
@@ -244,23 +485,65 @@ fn install_natives<'js>(
             },
         )?,
     )?;
-    let fr = frame.clone();
+    let (fr, vals) = (frame.clone(), values.clone());
     pf.set(
         "sv",
-        Function::new(ctx.clone(), move |name: String, value: String| {
-            let mut f = fr.borrow_mut();
-            f.vars.insert(name.clone(), JsVal::Str(value.clone()));
-            f.ops.push(Op::Set(name, value));
-        })?,
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>,
+                  name: Opt<Value<'js>>,
+                  value: Opt<Value<'js>>|
+                  -> rquickjs::Result<()> {
+                let undefined = || Value::new_undefined(ctx.clone());
+                let name = text(&ctx, name.0.unwrap_or_else(undefined))?;
+                let value = value.0.unwrap_or_else(undefined);
+                if value.is_null() || value.is_undefined() {
+                    let mut f = fr.borrow_mut();
+                    f.vars.set(name.as_str(), JsValRef::Null);
+                    f.ops.push(OpKind::Remove, name.as_str(), "", "");
+                    return Ok(());
+                }
+                // Objects are stored as JSON, except header and parameter value lists,
+                // which read as their text (as in Apigee).
+                let json = value.is_object()
+                    && !value.is_function()
+                    && !vals
+                        .borrow()
+                        .as_ref()
+                        .and_then(|v| v.clone().restore(&ctx).ok())
+                        .is_some_and(|v| value.as_object().is_some_and(|o| o.is_instance_of(&v)));
+                let value = if json {
+                    match ctx.json_stringify(value)? {
+                        Some(s) => s.into_value(),
+                        None => undefined(),
+                    }
+                } else {
+                    value
+                };
+                let value = text(&ctx, value)?;
+                let mut f = fr.borrow_mut();
+                f.vars.set(name.as_str(), JsValRef::Str(value.as_str()));
+                f.ops.push(OpKind::Set, name.as_str(), value.as_str(), "");
+                Ok(())
+            },
+        )?,
     )?;
     let fr = frame.clone();
     pf.set(
         "rv",
-        Function::new(ctx.clone(), move |name: String| {
-            let mut f = fr.borrow_mut();
-            f.vars.insert(name.clone(), JsVal::Null);
-            f.ops.push(Op::Remove(name));
-        })?,
+        Function::new(
+            ctx.clone(),
+            move |ctx: Ctx<'js>, name: Opt<Value<'js>>| -> rquickjs::Result<()> {
+                let name = text(
+                    &ctx,
+                    name.0.unwrap_or_else(|| Value::new_undefined(ctx.clone())),
+                )?;
+                let mut f = fr.borrow_mut();
+                f.vars.set(name.as_str(), JsValRef::Null);
+                f.ops.push(OpKind::Remove, name.as_str(), "", "");
+                Ok(())
+            },
+        )?,
     )?;
     let fr = frame.clone();
     pf.set(
@@ -284,7 +567,13 @@ fn install_natives<'js>(
     pf.set(
         "sset",
         Function::new(ctx.clone(), move |name: String, json: Option<String>| {
-            fr.borrow_mut().ops.push(Op::Session(name, json));
+            let remove = json.is_none();
+            fr.borrow_mut().ops.push(
+                OpKind::Session { remove },
+                &name,
+                json.as_deref().unwrap_or(""),
+                "",
+            );
         })?,
     )?;
     let fr = frame.clone();
@@ -299,14 +588,12 @@ fn install_natives<'js>(
     )?;
     let fr = frame.clone();
     pf.set(
-        "flow",
-        Function::new(ctx.clone(), move || fr.borrow().flow)?,
+        "mark",
+        Function::new(ctx.clone(), move || fr.borrow_mut().dirty = true)?,
     )?;
-    let fr = frame.clone();
-    pf.set(
-        "now",
-        Function::new(ctx.clone(), move || fr.borrow().now_ms)?,
-    )?;
+    reader(ctx, pf, frame, "seed", |f| f.seed)?;
+    reader(ctx, pf, frame, "flow", |f| f.flow)?;
+    reader(ctx, pf, frame, "now", |f| f.now_ms)?;
     let (fr, ab) = (frame.clone(), abort.clone());
     pf.set(
         "msg",
@@ -316,7 +603,7 @@ fn install_natives<'js>(
                 let k = usize::from(kind == 1);
                 let mut f = fr.borrow_mut();
                 let json = match f.messages.get(k) {
-                    Some(Some(Some(m))) => snapshot_json(m),
+                    Some(Some(Some(m))) => snapshot_json(m.as_ref()),
                     Some(Some(None)) => return Ok(Value::new_undefined(ctx)),
                     _ => {
                         if let Some(m) = f.missing_messages.get_mut(k) {
@@ -337,13 +624,11 @@ fn install_natives<'js>(
         Function::new(
             ctx.clone(),
             move |kind: i32, field: String, a: String, b: String, set: i32| {
-                fr.borrow_mut().ops.push(Op::Message {
+                let kind = OpKind::Message {
                     kind: u8::from(kind == 1),
-                    field,
-                    a,
-                    b,
                     set: set != 0,
-                });
+                };
+                fr.borrow_mut().ops.push(kind, &a, &b, &field);
             },
         )?,
     )?;
@@ -594,6 +879,32 @@ pub(crate) fn compile(id: u64, source: &str, limits: &Limits) -> Result<(), Synt
     }
 }
 
+/// Script `id`'s frozen `properties` object, made on first use and kept with the script.
+fn properties_object<'js>(
+    ctx: &Ctx<'js>,
+    scripts: &mut Scripts,
+    id: u64,
+    properties: &[(String, String)],
+) -> rquickjs::Result<Object<'js>> {
+    if let Some(p) = scripts
+        .get(&id)
+        .and_then(|(_, p)| p.clone())
+        .and_then(|p| p.restore(ctx).ok())
+    {
+        return Ok(p);
+    }
+    let o = Object::new(ctx.clone())?;
+    for (k, v) in properties {
+        o.set(k.as_str(), v.as_str())?;
+    }
+    let freeze: Function = ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
+    freeze.call::<_, ()>((o.clone(),))?;
+    if let Some(entry) = scripts.get_mut(&id) {
+        entry.1 = Some(Persistent::save(ctx, o.clone()));
+    }
+    Ok(o)
+}
+
 /// Runs script `id` (compiling `source` on first use on this thread) on `frame`.
 pub(crate) fn run(
     id: u64,
@@ -602,11 +913,13 @@ pub(crate) fn run(
     seed: u32,
     thorough: bool,
     limits: &Limits,
-    frame: Frame,
-) -> (RunEnd, Frame) {
-    let mut frame = Some(frame);
+    frame: &mut Frame,
+) -> RunEnd {
     let r = with_engine(limits, |e| {
-        *e.frame.borrow_mut() = frame.take().unwrap_or_default();
+        // The natives see the frame through the engine's slot: swap it in and out
+        // (no copy of its contents).
+        frame.seed = seed;
+        std::mem::swap(&mut *e.frame.borrow_mut(), frame);
         e.fuel.set(limits.fuel);
         e.abort.set(false);
         e.rt.set_memory_limit(e.memory.saturating_add(limits.memory));
@@ -634,45 +947,30 @@ pub(crate) fn run(
                     };
                 }
             };
-            let run = match e.run.clone().restore(&ctx) {
-                Ok(r) => r,
+            let props_cached = e.props_of == Some(id);
+            let state = match e.state.clone().restore(&ctx).and_then(|st| {
+                e.run_no = e.run_no.wrapping_add(1);
+                st.set(0, e.run_no)?;
+                if !props_cached {
+                    st.set(1, properties_object(&ctx, &mut e.scripts, id, properties)?)?;
+                    e.props_of = Some(id);
+                }
+                Ok(st)
+            }) {
+                Ok(st) => st,
                 Err(err) => {
+                    e.props_of = None;
                     return RunEnd::Error {
                         message: err.to_string(),
                         line: None,
                     };
                 }
             };
-            let cached = e
-                .scripts
-                .get(&id)
-                .and_then(|(_, p)| p.clone())
-                .and_then(|p| p.restore(&ctx).ok());
-            let props = match cached {
-                Some(p) => Ok(p),
-                None => Object::new(ctx.clone()).and_then(|o| {
-                    for (k, v) in properties {
-                        o.set(k.as_str(), v.as_str())?;
-                    }
-                    let freeze: Function =
-                        ctx.globals().get::<_, Object>("Object")?.get("freeze")?;
-                    freeze.call::<_, ()>((o.clone(),))?;
-                    if let Some(entry) = e.scripts.get_mut(&id) {
-                        entry.1 = Some(Persistent::save(&ctx, o.clone()));
-                    }
-                    Ok(o)
-                }),
-            };
-            let props = match props {
-                Ok(p) => p,
-                Err(err) => {
-                    return RunEnd::Error {
-                        message: err.to_string(),
-                        line: None,
-                    };
-                }
-            };
-            match run.call::<_, ()>((f, props, seed, thorough)) {
+            drop(state);
+            // The script is called directly, `this` the global object as for a
+            // top-level script.
+            let called = f.call::<_, ()>((rquickjs::function::This(ctx.globals()),));
+            let mut end = match called {
                 Ok(()) => {
                     if e.abort.get() {
                         RunEnd::Missing
@@ -692,13 +990,33 @@ pub(crate) fn run(
                         RunEnd::Error { message, line }
                     }
                 }
+            };
+            let dirty = e.frame.borrow().dirty;
+            // After a timeout the engine is dropped anyway.
+            if (thorough || dirty) && !matches!(end, RunEnd::TimedOut) {
+                e.abort.set(false);
+                let ok = matches!(end, RunEnd::Done);
+                let ended = e
+                    .end
+                    .clone()
+                    .restore(&ctx)
+                    .and_then(|endf| endf.call::<_, ()>((ok, thorough)));
+                if let Err(err) = ended {
+                    if ok {
+                        let (message, line, _) = describe(&ctx, err);
+                        end = RunEnd::Error { message, line };
+                    } else {
+                        let _ = ctx.catch();
+                    }
+                }
             }
+            end
         });
-        let frame = std::mem::take(&mut *e.frame.borrow_mut());
-        (end, frame)
+        std::mem::swap(&mut *e.frame.borrow_mut(), frame);
+        end
     });
     match r {
-        Ok((end, frame)) => {
+        Ok(end) => {
             if matches!(end, RunEnd::TimedOut)
                 || matches!(&end, RunEnd::Error { message, .. } if message.contains("out of memory") || message.contains("stack overflow"))
             {
@@ -706,14 +1024,11 @@ pub(crate) fn run(
                 // something: start the next one from a fresh engine.
                 reset();
             }
-            (end, frame)
+            end
         }
-        Err(message) => (
-            RunEnd::Error {
-                message,
-                line: None,
-            },
-            frame.unwrap_or_default(),
-        ),
+        Err(message) => RunEnd::Error {
+            message,
+            line: None,
+        },
     }
 }

@@ -40,7 +40,7 @@ use crate::runtime::{Fault, Message, Outcome, PolicyRef, Runtime, Target, Target
 use crate::vars::Slot;
 use crate::xml::Element;
 
-use engine::{Frame, HttpResult, JsVal, MessageSnap, Op, RunEnd};
+use engine::{Frame, HttpResult, JsValRef, MessageSnap, OpKind, RunEnd};
 
 /// Interrupt polls allowed per millisecond of `timeLimit`. QuickJS polls once every
 /// 10,000 backward branches or calls; a tight loop on this class of machine makes about
@@ -239,6 +239,16 @@ pub(crate) struct CompiledJavascript {
     thorough: bool,
 }
 
+/// How the attempts of an execution ended.
+// Returned once per execution, never stored: boxing the outcome would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Attempts {
+    /// With this outcome.
+    Done(Outcome),
+    /// With a request for the host to send.
+    Callout(engine::HttpCall),
+}
+
 /// What an execution remembers across its callouts.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
@@ -315,32 +325,29 @@ impl CompiledJavascript {
         }
     }
 
-    fn frame<R: Runtime>(&self, rt: &R, replay: &Replay) -> Frame {
-        let mut f = Frame {
-            now_ms: (rt.now_ns() / 1_000_000) as f64,
-            flow: if rt.is_response_side() {
-                "PROXY_RESP_FLOW"
-            } else {
-                "PROXY_REQ_FLOW"
-            },
-            ..Frame::default()
+    /// Fills `f` (reset) with what a run may read.
+    fn fill<R: Runtime>(&self, rt: &R, replay: &Replay, f: &mut Frame) {
+        f.now_ms = (rt.now_ns() / 1_000_000) as f64;
+        f.flow = if rt.is_response_side() {
+            "PROXY_RESP_FLOW"
+        } else {
+            "PROXY_REQ_FLOW"
         };
         for (name, slot) in &self.prefetch {
-            f.vars.insert(name.clone(), js_value(rt, slot, name));
+            set_var(rt, f, slot, name);
         }
         for name in &replay.vars {
             let slot = rt.resolve(name);
-            f.vars.insert(name.clone(), js_value(rt, &slot, name));
+            set_var(rt, f, &slot, name);
         }
         if self.messages || replay.messages[0] {
-            f.messages[0] = Some(Some(snapshot(rt, rt.request(), true)));
+            f.messages[0] = Some(Some(Box::new(snapshot(rt, rt.request(), true))));
         }
         if self.messages || replay.messages[1] {
-            f.messages[1] = Some(rt.response().map(|m| snapshot(rt, m, false)));
+            f.messages[1] = Some(rt.response().map(|m| Box::new(snapshot(rt, m, false))));
         }
-        f.responses = replay.responses.clone();
-        f.session = rt.state().javascript_session.clone();
-        f
+        f.responses.clone_from(&replay.responses);
+        f.session.clone_from(&rt.state().javascript_session);
     }
 
     fn execute<R: Runtime>(&self, rt: &mut R, mut replay: Replay) -> Outcome {
@@ -362,10 +369,28 @@ impl CompiledJavascript {
                 },
             ));
         };
+        let mut frame = engine::take_frame();
+        let out = self.attempts(rt, &mut replay, source, &mut frame);
+        engine::give_frame(frame);
+        match out {
+            Attempts::Done(outcome) => outcome,
+            Attempts::Callout(call) => self.callout(rt, replay, call),
+        }
+    }
+
+    /// Runs the script until it finishes, faults or needs an `httpClient` response.
+    fn attempts<R: Runtime>(
+        &self,
+        rt: &mut R,
+        replay: &mut Replay,
+        source: &str,
+        frame: &mut Frame,
+    ) -> Attempts {
         let seed = (rt.now_ns() as u32) ^ (rt.policy().policy as u32).wrapping_mul(0x9e37_79b9);
         for _ in 0..MAX_ATTEMPTS {
-            let frame = self.frame(rt, &replay);
-            let (end, frame) = engine::run(
+            frame.reset();
+            self.fill(rt, replay, frame);
+            let end = engine::run(
                 self.id,
                 source,
                 &self.properties,
@@ -378,15 +403,14 @@ impl CompiledJavascript {
                 RunEnd::Done => {
                     if let Some(call) = frame.calls.get(replay.responses.len()) {
                         // A request nobody waited for: still sent, as Apigee does.
-                        let call = call.clone();
-                        return self.callout(rt, replay, call);
+                        return Attempts::Callout(call.clone());
                     }
                     self.apply(rt, frame);
-                    return Outcome::Continue;
+                    return Attempts::Done(Outcome::Continue);
                 }
                 RunEnd::Missing => {
                     let before = (replay.vars.len(), replay.messages);
-                    for v in frame.missing_vars {
+                    for v in frame.missing_vars.drain(..) {
                         if !replay.vars.contains(&v) {
                             replay.vars.push(v);
                         }
@@ -402,17 +426,16 @@ impl CompiledJavascript {
                     if frame.wants_call
                         && let Some(call) = frame.calls.get(replay.responses.len())
                     {
-                        let call = call.clone();
-                        return self.callout(rt, replay, call);
+                        return Attempts::Callout(call.clone());
                     }
-                    return Outcome::Fault(fault(
+                    return Attempts::Done(Outcome::Fault(fault(
                         &self.name,
                         &self.locate(None),
                         "Error: the script waited for a response to a request it did not send",
-                    ));
+                    )));
                 }
                 RunEnd::TimedOut => {
-                    return Outcome::Fault(Fault::new(
+                    return Attempts::Done(Outcome::Fault(Fault::new(
                         "steps.javascript.ScriptExecutionFailed",
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!(
@@ -420,18 +443,22 @@ impl CompiledJavascript {
                             self.name,
                             self.limits.fuel / POLLS_PER_MS
                         ),
-                    ));
+                    )));
                 }
                 RunEnd::Error { message, line } => {
-                    return Outcome::Fault(fault(&self.name, &self.locate(line), &message));
+                    return Attempts::Done(Outcome::Fault(fault(
+                        &self.name,
+                        &self.locate(line),
+                        &message,
+                    )));
                 }
             }
         }
-        Outcome::Fault(fault(
+        Attempts::Done(Outcome::Fault(fault(
             &self.name,
             &self.locate(None),
             "Error: too many variables read by computed names or httpClient requests",
-        ))
+        )))
     }
 
     fn callout<R: Runtime>(&self, rt: &mut R, replay: Replay, call: engine::HttpCall) -> Outcome {
@@ -468,48 +495,42 @@ impl CompiledJavascript {
         })
     }
 
-    fn apply<R: Runtime>(&self, rt: &mut R, frame: Frame) {
+    fn apply<R: Runtime>(&self, rt: &mut R, frame: &mut Frame) {
         if !frame.prints.is_empty() {
             for p in &frame.prints {
                 rt.print(p);
             }
             if let Some(sink) = rt.env().resources.log_sink.clone() {
-                for p in frame.prints {
+                for p in frame.prints.drain(..) {
                     sink.log(crate::service::LogRecord::print(&self.name, p));
                 }
             }
         }
         let mut request_changed = false;
-        for op in frame.ops {
-            match op {
-                Op::Set(name, value) => rt.set_variable(&name, value),
-                Op::Remove(name) => rt.remove_variable(&name),
-                Op::Session(name, json) => {
+        for op in frame.ops.iter() {
+            match op.kind {
+                OpKind::Set => rt.set_variable(&op.a, op.b.clone()),
+                OpKind::Remove => rt.remove_variable(&op.a),
+                OpKind::Session { remove } => {
                     let session = &mut rt.state_mut().javascript_session;
-                    session.retain(|(n, _)| *n != name);
-                    if let Some(json) = json {
-                        session.push((name, json));
+                    session.retain(|(n, _)| *n != op.a);
+                    if !remove {
+                        session.push((op.a.clone(), op.b.clone()));
                     }
                 }
-                Op::Message {
-                    kind,
-                    field,
-                    a,
-                    b,
-                    set,
-                } => {
+                OpKind::Message { kind, set } => {
                     if kind == 0 {
                         request_changed = true;
-                        if field == "url" && a.contains("://") {
-                            rt.set_variable("target.url", a);
+                        if op.c == "url" && op.a.contains("://") {
+                            rt.set_variable("target.url", op.a.clone());
                             continue;
                         }
-                        apply_message(rt.request_mut(), &field, a, &b, set);
+                        apply_message(rt.request_mut(), &op.c, op.a.clone(), &op.b, set);
                     } else {
                         let m = rt
                             .response_mut()
                             .get_or_insert_with(|| Message::response(StatusCode::OK));
-                        apply_message(m, &field, a, &b, set);
+                        apply_message(m, &op.c, op.a.clone(), &op.b, set);
                     }
                 }
             }
@@ -579,17 +600,24 @@ fn apply_message(m: &mut Message, field: &str, a: String, b: &str, set: bool) {
     }
 }
 
-fn js_value<R: Runtime>(rt: &R, slot: &Slot, name: &str) -> JsVal {
-    match rt.value(slot) {
-        Value::Null => JsVal::Null,
-        Value::String(s) => JsVal::Str(s.to_owned()),
-        Value::Integer(i) => JsVal::Num(f64::from(i)),
-        Value::Long(i) => JsVal::Num(i as f64),
-        Value::Float(f) => JsVal::Num(f64::from(f)),
-        Value::Double(f) => JsVal::Num(f),
-        Value::Boolean(b) => JsVal::Bool(b),
-        Value::Object => rt.variable(name).map_or(JsVal::Null, JsVal::Str),
-    }
+/// Puts variable `name` (at `slot`) into the frame, as the script will read it.
+fn set_var<R: Runtime>(rt: &R, f: &mut Frame, slot: &Slot, name: &str) {
+    let v = match rt.value(slot) {
+        Value::Null => JsValRef::Null,
+        Value::String(s) => JsValRef::Str(s),
+        Value::Integer(i) => JsValRef::Num(f64::from(i)),
+        Value::Long(i) => JsValRef::Num(i as f64),
+        Value::Float(x) => JsValRef::Num(f64::from(x)),
+        Value::Double(x) => JsValRef::Num(x),
+        Value::Boolean(b) => JsValRef::Bool(b),
+        Value::Object => {
+            let text = rt.variable(name);
+            f.vars
+                .set(name, text.as_deref().map_or(JsValRef::Null, JsValRef::Str));
+            return;
+        }
+    };
+    f.vars.set(name, v);
 }
 
 fn snapshot<R: Runtime>(rt: &R, m: &Message, request: bool) -> MessageSnap {

@@ -1,11 +1,19 @@
-// The Apigee object model over the host functions of `__pf` (see engine.rs). Evaluated
-// once per pooled context; `__run` is called per execution. Every write goes through the
-// host, which buffers it and applies it after a successful run.
+// The Apigee object model over the host functions of `pf` (see engine.rs). Evaluated
+// once per thread's context; the host then calls each script directly. Every write goes
+// through the host, which buffers it and applies it after a successful run.
+//
+// No JS runs between two scripts: the host writes the run's number into `st[0]` (and
+// the script's `properties` into `st[1]`), and per-run state (message snapshots, the
+// session, the httpClient count, the random seed) is reset on its first use in a run,
+// when its recorded run number differs. `end` runs after a script only when that
+// script opened the session or created globals (`pf.mark`), or may define globals in
+// ways the proxy below does not see (`thorough`).
 (function (pf, G) {
   'use strict';
   var HTTP_MAX = 16;
+  var st = [0, {}];
   var msgs = [null, null];
-  var props = {};
+  var msgsRun = -1;
   var gen = 0;
 
   // Header and parameter values behave like Rhino's Java lists: indexable, with a
@@ -26,6 +34,7 @@
   Values.prototype.toJSON = Values.prototype.toString;
 
   function snap(kind) {
+    if (msgsRun !== st[0]) { msgs[0] = null; msgs[1] = null; msgsRun = st[0]; }
     var m = msgs[kind];
     if (m === null) { m = pf.msg(kind); msgs[kind] = m === undefined ? null : m; }
     return m === undefined ? null : m;
@@ -143,21 +152,29 @@
     }
   };
 
+  // The variable functions are the host's natives (no JS frame on the hot path):
+  // `setVariable` stores null or undefined as a removal, objects other than `Values`
+  // as JSON, anything else as its string.
   var context = {
-    getVariable: function (n) { return pf.gv(String(n)); },
-    setVariable: function (n, v) {
-      if (v === null || v === undefined) pf.rv(String(n));
-      else pf.sv(String(n), typeof v === 'object' && !(v instanceof Values) ? JSON.stringify(v) : String(v));
-    },
-    removeVariable: function (n) { pf.rv(String(n)); },
+    getVariable: pf.gv,
+    setVariable: pf.sv,
+    removeVariable: pf.rv,
     proxyRequest: request,
     targetRequest: request,
     proxyResponse: response,
     targetResponse: response
   };
   var session = null;
+  var sessionRun = -1;
   Object.defineProperty(context, 'flow', { get: function () { return pf.flow(); }, enumerable: true });
-  Object.defineProperty(context, 'session', { get: function () { if (session === null) session = new Session(); return session; }, enumerable: true });
+  Object.defineProperty(context, 'session', {
+    get: function () {
+      if (sessionRun !== st[0]) { session = null; sessionRun = st[0]; }
+      if (session === null) { session = new Session(); pf.mark(); }
+      return session;
+    },
+    enumerable: true
+  });
   Object.defineProperty(context, 'messages', { get: function () { return { request: request, response: response }; } });
 
   function Hash(alg, key) { this.alg = alg; this.key = key; this.data = ''; }
@@ -176,7 +193,8 @@
 
   // httpClient: every request is recorded; a response is there when the host performed
   // the call in an earlier attempt of this execution, else the host is asked for it.
-  var calls = [];
+  var calls = 0;
+  var callsRun = -1;
   function Request(url, method, headers, body) {
     this.url = url === undefined ? '' : String(url);
     this.method = method === undefined ? 'GET' : String(method).toUpperCase();
@@ -203,13 +221,14 @@
     return { status: r.status, statusCode: r.status, reasonPhrase: r.reason, content: r.content, body: r.content, headers: hv };
   };
   function send(req, cb) {
-    if (calls.length >= HTTP_MAX) throw new Error('httpClient: more than ' + HTTP_MAX + ' requests');
+    if (callsRun !== st[0]) { calls = 0; callsRun = st[0]; }
+    if (calls >= HTTP_MAX) throw new Error('httpClient: more than ' + HTTP_MAX + ' requests');
     var h = [];
     var hs = req.headers || {};
     for (var k in hs) h.push([k, String(hs[k])]);
     var i = pf.call(req.method, req.url, JSON.stringify(h), req.body);
     var ex = new Exchange(i);
-    calls.push(ex);
+    calls++;
     if (typeof cb === 'function') { ex.waitForComplete(); var r = ex.getResponse(); cb(r, r ? undefined : ex.getError()); }
     return ex;
   }
@@ -227,6 +246,7 @@
   // `Date` and `Math.random` come from the exchange, so a re-run sees what the first saw.
   var RealDate = Date;
   var seed = 1;
+  var seedRun = -1;
   function PfDate(a, b, c, d, e, f, g) {
     if (!(this instanceof PfDate)) return new RealDate(pf.now()).toString();
     switch (arguments.length) {
@@ -240,6 +260,7 @@
   PfDate.parse = RealDate.parse;
   PfDate.UTC = RealDate.UTC;
   Math.random = function () {
+    if (seedRun !== st[0]) { seed = pf.seed() | 0 || 1; seedRun = st[0]; }
     seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
     return (seed >>> 0) / 4294967296;
   };
@@ -255,7 +276,7 @@
     httpClient: httpClient, Request: Request, print: print, Date: PfDate
   };
   for (var n in api) Object.defineProperty(G, n, { value: api[n], writable: false, configurable: false, enumerable: false });
-  Object.defineProperty(G, 'properties', { get: function () { return props; }, configurable: false });
+  Object.defineProperty(G, 'properties', { get: function () { return st[1]; }, configurable: false });
 
   // Tamper-proofing: the standard objects are frozen so a script cannot leave a trace
   // in them for the next exchange. Assigning `toString`, `constructor`… on an object
@@ -268,7 +289,7 @@
   var own = Object.prototype.hasOwnProperty;
   Object.setPrototypeOf(G, new Proxy(Object.prototype, {
     set: function (t, k, v, r) {
-      if (r === G && typeof k === 'string' && !own.call(G, k)) created.push(k);
+      if (r === G && typeof k === 'string' && !own.call(G, k)) { created.push(k); pf.mark(); }
       return rset(t, k, v, r);
     }
   }));
@@ -306,20 +327,26 @@
   [Values.prototype, Message.prototype, Session.prototype, Hash.prototype, Exchange.prototype, Request.prototype, context, crypto, httpClient, request, response].forEach(Object.freeze);
   protos.forEach(Object.freeze);
   Object.freeze(Object.getPrototypeOf(function* () {}));
+  // Functions of the object model (the natives included) are objects too: frozen, so
+  // a property set on one cannot reach the next exchange.
+  [pf, context, crypto, httpClient, Values.prototype, Message.prototype, Session.prototype,
+    Hash.prototype, Exchange.prototype].forEach(function (o) {
+    Object.getOwnPropertyNames(o).forEach(function (k) {
+      var d = Object.getOwnPropertyDescriptor(o, k);
+      if (d && typeof d.value === 'function') Object.freeze(d.value);
+    });
+  });
+  Object.freeze(pf);
   var baseline = Object.getOwnPropertyNames(G).length;
   var names = Object.getOwnPropertyNames;
 
-  // One execution: reset the per-run state, run the script, drop globals it created.
-  // A script that can define globals other than by assignment (`thorough`) gets the
-  // full comparison.
-  return function (fn, properties, rnd, thorough) {
-    msgs[0] = null; msgs[1] = null; calls = []; props = properties; seed = rnd | 0 || 1;
-    created.length = 0;
-    session = null;
+  // After a script that opened the session or created globals: keep the session's
+  // attributes (`ok`: the script finished), and drop the globals it created.
+  function end(ok, thorough) {
     try {
-      fn.call(G);
-      if (session !== null) session.__flush();
+      if (ok && session !== null && sessionRun === st[0]) session.__flush();
     } finally {
+      session = null;
       var now = thorough ? names(G) : created;
       if (thorough ? now.length !== baseline : now.length !== 0) {
         for (var i = 0; i < now.length; i++) {
@@ -327,6 +354,8 @@
           if (d && d.configurable) delete G[now[i]];
         }
       }
+      created.length = 0;
     }
-  };
+  }
+  return [st, end, Values];
 })
