@@ -59,7 +59,9 @@ fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGKILL: Pingora answers SIGTERM with a graceful shutdown that keeps the ports bound
+  # well after the script has ended (and the next run could not listen).
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
