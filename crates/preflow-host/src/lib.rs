@@ -127,12 +127,15 @@ impl Host {
                 Step::Respond(resp) => return Next::Respond(resp),
                 Step::ReadBody => return Next::ReadBody,
                 Step::Pause(wait) => tokio::time::sleep(wait).await,
+                // The store's and the HTTP client's futures are large and these steps are
+                // not on every request: boxed, they stay out of this future (and of the
+                // host's futures holding it), which is copied whole when it is made.
                 Step::Store(op) => {
-                    let reply = self.store(&op).await;
+                    let reply = Box::pin(self.store(&op)).await;
                     ex.store_reply(reply);
                 }
                 Step::Forward(target) if is_side_call(&target) => {
-                    let result = self.call(target).await;
+                    let result = Box::pin(self.call(target)).await;
                     ex.target_response(result);
                 }
                 Step::Forward(target) => return Next::Forward(target),

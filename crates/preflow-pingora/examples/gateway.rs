@@ -45,6 +45,13 @@ struct Args {
     threads: usize,
 }
 
+// The allocator of `preflow serve`. Both sides of the benchmark (scripts/bench-hosts.sh) run
+// this binary, so they share it: with glibc's malloc the ~40 small allocations of a
+// request through the engine and Pingora (headers, futures, the exchange) cost more than
+// the engine's work itself.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Plain Pingora: every request to one back end.
 struct Plain(SocketAddr);
 

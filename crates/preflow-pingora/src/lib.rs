@@ -45,7 +45,7 @@
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -220,30 +220,32 @@ impl ProxyHttp for PreflowProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let client = Client::http(client_of(session));
         let head: http::request::Parts = (**session.req_header()).clone();
-        let mut ex = self
-            .host
-            .gateway()
-            .begin_head(head, client, SystemTime::now());
+        // The exchange lives in the context from the start: it is not moved (copied) into
+        // it on the way out, and this future does not hold it.
+        let ex = ctx.ex.insert(
+            self.host
+                .gateway()
+                .begin_head(head, client, SystemTime::now()),
+        );
         ex.enable_streaming();
         if session.is_body_empty() {
             ex.request_body(Bytes::new());
         }
         let mut read = false;
         loop {
-            match self.host.advance(&mut ex).await {
+            match self.host.advance(ex).await {
                 Next::Respond(resp) => {
-                    ctx.status = write(session, resp).await?;
+                    ctx.status = Box::pin(write(session, resp)).await?;
                     ctx.answered = true;
-                    ctx.ex = Some(ex);
                     return Ok(true);
                 }
                 Next::ReadBody => {
                     // Kept for the upstream: the engine may forward what it read.
                     session.enable_retry_buffering();
-                    match self.read_body(session).await? {
+                    match Box::pin(self.read_body(session)).await? {
                         Ok(body) => ex.request_body(body),
                         Err(()) => {
-                            ctx.status = write(session, too_big()).await?;
+                            ctx.status = Box::pin(write(session, too_big())).await?;
                             ctx.answered = true;
                             return Ok(true);
                         }
@@ -254,16 +256,16 @@ impl ProxyHttp for PreflowProxy {
                     // A response policy needs the body: the call is made whole here, with
                     // the client's body if the engine left it unread.
                     if target.stream_request_body {
-                        match self.read_body(session).await? {
+                        match Box::pin(self.read_body(session)).await? {
                             Ok(body) => *target.request.body_mut() = body,
                             Err(_) => {
-                                ctx.status = write(session, too_big()).await?;
+                                ctx.status = Box::pin(write(session, too_big())).await?;
                                 ctx.answered = true;
                                 return Ok(true);
                             }
                         }
                     }
-                    let result = self.host.call(target).await;
+                    let result = Box::pin(self.host.call(target)).await;
                     ex.target_response(result);
                 }
                 Next::Forward(target) => {
@@ -275,14 +277,13 @@ impl ProxyHttp for PreflowProxy {
                                 "protocol.http.TooBigBody",
                                 "Request body is larger than this gateway forwards",
                             );
-                            ctx.status = write(session, resp).await?;
+                            ctx.status = Box::pin(write(session, resp)).await?;
                             ctx.answered = true;
                             return Ok(true);
                         }
                         ctx.body = Some(body);
                     }
                     ctx.target = Some(target);
-                    ctx.ex = Some(ex);
                     return Ok(false);
                 }
             }
@@ -303,7 +304,23 @@ impl ProxyHttp for PreflowProxy {
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         // Bracketed IPv6 literals lose their brackets for the socket address.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let mut peer = HttpPeer::new((bare, port), tls, bare.to_owned());
+        let address = match bare.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port),
+            // A name is resolved off the worker thread (std's resolver blocks).
+            Err(_) => tokio::net::lookup_host((bare, port))
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| {
+                    Error::explain(
+                        ErrorType::ConnectNoRoute,
+                        format!("cannot resolve the target host `{bare}`"),
+                    )
+                })?,
+        };
+        // SNI only for TLS: no string to allocate for plain HTTP.
+        let sni = if tls { bare.to_owned() } else { String::new() };
+        let mut peer = HttpPeer::new(address, tls, sni);
         let timeouts = target.timeouts;
         peer.options.connection_timeout = Some(
             timeouts
@@ -355,29 +372,32 @@ impl ProxyHttp for PreflowProxy {
         let Some(target) = &ctx.target else {
             return Err(internal("no target for the upstream request"));
         };
+        // The engine's target request replaces Pingora's copy of the client's head whole:
+        // one clone of the headers rather than removing and re-adding each (and on a
+        // retry Pingora asks again, so the target's request stays in place).
         let req = &target.request;
-        upstream.set_method(req.method().clone());
-        let path = req
+        let mut head = http::Request::new(()).into_parts().0;
+        head.method = req.method().clone();
+        head.version = http::Version::HTTP_11;
+        head.uri = req
             .uri()
             .path_and_query()
-            .map_or("/", http::uri::PathAndQuery::as_str);
-        upstream.set_uri(
-            http::Uri::try_from(path).map_err(|_| internal("the target path is not a URI"))?,
-        );
-        let names: Vec<http::HeaderName> = upstream.headers.keys().cloned().collect();
-        for name in names {
-            upstream.remove_header(&name);
-        }
-        for (name, value) in req.headers() {
-            upstream.append_header(name.clone(), value.clone())?;
-        }
+            .cloned()
+            .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
+        head.headers = req.headers().clone();
         if let Some(authority) = req.uri().authority() {
-            upstream.insert_header(http::header::HOST, authority.as_str())?;
+            let host = http::HeaderValue::from_str(authority.as_str())
+                .map_err(|_| internal("the target authority is not a header value"))?;
+            head.headers.insert(http::header::HOST, host);
         }
         if let Some(body) = &ctx.body {
-            upstream.remove_header(&http::header::TRANSFER_ENCODING);
-            upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            head.headers.remove(http::header::TRANSFER_ENCODING);
+            head.headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            );
         }
+        *upstream = RequestHeader::from(head);
         Ok(())
     }
 
@@ -406,8 +426,18 @@ impl ProxyHttp for PreflowProxy {
         let Some(ex) = ctx.ex.as_mut() else {
             return Ok(());
         };
-        let parts: http::response::Parts = (**upstream).clone();
-        ex.target_response_head(Ok(parts));
+        // The back end's head moves into the engine and the engine's answer moves back:
+        // no copies of the header maps. The framing headers are kept for a streamed body.
+        let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+        let back = http::response::Parts::from(std::mem::replace(upstream, empty));
+        let length = back.headers.get(http::header::CONTENT_LENGTH).cloned();
+        let chunked: Vec<http::HeaderValue> = back
+            .headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .cloned()
+            .collect();
+        ex.target_response_head(Ok(back));
         let answer = match self.host.advance(ex).await {
             Next::Respond(resp) => resp,
             Next::ReadBody | Next::Forward(_) => {
@@ -415,44 +445,30 @@ impl ProxyHttp for PreflowProxy {
             }
         };
         let streams = ex.streams_response_body();
-        let (parts, body) = answer.into_parts();
+        let (mut parts, body) = answer.into_parts();
         ctx.status = parts.status.as_u16();
-        let framing: Vec<(http::HeaderName, http::HeaderValue)> = if streams {
-            [
-                http::header::CONTENT_LENGTH,
-                http::header::TRANSFER_ENCODING,
-            ]
-            .into_iter()
-            .filter(|n| !parts.headers.contains_key(n))
-            .flat_map(|n| {
-                upstream
-                    .headers
-                    .get_all(&n)
-                    .iter()
-                    .map(|v| (n.clone(), v.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        let headers = &mut parts.headers;
+        if streams {
+            if !headers.contains_key(http::header::CONTENT_LENGTH)
+                && let Some(length) = length
+            {
+                headers.insert(http::header::CONTENT_LENGTH, length);
+            }
+            if !headers.contains_key(http::header::TRANSFER_ENCODING) {
+                for value in chunked {
+                    headers.append(http::header::TRANSFER_ENCODING, value);
+                }
+            }
         } else {
-            Vec::new()
-        };
-        upstream.set_status(parts.status)?;
-        let names: Vec<http::HeaderName> = upstream.headers.keys().cloned().collect();
-        for name in names {
-            upstream.remove_header(&name);
-        }
-        for (name, value) in &parts.headers {
-            upstream.append_header(name.clone(), value.clone())?;
-        }
-        for (name, value) in framing {
-            upstream.append_header(name, value)?;
-        }
-        if !streams {
             // The engine's answer replaces the back end's body.
-            upstream.remove_header(&http::header::TRANSFER_ENCODING);
-            upstream.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+            headers.remove(http::header::TRANSFER_ENCODING);
+            headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            );
             ctx.replace_body = Some(body);
         }
+        *upstream = ResponseHeader::from(parts);
         Ok(())
     }
 
