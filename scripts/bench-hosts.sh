@@ -62,6 +62,8 @@ cleanup() {
   # SIGKILL: Pingora answers SIGTERM with a graceful shutdown that keeps the ports bound
   # well after the script has ended (and the next run could not listen).
   for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  # Reap them here, so the shell does not report each one as "Killed".
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -351,8 +351,8 @@ const B64TOKEN: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0u8;
     loop {
-        table[b as usize] = b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        table[b as usize] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
         if b == u8::MAX {
             break table;
         }

@@ -656,7 +656,10 @@ fn a_revocation_is_seen_by_every_read_after_it() {
                 })
             })
             .collect();
-        let revoke = StoreOp::RevokeToken { hash: h, at: t + round };
+        let revoke = StoreOp::RevokeToken {
+            hash: h,
+            at: t + round,
+        };
         assert_eq!(store.token(&revoke).unwrap(), StoreReply::Count(1));
         for _ in 0..100 {
             let StoreReply::Token(Some(got)) = store.token(&StoreOp::GetToken(h)).unwrap() else {
@@ -671,7 +674,11 @@ fn a_revocation_is_seen_by_every_read_after_it() {
         let StoreReply::Token(Some(got)) = store.token(&StoreOp::GetToken(h)).unwrap() else {
             panic!("token lost");
         };
-        assert_eq!(got.revoked_at, Some(t + round), "round {round}, after the readers");
+        assert_eq!(
+            got.revoked_at,
+            Some(t + round),
+            "round {round}, after the readers"
+        );
     }
 }
 
