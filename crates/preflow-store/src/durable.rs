@@ -128,7 +128,6 @@ impl DurableStore {
         {
             let mut tokens = txn.open_table(TOKENS).map_err(db("open table"))?;
             let mut grants = txn.open_table(GRANTS).map_err(db("open table"))?;
-            let dead = &mut dead_tokens;
             for row in tokens.iter().map_err(db("scan"))? {
                 let (k, v) = row.map_err(db("scan"))?;
                 let keep = match serde_json::from_slice::<TokenRecord>(v.value()) {
@@ -140,10 +139,11 @@ impl DurableStore {
                     Err(_) => false,
                 };
                 if !keep {
-                    dead.push(*k.value());
+                    dead_tokens.push(*k.value());
                 }
             }
-            let dead_set: std::collections::HashSet<[u8; 32]> = dead.iter().copied().collect();
+            let dead_set: std::collections::HashSet<[u8; 32]> =
+                dead_tokens.iter().copied().collect();
             let mut dead_grants = Vec::new();
             for row in grants.iter().map_err(db("scan"))? {
                 let (k, _) = row.map_err(db("scan"))?;
@@ -156,7 +156,7 @@ impl DurableStore {
                     dead_grants.push(key.to_vec());
                 }
             }
-            for k in dead.iter() {
+            for k in &dead_tokens {
                 tokens.remove(k).map_err(db("remove"))?;
                 removed += 1;
             }

@@ -30,13 +30,16 @@ pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     // One draw for both: 16 bytes of request id, 16 of trace id, 8 of parent id.
     let mut random = [0u8; 40];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
-    let (id_bytes, trace_bytes) = random.split_at(16);
+    let (id_bytes, trace) = random.split_at(16);
+    let (trace_id, parent_id) = trace.split_at(16);
     let id = match kept {
         Some(id) => id,
         None => {
             let mut hex = [0u8; 32];
-            hex_into(&mut hex, id_bytes);
-            let id = HeaderValue::from_bytes(&hex).unwrap_or(HeaderValue::from_static("-"));
+            let id = hex::encode_to_slice(id_bytes, &mut hex)
+                .ok()
+                .and_then(|()| HeaderValue::from_bytes(&hex).ok())
+                .unwrap_or(HeaderValue::from_static("-"));
             headers.insert(X_REQUEST_ID.clone(), id.clone());
             id
         }
@@ -44,26 +47,17 @@ pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     if !traced {
         // 00-<32 hex trace id>-<16 hex parent id>-00
         let mut value = *b"00-________________________________-________________-00";
-        if let Some(trace) = value.get_mut(3..35) {
-            hex_into(trace, trace_bytes.get(..16).unwrap_or(&[]));
-        }
-        if let Some(parent) = value.get_mut(36..52) {
-            hex_into(parent, trace_bytes.get(16..).unwrap_or(&[]));
-        }
-        if let Ok(v) = HeaderValue::from_bytes(&value) {
+        let written = value
+            .get_mut(3..35)
+            .is_some_and(|out| hex::encode_to_slice(trace_id, out).is_ok())
+            && value
+                .get_mut(36..52)
+                .is_some_and(|out| hex::encode_to_slice(parent_id, out).is_ok());
+        if written && let Ok(v) = HeaderValue::from_bytes(&value) {
             headers.insert(TRACEPARENT.clone(), v);
         }
     }
     id
-}
-
-/// Writes `bytes` as lower-case hex into `out` (two digits per byte, as many as fit).
-fn hex_into(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digit = |n: u8| DIGITS.get(usize::from(n & 0x0f)).copied().unwrap_or(b'0');
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair.copy_from_slice(&[digit(b >> 4), digit(*b)]);
-    }
 }
 
 fn valid_id(v: &[u8]) -> bool {

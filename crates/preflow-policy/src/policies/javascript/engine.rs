@@ -434,6 +434,14 @@ fn text<'js>(ctx: &Ctx<'js>, v: Value<'js>) -> rquickjs::Result<rquickjs::CStrin
     rquickjs::CString::from_string(s)
 }
 
+/// An optional argument as a string (`undefined` when absent), without a Rust allocation.
+fn arg_text<'js>(ctx: &Ctx<'js>, v: Opt<Value<'js>>) -> rquickjs::Result<rquickjs::CString<'js>> {
+    text(
+        ctx,
+        v.0.unwrap_or_else(|| Value::new_undefined(ctx.clone())),
+    )
+}
+
 /// Installs `pf[name]`: a native returning what `read` takes from the frame.
 fn reader<'js, T: rquickjs::IntoJs<'js> + 'js>(
     ctx: &Ctx<'js>,
@@ -464,10 +472,7 @@ fn install_natives<'js>(
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, name: Opt<Value<'js>>| -> rquickjs::Result<Value<'js>> {
-                let name = text(
-                    &ctx,
-                    name.0.unwrap_or_else(|| Value::new_undefined(ctx.clone())),
-                )?;
+                let name = arg_text(&ctx, name)?;
                 let mut f = fr.borrow_mut();
                 match f.vars.get(name.as_str()) {
                     Some(JsVal::Null) => Ok(Value::new_null(ctx)),
@@ -495,7 +500,7 @@ fn install_natives<'js>(
                   value: Opt<Value<'js>>|
                   -> rquickjs::Result<()> {
                 let undefined = || Value::new_undefined(ctx.clone());
-                let name = text(&ctx, name.0.unwrap_or_else(undefined))?;
+                let name = arg_text(&ctx, name)?;
                 let value = value.0.unwrap_or_else(undefined);
                 if value.is_null() || value.is_undefined() {
                     let mut f = fr.borrow_mut();
@@ -534,10 +539,7 @@ fn install_natives<'js>(
         Function::new(
             ctx.clone(),
             move |ctx: Ctx<'js>, name: Opt<Value<'js>>| -> rquickjs::Result<()> {
-                let name = text(
-                    &ctx,
-                    name.0.unwrap_or_else(|| Value::new_undefined(ctx.clone())),
-                )?;
+                let name = arg_text(&ctx, name)?;
                 let mut f = fr.borrow_mut();
                 f.vars.set(name.as_str(), JsValRef::Null);
                 f.ops.push(OpKind::Remove, name.as_str(), "", "");
