@@ -89,17 +89,8 @@ impl TokenHash {
 
     /// The digest as lowercase hexadecimal (handy as a key in a remote store).
     pub fn to_hex(&self) -> String {
-        let mut out = String::with_capacity(64);
-        for b in self.0 {
-            out.push(hex_digit(b >> 4));
-            out.push(hex_digit(b & 0x0f));
-        }
-        out
+        hex::encode(self.0)
     }
-}
-
-fn hex_digit(n: u8) -> char {
-    char::from_digit(u32::from(n), 16).unwrap_or('0')
 }
 
 impl std::fmt::Debug for TokenHash {
@@ -260,10 +251,11 @@ mod tests {
             TokenHash::of(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq").to_hex(),
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
         );
-        assert_eq!(TokenHash::of(b"").to_hex(), EMPTY_SHA256);
+        assert_eq!(
+            TokenHash::of(b"").to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
-
-    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
     #[test]
     fn random_tokens_are_base64url_and_long_enough() {

@@ -128,7 +128,7 @@ impl std::fmt::Debug for ThrottleKey {
 impl ThrottleKey {
     /// The key as lowercase hexadecimal (a key name in a remote store).
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

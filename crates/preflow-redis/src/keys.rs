@@ -38,32 +38,10 @@ impl Default for KeyLayout {
     }
 }
 
-/// Hexadecimal of bytes, lowercase.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        for nibble in [b >> 4, b & 0x0f] {
-            if let Some(&d) = DIGITS.get(usize::from(nibble)) {
-                out.push(char::from(d));
-            }
-        }
-    }
-    out
-}
-
 /// Parses lowercase or uppercase hexadecimal into 32 bytes.
 pub(crate) fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-        let text = std::str::from_utf8(pair).ok()?;
-        *o = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
+    hex::decode_to_slice(s, &mut out).ok().map(|()| out)
 }
 
 impl KeyLayout {
@@ -96,22 +74,22 @@ impl KeyLayout {
 
     /// The key of a token record.
     pub fn token(&self, hash: &TokenHash) -> String {
-        format!("{}:token:{{{}}}", self.prefix, hex(&hash.0))
+        format!("{}:token:{{{}}}", self.prefix, hex::encode(hash.0))
     }
 
     /// The key of an authorization-code record.
     pub fn code(&self, hash: &TokenHash) -> String {
-        format!("{}:code:{{{}}}", self.prefix, hex(&hash.0))
+        format!("{}:code:{{{}}}", self.prefix, hex::encode(hash.0))
     }
 
     /// The key of the set of tokens of a grant.
     pub fn grant(&self, grant: &GrantId) -> String {
-        format!("{}:grant:{{{}}}", self.prefix, hex(&grant.0))
+        format!("{}:grant:{{{}}}", self.prefix, hex::encode(grant.0))
     }
 
     /// The key of a client-authentication throttle entry.
     pub fn throttle(&self, key: &ThrottleKey) -> String {
-        format!("{}:throttle:{{{}}}", self.prefix, hex(&key.0))
+        format!("{}:throttle:{{{}}}", self.prefix, hex::encode(key.0))
     }
 
     /// The key holding the throttle's shared MAC key.
@@ -126,7 +104,11 @@ impl KeyLayout {
         named.extend_from_slice(&len.to_be_bytes());
         named.extend_from_slice(namespace.as_bytes());
         named.extend_from_slice(key.as_bytes());
-        format!("{}:kv:{{{}}}", self.prefix, hex(&TokenHash::of(&named).0))
+        format!(
+            "{}:kv:{{{}}}",
+            self.prefix,
+            hex::encode(TokenHash::of(&named).0)
+        )
     }
 
     /// The key of one registry table: `developers`, `products`, `apps` or `credentials`.
@@ -142,8 +124,8 @@ mod tests {
     #[test]
     fn hex_round_trip() {
         let h = TokenHash::of(b"x");
-        assert_eq!(unhex32(&hex(&h.0)), Some(h.0));
-        assert_eq!(hex(&h.0), h.to_hex());
+        assert_eq!(unhex32(&hex::encode(h.0)), Some(h.0));
+        assert_eq!(hex::encode(h.0), h.to_hex());
         assert_eq!(unhex32("zz"), None);
     }
 

@@ -12,7 +12,7 @@ use redis::cluster_async::ClusterConnection;
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::error::RedisError;
-use crate::keys::{KeyLayout, hex, unhex32};
+use crate::keys::{KeyLayout, unhex32};
 use crate::scripts::Scripts;
 
 /// The largest integer a Redis Lua number holds exactly; arguments are clamped to it.
@@ -568,7 +568,7 @@ impl RedisStore {
         let expires_ms = record.expires_at.map_or(0, |s| s.saturating_mul(1000));
         let key = self.inner.keys.token(hash);
         let grant_key = self.inner.keys.grant(&record.grant_id);
-        let member = hex(&hash.0);
+        let member = hex::encode(hash.0);
         self.guarded("put_token", |mut c| async move {
             self.inner
                 .scripts

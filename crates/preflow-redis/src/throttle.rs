@@ -30,7 +30,7 @@ impl RedisStore {
         let (a, b) = fresh.split_at_mut(16);
         a.copy_from_slice(&preflow_oauth::GrantId::random().0);
         b.copy_from_slice(&preflow_oauth::GrantId::random().0);
-        let fresh = crate::keys::hex(&fresh);
+        let fresh = hex::encode(fresh);
         let stored: String = self
             .guarded("throttle_mac_key", |mut c| async move {
                 redis::cmd("SET")
