@@ -375,6 +375,17 @@ pub struct ClientRecord {
     pub app: Arc<App>,
     /// The app's developer.
     pub developer: Arc<Developer>,
+    /// The credential's approved products as the registry defines them now, in the
+    /// credential's order, so a verification finds its product without another lookup;
+    /// kept in step when a product or the credential's products change.
+    approved: Arc<[Arc<ApiProduct>]>,
+}
+
+impl ClientRecord {
+    /// The credential's approved products (those the registry defines), in its order.
+    pub fn approved_products(&self) -> &[Arc<ApiProduct>] {
+        &self.approved
+    }
 }
 
 /// Why a credential that was found may not be used (checked in the order of
@@ -498,8 +509,23 @@ impl Registry {
     /// Adds or replaces an API product. Tokens refer to products by name, so a changed
     /// definition applies to tokens already issued.
     pub fn put_product(&self, product: ApiProduct) {
-        self.products
-            .insert(product.name.clone(), Arc::new(product));
+        let name = product.name.clone();
+        self.products.insert(name.clone(), Arc::new(product));
+        // Each record re-reads the map, so concurrent puts of one name settle on the last.
+        for mut entry in self.credentials.iter_mut() {
+            if entry.credential.products.iter().any(|p| p.name == name) {
+                let approved = self.resolve(&entry.credential);
+                Arc::make_mut(entry.value_mut()).approved = approved;
+            }
+        }
+    }
+
+    /// The current definitions of a credential's approved products.
+    fn resolve(&self, credential: &Credential) -> Arc<[Arc<ApiProduct>]> {
+        credential
+            .approved_products()
+            .filter_map(|name| self.product(name))
+            .collect()
     }
 
     /// A product by name.
@@ -588,10 +614,12 @@ impl Registry {
         match self.credentials.entry(key.clone()) {
             dashmap::Entry::Occupied(_) => return Err(RegistryError::DuplicateKey(key)),
             dashmap::Entry::Vacant(v) => {
+                let approved = self.resolve(&credential);
                 v.insert(Arc::new(ClientRecord {
                     credential: Arc::new(credential),
                     app,
                     developer,
+                    approved,
                 }));
             }
         }
@@ -701,7 +729,8 @@ impl Registry {
             .credentials
             .get_mut(key)
             .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        let cred = Arc::make_mut(&mut Arc::make_mut(entry.value_mut()).credential);
+        let record = Arc::make_mut(entry.value_mut());
+        let cred = Arc::make_mut(&mut record.credential);
         match cred.products.iter_mut().find(|p| p.name == product) {
             Some(p) => p.status = status,
             None => cred.products.push(CredentialProduct {
@@ -709,6 +738,7 @@ impl Registry {
                 status,
             }),
         }
+        record.approved = self.resolve(&record.credential);
         Ok(())
     }
 
@@ -799,12 +829,14 @@ impl Registry {
             return Err(RegistryError::UnknownProduct(p.name.clone()));
         }
         check_printable(&credential.key, "consumer key")?;
+        let approved = self.resolve(&credential);
         self.credentials.insert(
             credential.key.clone(),
             Arc::new(ClientRecord {
                 credential: Arc::new(credential),
                 app,
                 developer,
+                approved,
             }),
         );
         Ok(())

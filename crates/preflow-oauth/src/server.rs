@@ -739,12 +739,10 @@ impl OAuthServer {
     /// The union of the scopes of the client's approved products.
     fn product_scopes(&self, client: &ClientRecord) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        for name in client.credential.approved_products() {
-            if let Some(p) = self.registry.product(name) {
-                for s in &p.scopes {
-                    if !out.contains(s) {
-                        out.push(s.clone());
-                    }
+        for p in client.approved_products() {
+            for s in &p.scopes {
+                if !out.contains(s) {
+                    out.push(s.clone());
                 }
             }
         }

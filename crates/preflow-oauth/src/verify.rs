@@ -344,28 +344,15 @@ pub enum VerifyStep {
     NeedsStore(StoreOp, VerifyPending),
 }
 
-/// The characters of RFC 6750's b64token before its `=` padding.
-// Evaluated at compile time: an index out of range would fail the build, not a request.
-#[allow(clippy::indexing_slicing)]
-const B64TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0u8;
-    loop {
-        table[b as usize] =
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-        if b == u8::MAX {
-            break table;
-        }
-        b += 1;
-    }
-};
+/// Whether `b` is one of RFC 6750's b64token characters before its `=` padding.
+fn is_b64token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+}
 
 fn is_b64token(t: &str) -> bool {
     let body = t.trim_end_matches('=').as_bytes();
-    !body.is_empty()
-        && body
-            .iter()
-            .all(|&b| B64TOKEN.get(usize::from(b)).copied().unwrap_or(false))
+    // Folded without an early exit, so the check compiles to vector compares.
+    !body.is_empty() && body.iter().fold(true, |ok, &b| ok & is_b64token_char(b))
 }
 
 /// Extracts the bearer token of a request (RFC 6750 §2): the `Authorization: Bearer`
@@ -537,26 +524,19 @@ impl ApiKeyError {
 }
 
 fn product_match<'a>(
-    registry: &Registry,
-    credential: &crate::registry::Credential,
-    names: impl Iterator<Item = &'a str>,
+    client: &ClientRecord,
+    mut names: impl Iterator<Item = &'a str>,
     call: &ApiCall<'_>,
 ) -> Option<Arc<ApiProduct>> {
-    for name in names {
-        let approved = credential
-            .products
+    // The client record holds the approved products' current definitions: no lookup.
+    names.find_map(|name| {
+        client
+            .approved_products()
             .iter()
-            .any(|p| p.name == name && p.status == crate::registry::Approval::Approved);
-        if !approved {
-            continue;
-        }
-        if let Some(p) = registry.product(name)
-            && p.covers(call.proxy, call.path_suffix, call.environment)
-        {
-            return Some(p);
-        }
-    }
-    None
+            .find(|p| p.name == name)
+            .filter(|p| p.covers(call.proxy, call.path_suffix, call.environment))
+            .map(Arc::clone)
+    })
 }
 
 impl OAuthServer {
@@ -633,16 +613,12 @@ impl OAuthServer {
                     ClientRefusal::CredentialNotApproved,
                 ))?;
         Registry::check_client(&client, call.now).map_err(VerifyError::ClientNotApproved)?;
-        let product = product_match(
-            self.registry(),
-            &client.credential,
-            token.product_names(),
-            call,
-        )
-        .ok_or_else(|| VerifyError::NoProductMatch {
-            proxy: call.proxy.to_owned(),
-            path: call.path_suffix.to_owned(),
-            environment: call.environment.to_owned(),
+        let product = product_match(&client, token.product_names(), call).ok_or_else(|| {
+            VerifyError::NoProductMatch {
+                proxy: call.proxy.to_owned(),
+                path: call.path_suffix.to_owned(),
+                environment: call.environment.to_owned(),
+            }
         })?;
         if !call.required_scopes.is_empty() {
             let ok = match call.scope_match {
@@ -686,17 +662,12 @@ impl OAuthServer {
             .client(key)
             .ok_or(ApiKeyError::InvalidApiKey)?;
         Registry::check_client(&client, call.now).map_err(ApiKeyError::NotApproved)?;
-        let product = product_match(
-            self.registry(),
-            &client.credential,
-            client.credential.approved_products(),
-            call,
-        )
-        .ok_or_else(|| ApiKeyError::NoProductMatch {
-            proxy: call.proxy.to_owned(),
-            path: call.path_suffix.to_owned(),
-            environment: call.environment.to_owned(),
-        })?;
+        let product = product_match(&client, client.credential.approved_products(), call)
+            .ok_or_else(|| ApiKeyError::NoProductMatch {
+                proxy: call.proxy.to_owned(),
+                path: call.path_suffix.to_owned(),
+                environment: call.environment.to_owned(),
+            })?;
         Ok(VerifiedApiKey { client, product })
     }
 }

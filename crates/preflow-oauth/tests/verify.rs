@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use preflow_oauth::ApiProduct;
 use preflow_oauth::{
     ApiCall, ApiKeyError, Approval, BearerLocations, DeveloperStatus, ScopeMatch, ServerConfig,
     StoreOp, StoreReply, TokenHash, TokenStore, VerifyError, VerifyStep,
@@ -202,6 +203,44 @@ fn client_status_applies_at_verify_time() {
         .unwrap();
     let err = verify(&e, &api(&bearer), &call("/hello", &[])).unwrap_err();
     assert_eq!(err.fault_name(), "DeveloperStatusNotActive");
+}
+
+#[test]
+fn a_redefined_product_applies_to_issued_tokens_and_keys_at_once() {
+    let e = env();
+    let bearer = format!("Bearer {}", e.cc_token(None));
+    let key = e.cred.client_id.as_str();
+    let narrowed = || {
+        ApiProduct::new("hello-product")
+            .with_proxies(["hello-api"])
+            .with_environments(["prod"])
+            .with_resources(["/items/**"])
+            .unwrap()
+    };
+    e.registry.put_product(narrowed());
+    assert!(matches!(
+        verify(&e, &api(&bearer), &call("/hello", &[])),
+        Err(VerifyError::NoProductMatch { .. })
+    ));
+    assert!(matches!(
+        e.server.verify_api_key(Some(key), &call("/hello", &[])),
+        Err(ApiKeyError::NoProductMatch { .. })
+    ));
+    let v = verify(&e, &api(&bearer), &call("/items/7", &[])).unwrap();
+    assert_eq!(v.product.api_resources.len(), 1);
+    // Widened again: the same token and key pass where they were refused.
+    e.registry.put_product(
+        ApiProduct::new("hello-product")
+            .with_proxies(["hello-api"])
+            .with_resources(["/hello", "/items/**"])
+            .unwrap(),
+    );
+    assert!(verify(&e, &api(&bearer), &call("/hello", &[])).is_ok());
+    assert!(
+        e.server
+            .verify_api_key(Some(key), &call("/hello", &[]))
+            .is_ok()
+    );
 }
 
 #[test]

@@ -12,10 +12,11 @@ use preflow_policy::runtime::{Client, Env, PolicyResources, Settings, StateMode}
 
 pub use crate::build::BuildError;
 use crate::build::{Common, compile_bundle};
-use crate::bundle::{BundleKind, LoadOptions, Loaded, load_path};
+use crate::bundle::{BundleKind, LoadOptions};
 use crate::compiled::Inner;
 use crate::environment::Environment;
 use crate::exchange::{Exchange, Step};
+use crate::load::{Loaded, load_path};
 use crate::select::Base;
 
 /// Builds a [`Gateway`].

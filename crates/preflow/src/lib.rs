@@ -123,6 +123,7 @@ mod gateway;
 mod guard;
 mod layout;
 mod lint;
+mod load;
 pub mod path;
 mod policy_template;
 mod provider;
@@ -132,9 +133,7 @@ mod summary;
 mod vars;
 
 pub use balance::{BalancerError, CheckKind, HealthCheck, HttpCheck};
-pub use bundle::{
-    Bundle, BundleKind, Limits, LoadOptions, Loaded, load_files, load_path, load_paths, load_zip,
-};
+pub use bundle::{Bundle, BundleKind, Limits, LoadOptions};
 pub use endpoint::{
     Condition, ConditionForm, DefaultFaultRule, FaultRule, Flow, HealthMonitor, HttpProbe,
     HttpTargetConnection, LoadBalancer, LocalTargetConnection, Probe, ProxyEndpoint, RouteRule,
@@ -145,6 +144,7 @@ pub use exchange::{Exchange, Phase, ReasonPhrase, Step, TraceEvent};
 pub use gateway::{BuildError, Gateway, GatewayBuilder};
 pub use layout::is_macos_metadata;
 pub use lint::{LintOptions, Platform, lint, lint_environment, lint_with, rules};
+pub use load::{Loaded, load_files, load_path, load_paths, load_zip};
 pub use path::PathError;
 pub use policy_template::{Applied, ApplyError, OnClash, PolicyTemplate};
 pub use preflow_condition::{Dialect, ParseOptions};
