@@ -98,14 +98,14 @@ pub use registry::{
     Developer, DeveloperStatus, IssuedCredential, NewCredential, ProductQuota, QuotaTimeUnit,
     Registry, ResourceOwner, SecretSpec,
 };
-pub use secret::{PasswordHashCost, SecretHash, TokenHash};
+pub use secret::{DigestHasher, DigestState, PasswordHashCost, SecretHash, TokenHash};
 pub use server::{
     CodeRequest, IssuedCode, MAX_CODE_LIFETIME, OAuthServer, Outcome, Pending, RequestContext,
     ServerConfig,
 };
 pub use store::{
-    CodeTake, DEFAULT_REVOKED_RETENTION, DigestHasher, DigestState, MemoryStore, StoreOp,
-    StoreReply, TokenStore, merge_attributes,
+    CodeTake, DEFAULT_REVOKED_RETENTION, MemoryStore, StoreOp, StoreReply, TokenStore,
+    merge_attributes,
 };
 pub use throttle::{Lockout, Throttle, ThrottleConfig, ThrottleEntry, ThrottleKey, ThrottleKeys};
 pub use token::{CodeRecord, GrantId, GrantType, TokenKind, TokenRecord};

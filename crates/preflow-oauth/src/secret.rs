@@ -20,6 +20,7 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::error::RegistryError;
+use std::hash::{BuildHasher, Hasher};
 
 /// SHA-256's initial hash value (FIPS 180-4 §5.3.3).
 const SHA256_IV: [u32; 8] = [
@@ -205,6 +206,36 @@ impl SecretHash {
                 }
             }
         }
+    }
+}
+
+/// Hasher for keys that are already uniformly random (token digests, grant ids): it
+/// uses the 64 bits the key writes, saving a SipHash round per lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+/// [`BuildHasher`] of [`DigestHasher`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestState;
+
+impl BuildHasher for DigestState {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
     }
 }
 

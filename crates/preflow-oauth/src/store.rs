@@ -7,13 +7,13 @@
 //! implements; [`TokenStore::execute`] maps one operation to one reply, which is all a
 //! remote driver has to mirror.
 
-use std::hash::{BuildHasher, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
-use crate::secret::TokenHash;
+use crate::secret::{DigestState, TokenHash};
 use crate::throttle::{Lockout, Throttle, ThrottleConfig, ThrottleKeys};
 use crate::token::{CodeRecord, GrantId, TokenRecord};
 
@@ -196,36 +196,6 @@ pub trait TokenStore {
                 StoreReply::Done
             }
         }
-    }
-}
-
-/// Hasher for keys that are already uniformly random (token digests, grant ids): it
-/// uses the 64 bits the key writes, saving a SipHash round per lookup.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
-    }
-}
-
-/// [`BuildHasher`] of [`DigestHasher`].
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DigestState;
-
-impl BuildHasher for DigestState {
-    type Hasher = DigestHasher;
-    fn build_hasher(&self) -> DigestHasher {
-        DigestHasher(0)
     }
 }
 

@@ -33,7 +33,7 @@ use hmac::{Hmac, Mac as _};
 use rand::RngCore as _;
 use sha2::Sha256;
 
-use crate::store::DigestState;
+use crate::secret::DigestState;
 
 /// Limits of the throttle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
