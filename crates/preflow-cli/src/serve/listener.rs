@@ -500,6 +500,35 @@ impl Listener {
         })
     }
 
+    /// Binds `addr` once per worker thread (`count` sockets, at least one). With more than
+    /// one, every socket has `SO_REUSEPORT`, so that the kernel spreads new connections
+    /// over the workers' own accept queues; port 0 picks a free port for the first and
+    /// the others join it. The sockets are non-blocking, to be registered with each
+    /// worker's runtime by [`from_std`](Self::from_std).
+    pub fn bind_per_worker(
+        addr: SocketAddr,
+        count: usize,
+    ) -> std::io::Result<Vec<std::net::TcpListener>> {
+        let shared = count > 1;
+        let first = bind_socket(addr, shared)?;
+        let bound = first.local_addr()?;
+        let mut out = Vec::with_capacity(count.max(1));
+        out.push(first);
+        for _ in 1..count {
+            out.push(bind_socket(bound, shared)?);
+        }
+        Ok(out)
+    }
+
+    /// A listener on a socket of [`bind_per_worker`](Self::bind_per_worker), registered
+    /// with the runtime of the calling thread.
+    pub fn from_std(socket: std::net::TcpListener, name: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            tcp: TcpListener::from_std(socket)?,
+            name: Arc::from(name),
+        })
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
@@ -595,6 +624,26 @@ impl Listener {
             }
         }
     }
+}
+
+/// A listening socket as tokio binds one (`SO_REUSEADDR`, backlog 1024), with
+/// `SO_REUSEPORT` when it is one of several sockets on the address.
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    {
+        socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Completes the TLS handshake with the configuration of the route that the client's

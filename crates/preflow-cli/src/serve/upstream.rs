@@ -100,6 +100,12 @@ impl Upstream {
         }
     }
 
+    /// A client with the same settings and pools of its own: each worker thread has one,
+    /// so that a connection's task runs on the thread whose requests use it.
+    pub fn fresh(&self) -> Self {
+        Self::new(self.max_response_bytes, self.tls.clone())
+    }
+
     fn pool(&self, key: &PoolKey) -> Result<Pool, UpstreamError> {
         if let Ok(pools) = self.pools.read()
             && let Some(p) = pools.get(key)
