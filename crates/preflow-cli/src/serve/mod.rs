@@ -778,7 +778,7 @@ fn spawn_worker(
         .enable_all()
         .build()?;
     std::thread::Builder::new()
-        .name(format!("preflow-worker-{index}"))
+        .name(format!("preflow-w{index}"))
         .spawn(move || {
             runtime.block_on(async move {
                 let mut tasks = tokio::task::JoinSet::new();
