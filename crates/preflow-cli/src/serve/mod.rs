@@ -205,6 +205,32 @@ pub struct Args {
     /// One gateway process per file.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub state_dir: PathBuf,
+    /// Threads serving the virtual hosts, each with a runtime, a socket per listen address
+    /// (`SO_REUSEPORT`: the kernel spreads connections) and upstream connections of its
+    /// own. Default: the `PREFLOW_WORKERS` environment variable, else one per core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WORKERS)))]
+    pub workers: Option<u16>,
+}
+
+/// The most worker threads `--workers` accepts.
+const MAX_WORKERS: u16 = 256;
+
+/// The number of worker threads: `--workers`, `PREFLOW_WORKERS`, else the cores.
+fn worker_count(args: &Args) -> Result<usize, StartError> {
+    if let Some(n) = args.workers {
+        return Ok(usize::from(n));
+    }
+    match std::env::var("PREFLOW_WORKERS") {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=usize::from(MAX_WORKERS)).contains(n))
+            .ok_or(StartError::Workers),
+        Err(_) => Ok(std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(usize::from(MAX_WORKERS))),
+    }
 }
 
 fn parse_vhost(s: &str) -> Result<(String, SocketAddr), String> {
@@ -256,6 +282,8 @@ enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("PREFLOW_WORKERS must be a number of threads from 1 to {MAX_WORKERS}")]
+    Workers,
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot watch for SIGHUP: {0}")]
@@ -385,8 +413,9 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         None => portal::Settings::default(),
     };
     let (mut env, env_given) = load_environment(args)?;
+    let workers = worker_count(args)?;
     // Bound first: a provider may name a virtual host of this gateway (port 0 included).
-    let listeners = bind_hosts(&env).await?;
+    let listeners = bind_hosts(&env, workers)?;
     let addrs: Vec<(String, SocketAddr, bool)> = listeners
         .iter()
         .flat_map(|l| l.names.iter().map(|n| (n.clone(), l.bound, l.tls)))
@@ -642,14 +671,44 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         let _ = out.flush();
     }
 
-    let mut tasks = tokio::task::JoinSet::new();
-    for l in listeners {
-        let routes = l.routes(&handler, env_given);
-        tasks.spawn(
-            l.listener
-                .serve(routes, limits, budgets.clone(), stop_rx.clone(), grace),
-        );
+    // The virtual hosts are served by the worker threads, each accepting on its own
+    // sockets and calling targets through its own pools: a request stays on the thread
+    // that accepted its connection. The admin API, the portal, the metrics listener,
+    // signals, reloads and health probes stay on this runtime.
+    let mut shares: Vec<WorkerListeners> = (0..workers).map(|_| Vec::new()).collect();
+    let handlers: Vec<Arc<gateway::GatewayHandler>> = (0..workers)
+        .map(|i| {
+            if i == 0 {
+                Arc::clone(&handler)
+            } else {
+                Arc::new(handler.for_worker())
+            }
+        })
+        .collect();
+    for mut l in listeners {
+        let name = l.names.join(",");
+        let sockets = std::mem::take(&mut l.sockets);
+        for (socket, (share, h)) in sockets.into_iter().zip(shares.iter_mut().zip(&handlers)) {
+            share.push((socket, name.clone(), l.routes(h, env_given)));
+        }
     }
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
+    for (i, share) in shares.into_iter().enumerate() {
+        spawn_worker(
+            i,
+            share,
+            Served {
+                limits,
+                budgets: budgets.clone(),
+                stop: stop_rx.clone(),
+                grace,
+            },
+            done_tx.clone(),
+        )
+        .map_err(StartError::Runtime)?;
+    }
+    drop(done_tx);
+    let mut tasks = tokio::task::JoinSet::new();
     if let Some((l, _, admin)) = admin_listener {
         tasks.spawn(l.serve(
             vec![listener::Route::plain(admin)],
@@ -681,6 +740,8 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
+    // Every worker drops its sender when its connections are done.
+    while done_rx.recv().await.is_some() {}
     if let Some(store) = &file_store
         && let Err(e) = store.sync()
     {
@@ -689,9 +750,65 @@ async fn serve(args: &Args) -> Result<(), StartError> {
     Ok(())
 }
 
-/// A bound listener with the virtual hosts it serves.
+/// One worker thread's share of the virtual hosts: a socket of each listen address, the
+/// listener's name and its routes.
+type WorkerListeners = Vec<(
+    std::net::TcpListener,
+    String,
+    Vec<listener::Route<gateway::VirtualHostHandler>>,
+)>;
+
+/// What every worker's listeners share.
+struct Served {
+    limits: listener::Limits,
+    budgets: listener::Budgets,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+}
+
+/// Starts worker thread `index`: a current-thread runtime of its own serving `share`
+/// until the stop signal and the drain; `done` is dropped when it ends.
+fn spawn_worker(
+    index: usize,
+    share: WorkerListeners,
+    served: Served,
+    done: tokio::sync::mpsc::Sender<()>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("preflow-w{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for (socket, name, routes) in share {
+                    match listener::Listener::from_std(socket, &name) {
+                        Ok(l) => {
+                            tasks.spawn(l.serve(
+                                routes,
+                                served.limits,
+                                served.budgets.clone(),
+                                served.stop.clone(),
+                                served.grace,
+                            ));
+                        }
+                        Err(e) => {
+                            tracing::error!(listener = %name, error = %e, "a worker cannot accept on its socket");
+                        }
+                    }
+                }
+                while tasks.join_next().await.is_some() {}
+            });
+            drop(done);
+        })?;
+    Ok(())
+}
+
+/// A bound listen address with the virtual hosts it serves.
 struct Bound {
-    listener: listener::Listener,
+    /// One socket per worker thread.
+    sockets: Vec<std::net::TcpListener>,
     /// Per virtual host: its host names, TLS configuration and name.
     hosts: Vec<(Vec<String>, Option<Arc<rustls::ServerConfig>>, String)>,
     names: Vec<String>,
@@ -722,9 +839,9 @@ impl Bound {
     }
 }
 
-/// Binds the virtual hosts: hosts with the same address (not port 0) share a listener,
-/// told apart by SNI (TLS) or the `Host` header.
-async fn bind_hosts(env: &environment::Environment) -> Result<Vec<Bound>, StartError> {
+/// Binds the virtual hosts, one socket per worker: hosts with the same address (not port
+/// 0) share a listener, told apart by SNI (TLS) or the `Host` header.
+fn bind_hosts(env: &environment::Environment, workers: usize) -> Result<Vec<Bound>, StartError> {
     let mut groups: Vec<(SocketAddr, Vec<&environment::Host>)> = Vec::new();
     for h in &env.hosts {
         match groups
@@ -753,14 +870,18 @@ async fn bind_hosts(env: &environment::Environment) -> Result<Vec<Bound>, StartE
             routes.push((names, config, h.name.clone()));
         }
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-        let l = listener::Listener::bind(addr, &names.join(","))
-            .await
+        let sockets = listener::Listener::bind_per_worker(addr, workers)
             .map_err(|source| StartError::Bind { addr, source })?;
-        let bound = l
+        let bound = sockets
+            .first()
+            .ok_or_else(|| StartError::Bind {
+                addr,
+                source: std::io::Error::other("no socket"),
+            })?
             .local_addr()
             .map_err(|source| StartError::Bind { addr, source })?;
         out.push(Bound {
-            listener: l,
+            sockets,
             hosts: routes,
             names,
             bound,

@@ -63,6 +63,11 @@ pub async fn start(
     } else {
         OnFailure::Open
     };
+    // The connection is made on first use, its task spawned on the runtime that uses it:
+    // made here, it lives on the control runtime, which outlives the worker threads'.
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "redis did not answer a ping at start");
+    }
     let default = preflow_redis::CounterPolicy::default().with_on_failure(on_failure);
     let state = RemoteState::new(store)
         .with_default_policy(default)

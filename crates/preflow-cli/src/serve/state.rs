@@ -47,6 +47,16 @@ impl State {
                 // An fsync takes milliseconds: let the other requests of this worker move.
                 tokio::task::block_in_place(|| store.run(op))
             }
+            State::File(store)
+                if commits_durably(op) && tokio::runtime::Handle::try_current().is_ok() =>
+            {
+                // A worker thread's own runtime cannot step aside: the fsync runs on the
+                // blocking pool while the thread serves its other connections.
+                let (store, op) = (Arc::clone(store), op.clone());
+                tokio::task::spawn_blocking(move || store.run(&op))
+                    .await
+                    .unwrap_or(preflow::StoreReply::Unavailable)
+            }
             State::File(store) => store.run(op),
         }
     }

@@ -100,6 +100,12 @@ impl Upstream {
         }
     }
 
+    /// A client with the same settings and pools of its own: each worker thread has one,
+    /// so that a connection's task runs on the thread whose requests use it.
+    pub fn fresh(&self) -> Self {
+        Self::new(self.max_response_bytes, self.tls.clone())
+    }
+
     fn pool(&self, key: &PoolKey) -> Result<Pool, UpstreamError> {
         if let Ok(pools) = self.pools.read()
             && let Some(p) = pools.get(key)
@@ -195,11 +201,15 @@ impl Upstream {
         stream_response: bool,
     ) -> Result<Answer, UpstreamError> {
         let streamed_request = matches!(request.body(), UpBody::Right(_));
-        let authority = request
+        let host = request
             .uri()
             .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| UpstreamError::Request("the target URL has no host".into()))?;
+            .ok_or_else(|| UpstreamError::Request("the target URL has no host".into()))
+            .and_then(|a| {
+                HeaderValue::from_str(a.as_str()).map_err(|_| {
+                    UpstreamError::Request("the target host is not a valid header".into())
+                })
+            })?;
         let tls = match request.uri().scheme_str() {
             Some("http") => false,
             Some("https") => true,
@@ -233,8 +243,6 @@ impl Upstream {
             // length (or goes chunked without one).
             headers.remove(header::CONTENT_LENGTH);
         }
-        let host = HeaderValue::from_str(&authority)
-            .map_err(|_| UpstreamError::Request("the target host is not a valid header".into()))?;
         headers.insert(header::HOST, host);
         let pool = self.pool(&(connect_timeout, choice))?;
         let limit = self.max_response_bytes;
