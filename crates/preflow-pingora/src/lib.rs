@@ -10,7 +10,7 @@
 //!   for `https` (certificates verified unless the target's `<SSLInfo>` says
 //!   `IgnoreValidationErrors`; against the `<TrustStore>` it names, presenting the
 //!   `<KeyStore>` it names, from the host's [`preflow_host::TlsStores`]), the target's
-//!   connect and I/O timeouts.
+//!   connect timeout and its I/O timeout as Pingora's read and write timeouts.
 //! * `upstream_request_filter`: the upstream request becomes the engine's target request
 //!   (method, path and query, headers, `Host`).
 //! * `response_filter`: the response flows run on the back end's head, and the head sent
@@ -140,11 +140,15 @@ impl PreflowProxy {
 }
 
 /// Where the exchange of one request stands.
+///
+/// Pingora keeps the context inline in its per-request future, which is copied whole when
+/// it is made: the exchange (1.5 KB) and the target call (over 300 bytes) are boxed so
+/// the context stays small.
 #[derive(Debug, Default)]
 pub struct Ctx {
-    ex: Option<Exchange>,
+    ex: Option<Box<Exchange>>,
     /// The target call Pingora makes.
-    target: Option<Target>,
+    target: Option<Box<Target>>,
     /// The request body the engine read, to send in place of the client's.
     body: Option<Bytes>,
     /// The engine's body replacing the back end's (a response flow's fault).
@@ -222,11 +226,11 @@ impl ProxyHttp for PreflowProxy {
         let head: http::request::Parts = (**session.req_header()).clone();
         // The exchange lives in the context from the start: it is not moved (copied) into
         // it on the way out, and this future does not hold it.
-        let ex = ctx.ex.insert(
-            self.host
-                .gateway()
-                .begin_head(head, client, SystemTime::now()),
-        );
+        let ex = &mut **ctx.ex.insert(Box::new(self.host.gateway().begin_head(
+            head,
+            client,
+            SystemTime::now(),
+        )));
         ex.enable_streaming();
         if session.is_body_empty() {
             ex.request_body(Bytes::new());
@@ -283,7 +287,7 @@ impl ProxyHttp for PreflowProxy {
                         }
                         ctx.body = Some(body);
                     }
-                    ctx.target = Some(target);
+                    ctx.target = Some(Box::new(target));
                     return Ok(false);
                 }
             }
@@ -327,7 +331,12 @@ impl ProxyHttp for PreflowProxy {
                 .connect
                 .unwrap_or(preflow_host::DEFAULT_CONNECT_TIMEOUT),
         );
-        peer.options.read_timeout = Some(timeouts.io.unwrap_or(preflow_host::DEFAULT_IO_TIMEOUT));
+        // Apigee's io.timeout.millis bounds each wait for data to read or for the socket to
+        // take a write: Pingora's per-read and per-write timeouts (its timer is armed only
+        // when an operation has to wait).
+        let io = timeouts.io.unwrap_or(preflow_host::DEFAULT_IO_TIMEOUT);
+        peer.options.read_timeout = Some(io);
+        peer.options.write_timeout = Some(io);
         if let Some(t) = &target.tls {
             // A store the target names but the host lacks: no connection without it.
             if let Some(name) = &t.truststore {
@@ -423,7 +432,7 @@ impl ProxyHttp for PreflowProxy {
         upstream: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(ex) = ctx.ex.as_mut() else {
+        let Some(ex) = ctx.ex.as_deref_mut() else {
             return Ok(());
         };
         // The back end's head moves into the engine and the engine's answer moves back:
@@ -491,7 +500,7 @@ impl ProxyHttp for PreflowProxy {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         // A failed target call runs the engine's error flow; its answer goes out.
-        let answer = match (ctx.ex.as_mut(), ctx.target.is_some()) {
+        let answer = match (ctx.ex.as_deref_mut(), ctx.target.is_some()) {
             (Some(ex), true) if !ctx.answered => {
                 let err = match e.etype() {
                     ErrorType::ConnectTimedout
