@@ -524,6 +524,11 @@ impl Listener {
         count: usize,
     ) -> std::io::Result<Vec<std::net::TcpListener>> {
         let shared = count > 1;
+        if shared && addr.port() != 0 {
+            // A port another gateway holds must refuse this one, as a single bind would:
+            // a probe without SO_REUSEPORT fails on any listener there, shared or not.
+            drop(bind_socket(addr, false)?);
+        }
         let first = bind_socket(addr, shared)?;
         let bound = first.local_addr()?;
         let mut out = Vec::with_capacity(count.max(1));
@@ -955,8 +960,23 @@ fn is_hop_by_hop(name: &http::HeaderName) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_held_by_another_gateway_is_refused_not_shared() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let held = Listener::bind_per_worker(any, 2).unwrap();
+        let addr = held[0].local_addr().unwrap();
+        assert_eq!(held[1].local_addr().unwrap(), addr);
+        for workers in [1, 2, 3] {
+            let err = Listener::bind_per_worker(addr, workers).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{workers} workers");
+        }
+        drop(held);
+        assert_eq!(Listener::bind_per_worker(addr, 2).unwrap().len(), 2);
+    }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_removed() {
