@@ -972,7 +972,11 @@ mod tests {
         assert_eq!(held[1].local_addr().unwrap(), addr);
         for workers in [1, 2, 3] {
             let err = Listener::bind_per_worker(addr, workers).unwrap_err();
-            assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{workers} workers");
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::AddrInUse,
+                "{workers} workers"
+            );
         }
         drop(held);
         assert_eq!(Listener::bind_per_worker(addr, 2).unwrap().len(), 2);

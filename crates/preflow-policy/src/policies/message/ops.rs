@@ -7,7 +7,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
 use crate::parse::{Cx, ref_attr};
 use crate::runtime::{Fault, Message, Runtime};
-use crate::template::Template;
+use crate::template::{Part, Template};
 use crate::xml::Element;
 
 /// A set of headers, query parameters or form parameters to act on.
@@ -526,15 +526,23 @@ fn render_headers<R: Runtime>(
     items: &[NamedTemplate],
     ignore: bool,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, Fault> {
-    render_pairs(rt, items, ignore)?
+    items
         .iter()
-        .map(|(n, v)| header_pair(n, v))
+        .map(|i| {
+            // A fixed name, the usual case, is parsed in place rather than rendered.
+            let name = match i.name.parts() {
+                [Part::Literal(n)] => std::borrow::Cow::Borrowed(n.as_str()),
+                _ => std::borrow::Cow::Owned(render(rt, &i.name, ignore)?),
+            };
+            header_pair(&name, render(rt, &i.value, ignore)?)
+        })
         .collect()
 }
 
-fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Fault> {
+fn header_pair(name: &str, value: String) -> Result<(HeaderName, HeaderValue), Fault> {
     let n = HeaderName::from_bytes(name.trim().as_bytes());
-    let v = HeaderValue::from_str(value);
+    // The rendered text becomes the value's bytes without a copy.
+    let v = HeaderValue::try_from(value);
     match (n, v) {
         (Ok(n), Ok(v)) => Ok((n, v)),
         _ => Err(Fault::new(
