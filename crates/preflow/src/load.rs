@@ -5,7 +5,7 @@
 //! `(path, bytes)` pairs within the limits and hand them over; each root then goes to
 //! [`crate::bundle`] or [`crate::policy_template`].
 
-use crate::bundle::{Bundle, BundleKind, LoadOptions, load_bundle};
+use crate::bundle::{Bundle, BundleKind, Limits, LoadOptions, load_bundle};
 use crate::layout::{self, RootKind};
 use preflow_policy::{Diagnostic, Severity};
 use std::collections::BTreeMap;
@@ -326,16 +326,7 @@ fn read_folder(
                 }
                 match read_limited(std::fs::File::open(&entry_path), limits.max_file_size) {
                     Ok(bytes) => {
-                        total = total.saturating_add(bytes.len());
-                        if total > limits.max_total_size {
-                            problems.push(Diagnostic::for_file(
-                                shown,
-                                Severity::Error,
-                                format!(
-                                    "the files add up to more than the limit of {} bytes; the rest are not read",
-                                    limits.max_total_size
-                                ),
-                            ));
+                        if !within_total(&mut total, bytes.len(), limits, &shown, problems) {
                             return out;
                         }
                         out.push((shown, bytes));
@@ -349,6 +340,30 @@ fn read_folder(
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// Counts a file of `len` bytes against the limit on all files together; past it, records
+/// why at `shown` and answers false, and the caller reads no more.
+fn within_total(
+    total: &mut usize,
+    len: usize,
+    limits: &Limits,
+    shown: &str,
+    problems: &mut Vec<Diagnostic>,
+) -> bool {
+    *total = total.saturating_add(len);
+    if *total <= limits.max_total_size {
+        return true;
+    }
+    problems.push(Diagnostic::for_file(
+        shown,
+        Severity::Error,
+        format!(
+            "the files add up to more than the limit of {} bytes; the rest are not read",
+            limits.max_total_size
+        ),
+    ));
+    false
 }
 
 /// Why a file of a bundle could not be read.
@@ -431,16 +446,7 @@ pub fn load_zip<R: Read + std::io::Seek>(name: &str, reader: R, options: &LoadOp
         }
         match read_limited(Ok(entry), limits.max_file_size) {
             Ok(bytes) => {
-                total = total.saturating_add(bytes.len());
-                if total > limits.max_total_size {
-                    problems.push(Diagnostic::for_file(
-                        shown,
-                        Severity::Error,
-                        format!(
-                            "the files add up to more than the limit of {} bytes; the rest are not read",
-                            limits.max_total_size
-                        ),
-                    ));
+                if !within_total(&mut total, bytes.len(), limits, &shown, &mut problems) {
                     break;
                 }
                 files.push((shown, bytes));

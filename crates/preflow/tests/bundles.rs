@@ -556,6 +556,26 @@ fn folders_and_zips_load_the_same_bundle() {
         loaded.bundles[0].root
     );
 
+    // The limit on all files together holds for folders and zips as for files in memory.
+    let small = LoadOptions {
+        limits: Limits {
+            max_total_size: 60,
+            ..Limits::default()
+        },
+        ..LoadOptions::default()
+    };
+    for path in [&root, &zip_path] {
+        let loaded = load_path(path, &small);
+        assert!(
+            messages(&loaded)
+                .iter()
+                .any(|m| m.contains("add up to more than the limit of 60 bytes")),
+            "{}: {:?}",
+            path.display(),
+            messages(&loaded)
+        );
+    }
+
     std::fs::write(dir.join("bad.zip"), b"PK not really").unwrap();
     let loaded = load_path(&dir.join("bad.zip"), &LoadOptions::default());
     assert!(
