@@ -110,8 +110,8 @@ pid_pingora=$!
 # them Pingora's connect, read and write timeouts): the same proxy configuration on both
 # sides, as a deployment of plain Pingora would also bound its waits on the back end.
 property() { sed -n "s|.*<Property name=\"$1\">\([0-9]*\)</Property>.*|\1|p" "$work/hello-api/apiproxy/targets/default.xml"; }
-"${on_proxy_cpu[@]}" "$gateway_plain" --plain "$BACKEND" --listen "$PINGORA_PLAIN" \
-  --connect-timeout-ms "$(property connect.timeout.millis)" --io-timeout-ms "$(property io.timeout.millis)" \
+plain_timeouts=(--connect-timeout-ms "$(property connect.timeout.millis)" --io-timeout-ms "$(property io.timeout.millis)")
+"${on_proxy_cpu[@]}" "$gateway_plain" --plain "$BACKEND" --listen "$PINGORA_PLAIN" "${plain_timeouts[@]}" \
   --threads "$PROXY_THREADS" >"$work/pingora-plain.out" 2>&1 &
 pids+=($!)
 pid_pingora_plain=$!
@@ -213,8 +213,7 @@ instructions() {
 if [ "${INSTRUCTIONS:-0}" -gt 0 ]; then
   command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install -y valgrind)"; exit 1; }
   instructions "Pingora + preflow" 18298 "" "$gateway" "${bundles[@]}"
-  instructions "Pingora alone" 18299 none "$gateway_plain" --plain "$BACKEND" \
-    --connect-timeout-ms "$(property connect.timeout.millis)" --io-timeout-ms "$(property io.timeout.millis)"
+  instructions "Pingora alone" 18299 none "$gateway_plain" --plain "$BACKEND" "${plain_timeouts[@]}"
   exit 0
 fi
 

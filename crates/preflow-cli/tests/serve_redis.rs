@@ -14,10 +14,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, demo_token, pace, raw_get, seed, token_for};
+use common::{Gateway, HELLO, demo_token, pace, raw_get, seed, token_for};
 use preflow_redis::server::RedisServer;
-
-const HELLO: &str = "Hello world from IFlow";
 
 fn redis() -> RedisServer {
     RedisServer::start().unwrap_or_else(|e| {

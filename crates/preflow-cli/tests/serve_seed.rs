@@ -15,11 +15,9 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::{Gateway, demo_token, forwarding_bundle, pace, raw, raw_get, seed, token_for};
+use common::{Gateway, HELLO, demo_token, forwarding_bundle, pace, raw, raw_get, seed, token_for};
 use oauth2::basic::BasicClient;
 use oauth2::{AuthType, ClientId, ClientSecret, TokenResponse as _, TokenUrl};
-
-const HELLO: &str = "Hello world from IFlow";
 
 fn http() -> oauth2::reqwest::blocking::Client {
     oauth2::reqwest::blocking::ClientBuilder::new()

@@ -13,9 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Gateway, demo_token, pace, raw_get, seed};
-
-const HELLO: &str = "Hello world from IFlow";
+use common::{Gateway, HELLO, demo_token, pace, raw_get, seed};
 
 fn hello(gw: &Gateway, token: &str) -> common::Raw {
     raw_get(

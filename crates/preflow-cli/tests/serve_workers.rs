@@ -13,9 +13,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{Gateway, demo_token, pace, raw_get, seed};
-
-const HELLO: &str = "Hello world from IFlow";
+use common::{Gateway, HELLO, demo_token, pace, raw_get, seed};
 
 /// Listening TCP sockets on `port` (IPv4), from `/proc/net/tcp`.
 #[cfg(target_os = "linux")]

@@ -523,6 +523,8 @@ impl ApiKeyError {
     }
 }
 
+/// The first product named (a token's, in its order) that the client still has approved
+/// and that covers the call.
 fn product_match<'a>(
     client: &ClientRecord,
     mut names: impl Iterator<Item = &'a str>,
@@ -662,7 +664,12 @@ impl OAuthServer {
             .client(key)
             .ok_or(ApiKeyError::InvalidApiKey)?;
         Registry::check_client(&client, call.now).map_err(ApiKeyError::NotApproved)?;
-        let product = product_match(&client, client.credential.approved_products(), call)
+        // A key may call through any of its approved products: the first that covers it.
+        let product = client
+            .approved_products()
+            .iter()
+            .find(|p| p.covers(call.proxy, call.path_suffix, call.environment))
+            .map(Arc::clone)
             .ok_or_else(|| ApiKeyError::NoProductMatch {
                 proxy: call.proxy.to_owned(),
                 path: call.path_suffix.to_owned(),

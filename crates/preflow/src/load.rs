@@ -99,15 +99,13 @@ where
             );
             continue;
         }
-        total = total.saturating_add(bytes.len());
-        if total > options.limits.max_total_size {
-            loaded.file_error(
-                path,
-                format!(
-                    "the files add up to more than the limit of {} bytes; the rest are not read",
-                    options.limits.max_total_size
-                ),
-            );
+        if !within_total(
+            &mut total,
+            bytes.len(),
+            &options.limits,
+            path,
+            &mut loaded.diagnostics,
+        ) {
             break;
         }
         groups.entry(root.to_owned()).or_default().push((

@@ -514,7 +514,8 @@ impl Listener {
         })
     }
 
-    /// Binds `addr` once per worker thread (`count` sockets, at least one). With more than
+    /// Binds `addr` once per worker thread (`count` sockets, at least one) and answers the
+    /// address bound with them. With more than
     /// one, every socket has `SO_REUSEPORT`, so that the kernel spreads new connections
     /// over the workers' own accept queues; port 0 picks a free port for the first and
     /// the others join it. The sockets are non-blocking, to be registered with each
@@ -522,7 +523,7 @@ impl Listener {
     pub fn bind_per_worker(
         addr: SocketAddr,
         count: usize,
-    ) -> std::io::Result<Vec<std::net::TcpListener>> {
+    ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
         let shared = count > 1;
         if shared && addr.port() != 0 {
             // A port another gateway holds must refuse this one, as a single bind would:
@@ -536,7 +537,7 @@ impl Listener {
         for _ in 1..count {
             out.push(bind_socket(bound, shared)?);
         }
-        Ok(out)
+        Ok((bound, out))
     }
 
     /// A listener on a socket of [`bind_per_worker`](Self::bind_per_worker), registered
@@ -932,31 +933,25 @@ pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     for name in named {
         headers.remove(name.as_str());
     }
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-    ] {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
-static KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: http::HeaderName = http::HeaderName::from_static("proxy-connection");
+/// The headers hop-by-hop in themselves (RFC 9110 §7.6.1), `Connection` included.
+static HOP_BY_HOP: [http::HeaderName; 7] = [
+    header::CONNECTION,
+    http::HeaderName::from_static("keep-alive"),
+    http::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
 
-/// Whether `name` is hop-by-hop in itself (RFC 9110 §7.6.1), `Connection` included.
+/// Whether `name` is hop-by-hop in itself.
 fn is_hop_by_hop(name: &http::HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+    HOP_BY_HOP.contains(name)
 }
 
 #[cfg(test)]
@@ -967,8 +962,8 @@ mod tests {
     #[test]
     fn a_port_held_by_another_gateway_is_refused_not_shared() {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let held = Listener::bind_per_worker(any, 2).unwrap();
-        let addr = held[0].local_addr().unwrap();
+        let (addr, held) = Listener::bind_per_worker(any, 2).unwrap();
+        assert_eq!(held[0].local_addr().unwrap(), addr);
         assert_eq!(held[1].local_addr().unwrap(), addr);
         for workers in [1, 2, 3] {
             let err = Listener::bind_per_worker(addr, workers).unwrap_err();
@@ -979,7 +974,7 @@ mod tests {
             );
         }
         drop(held);
-        assert_eq!(Listener::bind_per_worker(addr, 2).unwrap().len(), 2);
+        assert_eq!(Listener::bind_per_worker(addr, 2).unwrap().1.len(), 2);
     }
 
     #[test]

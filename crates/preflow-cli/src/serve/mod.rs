@@ -207,30 +207,24 @@ pub struct Args {
     pub state_dir: PathBuf,
     /// Threads serving the virtual hosts, each with a runtime, a socket per listen address
     /// (`SO_REUSEPORT`: the kernel spreads connections) and upstream connections of its
-    /// own. Default: the `PREFLOW_WORKERS` environment variable, else one per core.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WORKERS)))]
+    /// own. Default: one per core.
+    #[arg(long, env = "PREFLOW_WORKERS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WORKERS)))]
     pub workers: Option<u16>,
 }
 
 /// The most worker threads `--workers` accepts.
 const MAX_WORKERS: u16 = 256;
 
-/// The number of worker threads: `--workers`, `PREFLOW_WORKERS`, else the cores.
-fn worker_count(args: &Args) -> Result<usize, StartError> {
-    if let Some(n) = args.workers {
-        return Ok(usize::from(n));
-    }
-    match std::env::var("PREFLOW_WORKERS") {
-        Ok(v) => v
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=usize::from(MAX_WORKERS)).contains(n))
-            .ok_or(StartError::Workers),
-        Err(_) => Ok(std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(usize::from(MAX_WORKERS))),
-    }
+/// The number of worker threads: `--workers` (or `PREFLOW_WORKERS`), else the cores.
+fn worker_count(args: &Args) -> usize {
+    args.workers.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .min(usize::from(MAX_WORKERS))
+        },
+        usize::from,
+    )
 }
 
 fn parse_vhost(s: &str) -> Result<(String, SocketAddr), String> {
@@ -282,8 +276,6 @@ enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("PREFLOW_WORKERS must be a number of threads from 1 to {MAX_WORKERS}")]
-    Workers,
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot watch for SIGHUP: {0}")]
@@ -413,7 +405,7 @@ async fn serve(args: &Args) -> Result<(), StartError> {
         None => portal::Settings::default(),
     };
     let (mut env, env_given) = load_environment(args)?;
-    let workers = worker_count(args)?;
+    let workers = worker_count(args);
     // Bound first: a provider may name a virtual host of this gateway (port 0 included).
     let listeners = bind_hosts(&env, workers)?;
     let addrs: Vec<(String, SocketAddr, bool)> = listeners
@@ -870,15 +862,7 @@ fn bind_hosts(env: &environment::Environment, workers: usize) -> Result<Vec<Boun
             routes.push((names, config, h.name.clone()));
         }
         let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
-        let sockets = listener::Listener::bind_per_worker(addr, workers)
-            .map_err(|source| StartError::Bind { addr, source })?;
-        let bound = sockets
-            .first()
-            .ok_or_else(|| StartError::Bind {
-                addr,
-                source: std::io::Error::other("no socket"),
-            })?
-            .local_addr()
+        let (bound, sockets) = listener::Listener::bind_per_worker(addr, workers)
             .map_err(|source| StartError::Bind { addr, source })?;
         out.push(Bound {
             sockets,

@@ -43,15 +43,11 @@ impl State {
                 preflow::StoreReply::Unavailable
             }
             State::Redis(remote) => remote.state.run(op).await,
-            State::File(store) if commits_durably(op) && on_multi_thread_runtime() => {
-                // An fsync takes milliseconds: let the other requests of this worker move.
-                tokio::task::block_in_place(|| store.run(op))
-            }
             State::File(store)
                 if commits_durably(op) && tokio::runtime::Handle::try_current().is_ok() =>
             {
-                // A worker thread's own runtime cannot step aside: the fsync runs on the
-                // blocking pool while the thread serves its other connections.
+                // An fsync takes milliseconds: it runs on the blocking pool while the
+                // thread serves its other connections (whatever the runtime's flavour).
                 let (store, op) = (Arc::clone(store), op.clone());
                 tokio::task::spawn_blocking(move || store.run(&op))
                     .await
@@ -94,11 +90,6 @@ fn commits_durably(op: &preflow::StoreOp) -> bool {
         preflow::StoreOp::Kv(op) => !matches!(op, preflow::KvOp::Get { .. }),
         _ => false,
     }
-}
-
-fn on_multi_thread_runtime() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 /// Opens the state file `dir/preflow-state.redb`.

@@ -15,6 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The seed back end's answer to `/v1/test/hello`.
+pub const HELLO: &str = "Hello world from IFlow";
+
 /// The seed example folder.
 pub fn seed() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed")
