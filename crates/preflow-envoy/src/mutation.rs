@@ -328,6 +328,7 @@ mod tests {
             endpoint: "default".into(),
             tls: None,
             server: None,
+            address: None,
             stream_request_body: true,
             stream_response_body: true,
         };

@@ -6,7 +6,8 @@
 //!   written here and the back end never sees the request. The body is read only when
 //!   the engine asks (and then forwarded from Pingora's retry buffer, at most 64 KiB;
 //!   larger ones get 413).
-//! * `upstream_peer`: the [`Step::Forward`]'s target: address from its URL, TLS and SNI
+//! * `upstream_peer`: the [`Step::Forward`]'s target: address from its URL (taken as is
+//!   when the engine worked it out for an IP-literal URL, `Target::address`), TLS and SNI
 //!   for `https` (certificates verified unless the target's `<SSLInfo>` says
 //!   `IgnoreValidationErrors`; against the `<TrustStore>` it names, presenting the
 //!   `<KeyStore>` it names, from the host's [`preflow_host::TlsStores`]), the target's
@@ -169,6 +170,34 @@ fn internal(why: &'static str) -> Box<Error> {
     Error::explain(ErrorType::InternalError, why)
 }
 
+/// A host without the brackets of an IPv6 literal.
+fn unbracket(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// The socket address of the target URI's host and port; a name is resolved off the
+/// worker thread (std's resolver blocks).
+async fn resolve(uri: &http::Uri, tls: bool) -> Result<SocketAddr> {
+    let host = uri
+        .host()
+        .map(unbracket)
+        .ok_or_else(|| internal("the target URL has no host"))?;
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port))
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| {
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                format!("cannot resolve the target host `{host}`"),
+            )
+        })
+}
+
 /// The answer to a request body over the limit.
 fn too_big() -> http::Response<Bytes> {
     preflow_host::fault(
@@ -302,28 +331,17 @@ impl ProxyHttp for PreflowProxy {
         let uri = target.request.uri();
         let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS)
             || target.tls.as_ref().is_some_and(|t| t.enabled);
-        let host = uri
-            .host()
-            .ok_or_else(|| internal("the target URL has no host"))?;
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        // Bracketed IPv6 literals lose their brackets for the socket address.
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let address = match bare.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, port),
-            // A name is resolved off the worker thread (std's resolver blocks).
-            Err(_) => tokio::net::lookup_host((bare, port))
-                .await
-                .ok()
-                .and_then(|mut addrs| addrs.next())
-                .ok_or_else(|| {
-                    Error::explain(
-                        ErrorType::ConnectNoRoute,
-                        format!("cannot resolve the target host `{bare}`"),
-                    )
-                })?,
+        let address = match target.address {
+            // An IP literal the engine took apart when the gateway was built.
+            Some(address) => address,
+            None => resolve(uri, tls).await?,
         };
         // SNI only for TLS: no string to allocate for plain HTTP.
-        let sni = if tls { bare.to_owned() } else { String::new() };
+        let sni = if tls {
+            uri.host().map(unbracket).unwrap_or_default().to_owned()
+        } else {
+            String::new()
+        };
         let mut peer = HttpPeer::new(address, tls, sni);
         let timeouts = target.timeouts;
         peer.options.connection_timeout = Some(
@@ -363,7 +381,7 @@ impl ProxyHttp for PreflowProxy {
         {
             tracing::warn!(
                 host = "pingora",
-                target = %host,
+                target = %uri.host().unwrap_or_default(),
                 "back-end certificate not verified (IgnoreValidationErrors)"
             );
             peer.options.verify_cert = false;

@@ -134,6 +134,15 @@ pub(crate) trait PolicyType {
         true
     }
 
+    /// Whether running the policy may read the request's headers. After the target call
+    /// the engine lets the forwarded request take the client's headers (rather than a
+    /// copy) when no step that may run then reads them; a type that does not say assumes
+    /// it does.
+    fn reads_request_headers(config: &Self::Config) -> bool {
+        let _ = config;
+        true
+    }
+
     /// The largest request body the policy accepts, when it has a limit of its own
     /// below the host's: the engine refuses a larger declared body (`413`,
     /// `protocol.http.TooBigBody`) before asking the host to read it.
@@ -272,6 +281,14 @@ macro_rules! registry {
                 }
             }
 
+            /// Whether running the policy may read the request's headers.
+            pub fn reads_request_headers(&self) -> bool {
+                match self {
+                    $(PolicyConfig::$variant(c) => <$module::$ty as PolicyType>::reads_request_headers(c),)+
+                    PolicyConfig::Unsupported { .. } => false,
+                }
+            }
+
             /// The largest request body the policy accepts, when it limits it.
             pub fn max_request_body(&self) -> Option<usize> {
                 match self {
@@ -397,6 +414,7 @@ pub struct CompiledPolicy {
     enabled: bool,
     continue_on_error: bool,
     reads_body: bool,
+    reads_headers: bool,
     max_body: Option<usize>,
     exec: Exec,
 }
@@ -414,6 +432,7 @@ impl CompiledPolicy {
             enabled: policy.enabled,
             continue_on_error: policy.continue_on_error,
             reads_body: policy.config.reads_request_body(),
+            reads_headers: policy.config.reads_request_headers(),
             max_body: policy.config.max_request_body(),
             exec: compile_exec(&policy.config, cx)?,
         })
@@ -427,6 +446,7 @@ impl CompiledPolicy {
             enabled: true,
             continue_on_error: false,
             reads_body: false,
+            reads_headers: false,
             max_body: None,
             exec: Exec::Missing,
         }
@@ -450,6 +470,11 @@ impl CompiledPolicy {
     /// Whether running it reads the request body.
     pub fn reads_request_body(&self) -> bool {
         self.reads_body
+    }
+
+    /// Whether running it may read the request's headers.
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads_headers
     }
 
     /// The largest request body it accepts, when it limits it (a token endpoint's form).

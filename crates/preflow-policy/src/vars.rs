@@ -345,6 +345,11 @@ pub fn reads_request_body(name: &str) -> bool {
     resolve_name(name.trim(), 0, &HashMap::new()).reads_request_body()
 }
 
+/// Whether reading variable `name` may read the request's headers.
+pub fn reads_request_headers(name: &str) -> bool {
+    resolve_name(name.trim(), 0, &HashMap::new()).reads_request_headers()
+}
+
 impl Slot {
     /// Whether reading this slot needs the request body.
     pub fn reads_request_body(&self) -> bool {
@@ -355,6 +360,32 @@ impl Slot {
                 Field::Content | Field::FormParam(_) | Field::FormParamsCount
             )
         )
+    }
+
+    /// Whether reading this slot may read the request's headers: a header of the request
+    /// (or of `message` on the request side), its form parameters (whose parsing depends
+    /// on `Content-Type`), the token taken from `Authorization`, or an exchange variable
+    /// named after the request message.
+    pub fn reads_request_headers(&self) -> bool {
+        match self {
+            Slot::Msg(Which::Request | Which::Message, f) => matches!(
+                f,
+                Field::Header(_)
+                    | Field::HeaderValues(_)
+                    | Field::HeaderValuesCount(_)
+                    | Field::HeadersCount
+                    | Field::FormParam(_)
+                    | Field::FormParamsCount
+            ),
+            Slot::AccessToken => true,
+            Slot::Custom(name) => {
+                name.as_ref() == "request"
+                    || name.as_ref() == "message"
+                    || name.starts_with("request.")
+                    || name.starts_with("message.")
+            }
+            _ => false,
+        }
     }
 }
 

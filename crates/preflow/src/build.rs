@@ -83,6 +83,7 @@ impl Cx<'_> {
             policies: self.index,
             reads_body: std::cell::Cell::new(false),
             reads_response_body: std::cell::Cell::new(false),
+            reads_request_headers: std::cell::Cell::new(false),
         };
         let (compiled, guard) = match &c.form {
             ConditionForm::Valid { ast, .. } => match ast.compile(&c.text, &r) {
@@ -104,6 +105,8 @@ impl Cx<'_> {
             // An invalid condition faults without reading anything.
             reads_body: r.reads_body.get(),
             reads_response_body: r.reads_response_body.get(),
+            // An invalid condition faults without reading anything.
+            reads_request_headers: r.reads_request_headers.get(),
         })
     }
 
@@ -136,6 +139,9 @@ impl Cx<'_> {
                         .as_ref()
                         .is_some_and(|c| c.reads_body || c.reads_response_body);
                 let calls_shared_flow = policy_ref.is_some_and(|p| p.type_name() == "FlowCallout");
+                let reads_request_headers = calls_shared_flow
+                    || cond.as_ref().is_some_and(|c| c.reads_request_headers)
+                    || policy_ref.is_none_or(CompiledPolicy::reads_request_headers);
                 CStep {
                     policy,
                     cond,
@@ -143,6 +149,7 @@ impl Cx<'_> {
                     max_body: policy_ref.and_then(CompiledPolicy::max_request_body),
                     touches_response_body,
                     calls_shared_flow,
+                    reads_request_headers,
                 }
             })
             .collect()
@@ -256,6 +263,7 @@ impl Cx<'_> {
             Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
                 (Some(scheme), Some(authority)) => CConn::Url {
                     base: uri.path().trim_end_matches('/').to_owned(),
+                    address: literal_address(&authority),
                     url,
                     scheme,
                     authority,
@@ -447,24 +455,48 @@ fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
     (reads_request, touches_response)
 }
 
-/// Whether nothing of these endpoints runs after a target call: no response-side step,
-/// no PostClientFlow step, no fault rule or default fault rule (whose conditions could
-/// read the request). Then the request's headers can move into the forwarded request
-/// instead of being copied.
-fn nothing_after_call(proxies: &[CProxy], targets: &[CTarget]) -> bool {
-    let quiet = |pre: &CFlow, flows: &[CFlow], post: &CFlow| {
+/// The socket address of an authority that names an IP literal (`[…]` for IPv6) and a
+/// port. Without a port the host picks the default, which TLS settings can change.
+fn literal_address(authority: &http::uri::Authority) -> Option<std::net::SocketAddr> {
+    let host = authority.host();
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse::<std::net::IpAddr>()
+        .ok()?;
+    Some(std::net::SocketAddr::new(ip, authority.port_u16()?))
+}
+
+/// Whether nothing that may run after a target call reads the request's headers: no
+/// response-side or PostClientFlow step, fault rule step or fault rule condition that may
+/// (conditional flows' own conditions were evaluated before the call). Then the request's
+/// headers can move into the forwarded request instead of being copied.
+fn nothing_after_call_reads_headers(proxies: &[CProxy], targets: &[CTarget]) -> bool {
+    let quiet_steps = |steps: &[CStep]| steps.iter().all(|s| !s.reads_request_headers);
+    let quiet_cond = |c: &Option<CCond>| c.as_ref().is_none_or(|c| !c.reads_request_headers);
+    let quiet_flows = |pre: &CFlow, flows: &[CFlow], post: &CFlow| {
         std::iter::once(pre)
             .chain(flows)
             .chain(std::iter::once(post))
-            .all(|f| f.response.is_empty())
+            .all(|f| quiet_steps(&f.response))
+    };
+    let quiet_rules = |rules: &[CFaultRule], default: &Option<CDefaultRule>| {
+        rules
+            .iter()
+            .all(|r| quiet_cond(&r.cond) && quiet_steps(&r.steps))
+            && default
+                .as_ref()
+                .is_none_or(|d| quiet_cond(&d.cond) && quiet_steps(&d.steps))
     };
     proxies.iter().all(|p| {
-        quiet(&p.pre, &p.flows, &p.post)
-            && p.post_client.as_ref().is_none_or(|f| f.response.is_empty())
-            && p.fault_rules.is_empty()
-            && p.default_rule.is_none()
+        quiet_flows(&p.pre, &p.flows, &p.post)
+            && p.post_client
+                .as_ref()
+                .is_none_or(|f| quiet_steps(&f.response))
+            && quiet_rules(&p.fault_rules, &p.default_rule)
     }) && targets.iter().all(|t| {
-        quiet(&t.pre, &t.flows, &t.post) && t.fault_rules.is_empty() && t.default_rule.is_none()
+        quiet_flows(&t.pre, &t.flows, &t.post) && quiet_rules(&t.fault_rules, &t.default_rule)
     })
 }
 
@@ -561,7 +593,7 @@ pub(crate) fn compile_bundle(
     // A URL target without provider credentials is called once per exchange (no load
     // balancer retry, no second call with a new token): its request can take the
     // client's headers when nothing after the call reads them.
-    let quiet_after = nothing_after_call(&proxies, &targets);
+    let quiet_after = nothing_after_call_reads_headers(&proxies, &targets);
     for ct in &mut targets {
         ct.move_request_headers = quiet_after
             && matches!(ct.conn, CConn::Url { .. })

@@ -23,6 +23,8 @@ pub(crate) struct CCond {
     pub reads_body: bool,
     /// Whether evaluating it reads the response body.
     pub reads_response_body: bool,
+    /// Whether evaluating it may read the request's headers.
+    pub reads_request_headers: bool,
 }
 
 /// What evaluating a condition runs: the compiled form, or, for a condition that does not
@@ -50,6 +52,9 @@ pub(crate) struct CStep {
     /// steps are compiled with another bundle): after the call, that keeps the request
     /// body buffered.
     pub calls_shared_flow: bool,
+    /// Whether its condition or policy may read the request's headers (a shared flow's
+    /// steps may).
+    pub reads_request_headers: bool,
 }
 
 #[derive(Debug)]
@@ -126,6 +131,8 @@ pub(crate) enum CConn {
         scheme: http::uri::Scheme,
         authority: http::uri::Authority,
         base: String,
+        /// The socket address, when the authority's host is an IP literal.
+        address: Option<std::net::SocketAddr>,
     },
     /// A `<LoadBalancer>` over the environment's target servers.
     Balanced(Box<crate::balance::CBalancer>),

@@ -303,7 +303,8 @@ pub struct Exchange {
     /// Whether a target answered the exchange's target call.
     pub(crate) target_answered: bool,
     /// Set when the request's headers moved into the forwarded request: whether faults
-    /// render as XML (read off `Accept` before the move).
+    /// render as XML (read off `Accept` before the move; keeping the value instead would
+    /// allocate when its bytes are first shared).
     pub(crate) xml_faults: Option<bool>,
 }
 

@@ -341,6 +341,10 @@ impl Gateway {
     }
 
     /// The value of flow variable `name` in `ex`, as text; `None` when unset.
+    ///
+    /// Once the final response has been handed to the host (with no PostClientFlow or
+    /// trace to read it), its headers and body belong to the host: `response.header.*`
+    /// and `response.content` read as unset then, its status line stays readable.
     pub fn variable(&self, ex: &Exchange, name: &str) -> Option<String> {
         crate::vars::variable_text(&self.inner, ex, name)
     }

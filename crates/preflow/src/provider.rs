@@ -244,6 +244,7 @@ pub(crate) fn token_request(provider: &Provider) -> Result<Target, Fault> {
         endpoint: Arc::from(format!("provider-token:{}", provider.name)),
         tls: provider.tls.clone().map(Arc::new),
         server: None,
+        address: None,
         stream_request_body: false,
         stream_response_body: false,
     })

@@ -22,6 +22,8 @@ pub(crate) struct Resolver<'a> {
     pub reads_body: std::cell::Cell<bool>,
     /// Set when a resolved name reads the response body (`response.content`…).
     pub reads_response_body: std::cell::Cell<bool>,
+    /// Set when a resolved name may read the request's headers.
+    pub reads_request_headers: std::cell::Cell<bool>,
 }
 
 impl Resolve for Resolver<'_> {
@@ -30,6 +32,9 @@ impl Resolve for Resolver<'_> {
         let slot = resolve_name(name, self.bundle, self.policies);
         if slot.reads_request_body() {
             self.reads_body.set(true);
+        }
+        if slot.reads_request_headers() {
+            self.reads_request_headers.set(true);
         }
         if matches!(
             slot,

@@ -127,25 +127,24 @@ fn xml_escape(s: &str) -> String {
 
 /// Whether the client asked for XML: its `Accept` prefers an XML type over JSON.
 pub fn wants_xml(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| {
-            // Case-insensitive, without a lower-case copy (the engine asks on every
-            // forwarded request whose headers it hands over).
-            let find = |what: &[u8]| {
-                a.as_bytes()
-                    .windows(what.len())
-                    .position(|w| w.eq_ignore_ascii_case(what))
-            };
-            let xml = find(b"xml");
-            let json = find(b"json");
-            match (xml, json) {
-                (Some(x), Some(j)) => x < j,
-                (Some(_), None) => true,
-                _ => false,
-            }
+    headers.get(http::header::ACCEPT).is_some_and(accepts_xml)
+}
+
+/// Whether an `Accept` value prefers an XML type over JSON: `xml` comes before `json`, or
+/// comes alone (case-insensitive, in one pass without a lower-case copy).
+pub fn accepts_xml(accept: &http::HeaderValue) -> bool {
+    let a = accept.as_bytes();
+    let at = |i: usize, what: &[u8]| {
+        a.get(i..i + what.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(what))
+    };
+    (0..a.len())
+        .find_map(|i| match a.get(i).map(|b| b | 0x20) {
+            Some(b'x') if at(i, b"xml") => Some(true),
+            Some(b'j') if at(i, b"json") => Some(false),
+            _ => None,
         })
+        .unwrap_or(false)
 }
 
 /// Fault builders shared by the engine and the policies.
@@ -188,5 +187,34 @@ pub mod faults {
         );
         f.source = "apigee";
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_prefers_xml_only_when_xml_comes_first() {
+        let cases = [
+            ("application/xml", true),
+            ("text/XML; q=0.9", true),
+            ("application/xml, application/json", true),
+            ("application/json, application/xml", false),
+            ("application/JSON", false),
+            ("*/*", false),
+            ("", false),
+            ("application/problem+xml;q=1, */*", true),
+            ("x", false),
+            ("jso", false),
+        ];
+        for (accept, xml) in cases {
+            let v = http::HeaderValue::from_str(accept).unwrap();
+            assert_eq!(accepts_xml(&v), xml, "{accept}");
+            let mut h = HeaderMap::new();
+            h.insert(http::header::ACCEPT, v);
+            assert_eq!(wants_xml(&h), xml, "{accept}");
+        }
+        assert!(!wants_xml(&HeaderMap::new()));
     }
 }

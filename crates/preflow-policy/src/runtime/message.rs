@@ -73,6 +73,10 @@ pub struct Target {
     /// The target server a `<LoadBalancer>` chose for this call, if any; its outcome
     /// (the response, a connect error or a timeout) counts towards that server's health.
     pub server: Option<std::sync::Arc<str>>,
+    /// The back end's socket address when the URL names it by an IP literal, worked out
+    /// when the gateway was built: a host may connect to it without parsing the URI's
+    /// authority. `None`: the host resolves the URI's host.
+    pub address: Option<std::net::SocketAddr>,
     /// The engine has not read the request body and needs none of it: the host sends the
     /// client's body to the back end as it arrives (the request's own body is empty and
     /// its `Content-Length`, if any, is the client's). Only for an exchange whose host

@@ -130,9 +130,20 @@ impl Template {
     /// Whether rendering reads the request body (a reference to its content or form
     /// parameters, directly or as a function argument).
     pub fn reads_request_body(&self) -> bool {
+        self.reads(crate::vars::reads_request_body)
+    }
+
+    /// Whether rendering may read the request's headers (see
+    /// [`Slot::reads_request_headers`](crate::vars::Slot::reads_request_headers)).
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads(crate::vars::reads_request_headers)
+    }
+
+    /// Whether a variable the template names, or a function argument, satisfies `reads`.
+    fn reads(&self, reads: fn(&str) -> bool) -> bool {
         self.parts.iter().any(|p| match p {
-            Part::Variable(name) => crate::vars::reads_request_body(name),
-            Part::Function { args, .. } => args.iter().any(|a| crate::vars::reads_request_body(a)),
+            Part::Variable(name) => reads(name),
+            Part::Function { args, .. } => args.iter().any(|a| reads(a)),
             Part::Literal(_) => false,
         })
     }
@@ -202,7 +213,16 @@ impl Template {
         rt: &R,
         ignore_unresolved: bool,
     ) -> Result<String, Unresolved> {
-        let mut out = String::new();
+        // One allocation for the usual short value: the text plus room for each reference.
+        let room = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.len(),
+                _ => 24,
+            })
+            .sum();
+        let mut out = String::with_capacity(room);
         let r = self.render_into(&mut out, |part, buf| match part {
             Part::Variable(name) => write_value(rt.value(&rt.resolve(name)), buf),
             Part::Function { name, args } => function(rt, name, args, buf),

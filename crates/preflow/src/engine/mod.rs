@@ -105,7 +105,88 @@ fn fault_steps<'g>(g: &'g Inner, ex: &Exchange, fs: FaultSeg) -> &'g [CStep] {
     }
 }
 
-fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
+/// Enters segment `seg`: selects the conditional flow on the request side, names the
+/// current flow, and passes segments without steps at once up to the first with steps
+/// or past the last of the side. It stops at an empty one when tracing (the record shows
+/// every flow) and while a body that conditions read is unread (the next step reads it).
+fn enter_seg(g: &Inner, ex: &mut Exchange, mut seg: Seg) -> Result<(), Fault> {
+    let body_first = ex.body_pending
+        && g.bundles
+            .get(ex.bundle)
+            .is_some_and(|b| b.conditions_need_body);
+    if body_first || ex.trace.is_some() {
+        return enter_one(g, ex, seg);
+    }
+    loop {
+        // A segment known to be empty is passed without entering it.
+        if !idle(g, ex, seg) {
+            enter_one(g, ex, seg)?;
+            if !seg_steps(g, ex, seg).is_empty() {
+                return Ok(());
+            }
+        }
+        match next_seg(seg) {
+            Some(n) => seg = n,
+            None => {
+                // The side's last flow is the current one, as if it had been walked.
+                enter_one(g, ex, seg)?;
+                ex.stage = after_side(seg);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Whether segment `seg` has nothing to do, known without selecting or naming a flow: a
+/// PreFlow or PostFlow without steps on its side, a request side without conditional
+/// flows, a response side whose request side selected none.
+fn idle(g: &Inner, ex: &Exchange, seg: Seg) -> bool {
+    let Some(b) = g.bundles.get(ex.bundle) else {
+        return true;
+    };
+    let (pre, flows, post, selected) = match seg {
+        Seg::ProxyReq(_) | Seg::ProxyResp(_) => match b.proxies.get(ex.endpoint) {
+            Some(p) => (&p.pre, &p.flows, &p.post, ex.proxy_flow),
+            None => return true,
+        },
+        Seg::TargetReq(_) | Seg::TargetResp(_) => match ex.target.and_then(|t| b.targets.get(t)) {
+            Some(t) => (&t.pre, &t.flows, &t.post, ex.target_flow),
+            None => return true,
+        },
+    };
+    let request = matches!(seg, Seg::ProxyReq(_) | Seg::TargetReq(_));
+    let side = |f: &CFlow| {
+        if request {
+            f.request.is_empty()
+        } else {
+            f.response.is_empty()
+        }
+    };
+    match seg {
+        Seg::ProxyReq(Part::Pre)
+        | Seg::ProxyResp(Part::Pre)
+        | Seg::TargetReq(Part::Pre)
+        | Seg::TargetResp(Part::Pre) => side(pre),
+        Seg::ProxyReq(Part::Post)
+        | Seg::ProxyResp(Part::Post)
+        | Seg::TargetReq(Part::Post)
+        | Seg::TargetResp(Part::Post) => side(post),
+        Seg::ProxyReq(Part::Flow) | Seg::TargetReq(Part::Flow) => flows.is_empty(),
+        Seg::ProxyResp(Part::Flow) | Seg::TargetResp(Part::Flow) => selected.is_none(),
+    }
+}
+
+/// Where an exchange goes once the last segment of `seg`'s side is done.
+fn after_side(seg: Seg) -> Stage {
+    match seg {
+        Seg::ProxyReq(_) => Stage::Route,
+        Seg::TargetReq(_) => Stage::Forward,
+        Seg::TargetResp(_) | Seg::ProxyResp(_) => Stage::Respond,
+    }
+}
+
+/// Enters one segment: its flow selected (request side) and named as the current one.
+fn enter_one(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
     // Select the conditional flow once per endpoint, on the request side.
     if let Seg::ProxyReq(Part::Flow) | Seg::TargetReq(Part::Flow) = seg {
         let target = matches!(seg, Seg::TargetReq(_));
@@ -124,7 +205,7 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, seg: Seg) -> Result<(), Fault> {
         let mut selected = None;
         let tracing = ex.trace.is_some();
         let mut from = 0;
-        loop {
+        while from < flows.len() {
             // A failing guard decides without evaluating (or tracing) the condition: the
             // flows it rules out are skipped in one scan, with the path suffix and verb
             // read once.
@@ -796,11 +877,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                                 enter_error(g, ex, f);
                             }
                         }
-                        None => match seg {
-                            Seg::ProxyReq(_) => ex.stage = Stage::Route,
-                            Seg::TargetReq(_) => ex.stage = Stage::Forward,
-                            _ => ex.stage = Stage::Respond,
-                        },
+                        None => ex.stage = after_side(seg),
                     },
                     Stage::Fault(fs, _) => fault_seg_done(g, ex, fs),
                     Stage::PostClient(_) => {
@@ -895,10 +972,22 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Respond => {
-            let mut m = ex
-                .response
-                .clone()
-                .unwrap_or_else(|| Message::response(StatusCode::OK));
+            let has_post_client = g
+                .proxy_endpoint(ex)
+                .and_then(|p| p.post_client.as_ref())
+                .is_some_and(|f| !f.response.is_empty());
+            // PostClientFlow (and a trace) still read the response; otherwise its head and
+            // body move to the host and only the status line stays for later reads.
+            let keep = has_post_client || ex.trace.is_some();
+            let mut m = match ex.response.as_mut() {
+                Some(r) if keep => r.clone(),
+                Some(r) => {
+                    let mut rest = Message::response(r.status);
+                    rest.reason.clone_from(&r.reason);
+                    std::mem::replace(r, rest)
+                }
+                None => Message::response(StatusCode::OK),
+            };
             ex.state.finish_response(&mut m);
             let resp = if ex.streams_response_body() {
                 // The back end's body follows from the host, with its own framing.
@@ -910,10 +999,6 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             } else {
                 to_response(m)
             };
-            let has_post_client = g
-                .proxy_endpoint(ex)
-                .and_then(|p| p.post_client.as_ref())
-                .is_some_and(|f| !f.response.is_empty());
             if has_post_client {
                 ex.final_response = Some(Box::new(resp));
                 ex.stage = Stage::PostClient(0);
@@ -1089,6 +1174,8 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     }
     // The load balancer's choice: the server's name and TLS settings.
     let mut balanced = None;
+    // The endpoint's own URL, when its host is an IP literal: the address to connect to.
+    let mut address = None;
     let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
         // A URL set by a route rule or a policy.
         (Some(url), _) => match url.parse::<http::Uri>() {
@@ -1131,9 +1218,11 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 scheme,
                 authority,
                 base,
+                address: literal,
                 ..
             }),
         ) => {
+            address = *literal;
             let suffix = ex.path_suffix();
             let query = ex.req_query();
             let empty = base.is_empty() && suffix.is_empty();
@@ -1254,6 +1343,7 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             .unwrap_or_else(|| Arc::from("")),
         tls,
         server,
+        address,
         stream_request_body: stream_request,
         stream_response_body: ex.streaming && target.is_some_and(|t| t.stream_response),
     }))

@@ -490,6 +490,7 @@ impl CompiledJavascript {
             endpoint: format!("javascript:{}", self.name).into(),
             tls: None,
             server: None,
+            address: None,
             stream_request_body: false,
             stream_response_body: false,
         })

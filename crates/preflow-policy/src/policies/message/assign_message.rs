@@ -105,4 +105,8 @@ impl PolicyType for AssignMessagePolicy {
     fn reads_request_body(a: &AssignMessage) -> bool {
         a.ops.reads_request_body()
     }
+
+    fn reads_request_headers(a: &AssignMessage) -> bool {
+        a.ops.reads_request_headers()
+    }
 }

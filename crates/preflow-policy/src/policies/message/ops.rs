@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use crate::parse::{Cx, ref_attr};
 use crate::runtime::{Fault, Message, Runtime};
@@ -37,6 +38,23 @@ pub struct NamedTemplate {
     pub name: Template,
     /// The value.
     pub value: Template,
+    /// The name as a header name, parsed once when it is fixed text (the usual case).
+    header: Option<HeaderName>,
+}
+
+impl NamedTemplate {
+    /// A named value; a fixed name that is a valid header name is parsed here, once.
+    pub fn new(name: Template, value: Template) -> Self {
+        let header = match name.parts() {
+            [Part::Literal(n)] => HeaderName::from_bytes(n.trim().as_bytes()).ok(),
+            _ => None,
+        };
+        NamedTemplate {
+            name,
+            value,
+            header,
+        }
+    }
 }
 
 /// `<Copy source>`: copies parts of another message.
@@ -301,10 +319,10 @@ fn named(cx: &mut Cx<'_>, group: Option<&Element>, item: &str) -> Vec<NamedTempl
     group
         .children_named(item)
         .filter_map(|c| match c.attr("name") {
-            Some(name) => Some(NamedTemplate {
-                name: Template::parse(name.trim()),
-                value: Template::parse(c.text()),
-            }),
+            Some(name) => Some(NamedTemplate::new(
+                Template::parse(name.trim()),
+                Template::parse(c.text()),
+            )),
             None => {
                 cx.error(c.offset, format!("`<{item}>` needs a `name` attribute"));
                 None
@@ -319,10 +337,10 @@ fn add(cx: &mut Cx<'_>, el: &Element) -> Add {
     // A bare `<Header>` directly inside `<Add>` is seen in real bundles; accept it.
     for h in el.children_named("Header") {
         if let Some(name) = h.attr("name") {
-            headers.push(NamedTemplate {
-                name: Template::parse(name.trim()),
-                value: Template::parse(h.text()),
-            });
+            headers.push(NamedTemplate::new(
+                Template::parse(name.trim()),
+                Template::parse(h.text()),
+            ));
         }
     }
     Add {
@@ -514,43 +532,51 @@ fn render_pairs<R: Runtime>(
     items: &[NamedTemplate],
     ignore: bool,
 ) -> Result<Vec<(String, String)>, Fault> {
-    items
-        .iter()
-        .map(|i| Ok((render(rt, &i.name, ignore)?, render(rt, &i.value, ignore)?)))
-        .collect()
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        out.push((render(rt, &i.name, ignore)?, render(rt, &i.value, ignore)?));
+    }
+    Ok(out)
 }
+
+/// Header names and values rendered for a message, a few kept inline.
+type Headers = SmallVec<[(HeaderName, HeaderValue); 4]>;
 
 /// Renders header entries into header names and values.
 fn render_headers<R: Runtime>(
     rt: &R,
     items: &[NamedTemplate],
     ignore: bool,
-) -> Result<Vec<(HeaderName, HeaderValue)>, Fault> {
-    items
-        .iter()
-        .map(|i| {
-            // A fixed name, the usual case, is parsed in place rather than rendered.
-            let name = match i.name.parts() {
-                [Part::Literal(n)] => std::borrow::Cow::Borrowed(n.as_str()),
-                _ => std::borrow::Cow::Owned(render(rt, &i.name, ignore)?),
-            };
-            header_pair(&name, render(rt, &i.value, ignore)?)
-        })
-        .collect()
+) -> Result<Headers, Fault> {
+    let mut out = Headers::new();
+    for i in items {
+        let value = render(rt, &i.value, ignore)?;
+        // A fixed name was parsed when the policy was built.
+        let pair = match &i.header {
+            Some(name) => (name.clone(), header_value(name.as_str(), value)?),
+            None => {
+                let name = render(rt, &i.name, ignore)?;
+                let n = HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|_| cannot_set_header(&name))?;
+                (n, header_value(&name, value)?)
+            }
+        };
+        out.push(pair);
+    }
+    Ok(out)
 }
 
-fn header_pair(name: &str, value: String) -> Result<(HeaderName, HeaderValue), Fault> {
-    let n = HeaderName::from_bytes(name.trim().as_bytes());
-    // The rendered text becomes the value's bytes without a copy.
-    let v = HeaderValue::try_from(value);
-    match (n, v) {
-        (Ok(n), Ok(v)) => Ok((n, v)),
-        _ => Err(Fault::new(
-            "steps.assignmessage.SetVariableFailed",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("Cannot set header `{name}`"),
-        )),
-    }
+/// The rendered text as a header value, its bytes taken without a copy.
+fn header_value(name: &str, value: String) -> Result<HeaderValue, Fault> {
+    HeaderValue::try_from(value).map_err(|_| cannot_set_header(name))
+}
+
+fn cannot_set_header(name: &str) -> Fault {
+    Fault::new(
+        "steps.assignmessage.SetVariableFailed",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Cannot set header `{name}`"),
+    )
 }
 
 fn params_of(query: Option<&str>) -> Vec<(String, String)> {
@@ -604,7 +630,8 @@ pub(crate) fn apply_ops<R: Runtime>(
     ignore: bool,
     mut raise: Option<&mut Message>,
 ) -> Result<(), Fault> {
-    rt.request_mut();
+    // The request is read through `request_mut` below, which fills in its path and query
+    // first: a policy changing only the response does not copy them.
     let current = if rt.is_response_side() {
         Target::Response
     } else {
@@ -642,7 +669,7 @@ pub(crate) fn apply_ops<R: Runtime>(
     let replace = create_new && matches!(target, Target::Request | Target::Response);
     if replace && target == Target::Request {
         // The path stays so that the target call still has one.
-        scratch.path = rt.request().path.clone();
+        scratch.path = rt.request_mut().path.clone();
     }
     if target == Target::Response && rt.response().is_none() {
         *rt.response_mut() = Some(Message::response(StatusCode::OK));
@@ -661,9 +688,9 @@ pub(crate) fn apply_ops<R: Runtime>(
     if let Some(copy) = &ops.copy {
         let source = match copy.source.as_deref().map(str::trim) {
             Some("response") => rt.response().cloned(),
-            None | Some("request") => Some(rt.request().clone()),
+            None | Some("request") => Some(rt.request_mut().clone()),
             Some("message") if rt.is_response_side() => rt.response().cloned(),
-            Some("message") => Some(rt.request().clone()),
+            Some("message") => Some(rt.request_mut().clone()),
             Some(name) => rt.state().named_message(name).cloned(),
         };
         let source = match source {
@@ -887,6 +914,28 @@ pub(crate) fn apply_ops<R: Runtime>(
     Ok(())
 }
 
+impl Set {
+    /// The templates of `<Set>` besides its named values: the payload, verb, path,
+    /// version, status code and reason phrase.
+    fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.payload
+            .as_ref()
+            .map(|p| &p.template)
+            .into_iter()
+            .chain(
+                [
+                    &self.verb,
+                    &self.path,
+                    &self.version,
+                    &self.status_code,
+                    &self.reason_phrase,
+                ]
+                .into_iter()
+                .flatten(),
+            )
+    }
+}
+
 impl MessageOps {
     /// Whether applying the operations reads the request body: a template or ref naming
     /// its content or form, a payload or form parameters copied from it, or its form
@@ -912,19 +961,7 @@ impl MessageOps {
             named(&s.headers)
                 || named(&s.query_params)
                 || !s.form_params.is_empty()
-                || s.payload
-                    .as_ref()
-                    .is_some_and(|p| p.template.reads_request_body())
-                || [
-                    &s.verb,
-                    &s.path,
-                    &s.version,
-                    &s.status_code,
-                    &s.reason_phrase,
-                ]
-                .into_iter()
-                .flatten()
-                .any(Template::reads_request_body)
+                || s.templates().any(Template::reads_request_body)
         });
         let assign = self.assign_variables.iter().any(|a| {
             a.reference.as_deref().is_some_and(body)
@@ -934,6 +971,37 @@ impl MessageOps {
                     .is_some_and(Template::reads_request_body)
         });
         copy || remove || add || set || assign
+    }
+
+    /// Whether applying the operations may read the request's headers: a `<Copy>` (from
+    /// any message, conservatively), a template or ref reading them, a template taken
+    /// from a variable (unknown until run). Writing headers reads none.
+    pub(crate) fn reads_request_headers(&self) -> bool {
+        let named = |items: &[NamedTemplate]| {
+            items
+                .iter()
+                .any(|i| i.name.reads_request_headers() || i.value.reads_request_headers())
+        };
+        let add = self
+            .add
+            .as_ref()
+            .is_some_and(|a| named(&a.headers) || named(&a.query_params) || named(&a.form_params));
+        let set = self.set.as_ref().is_some_and(|s| {
+            named(&s.headers)
+                || named(&s.query_params)
+                || named(&s.form_params)
+                || s.templates().any(Template::reads_request_headers)
+        });
+        let assign = self.assign_variables.iter().any(|a| {
+            a.reference
+                .as_deref()
+                .is_some_and(crate::vars::reads_request_headers)
+                || a.template_ref.is_some()
+                || a.template
+                    .as_ref()
+                    .is_some_and(Template::reads_request_headers)
+        });
+        self.copy.is_some() || add || set || assign
     }
 
     /// The variables the operations set: AssignVariable names and a named AssignTo.

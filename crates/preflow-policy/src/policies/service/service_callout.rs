@@ -228,6 +228,7 @@ fn start<R: Runtime>(rt: &mut R, name: &str, sc: &ServiceCallout) -> Outcome {
         },
         tls: None,
         server: None,
+        address: None,
         stream_request_body: false,
         stream_response_body: false,
     })
