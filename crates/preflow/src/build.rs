@@ -105,7 +105,6 @@ impl Cx<'_> {
             // An invalid condition faults without reading anything.
             reads_body: r.reads_body.get(),
             reads_response_body: r.reads_response_body.get(),
-            // An invalid condition faults without reading anything.
             reads_request_headers: r.reads_request_headers.get(),
         })
     }
@@ -422,9 +421,20 @@ pub(crate) fn streaming(
     }
 }
 
-/// What the bundle's steps after the target call need: whether any reads the request
-/// body, and whether any on the response side reads or replaces the response body.
-fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
+/// What the bundle's steps after the target call need.
+struct AfterCall {
+    /// A step reads the request body (or may, through a shared flow).
+    reads_request_body: bool,
+    /// A response-side step reads or replaces the response body.
+    touches_response_body: bool,
+    /// A step or a fault rule's condition may read the request's headers (conditional
+    /// flows' own conditions were evaluated before the call).
+    reads_request_headers: bool,
+}
+
+/// What the steps that may run after the target call need: response flows,
+/// PostClientFlow, fault rules and default fault rules of every endpoint.
+fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> AfterCall {
     fn flows<'a>(pre: &'a CFlow, flows: &'a [CFlow], post: &'a CFlow) -> Vec<&'a CStep> {
         std::iter::once(pre)
             .chain(flows.iter())
@@ -434,6 +444,7 @@ fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
     }
     let mut response_steps: Vec<&CStep> = Vec::new();
     let mut fault_steps: Vec<&CStep> = Vec::new();
+    let mut rule_conds: Vec<&CCond> = Vec::new();
     for p in proxies {
         response_steps.extend(flows(&p.pre, &p.flows, &p.post));
         if let Some(pc) = &p.post_client {
@@ -441,18 +452,23 @@ fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> (bool, bool) {
         }
         fault_steps.extend(p.fault_rules.iter().flat_map(|r| r.steps.iter()));
         fault_steps.extend(p.default_rule.iter().flat_map(|r| r.steps.iter()));
+        rule_conds.extend(p.fault_rules.iter().filter_map(|r| r.cond.as_ref()));
+        rule_conds.extend(p.default_rule.iter().filter_map(|r| r.cond.as_ref()));
     }
     for t in targets {
         response_steps.extend(flows(&t.pre, &t.flows, &t.post));
         fault_steps.extend(t.fault_rules.iter().flat_map(|r| r.steps.iter()));
         fault_steps.extend(t.default_rule.iter().flat_map(|r| r.steps.iter()));
+        rule_conds.extend(t.fault_rules.iter().filter_map(|r| r.cond.as_ref()));
+        rule_conds.extend(t.default_rule.iter().filter_map(|r| r.cond.as_ref()));
     }
-    let reads_request = response_steps
-        .iter()
-        .chain(fault_steps.iter())
-        .any(|s| s.needs_body || s.calls_shared_flow);
-    let touches_response = response_steps.iter().any(|s| s.touches_response_body);
-    (reads_request, touches_response)
+    let after = || response_steps.iter().chain(fault_steps.iter());
+    AfterCall {
+        reads_request_body: after().any(|s| s.needs_body || s.calls_shared_flow),
+        touches_response_body: response_steps.iter().any(|s| s.touches_response_body),
+        reads_request_headers: after().any(|s| s.reads_request_headers)
+            || rule_conds.iter().any(|c| c.reads_request_headers),
+    }
 }
 
 /// The socket address of an authority that names an IP literal (`[…]` for IPv6) and a
@@ -466,38 +482,6 @@ fn literal_address(authority: &http::uri::Authority) -> Option<std::net::SocketA
         .parse::<std::net::IpAddr>()
         .ok()?;
     Some(std::net::SocketAddr::new(ip, authority.port_u16()?))
-}
-
-/// Whether nothing that may run after a target call reads the request's headers: no
-/// response-side or PostClientFlow step, fault rule step or fault rule condition that may
-/// (conditional flows' own conditions were evaluated before the call). Then the request's
-/// headers can move into the forwarded request instead of being copied.
-fn nothing_after_call_reads_headers(proxies: &[CProxy], targets: &[CTarget]) -> bool {
-    let quiet_steps = |steps: &[CStep]| steps.iter().all(|s| !s.reads_request_headers);
-    let quiet_cond = |c: &Option<CCond>| c.as_ref().is_none_or(|c| !c.reads_request_headers);
-    let quiet_flows = |pre: &CFlow, flows: &[CFlow], post: &CFlow| {
-        std::iter::once(pre)
-            .chain(flows)
-            .chain(std::iter::once(post))
-            .all(|f| quiet_steps(&f.response))
-    };
-    let quiet_rules = |rules: &[CFaultRule], default: &Option<CDefaultRule>| {
-        rules
-            .iter()
-            .all(|r| quiet_cond(&r.cond) && quiet_steps(&r.steps))
-            && default
-                .as_ref()
-                .is_none_or(|d| quiet_cond(&d.cond) && quiet_steps(&d.steps))
-    };
-    proxies.iter().all(|p| {
-        quiet_flows(&p.pre, &p.flows, &p.post)
-            && p.post_client
-                .as_ref()
-                .is_none_or(|f| quiet_steps(&f.response))
-            && quiet_rules(&p.fault_rules, &p.default_rule)
-    }) && targets.iter().all(|t| {
-        quiet_flows(&t.pre, &t.flows, &t.post) && quiet_rules(&t.fault_rules, &t.default_rule)
-    })
 }
 
 /// Compiles bundle `b`, the `bi`th of the gateway.
@@ -580,22 +564,21 @@ pub(crate) fn compile_bundle(
         })
         .collect::<Result<_, _>>()?;
     // What the steps after a call need decides whether bodies stream past the engine.
-    let (reads_request, touches_response) = after_call_needs(&proxies, &targets);
+    let after = after_call_needs(&proxies, &targets);
     for (ct, t) in targets.iter_mut().zip(&b.target_endpoints) {
         // A local target is a chained exchange in this process: it takes whole bodies.
         if matches!(ct.conn, CConn::Local(_) | CConn::LocalProxy { .. }) {
             continue;
         }
-        let s = streaming(b, t, reads_request, touches_response);
+        let s = streaming(b, t, after.reads_request_body, after.touches_response_body);
         ct.stream_request = s.request;
         ct.stream_response = s.response;
     }
     // A URL target without provider credentials is called once per exchange (no load
     // balancer retry, no second call with a new token): its request can take the
     // client's headers when nothing after the call reads them.
-    let quiet_after = nothing_after_call_reads_headers(&proxies, &targets);
     for ct in &mut targets {
-        ct.move_request_headers = quiet_after
+        ct.move_request_headers = !after.reads_request_headers
             && matches!(ct.conn, CConn::Url { .. })
             && matches!(ct.auth, crate::provider::TargetAuth::None);
     }

@@ -132,7 +132,7 @@ pub fn wants_xml(headers: &HeaderMap) -> bool {
 
 /// Whether an `Accept` value prefers an XML type over JSON: `xml` comes before `json`, or
 /// comes alone (case-insensitive, in one pass without a lower-case copy).
-pub fn accepts_xml(accept: &http::HeaderValue) -> bool {
+fn accepts_xml(accept: &http::HeaderValue) -> bool {
     let a = accept.as_bytes();
     let at = |i: usize, what: &[u8]| {
         a.get(i..i + what.len())

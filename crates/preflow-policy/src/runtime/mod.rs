@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use preflow_condition::{Compiled, Value};
 
 pub use env::{Env, KvmMap, PolicyResources, Profile, Settings, StateMode};
-pub use fault::{Fault, accepts_xml, faults, wants_xml};
+pub use fault::{Fault, faults, wants_xml};
 pub use message::{
     Client, KvOp, KvReply, Message, Scheme, StoreOp, StoreReply, Target, TargetError, Timeouts,
     TlsSettings,

@@ -44,7 +44,7 @@ pub struct NamedTemplate {
 
 impl NamedTemplate {
     /// A named value; a fixed name that is a valid header name is parsed here, once.
-    pub fn new(name: Template, value: Template) -> Self {
+    pub(crate) fn new(name: Template, value: Template) -> Self {
         let header = match name.parts() {
             [Part::Literal(n)] => HeaderName::from_bytes(n.trim().as_bytes()).ok(),
             _ => None,
