@@ -156,7 +156,10 @@ fn requests(sample: &[String]) -> Vec<http::Request<Bytes>> {
         .collect()
 }
 
-/// One request up to the forward; returns whether it was forwarded.
+/// One request up to the forward; returns whether it was forwarded. Never inlined, so
+/// `scripts/bench-instructions.sh request request_preflow/preflow request::one` can count
+/// its instructions.
+#[inline(never)]
 fn one(gateway: &Gateway, req: http::Request<Bytes>, now: SystemTime) -> bool {
     let client = Client::http(std::net::SocketAddr::from(([192, 0, 2, 1], 40000)));
     let mut ex = gateway.begin(req, client, now);

@@ -70,7 +70,7 @@
 //!     .body(Vec::new())?;
 //! let verified = server.verify_access_token_inline(&api_req, &call, &store)?;
 //! assert_eq!(verified.app_name(), "my-app");
-//! assert_eq!(verified.expires_in, Some(3590));
+//! assert_eq!(verified.expires_in(), Some(3590));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]

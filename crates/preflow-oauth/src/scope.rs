@@ -36,15 +36,24 @@ pub fn join_scope(scopes: &[impl AsRef<str>]) -> String {
 
 /// Whether the space-separated scope string `granted` contains `wanted`.
 pub fn scope_contains(granted: &str, wanted: &str) -> bool {
+    let wanted = wanted.as_bytes();
     if wanted.is_empty() {
         return false;
     }
-    // Splitting beats a substring search here: scopes are a few short words.
-    let wanted = wanted.as_bytes();
-    granted
-        .as_bytes()
-        .split(|&b| b == b' ')
-        .any(|g| g == wanted)
+    // At the start of each word: one comparison with `wanted`, then a jump to the next
+    // space (scopes are a few short words; a general splitter costs more than that).
+    let mut word = granted.as_bytes();
+    loop {
+        if let Some(after) = word.strip_prefix(wanted)
+            && after.first().is_none_or(|&b| b == b' ')
+        {
+            return true;
+        }
+        match word.iter().position(|&b| b == b' ') {
+            Some(space) => word = word.get(space + 1..).unwrap_or_default(),
+            None => return false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -71,5 +80,20 @@ mod tests {
         assert!(scope_contains("b", "b"));
         assert!(!scope_contains("", "b"));
         assert!(!scope_contains("a b", ""));
+        assert!(scope_contains("a  b", "b"));
+        assert!(!scope_contains("bb", "b"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scope_contains_is_a_word_of_the_split(
+            granted in "[ab ]{0,12}",
+            wanted in "[ab]{1,3}",
+        ) {
+            proptest::prop_assert_eq!(
+                scope_contains(&granted, &wanted),
+                granted.split(' ').any(|w| w == wanted)
+            );
+        }
     }
 }

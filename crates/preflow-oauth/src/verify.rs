@@ -218,17 +218,57 @@ impl VerifyError {
     }
 }
 
+/// A client with the one of its approved products that covers a call. The product is
+/// kept as its place in the client's list, which the client record holds for its whole
+/// life: a verification takes no second reference count (an atomic update each way).
+#[derive(Debug, Clone)]
+struct Covered {
+    client: Arc<ClientRecord>,
+    product: usize,
+}
+
+impl Covered {
+    /// The first of `names` (a token's products, in its order) that the client has
+    /// approved and that covers `call`.
+    fn named<'a>(
+        client: Arc<ClientRecord>,
+        mut names: impl Iterator<Item = &'a str>,
+        call: &ApiCall<'_>,
+    ) -> Option<Self> {
+        let approved = client.approved_products();
+        let product = names.find_map(|name| {
+            let i = approved.iter().position(|p| p.name == name)?;
+            approved.get(i)?.covers_call(call).then_some(i)
+        })?;
+        Some(Self { client, product })
+    }
+
+    /// The client's first approved product that covers `call`.
+    fn first(client: Arc<ClientRecord>, call: &ApiCall<'_>) -> Option<Self> {
+        let product = client
+            .approved_products()
+            .iter()
+            .position(|p| p.covers_call(call))?;
+        Some(Self { client, product })
+    }
+
+    fn product(&self) -> &ApiProduct {
+        // The index was found in this very list, so the fallback is never taken.
+        static NONE: std::sync::LazyLock<ApiProduct> =
+            std::sync::LazyLock::new(|| ApiProduct::new(""));
+        self.client
+            .approved_products()
+            .get(self.product)
+            .map_or_else(|| &*NONE, |p| &**p)
+    }
+}
+
 /// A verified bearer token: what flows see as variables.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
-    /// The token record.
-    pub token: Arc<TokenRecord>,
-    /// The first of the token's products that covers the call.
-    pub product: Arc<ApiProduct>,
-    /// The token's credential, app and developer, as they are now.
-    pub client: Arc<ClientRecord>,
-    /// Seconds left; `None` never expires.
-    pub expires_in: Option<u64>,
+    token: Arc<TokenRecord>,
+    covered: Covered,
+    expires_in: Option<u64>,
 }
 
 fn quota_vars(product: &ApiProduct, out: &mut Vec<(String, String)>) {
@@ -275,6 +315,26 @@ fn app_vars(app: &App, developer: &Developer, products: String, out: &mut Vec<(S
 }
 
 impl VerifiedToken {
+    /// The token record.
+    pub fn token(&self) -> &Arc<TokenRecord> {
+        &self.token
+    }
+
+    /// The token's credential, app and developer, as they are now.
+    pub fn client(&self) -> &Arc<ClientRecord> {
+        &self.covered.client
+    }
+
+    /// The first of the token's products that covers the call.
+    pub fn product(&self) -> &ApiProduct {
+        self.covered.product()
+    }
+
+    /// Seconds left; `None` never expires.
+    pub fn expires_in(&self) -> Option<u64> {
+        self.expires_in
+    }
+
     /// Client id (consumer key).
     pub fn client_id(&self) -> &str {
         &self.token.client_id
@@ -282,12 +342,12 @@ impl VerifiedToken {
 
     /// App name.
     pub fn app_name(&self) -> &str {
-        &self.client.app.name
+        &self.client().app.name
     }
 
     /// Developer email.
     pub fn developer_email(&self) -> &str {
-        &self.client.developer.email
+        &self.client().developer.email
     }
 
     /// Granted scope, space-separated.
@@ -324,8 +384,13 @@ impl VerifiedToken {
             out.push((format!("accesstoken.{k}"), v.clone()));
         }
         let products = self.products().collect::<Vec<_>>().join(",");
-        app_vars(&self.client.app, &self.client.developer, products, &mut out);
-        quota_vars(&self.product, &mut out);
+        app_vars(
+            &self.client().app,
+            &self.client().developer,
+            products,
+            &mut out,
+        );
+        quota_vars(self.product(), &mut out);
         out
     }
 }
@@ -344,15 +409,54 @@ pub enum VerifyStep {
     NeedsStore(StoreOp, VerifyPending),
 }
 
-/// Whether `b` is one of RFC 6750's b64token characters before its `=` padding.
+/// Whether `b` is one of RFC 6750's b64token characters before its `=` padding:
+/// `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`. Written as range checks without
+/// branches (letters folded to lower case; `-./0-9` is one range), so a block of bytes
+/// compiles to a few vector compares.
 fn is_b64token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'-') < 13)
+        | (b == b'+')
+        | (b == b'_')
+        | (b == b'~')
 }
 
-fn is_b64token(t: &str) -> bool {
-    let body = t.trim_end_matches('=').as_bytes();
-    // Folded without an early exit, so the check compiles to vector compares.
-    !body.is_empty() && body.iter().fold(true, |ok, &b| ok & is_b64token_char(b))
+fn is_b64token_block(block: &[u8; 16]) -> bool {
+    block.iter().fold(true, |ok, &b| ok & is_b64token_char(b))
+}
+
+/// Whether `t` is an RFC 6750 b64token (so also ASCII).
+fn is_b64token(t: &[u8]) -> bool {
+    let end = t.iter().rposition(|&b| b != b'=').map_or(0, |i| i + 1);
+    let body = t.get(..end).unwrap_or(&[]);
+    // Whole blocks of sixteen, then the last sixteen bytes again (overlapping), so no
+    // byte goes through a scalar tail; a shorter body is padded into one block.
+    if body.len() < 16 {
+        let mut block = [b'A'; 16];
+        if let Some(head) = block.get_mut(..body.len()) {
+            head.copy_from_slice(body);
+        }
+        return !body.is_empty() & is_b64token_block(&block);
+    }
+    let blocks = body.chunks_exact(16).fold(true, |ok, c| {
+        ok & <&[u8; 16]>::try_from(c).is_ok_and(is_b64token_block)
+    });
+    blocks & body.last_chunk::<16>().is_some_and(is_b64token_block)
+}
+
+/// The token after an `Authorization: Bearer` scheme (in any letter case), spaces
+/// trimmed (so possibly empty, which is a malformed token).
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") || rest.is_empty() {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let end = rest
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(start, |i| i + 1);
+    rest.get(start..end)
 }
 
 /// Extracts the bearer token of a request (RFC 6750 §2): the `Authorization: Bearer`
@@ -362,18 +466,24 @@ pub fn bearer_token<B: AsRef<[u8]>>(
     req: &Request<B>,
     locations: BearerLocations,
 ) -> Result<Cow<'_, str>, VerifyError> {
-    let mut found: Option<Cow<'_, str>> = None;
+    // A b64token is ASCII, so the conversion cannot fail.
+    Ok(match bearer_bytes(req, locations)? {
+        Cow::Borrowed(b) => {
+            Cow::Borrowed(std::str::from_utf8(b).map_err(|_| VerifyError::MalformedToken)?)
+        }
+        Cow::Owned(b) => Cow::Owned(String::from_utf8(b).map_err(|_| VerifyError::MalformedToken)?),
+    })
+}
+
+/// [`bearer_token`] as bytes: the token is hashed as such, with no UTF-8 check.
+fn bearer_bytes<B: AsRef<[u8]>>(
+    req: &Request<B>,
+    locations: BearerLocations,
+) -> Result<Cow<'_, [u8]>, VerifyError> {
+    let mut found: Option<Cow<'_, [u8]>> = None;
     let mut count = 0usize;
     for h in req.headers().get_all(AUTHORIZATION) {
-        let bytes = h.as_bytes();
-        if bytes.len() > 7
-            && bytes
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
-        {
-            let token = std::str::from_utf8(bytes.get(7..).unwrap_or(&[]))
-                .map_err(|_| VerifyError::MalformedToken)?
-                .trim_matches(' ');
+        if let Some(token) = bearer_credentials(h.as_bytes()) {
             count += 1;
             found = Some(Cow::Borrowed(token));
         }
@@ -386,7 +496,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
         for (n, v) in pairs {
             if n == "access_token" {
                 count += 1;
-                found = Some(Cow::Owned(v));
+                found = Some(Cow::Owned(v.into_bytes()));
             }
         }
     }
@@ -405,7 +515,7 @@ pub fn bearer_token<B: AsRef<[u8]>>(
             for (n, v) in pairs {
                 if n == "access_token" {
                     count += 1;
-                    found = Some(Cow::Owned(v));
+                    found = Some(Cow::Owned(v.into_bytes()));
                 }
             }
         }
@@ -423,24 +533,32 @@ pub fn bearer_token<B: AsRef<[u8]>>(
 /// A verified API key.
 #[derive(Debug, Clone)]
 pub struct VerifiedApiKey {
-    /// The credential, app and developer.
-    pub client: Arc<ClientRecord>,
-    /// The first approved product covering the call.
-    pub product: Arc<ApiProduct>,
+    covered: Covered,
 }
 
 impl VerifiedApiKey {
+    /// The credential, app and developer.
+    pub fn client(&self) -> &Arc<ClientRecord> {
+        &self.covered.client
+    }
+
+    /// The first approved product covering the call.
+    pub fn product(&self) -> &ApiProduct {
+        self.covered.product()
+    }
+
     /// Flow variables as `(name, value)` pairs (spec/policies.md §3.4 (c), without the
     /// `verifyapikey.{policy}.` prefix).
     pub fn variables(&self) -> Vec<(String, String)> {
-        let c = &self.client.credential;
+        let client = self.client();
+        let c = &client.credential;
         let mut out = vec![("client_id".to_owned(), c.key.clone())];
-        if let Some(cb) = &self.client.app.callback_url {
+        if let Some(cb) = &client.app.callback_url {
             out.push(("redirection_uris".into(), cb.clone()));
         }
         let products = c.approved_products().collect::<Vec<_>>().join(",");
-        app_vars(&self.client.app, &self.client.developer, products, &mut out);
-        quota_vars(&self.product, &mut out);
+        app_vars(&client.app, &client.developer, products, &mut out);
+        quota_vars(self.product(), &mut out);
         out
     }
 }
@@ -525,20 +643,10 @@ impl ApiKeyError {
 
 /// The first product named (a token's, in its order) that the client still has approved
 /// and that covers the call.
-fn product_match<'a>(
-    client: &ClientRecord,
-    mut names: impl Iterator<Item = &'a str>,
-    call: &ApiCall<'_>,
-) -> Option<Arc<ApiProduct>> {
-    // The client record holds the approved products' current definitions: no lookup.
-    names.find_map(|name| {
-        client
-            .approved_products()
-            .iter()
-            .find(|p| p.name == name)
-            .filter(|p| p.covers(call.proxy, call.path_suffix, call.environment))
-            .map(Arc::clone)
-    })
+impl ApiProduct {
+    fn covers_call(&self, call: &ApiCall<'_>) -> bool {
+        self.covers(call.proxy, call.path_suffix, call.environment)
+    }
 }
 
 impl OAuthServer {
@@ -548,11 +656,10 @@ impl OAuthServer {
         req: &Request<B>,
         call: &ApiCall<'_>,
     ) -> VerifyStep {
-        match bearer_token(req, call.locations) {
-            Ok(token) => VerifyStep::NeedsStore(
-                StoreOp::GetToken(TokenHash::of(token.as_bytes())),
-                VerifyPending(()),
-            ),
+        match bearer_bytes(req, call.locations) {
+            Ok(token) => {
+                VerifyStep::NeedsStore(StoreOp::GetToken(TokenHash::of(&token)), VerifyPending(()))
+            }
             Err(e) => VerifyStep::Done(Err(e)),
         }
     }
@@ -577,8 +684,8 @@ impl OAuthServer {
         call: &ApiCall<'_>,
         store: &impl TokenStore,
     ) -> Result<VerifiedToken, VerifyError> {
-        let token = bearer_token(req, call.locations)?;
-        self.verify_token_value(&token, call, store)
+        let token = bearer_bytes(req, call.locations)?;
+        self.check_token(store.get_token(&TokenHash::of(&token)), call)
     }
 
     /// Verifies a token value (already extracted, e.g. from a flow variable) against a
@@ -615,7 +722,7 @@ impl OAuthServer {
                     ClientRefusal::CredentialNotApproved,
                 ))?;
         Registry::check_client(&client, call.now).map_err(VerifyError::ClientNotApproved)?;
-        let product = product_match(&client, token.product_names(), call).ok_or_else(|| {
+        let covered = Covered::named(client, token.product_names(), call).ok_or_else(|| {
             VerifyError::NoProductMatch {
                 proxy: call.proxy.to_owned(),
                 path: call.path_suffix.to_owned(),
@@ -642,8 +749,7 @@ impl OAuthServer {
         let expires_in = token.expires_in(call.now);
         Ok(VerifiedToken {
             token,
-            product,
-            client,
+            covered,
             expires_in,
         })
     }
@@ -665,16 +771,60 @@ impl OAuthServer {
             .ok_or(ApiKeyError::InvalidApiKey)?;
         Registry::check_client(&client, call.now).map_err(ApiKeyError::NotApproved)?;
         // A key may call through any of its approved products: the first that covers it.
-        let product = client
-            .approved_products()
-            .iter()
-            .find(|p| p.covers(call.proxy, call.path_suffix, call.environment))
-            .map(Arc::clone)
-            .ok_or_else(|| ApiKeyError::NoProductMatch {
-                proxy: call.proxy.to_owned(),
-                path: call.path_suffix.to_owned(),
-                environment: call.environment.to_owned(),
-            })?;
-        Ok(VerifiedApiKey { client, product })
+        let covered = Covered::first(client, call).ok_or_else(|| ApiKeyError::NoProductMatch {
+            proxy: call.proxy.to_owned(),
+            path: call.path_suffix.to_owned(),
+            environment: call.environment.to_owned(),
+        })?;
+        Ok(VerifiedApiKey { covered })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64token_char_by_grammar(b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
+    }
+
+    /// RFC 6750's b64token, written out: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+    /// "+" / "/" ) *"="`.
+    fn b64token_by_grammar(t: &[u8]) -> bool {
+        let body_len = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
+        body_len > 0 && t[..body_len].iter().all(|&b| b64token_char_by_grammar(b))
+    }
+
+    #[test]
+    fn the_branch_free_character_check_follows_the_grammar() {
+        for b in 0..=u8::MAX {
+            assert_eq!(
+                is_b64token_char(b),
+                b64token_char_by_grammar(b),
+                "byte {b:#04x}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_blocked_b64token_check_follows_the_grammar(
+            t in proptest::collection::vec(
+                proptest::sample::select(b"aZ09-._~+/= \"\x80\x00,@[`{".to_vec()), 0..70)
+        ) {
+            proptest::prop_assert_eq!(is_b64token(&t), b64token_by_grammar(&t));
+        }
+    }
+
+    #[test]
+    fn bearer_credentials_trim_spaces_only() {
+        assert_eq!(bearer_credentials(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_credentials(b"bEARER   abc  "), Some(&b"abc"[..]));
+        assert_eq!(bearer_credentials(b"Bearer \tabc"), Some(&b"\tabc"[..]));
+        // Spaces only: a token that is there but empty (malformed, not missing).
+        assert_eq!(bearer_credentials(b"Bearer    "), Some(&b""[..]));
+        assert_eq!(bearer_credentials(b"Bearer "), None);
+        assert_eq!(bearer_credentials(b"Basic abc"), None);
+        assert_eq!(bearer_credentials(b"Bearerabc"), None);
     }
 }

@@ -51,8 +51,8 @@ fn scheme_is_case_insensitive_and_variables_are_exposed() {
         assert_eq!(v.client_id(), e.cred.client_id);
         assert_eq!(v.app_name(), "my-app");
         assert_eq!(v.developer_email(), "dev@example.com");
-        assert_eq!(v.product.name, "hello-product");
-        assert_eq!(v.expires_in, Some(3595));
+        assert_eq!(v.product().name, "hello-product");
+        assert_eq!(v.expires_in(), Some(3595));
         assert_eq!(v.scope(), "read write ESBMessaging.Send");
         let vars = v.variables();
         let get = |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -227,7 +227,7 @@ fn a_redefined_product_applies_to_issued_tokens_and_keys_at_once() {
         Err(ApiKeyError::NoProductMatch { .. })
     ));
     let v = verify(&e, &api(&bearer), &call("/items/7", &[])).unwrap();
-    assert_eq!(v.product.api_resources.len(), 1);
+    assert_eq!(v.product().api_resources.len(), 1);
     // Widened again: the same token and key pass where they were refused.
     e.registry.put_product(
         ApiProduct::new("hello-product")
@@ -314,7 +314,7 @@ fn api_keys() {
         .server
         .verify_api_key(Some(key), &call("/hello", &[]))
         .unwrap();
-    assert_eq!(v.product.name, "hello-product");
+    assert_eq!(v.product().name, "hello-product");
     let vars = v.variables();
     assert!(vars.contains(&("apiproduct.developer.quota.limit".into(), "100".into())));
     assert!(vars.contains(&("developer.app.name".into(), "my-app".into())));

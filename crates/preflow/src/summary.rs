@@ -133,8 +133,8 @@ impl Gateway {
         let verified_app = ex
             .state
             .verified_token()
-            .map(|v| &v.client.app)
-            .or_else(|| ex.state.last_api_key().map(|k| &k.client.app));
+            .map(|v| &v.client().app)
+            .or_else(|| ex.state.last_api_key().map(|k| &k.client().app));
         let mut summary = ExchangeSummary {
             proxy,
             flow,

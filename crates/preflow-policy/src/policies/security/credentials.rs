@@ -92,16 +92,16 @@ enum Cred<'a> {
 fn cred<'a>(field: &CredField, v: Cred<'a>) -> Value<'a> {
     let (client_id, app, dev, product) = match v {
         Cred::Token(t) => (
-            &*t.token.client_id,
-            &*t.client.app,
-            &*t.client.developer,
-            &*t.product,
+            &*t.token().client_id,
+            &*t.client().app,
+            &*t.client().developer,
+            t.product(),
         ),
         Cred::Key(k) => (
-            k.client.credential.key.as_str(),
-            &*k.client.app,
-            &*k.client.developer,
-            &*k.product,
+            k.client().credential.key.as_str(),
+            &*k.client().app,
+            &*k.client().developer,
+            k.product(),
         ),
     };
     let token = match v {
@@ -110,21 +110,21 @@ fn cred<'a>(field: &CredField, v: Cred<'a>) -> Value<'a> {
     };
     match field {
         CredField::ClientId => Value::String(client_id),
-        CredField::GrantType => {
-            token.map_or(Value::Null, |t| Value::String(t.token.grant_type.as_str()))
-        }
+        CredField::GrantType => token.map_or(Value::Null, |t| {
+            Value::String(t.token().grant_type.as_str())
+        }),
         CredField::TokenType => token.map_or(Value::Null, |_| Value::String("BearerToken")),
         CredField::IssuedAt => token.map_or(Value::Null, |t| {
-            Value::Long(i64::try_from(t.token.issued_at.saturating_mul(1000)).unwrap_or(0))
+            Value::Long(i64::try_from(t.token().issued_at.saturating_mul(1000)).unwrap_or(0))
         }),
         CredField::ExpiresIn => token.map_or(Value::Null, |t| {
             Value::Long(
-                t.expires_in
+                t.expires_in()
                     .map_or(-1, |e| i64::try_from(e).unwrap_or(i64::MAX)),
             )
         }),
         CredField::Status => Value::String("approved"),
-        CredField::Scope => token.map_or(Value::Null, |t| Value::String(&t.token.scope)),
+        CredField::Scope => token.map_or(Value::Null, |t| Value::String(&t.token().scope)),
         CredField::AppName => Value::String(&app.name),
         CredField::AppId => Value::String(&app.id),
         CredField::AppStatus => Value::String(app.status.as_str()),
@@ -159,7 +159,7 @@ fn cred<'a>(field: &CredField, v: Cred<'a>) -> Value<'a> {
         ),
         CredField::TokenAttr(a) => token.map_or(Value::Null, |t| {
             opt_str(
-                t.token
+                t.token()
                     .attributes
                     .iter()
                     .find(|(k, _)| k.as_str() == &**a)
