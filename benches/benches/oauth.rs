@@ -4,6 +4,10 @@
 //!   client, product (proxy, path, environment) and scope checks.
 //! * `token_verify/jsonwebtoken`: decode and validate an HS256 JWT with the same kind of
 //!   claims (signature, `exp`, `aud`).
+//! * `token_verify_2_threads/{preflow,jsonwebtoken}`: the same two, run by two threads at
+//!   once on the same token (one app calling through two workers); the time is per
+//!   verification of one thread. Shared state written per lookup (a lock, a reference
+//!   count) shows here, not in the single-thread group.
 //! * `token_issue/preflow`: a whole client-credentials token request (Basic client
 //!   authentication, token generation, store insertion, JSON response).
 //! * `token_reject/{unknown_id,generated_secret,chosen_secret}`: a token request with a
@@ -169,6 +173,43 @@ fn token_verify(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let mut g = c.benchmark_group("token_verify_2_threads");
+    g.bench_function("preflow", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || {
+                verify(&server, black_box(&api_req), black_box(&call), &store)
+            })
+        })
+    });
+    g.bench_function("jsonwebtoken", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || {
+                jsonwebtoken::decode::<Claims>(black_box(&jwt), &decoding, &validation).is_ok()
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Runs `f` `iters` times on each of two threads at once; the wall time of the whole,
+/// which is the time of `iters` calls of one thread.
+fn on_two_threads(iters: u64, f: impl Fn() -> bool + Sync) -> std::time::Duration {
+    let start = std::sync::Barrier::new(2);
+    let f = &f;
+    let start = &start;
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(move || {
+                start.wait();
+                for _ in 0..iters {
+                    black_box(f());
+                }
+            });
+        }
+    });
+    t0.elapsed()
 }
 
 /// One verification, never inlined, so `scripts/bench-instructions.sh oauth
