@@ -237,8 +237,8 @@ impl Covered {
     ) -> Option<Self> {
         let approved = client.approved_products();
         let product = names.find_map(|name| {
-            let i = approved.iter().position(|p| p.name == name)?;
-            approved.get(i)?.covers_call(call).then_some(i)
+            let (i, p) = approved.iter().enumerate().find(|(_, p)| p.name == name)?;
+            p.covers_call(call).then_some(i)
         })?;
         Some(Self { client, product })
     }

@@ -432,6 +432,16 @@ struct AfterCall {
     reads_request_headers: bool,
 }
 
+/// An endpoint's fault rules, its default fault rule last, each as its condition and
+/// its steps.
+fn fault_rules<'a>(
+    rules: &'a [CFaultRule],
+    default: Option<&'a CDefaultRule>,
+) -> impl Iterator<Item = (Option<&'a CCond>, &'a [CStep])> {
+    let rules = rules.iter().map(|r| (r.cond.as_ref(), r.steps.as_slice()));
+    rules.chain(default.map(|r| (r.cond.as_ref(), r.steps.as_slice())))
+}
+
 /// What the steps that may run after the target call need: response flows,
 /// PostClientFlow, fault rules and default fault rules of every endpoint.
 fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> AfterCall {
@@ -443,31 +453,29 @@ fn after_call_needs(proxies: &[CProxy], targets: &[CTarget]) -> AfterCall {
             .collect()
     }
     let mut response_steps: Vec<&CStep> = Vec::new();
-    let mut fault_steps: Vec<&CStep> = Vec::new();
-    let mut rule_conds: Vec<&CCond> = Vec::new();
+    let mut rules: Vec<(Option<&CCond>, &[CStep])> = Vec::new();
     for p in proxies {
         response_steps.extend(flows(&p.pre, &p.flows, &p.post));
         if let Some(pc) = &p.post_client {
             response_steps.extend(pc.response.iter());
         }
-        fault_steps.extend(p.fault_rules.iter().flat_map(|r| r.steps.iter()));
-        fault_steps.extend(p.default_rule.iter().flat_map(|r| r.steps.iter()));
-        rule_conds.extend(p.fault_rules.iter().filter_map(|r| r.cond.as_ref()));
-        rule_conds.extend(p.default_rule.iter().filter_map(|r| r.cond.as_ref()));
+        rules.extend(fault_rules(&p.fault_rules, p.default_rule.as_ref()));
     }
     for t in targets {
         response_steps.extend(flows(&t.pre, &t.flows, &t.post));
-        fault_steps.extend(t.fault_rules.iter().flat_map(|r| r.steps.iter()));
-        fault_steps.extend(t.default_rule.iter().flat_map(|r| r.steps.iter()));
-        rule_conds.extend(t.fault_rules.iter().filter_map(|r| r.cond.as_ref()));
-        rule_conds.extend(t.default_rule.iter().filter_map(|r| r.cond.as_ref()));
+        rules.extend(fault_rules(&t.fault_rules, t.default_rule.as_ref()));
     }
-    let after = || response_steps.iter().chain(fault_steps.iter());
+    let after = || {
+        let fault_steps = rules.iter().flat_map(|(_, steps)| steps.iter());
+        response_steps.iter().copied().chain(fault_steps)
+    };
     AfterCall {
         reads_request_body: after().any(|s| s.needs_body || s.calls_shared_flow),
         touches_response_body: response_steps.iter().any(|s| s.touches_response_body),
         reads_request_headers: after().any(|s| s.reads_request_headers)
-            || rule_conds.iter().any(|c| c.reads_request_headers),
+            || rules
+                .iter()
+                .any(|(cond, _)| cond.is_some_and(|c| c.reads_request_headers)),
     }
 }
 
@@ -608,7 +616,7 @@ fn conditions_read_body(proxies: &[CProxy], targets: &[CTarget]) -> bool {
         c.as_ref().is_some_and(|c| c.reads_body)
     }
     let rules = |rules: &[CFaultRule], default: &Option<CDefaultRule>| {
-        rules.iter().any(|r| any(&r.cond)) || default.as_ref().is_some_and(|d| any(&d.cond))
+        fault_rules(rules, default.as_ref()).any(|(c, _)| c.is_some_and(|c| c.reads_body))
     };
     proxies.iter().any(|p| {
         p.flows.iter().any(|f| any(&f.cond))

@@ -133,14 +133,8 @@ impl Template {
         self.reads(crate::vars::reads_request_body)
     }
 
-    /// Whether rendering may read the request's headers (see
-    /// [`Slot::reads_request_headers`](crate::vars::Slot::reads_request_headers)).
-    pub fn reads_request_headers(&self) -> bool {
-        self.reads(crate::vars::reads_request_headers)
-    }
-
     /// Whether a variable the template names, or a function argument, satisfies `reads`.
-    fn reads(&self, reads: fn(&str) -> bool) -> bool {
+    pub(crate) fn reads(&self, reads: fn(&str) -> bool) -> bool {
         self.parts.iter().any(|p| match p {
             Part::Variable(name) => reads(name),
             Part::Function { args, .. } => args.iter().any(|a| reads(a)),

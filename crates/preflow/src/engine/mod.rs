@@ -138,41 +138,13 @@ fn enter_seg(g: &Inner, ex: &mut Exchange, mut seg: Seg) -> Result<(), Fault> {
 }
 
 /// Whether segment `seg` has nothing to do, known without selecting or naming a flow: a
-/// PreFlow or PostFlow without steps on its side, a request side without conditional
-/// flows, a response side whose request side selected none.
+/// request side without conditional flows to choose from, or any other segment without
+/// steps on its side (a response side whose request side chose no flow has none).
 fn idle(g: &Inner, ex: &Exchange, seg: Seg) -> bool {
-    let Some(b) = g.bundles.get(ex.bundle) else {
-        return true;
-    };
-    let (pre, flows, post, selected) = match seg {
-        Seg::ProxyReq(_) | Seg::ProxyResp(_) => match b.proxies.get(ex.endpoint) {
-            Some(p) => (&p.pre, &p.flows, &p.post, ex.proxy_flow),
-            None => return true,
-        },
-        Seg::TargetReq(_) | Seg::TargetResp(_) => match ex.target.and_then(|t| b.targets.get(t)) {
-            Some(t) => (&t.pre, &t.flows, &t.post, ex.target_flow),
-            None => return true,
-        },
-    };
-    let request = matches!(seg, Seg::ProxyReq(_) | Seg::TargetReq(_));
-    let side = |f: &CFlow| {
-        if request {
-            f.request.is_empty()
-        } else {
-            f.response.is_empty()
-        }
-    };
     match seg {
-        Seg::ProxyReq(Part::Pre)
-        | Seg::ProxyResp(Part::Pre)
-        | Seg::TargetReq(Part::Pre)
-        | Seg::TargetResp(Part::Pre) => side(pre),
-        Seg::ProxyReq(Part::Post)
-        | Seg::ProxyResp(Part::Post)
-        | Seg::TargetReq(Part::Post)
-        | Seg::TargetResp(Part::Post) => side(post),
-        Seg::ProxyReq(Part::Flow) | Seg::TargetReq(Part::Flow) => flows.is_empty(),
-        Seg::ProxyResp(Part::Flow) | Seg::TargetResp(Part::Flow) => selected.is_none(),
+        Seg::ProxyReq(Part::Flow) => g.proxy_endpoint(ex).is_none_or(|p| p.flows.is_empty()),
+        Seg::TargetReq(Part::Flow) => g.target_endpoint(ex).is_none_or(|t| t.flows.is_empty()),
+        _ => seg_steps(g, ex, seg).is_empty(),
     }
 }
 

@@ -941,46 +941,38 @@ impl MessageOps {
     /// its content or form, a payload or form parameters copied from it, or its form
     /// parameters changed.
     pub(crate) fn reads_request_body(&self) -> bool {
-        let body = crate::vars::reads_request_body;
-        let named = |items: &[NamedTemplate]| {
-            items
-                .iter()
-                .any(|i| i.name.reads_request_body() || i.value.reads_request_body())
-        };
         let copy = self.copy.as_ref().is_some_and(|c| {
-            c.payload || !c.form_params.is_none() || c.source.as_deref().is_some_and(body)
+            c.payload
+                || !c.form_params.is_none()
+                || c.source
+                    .as_deref()
+                    .is_some_and(crate::vars::reads_request_body)
         });
         let remove = self
             .remove
             .as_ref()
             .is_some_and(|r| !r.form_params.is_none());
-        let add = self.add.as_ref().is_some_and(|a| {
-            named(&a.headers) || named(&a.query_params) || !a.form_params.is_empty()
-        });
-        let set = self.set.as_ref().is_some_and(|s| {
-            named(&s.headers)
-                || named(&s.query_params)
-                || !s.form_params.is_empty()
-                || s.templates().any(Template::reads_request_body)
-        });
-        let assign = self.assign_variables.iter().any(|a| {
-            a.reference.as_deref().is_some_and(body)
-                || a.template_ref.is_some()
-                || a.template
-                    .as_ref()
-                    .is_some_and(Template::reads_request_body)
-        });
-        copy || remove || add || set || assign
+        let form = self.add.as_ref().is_some_and(|a| !a.form_params.is_empty())
+            || self.set.as_ref().is_some_and(|s| !s.form_params.is_empty());
+        copy || remove || form || self.names_any(crate::vars::reads_request_body)
     }
 
     /// Whether applying the operations may read the request's headers: a `<Copy>` (from
     /// any message, conservatively), a template or ref reading them, a template taken
     /// from a variable (unknown until run). Writing headers reads none.
     pub(crate) fn reads_request_headers(&self) -> bool {
+        self.copy.is_some() || self.names_any(crate::vars::reads_request_headers)
+    }
+
+    /// Whether a template or ref of `<Add>`, `<Set>` or `<AssignVariable>` names a
+    /// variable for which `var` holds; a template taken from a variable counts, being
+    /// unknown until run.
+    fn names_any(&self, var: fn(&str) -> bool) -> bool {
+        let template = |t: &Template| t.reads(var);
         let named = |items: &[NamedTemplate]| {
             items
                 .iter()
-                .any(|i| i.name.reads_request_headers() || i.value.reads_request_headers())
+                .any(|i| template(&i.name) || template(&i.value))
         };
         let add = self
             .add
@@ -990,18 +982,14 @@ impl MessageOps {
             named(&s.headers)
                 || named(&s.query_params)
                 || named(&s.form_params)
-                || s.templates().any(Template::reads_request_headers)
+                || s.templates().any(template)
         });
         let assign = self.assign_variables.iter().any(|a| {
-            a.reference
-                .as_deref()
-                .is_some_and(crate::vars::reads_request_headers)
+            a.reference.as_deref().is_some_and(var)
                 || a.template_ref.is_some()
-                || a.template
-                    .as_ref()
-                    .is_some_and(Template::reads_request_headers)
+                || a.template.as_ref().is_some_and(template)
         });
-        self.copy.is_some() || add || set || assign
+        add || set || assign
     }
 
     /// The variables the operations set: AssignVariable names and a named AssignTo.
