@@ -4,7 +4,7 @@
 //! are immutable values behind [`Arc`]; changing one replaces it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use dashmap::DashMap;
 
@@ -419,6 +419,12 @@ impl ClientRefusal {
 /// every token verification looks up its client and product here.
 type Map<V> = DashMap<String, V, foldhash::quality::RandomState>;
 
+/// The client records, read by every token and API-key verification: a lock-free map
+/// ([`papaya`]), so a lookup takes no shard lock and workers looking up the same client on
+/// several cores write no shared cache line for it. Writes are rare (administration) and
+/// take [`Registry`]'s write lock, so each read-modify-write of a record is whole.
+type ClientMap = papaya::HashMap<String, Arc<ClientRecord>, foldhash::quality::RandomState>;
+
 /// Developers, products, apps and credentials.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -427,7 +433,10 @@ pub struct Registry {
     apps: Map<Arc<App>>,
     /// Credentials with their app and developer, so a lookup by client id is one probe;
     /// kept in step when an app or developer changes.
-    credentials: Map<Arc<ClientRecord>>,
+    credentials: ClientMap,
+    /// Serialises the writes that change client records (and the maps they are built
+    /// from), so a record is never rebuilt from a definition another writer is replacing.
+    writes: Mutex<()>,
     owners: Map<Arc<ResourceOwner>>,
     cost: PasswordHashCost,
     /// Set once a client secret is stored as Argon2id: from then on every rejected client
@@ -459,8 +468,44 @@ impl Registry {
         }
     }
 
+    /// Takes the write lock (a panic elsewhere while holding it leaves no half-written
+    /// record behind: each record is replaced whole, so the lock is taken back).
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces each client record for which `change` returns a new version. The caller
+    /// holds the write lock.
+    fn refresh_clients(&self, change: impl Fn(&ClientRecord) -> Option<ClientRecord>) {
+        let map = self.credentials.pin();
+        let changed: Vec<(String, ClientRecord)> = map
+            .iter()
+            .filter_map(|(key, record)| change(record).map(|new| (key.clone(), new)))
+            .collect();
+        for (key, record) in changed {
+            map.insert(key, Arc::new(record));
+        }
+    }
+
+    /// Replaces one client record by a changed copy. The caller holds the write lock.
+    fn update_client(
+        &self,
+        key: &str,
+        change: impl FnOnce(&mut ClientRecord),
+    ) -> Result<(), RegistryError> {
+        let map = self.credentials.pin();
+        let mut record = map
+            .get(key)
+            .map(|r| ClientRecord::clone(r))
+            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
+        change(&mut record);
+        map.insert(key.to_owned(), Arc::new(record));
+        Ok(())
+    }
+
     /// Adds or replaces a developer.
     pub fn put_developer(&self, developer: Developer) {
+        let _writing = self.write_lock();
         let developer = Arc::new(developer);
         self.developers
             .insert(developer.email.clone(), Arc::clone(&developer));
@@ -468,19 +513,21 @@ impl Registry {
     }
 
     fn refresh_developer(&self, developer: &Arc<Developer>) {
-        for mut entry in self.credentials.iter_mut() {
-            if entry.app.developer_email == developer.email {
-                Arc::make_mut(entry.value_mut()).developer = Arc::clone(developer);
-            }
-        }
+        self.refresh_clients(|record| {
+            (record.app.developer_email == developer.email).then(|| ClientRecord {
+                developer: Arc::clone(developer),
+                ..record.clone()
+            })
+        });
     }
 
     fn refresh_app(&self, app: &Arc<App>) {
-        for mut entry in self.credentials.iter_mut() {
-            if entry.credential.app_id == app.id {
-                Arc::make_mut(entry.value_mut()).app = Arc::clone(app);
-            }
-        }
+        self.refresh_clients(|record| {
+            (record.credential.app_id == app.id).then(|| ClientRecord {
+                app: Arc::clone(app),
+                ..record.clone()
+            })
+        });
     }
 
     /// Sets a developer's status.
@@ -489,6 +536,7 @@ impl Registry {
         email: &str,
         status: DeveloperStatus,
     ) -> Result<(), RegistryError> {
+        let _writing = self.write_lock();
         let updated = {
             let mut entry = self
                 .developers
@@ -509,15 +557,20 @@ impl Registry {
     /// Adds or replaces an API product. Tokens refer to products by name, so a changed
     /// definition applies to tokens already issued.
     pub fn put_product(&self, product: ApiProduct) {
+        let _writing = self.write_lock();
         let name = product.name.clone();
         self.products.insert(name.clone(), Arc::new(product));
-        // Each record re-reads the map, so concurrent puts of one name settle on the last.
-        for mut entry in self.credentials.iter_mut() {
-            if entry.credential.products.iter().any(|p| p.name == name) {
-                let approved = self.resolve(&entry.credential);
-                Arc::make_mut(entry.value_mut()).approved = approved;
-            }
-        }
+        self.refresh_clients(|record| {
+            record
+                .credential
+                .products
+                .iter()
+                .any(|p| p.name == name)
+                .then(|| ClientRecord {
+                    approved: self.resolve(&record.credential),
+                    ..record.clone()
+                })
+        });
     }
 
     /// The current definitions of a credential's approved products.
@@ -536,6 +589,7 @@ impl Registry {
     /// Adds an app owned by `developer_email`. The app's id is generated if empty.
     /// Returns the id.
     pub fn add_app(&self, developer_email: &str, mut app: App) -> Result<String, RegistryError> {
+        let _writing = self.write_lock();
         if !self.developers.contains_key(developer_email) {
             return Err(RegistryError::UnknownDeveloper(developer_email.to_owned()));
         }
@@ -557,6 +611,7 @@ impl Registry {
 
     /// Approves or revokes an app.
     pub fn set_app_status(&self, app_id: &str, status: Approval) -> Result<(), RegistryError> {
+        let _writing = self.write_lock();
         let updated = {
             let mut entry = self
                 .apps
@@ -576,17 +631,7 @@ impl Registry {
         app_id: &str,
         new: NewCredential,
     ) -> Result<IssuedCredential, RegistryError> {
-        let app = self
-            .app(app_id)
-            .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
-        let developer = self
-            .developer(&app.developer_email)
-            .ok_or_else(|| RegistryError::UnknownDeveloper(app.developer_email.clone()))?;
-        for p in &new.products {
-            if !self.products.contains_key(p) {
-                return Err(RegistryError::UnknownProduct(p.clone()));
-            }
-        }
+        self.client_parts(app_id, new.products.iter().map(String::as_str))?;
         let key = match new.key {
             Some(k) => {
                 check_printable(&k, "consumer key")?;
@@ -594,7 +639,12 @@ impl Registry {
             }
             None => random_token(24),
         };
+        // Hashed before the write lock: an Argon2id hash takes a while.
         let (secret_plain, secret) = self.hash_secret(new.secret)?;
+        let _writing = self.write_lock();
+        // Read again under the lock, so the record holds the current app and developer.
+        let (app, developer) =
+            self.client_parts(app_id, new.products.iter().map(String::as_str))?;
         let credential = Credential {
             key: key.clone(),
             secret,
@@ -611,22 +661,43 @@ impl Registry {
                 })
                 .collect(),
         };
-        match self.credentials.entry(key.clone()) {
-            dashmap::Entry::Occupied(_) => return Err(RegistryError::DuplicateKey(key)),
-            dashmap::Entry::Vacant(v) => {
-                let approved = self.resolve(&credential);
-                v.insert(Arc::new(ClientRecord {
-                    credential: Arc::new(credential),
-                    app,
-                    developer,
-                    approved,
-                }));
-            }
+        let map = self.credentials.pin();
+        if map.contains_key(&key) {
+            return Err(RegistryError::DuplicateKey(key));
         }
+        let approved = self.resolve(&credential);
+        map.insert(
+            key.clone(),
+            Arc::new(ClientRecord {
+                credential: Arc::new(credential),
+                app,
+                developer,
+                approved,
+            }),
+        );
         Ok(IssuedCredential {
             client_id: key,
             client_secret: secret_plain,
         })
+    }
+
+    /// The app and developer a credential of `app_id` belongs to, once its products are
+    /// known to exist.
+    fn client_parts<'a>(
+        &self,
+        app_id: &str,
+        mut products: impl Iterator<Item = &'a str>,
+    ) -> Result<(Arc<App>, Arc<Developer>), RegistryError> {
+        let app = self
+            .app(app_id)
+            .ok_or_else(|| RegistryError::UnknownApp(app_id.to_owned()))?;
+        let developer = self
+            .developer(&app.developer_email)
+            .ok_or_else(|| RegistryError::UnknownDeveloper(app.developer_email.clone()))?;
+        if let Some(p) = products.find(|p| !self.products.contains_key(*p)) {
+            return Err(RegistryError::UnknownProduct(p.to_owned()));
+        }
+        Ok((app, developer))
     }
 
     fn hash_secret(&self, spec: SecretSpec) -> Result<(String, SecretHash), RegistryError> {
@@ -690,15 +761,14 @@ impl Registry {
         key: &str,
         secret: SecretSpec,
     ) -> Result<IssuedCredential, RegistryError> {
-        if !self.credentials.contains_key(key) {
+        if !self.credentials.pin().contains_key(key) {
             return Err(RegistryError::UnknownCredential(key.to_owned()));
         }
         let (secret_plain, hash) = self.hash_secret(secret)?;
-        let mut entry = self
-            .credentials
-            .get_mut(key)
-            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        Arc::make_mut(&mut Arc::make_mut(entry.value_mut()).credential).secret = hash;
+        let _writing = self.write_lock();
+        self.update_client(key, |record| {
+            Arc::make_mut(&mut record.credential).secret = hash;
+        })?;
         Ok(IssuedCredential {
             client_id: key.to_owned(),
             client_secret: secret_plain,
@@ -707,12 +777,10 @@ impl Registry {
 
     /// Approves or revokes a credential.
     pub fn set_credential_status(&self, key: &str, status: Approval) -> Result<(), RegistryError> {
-        let mut entry = self
-            .credentials
-            .get_mut(key)
-            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        Arc::make_mut(&mut Arc::make_mut(entry.value_mut()).credential).status = status;
-        Ok(())
+        let _writing = self.write_lock();
+        self.update_client(key, |record| {
+            Arc::make_mut(&mut record.credential).status = status;
+        })
     }
 
     /// Sets the approval of one product on a credential (adding the product if absent).
@@ -722,36 +790,34 @@ impl Registry {
         product: &str,
         status: Approval,
     ) -> Result<(), RegistryError> {
+        let _writing = self.write_lock();
         if !self.products.contains_key(product) {
             return Err(RegistryError::UnknownProduct(product.to_owned()));
         }
-        let mut entry = self
-            .credentials
-            .get_mut(key)
-            .ok_or_else(|| RegistryError::UnknownCredential(key.to_owned()))?;
-        let record = Arc::make_mut(entry.value_mut());
-        let cred = Arc::make_mut(&mut record.credential);
-        match cred.products.iter_mut().find(|p| p.name == product) {
-            Some(p) => p.status = status,
-            None => cred.products.push(CredentialProduct {
-                name: product.to_owned(),
-                status,
-            }),
-        }
-        record.approved = self.resolve(&record.credential);
-        Ok(())
+        self.update_client(key, |record| {
+            let cred = Arc::make_mut(&mut record.credential);
+            match cred.products.iter_mut().find(|p| p.name == product) {
+                Some(p) => p.status = status,
+                None => cred.products.push(CredentialProduct {
+                    name: product.to_owned(),
+                    status,
+                }),
+            }
+            record.approved = self.resolve(&record.credential);
+        })
     }
 
     /// A credential by consumer key.
     pub fn credential(&self, key: &str) -> Option<Arc<Credential>> {
         self.credentials
+            .pin()
             .get(key)
-            .map(|c| Arc::clone(&c.value().credential))
+            .map(|c| Arc::clone(&c.credential))
     }
 
     /// A credential with its app and developer.
     pub fn client(&self, key: &str) -> Option<Arc<ClientRecord>> {
-        self.credentials.get(key).map(|c| Arc::clone(c.value()))
+        self.credentials.pin().get(key).map(Arc::clone)
     }
 
     /// Adds a resource owner for the password grant; the password is hashed with Argon2id.
@@ -807,30 +873,23 @@ impl Registry {
     /// Every credential (in no particular order); secrets appear only as their hashes.
     pub fn credentials(&self) -> Vec<Arc<Credential>> {
         self.credentials
+            .pin()
             .iter()
-            .map(|c| Arc::clone(&c.value().credential))
+            .map(|(_, c)| Arc::clone(&c.credential))
             .collect()
     }
 
     /// Adds or replaces a credential whose secret is already hashed, e.g. one restored
     /// from a store. Its app (and the app's developer) and its products must exist.
     pub fn put_credential(&self, credential: Credential) -> Result<(), RegistryError> {
-        let app = self
-            .app(&credential.app_id)
-            .ok_or_else(|| RegistryError::UnknownApp(credential.app_id.clone()))?;
-        let developer = self
-            .developer(&app.developer_email)
-            .ok_or_else(|| RegistryError::UnknownDeveloper(app.developer_email.clone()))?;
-        if let Some(p) = credential
-            .products
-            .iter()
-            .find(|p| !self.products.contains_key(&p.name))
-        {
-            return Err(RegistryError::UnknownProduct(p.name.clone()));
-        }
+        let _writing = self.write_lock();
+        let (app, developer) = self.client_parts(
+            &credential.app_id,
+            credential.products.iter().map(|p| p.name.as_str()),
+        )?;
         check_printable(&credential.key, "consumer key")?;
         let approved = self.resolve(&credential);
-        self.credentials.insert(
+        self.credentials.pin().insert(
             credential.key.clone(),
             Arc::new(ClientRecord {
                 credential: Arc::new(credential),
@@ -869,6 +928,64 @@ mod tests {
         r.put_developer(Developer::new("d@example.com"));
         let app = r.add_app("d@example.com", App::new("a")).unwrap();
         (r, app)
+    }
+
+    #[test]
+    fn concurrent_writes_to_one_client_are_all_kept() {
+        // Each thread adds its own product to the same credential while others change the
+        // app and the developer: a read-modify-write of the record that another writer
+        // interleaves with would drop one of the changes.
+        let (r, app) = registry_with_app();
+        let products: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        for p in &products {
+            r.put_product(ApiProduct::new(p));
+        }
+        r.add_credential(
+            &app,
+            NewCredential {
+                key: Some("k".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        std::thread::scope(|s| {
+            for p in &products {
+                let r = &r;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        r.set_credential_product("k", p, Approval::Revoked).unwrap();
+                        r.set_credential_product("k", p, Approval::Approved)
+                            .unwrap();
+                    }
+                });
+            }
+            let (r, app) = (&r, &app);
+            s.spawn(move || {
+                for i in 0..100 {
+                    let status = if i % 2 == 0 {
+                        Approval::Revoked
+                    } else {
+                        Approval::Approved
+                    };
+                    r.set_app_status(app, status).unwrap();
+                    r.put_developer(Developer::new("d@example.com"));
+                }
+            });
+        });
+        let client = r.client("k").unwrap();
+        let mut names: Vec<&str> = client
+            .approved_products()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            products.iter().map(String::as_str).collect::<Vec<_>>()
+        );
+        // The record holds the app as the registry has it now (the last write approved it).
+        assert_eq!(client.app.status, Approval::Approved);
+        assert_eq!(r.app(&app).unwrap().status, Approval::Approved);
     }
 
     #[test]

@@ -211,7 +211,12 @@ impl std::hash::Hash for GrantId {
 /// than "unknown" (seconds).
 pub const DEFAULT_REVOKED_RETENTION: u64 = 24 * 3600;
 
-/// An in-memory token store on [`DashMap`]s.
+/// An in-memory token store.
+///
+/// Tokens live in a lock-free map ([`papaya`]): a verification's lookup writes no shared
+/// memory (no shard lock to take), so workers verifying the tokens of one app on several
+/// cores do not slow each other down. Grants and codes, written as often as read, stay in
+/// [`DashMap`]s.
 ///
 /// Expired tokens and codes are reclaimed by [`TokenStore::purge_expired`], which the
 /// store also runs by itself once the number of insertions since the last purge reaches
@@ -219,7 +224,7 @@ pub const DEFAULT_REVOKED_RETENTION: u64 = 24 * 3600;
 /// the newest issue time it has seen as the current time.
 #[derive(Debug)]
 pub struct MemoryStore {
-    tokens: DashMap<TokenHash, Arc<TokenRecord>, DigestState>,
+    tokens: papaya::HashMap<TokenHash, Arc<TokenRecord>, DigestState>,
     grants: DashMap<GrantId, Vec<TokenHash>, DigestState>,
     codes: DashMap<TokenHash, (CodeRecord, bool), DigestState>,
     puts_since_purge: AtomicUsize,
@@ -243,7 +248,7 @@ impl MemoryStore {
     /// An empty store with room for `n` tokens.
     pub fn with_capacity(n: usize) -> Self {
         Self {
-            tokens: DashMap::with_capacity_and_hasher(n, DigestState),
+            tokens: papaya::HashMap::with_capacity_and_hasher(n, DigestState),
             grants: DashMap::with_capacity_and_hasher(n, DigestState),
             codes: DashMap::with_hasher(DigestState),
             puts_since_purge: AtomicUsize::new(0),
@@ -289,26 +294,31 @@ impl MemoryStore {
 impl TokenStore for MemoryStore {
     fn put_tokens(&self, tokens: &[(TokenHash, Arc<TokenRecord>)]) {
         let mut latest = 0;
+        let map = self.tokens.pin();
         for (hash, record) in tokens {
             latest = latest.max(record.issued_at);
-            self.tokens.insert(*hash, Arc::clone(record));
+            map.insert(*hash, Arc::clone(record));
             self.grants.entry(record.grant_id).or_default().push(*hash);
         }
         self.note_put(latest, tokens.len());
     }
 
     fn get_token(&self, hash: &TokenHash) -> Option<Arc<TokenRecord>> {
-        self.tokens.get(hash).map(|r| Arc::clone(r.value()))
+        self.tokens.pin().get(hash).map(Arc::clone)
     }
 
     fn revoke_token(&self, hash: &TokenHash, at: u64) -> bool {
-        match self.tokens.get_mut(hash) {
-            Some(mut entry) if entry.revoked_at.is_none() => {
-                Arc::make_mut(entry.value_mut()).revoked_at = Some(at);
-                true
+        // Compare-and-swap: of two concurrent revocations, one wins.
+        let map = self.tokens.pin();
+        let revoked = map.compute(*hash, |entry| match entry {
+            Some((_, record)) if record.revoked_at.is_none() => {
+                let mut record = TokenRecord::clone(record);
+                record.revoked_at = Some(at);
+                papaya::Operation::Insert(Arc::new(record))
             }
-            _ => false,
-        }
+            _ => papaya::Operation::Abort(()),
+        });
+        matches!(revoked, papaya::Compute::Updated { .. })
     }
 
     fn revoke_grant(&self, grant: &GrantId, at: u64) -> usize {
@@ -345,10 +355,13 @@ impl TokenStore for MemoryStore {
         hash: &TokenHash,
         set: &[(String, String)],
     ) -> Option<Arc<TokenRecord>> {
-        let mut entry = self.tokens.get_mut(hash)?;
-        let record = Arc::make_mut(entry.value_mut());
-        record.attributes = merge_attributes(&record.attributes, set);
-        Some(Arc::clone(entry.value()))
+        let map = self.tokens.pin();
+        let updated = map.update(*hash, |record| {
+            let mut record = TokenRecord::clone(record);
+            record.attributes = merge_attributes(&record.attributes, set);
+            Arc::new(record)
+        })?;
+        Some(Arc::clone(updated))
     }
 
     fn throttle(&self) -> &Throttle {
@@ -358,16 +371,88 @@ impl TokenStore for MemoryStore {
     fn purge_expired(&self, now: u64) -> usize {
         let retention = self.revoked_retention;
         let before = self.tokens.len() + self.codes.len();
-        self.tokens.retain(|_, r| {
+        let tokens = self.tokens.pin();
+        tokens.retain(|_, r| {
             !r.is_expired(now)
                 && r.revoked_at
                     .is_none_or(|at| at.saturating_add(retention) > now)
         });
         self.codes.retain(|_, (c, _)| c.expires_at > now);
         self.grants.retain(|_, hashes| {
-            hashes.retain(|h| self.tokens.contains_key(h));
+            hashes.retain(|h| tokens.contains_key(h));
             !hashes.is_empty()
         });
         before.saturating_sub(self.tokens.len() + self.codes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::{GrantType, TokenKind};
+
+    fn record() -> Arc<TokenRecord> {
+        Arc::new(TokenRecord {
+            kind: TokenKind::Access,
+            client_id: Arc::from("c"),
+            app_id: Arc::from("a"),
+            app_name: Arc::from("app"),
+            developer_email: Arc::from("d@example.com"),
+            products: Arc::from(Vec::new()),
+            scope: Arc::from(""),
+            grant_type: GrantType::ClientCredentials,
+            username: None,
+            issued_at: 100,
+            expires_at: Some(4000),
+            revoked_at: None,
+            grant_id: GrantId([7; 16]),
+            refresh_count: 0,
+            attributes: Arc::from(Vec::new()),
+        })
+    }
+
+    #[test]
+    fn of_concurrent_revocations_of_one_token_exactly_one_wins() {
+        for round in 0..20u64 {
+            let store = MemoryStore::new();
+            let hash = TokenHash::of(format!("t{round}").as_bytes());
+            store.put_tokens(&[(hash, record())]);
+            let won: usize = std::thread::scope(|s| {
+                let tries: Vec<_> = (0..4u64)
+                    .map(|i| {
+                        let store = &store;
+                        s.spawn(move || usize::from(store.revoke_token(&hash, 200 + i)))
+                    })
+                    .collect();
+                tries.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+            });
+            assert_eq!(won, 1, "round {round}");
+            assert!(store.get_token(&hash).unwrap().revoked_at.is_some());
+            assert!(!store.revoke_token(&hash, 300));
+        }
+    }
+
+    #[test]
+    fn concurrent_attribute_writes_to_one_token_are_all_kept() {
+        let store = MemoryStore::new();
+        let hash = TokenHash::of(b"t");
+        store.put_tokens(&[(hash, record())]);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..50 {
+                        let set = [(format!("a{t}-{i}"), "v".to_owned())];
+                        assert!(store.set_attributes(&hash, &set).is_some());
+                    }
+                });
+            }
+        });
+        assert_eq!(store.get_token(&hash).unwrap().attributes.len(), 200);
+        assert!(
+            store
+                .set_attributes(&TokenHash::of(b"other"), &[])
+                .is_none()
+        );
     }
 }
