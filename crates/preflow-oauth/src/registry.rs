@@ -507,9 +507,14 @@ impl Registry {
     pub fn put_developer(&self, developer: Developer) {
         let _writing = self.write_lock();
         let developer = Arc::new(developer);
-        self.developers
+        let replaced = self
+            .developers
             .insert(developer.email.clone(), Arc::clone(&developer));
-        self.refresh_developer(&developer);
+        // A new developer has no apps yet, so no client record to refresh: loading n
+        // developers stays O(n) rather than a scan of every record each.
+        if replaced.is_some() {
+            self.refresh_developer(&developer);
+        }
     }
 
     fn refresh_developer(&self, developer: &Arc<Developer>) {
@@ -599,8 +604,10 @@ impl Registry {
         developer_email.clone_into(&mut app.developer_email);
         let id = app.id.clone();
         let app = Arc::new(app);
-        self.apps.insert(id.clone(), Arc::clone(&app));
-        self.refresh_app(&app);
+        // As for developers: only a replaced app can have credentials to refresh.
+        if self.apps.insert(id.clone(), Arc::clone(&app)).is_some() {
+            self.refresh_app(&app);
+        }
         Ok(id)
     }
 
@@ -986,6 +993,37 @@ mod tests {
         // The record holds the app as the registry has it now (the last write approved it).
         assert_eq!(client.app.status, Approval::Approved);
         assert_eq!(r.app(&app).unwrap().status, Approval::Approved);
+    }
+
+    #[test]
+    fn a_replaced_developer_or_app_reaches_its_client_records() {
+        // New developers and apps skip the refresh of client records (they have none);
+        // replaced ones must still reach the records of their credentials.
+        let (r, app) = registry_with_app();
+        r.add_credential(
+            &app,
+            NewCredential {
+                key: Some("k".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut developer = Developer::new("d@example.com");
+        developer.attributes = vec![("tier".into(), "gold".into())];
+        r.put_developer(developer);
+        let mut replacement = App::new("renamed");
+        replacement.id = app.clone();
+        assert_eq!(r.add_app("d@example.com", replacement).unwrap(), app);
+        let client = r.client("k").unwrap();
+        assert_eq!(
+            client.developer.attributes,
+            [("tier".into(), "gold".into())]
+        );
+        assert_eq!(client.app.name, "renamed");
+        // A second developer and app leave the first client record as it was.
+        r.put_developer(Developer::new("e@example.com"));
+        r.add_app("e@example.com", App::new("other")).unwrap();
+        assert_eq!(r.client("k").unwrap().app.name, "renamed");
     }
 
     #[test]
