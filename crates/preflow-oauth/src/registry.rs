@@ -937,16 +937,9 @@ mod tests {
         (r, app)
     }
 
-    #[test]
-    fn concurrent_writes_to_one_client_are_all_kept() {
-        // Each thread adds its own product to the same credential while others change the
-        // app and the developer: a read-modify-write of the record that another writer
-        // interleaves with would drop one of the changes.
+    /// A registry with one app holding one credential, `k`, of no product.
+    fn registry_with_client() -> (Registry, String) {
         let (r, app) = registry_with_app();
-        let products: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
-        for p in &products {
-            r.put_product(ApiProduct::new(p));
-        }
         r.add_credential(
             &app,
             NewCredential {
@@ -955,6 +948,19 @@ mod tests {
             },
         )
         .unwrap();
+        (r, app)
+    }
+
+    #[test]
+    fn concurrent_writes_to_one_client_are_all_kept() {
+        // Each thread adds its own product to the same credential while others change the
+        // app and the developer: a read-modify-write of the record that another writer
+        // interleaves with would drop one of the changes.
+        let (r, app) = registry_with_client();
+        let products: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        for p in &products {
+            r.put_product(ApiProduct::new(p));
+        }
         std::thread::scope(|s| {
             for p in &products {
                 let r = &r;
@@ -999,15 +1005,7 @@ mod tests {
     fn a_replaced_developer_or_app_reaches_its_client_records() {
         // New developers and apps skip the refresh of client records (they have none);
         // replaced ones must still reach the records of their credentials.
-        let (r, app) = registry_with_app();
-        r.add_credential(
-            &app,
-            NewCredential {
-                key: Some("k".into()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let (r, app) = registry_with_client();
         let mut developer = Developer::new("d@example.com");
         developer.attributes = vec![("tier".into(), "gold".into())];
         r.put_developer(developer);
