@@ -527,9 +527,14 @@ impl Registry {
     }
 
     fn refresh_app(&self, app: &Arc<App>) {
+        // A replaced app may belong to another developer now: its records take that one.
+        let developer = self.developer(&app.developer_email);
         self.refresh_clients(|record| {
             (record.credential.app_id == app.id).then(|| ClientRecord {
                 app: Arc::clone(app),
+                developer: developer
+                    .clone()
+                    .unwrap_or_else(|| Arc::clone(&record.developer)),
                 ..record.clone()
             })
         });
@@ -1019,9 +1024,22 @@ mod tests {
         );
         assert_eq!(client.app.name, "renamed");
         // A second developer and app leave the first client record as it was.
-        r.put_developer(Developer::new("e@example.com"));
+        let mut inactive = Developer::new("e@example.com");
+        inactive.status = DeveloperStatus::Inactive;
+        r.put_developer(inactive);
         r.add_app("e@example.com", App::new("other")).unwrap();
         assert_eq!(r.client("k").unwrap().app.name, "renamed");
+        assert_eq!(Registry::check_client(&r.client("k").unwrap(), 0), Ok(()));
+        // The app handed to that (inactive) developer: its credential follows it.
+        let mut moved = App::new("renamed");
+        moved.id = app.clone();
+        r.add_app("e@example.com", moved).unwrap();
+        let client = r.client("k").unwrap();
+        assert_eq!(client.developer.email, "e@example.com");
+        assert_eq!(
+            Registry::check_client(&client, 0),
+            Err(ClientRefusal::DeveloperInactive)
+        );
     }
 
     #[test]
