@@ -404,6 +404,51 @@ fn memory_store_reclaims_expired_tokens_and_codes() {
 }
 
 #[test]
+fn of_concurrent_revocations_of_one_token_exactly_one_wins() {
+    for round in 0..20u64 {
+        let store = MemoryStore::new();
+        let hash = TokenHash::of(format!("t{round}").as_bytes());
+        store.put_tokens(&[(hash, record(100, Some(4000)))]);
+        let won: usize = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..4u64)
+                .map(|i| {
+                    let store = &store;
+                    s.spawn(move || usize::from(store.revoke_token(&hash, 200 + i)))
+                })
+                .collect();
+            tries.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(won, 1, "round {round}");
+        assert!(store.get_token(&hash).unwrap().revoked_at.is_some());
+        assert!(!store.revoke_token(&hash, 300));
+    }
+}
+
+#[test]
+fn concurrent_attribute_writes_to_one_token_are_all_kept() {
+    let store = MemoryStore::new();
+    let hash = TokenHash::of(b"t");
+    store.put_tokens(&[(hash, record(100, Some(4000)))]);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..50 {
+                    let set = [(format!("a{t}-{i}"), "v".to_owned())];
+                    assert!(store.set_attributes(&hash, &set).is_some());
+                }
+            });
+        }
+    });
+    assert_eq!(store.get_token(&hash).unwrap().attributes.len(), 200);
+    assert!(
+        store
+            .set_attributes(&TokenHash::of(b"other"), &[])
+            .is_none()
+    );
+}
+
+#[test]
 fn memory_store_reclaims_by_itself() {
     let s = MemoryStore::new();
     for i in 0..3000u64 {
