@@ -99,6 +99,14 @@ enum Node<H> {
     EqIgnoreCase { lhs: H, rhs: Arg<H> },
     /// `=|`: plain, case-sensitive string prefix. Null on either side is false.
     StartsWith { lhs: H, rhs: Arg<H>, negate: bool },
+    /// A glob that is a literal prefix and then any run of characters
+    /// (`MatchesPath "/v1/orders/**"`, `Matches "abc*"`): a prefix test. A null left side
+    /// does not match.
+    Prefix {
+        lhs: H,
+        prefix: Box<str>,
+        negate: bool,
+    },
     /// `~`, `~/`: a hand-written glob. A null left side does not match.
     Glob {
         lhs: H,
@@ -169,12 +177,31 @@ impl<H> Arg<H> {
 }
 
 impl<H> Node<H> {
+    /// Connectives recurse; a leaf under one is evaluated in line (`child`), so a chain of
+    /// comparisons costs one call, not one per comparison.
     fn eval<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
         match self {
+            Node::All(children) => children.iter().all(|c| c.child(vars)),
+            Node::Any(children) => children.iter().any(|c| c.child(vars)),
+            Node::Not(inner) => !inner.child(vars),
+            leaf => leaf.leaf(vars),
+        }
+    }
+
+    #[inline(always)]
+    fn child<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
+        match self {
+            Node::All(_) | Node::Any(_) | Node::Not(_) => self.eval(vars),
+            leaf => leaf.leaf(vars),
+        }
+    }
+
+    #[inline(always)]
+    fn leaf<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
+        match self {
             Node::Const(b) => *b,
-            Node::All(children) => children.iter().all(|c| c.eval(vars)),
-            Node::Any(children) => children.iter().any(|c| c.eval(vars)),
-            Node::Not(inner) => !inner.eval(vars),
+            // Connectives go through `eval`; `child` never passes them here.
+            Node::All(_) | Node::Any(_) | Node::Not(_) => self.eval(vars),
             Node::Truthy(h) => truthy(vars.get(h)),
             Node::Relate { lhs, rel, rhs } => relate(*rel, vars.get(lhs), rhs.get(vars)),
             Node::EqText { lhs, text } => match vars.get(lhs) {
@@ -186,6 +213,11 @@ impl<H> Node<H> {
             Node::StartsWith { lhs, rhs, negate } => {
                 starts_with(vars.get(lhs), rhs.get(vars)) != *negate
             }
+            Node::Prefix {
+                lhs,
+                prefix,
+                negate,
+            } => with_text(vars.get(lhs), |s| pattern::starts_with(s, prefix)) != *negate,
             Node::Glob { lhs, glob, negate } => {
                 with_text(vars.get(lhs), |s| glob.is_match(s)) != *negate
             }
@@ -219,6 +251,22 @@ fn eq_ignore_case_values(lhs: Value<'_>, rhs: Value<'_>) -> bool {
 /// `=|` on the string forms of both sides; null or object on either side is false.
 fn starts_with(lhs: Value<'_>, rhs: Value<'_>) -> bool {
     with_text(lhs, |l| with_text(rhs, |r| pattern::starts_with(l, r)))
+}
+
+/// The node of a compiled glob: a prefix test when that is all the pattern asks.
+fn glob_node<H>(lhs: H, glob: Glob, negate: bool) -> Node<H> {
+    match glob.as_prefix() {
+        Some(prefix) => Node::Prefix {
+            lhs,
+            prefix: prefix.into(),
+            negate,
+        },
+        None => Node::Glob {
+            lhs,
+            glob: Box::new(glob),
+            negate,
+        },
+    }
 }
 
 /// Compiles `cond` (parsed from `source`) against `resolver`.
@@ -346,20 +394,12 @@ impl<R: Resolve> Compiler<'_, '_, R> {
             }
             Op::Matches => {
                 let pattern = self.pattern_literal(c)?;
-                return Ok(Node::Glob {
-                    lhs,
-                    glob: Box::new(Glob::matches(pattern)),
-                    negate,
-                });
+                return Ok(glob_node(lhs, Glob::matches(pattern), negate));
             }
             Op::MatchesPath => {
                 let pattern = self.pattern_literal(c)?;
                 let glob = Glob::matches_path(pattern).map_err(|e| self.path_error(c, &e))?;
-                return Ok(Node::Glob {
-                    lhs,
-                    glob: Box::new(glob),
-                    negate,
-                });
+                return Ok(glob_node(lhs, glob, negate));
             }
             Op::JavaRegex => {
                 let pattern = self.pattern_literal(c)?;
