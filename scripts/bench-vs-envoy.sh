@@ -136,10 +136,9 @@ gateway_pid=$!
   --base-id "$BASE_PORT" >"$work/envoy.out" 2>&1 &
 pids+=($!)
 envoy_pid=$!
-floor_workers=()
-[ -n "${WORKERS:-}" ] && floor_workers=(--workers "$WORKERS")
+# The same --workers as the gateway: both serve thread per core.
 "$bin/examples/plain_proxy" --listen "$FLOOR" --backend "$BACKEND" --prefix /http \
-  "${floor_workers[@]}" >"$work/floor.out" 2>&1 &
+  "${workers[@]}" >"$work/floor.out" 2>&1 &
 pids+=($!)
 floor_pid=$!
 for p in "$BASE_PORT" "${GATEWAY##*:}" "$ENVOY_PORT" "${FLOOR##*:}"; do wait_port "$p"; done

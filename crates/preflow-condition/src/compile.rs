@@ -97,11 +97,12 @@ enum Node<H> {
     IsNull { lhs: H, negate: bool },
     /// `:=`: like `=`, comparing string forms case-insensitively.
     EqIgnoreCase { lhs: H, rhs: Arg<H> },
-    /// `=|`: plain, case-sensitive string prefix. Null on either side is false.
+    /// `=|` against a variable or a literal that is not a string: plain, case-sensitive
+    /// prefix of string forms. Null on either side is false.
     StartsWith { lhs: H, rhs: Arg<H>, negate: bool },
-    /// A glob that is a literal prefix and then any run of characters
-    /// (`MatchesPath "/v1/orders/**"`, `Matches "abc*"`): a prefix test. A null left side
-    /// does not match.
+    /// A prefix test against a literal: `=| "text"`, and a glob that is a literal prefix
+    /// and then any run of characters (`MatchesPath "/v1/orders/**"`, `Matches "abc*"`).
+    /// A null left side does not match.
     Prefix {
         lhs: H,
         prefix: Box<str>,
@@ -177,31 +178,23 @@ impl<H> Arg<H> {
 }
 
 impl<H> Node<H> {
-    /// Connectives recurse; a leaf under one is evaluated in line (`child`), so a chain of
-    /// comparisons costs one call, not one per comparison.
+    /// Connectives recurse through this function; the comparisons under them are
+    /// evaluated in line ([`Node::in_line`]), so a chain of comparisons costs one call, not
+    /// one per comparison.
     fn eval<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
         match self {
-            Node::All(children) => children.iter().all(|c| c.child(vars)),
-            Node::Any(children) => children.iter().any(|c| c.child(vars)),
-            Node::Not(inner) => !inner.child(vars),
-            leaf => leaf.leaf(vars),
+            Node::All(children) => children.iter().all(|c| c.in_line(vars)),
+            Node::Any(children) => children.iter().any(|c| c.in_line(vars)),
+            Node::Not(inner) => !inner.in_line(vars),
+            leaf => leaf.in_line(vars),
         }
     }
 
     #[inline(always)]
-    fn child<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
+    fn in_line<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
         match self {
             Node::All(_) | Node::Any(_) | Node::Not(_) => self.eval(vars),
-            leaf => leaf.leaf(vars),
-        }
-    }
-
-    #[inline(always)]
-    fn leaf<V: Variables<Handle = H>>(&self, vars: &V) -> bool {
-        match self {
             Node::Const(b) => *b,
-            // Connectives go through `eval`; `child` never passes them here.
-            Node::All(_) | Node::Any(_) | Node::Not(_) => self.eval(vars),
             Node::Truthy(h) => truthy(vars.get(h)),
             Node::Relate { lhs, rel, rhs } => relate(*rel, vars.get(lhs), rhs.get(vars)),
             Node::EqText { lhs, text } => match vars.get(lhs) {
@@ -386,10 +379,13 @@ impl<R: Resolve> Compiler<'_, '_, R> {
                 rhs: self.arg(&c.rhs),
             },
             Op::StartsWith => {
-                return Ok(Node::StartsWith {
-                    lhs,
-                    rhs: self.arg(&c.rhs),
-                    negate,
+                return Ok(match self.arg(&c.rhs) {
+                    Arg::Lit(Lit::String(prefix)) => Node::Prefix {
+                        lhs,
+                        prefix,
+                        negate,
+                    },
+                    rhs => Node::StartsWith { lhs, rhs, negate },
                 });
             }
             Op::Matches => {
