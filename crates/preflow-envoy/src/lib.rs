@@ -323,6 +323,14 @@ impl Stream {
         let Some(mut ex) = self.ex.take() else {
             return self.internal("response without an exchange");
         };
+        // Nothing of the engine touches this answer: Envoy sends it unchanged.
+        if !h.end_of_stream && self.host.gateway().pass_response(&mut ex, parts.status) {
+            self.status = Some(parts.status.as_u16());
+            self.ex = Some(ex);
+            return reply(processing_response::Response::ResponseHeaders(
+                HeadersResponse::default(),
+            ));
+        }
         let upstream = parts.headers.clone();
         let upstream_status = parts.status;
         if h.end_of_stream {

@@ -15,7 +15,9 @@
 //! * `upstream_request_filter`: the upstream request becomes the engine's target request
 //!   (method, path and query, headers, `Host`).
 //! * `response_filter`: the response flows run on the back end's head, and the head sent
-//!   to the client is the engine's; the body streams through. When a response policy
+//!   to the client is the engine's; the body streams through. When nothing of the engine
+//!   touches the answer ([`preflow::Gateway::pass_response`]: no response step, a status
+//!   below 400…), the back end's head goes out as it came, as plain Pingora sends it. When a response policy
 //!   needs the response body (the engine decides when the gateway is built, and says so
 //!   in the Forward step), the target call is made whole from `request_filter` instead
 //!   and the answer written there; when a response flow replaces the answer (a fault),
@@ -411,12 +413,8 @@ impl ProxyHttp for PreflowProxy {
             .path_and_query()
             .cloned()
             .map_or_else(|| http::Uri::from_static("/"), http::Uri::from);
+        // The engine gave the target's `Host` already.
         head.headers = req.headers().clone();
-        if let Some(authority) = req.uri().authority() {
-            let host = http::HeaderValue::from_str(authority.as_str())
-                .map_err(|_| internal("the target authority is not a header value"))?;
-            head.headers.insert(http::header::HOST, host);
-        }
         if let Some(body) = &ctx.body {
             head.headers.remove(http::header::TRANSFER_ENCODING);
             head.headers.insert(
@@ -453,6 +451,11 @@ impl ProxyHttp for PreflowProxy {
         let Some(ex) = ctx.ex.as_deref_mut() else {
             return Ok(());
         };
+        // Nothing of the engine touches this answer: the back end's head goes out as it came.
+        if self.host.gateway().pass_response(ex, upstream.status) {
+            ctx.status = upstream.status.as_u16();
+            return Ok(());
+        }
         // The back end's head moves into the engine and the engine's answer moves back:
         // no copies of the header maps. The framing headers are kept for a streamed body.
         let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);

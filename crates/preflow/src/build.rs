@@ -260,12 +260,16 @@ impl Cx<'_> {
         };
         let conn = match url.parse::<http::Uri>() {
             Ok(uri) => match (uri.scheme().cloned(), uri.authority().cloned()) {
-                (Some(scheme), Some(authority)) => CConn::Url {
-                    base: uri.path().trim_end_matches('/').to_owned(),
-                    address: literal_address(&authority),
-                    url,
-                    scheme,
-                    authority,
+                (Some(scheme), Some(authority)) => match crate::compiled::host_value(&authority) {
+                    Some(host) => CConn::Url {
+                        base: uri.path().trim_end_matches('/').to_owned(),
+                        address: literal_address(&authority),
+                        url,
+                        scheme,
+                        authority,
+                        host,
+                    },
+                    None => CConn::Unusable(format!("the target url `{url}` has no valid host")),
                 },
                 _ => CConn::Unusable(format!("the target url `{url}` is not absolute")),
             },

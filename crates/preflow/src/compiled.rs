@@ -130,6 +130,8 @@ pub(crate) enum CConn {
         url: String,
         scheme: http::uri::Scheme,
         authority: http::uri::Authority,
+        /// The authority as the target request's `Host`, made once.
+        host: http::HeaderValue,
         base: String,
         /// The socket address, when the authority's host is an IP literal.
         address: Option<std::net::SocketAddr>,
@@ -260,6 +262,12 @@ pub(crate) fn target_url<'a>(g: &'a Inner, ex: &'a Exchange) -> Option<&'a str> 
         ex.target_url_cache
             .get_or_init(|| join_url(url, ex.path_suffix(), ex.req_query())),
     )
+}
+
+/// The `Host` header of a target request to `authority` (always a valid header value, as
+/// an authority's characters are a subset of a header value's).
+pub(crate) fn host_value(authority: &http::uri::Authority) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_str(authority.as_str()).ok()
 }
 
 pub(crate) fn join_url(base: &str, suffix: &str, query: Option<&str>) -> String {

@@ -300,6 +300,10 @@ pub struct Exchange {
     pub(crate) request_streamed: bool,
     /// The host gave the target response's head alone.
     pub(crate) response_streamed: bool,
+    /// The answer is the back end's error response (status 400 and above) given as its
+    /// head alone, and no step of the error flow has run: its body streams to the client,
+    /// as Apigee passes a target's error on when no fault rule handles it.
+    pub(crate) target_error_streams: bool,
     /// Whether a target answered the exchange's target call.
     pub(crate) target_answered: bool,
     /// Set when the request's headers moved into the forwarded request: whether faults
@@ -332,7 +336,9 @@ impl Exchange {
     /// run on the head, and if [`streams_response_body`](Self::streams_response_body)
     /// holds at [`Step::Respond`] the host sends the back end's body after the answered
     /// head. Give error responses (status 400 and above) whole, with
-    /// [`target_response`](Self::target_response): the error flow may read them.
+    /// [`target_response`](Self::target_response), when the host can: the error flow may
+    /// read them. Given as a head, an error response's body still follows when no step
+    /// of the error flow runs, but a fault rule's steps and conditions see no content.
     pub fn target_response_head(&mut self, result: Result<http::response::Parts, TargetError>) {
         self.response_streamed = result.is_ok();
         self.target_result =
@@ -350,9 +356,11 @@ impl Exchange {
     }
 
     /// Whether the final response's body is the back end's, still to be streamed by the
-    /// host: the response head was given alone and no fault replaced the response.
+    /// host: the response head was given alone and no fault replaced the response (a
+    /// back end's error status that no step of the error flow acted on leaves it the back
+    /// end's).
     pub fn streams_response_body(&self) -> bool {
-        self.response_streamed && self.fault.is_none()
+        self.response_streamed && (self.fault.is_none() || self.target_error_streams)
     }
 
     /// Hands the request body asked for by [`Step::ReadBody`] to the exchange.

@@ -305,6 +305,23 @@ impl Gateway {
         crate::engine::run(&self.inner, ex)
     }
 
+    /// For a host that streams ([`Exchange::enable_streaming`]) and has the back end's
+    /// response head of a [`Step::Forward`] whose `stream_response_body` holds: whether
+    /// that head goes to the client unchanged, with the back end's body after it. It does
+    /// when nothing of the engine would touch the response: a status below 400, no step
+    /// in any response segment of the flows the request chose, no PostClientFlow, no
+    /// header a policy left for the response, no trace, no load balancer or API provider
+    /// waiting on the outcome (decided without reading a header).
+    ///
+    /// When it returns true the exchange is done, as if the empty response flows had
+    /// run on the head: [`variable`](Self::variable) reads the response's status (not
+    /// its headers), and the host sends the head as it came (the hop-by-hop headers are
+    /// the host's to handle, as for any streamed answer). When it returns false nothing
+    /// changed: give the head with [`Exchange::target_response_head`] and step.
+    pub fn pass_response(&self, ex: &mut Exchange, status: http::StatusCode) -> bool {
+        crate::engine::pass_response(&self.inner, ex, status)
+    }
+
     /// The health checks the host runs for the load balancers' `<HealthMonitor>`s: one
     /// per server and monitor, each with its interval. Report each result with
     /// [`report_health`](Self::report_health).

@@ -225,3 +225,142 @@ fn a_streamed_response_keeps_the_back_ends_framing_unless_a_fault_replaces_it() 
     assert!(!ex.streams_response_body());
     assert_eq!(r.status(), 500);
 }
+
+fn backend_head(status: u16) -> http::response::Parts {
+    http::Response::builder()
+        .status(status)
+        .header("content-length", "11")
+        .header("x-backend", "b")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0
+}
+
+/// A streaming exchange to its target call, then the engine's answer to the back end's
+/// head with `status`.
+fn answer_to_head(g: &Gateway, status: u16) -> (Exchange, http::Response<Bytes>) {
+    let mut ex = begin(g, true);
+    forward(g, &mut ex);
+    ex.target_response_head(Ok(backend_head(status)));
+    match g.step(&mut ex) {
+        Step::Respond(r) => (ex, r),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_answer_no_response_step_touches_passes_as_the_engine_would_have_sent_it() {
+    let g = gateway(&proxy("", ""), &target(&step("SA"), ""));
+    let read = |ex: &Exchange| {
+        [
+            "response.status.code",
+            "current.flow.name",
+            "proxy.flow.name",
+            "target.name",
+            "apiproxy.name",
+            "fault.name",
+            "response.header.x-backend",
+        ]
+        .map(|v| g.variable(ex, v))
+    };
+    // The engine's own path: the head given, the response flows stepped through.
+    let mut walked = begin(&g, true);
+    let (t, _) = forward(&g, &mut walked);
+    assert!(t.stream_response_body);
+    walked.target_response_head(Ok(backend_head(201)));
+    let Step::Respond(r) = g.step(&mut walked) else {
+        panic!()
+    };
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-backend"], "b");
+
+    // Passed: the same exchange state, without a head handed over.
+    let mut passed = begin(&g, true);
+    forward(&g, &mut passed);
+    assert!(g.pass_response(&mut passed, http::StatusCode::CREATED));
+    assert!(passed.streams_response_body());
+    assert_eq!(read(&passed), read(&walked));
+    assert_eq!(
+        g.variable(&passed, "response.status.code").as_deref(),
+        Some("201")
+    );
+    // Done: a further step is the engine's internal error, as after a Respond.
+    let (Step::Respond(a), Step::Respond(b)) = (g.step(&mut passed), g.step(&mut walked)) else {
+        panic!()
+    };
+    assert_eq!((a.status(), a.body()), (b.status(), b.body()));
+}
+
+#[test]
+fn an_answer_the_engine_may_touch_does_not_pass() {
+    // A response step.
+    let g = gateway(&proxy(&step("SetHeader"), ""), &target("", ""));
+    let mut ex = begin(&g, true);
+    forward(&g, &mut ex);
+    assert!(!g.pass_response(&mut ex, http::StatusCode::OK));
+    // Left as it was: the head goes through the flow.
+    ex.target_response_head(Ok(backend_head(200)));
+    let Step::Respond(r) = g.step(&mut ex) else {
+        panic!()
+    };
+    assert_eq!(r.headers()["x-a"], "1");
+    assert_eq!(r.headers()["x-backend"], "b");
+
+    // An error status: the error flow decides.
+    let g = gateway(&proxy("", ""), &target("", ""));
+    let mut ex = begin(&g, true);
+    forward(&g, &mut ex);
+    assert!(!g.pass_response(&mut ex, http::StatusCode::BAD_GATEWAY));
+    ex.target_response(Ok(http::Response::from_parts(
+        backend_head(502),
+        Bytes::from_static(b"upstream down"),
+    )));
+    let Step::Respond(r) = g.step(&mut ex) else {
+        panic!()
+    };
+    assert_eq!(r.status(), 502);
+
+    // A host that does not stream, and an exchange not yet at the target call.
+    let mut ex = begin(&g, false);
+    forward(&g, &mut ex);
+    assert!(!g.pass_response(&mut ex, http::StatusCode::OK));
+    let mut ex = begin(&g, true);
+    assert!(!g.pass_response(&mut ex, http::StatusCode::OK));
+
+    // A PostClientFlow reads the response after it is sent.
+    let with_post_client = proxy("", "").replace(
+        "<RouteRule",
+        "<PostClientFlow><Response><Step><Name>SA</Name></Step></Response></PostClientFlow><RouteRule",
+    );
+    let g = gateway(&with_post_client, &target("", ""));
+    let mut ex = begin(&g, true);
+    forward(&g, &mut ex);
+    assert!(!g.pass_response(&mut ex, http::StatusCode::OK));
+}
+
+#[test]
+fn a_back_ends_error_given_as_a_head_streams_its_body_unless_an_error_step_runs() {
+    // No fault rule: the back end's error goes on as it came, its body streamed.
+    let g = gateway(&proxy("", ""), &target("", ""));
+    let (ex, r) = answer_to_head(&g, 404);
+    assert_eq!(r.status(), 404);
+    assert!(ex.streams_response_body());
+    assert_eq!(r.headers()["content-length"], "11");
+    assert_eq!(r.headers()["x-backend"], "b");
+    assert_eq!(
+        g.variable(&ex, "fault.name").as_deref(),
+        Some("ErrorResponseCode")
+    );
+
+    // A fault rule of the target endpoint whose step runs: its answer, not the back end's
+    // body.
+    let with_rule = target("", "").replace(
+        "<HTTPTargetConnection>",
+        r#"<FaultRules><FaultRule name="r"><Step><Name>SA</Name></Step><Condition>fault.name = "ErrorResponseCode"</Condition></FaultRule></FaultRules><HTTPTargetConnection>"#,
+    );
+    let g = gateway(&proxy("", ""), &with_rule);
+    let (ex, r) = answer_to_head(&g, 404);
+    assert_eq!(r.status(), 404);
+    assert!(!ex.streams_response_body());
+}

@@ -157,42 +157,68 @@ fn copy_dir(from: &Path, to: &Path, edit: &dyn Fn(String) -> String) {
     }
 }
 
-/// A proxy at `/whole` in `dir` forwarding to `backend`'s `/http/v1/test`, whose response
-/// flow may set the payload (an AssignMessage): the engine then takes the back end's
-/// response whole.
-pub fn whole_api(dir: &Path, backend: SocketAddr) -> PathBuf {
-    let root = dir.join("whole");
+/// A bundle `name` in `dir` serving `base_path` and forwarding to `url`, with
+/// `response_policies` (name and XML) as the steps of its response PostFlow. Returns the
+/// bundle's folder.
+pub fn forwarding_api(
+    dir: &Path,
+    name: &str,
+    base_path: &str,
+    url: &str,
+    response_policies: &[(&str, &str)],
+) -> PathBuf {
+    let root = dir.join(name);
     let api = root.join("apiproxy");
     for sub in ["proxies", "targets", "policies"] {
         std::fs::create_dir_all(api.join(sub)).unwrap();
     }
+    let steps: String = response_policies
+        .iter()
+        .map(|(n, _)| format!("<Step><Name>{n}</Name></Step>"))
+        .collect();
     std::fs::write(
         api.join("proxies/default.xml"),
-        r#"<ProxyEndpoint name="default">
-  <PostFlow name="PostFlow"><Response><Step><Name>AM-Whole</Name></Step></Response></PostFlow>
-  <HTTPProxyConnection><BasePath>/whole</BasePath></HTTPProxyConnection>
+        format!(
+            r#"<ProxyEndpoint name="default">
+  <PostFlow name="PostFlow"><Response>{steps}</Response></PostFlow>
+  <HTTPProxyConnection><BasePath>{base_path}</BasePath></HTTPProxyConnection>
   <RouteRule name="t"><TargetEndpoint>default</TargetEndpoint></RouteRule>
-</ProxyEndpoint>"#,
+</ProxyEndpoint>"#
+        ),
     )
     .unwrap();
     std::fs::write(
         api.join("targets/default.xml"),
         format!(
             r#"<TargetEndpoint name="default">
-  <HTTPTargetConnection><URL>http://{backend}/http/v1/test</URL></HTTPTargetConnection>
+  <HTTPTargetConnection><URL>{url}</URL></HTTPTargetConnection>
 </TargetEndpoint>"#
         ),
     )
     .unwrap();
-    std::fs::write(
-        api.join("policies/AM-Whole.xml"),
-        r#"<AssignMessage name="AM-Whole">
+    for (n, xml) in response_policies {
+        std::fs::write(api.join(format!("policies/{n}.xml")), xml).unwrap();
+    }
+    root
+}
+
+/// A proxy at `/whole` in `dir` forwarding to `backend`'s `/http/v1/test`, whose response
+/// flow may set the payload (an AssignMessage): the engine then takes the back end's
+/// response whole.
+pub fn whole_api(dir: &Path, backend: SocketAddr) -> PathBuf {
+    forwarding_api(
+        dir,
+        "whole",
+        "/whole",
+        &format!("http://{backend}/http/v1/test"),
+        &[(
+            "AM-Whole",
+            r#"<AssignMessage name="AM-Whole">
   <Set><Headers><Header name="X-Whole">{response.content}</Header></Headers></Set>
   <AssignTo createNew="false" transport="http" type="response"/>
 </AssignMessage>"#,
+        )],
     )
-    .unwrap();
-    root
 }
 
 /// Through the `/whole` proxy ([`whole_api`]): the response flow reads the back end's
@@ -229,6 +255,48 @@ pub fn whole_scenario(host: &str, addr: SocketAddr, backend: &Backend, log: &dyn
             format!("{}\n{}\nback end got: {last}", r.head, r.body),
         );
     }
+}
+
+/// A proxy at `/plain` in `dir` forwarding to `backend`'s `/http/v1/test`, with no step on
+/// the response: the back end's answer passes as it came (`Gateway::pass_response`).
+pub fn plain_api(dir: &Path, backend: SocketAddr) -> PathBuf {
+    forwarding_api(
+        dir,
+        "plain",
+        "/plain",
+        &format!("http://{backend}/http/v1/test"),
+        &[],
+    )
+}
+
+/// Through the `/plain` proxy ([`plain_api`]): the back end's status, headers and body
+/// reach the client, for a success and for an error status. Returns the success for
+/// host-specific checks.
+pub fn plain_scenario(host: &str, addr: SocketAddr, log: &dyn Fn() -> String) -> Raw {
+    let r = get(addr, "/plain/hello", "");
+    if r.status != 200
+        || r.body != HELLO
+        || r.header("x-backend").as_deref() != Some("seed")
+        || r.header("content-length").as_deref() != Some("22")
+    {
+        panic!(
+            "{host}: answer with no response step: {}\n{}\n--- {host} log ---\n{}",
+            r.head,
+            r.body,
+            log()
+        );
+    }
+    // The back end's error, which no fault rule handles, goes on with its body.
+    let e = get(addr, "/plain/missing", "");
+    if e.status != 404 || e.body != "Not found" {
+        panic!(
+            "{host}: the back end's 404 with its body: {}\n{}\n--- {host} log ---\n{}",
+            e.head,
+            e.body,
+            log()
+        );
+    }
+    r
 }
 
 /// A free port on 127.0.0.1 (for programs that cannot be given port 0).

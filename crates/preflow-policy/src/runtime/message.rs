@@ -59,7 +59,9 @@ pub struct Timeouts {
 /// the exchange (`Exchange::target_response` in the engine).
 #[derive(Debug)]
 pub struct Target {
-    /// The request, with an absolute URI (`scheme://authority/path?query`).
+    /// The request, with an absolute URI (`scheme://authority/path?query`). A target
+    /// endpoint's call carries that authority as its `Host` header, in place of the
+    /// client's.
     pub request: http::Request<Bytes>,
     /// Timeouts configured on the target endpoint.
     pub timeouts: Timeouts,

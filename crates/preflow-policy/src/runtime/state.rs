@@ -67,6 +67,11 @@ impl ExchangeState {
         self.api_keys.last().map(|(_, k)| k)
     }
 
+    /// Whether policies left headers for the final response ([`finish_response`](Self::finish_response)).
+    pub fn has_response_headers(&self) -> bool {
+        !self.response_headers.is_empty()
+    }
+
     /// Adds the headers policies left for the final response to `m`.
     pub fn finish_response(&self, m: &mut super::Message) {
         for (n, v) in &self.response_headers {

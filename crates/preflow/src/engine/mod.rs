@@ -302,6 +302,7 @@ fn answer_with(ex: &mut Exchange, mut fault: Fault) {
     if fault.state.is_empty() {
         fault.state = ex.stage.state_name();
     }
+    ex.target_error_streams = false;
     ex.response = Some(fault.render(faults_as_xml(ex)));
     record_fault(ex, &fault);
     ex.fault = Some(Box::new(fault));
@@ -552,6 +553,8 @@ fn run_step(g: &Inner, ex: &mut Exchange, bundle: usize, step: &CStep) -> Option
     if !ex.ran.contains(&at) {
         ex.ran.push(at);
     }
+    // A step may change the answer: the back end's error body no longer follows it.
+    ex.target_error_streams = false;
     let outcome = policy.run(&mut PolicyContext { g, ex, at });
     handle(g, ex, at, outcome)
 }
@@ -734,7 +737,59 @@ fn to_response(m: Message) -> http::Response<Bytes> {
     r
 }
 
-/// Drives `ex` until the host has work.
+/// Finishes `ex` on the back end's response head when nothing of the engine would touch
+/// it (see [`Gateway::pass_response`](crate::Gateway::pass_response)): a streamed,
+/// successful answer, no step in any response segment of the chosen flows, no
+/// PostClientFlow, no header kept for the response, no trace, no load balancer or API
+/// provider waiting on the outcome. Otherwise `ex` is left as it was.
+pub(crate) fn pass_response(g: &Inner, ex: &mut Exchange, status: StatusCode) -> bool {
+    let plain = ex.stage == Stage::AwaitTarget
+        && ex.streaming
+        && ex.trace.is_none()
+        && ex.local.is_none()
+        && ex.callout.is_none()
+        && ex.balance.is_none()
+        && ex.target_result.is_none()
+        && !ex.body_pending
+        && status.as_u16() < 400
+        && !ex.state.has_response_headers();
+    if !plain {
+        return false;
+    }
+    // A provider's refused token is retried from the status: only with a provider.
+    if g.target_endpoint(ex)
+        .is_some_and(|t| matches!(t.auth, crate::provider::TargetAuth::ClientCredentials(_)))
+    {
+        return false;
+    }
+    let has_post_client = g
+        .proxy_endpoint(ex)
+        .and_then(|p| p.post_client.as_ref())
+        .is_some_and(|f| !f.response.is_empty());
+    if has_post_client {
+        return false;
+    }
+    let mut seg = Seg::TargetResp(Part::Pre);
+    loop {
+        if !seg_steps(g, ex, seg).is_empty() {
+            return false;
+        }
+        match next_seg(seg) {
+            Some(n) => seg = n,
+            None => break,
+        }
+    }
+    // As if the empty segments had been walked: the last one is the current flow.
+    if enter_one(g, ex, seg).is_err() {
+        return false;
+    }
+    ex.target_answered = true;
+    ex.response_streamed = true;
+    ex.response = Some(Message::response(status));
+    ex.stage = Stage::Done;
+    true
+}
+
 /// Deepest chain of local target calls (a proxy whose target is a proxy …).
 const MAX_LOCAL_DEPTH: u8 = 4;
 
@@ -924,6 +979,8 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                     if m.status.as_u16() >= 400 {
                         ex.response = Some(m.clone());
                         enter_error(g, ex, faults::error_response_code(m));
+                        // Given as a head: its body follows unless an error step runs.
+                        ex.target_error_streams = ex.response_streamed;
                     } else {
                         ex.response = Some(m);
                         if let Err(f) = enter_seg(g, ex, Seg::TargetResp(Part::Pre)) {
@@ -1148,6 +1205,8 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     let mut balanced = None;
     // The endpoint's own URL, when its host is an IP literal: the address to connect to.
     let mut address = None;
+    // The target's authority becomes the request's `Host`, as Apigee sends it.
+    let mut host = None;
     let uri = match (&ex.target_url, target.map(|t| &t.conn)) {
         // A URL set by a route rule or a policy.
         (Some(url), _) => match url.parse::<http::Uri>() {
@@ -1191,10 +1250,12 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
                 authority,
                 base,
                 address: literal,
+                host: value,
                 ..
             }),
         ) => {
             address = *literal;
+            host = Some(value.clone());
             let suffix = ex.path_suffix();
             let query = ex.req_query();
             let empty = base.is_empty() && suffix.is_empty();
@@ -1259,6 +1320,7 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             return None;
         }
     };
+    let host = host.or_else(|| uri.authority().and_then(crate::compiled::host_value));
     let mut req = http::Request::new(ex.request.body.clone());
     *req.method_mut() = ex.request.method.clone();
     *req.uri_mut() = uri;
@@ -1269,14 +1331,16 @@ fn forward(g: &Inner, ex: &mut Exchange) -> Option<Step> {
     } else {
         ex.request.headers.clone()
     };
-    let (mut host, mut content_length) = (false, false);
-    for k in headers.keys() {
-        host |= *k == http::header::HOST;
-        content_length |= *k == http::header::CONTENT_LENGTH;
+    // The client's `Host` named this gateway: replaced in place (a local target has none).
+    match host {
+        Some(h) => {
+            headers.insert(http::header::HOST, h);
+        }
+        None => {
+            headers.remove(http::header::HOST);
+        }
     }
-    if host {
-        headers.remove(http::header::HOST);
-    }
+    let content_length = headers.contains_key(http::header::CONTENT_LENGTH);
     let len = ex.request.body.len();
     if stream_request {
         // The client's framing stays: its body follows as it arrives.
@@ -1459,6 +1523,7 @@ pub(crate) fn begin_in(
         streaming: false,
         request_streamed: false,
         response_streamed: false,
+        target_error_streams: false,
         xml_faults: None,
     }
 }
