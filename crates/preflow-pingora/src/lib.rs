@@ -1,14 +1,15 @@
 //! A Pingora [`ProxyHttp`] that runs preflow API proxies: [`PreflowProxy`] drives one
 //! [`preflow::Exchange`] per request through Pingora's phases.
 //!
-//! * `request_filter`: the exchange begins from the head; a [`Step::Respond`]
-//!   (a missing token, a spike arrest, a RaiseFault, a token endpoint's answer) is
-//!   written here and the back end never sees the request. The body is read only when
-//!   the engine asks (and then forwarded from Pingora's retry buffer, at most 64 KiB;
-//!   larger ones get 413).
-//! * `upstream_peer`: the [`Step::Forward`]'s target: address from its URL (taken as is
-//!   when the engine worked it out for an IP-literal URL, `Target::address`), TLS and SNI
-//!   for `https` (certificates verified unless the target's `<SSLInfo>` says
+//! * `request_filter`: the exchange begins from the head; a
+//!   [`Step::Respond`](preflow::Step::Respond) (a missing token, a spike arrest, a
+//!   RaiseFault, a token endpoint's answer) is written here and the back end never sees
+//!   the request. The body is read only when the engine asks (and then forwarded from
+//!   Pingora's retry buffer, at most 64 KiB; larger ones get 413).
+//! * `upstream_peer`: the [`Step::Forward`](preflow::Step::Forward)'s target: address
+//!   from its URL (taken as is when the engine worked it out for an IP-literal URL,
+//!   `Target::address`), TLS and SNI for `https` (certificates verified unless the
+//!   target's `<SSLInfo>` says
 //!   `IgnoreValidationErrors`; against the `<TrustStore>` it names, presenting the
 //!   `<KeyStore>` it names, from the host's [`preflow_host::TlsStores`]), the target's
 //!   connect timeout and its I/O timeout as Pingora's read and write timeouts.
@@ -17,11 +18,13 @@
 //! * `response_filter`: the response flows run on the back end's head, and the head sent
 //!   to the client is the engine's; the body streams through. When nothing of the engine
 //!   touches the answer ([`preflow::Gateway::pass_response`]: no response step, a status
-//!   below 400…), the back end's head goes out as it came, as plain Pingora sends it. When a response policy
-//!   needs the response body (the engine decides when the gateway is built, and says so
-//!   in the Forward step), the target call is made whole from `request_filter` instead
-//!   and the answer written there; when a response flow replaces the answer (a fault),
-//!   `response_body_filter` sends the engine's body in place of the back end's.
+//!   below 400…), the back end's head goes out as it came, as plain Pingora sends it. A
+//!   back end's error status runs the error flow on the head; its body follows unless a
+//!   step of the error flow ran. When a response policy needs the response body (the
+//!   engine decides when the gateway is built, and says so in the Forward step), the
+//!   target call is made whole from `request_filter` instead and the answer written
+//!   there; when a response flow replaces the answer (a fault), `response_body_filter`
+//!   sends the engine's body in place of the back end's.
 //! * Store steps, pauses and side calls (ServiceCallout, API provider tokens) are
 //!   answered by [`preflow_host::Host`]; store steps go to the same Redis driver as
 //!   `preflow serve --redis`.
