@@ -148,11 +148,20 @@ impl GatewayHandler {
                                 Ok(Upstreamed::Whole(r)) => ex.target_response(Ok(r)),
                                 Ok(Upstreamed::Head(parts, s)) => {
                                     streamed = Some(super::listener::Streamed::new(s, idle));
+                                    // Until the head: the body's time is the client's.
+                                    target_time =
+                                        Some(target_time.unwrap_or_default() + began.elapsed());
+                                    // Nothing of the engine touches this answer: the back
+                                    // end's head (hop-by-hop headers already stripped) goes
+                                    // out as it came.
+                                    if gateway.pass_response(&mut ex, parts.status) {
+                                        break Response::from_parts(parts, Bytes::new());
+                                    }
                                     ex.target_response_head(Ok(parts));
+                                    continue;
                                 }
                                 Err(e) => ex.target_response(Err(e)),
                             }
-                            // Until the head: the body's time is the client's.
                             target_time = Some(target_time.unwrap_or_default() + began.elapsed());
                             continue;
                         }
