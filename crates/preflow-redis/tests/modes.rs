@@ -30,6 +30,7 @@ const REQUESTS: usize = 300;
 /// were admitted in total and the count Redis holds at the end.
 async fn two_instances(mode: Mode, key: &str) -> (u64, u64) {
     let server = server();
+    common::clear_of_the_hour(std::time::Duration::from_secs(30)).await;
     let quota =
         Arc::new(Quota::new(QuotaConfig::new(LIMIT, NonZeroU32::MIN, TimeUnit::Hour)).unwrap());
     let admitted = Arc::new(AtomicU64::new(0));
@@ -108,6 +109,7 @@ async fn asynchronous_mode_overshoots_by_at_most_one_flush_interval_of_the_other
 #[tokio::test]
 async fn local_mode_counts_per_instance_and_leaves_redis_alone() {
     let server = server();
+    common::clear_of_the_hour(std::time::Duration::from_secs(30)).await;
     let quota = Quota::new(QuotaConfig::new(10, NonZeroU32::MIN, TimeUnit::Hour)).unwrap();
     let a = Counters::new(store(&server).await);
     let b = Counters::new(store(&server).await);

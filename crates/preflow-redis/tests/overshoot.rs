@@ -26,6 +26,7 @@ use preflow_redis::{CounterPolicy, Counters, Mode};
 /// Runs `k` instances for `steps` steps; returns the total admitted.
 async fn run(k: usize, limit: u64, per_step: u64, flush_every: usize, steps: usize) -> u64 {
     let server = server();
+    common::clear_of_the_hour(std::time::Duration::from_secs(30)).await;
     let quota = Quota::new(QuotaConfig::new(limit, NonZeroU32::MIN, TimeUnit::Hour)).unwrap();
     let mut instances = Vec::new();
     for _ in 0..k {

@@ -111,6 +111,7 @@ async fn spike_arrest_key_expires_with_its_tat() {
 async fn quota_of_100_across_two_clients_admits_exactly_100() {
     let server = server();
     let clients = [store(&server).await, store(&server).await];
+    common::clear_of_the_hour(std::time::Duration::from_secs(30)).await;
     let quota =
         Arc::new(Quota::new(QuotaConfig::new(100, NonZeroU32::MIN, TimeUnit::Hour)).unwrap());
     let admitted = Arc::new(AtomicU64::new(0));

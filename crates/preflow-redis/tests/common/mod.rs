@@ -37,6 +37,17 @@ pub fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
 }
 
+/// Waits, if need be, until the next hour starts more than `span` from now: a test whose
+/// hourly quota counts over `span` of wall-clock time then stays in one window (one
+/// running across the hour would see its count start again).
+pub async fn clear_of_the_hour(span: std::time::Duration) {
+    let into_hour = std::time::Duration::from_secs(now_secs() % 3600);
+    let left = std::time::Duration::from_secs(3600).saturating_sub(into_hour);
+    if left <= span {
+        tokio::time::sleep(left + std::time::Duration::from_secs(1)).await;
+    }
+}
+
 pub fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
