@@ -144,13 +144,13 @@ impl GatewayHandler {
                         let began = std::time::Instant::now();
                         if target.stream_request_body || target.stream_response_body {
                             let idle = target.timeouts.io.unwrap_or(DEFAULT_IO_TIMEOUT);
-                            match self.forward_streaming(target, &mut body).await {
+                            let answer = self.forward_streaming(target, &mut body).await;
+                            // Until the head: the body's time is the client's.
+                            target_time = Some(target_time.unwrap_or_default() + began.elapsed());
+                            match answer {
                                 Ok(Upstreamed::Whole(r)) => ex.target_response(Ok(r)),
                                 Ok(Upstreamed::Head(parts, s)) => {
                                     streamed = Some(super::listener::Streamed::new(s, idle));
-                                    // Until the head: the body's time is the client's.
-                                    target_time =
-                                        Some(target_time.unwrap_or_default() + began.elapsed());
                                     // Nothing of the engine touches this answer: the back
                                     // end's head (hop-by-hop headers already stripped) goes
                                     // out as it came.
@@ -158,11 +158,9 @@ impl GatewayHandler {
                                         break Response::from_parts(parts, Bytes::new());
                                     }
                                     ex.target_response_head(Ok(parts));
-                                    continue;
                                 }
                                 Err(e) => ex.target_response(Err(e)),
                             }
-                            target_time = Some(target_time.unwrap_or_default() + began.elapsed());
                             continue;
                         }
                         let result = self.forward(target).await;

@@ -762,11 +762,7 @@ pub(crate) fn pass_response(g: &Inner, ex: &mut Exchange, status: StatusCode) ->
     {
         return false;
     }
-    let has_post_client = g
-        .proxy_endpoint(ex)
-        .and_then(|p| p.post_client.as_ref())
-        .is_some_and(|f| !f.response.is_empty());
-    if has_post_client {
+    if has_post_client(g, ex) {
         return false;
     }
     let mut seg = Seg::TargetResp(Part::Pre);
@@ -788,6 +784,14 @@ pub(crate) fn pass_response(g: &Inner, ex: &mut Exchange, status: StatusCode) ->
     ex.response = Some(Message::response(status));
     ex.stage = Stage::Done;
     true
+}
+
+/// Whether the proxy endpoint's PostClientFlow has steps (it reads the response after
+/// the answer is handed over).
+fn has_post_client(g: &Inner, ex: &Exchange) -> bool {
+    g.proxy_endpoint(ex)
+        .and_then(|p| p.post_client.as_ref())
+        .is_some_and(|f| !f.response.is_empty())
 }
 
 /// Deepest chain of local target calls (a proxy whose target is a proxy …).
@@ -1001,10 +1005,7 @@ fn advance(g: &Inner, ex: &mut Exchange) -> Option<Step> {
             None
         }
         Stage::Respond => {
-            let has_post_client = g
-                .proxy_endpoint(ex)
-                .and_then(|p| p.post_client.as_ref())
-                .is_some_and(|f| !f.response.is_empty());
+            let has_post_client = has_post_client(g, ex);
             // PostClientFlow (and a trace) still read the response; otherwise its head and
             // body move to the host and only the status line stays for later reads.
             let keep = has_post_client || ex.trace.is_some();
